@@ -1,0 +1,40 @@
+# r13 — the two set-up commands are `make serve` and `make test`.
+# Everything installs into ./.venv; the C core is rebuilt when csrc/ changes.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.r13-installed
+NATIVE := r13core/.native-built
+CSRC   := $(wildcard csrc/*.c csrc/*.h csrc/build_native.py) r13core/_version.py
+
+.PHONY: serve test build lint check-c clean
+
+serve: build
+	$(VENV)/bin/r13 serve
+
+test: build
+	bash tests/run.sh
+
+build: $(NATIVE)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml setup.py | $(PY)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# An editable install does not rebuild C on its own: do it when a source is newer.
+$(NATIVE): $(STAMP) $(CSRC)
+	$(PY) setup.py --quiet build_ext --inplace
+	touch $@
+
+lint: build
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf build r13core/_native* $(NATIVE) *.egg-info

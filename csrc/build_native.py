@@ -1,0 +1,132 @@
+"""cffi build script for r13core._native (out-of-line API mode).
+
+Kept out of the shipped package: setup.py names it in ``cffi_modules``.
+The module embeds the package version and a hash of the C sources so that
+``r13core._ffi`` can refuse a stale build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+from cffi import FFI
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SOURCES = ["errors.c", "shm.c", "record.c", "ratelimit.c", "frames.c"]
+
+
+def package_version() -> str:
+    text = (ROOT / "r13core" / "_version.py").read_text()
+    match = re.search(r'__version__\s*=\s*"([^"]+)"', text)
+    if match is None:
+        raise RuntimeError("r13core/_version.py has no __version__")
+    return match.group(1)
+
+
+def source_hash(csrc: Path = HERE) -> str:
+    """Hash of every C source and header (what a rebuild would compile)."""
+    digest = hashlib.sha256()
+    for path in sorted(csrc.glob("*.[ch]")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+CDEF = """
+enum r13_error {
+    R13_OK, R13_EINVAL, R13_ERANGE, R13_EVERSION, R13_EMODE, R13_ESIZE, R13_EIO,
+    R13_ESHM, R13_EFULL, R13_ETRUNC, R13_ETYPE, R13_ELONG, R13_EBUFSZ, R13_EUTF8,
+    R13_EVALUE, R13_ECLOCK, ...
+};
+#define R13_RECORD_SIZE ...
+#define R13_FRAME_MAX ...
+
+typedef struct r13_config {
+    uint8_t version;
+    uint32_t registry_hash;
+    uint32_t feature_flags;
+    uint8_t terminal_mode;
+    uint8_t rows;
+    uint8_t cols;
+    uint8_t reserved;
+} r13_config;
+typedef struct r13_record { ...; } r13_record;
+typedef struct r13_snapshot {
+    uint64_t generation;
+    uint8_t bytes[13];
+} r13_snapshot;
+typedef struct r13_limiter { uint32_t slots; ...; } r13_limiter;
+typedef struct r13_decision {
+    int allowed;
+    uint32_t remaining;
+    uint64_t reset_ns;
+    uint64_t retry_after_ns;
+} r13_decision;
+typedef struct r13_frame {
+    uint8_t type;
+    uint8_t offset;
+    uint8_t bit;
+    uint8_t on;
+    uint8_t topic;
+    uint16_t code;
+    uint32_t generation;
+    uint32_t seq;
+    uint64_t sent_ns;
+    const uint8_t *data;
+    size_t data_len;
+} r13_frame;
+
+const char *r13_strerror(int code);
+extern const char r13_build_version[];
+extern const char r13_build_source_hash[];
+
+int r13_config_pack(const r13_config *cfg, uint8_t *out);
+int r13_config_unpack(const uint8_t *in, r13_config *out);
+int r13_config_validate(const uint8_t *in);
+
+int r13_record_open(r13_record *rec, const char *dir, const uint8_t *defaults);
+int r13_record_close(r13_record *rec);
+int r13_record_read(const r13_record *rec, r13_snapshot *out);
+int r13_record_generation(const r13_record *rec, uint64_t *out);
+int r13_record_write(r13_record *rec, size_t offset, const uint8_t *data,
+                     size_t len, r13_snapshot *out);
+int r13_record_set_bit(r13_record *rec, unsigned bit, int on, r13_snapshot *out);
+int r13_record_replace(r13_record *rec, const uint8_t *bytes, r13_snapshot *out);
+int r13_record_save(r13_record *rec);
+
+int r13_limiter_open(r13_limiter *lim, const char *dir, const char *name,
+                     uint32_t slots);
+int r13_limiter_close(r13_limiter *lim);
+int r13_limiter_check(r13_limiter *lim, const uint8_t *key, size_t keylen,
+                      uint32_t capacity, uint64_t window_ms, uint32_t cost,
+                      uint64_t now_ns, r13_decision *out);
+int r13_limiter_reset(r13_limiter *lim, const uint8_t *key, size_t keylen);
+int r13_limiter_stats(r13_limiter *lim, uint64_t now_ns, uint32_t *used,
+                      uint32_t *busy);
+int r13_monotonic_ns(uint64_t *out);
+
+int r13_frame_decode(const uint8_t *buf, size_t len, int direction,
+                     r13_frame *out);
+int r13_frame_encode(const r13_frame *f, int direction, uint8_t *out,
+                     size_t cap, size_t *written);
+"""
+
+ffibuilder = FFI()
+ffibuilder.cdef(CDEF)
+ffibuilder.set_source(
+    "r13core._native",
+    '#include "r13.h"\n'
+    f'const char r13_build_version[] = "{package_version()}";\n'
+    f'const char r13_build_source_hash[] = "{source_hash()}";\n',
+    sources=[str((HERE / name).relative_to(ROOT)) for name in SOURCES],
+    include_dirs=[str(HERE.relative_to(ROOT))],
+    extra_compile_args=["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+    libraries=["rt", "pthread"],
+    py_limited_api=True,
+)
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)

@@ -1,0 +1,224 @@
+/*
+ * r13.h — the one public header of the r13 C core.
+ *
+ * Three parts, each in its own .c file:
+ *   record.c    the 13-byte record: its file and its live copy in shared memory
+ *   ratelimit.c a shared-memory GCRA rate limiter, exact across processes
+ *   frames.c    the binary frame codec of the live channel (r13.v1)
+ * plus shm.c, the attach/rebuild logic both shared-memory parts use, and
+ * errors.c, the error table.
+ *
+ * Conventions: every entry point returns 0 (R13_OK) or a negative R13_E* code.
+ * Callers allocate every struct and buffer; nothing allocated here is handed
+ * to the caller to free. No global mutable state.
+ */
+#ifndef R13_H
+#define R13_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- errors ------------------------------------------------------------ */
+
+#define R13_ERRORS(X)                                                           \
+    X(R13_OK, 0, "ok")                                                          \
+    X(R13_EINVAL, -1, "invalid argument")                                       \
+    X(R13_ERANGE, -2, "offset or length out of range")                          \
+    X(R13_EVERSION, -3, "unsupported record version")                           \
+    X(R13_EMODE, -4, "terminal mode out of range")                              \
+    X(R13_ESIZE, -5, "record file does not hold exactly 13 bytes")              \
+    X(R13_EIO, -6, "I/O error (errno says which)")                              \
+    X(R13_ESHM, -7, "shared memory could not be set up (errno says why)")       \
+    X(R13_EFULL, -8, "rate limiter table is full of busy entries")              \
+    X(R13_ETRUNC, -9, "frame is shorter than its type requires")                \
+    X(R13_ETYPE, -10, "unknown frame type")                                     \
+    X(R13_ELONG, -11, "frame is longer than its type allows")                   \
+    X(R13_EBUFSZ, -12, "output buffer too small")                               \
+    X(R13_EUTF8, -13, "text is not valid UTF-8")                                \
+    X(R13_EVALUE, -14, "field value out of range")                              \
+    X(R13_ECLOCK, -15, "monotonic clock unavailable or out of range")
+
+#define R13__ERRENUM(name, value, text) name = value,
+enum r13_error { R13_ERRORS(R13__ERRENUM) R13__ERR_LAST = -16 };
+#undef R13__ERRENUM
+
+/* Static text for a code; never NULL. */
+const char *r13_strerror(int code);
+
+/* ---- shared-memory segments (shm.c) ------------------------------------ */
+
+/* A segment tied to one data dir; fields are private (see r13_internal.h). */
+typedef struct r13__shm {
+    void *addr;
+    size_t size;
+    int users_fd;   /* shared flock held while attached */
+    int init_fd;    /* exclusive flock held only while (de)attaching */
+    int fresh;      /* 1 when this attach created the segment */
+    char name[64];  /* POSIX shm name */
+} r13__shm;
+
+/* ---- the 13-byte record (record.c) ------------------------------------- */
+
+#define R13_RECORD_SIZE 13
+#define R13_RECORD_VERSION 1
+#define R13_OFF_VERSION 0
+#define R13_OFF_REGISTRY 1
+#define R13_OFF_FLAGS 5
+#define R13_OFF_TERMMODE 9
+#define R13_OFF_ROWS 10
+#define R13_OFF_COLS 11
+#define R13_OFF_RESERVED 12
+#define R13_TERMMODE_MAX 2
+
+/* The unpacked record. */
+typedef struct r13_config {
+    uint8_t version;
+    uint32_t registry_hash;
+    uint32_t feature_flags;
+    uint8_t terminal_mode;
+    uint8_t rows;
+    uint8_t cols;
+    uint8_t reserved;
+} r13_config;
+
+/* Pure functions on bytes: no shared state. */
+int r13_config_pack(const r13_config *cfg, uint8_t out[R13_RECORD_SIZE]);
+int r13_config_unpack(const uint8_t in[R13_RECORD_SIZE], r13_config *out);
+/* 0 when the 13 bytes are a valid record, else R13_EVERSION / R13_EMODE. */
+int r13_config_validate(const uint8_t in[R13_RECORD_SIZE]);
+
+/*
+ * An open record: the file <dir>/config.r13 and the live copy in shared
+ * memory, shared by every process that opens the same directory.
+ * Fields are private; the caller only allocates the struct.
+ */
+typedef struct r13_record {
+    r13__shm seg;     /* the live copy */
+    int file_fd;      /* config.r13, O_RDWR; -1 when closed */
+} r13_record;
+
+/* A consistent copy of the live record. */
+typedef struct r13_snapshot {
+    uint64_t generation;
+    uint8_t bytes[R13_RECORD_SIZE];
+} r13_snapshot;
+
+/*
+ * Open the record of data dir `dir` (NUL-terminated path; the dir must exist).
+ * If config.r13 is absent it is created from `defaults` (validated) and made
+ * durable. If it has another size: R13_ESIZE. If no other process has the
+ * live copy open, it is rebuilt from the file. On error nothing stays open.
+ */
+int r13_record_open(r13_record *rec, const char *dir,
+                    const uint8_t defaults[R13_RECORD_SIZE]);
+/* Unmap and close; safe to call twice. */
+int r13_record_close(r13_record *rec);
+/* Lock-free read of the live record; never torn, never waits for writers. */
+int r13_record_read(const r13_record *rec, r13_snapshot *out);
+/* Just the generation number (increases on every change). */
+int r13_record_generation(const r13_record *rec, uint64_t *out);
+/*
+ * Writers. Each validates the resulting record (R13_EVERSION/R13_EMODE/
+ * R13_ERANGE leave everything unchanged), publishes it to the live copy,
+ * and pwrites all 13 bytes to the file (no fsync). On success `out` (may be
+ * NULL) receives the new snapshot.
+ */
+int r13_record_write(r13_record *rec, size_t offset, const uint8_t *data,
+                     size_t len, r13_snapshot *out);
+int r13_record_set_bit(r13_record *rec, unsigned bit, int on, r13_snapshot *out);
+int r13_record_replace(r13_record *rec, const uint8_t bytes[R13_RECORD_SIZE],
+                       r13_snapshot *out);
+/* fsync the file: makes the last write durable. */
+int r13_record_save(r13_record *rec);
+
+/* ---- the rate limiter (ratelimit.c) ------------------------------------ */
+
+typedef struct r13_limiter {
+    r13__shm seg;
+    uint32_t slots;    /* number of slots (power of two) */
+} r13_limiter;
+
+/* Result of one check. Times are in nanoseconds from `now`. */
+typedef struct r13_decision {
+    int allowed;            /* 1 admitted, 0 refused */
+    uint32_t remaining;     /* requests still admitted right now */
+    uint64_t reset_ns;      /* until the bucket is full again */
+    uint64_t retry_after_ns;/* 0 when allowed; else until one is admitted */
+} r13_decision;
+
+/*
+ * Open (creating if needed) the limiter table `name` (a short [a-z0-9_-]
+ * name) of data dir `dir` with `slots` slots (power of two, 64..2^24).
+ * Processes opening the same dir and name share one table. An existing
+ * table with another slot count is rebuilt only when nobody has it open;
+ * otherwise its own slot count is used.
+ */
+int r13_limiter_open(r13_limiter *lim, const char *dir, const char *name,
+                     uint32_t slots);
+int r13_limiter_close(r13_limiter *lim);
+/*
+ * One request of `cost` for `key` against a bucket of `capacity` requests
+ * refilled over `window_ms`. `now_ns` is a CLOCK_MONOTONIC time, or 0 to
+ * read the clock. Exact across processes (lock-free CAS on one word per key).
+ * When the table is full of busy entries: R13_EFULL, with `out` filled as a
+ * refusal whose retry_after_ns says when a slot frees up.
+ */
+int r13_limiter_check(r13_limiter *lim, const uint8_t *key, size_t keylen,
+                      uint32_t capacity, uint64_t window_ms, uint32_t cost,
+                      uint64_t now_ns, r13_decision *out);
+/* Forget `key` (e.g. on unblock): its bucket is full again. */
+int r13_limiter_reset(r13_limiter *lim, const uint8_t *key, size_t keylen);
+/* Number of slots holding a key, and of those busy at now_ns (0 = clock). */
+int r13_limiter_stats(r13_limiter *lim, uint64_t now_ns, uint32_t *used,
+                      uint32_t *busy);
+/* CLOCK_MONOTONIC in ns (what the limiter uses). */
+int r13_monotonic_ns(uint64_t *out);
+
+/* ---- the frame codec (frames.c) ---------------------------------------- */
+
+#define R13_FRAME_CONFIG 0x01
+#define R13_FRAME_FEATURE 0x02
+#define R13_FRAME_HEARTBEAT 0x03
+#define R13_FRAME_ERROR 0x04
+#define R13_FRAME_BROADCAST 0x05
+#define R13_FRAME_MAX 65536  /* largest frame, type byte included */
+
+/* Direction: which side sent the frame (0x01 has two payload shapes). */
+#define R13_FROM_CLIENT 0
+#define R13_FROM_SERVER 1
+
+/*
+ * One decoded frame. Which fields are set depends on `type` and direction:
+ *   CONFIG from client: offset, data/data_len (1..13, offset+len <= 13)
+ *   CONFIG from server: generation, record (data/data_len = 13)
+ *   FEATURE:            bit (0..31), on (0/1)
+ *   HEARTBEAT:          sent_ns, seq
+ *   ERROR:              code, data/data_len (UTF-8 message)
+ *   BROADCAST:          topic, data/data_len (UTF-8 JSON text)
+ * `data` points into the decoded buffer: valid while that buffer is.
+ */
+typedef struct r13_frame {
+    uint8_t type;
+    uint8_t offset;
+    uint8_t bit;
+    uint8_t on;
+    uint8_t topic;
+    uint16_t code;
+    uint32_t generation;
+    uint32_t seq;
+    uint64_t sent_ns;
+    const uint8_t *data;
+    size_t data_len;
+} r13_frame;
+
+/* Decode exactly `len` bytes. Any input: a frame or a negative code. */
+int r13_frame_decode(const uint8_t *buf, size_t len, int direction,
+                     r13_frame *out);
+/*
+ * Encode `f` (as sent in `direction`) into out[cap]; *written gets the size.
+ * R13_EBUFSZ when cap is too small; nothing is read past data_len.
+ */
+int r13_frame_encode(const r13_frame *f, int direction, uint8_t *out,
+                     size_t cap, size_t *written);
+
+#endif /* R13_H */

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Every test: lint, types, then pytest (unit, property, multi-process,
+# sanitizer build of the C core, end-to-end). Called by `make test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+V=.venv/bin
+$V/ruff check .
+$V/ruff format --check .
+$V/mypy
+$V/python -m pytest "$@"
