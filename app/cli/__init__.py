@@ -1,0 +1,49 @@
+"""The `r13` command line.
+
+Each area is a module with ``register(subparsers)``; a handler returns the
+exit status. Errors the user can fix print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from app.cli import config_cmd, serve_cmd
+from r13core.errors import R13Error
+
+MODULES = [config_cmd, serve_cmd]
+
+
+class UsageError(Exception):
+    """A one-line error for the user; exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="r13", description="r13, a private npm registry")
+    parser.add_argument(
+        "--data",
+        default=os.environ.get("R13_DATA", "var"),
+        help="data dir (default: $R13_DATA or ./var)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in MODULES:
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        status: int = args.handler(args)
+    except (UsageError, R13Error, OSError) as exc:
+        print(f"r13: {exc}", file=sys.stderr)
+        return 2
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""`r13 config show|set|enable|disable|export|import` on a data dir."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import sys
+from pathlib import Path
+
+from r13core.config import RECORD_SIZE, Config13, ConfigStore, Feature, TerminalMode, field_name
+from r13core.errors import InvalidValue
+from r13core.settings import Settings
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("config", help="show or change the 13-byte record")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("show", help="fields, flags by name and hex bytes").set_defaults(
+        handler=show
+    )
+    s = actions.add_parser("set", help="set FIELD to VALUE")
+    s.add_argument("field")
+    s.add_argument("value")
+    s.set_defaults(handler=set_field)
+    for name, on in (("enable", True), ("disable", False)):
+        e = actions.add_parser(name, help=f"{name} a feature flag")
+        e.add_argument("flag")
+        e.set_defaults(handler=toggle, on=on)
+    x = actions.add_parser("export", help="print the record")
+    x.add_argument("--format", choices=("hex", "base64", "bin"), default="hex")
+    x.set_defaults(handler=export)
+    i = actions.add_parser(
+        "import", help="replace the record from FILE (hex, base64 or 13 raw bytes; - = stdin)"
+    )
+    i.add_argument("file")
+    i.set_defaults(handler=import_)
+
+
+def _open(args: argparse.Namespace) -> ConfigStore:
+    data = Path(args.data)
+    if not data.is_dir():
+        data.mkdir(parents=True, exist_ok=True)
+    return ConfigStore(data, defaults=Config13.defaults(Settings.from_env().public_url))
+
+
+def render(cfg: Config13) -> str:
+    """The record as `r13 config show` prints it."""
+    raw = cfg.to_bytes()
+    lines = [
+        f"version        {cfg.version}",
+        f"registryHash   0x{cfg.registry_hash:08x} ({cfg.registry_hash})",
+        f"featureFlags   0x{cfg.feature_flags:08x}",
+    ]
+    for flag in Feature:
+        lines.append(f"  {'on ' if cfg.has(flag) else 'off'} {flag.name}")
+    extra = cfg.feature_flags & ~0xFF
+    if extra:
+        lines.append(f"  reserved bits 0x{extra:08x}")
+    lines += [
+        f"terminalMode   {cfg.terminal_mode} ({TerminalMode(cfg.terminal_mode).name.lower()})",
+        f"rows           {cfg.rows}",
+        f"cols           {cfg.cols}",
+        f"reserved       {cfg.reserved}",
+        f"hex            {' '.join(f'{b:02x}' for b in raw)}",
+    ]
+    return "\n".join(lines)
+
+
+def show(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        print(render(store.read()))
+    return 0
+
+
+def _parse_value(name: str, text: str) -> int:
+    if name == "terminal_mode" and not text.strip().lstrip("-").isdigit():
+        try:
+            return int(TerminalMode[text.strip().upper()])
+        except KeyError:
+            raise InvalidValue(f"terminalMode must be 0..2 or off/line/raw, not {text!r}") from None
+    try:
+        return int(text.strip(), 0)
+    except ValueError:
+        raise InvalidValue(f"{name}: {text!r} is not a number") from None
+
+
+def set_field(args: argparse.Namespace) -> int:
+    name = field_name(args.field)
+    value = _parse_value(name, args.value)
+    with _open(args) as store:
+        store.set_field(name, value)
+        store.save()
+        print(render(store.read()))
+    return 0
+
+
+def toggle(args: argparse.Namespace) -> int:
+    flag = Feature.parse(args.flag)
+    with _open(args) as store:
+        store.set_feature(flag, args.on)
+        store.save()
+        print(f"{flag.name} {'enabled' if args.on else 'disabled'}")
+    return 0
+
+
+def export(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        raw = store.read_bytes()
+    if args.format == "bin":
+        sys.stdout.buffer.write(raw)
+    elif args.format == "base64":
+        print(base64.b64encode(raw).decode())
+    else:
+        print(raw.hex())
+    return 0
+
+
+def decode_import(blob: bytes) -> bytes:
+    """13 raw bytes, or their hex or base64 text."""
+    if len(blob) == RECORD_SIZE:
+        return blob
+    text = blob.decode("ascii", "replace").strip().replace(" ", "")
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        try:
+            raw = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raw = b""
+    if len(raw) != RECORD_SIZE:
+        raise InvalidValue(f"import needs a {RECORD_SIZE}-byte record (raw, hex or base64)")
+    return raw
+
+
+def import_(args: argparse.Namespace) -> int:
+    blob = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    record = Config13.from_bytes(decode_import(blob))
+    with _open(args) as store:
+        store.replace(record)
+        store.save()
+        print(render(store.read()))
+    return 0

@@ -1,0 +1,62 @@
+"""One table from r13core's domain errors to HTTP statuses.
+
+Every error leaves as JSON ``{"error": "..."}``; nothing leaves as HTML or a
+stack trace.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import falcon
+
+from r13core import errors
+
+log = logging.getLogger("r13.app")
+
+# Most specific first: the first isinstance match wins.
+STATUS_OF: list[tuple[type[Exception], str]] = [
+    (errors.RecordFileError, falcon.HTTP_500),
+    (errors.InvalidValue, falcon.HTTP_400),
+    (errors.LimiterFull, falcon.HTTP_429),
+]
+
+
+def _send(resp: falcon.Response, status: str, message: str) -> None:
+    resp.status = status
+    resp.content_type = falcon.MEDIA_JSON
+    resp.data = json.dumps({"error": message}).encode()
+
+
+def handle_domain_error(
+    req: falcon.Request, resp: falcon.Response, ex: Exception, params: dict[str, Any]
+) -> None:
+    for kind, status in STATUS_OF:
+        if isinstance(ex, kind):
+            _send(resp, status, str(ex))
+            return
+    _send(resp, falcon.HTTP_500, "internal error")
+
+
+def handle_http_error(
+    req: falcon.Request, resp: falcon.Response, ex: falcon.HTTPError, params: dict[str, Any]
+) -> None:
+    _send(resp, str(ex.status), ex.description or ex.title or "error")
+    if ex.headers:
+        resp.set_headers(ex.headers)
+
+
+def handle_unexpected(
+    req: falcon.Request, resp: falcon.Response, ex: Exception, params: dict[str, Any]
+) -> None:
+    log.exception("unhandled error on %s %s", req.method, req.path)
+    _send(resp, falcon.HTTP_500, "internal error")
+
+
+def install(app: falcon.App[falcon.Request, falcon.Response]) -> None:
+    """Register the handlers (falcon tries the most specific class first)."""
+    app.add_error_handler(Exception, handle_unexpected)
+    app.add_error_handler(falcon.HTTPError, handle_http_error)
+    app.add_error_handler(errors.R13Error, handle_domain_error)

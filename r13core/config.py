@@ -1,0 +1,463 @@
+"""The 13-byte record: its value type and its live, shared store.
+
+Layout (DESIGN.md §2), integers little-endian::
+
+    0x00 version u8 (1)         0x09 terminalMode u8 (0 off, 1 line, 2 raw)
+    0x01 registryHash u32       0x0A rows u8
+    0x05 featureFlags u32       0x0B cols u8
+                                0x0C reserved u8 (preserved as written)
+
+:class:`Config13` is the immutable value with a pure-Python codec (the
+oracle for the C one). :class:`ConfigStore` is the live record of a data
+dir: every process that opens the same dir shares one copy in shared
+memory (lock-free reads, a generation number that grows on every change)
+backed by ``<data>/config.r13``. :class:`PyConfigStore` is the pure-Python
+twin (file only, no shared memory), kept as the bench baseline.
+"""
+
+from __future__ import annotations
+
+import enum
+import fcntl
+import os
+import struct
+import threading
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, NamedTuple, Self
+
+from r13core._ffi import check, ffi, lib
+from r13core.errors import InvalidValue, RecordFileError
+
+RECORD_SIZE: Final = 13
+RECORD_VERSION: Final = 1
+RECORD_FILE: Final = "config.r13"
+_LAYOUT = struct.Struct("<BIIBBBB")
+
+
+class Feature(enum.IntFlag):
+    """Bits of ``featureFlags``. Bits 8-31 are reserved and preserved."""
+
+    PREMIUM_TYPES = 1 << 0
+    PRIVATE_REGISTRY = 1 << 1
+    DEBUG = 1 << 2
+    PROXY_MODE = 1 << 3
+    BINARY_PROTOCOL = 1 << 4
+    CACHE_ENABLED = 1 << 5
+    METRICS = 1 << 6
+    LOGGING = 1 << 7
+
+    @classmethod
+    def parse(cls, name: str) -> Feature:
+        """The flag called ``name`` (any case, ``-`` or ``_``); else InvalidValue."""
+        key = name.strip().upper().replace("-", "_")
+        try:
+            return cls[key]
+        except KeyError:
+            known = ", ".join(f.name or "" for f in cls)
+            raise InvalidValue(f"unknown flag {name!r} (known: {known})") from None
+
+
+class TerminalMode(enum.IntEnum):
+    """What the admin terminal accepts."""
+
+    OFF = 0
+    LINE = 1
+    RAW = 2
+
+
+DEFAULT_FEATURES: Final = (
+    Feature.PRIVATE_REGISTRY | Feature.CACHE_ENABLED | Feature.METRICS | Feature.LOGGING
+)
+
+# Field name -> (offset, size in bytes, maximum value).
+FIELDS: Final[dict[str, tuple[int, int, int]]] = {
+    "version": (0x00, 1, 0xFF),
+    "registry_hash": (0x01, 4, 0xFFFFFFFF),
+    "feature_flags": (0x05, 4, 0xFFFFFFFF),
+    "terminal_mode": (0x09, 1, 0xFF),
+    "rows": (0x0A, 1, 0xFF),
+    "cols": (0x0B, 1, 0xFF),
+    "reserved": (0x0C, 1, 0xFF),
+}
+# The names DESIGN.md uses, accepted everywhere a field is named.
+_ALIASES: Final = {
+    "registryhash": "registry_hash",
+    "featureflags": "feature_flags",
+    "terminalmode": "terminal_mode",
+    "flags": "feature_flags",
+}
+
+
+def field_name(name: str) -> str:
+    """Canonical field name for ``name`` (``terminalMode`` -> ``terminal_mode``)."""
+    key = name.strip().replace("-", "_")
+    if key in FIELDS:
+        return key
+    folded = key.replace("_", "").lower()
+    if folded in _ALIASES:
+        return _ALIASES[folded]
+    for canonical in FIELDS:
+        if canonical.replace("_", "") == folded:
+            return canonical
+    raise InvalidValue(f"unknown field {name!r} (known: {', '.join(FIELDS)})")
+
+
+def fnv1a32(text: str) -> int:
+    """FNV-1a 32-bit of ``text`` as UTF-8: the default registry identity."""
+    h = 0x811C9DC5
+    for byte in text.encode():
+        h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return h
+
+
+class _Fields(NamedTuple):
+    version: int
+    registry_hash: int
+    feature_flags: int
+    terminal_mode: int
+    rows: int
+    cols: int
+    reserved: int
+
+
+_FIELD_NAMES: Final = _Fields._fields
+_LIMITS: Final = tuple(FIELDS[name][2] for name in _FIELD_NAMES)
+
+
+class Config13(_Fields):
+    """One decoded record: an immutable value with named fields.
+
+    Construction validates every field (InvalidValue otherwise). Records that
+    the C core already validated are decoded without a second check.
+    """
+
+    __slots__ = ()
+
+    def __new__(
+        cls,
+        version: int = RECORD_VERSION,
+        registry_hash: int = 0,
+        feature_flags: int = int(DEFAULT_FEATURES),
+        terminal_mode: int = int(TerminalMode.LINE),
+        rows: int = 24,
+        cols: int = 80,
+        reserved: int = 0,
+    ) -> Self:
+        values = (version, registry_hash, feature_flags, terminal_mode, rows, cols, reserved)
+        for name, value, limit in zip(_FIELD_NAMES, values, _LIMITS, strict=True):
+            if type(value) is not int or not 0 <= value <= limit:
+                raise InvalidValue(f"{name} must be an integer in 0..{limit}, not {value!r}")
+        if version != RECORD_VERSION:
+            raise InvalidValue(f"version must be {RECORD_VERSION}, not {version}")
+        if terminal_mode > TerminalMode.RAW:
+            raise InvalidValue(f"terminal_mode must be 0..2, not {terminal_mode}")
+        return tuple.__new__(cls, values)
+
+    @classmethod
+    def _trusted(cls, data: bytes) -> Config13:
+        # Only for bytes the C core has validated.
+        return tuple.__new__(cls, _LAYOUT.unpack(data))
+
+    def _replace(self, **changes: Any) -> Self:  # validate, unlike NamedTuple's
+        values = self._asdict()
+        values.update(changes)
+        return type(self)(**values)
+
+    @classmethod
+    def defaults(cls, public_url: str | None = None) -> Config13:
+        """The record a new data dir starts with."""
+        return cls(registry_hash=fnv1a32(public_url) if public_url else 0)
+
+    @classmethod
+    def from_bytes(cls, data: bytes | bytearray | memoryview) -> Config13:
+        """Decode 13 bytes (pure Python); InvalidValue if they are not a record."""
+        if len(data) != RECORD_SIZE:
+            raise InvalidValue(f"a record is {RECORD_SIZE} bytes, not {len(data)}")
+        return cls(*_LAYOUT.unpack(bytes(data)))
+
+    def to_bytes(self) -> bytes:
+        """Encode as the 13 bytes of the record (pure Python)."""
+        return _LAYOUT.pack(
+            self.version,
+            self.registry_hash,
+            self.feature_flags,
+            self.terminal_mode,
+            self.rows,
+            self.cols,
+            self.reserved,
+        )
+
+    @property
+    def features(self) -> Feature:
+        """The known flags that are on (reserved bits are kept in feature_flags)."""
+        return Feature(self.feature_flags & 0xFF)
+
+    def has(self, flag: Feature) -> bool:
+        """Whether every bit of ``flag`` is on."""
+        return self.feature_flags & flag == flag
+
+    def with_feature(self, flag: Feature, on: bool) -> Config13:
+        """A copy with ``flag`` turned on or off."""
+        flags = self.feature_flags | flag if on else self.feature_flags & ~flag
+        return self._replace(feature_flags=flags & 0xFFFFFFFF)
+
+    def with_field(self, name: str, value: int) -> Config13:
+        """A copy with field ``name`` (any spelling) set to ``value``, validated."""
+        return self._replace(**{field_name(name): value})
+
+    def as_dict(self) -> dict[str, Any]:
+        """Fields, flags by name and hex bytes, as the API and CLI show them."""
+        return {
+            "version": self.version,
+            "registryHash": self.registry_hash,
+            "featureFlags": self.feature_flags,
+            "features": {f.name: self.has(f) for f in Feature},
+            "terminalMode": self.terminal_mode,
+            "rows": self.rows,
+            "cols": self.cols,
+            "reserved": self.reserved,
+            "hex": self.to_bytes().hex(),
+        }
+
+
+def validate_record(data: bytes) -> None:
+    """Pure-Python twin of ``r13_config_validate``."""
+    Config13.from_bytes(data)
+
+
+def _check_write(offset: int, data: bytes) -> None:
+    if not data or offset < 0 or offset + len(data) > RECORD_SIZE:
+        raise InvalidValue(
+            f"write of {len(data)} byte(s) at offset {offset} does not fit the "
+            f"{RECORD_SIZE}-byte record"
+        )
+
+
+class ConfigStore:
+    """The live record of ``data_dir``, shared by every process that opens it.
+
+    ``config.r13`` is created from ``defaults`` when absent; a file of any
+    other size raises :class:`RecordFileError`. Reads are lock-free and take
+    nanoseconds; each update is validated, published to every process at
+    once and written to the file (``save()`` fsyncs it). Safe to share
+    between threads.
+    """
+
+    def __init__(
+        self, data_dir: str | os.PathLike[str], *, defaults: Config13 | None = None
+    ) -> None:
+        self.path = Path(data_dir) / RECORD_FILE
+        self._rec = ffi.new("r13_record *")
+        self._local = threading.local()
+        self._cached: tuple[int, Config13] = (0, Config13())
+        default_bytes = (defaults or Config13()).to_bytes()
+        rc = lib.r13_record_open(self._rec, os.fsencode(data_dir), default_bytes)
+        if rc == lib.R13_ESIZE:
+            raise RecordFileError(
+                f"{self.path} is not a {RECORD_SIZE}-byte r13 record; "
+                "move it away or fix it with `r13 config import`"
+            )
+        check(rc, f"opening {self.path}")
+        self._open = True
+
+    # -- reading -------------------------------------------------------------
+
+    def _snapshot(self) -> Any:
+        snap = getattr(self._local, "snap", None)
+        if snap is None:
+            snap = self._local.snap = ffi.new("r13_snapshot *")
+        lib.r13_record_read(self._rec, snap)
+        return snap
+
+    def read(self) -> Config13:
+        """The current record (decoded once per generation)."""
+        snap = self._snapshot()
+        cached = self._cached
+        if snap.generation == cached[0]:
+            return cached[1]
+        value = Config13._trusted(ffi.buffer(snap.bytes)[:])
+        self._cached = (snap.generation, value)
+        return value
+
+    def read_bytes(self) -> bytes:
+        """The current 13 bytes."""
+        return bytes(ffi.buffer(self._snapshot().bytes))
+
+    def snapshot(self) -> tuple[int, bytes]:
+        """(generation, bytes), consistent with each other."""
+        snap = self._snapshot()
+        return int(snap.generation), ffi.buffer(snap.bytes)[:]
+
+    def generation(self) -> int:
+        """A number that grows on every change seen by this dir's live copy."""
+        out = ffi.new("uint64_t *")
+        check(lib.r13_record_generation(self._rec, out))
+        return int(out[0])
+
+    def enabled(self, flag: Feature) -> bool:
+        """Whether ``flag`` is on right now."""
+        return self.read().has(flag)
+
+    # -- writing -------------------------------------------------------------
+
+    def _finish(self, rc: int, snap: Any, context: str) -> Config13:
+        check(rc, context)
+        value = Config13._trusted(ffi.buffer(snap.bytes)[:])
+        self._cached = (int(snap.generation), value)
+        return value
+
+    def write_bytes(self, offset: int, data: bytes) -> Config13:
+        """Write ``data`` at ``offset``; the result must still be a valid record."""
+        data = bytes(data)
+        _check_write(offset, data)
+        snap = ffi.new("r13_snapshot *")
+        rc = lib.r13_record_write(self._rec, offset, data, len(data), snap)
+        return self._finish(rc, snap, f"writing {len(data)} byte(s) at offset {offset}")
+
+    def set_feature(self, flag: Feature | int | str, on: bool) -> Config13:
+        """Turn one feature bit (a Feature, a name, or a bit number 0..31) on or off."""
+        bit = _bit_of(flag)
+        snap = ffi.new("r13_snapshot *")
+        rc = lib.r13_record_set_bit(self._rec, bit, 1 if on else 0, snap)
+        return self._finish(rc, snap, f"setting bit {bit}")
+
+    def set_field(self, name: str, value: int) -> Config13:
+        """Set one field by name, validated like every other write."""
+        name = field_name(name)
+        offset, size, limit = FIELDS[name]
+        if type(value) is not int or not 0 <= value <= limit:
+            raise InvalidValue(f"{name} must be an integer in 0..{limit}, not {value!r}")
+        return self.write_bytes(offset, value.to_bytes(size, "little"))
+
+    def replace(self, value: Config13 | bytes) -> Config13:
+        """Replace the whole record."""
+        data = value.to_bytes() if isinstance(value, Config13) else bytes(value)
+        if len(data) != RECORD_SIZE:
+            raise InvalidValue(f"a record is {RECORD_SIZE} bytes, not {len(data)}")
+        snap = ffi.new("r13_snapshot *")
+        rc = lib.r13_record_replace(self._rec, data, snap)
+        return self._finish(rc, snap, "replacing the record")
+
+    def save(self) -> None:
+        """Make the last change durable (fsync)."""
+        check(lib.r13_record_save(self._rec), f"saving {self.path}")
+
+    # -- life ----------------------------------------------------------------
+
+    def close(self) -> None:
+        """Detach from the live copy (the last process out removes it)."""
+        if self._open:
+            self._open = False
+            lib.r13_record_close(self._rec)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_open", False):
+            self.close()
+
+
+def _bit_of(flag: Feature | int | str) -> int:
+    if isinstance(flag, str):
+        flag = Feature.parse(flag)
+    if isinstance(flag, Feature):
+        value = int(flag)
+        if value == 0 or value & (value - 1):
+            raise InvalidValue(f"{flag!r} is not a single flag")
+        return value.bit_length() - 1
+    if type(flag) is not int or not 0 <= flag <= 31:
+        raise InvalidValue(f"feature bit must be 0..31, not {flag!r}")
+    return flag
+
+
+class PyConfigStore:
+    """Pure-Python twin of :class:`ConfigStore`: the file alone, no shared memory.
+
+    Every read is a ``pread`` of the file; writers serialise on an flock.
+    Kept as the baseline the benches compare the C path with, and as an
+    oracle for update semantics.
+    """
+
+    def __init__(
+        self, data_dir: str | os.PathLike[str], *, defaults: Config13 | None = None
+    ) -> None:
+        self.path = Path(data_dir) / RECORD_FILE
+        if not self.path.exists():
+            tmp = self.path.with_name(f".{RECORD_FILE}.{os.getpid()}.py.tmp")
+            tmp.write_bytes((defaults or Config13()).to_bytes())
+            try:
+                os.link(tmp, self.path)
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink()
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
+        if os.fstat(self._fd).st_size != RECORD_SIZE:
+            os.close(self._fd)
+            raise RecordFileError(f"{self.path} is not a {RECORD_SIZE}-byte r13 record")
+        self._generation = 0
+
+    def read_bytes(self) -> bytes:
+        data: bytes = os.pread(self._fd, RECORD_SIZE, 0)
+        return data
+
+    def read(self) -> Config13:
+        return Config13.from_bytes(self.read_bytes())
+
+    def _update(self, change: Any) -> Config13:
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            current = bytearray(self.read_bytes())
+            change(current)
+            value = Config13.from_bytes(current)
+            os.pwrite(self._fd, bytes(current), 0)
+            self._generation += 1
+            return value
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def write_bytes(self, offset: int, data: bytes) -> Config13:
+        _check_write(offset, data)
+
+        def change(buf: bytearray) -> None:
+            buf[offset : offset + len(data)] = data
+
+        return self._update(change)
+
+    def set_feature(self, flag: Feature | int | str, on: bool) -> Config13:
+        mask = 1 << _bit_of(flag)
+
+        def change(buf: bytearray) -> None:
+            flags = int.from_bytes(buf[5:9], "little")
+            flags = flags | mask if on else flags & ~mask
+            buf[5:9] = flags.to_bytes(4, "little")
+
+        return self._update(change)
+
+    def replace(self, value: Config13 | bytes) -> Config13:
+        data = value.to_bytes() if isinstance(value, Config13) else bytes(value)
+
+        def change(buf: bytearray) -> None:
+            if len(data) != RECORD_SIZE:
+                raise InvalidValue(f"a record is {RECORD_SIZE} bytes, not {len(data)}")
+            buf[:] = data
+
+        return self._update(change)
+
+    def save(self) -> None:
+        os.fsync(self._fd)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1

@@ -1,0 +1,110 @@
+"""Settings: read once from the environment into a frozen object.
+
+The seed's names come first (REGISTRY_PORT, SECURITY_*, METRICS_*, ALERT_*),
+then ``R13_*`` for the rest. A bad value stops start-up with a message that
+names the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from r13core.config import Feature
+from r13core.errors import InvalidValue
+
+
+class SettingsError(InvalidValue):
+    """An environment variable has a value r13 cannot use."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw.strip(), 10)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a whole number") from None
+    if not lo <= value <= hi:
+        raise SettingsError(f"{name}={value} is out of range {lo}..{hi}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str) -> bool | None:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name}={raw!r} must be 0 or 1")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything r13 reads from its environment, validated."""
+
+    host: str = "localhost"
+    port: int = 4873
+    data_dir: Path = Path("var")
+    workers: int = 2
+    threads: int = 8
+    public_url: str = "http://localhost:4873"
+    allowed_hosts: tuple[str, ...] = ()
+    max_body: int = 100 * 1024 * 1024
+    rate_limit_window_ms: int = 900_000
+    rate_limit_max: int = 1000
+    api_key_expiry_ms: int = 86_400_000
+    metrics_interval_ms: int = 1000
+    metrics_history: int = 60
+    alert_cpu: int = 80
+    alert_memory: int = 85
+    alert_latency_ms: int = 1000
+    # R13_FEATURE_<NAME>=0|1: bits forced at start, as (flag, on) pairs.
+    feature_overrides: tuple[tuple[Feature, bool], ...] = field(default=())
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Parse ``env`` (default: os.environ); SettingsError names a bad variable."""
+        env = os.environ if env is None else env
+        host = env.get("REGISTRY_HOST", "localhost").strip() or "localhost"
+        port = _int(env, "REGISTRY_PORT", 4873, 1, 65535)
+        public_url = env.get("R13_PUBLIC_URL", "").strip().rstrip("/")
+        if not public_url:
+            public_url = f"http://{host}:{port}"
+        if not public_url.startswith(("http://", "https://")):
+            raise SettingsError(
+                f"R13_PUBLIC_URL={public_url!r} must start with http:// or https://"
+            )
+        allowed = tuple(
+            h.strip().lower() for h in env.get("R13_ALLOWED_HOSTS", "").split(",") if h.strip()
+        )
+        overrides = []
+        for flag in Feature:
+            on = _bool(env, f"R13_FEATURE_{flag.name}")
+            if on is not None:
+                overrides.append((flag, on))
+        return cls(
+            host=host,
+            port=port,
+            data_dir=Path(env.get("R13_DATA", "var").strip() or "var"),
+            workers=_int(env, "R13_WORKERS", 2, 1, 64),
+            threads=_int(env, "R13_THREADS", 8, 1, 256),
+            public_url=public_url,
+            allowed_hosts=allowed,
+            max_body=_int(env, "R13_MAX_BODY", 100 * 1024 * 1024, 1024, 2**40),
+            rate_limit_window_ms=_int(env, "SECURITY_RATE_LIMIT_WINDOW", 900_000, 1, 2**40),
+            rate_limit_max=_int(env, "SECURITY_RATE_LIMIT_MAX", 1000, 1, 2**31),
+            api_key_expiry_ms=_int(env, "SECURITY_API_KEY_EXPIRY", 86_400_000, 0, 2**50),
+            metrics_interval_ms=_int(env, "METRICS_COLLECTION_INTERVAL", 1000, 50, 3_600_000),
+            metrics_history=_int(env, "METRICS_HISTORY_SIZE", 60, 1, 100_000),
+            alert_cpu=_int(env, "ALERT_CPU_THRESHOLD", 80, 1, 100),
+            alert_memory=_int(env, "ALERT_MEMORY_THRESHOLD", 85, 1, 100),
+            alert_latency_ms=_int(env, "ALERT_LATENCY_THRESHOLD", 1000, 1, 3_600_000),
+            feature_overrides=tuple(overrides),
+        )
