@@ -159,6 +159,18 @@ static int pwrite_all(int fd, const uint8_t *buf, size_t len)
     return R13_OK;
 }
 
+/* Make `next` the current record (caller holds the writer lock and read
+ * generation `g`). */
+static void publish(rec_seg *s, uint64_t g, const uint8_t next[R13_RECORD_SIZE])
+{
+    /* Readers that copy the slot we are about to overwrite must see the
+     * generation already moved past it: order our earlier load of the
+     * generation (and the publish that produced it) before these stores. */
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    slot_store(s, (unsigned)((g + 1) & 1), next);
+    __atomic_store_n(&s->generation, g + 1, __ATOMIC_RELEASE);
+}
+
 static int writer_lock(r13_record *rec, int *repaired)
 {
     rec_seg *s = seg_of(rec);
@@ -221,12 +233,7 @@ static int update(r13_record *rec, rec_op op, size_t offset, const uint8_t *data
         pthread_mutex_unlock(&s->writer);
         return rc;
     }
-    /* Readers that copy the slot we are about to overwrite must see the
-     * generation already moved past it: order our earlier load of the
-     * generation (and the publish that produced it) before these stores. */
-    __atomic_thread_fence(__ATOMIC_RELEASE);
-    slot_store(s, (unsigned)((g + 1) & 1), next);
-    __atomic_store_n(&s->generation, g + 1, __ATOMIC_RELEASE);
+    publish(s, g, next);
     pthread_mutex_unlock(&s->writer);
 
     if (out != NULL) {

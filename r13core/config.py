@@ -33,6 +33,9 @@ RECORD_SIZE: Final = 13
 RECORD_VERSION: Final = 1
 RECORD_FILE: Final = "config.r13"
 _LAYOUT = struct.Struct("<BIIBBBB")
+# r13_snapshot as C lays it out: u64 generation, 13 bytes, padding.
+_SNAPSHOT = struct.Struct("<Q13s3x")
+_SNAPSHOT_UNPACK = _SNAPSHOT.unpack_from
 
 
 class Feature(enum.IntFlag):
@@ -248,6 +251,8 @@ class ConfigStore:
         self, data_dir: str | os.PathLike[str], *, defaults: Config13 | None = None
     ) -> None:
         self.path = Path(data_dir) / RECORD_FILE
+        if ffi.sizeof("r13_snapshot") != _SNAPSHOT.size:
+            raise ImportError("r13_snapshot layout differs from what r13core expects: rebuild")
         self._rec = ffi.new("r13_record *")
         self._local = threading.local()
         self._cached: tuple[int, Config13] = (0, Config13())
@@ -263,37 +268,42 @@ class ConfigStore:
 
     # -- reading -------------------------------------------------------------
 
-    def _snapshot(self) -> Any:
-        snap = getattr(self._local, "snap", None)
-        if snap is None:
-            snap = self._local.snap = ffi.new("r13_snapshot *")
-        lib.r13_record_read(self._rec, snap)
-        return snap
+    def _buffer(self) -> tuple[bytearray, Any]:
+        # One snapshot buffer per thread: the C call runs without the GIL, so
+        # threads must not share it. Python owns the memory; C only fills it.
+        try:
+            pair: tuple[bytearray, Any] = self._local.pair
+        except AttributeError:
+            buf = bytearray(_SNAPSHOT.size)
+            pair = self._local.pair = (buf, ffi.from_buffer("r13_snapshot *", buf))
+        return pair
+
+    def snapshot(self) -> tuple[int, bytes]:
+        """(generation, bytes), consistent with each other."""
+        buf, ptr = self._buffer()
+        check(lib.r13_record_read(self._rec, ptr))
+        generation, raw = _SNAPSHOT_UNPACK(buf)
+        return generation, raw
 
     def read(self) -> Config13:
         """The current record (decoded once per generation)."""
-        snap = self._snapshot()
+        buf, ptr = self._buffer()
+        lib.r13_record_read(self._rec, ptr)
+        generation, raw = _SNAPSHOT_UNPACK(buf)
         cached = self._cached
-        if snap.generation == cached[0]:
+        if generation == cached[0]:
             return cached[1]
-        value = Config13._trusted(ffi.buffer(snap.bytes)[:])
-        self._cached = (snap.generation, value)
+        value = Config13._trusted(raw)
+        self._cached = (generation, value)
         return value
 
     def read_bytes(self) -> bytes:
         """The current 13 bytes."""
-        return bytes(ffi.buffer(self._snapshot().bytes))
-
-    def snapshot(self) -> tuple[int, bytes]:
-        """(generation, bytes), consistent with each other."""
-        snap = self._snapshot()
-        return int(snap.generation), ffi.buffer(snap.bytes)[:]
+        return self.snapshot()[1]
 
     def generation(self) -> int:
         """A number that grows on every change seen by this dir's live copy."""
-        out = ffi.new("uint64_t *")
-        check(lib.r13_record_generation(self._rec, out))
-        return int(out[0])
+        return self.snapshot()[0]
 
     def enabled(self, flag: Feature) -> bool:
         """Whether ``flag`` is on right now."""
@@ -301,26 +311,27 @@ class ConfigStore:
 
     # -- writing -------------------------------------------------------------
 
-    def _finish(self, rc: int, snap: Any, context: str) -> Config13:
+    def _finish(self, rc: int, buf: bytearray, context: str) -> Config13:
         check(rc, context)
-        value = Config13._trusted(ffi.buffer(snap.bytes)[:])
-        self._cached = (int(snap.generation), value)
+        generation, raw = _SNAPSHOT_UNPACK(buf)
+        value = Config13._trusted(raw)
+        self._cached = (generation, value)
         return value
 
     def write_bytes(self, offset: int, data: bytes) -> Config13:
         """Write ``data`` at ``offset``; the result must still be a valid record."""
-        data = bytes(data)
-        _check_write(offset, data)
-        snap = ffi.new("r13_snapshot *")
-        rc = lib.r13_record_write(self._rec, offset, data, len(data), snap)
-        return self._finish(rc, snap, f"writing {len(data)} byte(s) at offset {offset}")
+        if not data or offset < 0 or offset + len(data) > RECORD_SIZE:
+            _check_write(offset, bytes(data))
+        buf, ptr = self._buffer()
+        rc = lib.r13_record_write(self._rec, offset, data, len(data), ptr)
+        return self._finish(rc, buf, f"writing {len(data)} byte(s) at offset {offset}")
 
     def set_feature(self, flag: Feature | int | str, on: bool) -> Config13:
         """Turn one feature bit (a Feature, a name, or a bit number 0..31) on or off."""
         bit = _bit_of(flag)
-        snap = ffi.new("r13_snapshot *")
-        rc = lib.r13_record_set_bit(self._rec, bit, 1 if on else 0, snap)
-        return self._finish(rc, snap, f"setting bit {bit}")
+        buf, ptr = self._buffer()
+        rc = lib.r13_record_set_bit(self._rec, bit, 1 if on else 0, ptr)
+        return self._finish(rc, buf, f"setting bit {bit}")
 
     def set_field(self, name: str, value: int) -> Config13:
         """Set one field by name, validated like every other write."""
@@ -335,9 +346,9 @@ class ConfigStore:
         data = value.to_bytes() if isinstance(value, Config13) else bytes(value)
         if len(data) != RECORD_SIZE:
             raise InvalidValue(f"a record is {RECORD_SIZE} bytes, not {len(data)}")
-        snap = ffi.new("r13_snapshot *")
-        rc = lib.r13_record_replace(self._rec, data, snap)
-        return self._finish(rc, snap, "replacing the record")
+        buf, ptr = self._buffer()
+        rc = lib.r13_record_replace(self._rec, data, ptr)
+        return self._finish(rc, buf, "replacing the record")
 
     def save(self) -> None:
         """Make the last change durable (fsync)."""
@@ -461,3 +472,36 @@ class PyConfigStore:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+# -- the C codec, exposed for property tests against the Python one ------------
+
+
+def native_pack(cfg: Config13) -> bytes:
+    """Encode through ``r13_config_pack`` (validates in C)."""
+    c = ffi.new("r13_config *")
+    (
+        c.version,
+        c.registry_hash,
+        c.feature_flags,
+        c.terminal_mode,
+        c.rows,
+        c.cols,
+        c.reserved,
+    ) = cfg
+    out = ffi.new("uint8_t[13]")
+    check(lib.r13_config_pack(c, out), "packing the record")
+    return bytes(ffi.buffer(out))
+
+
+def native_unpack(data: bytes) -> Config13:
+    """Decode through ``r13_config_unpack`` (validates in C)."""
+    if len(data) != RECORD_SIZE:
+        raise InvalidValue(f"a record is {RECORD_SIZE} bytes, not {len(data)}")
+    c = ffi.new("r13_config *")
+    check(lib.r13_config_unpack(data, c), "unpacking the record")
+    return Config13._trusted(
+        _LAYOUT.pack(
+            c.version, c.registry_hash, c.feature_flags, c.terminal_mode, c.rows, c.cols, c.reserved
+        )
+    )

@@ -43,7 +43,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"r13: {exc}", file=sys.stderr)
         return 2
     return status
-
-
-if __name__ == "__main__":
-    sys.exit(main())

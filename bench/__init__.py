@@ -1,0 +1,1 @@
+"""Benchmarks: pytest-benchmark micro benches and the HTTP load harness."""
