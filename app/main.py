@@ -5,6 +5,7 @@ from __future__ import annotations
 import falcon
 
 from app import errors
+from app.middleware import DebugHeaders
 from app.resources.system import ConfigResource, Ping
 from r13core.config import Config13, ConfigStore
 from r13core.settings import Settings
@@ -26,7 +27,7 @@ def create_app(
 ) -> falcon.App[falcon.Request, falcon.Response]:
     """A WSGI app serving r13 for ``settings``."""
     store = config if config is not None else open_config(settings)
-    app = falcon.App(media_type=falcon.MEDIA_JSON)
+    app = falcon.App(media_type=falcon.MEDIA_JSON, middleware=[DebugHeaders(store)])
     app.req_options.strip_url_path_trailing_slash = False
     errors.install(app)
     app.add_route("/-/ping", Ping())
