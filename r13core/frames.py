@@ -40,9 +40,10 @@ from __future__ import annotations
 import json
 import struct
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from enum import IntEnum
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 from r13core import _ffi
 from r13core._ffi import ffi, lib, raise_for
@@ -192,6 +193,37 @@ class Broadcast:
 
 Frame: TypeAlias = ConfigWrite | ConfigState | FeatureToggle | Heartbeat | ErrorFrame | Broadcast
 
+_F = TypeVar("_F", bound=Frame)
+
+
+def _maker(cls: type[_F]) -> Callable[[Any, Any], _F]:
+    """A constructor for the two-field frame class ``cls`` for the decoders.
+
+    A frozen dataclass's ``__init__`` goes through ``object.__setattr__`` per
+    field, which costs more than the rest of a decode (~580 ns against ~220
+    ns here). The decoders' values are already checked, so they fill the
+    slots directly. Same object as ``cls(a, b)``; it would skip a
+    ``__post_init__``, which these classes must therefore not grow.
+    """
+    set_a, set_b = (getattr(cls, field.name).__set__ for field in fields(cls))
+    new = object.__new__
+
+    def make(a: Any, b: Any) -> _F:
+        obj = new(cls)
+        set_a(obj, a)
+        set_b(obj, b)
+        return obj
+
+    return make
+
+
+_config_write = _maker(ConfigWrite)
+_config_state = _maker(ConfigState)
+_feature_toggle = _maker(FeatureToggle)
+_heartbeat = _maker(Heartbeat)
+_error_frame = _maker(ErrorFrame)
+_broadcast = _maker(Broadcast)
+
 _ETRUNC: int = _ffi.ETRUNC
 _ETYPE: int = _ffi.ETYPE
 _ELONG: int = _ffi.ELONG
@@ -318,16 +350,16 @@ def decode(data: bytes, direction: Direction) -> Frame:
     # which is cheaper than reading them back through cffi.
     t = data[0]
     if t == 3:
-        return Heartbeat(out.sent_ns, out.seq)
+        return _heartbeat(out.sent_ns, out.seq)
     if t == 1:
         if direction:
-            return ConfigState(out.generation, data[5:])
-        return ConfigWrite(data[1], data[2:])
+            return _config_state(out.generation, data[5:])
+        return _config_write(data[1], data[2:])
     if t == 5:
-        return Broadcast(data[1], data[2:].decode("utf-8"))
+        return _broadcast(data[1], data[2:].decode("utf-8"))
     if t == 4:
-        return ErrorFrame(out.code, data[3:].decode("utf-8"))
-    return FeatureToggle(data[1], data[2] == 1)
+        return _error_frame(out.code, data[3:].decode("utf-8"))
+    return _feature_toggle(data[1], data[2] == 1)
 
 
 # ---- the pure-Python twin --------------------------------------------------
@@ -430,24 +462,24 @@ def py_decode(data: bytes, direction: Direction) -> Frame:
     if t == 3:
         _check_exact(n, _HEARTBEAT.size, context)
         _, sent_ns, seq = _HEARTBEAT.unpack(data)
-        return Heartbeat(sent_ns, seq)
+        return _heartbeat(sent_ns, seq)
     if t == 1:
         if direction:
             _check_exact(n, _CONFIG_STATE.size + RECORD_SIZE, context)
-            return ConfigState(_U32.unpack_from(data, 1)[0], data[5:])
+            return _config_state(_U32.unpack_from(data, 1)[0], data[5:])
         if n < 2:
             raise_for(_ETRUNC, context)
         _check_config_write(data[1], n - 2, context)
-        return ConfigWrite(data[1], data[2:])
+        return _config_write(data[1], data[2:])
     if t == 2:
         _check_exact(n, 3, context)
         if data[1] >= 32 or data[2] > 1:
             raise_for(_EVALUE, context)
-        return FeatureToggle(data[1], data[2] == 1)
+        return _feature_toggle(data[1], data[2] == 1)
     if t == 4:
         if n < 3:
             raise_for(_ETRUNC, context)
-        return ErrorFrame(_U16.unpack_from(data, 1)[0], _check_text(data[3:], 3, context))
+        return _error_frame(_U16.unpack_from(data, 1)[0], _check_text(data[3:], 3, context))
     if n < 2:
         raise_for(_ETRUNC, context)
-    return Broadcast(data[1], _check_text(data[2:], 2, context))
+    return _broadcast(data[1], _check_text(data[2:], 2, context))

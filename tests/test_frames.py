@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Callable
-from dataclasses import FrozenInstanceError
+from dataclasses import FrozenInstanceError, fields
 from typing import Any, NamedTuple
 
 import pytest
@@ -504,3 +504,18 @@ def test_utf8_validation_matches_python_strict_decoding(s: str, junk: bytes) -> 
 def test_struct_layout_matches_the_documented_heartbeat() -> None:
     wire = frames.encode(Heartbeat(10**18, 99))
     assert struct.unpack("<BQI", wire) == (3, 10**18, 99)
+
+
+@pytest.mark.parametrize(("frame", "wire"), VALID, ids=lambda v: type(v).__name__)
+def test_decoded_frames_equal_hash_and_freeze_like_constructed_ones(
+    codec: Codec, frame: Frame, wire: bytes
+) -> None:
+    decoded = codec.decode(wire, sender(frame))
+    assert hash(decoded) == hash(frame)
+    with pytest.raises(FrozenInstanceError):
+        setattr(decoded, fields(decoded)[0].name, 1)
+
+
+def test_frame_classes_have_no_post_init_for_the_decoders_to_skip() -> None:
+    for cls in (ConfigWrite, ConfigState, FeatureToggle, Heartbeat, ErrorFrame, Broadcast):
+        assert not hasattr(cls, "__post_init__")
