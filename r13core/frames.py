@@ -343,7 +343,10 @@ def decode(data: bytes, direction: Direction) -> Frame:
     except AttributeError:
         s = _new_scratch()
     out = s.dec
-    rc = lib.r13_frame_decode(data, len(data), direction, out)
+    try:
+        rc = lib.r13_frame_decode(data, len(data), direction, out)
+    except (OverflowError, TypeError):  # a direction that is not even a C int
+        rc = _EINVAL
     if rc:
         raise_for(rc, "decode")
     # C has checked every length and the UTF-8: slice the fields out here,

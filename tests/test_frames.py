@@ -346,9 +346,10 @@ def test_c_codec_refuses_null_pointers_and_bad_directions() -> None:
     assert lib.r13_frame_encode(f, 0, buf, 16, ffi.NULL) == _ffi.EINVAL
 
 
-def test_python_decode_refuses_a_bad_direction() -> None:
-    with pytest.raises(InvalidValue):
-        frames.py_decode(b"\x03", 2)  # type: ignore[arg-type]
+@pytest.mark.parametrize("direction", [2, -1, 2**40, None])
+def test_decode_refuses_a_bad_direction(codec: Codec, direction: Any) -> None:
+    with pytest.raises(InvalidValue, match="invalid argument"):
+        codec.decode(b"\x03" + bytes(12), direction)
 
 
 # ---- the types ---------------------------------------------------------------
