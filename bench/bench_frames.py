@@ -30,7 +30,7 @@ PATHS: dict[str, tuple[Callable[[Frame], bytes], Callable[[bytes, Direction], Fr
 
 @pytest.mark.parametrize("path", list(PATHS))
 @pytest.mark.parametrize("name", list(SAMPLES))
-def test_encode(benchmark, name: str, path: str) -> None:  # type: ignore[no-untyped-def]
+def test_encode(benchmark, name: str, path: str) -> None:
     benchmark.group = f"encode {name}"
     encode = PATHS[path][0]
     frame = SAMPLES[name]
@@ -39,7 +39,7 @@ def test_encode(benchmark, name: str, path: str) -> None:  # type: ignore[no-unt
 
 @pytest.mark.parametrize("path", list(PATHS))
 @pytest.mark.parametrize("name", list(SAMPLES))
-def test_decode(benchmark, name: str, path: str) -> None:  # type: ignore[no-untyped-def]
+def test_decode(benchmark, name: str, path: str) -> None:
     benchmark.group = f"decode {name}"
     decode = PATHS[path][1]
     frame = SAMPLES[name]

@@ -23,7 +23,9 @@ def test_ping_answers_an_empty_object(client: falcon.testing.TestClient) -> None
     assert resp.status_code == 200 and resp.json == {}
 
 
-def test_config_api_shows_the_live_record(client: falcon.testing.TestClient, data_dir: Path) -> None:
+def test_config_api_shows_the_live_record(
+    client: falcon.testing.TestClient, data_dir: Path
+) -> None:
     body = client.simulate_get("/_api/config").json
     raw = (data_dir / "config.r13").read_bytes()
     assert body["hex"] == raw.hex()

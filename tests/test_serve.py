@@ -61,7 +61,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[bytes]]
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                raise RuntimeError(proc.stderr.read().decode() if proc.stderr else "no output")
+                raise RuntimeError(proc.stderr.read().decode() if proc.stderr else "") from None
             time.sleep(0.1)
     yield url, data, proc
     if proc.poll() is None:
@@ -98,7 +98,9 @@ def test_a_change_reaches_every_worker_on_the_next_request(
     assert all(cols == {177} for cols in seen.values())
 
 
-def test_sigterm_stops_the_server_cleanly(server: tuple[str, Path, subprocess.Popen[bytes]]) -> None:
+def test_sigterm_stops_the_server_cleanly(
+    server: tuple[str, Path, subprocess.Popen[bytes]],
+) -> None:
     _, _, proc = server
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0
