@@ -8,6 +8,7 @@ the typed wrappers built on :func:`check`.
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 from typing import Any, NoReturn
@@ -25,12 +26,14 @@ from r13core.errors import (
 _REBUILD = "rebuild it with `make build` (or reinstall with `pip install .`)"
 
 try:
-    from r13core._native import ffi, lib
+    _native = importlib.import_module("r13core._native")
 except ImportError as exc:  # pragma: no cover - exercised by a fresh checkout only
     raise ImportError(f"r13core's C core (r13core._native) is not built: {_REBUILD}") from exc
 
-ffi: Any
-lib: Any
+ffi: Any = _native.ffi
+lib: Any = _native.lib
+
+__all__ = ["check", "ffi", "lib", "raise_for", "strerror"]
 
 
 def _verify_build() -> None:
