@@ -173,6 +173,11 @@ class RateLimiter:
     Thread-safe: :meth:`check`, :meth:`reset` and :meth:`stats` may run from
     many threads at once. Do not :meth:`close` while other threads still use
     the limiter.
+
+    Open it in each process after forking (gunicorn: ``post_fork`` or lazily
+    on first use), not in a preloading parent: a forked child would share the
+    parent's lock files, and the parent closing its limiter would then remove
+    the table from under the children.
     """
 
     __slots__ = ("_buffers", "_lim", "name")
