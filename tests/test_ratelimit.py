@@ -262,15 +262,20 @@ def test_table_is_rebuilt_when_nobody_has_it_open(tmp_path: Path, now: int) -> N
 # ---- bounded size -------------------------------------------------------------
 
 
-def make_limiter(kind: str, data_dir: Path, slots: int) -> Limiter:
-    return RateLimiter(data_dir, "full", slots=slots) if kind == "c" else PyRateLimiter(slots)
+@pytest.fixture(params=["c", "py"])
+def small_limiter(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Limiter]:
+    """A 64-slot table of either implementation."""
+    if request.param == "c":
+        with RateLimiter(tmp_path, "full", slots=64) as lim:
+            yield lim
+    else:
+        yield PyRateLimiter(slots=64)
 
 
-@pytest.mark.parametrize("kind", ["c", "py"])
 def test_full_table_refuses_new_keys_but_serves_existing_ones(
-    kind: str, tmp_path: Path, now: int
+    small_limiter: Limiter, now: int
 ) -> None:
-    lim = make_limiter(kind, tmp_path, 64)
+    lim = small_limiter
     admitted: list[str] = []
     refused: list[Decision] = []
     # capacity 1 per 10 s: every admitted key stays busy for 10 s.
@@ -290,15 +295,10 @@ def test_full_table_refuses_new_keys_but_serves_existing_ones(
     for key in admitted:
         assert not lim.check(key, 1, 10_000, now_ns=now + 300).allowed
         assert lim.check(key, 2, 20_000, now_ns=now + 300).allowed
-    if isinstance(lim, RateLimiter):
-        lim.close()
 
 
-@pytest.mark.parametrize("kind", ["c", "py"])
-def test_full_table_admits_new_keys_once_entries_go_idle(
-    kind: str, tmp_path: Path, now: int
-) -> None:
-    lim = make_limiter(kind, tmp_path, 64)
+def test_full_table_admits_new_keys_once_entries_go_idle(small_limiter: Limiter, now: int) -> None:
+    lim = small_limiter
     for i in range(200):
         lim.check(f"busy-{i}", 1, 10_000, now_ns=now)
     refused = lim.check("newcomer", 5, 1000, now_ns=now + 1)
@@ -311,8 +311,6 @@ def test_full_table_admits_new_keys_once_entries_go_idle(
     later = idle_at + 20 * SEC
     assert all(lim.check(f"new-{i}", 1, 1000, now_ns=later).allowed for i in range(40))
     assert lim.stats(later).used == 64
-    if isinstance(lim, RateLimiter):
-        lim.close()
 
 
 def test_stats_count_used_and_busy_slots(limiter: Limiter, now: int) -> None:
