@@ -147,11 +147,11 @@ typedef struct r13_decision {
 } r13_decision;
 
 /*
- * Open (creating if needed) the limiter table `name` (a short [a-z0-9_-]
- * name) of data dir `dir` with `slots` slots (power of two, 64..2^24).
+ * Open (creating if needed) the limiter table `name` (1..21 characters of
+ * [a-z0-9_-]) of data dir `dir` with `slots` slots (power of two, 64..2^24).
  * Processes opening the same dir and name share one table. An existing
  * table with another slot count is rebuilt only when nobody has it open;
- * otherwise its own slot count is used.
+ * otherwise its own slot count is used (lim->slots says which).
  */
 int r13_limiter_open(r13_limiter *lim, const char *dir, const char *name,
                      uint32_t slots);
@@ -161,7 +161,11 @@ int r13_limiter_close(r13_limiter *lim);
  * refilled over `window_ms`. `now_ns` is a CLOCK_MONOTONIC time, or 0 to
  * read the clock. Exact across processes (lock-free CAS on one word per key).
  * When the table is full of busy entries: R13_EFULL, with `out` filled as a
- * refusal whose retry_after_ns says when a slot frees up.
+ * refusal whose retry_after_ns says when a slot frees up (new keys only;
+ * keys already in the table are never refused for lack of room).
+ * R13_EINVAL: key not 1..256 bytes, capacity 0, cost not 1..capacity,
+ * window_ms not 1..2^32 or shorter than `capacity` ns. R13_ECLOCK: clock
+ * unreadable or `now_ns` outside the table's ~1.7-year range.
  */
 int r13_limiter_check(r13_limiter *lim, const uint8_t *key, size_t keylen,
                       uint32_t capacity, uint64_t window_ms, uint32_t cost,

@@ -1,0 +1,123 @@
+"""Rate limiter micro-benchmarks: the C table through cffi vs the Python twin.
+
+Run: .venv/bin/python -m pytest bench/bench_ratelimit.py --benchmark-only -q
+Groups put C and Python side by side: hot key, cold key (a new key per
+call), contended (another process, or for the in-process twin another
+thread, hammers the same key meanwhile). The "layers" group splits the C
+path: the bare cffi call and building the Decision.
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from r13core._ffi import ffi, lib
+from r13core.ratelimit import Decision, PyRateLimiter, RateLimiter
+
+KEY = "203.0.113.7"
+# A huge capacity keeps the hot key admitted (the CAS path, not a refusal).
+CAPACITY, WINDOW_MS = 1_000_000_000, 1000
+COLD_SLOTS = 1 << 22
+
+
+@pytest.fixture
+def c_limiter(tmp_path: Path) -> Iterator[RateLimiter]:
+    with RateLimiter(tmp_path, "bench") as lim:
+        yield lim
+
+
+def hot(lim: RateLimiter | PyRateLimiter) -> Callable[[], Decision]:
+    return lambda: lim.check(KEY, CAPACITY, WINDOW_MS)
+
+
+def cold(lim: RateLimiter | PyRateLimiter) -> Callable[[], Decision]:
+    counter = itertools.count()
+    # A 1 ms window: old keys go idle at once, so the table never fills.
+    return lambda: lim.check(f"cold-{next(counter)}", 10, 1)
+
+
+@pytest.mark.benchmark(group="ratelimit-hot")
+def test_c_hot_key(benchmark: Any, c_limiter: RateLimiter) -> None:
+    assert benchmark(hot(c_limiter)).allowed
+
+
+@pytest.mark.benchmark(group="ratelimit-hot")
+def test_py_hot_key(benchmark: Any) -> None:
+    assert benchmark(hot(PyRateLimiter())).allowed
+
+
+@pytest.mark.benchmark(group="ratelimit-cold")
+def test_c_cold_key(benchmark: Any, tmp_path: Path) -> None:
+    with RateLimiter(tmp_path, "cold", slots=COLD_SLOTS) as lim:
+        assert benchmark(cold(lim)).allowed
+
+
+@pytest.mark.benchmark(group="ratelimit-cold")
+def test_py_cold_key(benchmark: Any) -> None:
+    assert benchmark(cold(PyRateLimiter(slots=COLD_SLOTS))).allowed
+
+
+def _hammer_process(data_dir: str, stop: Any, started: Any) -> None:
+    with RateLimiter(data_dir, "bench") as lim:
+        started.set()
+        while not stop.is_set():
+            for _ in range(1000):
+                lim.check(KEY, CAPACITY, WINDOW_MS)
+
+
+@pytest.mark.benchmark(group="ratelimit-contended")
+def test_c_contended_key(benchmark: Any, c_limiter: RateLimiter, tmp_path: Path) -> None:
+    ctx: Any = multiprocessing.get_context("fork")
+    stop, started = ctx.Event(), ctx.Event()
+    proc = ctx.Process(target=_hammer_process, args=(str(tmp_path), stop, started))
+    proc.start()
+    try:
+        assert started.wait(timeout=60)
+        assert benchmark(hot(c_limiter)).allowed
+    finally:
+        stop.set()
+        proc.join(timeout=30)
+
+
+@pytest.mark.benchmark(group="ratelimit-contended")
+def test_py_contended_key(benchmark: Any) -> None:
+    lim = PyRateLimiter()
+    stop = threading.Event()
+
+    def hammer() -> None:
+        while not stop.is_set():
+            lim.check(KEY, CAPACITY, WINDOW_MS)
+
+    thread = threading.Thread(target=hammer)
+    thread.start()
+    try:
+        assert benchmark(hot(lim)).allowed
+    finally:
+        stop.set()
+        thread.join()
+
+
+@pytest.mark.benchmark(group="ratelimit-layers")
+def test_layer_bare_cffi_call(benchmark: Any, c_limiter: RateLimiter) -> None:
+    lim, out, key = c_limiter._lim, ffi.new("r13_decision *"), KEY.encode()
+    check = lib.r13_limiter_check
+    assert benchmark(lambda: check(lim, key, len(key), CAPACITY, WINDOW_MS, 1, 0, out)) == 0
+
+
+@pytest.mark.benchmark(group="ratelimit-layers")
+def test_layer_decision_object(benchmark: Any) -> None:
+    from r13core.ratelimit import _decision
+
+    assert benchmark(lambda: _decision(True, 1, 2, 0)).allowed
+
+
+@pytest.mark.benchmark(group="ratelimit-layers")
+def test_layer_frozen_dataclass_init(benchmark: Any) -> None:
+    assert benchmark(lambda: Decision(True, 1, 2, 0)).allowed

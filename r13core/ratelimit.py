@@ -1,0 +1,390 @@
+"""Rate limiting shared by every worker process: GCRA buckets in shared memory.
+
+:class:`RateLimiter` wraps ``csrc/ratelimit.c``: a table of GCRA buckets in a
+shared-memory segment tied to a data dir, one 64-bit word per key updated by
+compare-and-swap, so a limit is exact across gunicorn workers (and threads).
+:class:`PyRateLimiter` is its pure-Python twin (one process only): the oracle
+of the property tests and the baseline of the benchmarks.
+
+The algorithm (both implementations, integer nanoseconds): for ``capacity`` c
+and ``window_ms`` W, the emission interval is T = W / c (truncated to whole
+ns) and a full bucket admits a burst of exactly c. A request of ``cost`` is
+admitted when the bucket holds ``cost`` tokens; one token comes back every T.
+A :class:`Decision` says whether it was admitted, how many unit requests are
+still admitted right now, when the bucket is full again (``reset``) and, for
+a refusal, when this request would be admitted (``retry_after``). A refusal
+changes nothing. Capacity and window are per call, so one table serves every
+limit (per IP, per key, stricter on login); give each limit its own key
+prefix, since a bucket remembers only its TAT, not its parameters.
+
+Bounded size: the table has ``slots`` slots (a power of two). A new key is
+placed within 32 slots of its hash; when those are taken, the one idle for
+longest is evicted (an idle bucket, one that has refilled completely, is
+indistinguishable from a fresh one, so evicting it loses nothing).
+
+**Full of busy entries.** When all 32 candidate slots of a NEW key hold
+busy buckets, nothing can be evicted without forgetting someone's usage, so
+the new key fails closed: :meth:`RateLimiter.check` returns a refusal
+(``allowed=False, remaining=0``) whose ``retry_after_ns`` is when the first
+of those slots goes idle; it does not raise. Keys already in the table keep
+working normally, so a flood of new IPs cannot lift the limits of known
+clients. Size ``slots`` well above the number of keys active in one window
+(:meth:`RateLimiter.stats` reports ``busy``) to make this rare.
+
+Clock: ``now_ns`` is a ``CLOCK_MONOTONIC`` time in ns (see :func:`monotonic_ns`);
+``None`` (or 0) reads the clock. Tests pass a frozen clock.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Final
+
+from r13core._ffi import EFULL, check, ffi, lib, raise_for
+from r13core.errors import InvalidValue
+
+__all__ = [
+    "MAX_KEY_BYTES",
+    "PROBE_WINDOW",
+    "Decision",
+    "LimiterStats",
+    "PyRateLimiter",
+    "RateLimiter",
+    "monotonic_ns",
+]
+
+MAX_KEY_BYTES: Final = 256
+PROBE_WINDOW: Final = 32  # slots a key may land in (R13__PROBE in ratelimit.c)
+MIN_SLOTS: Final = 64
+MAX_SLOTS: Final = 1 << 24
+MAX_WINDOW_MS: Final = 1 << 32
+MAX_NAME: Final = 21  # the segment is "rl-<name>", at most 24 characters
+_NAME_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
+_NS: Final = 1_000_000_000
+_U32: Final = (1 << 32) - 1
+
+
+def _ceil_seconds(ns: int) -> int:
+    return -(-ns // _NS)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of one :meth:`RateLimiter.check`. Times are ns from ``now``."""
+
+    allowed: bool
+    remaining: int
+    """Unit requests still admitted right now (``RateLimit-Remaining``)."""
+    reset_ns: int
+    """Until the bucket is full again (``RateLimit-Reset``)."""
+    retry_after_ns: int
+    """0 when allowed; else until this request would be admitted."""
+
+    @property
+    def reset_seconds(self) -> int:
+        """``reset_ns`` in whole seconds, rounded up (for HTTP headers)."""
+        return _ceil_seconds(self.reset_ns)
+
+    @property
+    def retry_after_seconds(self) -> int:
+        """``Retry-After`` in whole seconds, rounded up; at least 1 when refused."""
+        if self.allowed:
+            return 0
+        return max(1, _ceil_seconds(self.retry_after_ns))
+
+
+# A frozen dataclass's __init__ goes through object.__setattr__ per field,
+# which costs more than the whole C check; setting the slots through their
+# descriptors builds the same immutable object in about half the time.
+_new_decision = Decision.__new__
+_set_allowed = Decision.__dict__["allowed"].__set__
+_set_remaining = Decision.__dict__["remaining"].__set__
+_set_reset = Decision.__dict__["reset_ns"].__set__
+_set_retry = Decision.__dict__["retry_after_ns"].__set__
+
+
+def _decision(allowed: bool, remaining: int, reset_ns: int, retry_after_ns: int) -> Decision:
+    d = _new_decision(Decision)
+    _set_allowed(d, allowed)
+    _set_remaining(d, remaining)
+    _set_reset(d, reset_ns)
+    _set_retry(d, retry_after_ns)
+    return d
+
+
+@dataclass(frozen=True, slots=True)
+class LimiterStats:
+    """Occupancy of a limiter table at one instant."""
+
+    slots: int
+    """Size of the table."""
+    used: int
+    """Slots holding a key (idle or busy)."""
+    busy: int
+    """Slots whose bucket is not full (cannot be evicted now)."""
+
+
+def monotonic_ns() -> int:
+    """``CLOCK_MONOTONIC`` in ns, read by the C core (the limiter's clock)."""
+    out = ffi.new("uint64_t *")
+    check(lib.r13_monotonic_ns(out), "monotonic clock")
+    return int(out[0])
+
+
+def _validate_name(name: str) -> None:
+    if not (1 <= len(name) <= MAX_NAME) or not set(name) <= _NAME_CHARS:
+        raise InvalidValue(
+            f"limiter name must be 1..{MAX_NAME} characters of [a-z0-9_-], got {name!r}"
+        )
+
+
+def _validate_slots(slots: int) -> None:
+    if not (MIN_SLOTS <= slots <= MAX_SLOTS) or slots & (slots - 1):
+        raise InvalidValue(f"slots must be a power of two in [64, 2**24], got {slots}")
+
+
+def _key_bytes(key: str | bytes) -> bytes:
+    data = key.encode() if isinstance(key, str) else bytes(key)
+    if not 1 <= len(data) <= MAX_KEY_BYTES:
+        raise InvalidValue(f"a limiter key must be 1..{MAX_KEY_BYTES} bytes, got {len(data)}")
+    return data
+
+
+# r13_decision as laid out by the C compiler: int, uint32_t, uint64_t, uint64_t.
+_DECISION: Final = struct.Struct("=iIQQ")
+if _DECISION.size != ffi.sizeof("r13_decision"):  # pragma: no cover - another ABI
+    raise ImportError("r13_decision does not have the layout r13core.ratelimit expects")
+_unpack_decision: Final = _DECISION.unpack_from
+
+
+class RateLimiter:
+    """A GCRA rate limiter whose table is shared by every process of a data dir.
+
+    ``RateLimiter(data_dir, name)`` in any number of processes (and any number
+    of times in one) shares one table; different data dirs or names never
+    share. The table lives while someone has it open: when the last user
+    closes (or dies), the next open starts from an empty table, with the
+    ``slots`` it asks for. A table already open keeps its own size.
+
+    Thread-safe: :meth:`check`, :meth:`reset` and :meth:`stats` may run from
+    many threads at once. Do not :meth:`close` while other threads still use
+    the limiter.
+
+    Open it in each process after forking (gunicorn: ``post_fork`` or lazily
+    on first use), not in a preloading parent: a forked child would share the
+    parent's lock files, and the parent closing its limiter would then remove
+    the table from under the children.
+    """
+
+    __slots__ = ("_buffers", "_lim", "name")
+
+    def __init__(
+        self, data_dir: str | os.PathLike[str], name: str = "default", slots: int = 65536
+    ) -> None:
+        """Open (creating if needed) the table ``name`` of ``data_dir``.
+
+        Raises InvalidValue for a bad name or slot count, NativeOSError when
+        the shared memory cannot be set up (e.g. the dir does not exist).
+        """
+        _validate_name(name)
+        _validate_slots(slots)
+        self.name = name
+        self._lim: Any = ffi.new("r13_limiter *")
+        check(
+            lib.r13_limiter_open(self._lim, os.fsencode(data_dir), name.encode(), slots),
+            f"opening rate limiter {name!r} in {os.fsdecode(data_dir)}",
+        )
+        # Output buffers, one per concurrent caller: cffi drops the GIL during
+        # the call, so threads must not share one. list.pop/append are atomic.
+        self._buffers: list[tuple[Any, Any]] = []
+
+    @property
+    def slots(self) -> int:
+        """Number of slots of the table (its own, if it was already open)."""
+        return int(self._lim.slots)
+
+    def check(
+        self,
+        key: str | bytes,
+        capacity: int,
+        window_ms: int,
+        cost: int = 1,
+        now_ns: int | None = None,
+    ) -> Decision:
+        """Count one request of ``cost`` for ``key`` against ``capacity`` per ``window_ms``.
+
+        Admitted requests are recorded; refusals change nothing. When the
+        table is full of busy entries and ``key`` is new, the result is a
+        refusal (see the module docstring) rather than an exception.
+
+        Raises InvalidValue for an empty key or one over 256 bytes (UTF-8),
+        capacity < 1, cost outside 1..capacity, window_ms outside 1..2**32 or
+        shorter than ``capacity`` ns; NativeOSError (ECLOCK) for a time
+        outside the table's range.
+        """
+        data = key.encode() if type(key) is str else key
+        buffers = self._buffers
+        try:
+            out, buf = buffers.pop()
+        except IndexError:
+            out = ffi.new("r13_decision *")
+            buf = ffi.buffer(out)
+        try:
+            rc = lib.r13_limiter_check(
+                self._lim, data, len(data), capacity, window_ms, cost, now_ns or 0, out
+            )
+            allowed, remaining, reset_ns, retry_ns = _unpack_decision(buf)
+        except OverflowError as exc:  # a negative or too large number
+            raise InvalidValue(f"rate limit check: {exc}") from exc
+        finally:
+            buffers.append((out, buf))
+        if rc and rc != EFULL:
+            raise_for(rc, "rate limit check")
+        # _decision() inlined: a Python call is a measurable share of a check.
+        d = _new_decision(Decision)
+        _set_allowed(d, allowed != 0)
+        _set_remaining(d, remaining)
+        _set_reset(d, reset_ns)
+        _set_retry(d, retry_ns)
+        return d
+
+    def reset(self, key: str | bytes) -> None:
+        """Forget ``key``: its bucket is full again (e.g. when an IP is unblocked)."""
+        data = _key_bytes(key)
+        check(lib.r13_limiter_reset(self._lim, data, len(data)), "rate limit reset")
+
+    def stats(self, now_ns: int | None = None) -> LimiterStats:
+        """How many slots hold a key, and how many of those are busy at ``now_ns``.
+
+        A snapshot: only exact while nobody else is checking.
+        """
+        used = ffi.new("uint32_t *")
+        busy = ffi.new("uint32_t *")
+        try:
+            rc = lib.r13_limiter_stats(self._lim, now_ns or 0, used, busy)
+        except OverflowError as exc:
+            raise InvalidValue(f"rate limit stats: {exc}") from exc
+        check(rc, "rate limit stats")
+        return LimiterStats(slots=self.slots, used=int(used[0]), busy=int(busy[0]))
+
+    def close(self) -> None:
+        """Detach from the table (the last process to close frees it). Idempotent."""
+        lib.r13_limiter_close(self._lim)
+
+    def __enter__(self) -> RateLimiter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class PyRateLimiter:
+    """The pure-Python twin of :class:`RateLimiter`, for one process.
+
+    Same GCRA integer math, same argument checks, same bounded table: a key
+    lands within :data:`PROBE_WINDOW` slots of its hash (Python's ``hash``,
+    not the C table's seeded hash, so which keys collide differs), evicts the
+    longest-idle bucket there, and a new key facing only busy buckets gets
+    the same fail-closed refusal. A dict maps keys to slots; one lock guards
+    everything.
+    """
+
+    def __init__(self, slots: int = 65536) -> None:
+        """An empty table of ``slots`` slots (a power of two in [64, 2**24])."""
+        _validate_slots(slots)
+        self.slots = slots
+        self._mask = slots - 1
+        self._keys: list[bytes | None] = [None] * slots
+        self._tats: list[int] = [0] * slots
+        self._index: dict[bytes, int] = {}
+        self._lock = threading.Lock()
+
+    def check(
+        self,
+        key: str | bytes,
+        capacity: int,
+        window_ms: int,
+        cost: int = 1,
+        now_ns: int | None = None,
+    ) -> Decision:
+        """As :meth:`RateLimiter.check`."""
+        data = _key_bytes(key)
+        if not (1 <= capacity <= _U32) or not (1 <= cost <= capacity):
+            raise InvalidValue(f"need 1 <= cost ({cost}) <= capacity ({capacity}) < 2**32")
+        if not 1 <= window_ms <= MAX_WINDOW_MS or window_ms * 1_000_000 < capacity:
+            raise InvalidValue(f"window_ms {window_ms} out of range for capacity {capacity}")
+        now = now_ns or monotonic_ns()
+        if now < 0:
+            raise InvalidValue(f"now_ns must not be negative, got {now}")
+        t = window_ms * 1_000_000 // capacity
+        tau = t * capacity
+        with self._lock:
+            slot = self._index.get(data)
+            if slot is None:
+                slot = self._place(data, now)
+                if slot < 0:
+                    retry = self._soonest(data) - now
+                    return _decision(False, 0, retry, retry)
+            tat = self._tats[slot]
+            base = max(tat, now)
+            new_tat = base + cost * t
+            if new_tat - now <= tau:
+                self._tats[slot] = new_tat
+                return _decision(True, (now + tau - new_tat) // t, new_tat - now, 0)
+            ahead = base - now
+            remaining = 0 if ahead >= tau else (tau - ahead) // t
+            return _decision(False, remaining, ahead, new_tat - tau - now)
+
+    def _window(self, data: bytes) -> range:
+        first = hash(data) & self._mask
+        return range(first, first + min(PROBE_WINDOW, self.slots))
+
+    def _place(self, data: bytes, now: int) -> int:
+        """A slot for a new key (claimed or evicted), or -1 when all are busy."""
+        victim = -1
+        for i in self._window(data):
+            slot = i & self._mask
+            old = self._keys[slot]
+            if old is None:
+                victim = slot
+                break
+            tat = self._tats[slot]
+            if tat <= now and (victim < 0 or tat < self._tats[victim]):
+                victim = slot
+        if victim < 0:
+            return -1
+        old = self._keys[victim]
+        if old is not None:
+            del self._index[old]
+        self._keys[victim] = data
+        self._tats[victim] = 0
+        self._index[data] = victim
+        return victim
+
+    def _soonest(self, data: bytes) -> int:
+        return min(self._tats[i & self._mask] for i in self._window(data))
+
+    def reset(self, key: str | bytes) -> None:
+        """As :meth:`RateLimiter.reset`."""
+        data = _key_bytes(key)
+        with self._lock:
+            slot = self._index.get(data)
+            if slot is not None:
+                self._tats[slot] = 0
+
+    def stats(self, now_ns: int | None = None) -> LimiterStats:
+        """As :meth:`RateLimiter.stats`."""
+        now = now_ns or monotonic_ns()
+        with self._lock:
+            used = len(self._index)
+            busy = sum(1 for slot in self._index.values() if self._tats[slot] > now)
+        return LimiterStats(slots=self.slots, used=used, busy=busy)

@@ -1,0 +1,383 @@
+"""The rate limiter: C table (RateLimiter) and its Python twin (PyRateLimiter)."""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from r13core.errors import InvalidValue, NativeOSError
+from r13core.ratelimit import (
+    Decision,
+    LimiterStats,
+    PyRateLimiter,
+    RateLimiter,
+    monotonic_ns,
+)
+
+MS = 1_000_000
+SEC = 1_000_000_000
+
+
+class Limiter(Protocol):
+    def check(
+        self,
+        key: str | bytes,
+        capacity: int,
+        window_ms: int,
+        cost: int = 1,
+        now_ns: int | None = None,
+    ) -> Decision: ...
+
+    def reset(self, key: str | bytes) -> None: ...
+
+    def stats(self, now_ns: int | None = None) -> LimiterStats: ...
+
+
+@pytest.fixture(params=["c", "py"])
+def limiter(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Limiter]:
+    """Each behaviour test runs against both implementations."""
+    if request.param == "c":
+        with RateLimiter(tmp_path, "unit") as lim:
+            yield lim
+    else:
+        yield PyRateLimiter()
+
+
+@pytest.fixture
+def now() -> int:
+    return monotonic_ns()
+
+
+# ---- GCRA values ----------------------------------------------------------
+
+
+def test_burst_of_capacity_is_admitted_then_refused(limiter: Limiter, now: int) -> None:
+    results = [limiter.check("ip", 5, 1000, now_ns=now).allowed for _ in range(8)]
+    assert results == [True] * 5 + [False] * 3
+
+
+def test_one_request_more_is_admitted_after_one_emission_interval(
+    limiter: Limiter, now: int
+) -> None:
+    t = 200 * MS  # 5 per second
+    for _ in range(5):
+        limiter.check("ip", 5, 1000, now_ns=now)
+    assert not limiter.check("ip", 5, 1000, now_ns=now + t - 1).allowed
+    assert limiter.check("ip", 5, 1000, now_ns=now + t).allowed
+    assert not limiter.check("ip", 5, 1000, now_ns=now + t).allowed
+
+
+def test_decision_values_are_exact_with_a_frozen_clock(limiter: Limiter, now: int) -> None:
+    t = 200 * MS
+    for i in range(5):
+        assert limiter.check("ip", 5, 1000, now_ns=now) == Decision(True, 4 - i, (i + 1) * t, 0)
+    assert limiter.check("ip", 5, 1000, now_ns=now) == Decision(False, 0, 5 * t, t)
+    # Half an interval later: still refused, half an interval to wait.
+    assert limiter.check("ip", 5, 1000, now_ns=now + t // 2) == Decision(
+        False, 0, 5 * t - t // 2, t // 2
+    )
+    # A full window later the bucket is full again.
+    assert limiter.check("ip", 5, 1000, now_ns=now + 5 * t) == Decision(True, 4, t, 0)
+
+
+def test_refusal_does_not_consume_tokens(limiter: Limiter, now: int) -> None:
+    limiter.check("ip", 2, 1000, now_ns=now)
+    limiter.check("ip", 2, 1000, now_ns=now)
+    for _ in range(10):
+        assert not limiter.check("ip", 2, 1000, now_ns=now).allowed
+    assert limiter.check("ip", 2, 1000, now_ns=now + 500 * MS).allowed
+
+
+def test_cost_above_one_takes_that_many_tokens(limiter: Limiter, now: int) -> None:
+    t = 100 * MS  # 10 per second
+    assert limiter.check("k", 10, 1000, cost=4, now_ns=now) == Decision(True, 6, 4 * t, 0)
+    assert limiter.check("k", 10, 1000, cost=4, now_ns=now) == Decision(True, 2, 8 * t, 0)
+    # Two tokens left, four asked: refused, two intervals to wait.
+    assert limiter.check("k", 10, 1000, cost=4, now_ns=now) == Decision(False, 2, 8 * t, 2 * t)
+    assert limiter.check("k", 10, 1000, cost=2, now_ns=now) == Decision(True, 0, 10 * t, 0)
+
+
+def test_window_not_divisible_by_capacity_never_admits_more_than_capacity(
+    limiter: Limiter, now: int
+) -> None:
+    admitted = sum(limiter.check("k", 7, 1, now_ns=now).allowed for _ in range(20))
+    assert admitted == 7
+
+
+def test_keys_are_independent_and_bytes_equal_their_utf8_str(limiter: Limiter, now: int) -> None:
+    assert limiter.check("é", 1, 1000, now_ns=now).allowed
+    assert not limiter.check("é".encode(), 1, 1000, now_ns=now).allowed
+    assert limiter.check("e", 1, 1000, now_ns=now).allowed
+
+
+def test_reset_makes_the_bucket_full_again(limiter: Limiter, now: int) -> None:
+    for _ in range(3):
+        limiter.check("ip", 3, 1000, now_ns=now)
+    assert not limiter.check("ip", 3, 1000, now_ns=now).allowed
+    limiter.reset("ip")
+    assert limiter.check("ip", 3, 1000, now_ns=now) == Decision(True, 2, 333_333_333, 0)
+    limiter.reset("never-seen")  # nothing to forget: no error
+
+
+@pytest.mark.parametrize(
+    ("key", "capacity", "window_ms", "cost"),
+    [
+        ("", 5, 1000, 1),
+        ("x" * 257, 5, 1000, 1),
+        ("k", 0, 1000, 1),
+        ("k", -1, 1000, 1),
+        ("k", 2**32, 1000, 1),
+        ("k", 5, 0, 1),
+        ("k", 5, -5, 1),
+        ("k", 5, 2**32 + 1, 1),
+        ("k", 5, 1000, 0),
+        ("k", 5, 1000, 6),
+        ("k", 2_000_000, 1, 1),  # more requests than ns in the window
+    ],
+)
+def test_bad_check_arguments_raise_invalid_value(
+    limiter: Limiter, key: str, capacity: int, window_ms: int, cost: int
+) -> None:
+    with pytest.raises(InvalidValue):
+        limiter.check(key, capacity, window_ms, cost)
+
+
+def test_longest_key_and_longest_window_are_accepted(limiter: Limiter, now: int) -> None:
+    assert limiter.check("x" * 256, 5, 2**32, now_ns=now).allowed
+
+
+@pytest.mark.parametrize("slots", [0, 32, 63, 100, 2**25])
+def test_bad_slot_counts_raise_invalid_value(tmp_path: Path, slots: int) -> None:
+    with pytest.raises(InvalidValue):
+        RateLimiter(tmp_path, "x", slots=slots)
+    with pytest.raises(InvalidValue):
+        PyRateLimiter(slots=slots)
+
+
+@pytest.mark.parametrize("name", ["", "Upper", "a b", "x" * 22, "../x"])
+def test_bad_names_raise_invalid_value(tmp_path: Path, name: str) -> None:
+    with pytest.raises(InvalidValue):
+        RateLimiter(tmp_path, name)
+
+
+def test_missing_data_dir_raises_os_error(tmp_path: Path) -> None:
+    with pytest.raises(NativeOSError):
+        RateLimiter(tmp_path / "absent")
+
+
+def test_time_outside_the_table_range_raises(tmp_path: Path) -> None:
+    with RateLimiter(tmp_path) as lim, pytest.raises(NativeOSError):
+        lim.check("k", 5, 1000, now_ns=2**64 - 1)
+
+
+def test_closed_limiter_refuses_calls(tmp_path: Path) -> None:
+    lim = RateLimiter(tmp_path)
+    lim.close()
+    lim.close()  # idempotent
+    with pytest.raises(InvalidValue):
+        lim.check("k", 5, 1000)
+
+
+# ---- Decision ---------------------------------------------------------------
+
+
+def test_header_seconds_round_up() -> None:
+    d = Decision(False, 0, reset_ns=1_000_000_001, retry_after_ns=1)
+    assert d.reset_seconds == 2
+    assert d.retry_after_seconds == 1
+    assert Decision(False, 0, 2 * SEC, 2 * SEC).retry_after_seconds == 2
+
+
+def test_retry_after_seconds_is_zero_when_allowed_and_at_least_one_when_refused() -> None:
+    assert Decision(True, 3, 5, 0).retry_after_seconds == 0
+    assert Decision(False, 0, 0, 0).retry_after_seconds == 1
+
+
+def test_decision_is_immutable() -> None:
+    d = Decision(True, 1, 2, 0)
+    with pytest.raises(AttributeError):
+        d.allowed = False  # type: ignore[misc]
+
+
+def test_monotonic_ns_reads_the_monotonic_clock() -> None:
+    before = time.monotonic_ns()
+    value = monotonic_ns()
+    assert before <= value <= time.monotonic_ns()
+
+
+def test_check_without_a_time_reads_the_clock(limiter: Limiter) -> None:
+    d = limiter.check("k", 1, 60_000)
+    assert d.allowed
+    assert not limiter.check("k", 1, 60_000).allowed
+
+
+# ---- sharing and lifetime (C table) ------------------------------------------
+
+
+def test_two_data_dirs_never_share_a_table(tmp_path: Path, now: int) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with RateLimiter(tmp_path / "a") as a, RateLimiter(tmp_path / "b") as b:
+        assert a.check("k", 1, 1000, now_ns=now).allowed
+        assert b.check("k", 1, 1000, now_ns=now).allowed
+
+
+def test_two_names_in_one_dir_never_share_a_table(tmp_path: Path, now: int) -> None:
+    with RateLimiter(tmp_path, "ip") as a, RateLimiter(tmp_path, "key") as b:
+        assert a.check("k", 1, 1000, now_ns=now).allowed
+        assert b.check("k", 1, 1000, now_ns=now).allowed
+
+
+def test_second_limiter_on_the_same_dir_shares_state(tmp_path: Path, now: int) -> None:
+    with RateLimiter(tmp_path, slots=64) as a, RateLimiter(tmp_path, slots=128) as b:
+        assert b.slots == 64  # an open table keeps its own size
+        assert a.check("k", 2, 1000, now_ns=now).allowed
+        assert b.check("k", 2, 1000, now_ns=now).allowed
+        assert not a.check("k", 2, 1000, now_ns=now).allowed
+        b.reset("k")
+        assert a.check("k", 2, 1000, now_ns=now).allowed
+
+
+def test_table_is_rebuilt_when_nobody_has_it_open(tmp_path: Path, now: int) -> None:
+    a = RateLimiter(tmp_path, slots=64)
+    b = RateLimiter(tmp_path)
+    assert a.check("k", 1, 60_000, now_ns=now).allowed
+    a.close()
+    assert not b.check("k", 1, 60_000, now_ns=now).allowed  # b still holds it
+    b.close()
+    with RateLimiter(tmp_path, slots=128) as c:
+        assert c.slots == 128
+        assert c.check("k", 1, 60_000, now_ns=now).allowed
+        assert c.stats(now).used == 1
+
+
+# ---- bounded size -------------------------------------------------------------
+
+
+@pytest.fixture(params=["c", "py"])
+def small_limiter(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Limiter]:
+    """A 64-slot table of either implementation."""
+    if request.param == "c":
+        with RateLimiter(tmp_path, "full", slots=64) as lim:
+            yield lim
+    else:
+        yield PyRateLimiter(slots=64)
+
+
+def test_full_table_refuses_new_keys_but_serves_existing_ones(
+    small_limiter: Limiter, now: int
+) -> None:
+    lim = small_limiter
+    admitted: list[str] = []
+    refused: list[Decision] = []
+    # capacity 1 per 10 s: every admitted key stays busy for 10 s.
+    for i in range(300):
+        d = lim.check(f"busy-{i}", 1, 10_000, now_ns=now + i)
+        (admitted.append(f"busy-{i}") if d.allowed else refused.append(d))
+    assert len(admitted) == 64
+    assert lim.stats(now + 300) == LimiterStats(slots=64, used=64, busy=64)
+    # New keys fail closed, told to come back when a slot of theirs goes idle.
+    for d in refused:
+        assert d.remaining == 0
+        assert 10 * SEC - 300 <= d.retry_after_ns <= 10 * SEC
+    newcomer = lim.check("newcomer", 100, 1000, now_ns=now + 300)
+    assert not newcomer.allowed
+    assert 10 * SEC - 300 <= newcomer.retry_after_ns < 10 * SEC
+    # Keys in the table keep working, and keep their limits.
+    for key in admitted:
+        assert not lim.check(key, 1, 10_000, now_ns=now + 300).allowed
+        assert lim.check(key, 2, 20_000, now_ns=now + 300).allowed
+
+
+def test_full_table_admits_new_keys_once_entries_go_idle(small_limiter: Limiter, now: int) -> None:
+    lim = small_limiter
+    for i in range(200):
+        lim.check(f"busy-{i}", 1, 10_000, now_ns=now)
+    refused = lim.check("newcomer", 5, 1000, now_ns=now + 1)
+    assert not refused.allowed
+    idle_at = now + 1 + refused.retry_after_ns
+    assert not lim.check("newcomer", 5, 1000, now_ns=idle_at - 1).allowed
+    assert lim.check("newcomer", 5, 1000, now_ns=idle_at) == Decision(True, 4, 200 * MS, 0)
+    assert lim.check("newcomer", 5, 1000, now_ns=idle_at) == Decision(True, 3, 400 * MS, 0)
+    # Everyone idle: a crowd of new keys all get in, evicting the old ones.
+    later = idle_at + 20 * SEC
+    assert all(lim.check(f"new-{i}", 1, 1000, now_ns=later).allowed for i in range(40))
+    assert lim.stats(later).used == 64
+
+
+def test_stats_count_used_and_busy_slots(limiter: Limiter, now: int) -> None:
+    limiter.check("a", 1, 1000, now_ns=now)
+    limiter.check("b", 1, 2000, now_ns=now)
+    limiter.check("c", 1, 3000, now_ns=now)
+    assert limiter.stats(now).used == 3
+    assert limiter.stats(now).busy == 3
+    assert limiter.stats(now + 1500 * MS).busy == 2
+    assert limiter.stats(now + 3 * SEC).busy == 0
+    assert limiter.stats(now + 3 * SEC).used == 3
+
+
+# ---- threads ------------------------------------------------------------------
+
+
+def test_threads_sharing_one_limiter_admit_exactly_capacity(limiter: Limiter, now: int) -> None:
+    counts = [0] * 4
+
+    def hammer(i: int) -> None:
+        for _ in range(2000):
+            counts[i] += limiter.check("hot", 3000, 60_000, now_ns=now).allowed
+            limiter.check(f"t{i}", 10, 1000, now_ns=now)
+
+    threads = [threading.Thread(target=hammer, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(counts) == 3000
+
+
+# ---- the twin is the oracle ---------------------------------------------------
+
+KEYS = ["ip:10.0.0.1", "ip:10.0.0.2", "key:abc", "é"]
+
+op = st.one_of(
+    st.tuples(
+        st.just("check"),
+        st.sampled_from(KEYS),
+        st.integers(1, 12),  # capacity
+        st.sampled_from([1, 7, 1000, 60_000, 2**32]),  # window_ms
+        st.integers(1, 12),  # cost (clamped to capacity)
+        st.integers(0, 3 * SEC),  # time step
+    ),
+    st.tuples(
+        st.just("reset"), st.sampled_from(KEYS), st.just(0), st.just(0), st.just(0), st.just(0)
+    ),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(ops=st.lists(op, min_size=1, max_size=60), small_steps=st.booleans())
+def test_c_limiter_decides_exactly_like_the_python_twin(
+    ops: list[tuple[str, str, int, int, int, int]], small_steps: bool
+) -> None:
+    twin = PyRateLimiter(slots=64)
+    with tempfile.TemporaryDirectory() as data_dir, RateLimiter(data_dir, "prop", 64) as lim:
+        now = monotonic_ns()
+        for kind, key, capacity, window_ms, cost, step in ops:
+            if kind == "reset":
+                lim.reset(key)
+                twin.reset(key)
+                continue
+            now += step % (10 * MS) if small_steps else step
+            cost = min(cost, capacity)
+            got = lim.check(key, capacity, window_ms, cost, now_ns=now)
+            want = twin.check(key, capacity, window_ms, cost, now_ns=now)
+            assert got == want
+        assert lim.stats(now) == twin.stats(now)
