@@ -1,0 +1,1 @@
+"""Benchmarks for r13 (load harnesses and their helpers)."""
