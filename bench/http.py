@@ -534,6 +534,10 @@ def run_load(spec: LoadSpec) -> LoadResult:
     t_measure = t_start + int(spec.warmup * 1e9)
     t_end = t_measure + int(spec.duration * 1e9)
     lat = res.latencies_us
+    # One receive buffer for all connections: recv(n) would allocate (and, past
+    # glibc's mmap threshold, mmap and munmap) a fresh n-byte object per call.
+    rbuf = bytearray(262144)
+    rview = memoryview(rbuf)
     statuses = res.statuses
 
     def connect(idx: int) -> _Conn | None:
@@ -586,12 +590,12 @@ def run_load(spec: LoadSpec) -> LoadResult:
             for key, _ in events:
                 c = key.data
                 try:
-                    data = c.sock.recv(262144)
+                    got = c.sock.recv_into(rbuf)
                 except OSError:
                     res.errors += 1
                     restart(c)
                     continue
-                if not data:
+                if not got:
                     # EOF: a response framed "until close" ends here; else it failed.
                     if c.parser.mode == 3:
                         done = clock()
@@ -608,7 +612,7 @@ def run_load(spec: LoadSpec) -> LoadResult:
                     restart(c)
                     continue
                 buf = c.buf
-                buf += data
+                buf += rview[:got]
                 while True:
                     n = c.parser.feed(buf)
                     if n < 0:
