@@ -1,0 +1,223 @@
+"""The HTTP load harness against a tiny in-process fake registry (loopback only)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import http as bh
+
+TOKEN = "test-token"
+
+
+class FakeRegistry(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.lock = threading.Lock()
+        self.docs: dict[str, dict[str, Any]] = {}
+        self.tarballs: dict[str, bytes] = {}
+        self.puts = 0
+        self.gets = 0
+        self.auth_gets = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: FakeRegistry
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def reply(self, status: int, body: bytes, ctype: str = "application/json") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_PUT(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if self.headers.get("Authorization") != f"Bearer {TOKEN}":
+            self.reply(401, b'{"error":"auth"}')
+            return
+        name = urllib.parse.unquote(self.path[1:])
+        doc = json.loads(body)
+        assert doc["name"] == name == doc["_id"]
+        ((version, manifest),) = doc["versions"].items()
+        ((filename, att),) = doc["_attachments"].items()
+        data = base64.b64decode(att["data"])
+        assert len(data) == att["length"]
+        assert manifest["dist"]["shasum"] == hashlib.sha1(data).hexdigest()
+        assert manifest["dist"]["integrity"] == bh.integrity_of(data)
+        assert filename == f"{bh.bare_name(name)}-{version}.tgz"
+        tar_path = f"/{name}/-/{filename}"
+        with self.server.lock:
+            self.server.puts += 1
+            stored = self.server.docs.setdefault(
+                name, {"_id": name, "name": name, "dist-tags": {}, "versions": {}}
+            )
+            if version in stored["versions"]:
+                self.reply(409, b'{"error":"exists"}')
+                return
+            manifest["dist"]["tarball"] = self.server.url + tar_path
+            stored["versions"][version] = manifest
+            stored["dist-tags"].update(doc["dist-tags"])
+            self.server.tarballs[tar_path] = data
+        self.reply(201, b'{"ok":true}')
+
+    def do_GET(self) -> None:
+        path = urllib.parse.unquote(self.path)
+        with self.server.lock:
+            self.server.gets += 1
+            if self.headers.get("Authorization"):
+                self.server.auth_gets += 1
+            tgz = self.server.tarballs.get(path)
+            doc = self.server.docs.get(path[1:])
+            body = json.dumps(doc).encode() if doc else b""
+        if tgz is not None:
+            self.reply(200, tgz, "application/octet-stream")
+        elif doc is not None:
+            self.reply(200, body)
+        else:
+            self.reply(404, b'{"error":"not found"}')
+
+
+@pytest.fixture
+def registry() -> Iterator[FakeRegistry]:
+    server = FakeRegistry()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_percentile_nearest_rank() -> None:
+    values = list(range(1, 101))
+    assert bh.percentile(values, 50) == 50
+    assert bh.percentile(values, 99) == 99
+    assert bh.percentile(values, 100) == 100
+    assert bh.percentile(values, 0) == 1
+    assert bh.percentile([7], 99) == 7
+    assert bh.percentile([], 50) == 0.0
+    assert bh.percentile([1, 2, 3, 4], 50) == 2
+    res = bh.LoadResult(count=4, latencies_us=bh.array("q", [4000, 1000, 3000, 2000]))
+    s = bh.summarize(res, 2.0)
+    assert (s["rps"], s["p50_ms"], s["p99_ms"], s["max_ms"]) == (2.0, 2.0, 4.0, 4.0)
+
+
+def test_response_parser_framing() -> None:
+    p = bh.ResponseParser()
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
+    assert p.feed(bytearray(head + b"hel")) == -1
+    assert p.feed(bytearray(head + b"helloHTTP")) == len(head) + 5
+    p.reset()
+    chunked = b"HTTP/1.1 404 NF\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"
+    assert p.feed(bytearray(chunked)) == -1
+    full = chunked + b"2;x=1\r\nde\r\n0\r\n\r\n"
+    assert p.feed(bytearray(full)) == len(full)
+    assert p.status == 404
+    p.reset()
+    assert p.feed(bytearray(b"HTTP/1.1 304 NM\r\nETag: x\r\n\r\nHTTP/1.1")) == 28
+
+
+def test_target_refuses_remote() -> None:
+    assert bh.parse_target("http://localhost:1/").url == "http://localhost:1"
+    assert bh.parse_target("http://[::1]:9/r").base_path == "/r"
+    with pytest.raises(bh.HarnessError):
+        bh.parse_target("http://10.1.2.3:4873")
+    with pytest.raises(bh.HarnessError):
+        bh.parse_target("https://127.0.0.1:4873")
+    assert bh.parse_target("http://10.1.2.3:4873", allow_remote=True).port == 4873
+
+
+def test_tarball_is_a_real_npm_tarball() -> None:
+    import io
+    import tarfile
+
+    tgz = bh.make_tarball("@bench/x", "1.2.3")
+    assert tgz == bh.make_tarball("@bench/x", "1.2.3")  # deterministic
+    with tarfile.open(fileobj=io.BytesIO(tgz), mode="r:gz") as tar:
+        assert sorted(tar.getnames()) == ["package/index.js", "package/package.json"]
+        pj = tar.extractfile("package/package.json")
+        assert pj is not None
+        assert json.load(pj)["version"] == "1.2.3"
+    assert bh.packument_path("@bench/x") == "/@bench%2fx"
+
+
+@pytest.mark.slow
+def test_seed_and_scenarios(registry: FakeRegistry, tmp_path: Path) -> None:
+    out_json = tmp_path / "r.json"
+    out_md = tmp_path / "r.md"
+    rc = bh.main(
+        [
+            "--url", registry.url, "--token", TOKEN, "--prefix", "t1",
+            "--small", "5", "--big-versions", "7",
+            "--duration", "0.2", "--warmup", "0", "--concurrency", "3", "--clients", "1",
+            "--label", "fake", "--quiet",
+            "--json", str(out_json), "--markdown", str(out_md),
+        ]
+    )  # fmt: skip
+    assert rc == 0
+    # 5 small + scoped + pub + 7 versions of big, then publish-scenario versions.
+    pub = registry.docs["t1-pub"]["versions"]
+    assert registry.puts == 5 + 2 + 7 + len(pub) - 1
+    assert len(registry.docs["t1-big"]["versions"]) == 7
+    assert "@bench/t1-scoped" in registry.docs
+    report = json.loads(out_json.read_text())
+    assert report["label"] == "fake"
+    assert report["seed"]["publishes"] == 14
+    scen = report["scenarios"]
+    assert list(scen) == list(bh.ALL_SCENARIOS)
+    for name, s in scen.items():
+        assert s["requests"] > 0, name
+        assert s["errors"] == 0, name
+        assert s["p50_ms"] <= s["p99_ms"] <= s["max_ms"], name
+        assert s["statuses"] == {"201" if name == "publish" else "200": s["requests"]}
+    assert scen["publish"]["requests"] == len(pub) - 1
+    # Every counted GET reached the server (in-flight ones at the deadline are dropped).
+    counted = sum(s["requests"] for n, s in scen.items() if n != "publish")
+    assert counted <= registry.gets
+    assert registry.auth_gets >= scen["auth-full"]["requests"]
+    md = out_md.read_text()
+    assert "| scenario | req/s | p50 ms | p99 ms | errors | requests |" in md
+    for name in bh.ALL_SCENARIOS:
+        assert f"| {name} | " in md
+    # Compare mode: ratio of a report to itself is 1.00.
+    table = bh.compare_table(report, report)
+    assert "| small-full |" in table and "| 1.00 |" in table
+
+
+def test_errors_are_counted(registry: FakeRegistry) -> None:
+    target = bh.parse_target(registry.url)
+    reqs = [bh.encode_get(target, "/missing", bh.FULL_ACCEPT, None)]
+    spec = bh.LoadSpec(target.host, target.port, reqs, 2, 0.2, 0.0)
+    res = bh.run_parallel([spec, spec])  # two worker processes
+    assert res.count > 0
+    assert res.errors == res.count == res.statuses[404]
+    assert len(res.latencies_us) == res.count
+
+
+def test_seed_failure_is_reported(registry: FakeRegistry) -> None:
+    target = bh.parse_target(registry.url)
+    names = bh.Names("bad", 2)
+    with pytest.raises(bh.HarnessError, match="HTTP 401"):
+        bh.seed(target, "wrong-token", names, 1)
