@@ -7,6 +7,7 @@ import hashlib
 import json
 import threading
 import urllib.parse
+from array import array
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -119,7 +120,7 @@ def test_percentile_nearest_rank() -> None:
     assert bh.percentile([7], 99) == 7
     assert bh.percentile([], 50) == 0.0
     assert bh.percentile([1, 2, 3, 4], 50) == 2
-    res = bh.LoadResult(count=4, latencies_us=bh.array("q", [4000, 1000, 3000, 2000]))
+    res = bh.LoadResult(count=4, latencies_us=array("q", [4000, 1000, 3000, 2000]))
     s = bh.summarize(res, 2.0)
     assert (s["rps"], s["p50_ms"], s["p99_ms"], s["max_ms"]) == (2.0, 2.0, 4.0, 4.0)
 
