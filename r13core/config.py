@@ -202,7 +202,8 @@ class Config13(_Fields):
 
     def with_feature(self, flag: Feature, on: bool) -> Config13:
         """A copy with ``flag`` turned on or off."""
-        flags = self.feature_flags | flag if on else self.feature_flags & ~flag
+        mask = int(flag)
+        flags = self.feature_flags | mask if on else self.feature_flags & ~mask
         return self._replace(feature_flags=flags & 0xFFFFFFFF)
 
     def with_field(self, name: str, value: int) -> Config13:

@@ -112,6 +112,14 @@ def test_fields_are_validated_on_construction() -> None:
         Config13().with_field("cols", 999)
 
 
+def test_with_feature_turns_one_flag_on_and_off() -> None:
+    cfg = Config13(feature_flags=1 << 31)
+    on = cfg.with_feature(Feature.PREMIUM_TYPES, True)
+    assert on.has(Feature.PREMIUM_TYPES) and type(on.feature_flags) is int
+    off = on.with_feature(Feature.PREMIUM_TYPES, False)
+    assert off == cfg
+
+
 def test_field_names_accept_design_spellings() -> None:
     assert field_name("terminalMode") == "terminal_mode"
     assert field_name("registryHash") == "registry_hash"
