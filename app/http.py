@@ -98,7 +98,10 @@ def read_body(req: falcon.Request, limit: int) -> bytes:
     declared = req.content_length
     if declared is not None and declared > limit:
         raise PayloadTooLarge(f"body of {declared} bytes is over the {limit}-byte limit")
-    stream = req.bounded_stream
+    chunked = "chunked" in (req.get_header("Transfer-Encoding") or "").lower()
+    # Without a length, only a chunked body has an end the server marks (gunicorn's
+    # wsgi.input stops there); bounded_stream would read nothing.
+    stream = req.stream if declared is None and chunked else req.bounded_stream
     chunks: list[bytes] = []
     total = 0
     while True:
@@ -247,13 +250,19 @@ def send_json(req: falcon.Request, resp: falcon.Response, rendered: RenderedLike
     etag = gzip_etag(rendered.etag) if zipped else rendered.etag
     resp.set_header("ETag", etag)
     if not_modified(req, rendered.etag, gzip_etag(rendered.etag)):
-        resp.status = falcon.HTTP_304
+        send_not_modified(resp)
         return
     if zipped:
         resp.set_header("Content-Encoding", "gzip")
         resp.data = rendered.gzip
     else:
         resp.data = rendered.body
+
+
+def send_not_modified(resp: falcon.Response) -> None:
+    """304: headers only (a 304 carries no Content-Type)."""
+    resp.status = falcon.HTTP_304
+    resp.content_type = None
 
 
 def send_media(resp: falcon.Response, body: Any, status: str = falcon.HTTP_200) -> None:

@@ -29,6 +29,7 @@ from app.http import (
     segments,
     send_json,
     send_media,
+    send_not_modified,
     split_package,
 )
 from app.service import RegistryService
@@ -107,7 +108,7 @@ class Packages:
         resp.set_header("ETag", blob.etag)
         resp.cache_control = ["public", "max-age=31536000", "immutable"]
         if not_modified(req, blob.etag):
-            resp.status = falcon.HTTP_304
+            send_not_modified(resp)
             return
         if req.method == "HEAD":
             resp.content_length = blob.size
