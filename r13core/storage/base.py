@@ -145,6 +145,10 @@ class Storage(abc.ABC):
         """The tarball row of ``name@version``, or None."""
 
     @abc.abstractmethod
+    def used_version(self, name: str, version: str) -> str | None:
+        """The sha512 of the first publish of ``name@version``, or None if never used."""
+
+    @abc.abstractmethod
     def blob_refs(self) -> set[str]:
         """The sha512 of every blob a tarball row refers to."""
 
