@@ -8,7 +8,11 @@ import hashlib
 import io
 import json
 import tarfile
+from pathlib import Path
 from typing import Any
+
+from r13core.config import DEFAULT_FEATURES, Config13, Feature
+from r13core.registry import Registry
 
 
 def make_tgz(files: dict[str, bytes | str], *, top: str = "package", mtime: int = 0) -> bytes:
@@ -89,3 +93,34 @@ def publish_body(
             }
         },
     }
+
+
+class LiveConfig:
+    """A stand-in for the live record: tests flip flags between calls."""
+
+    def __init__(self, *flags: Feature) -> None:
+        self.value = Config13(feature_flags=int(DEFAULT_FEATURES))
+        for flag in flags:
+            self.set(flag, True)
+
+    def set(self, flag: Feature, on: bool) -> None:
+        """Turn ``flag`` on or off."""
+        bits = self.value.feature_flags
+        bits = bits | int(flag) if on else bits & ~int(flag)
+        self.value = Config13(feature_flags=bits & 0xFFFFFFFF)
+
+    def __call__(self) -> Config13:
+        return self.value
+
+
+PUBLIC_URL = "http://r13.test:4873"
+
+
+def open_registry(data_dir: Path, config: LiveConfig | None = None, **kw: Any) -> Registry:
+    """A registry on SQLite + files under ``data_dir``, as a worker opens one."""
+    return Registry.open(data_dir, public_url=PUBLIC_URL, config=config or LiveConfig(), **kw)
+
+
+def files_under(root: Path) -> list[Path]:
+    """Every regular file below ``root`` (for "nothing left behind" checks)."""
+    return sorted(p for p in root.rglob("*") if p.is_file())
