@@ -462,9 +462,8 @@ class Registry:
             used = tx.used_version(key, version)
             if used is not None:  # another worker published it meanwhile
                 record = tx.package(key)
-                same = record is not None and version in record.doc["versions"]
-                if used == sha512 and same:
-                    return {"ok": True, "id": key, "rev": _rev_string(key, record.rev)}  # type: ignore[union-attr]
+                if used == sha512 and record is not None and version in record.doc["versions"]:
+                    return {"ok": True, "id": key, "rev": _rev_string(key, record.rev)}
                 raise VersionExists(f"{key}@{version} was already published")
             record = tx.package(key)
             now = _now()
