@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 import zlib
 from typing import Any, Protocol
 from urllib.parse import quote, unquote
@@ -20,14 +19,11 @@ import falcon
 from r13core.errors import BadRequest, InvalidValue, PayloadTooLarge, UnsupportedMediaType
 
 CHUNK = 64 * 1024
-# Python's json recurses once per nesting level; refuse anything deeper first.
+# Deeper arrays/objects are refused (npm documents nest a few levels).
 MAX_JSON_DEPTH = 64
 JSON_TYPES = frozenset({"application/json"})
 ABBREVIATED = "application/vnd.npm.install-v1+json"
 VARY = ("Accept", "Accept-Encoding")
-
-# A JSON string token (unrolled so long base64 strings are one fast match) or a bracket.
-_TOKENS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
 
 
 # -- paths ----------------------------------------------------------------------
@@ -139,31 +135,43 @@ def gunzip(data: bytes, limit: int) -> bytes:
     return bytes(out)
 
 
-def json_depth(data: bytes) -> int:
-    """Deepest nesting of arrays and objects in ``data`` (brackets in strings ignored)."""
-    depth = deepest = 0
-    for match in _TOKENS.finditer(data):
-        token = match.group()
-        if token[0] == 0x22:  # a string
-            continue
-        if token in (b"[", b"{"):
-            depth += 1
-            deepest = max(deepest, depth)
-            if deepest > MAX_JSON_DEPTH:
-                return deepest
-        else:
-            depth -= 1
-    return deepest
+def nesting_exceeds(doc: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether arrays and objects in ``doc`` nest deeper than ``limit`` (no recursion)."""
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def parse_json(data: bytes) -> Any:
-    """Parse a JSON document; BadRequest when invalid or nested too deeply."""
-    if json_depth(data) > MAX_JSON_DEPTH:
-        raise BadRequest(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    """Parse a JSON document; BadRequest when invalid or nested too deeply.
+
+    The C parser recurses once per level but stops at the interpreter's
+    recursion limit with RecursionError (answered 400 here), so hostile
+    nesting costs at most ~1000 frames; the tighter ``MAX_JSON_DEPTH`` is then
+    checked on the result without recursion. Counting brackets first skips
+    that walk for the usual publish (few brackets around one long string).
+    """
     try:
-        return json.loads(data)
-    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        doc = json.loads(data, parse_constant=_no_constants)
+    except RecursionError:
+        raise BadRequest(f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise BadRequest("body is not valid JSON") from None
+    few = data.count(b"[") + data.count(b"{") <= MAX_JSON_DEPTH
+    if isinstance(doc, dict | list) and not few and nesting_exceeds(doc):
+        raise BadRequest(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    return doc
 
 
 def read_json(req: falcon.Request, limit: int) -> Any:

@@ -144,6 +144,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv.start()
     yield srv
     assert srv.stop() == 0, srv.log.read_text()[-3000:]
+    # Every error left as a JSON answer: nothing reached gunicorn as an exception.
+    assert "Traceback" not in srv.log.read_text(), srv.log.read_text()[-5000:]
 
 
 @pytest.fixture(scope="session")
