@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from r13core.errors import InvalidName, InvalidValue
 from r13core.names import PackageName, parse_version
@@ -186,3 +188,64 @@ def test_words_are_not_ranges(text: str) -> None:
 @pytest.mark.parametrize("text", ["1", "v1", "1.2", "x", "^2", ">=3", "1.0.0"])
 def test_version_like_words_are_ranges(text: str) -> None:
     assert is_valid_range(text)
+
+
+# -- properties ---------------------------------------------------------------------------
+
+
+_PRE_WORD = st.from_regex(r"[a-z-][a-z0-9-]{0,5}", fullmatch=True)
+_PART = st.from_regex(r"[a-z0-9][a-z0-9._-]{0,40}", fullmatch=True).filter(
+    lambda p: ".." not in p and p not in ("node_modules", "favicon.ico")
+)
+
+
+@given(st.text(max_size=300))
+def test_parsing_any_text_either_succeeds_or_raises_invalid_name(text: str) -> None:
+    try:
+        name = PackageName.parse(text)
+    except InvalidName:
+        return
+    assert str(name) == text
+    assert PackageName.from_url(name.url) == name
+
+
+@given(st.one_of(st.none(), _PART), _PART)
+def test_valid_parts_make_names_that_round_trip(scope: str | None, bare: str) -> None:
+    name = PackageName(scope, bare)
+    assert PackageName.parse(str(name), new=True) == name
+    assert PackageName.from_url(name.url) == name
+    assert name.version_of_file(name.tarball_file("1.2.3")) == "1.2.3"
+
+
+@given(
+    st.integers(0, 10**6),
+    st.integers(0, 10**6),
+    st.integers(0, 10**6),
+    st.lists(
+        st.one_of(st.integers(0, 999), st.from_regex(r"[a-z-][a-z0-9-]{0,5}", fullmatch=True)),
+        max_size=3,
+    ),
+)
+def test_versions_round_trip_and_order_by_precedence(
+    major: int, minor: int, patch: int, pre: list[int | str]
+) -> None:
+    text = f"{major}.{minor}.{patch}" + ("-" + ".".join(map(str, pre)) if pre else "")
+    v = Version.parse(text)
+    assert str(v) == text
+    assert (Version(major, minor, patch) > v) is bool(pre)
+
+
+@given(st.text(max_size=60))
+def test_range_parsing_never_fails_unexpectedly(text: str) -> None:
+    try:
+        rng = Range.parse(text)
+    except InvalidValue:
+        return
+    rng.matches("1.2.3")
+
+
+@given(st.integers(0, 20), st.integers(0, 20), st.integers(0, 20))
+def test_caret_range_holds_its_floor_and_excludes_the_next_major(a: int, b: int, c: int) -> None:
+    rng = Range.parse(f"^{a}.{b}.{c}")
+    assert rng.matches(f"{a}.{b}.{c}")
+    assert not rng.matches(f"{a + 1}.0.0")

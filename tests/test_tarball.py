@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import hashlib
 import io
 import tarfile
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from npm_builders import make_tgz, package_json, sri
 
 from r13core.errors import InvalidPublish
@@ -169,3 +172,14 @@ def test_integrity_without_sha512_is_refused() -> None:
 def test_mismatched_shasum_is_refused() -> None:
     with pytest.raises(InvalidPublish, match="shasum"):
         check_integrity(b"bytes", {"shasum": "0" * 40})
+
+
+# -- properties ---------------------------------------------------------------------------
+
+
+@settings(max_examples=150)
+@given(st.binary(max_size=4096), st.booleans())
+def test_hostile_bytes_only_ever_fail_as_invalid_publish(data: bytes, gzipped: bool) -> None:
+    payload = gzip.compress(data) if gzipped else b"\x1f\x8b" + data
+    with contextlib.suppress(InvalidPublish):
+        inspect_tarball(payload, Limits(max_unpacked=1 << 20, max_entries=100))
