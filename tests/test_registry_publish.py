@@ -235,7 +235,7 @@ Mutator = Callable[[dict[str, Any]], None]
 
 
 def _att(body: dict[str, Any]) -> dict[str, Any]:
-    return next(iter(body["_attachments"].values()))  # type: ignore[no-any-return]
+    return next(iter(body["_attachments"].values()))
 
 
 def _set_tgz(tgz: bytes) -> Mutator:
