@@ -137,6 +137,10 @@ def gunzip(data: bytes, limit: int) -> bytes:
 
 def nesting_exceeds(doc: Any, limit: int = MAX_JSON_DEPTH) -> bool:
     """Whether arrays and objects in ``doc`` nest deeper than ``limit`` (no recursion)."""
+    if not isinstance(doc, dict | list):
+        return False
+    if limit < 1:
+        return True
     stack: list[tuple[Any, int]] = [(doc, 1)]
     while stack:
         value, depth = stack.pop()
@@ -169,7 +173,7 @@ def parse_json(data: bytes) -> Any:
     except ValueError:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise BadRequest("body is not valid JSON") from None
     few = data.count(b"[") + data.count(b"{") <= MAX_JSON_DEPTH
-    if isinstance(doc, dict | list) and not few and nesting_exceeds(doc):
+    if not few and nesting_exceeds(doc):
         raise BadRequest(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     return doc
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import falcon
@@ -21,8 +22,7 @@ from r13core.keys import KeyStore
 from r13core.settings import Settings
 from r13core.storage.base import Storage
 
-DATABASE = "registry.sqlite3"
-BLOBS = "blobs"
+DATABASE = "registry.sqlite3"  # where Registry.open keeps it
 
 
 def open_config(settings: Settings) -> ConfigStore:
@@ -44,19 +44,31 @@ def open_storage(data_dir: Path) -> Storage:
     return SQLiteStorage(data_dir / DATABASE)
 
 
-def open_services(settings: Settings, config: ConfigStore) -> tuple[RegistryService, KeyStore]:
+@dataclass(frozen=True)
+class Services:
+    """The model objects one process uses: registry and keys over one storage."""
+
+    registry: RegistryService
+    keys: KeyStore
+    storage: Storage
+
+
+def open_services(settings: Settings, config: ConfigStore) -> Services:
     """The default registry and key store: one SQLite database + blob files under the data dir.
 
     Opening is cheap: the database connection is made lazily, so a worker that
     calls this after fork gets its own.
     """
     from r13core.registry import Registry
-    from r13core.storage.blobs import FileBlobStore
+    from r13core.tarball import Limits
 
-    storage = open_storage(settings.data_dir)
-    blobs = FileBlobStore(settings.data_dir / BLOBS)
-    registry = Registry(storage, blobs, public_url=settings.public_url, config=config.read)
-    return registry, KeyStore(storage)
+    registry = Registry.open(
+        settings.data_dir,
+        public_url=settings.public_url,
+        config=config.read,
+        limits=Limits(max_tarball=settings.max_body),
+    )
+    return Services(registry, KeyStore(registry.storage), registry.storage)
 
 
 def create_app(
@@ -69,9 +81,9 @@ def create_app(
     """A WSGI app serving r13 for ``settings``."""
     store = config if config is not None else open_config(settings)
     if registry is None or keys is None:
-        default_registry, default_keys = open_services(settings, store)
-        registry = registry if registry is not None else default_registry
-        keys = keys if keys is not None else default_keys
+        services = open_services(settings, store)
+        registry = registry if registry is not None else services.registry
+        keys = keys if keys is not None else services.keys
     guard = Guard(keys, store.read)
     limit = settings.max_body
 

@@ -145,6 +145,9 @@ class FakeRegistry:
         if advisory_id == "404":
             raise NotFound("no advisory 404")
 
+    def sweep(self, *, min_age: float = 3600.0) -> int:
+        return 0
+
 
 class FakeKeys:
     """Three keys by secret: read, write and admin; anything else is refused."""

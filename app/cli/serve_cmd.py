@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from app.main import open_config, open_storage
+from app.main import open_config, open_services
 from r13core.keys import KeyStore, Permission
 from r13core.settings import Settings
 
@@ -57,13 +57,21 @@ def ensure_admin_key(data_dir: Path, keys: KeyStore, public_url: str) -> str | N
 
 
 def prepare(settings: Settings) -> None:
-    """Create what a first start needs: data dir, record, database, admin key."""
-    open_config(settings).close()
-    storage = open_storage(settings.data_dir)
-    try:
-        ensure_admin_key(settings.data_dir, KeyStore(storage), settings.public_url)
-    finally:
-        storage.close()
+    """Create what a first start needs (data dir, record, database, admin key); sweep orphans.
+
+    Runs in the process that then execs gunicorn; the database connection made
+    here is closed first, and every worker opens its own after fork.
+    """
+    with open_config(settings) as config:
+        services = open_services(settings, config)
+        try:
+            ensure_admin_key(settings.data_dir, services.keys, settings.public_url)
+            # Tarball files left by publishes that crashed before their commit.
+            swept = services.registry.sweep()
+            if swept:
+                print(f"r13: removed {swept} orphan file(s) from the blob store", file=sys.stderr)
+        finally:
+            services.storage.close()
 
 
 def serve(args: argparse.Namespace) -> int:
