@@ -16,6 +16,7 @@ from app.resources.dist_tags import PackageMeta
 from app.resources.packages import Packages
 from app.resources.search import Search
 from app.resources.system import ConfigResource, Ping
+from app.resources.whoami import Whoami
 from app.service import RegistryService
 from r13core.config import Config13, ConfigStore
 from r13core.keys import KeyStore
@@ -94,6 +95,7 @@ def create_app(
     errors.install(app)
 
     app.add_route("/-/ping", Ping())
+    app.add_route("/-/whoami", Whoami(guard))
     app.add_route("/-/v1/search", Search(registry, guard))
     app.add_route(
         "/-/npm/v1/security/advisories/bulk", AdvisoriesBulk(registry, guard, max_body=limit)

@@ -220,3 +220,17 @@ def test_rendered_documents_use_the_public_url_whatever_the_host(harness: AppHar
     )
     assert "evil.example" not in r.text
     assert PUBLIC_URL in r.text
+
+
+def test_whoami_names_the_key(harness: AppHarness) -> None:
+    assert harness.client.simulate_get("/-/whoami", headers=WRITE).json == {"username": "write"}
+    r = harness.client.simulate_get("/-/whoami")
+    assert r.status_code == 401
+    assert r.headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_head_sends_headers_only(harness: AppHarness) -> None:
+    r = harness.client.simulate_head("/pkg/-/pkg-1.0.0.tgz", headers=READ)
+    assert r.status_code == 200
+    assert r.headers["Content-Length"] == str(len(harness.registry.tarball_bytes))
+    assert r.content == b""
