@@ -47,7 +47,14 @@ from r13core.errors import (
 )
 from r13core.names import PackageName
 from r13core.semver import Range, Version, is_valid_range, parse_version, version_key
-from r13core.storage.base import BlobStore, JSONDict, PackageRecord, RenderRecord, Storage
+from r13core.storage.base import (
+    BlobStore,
+    JSONDict,
+    PackageRecord,
+    RenderRecord,
+    Storage,
+    WriteTxn,
+)
 from r13core.storage.base import TarballRecord as _TarballRow
 from r13core.tarball import (
     Limits,
@@ -490,7 +497,7 @@ class Registry:
             doc["dist-tags"].setdefault("latest", version)
             if doc["dist-tags"]["latest"] == version:
                 self._copy_top_fields(doc, stored, readme)
-            rev = tx.save_package(key, doc)
+            rev = self._save(tx, key, doc)
             tx.add_tarball(_TarballRow(key, version, sha512, len(data)))
             tx.mark_used(key, version, sha512)
         return {"ok": True, "id": key, "rev": _rev_string(key, rev)}
@@ -580,13 +587,13 @@ class Registry:
             if not self._apply_deprecations(doc, body.get("versions")):
                 return {"ok": True, "id": key, "rev": _rev_string(key, record.rev)}
             doc["modified"] = _now()
-            rev = tx.save_package(key, doc)
+            rev = self._save(tx, key, doc)
         return {"ok": True, "id": key, "rev": _rev_string(key, rev)}
 
     # -- unpublish, owners ------------------------------------------------------
 
     @staticmethod
-    def _remove_versions(tx: Any, key: str, doc: JSONDict, gone: list[str]) -> None:
+    def _remove_versions(tx: WriteTxn, key: str, doc: JSONDict, gone: list[str]) -> None:
         for v in gone:
             del doc["versions"][v]
             doc["time"].pop(v, None)
@@ -652,7 +659,7 @@ class Registry:
             if not changed:
                 return {"ok": True, "id": key, "rev": _rev_string(key, record.rev)}
             doc["modified"] = _now()
-            new_rev = tx.save_package(key, doc)
+            new_rev = self._save(tx, key, doc)
         return {"ok": True, "id": key, "rev": _rev_string(key, new_rev)}
 
     def unpublish_package(self, name: PackageName, rev: str, *, actor: str) -> dict[str, Any]:
@@ -691,7 +698,7 @@ class Registry:
                 return {"ok": True}
             self._remove_versions(tx, key, doc, [version])
             doc["modified"] = _now()
-            tx.save_package(key, doc)
+            self._save(tx, key, doc)
         return {"ok": True}
 
     # -- dist-tags ------------------------------------------------------------------
@@ -716,7 +723,7 @@ class Registry:
             if tag == "latest":
                 self._copy_top_fields(doc, doc["versions"][version], None)
             doc["modified"] = _now()
-            tx.save_package(key, doc)
+            self._save(tx, key, doc)
 
     def remove_dist_tag(self, name: PackageName, tag: str, *, actor: str) -> None:
         """Remove ``tag``; ``latest`` cannot be removed; NotFound if the tag is not set."""
@@ -732,9 +739,14 @@ class Registry:
                 raise NotFound(f"dist-tag {tag!r} of {name} not found")
             del doc["dist-tags"][tag]
             doc["modified"] = _now()
-            tx.save_package(key, doc)
+            self._save(tx, key, doc)
 
     # -- search -----------------------------------------------------------------------
+
+    @staticmethod
+    def _save(tx: WriteTxn, key: str, doc: JSONDict) -> int:
+        """Save ``doc`` with its search summary (so a search never parses whole documents)."""
+        return tx.save_package(key, doc, summary=_summary(key, doc))
 
     def search(self, text: str, size: int = 20, offset: int = 0) -> dict[str, Any]:
         """npm's ``/-/v1/search``: packages ranked by name, keyword and description matches.
@@ -742,73 +754,61 @@ class Registry:
         Terms must all match (name, keyword, description, or maintainer); name matches
         weigh most, exact before prefix before substring. Qualifiers: ``keywords:a,b``,
         ``author:x``/``maintainer:x``, ``scope:s``. Empty text lists every package.
+        Works on the per-package summaries saved with every change.
         """
         size = max(1, min(int(size), 250))
         offset = max(0, int(offset))
         terms, quals = _parse_query(text if isinstance(text, str) else "")
-        hits: list[tuple[float, float, str, JSONDict]] = []
-        for record in self.storage.packages():
-            scored = _score(record, terms, quals)
+        hits: list[tuple[float, float, str, JSONDict, float]] = []
+        for name, summary in self.storage.summaries():
+            if not summary:  # saved by a backend or version that kept none
+                record = self.storage.package(name)
+                if record is None:
+                    continue
+                summary = _summary(name, record.doc)
+            scored = _score(summary, terms, quals)
             if scored is None:
                 continue
-            relevance, quality, maintenance = scored
-            obj = self._search_object(record, quality, maintenance)
-            hits.append((relevance, quality, record.name, obj))
+            relevance, maintenance = scored
+            hits.append((relevance, float(summary["quality"]), name, summary, maintenance))
         best = max((h[0] for h in hits), default=1.0) or 1.0
         hits.sort(key=lambda h: (-h[0], -h[1], h[2]))
         objects = []
-        for relevance, _, _, obj in hits[offset : offset + size]:
-            detail = obj["score"]["detail"]
+        for relevance, quality, _, summary, maintenance in hits[offset : offset + size]:
             norm = relevance / best
-            final = norm * (0.7 + 0.15 * detail["quality"] + 0.15 * detail["maintenance"])
-            obj["score"]["final"] = round(final, 6)
-            obj["searchScore"] = round(relevance, 6)
-            objects.append(obj)
+            final = norm * (0.7 + 0.15 * quality + 0.15 * maintenance)
+            objects.append(
+                {
+                    "package": self._search_package(summary),
+                    "score": {
+                        "final": round(final, 6),
+                        "detail": {
+                            "quality": quality,
+                            "popularity": 0.0,
+                            "maintenance": maintenance,
+                        },
+                    },
+                    "searchScore": round(relevance, 6),
+                }
+            )
         return {"objects": objects, "total": len(hits), "time": _now()}
 
-    def _search_object(self, record: PackageRecord, quality: float, maintenance: float) -> JSONDict:
-        doc = record.doc
-        latest = doc["dist-tags"].get("latest", "")
-        manifest = doc["versions"].get(latest, {})
-        name = PackageName.parse(record.name)
-        links = {"npm": f"{self.public_url}/{name.url}"}
-        for field, source in (
-            ("homepage", "homepage"),
-            ("bugs", "bugs"),
-            ("repository", "repository"),
-        ):
-            value = manifest.get(source)
-            if isinstance(value, dict):
-                value = value.get("url")
-            if isinstance(value, str) and value:
-                links[field] = value
-        publisher = manifest.get("_npmUser") or {}
+    def _search_package(self, summary: JSONDict) -> JSONDict:
+        name = PackageName.parse(summary["name"])
         pkg: JSONDict = {
-            "name": record.name,
+            "name": summary["name"],
             "scope": name.scope or "unscoped",
-            "version": latest,
-            "description": manifest.get("description", ""),
-            "keywords": manifest.get("keywords") or [],
-            "date": doc["time"].get(latest, doc["modified"]),
-            "links": links,
-            "publisher": {
-                "username": publisher.get("name", ""),
-                "email": publisher.get("email", ""),
-            },
-            "maintainers": [
-                {"username": m["name"], "email": m.get("email", "")} for m in doc["maintainers"]
-            ],
+            "version": summary["version"],
+            "description": summary["description"],
+            "keywords": summary["keywords"],
+            "date": summary["date"],
+            "links": {"npm": f"{self.public_url}/{name.url}", **summary["links"]},
+            "publisher": summary["publisher"],
+            "maintainers": summary["maintainers"],
         }
-        if manifest.get("_hasTypes"):
+        if summary.get("hasTypes"):
             pkg["hasTypes"] = True
-        return {
-            "package": pkg,
-            "score": {
-                "final": 0.0,
-                "detail": {"quality": quality, "popularity": 0.0, "maintenance": maintenance},
-            },
-            "searchScore": 0.0,
-        }
+        return pkg
 
     # -- audit ----------------------------------------------------------------------------
 
@@ -1030,22 +1030,64 @@ def _parse_query(text: str) -> tuple[list[str], dict[str, list[str]]]:
     return terms, quals
 
 
-def _score(
-    record: PackageRecord, terms: list[str], quals: dict[str, list[str]]
-) -> tuple[float, float, float] | None:
-    doc = record.doc
-    name = record.name.lower()
-    bare = name.rsplit("/", 1)[-1]
-    latest = doc["versions"].get(doc["dist-tags"].get("latest", ""), {})
-    description = str(doc.get("description") or latest.get("description") or "").lower()
-    raw_keywords = doc.get("keywords") or latest.get("keywords") or []
-    keywords = [str(k).lower() for k in raw_keywords] if isinstance(raw_keywords, list) else []
+def _summary(name: str, doc: JSONDict) -> JSONDict:
+    """What search needs of a package, computed once per change."""
+    latest = doc["dist-tags"].get("latest", "")
+    manifest = doc["versions"].get(latest, {})
+    raw_keywords = manifest.get("keywords") or doc.get("keywords") or []
+    keywords = [str(k) for k in raw_keywords] if isinstance(raw_keywords, list) else []
+    description = manifest.get("description") or doc.get("description") or ""
+    links: dict[str, str] = {}
+    for field in ("homepage", "bugs", "repository"):
+        value = manifest.get(field)
+        if isinstance(value, dict):
+            value = value.get("url")
+        if isinstance(value, str) and value:
+            links[field] = value
     people = {str(m.get("name", "")).lower() for m in doc.get("maintainers", [])}
-    author = latest.get("author")
+    author = manifest.get("author")
     if isinstance(author, dict):
         people.add(str(author.get("name", "")).lower())
     elif isinstance(author, str):
         people.add(author.split("<")[0].strip().lower())
+    publisher = manifest.get("_npmUser") or {}
+    present = [
+        bool(description),
+        bool(keywords),
+        bool(manifest.get("repository")),
+        bool(manifest.get("license")),
+        bool(doc.get("readme")),
+    ]
+    return {
+        "name": name,
+        "version": latest,
+        "description": str(description),
+        "keywords": keywords,
+        "date": doc["time"].get(latest, doc["modified"]),
+        "modified": doc["modified"],
+        "links": links,
+        "publisher": {
+            "username": str(publisher.get("name", "")),
+            "email": str(publisher.get("email", "")),
+        },
+        "maintainers": [
+            {"username": m["name"], "email": m.get("email", "")} for m in doc["maintainers"]
+        ],
+        "people": sorted(p for p in people if p),
+        "hasTypes": bool(manifest.get("_hasTypes")),
+        "quality": round(sum(present) / len(present), 4),
+    }
+
+
+def _score(
+    summary: JSONDict, terms: list[str], quals: dict[str, list[str]]
+) -> tuple[float, float] | None:
+    """(relevance, maintenance) of a package for a query, or None if it does not match."""
+    name = summary["name"].lower()
+    bare = name.rsplit("/", 1)[-1]
+    description = summary["description"].lower()
+    keywords = [k.lower() for k in summary["keywords"]]
+    people = set(summary["people"])
 
     if any(k not in keywords for k in quals.get("keywords", [])):
         return None
@@ -1078,21 +1120,13 @@ def _score(
         relevance += best
     if not terms:
         relevance = 1.0
-    present = [
-        bool(description),
-        bool(keywords),
-        bool(latest.get("repository")),
-        bool(latest.get("license")),
-        bool(doc.get("readme")),
-    ]
-    quality = round(sum(present) / len(present), 4)
     try:
-        modified = datetime.fromisoformat(doc["modified"].replace("Z", "+00:00"))
+        modified = datetime.fromisoformat(summary["modified"].replace("Z", "+00:00"))
         age_days = (datetime.now(UTC) - modified).total_seconds() / 86400
     except (KeyError, ValueError):
         age_days = 1e9
     maintenance = 1.0 if age_days < 365 else 0.5 if age_days < 3 * 365 else 0.1
-    return relevance, quality, maintenance
+    return relevance, maintenance
 
 
 # -- audit helpers ----------------------------------------------------------------------------

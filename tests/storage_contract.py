@@ -90,6 +90,16 @@ class StorageContract:
         assert storage.tarball("new", "1.0.0") is None
         assert storage.used_version("new", "1.0.0") is None
 
+    def test_summaries_are_saved_with_the_document(self, storage: Storage) -> None:
+        with storage.write() as tx:
+            tx.save_package("b", {"v": 1}, summary={"name": "b", "n": 1})
+            tx.save_package("a", {"v": 1})
+        assert list(storage.summaries()) == [("a", {}), ("b", {"name": "b", "n": 1})]
+        with storage.write() as tx:
+            tx.save_package("b", {"v": 2}, summary={"name": "b", "n": 2})
+            tx.delete_package("a")
+        assert list(storage.summaries()) == [("b", {"name": "b", "n": 2})]
+
     def test_packages_lists_every_package_in_name_order(self, storage: Storage) -> None:
         with storage.write() as tx:
             for name in ("c", "@s/a", "a"):

@@ -226,3 +226,12 @@ def test_quick_audit_skips_malformed_nodes(reg: Registry) -> None:
     assert reg.audit_quick(tree)["advisories"] == {}
     with pytest.raises(BadRequest):
         reg.audit_quick([])  # type: ignore[arg-type]
+
+
+def test_search_finds_packages_saved_without_a_summary(reg: Registry) -> None:
+    record = reg.storage.package("lodash")
+    assert record is not None
+    with reg.storage.write() as tx:  # as a row from before summaries existed
+        tx.save_package("lodash", record.doc)
+    assert names(reg.search("lodash", 20, 0)) == ["lodash"]
+    assert reg.search("lodash", 20, 0)["objects"][0]["package"]["description"] == "utilities"

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from storage_contract import BlobStoreContract, StorageContract, age_file
 
+from r13core.storage import sqlite as sqlite_module
 from r13core.storage.blobs import FileBlobStore
 from r13core.storage.sqlite import SQLiteStorage
 
@@ -40,7 +41,23 @@ def test_reopening_an_existing_database_keeps_its_data(tmp_path: Path) -> None:
     second = SQLiteStorage(tmp_path / "r.sqlite3")
     record = second.package("a")
     assert record is not None and record.doc == {"v": 1}
-    assert second.pragma("user_version") == 1
+    assert second.pragma("user_version") == len(sqlite_module._MIGRATIONS)
+
+
+def test_a_database_from_an_older_schema_is_migrated_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_module, "_MIGRATIONS", sqlite_module._MIGRATIONS[:1])
+    old = SQLiteStorage(tmp_path / "r.sqlite3")
+    # a row as the first schema wrote it (no summary column yet)
+    old._conn().execute("INSERT INTO packages (name, rev, doc) VALUES ('a', 1, '{}')")
+    old.close()
+    monkeypatch.undo()
+    new = SQLiteStorage(tmp_path / "r.sqlite3")
+    assert new.pragma("user_version") == len(sqlite_module._MIGRATIONS)
+    assert list(new.summaries()) == [("a", {})]
+    record = new.package("a")
+    assert record is not None and record.rev == 1
 
 
 def test_each_thread_gets_its_own_connection(tmp_path: Path) -> None:

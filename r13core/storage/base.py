@@ -95,8 +95,8 @@ class WriteTxn(abc.ABC):
         """The package as of this transaction, or None."""
 
     @abc.abstractmethod
-    def save_package(self, name: str, doc: JSONDict) -> int:
-        """Insert or replace the package's document; returns its new rev."""
+    def save_package(self, name: str, doc: JSONDict, *, summary: JSONDict | None = None) -> int:
+        """Insert or replace the package's document (and search summary); returns its new rev."""
 
     @abc.abstractmethod
     def delete_package(self, name: str) -> None:
@@ -139,6 +139,10 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def packages(self) -> Iterator[PackageRecord]:
         """Every package, in name order."""
+
+    @abc.abstractmethod
+    def summaries(self) -> Iterator[tuple[str, JSONDict]]:
+        """(name, search summary) of every package, by name; ``{}`` where none was saved."""
 
     @abc.abstractmethod
     def tarball(self, name: str, version: str) -> TarballRecord | None:

@@ -83,6 +83,10 @@ _MIGRATIONS: Final[tuple[str, ...]] = (
         revoked INTEGER NOT NULL DEFAULT 0
     );
     """,
+    # 2: a search summary per package, so search never parses whole documents.
+    """
+    ALTER TABLE packages ADD COLUMN summary TEXT NOT NULL DEFAULT '{}';
+    """,
 )
 
 
@@ -93,14 +97,15 @@ class _Txn(WriteTxn):
     def package(self, name: str) -> PackageRecord | None:
         return _package(self._c, name)
 
-    def save_package(self, name: str, doc: JSONDict) -> int:
+    def save_package(self, name: str, doc: JSONDict, *, summary: JSONDict | None = None) -> int:
         (rev,) = self._c.execute(
             "UPDATE meta SET value = value + 1 WHERE key = 'seq' RETURNING value"
         ).fetchone()
         self._c.execute(
-            "INSERT INTO packages (name, rev, doc) VALUES (?, ?, ?) "
-            "ON CONFLICT (name) DO UPDATE SET rev = excluded.rev, doc = excluded.doc",
-            (name, rev, json.dumps(doc, separators=(",", ":"))),
+            "INSERT INTO packages (name, rev, doc, summary) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET "
+            "rev = excluded.rev, doc = excluded.doc, summary = excluded.summary",
+            (name, rev, _dumps(doc), _dumps(summary or {})),
         )
         self._c.execute("DELETE FROM renders WHERE name = ?", (name,))
         return int(rev)
@@ -129,6 +134,10 @@ class _Txn(WriteTxn):
 
     def remove_tarball(self, name: str, version: str) -> None:
         self._c.execute("DELETE FROM tarballs WHERE name = ? AND version = ?", (name, version))
+
+
+def _dumps(value: JSONDict) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
 def _package(conn: sqlite3.Connection, name: str) -> PackageRecord | None:
@@ -236,6 +245,12 @@ class SQLiteStorage(Storage):
         rows = self._conn().execute("SELECT name, rev, doc FROM packages ORDER BY name").fetchall()
         for name, rev, doc in rows:
             yield PackageRecord(name, int(rev), json.loads(doc))
+
+    def summaries(self) -> Iterator[tuple[str, JSONDict]]:
+        """(name, search summary) of every package, by name."""
+        rows = self._conn().execute("SELECT name, summary FROM packages ORDER BY name").fetchall()
+        for name, summary in rows:
+            yield name, json.loads(summary)
 
     def tarball(self, name: str, version: str) -> TarballRecord | None:
         """The tarball row, or None."""
