@@ -121,7 +121,7 @@ class Server:
         key: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
-        """One HTTP request; (status, headers, body) whatever the status."""
+        """One HTTP request; (status, headers with lower-case names, body) whatever the status."""
         data = None
         hdrs = dict(headers or {})
         if body is not None:
@@ -132,9 +132,13 @@ class Server:
         req = urllib.request.Request(self.url + path, data=data, method=method, headers=hdrs)
         try:
             with urllib.request.urlopen(req, timeout=60) as r:
-                return r.status, dict(r.headers), r.read()
+                return r.status, _lower(r.headers.items()), r.read()
         except urllib.error.HTTPError as e:
-            return e.code, dict(e.headers), e.read()
+            return e.code, _lower(e.headers.items()), e.read()
+
+
+def _lower(items: Any) -> dict[str, str]:
+    return {str(k).lower(): str(v) for k, v in items}
 
 
 @pytest.fixture(scope="session")

@@ -40,3 +40,31 @@ def test_install(sandbox: Sandbox, tool: str) -> None:
     lock = (app / LOCKFILES[tool]).read_text()
     assert plain in lock and scoped in lock
     assert "sha512-" in lock or tool == "bun"
+
+
+def add_advisory(sb: Sandbox, name: str) -> None:
+    status, _, body = sb.server.request(
+        "POST",
+        "/_api/advisories",
+        {"module_name": name, "vulnerable_versions": "<2.0.0", "severity": "high",
+         "title": f"{name} is weak", "patched_versions": ">=2.0.0"},
+        key=sb.server.admin_key,
+    )  # fmt: skip
+    assert status == 201, body
+
+
+AUDIT = {"pnpm": ("audit", "--json"), "bun": ("audit", "--json")}
+
+
+@pytest.mark.parametrize("tool", sorted(AUDIT))
+def test_audit(sandbox: Sandbox, tool: str) -> None:
+    name = sandbox.unique(f"e2e-weak-{tool}")
+    publish(sandbox, name)
+    add_advisory(sandbox, name)
+    app = sandbox.project(
+        "audited", {"name": "audited", "version": "0.0.0", "dependencies": {name: "1.0.0"}}
+    )
+    sandbox.run(tool, *INSTALL[tool], cwd=app)
+    out = sandbox.run(tool, *AUDIT[tool], cwd=app, check=False)
+    assert out.returncode != 0, out.stdout + out.stderr
+    assert f"{name} is weak" in out.stdout, out.stdout + out.stderr

@@ -23,7 +23,7 @@ def raw_get(srv: Server, path: str, headers: dict[str, str]) -> tuple[int, dict[
             conn.putheader(k, v)
         conn.endheaders()
         r = conn.getresponse()
-        return r.status, dict(r.getheaders()), r.read()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
     finally:
         conn.close()
 
@@ -46,7 +46,7 @@ def test_every_scoped_url_form_through_gunicorn(server: Server, scoped: str, pat
         "GET", f"{path}/-/pkg-1.0.0.tgz", key=server.key("read")
     )
     assert tgz_status == 200
-    assert int(headers["Content-Length"]) == len(data) > 0
+    assert int(headers["content-length"]) == len(data) > 0
 
 
 def test_a_forged_host_never_reaches_the_document(server: Server, scoped: str) -> None:
@@ -100,7 +100,7 @@ def test_errors_are_json_through_gunicorn(
 ) -> None:
     got, hdrs, answer = server.request(method, path, body, key=server.key("write"), headers=headers)
     assert got == status
-    assert hdrs["Content-Type"].startswith("application/json")
+    assert hdrs["content-type"].startswith("application/json")
     assert set(json.loads(answer)) == {"error"}
 
 
