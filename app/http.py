@@ -48,8 +48,15 @@ def raw_path(req: falcon.Request) -> str:
 
 
 def segments(path: str, prefix: str = "/") -> list[str]:
-    """Raw segments of ``path`` after ``prefix`` (empty segments kept, e.g. a trailing /)."""
-    rest = path[len(prefix) :] if path.startswith(prefix) else path.lstrip("/")
+    """Raw segments of ``path`` after ``prefix`` (empty segments kept, e.g. a trailing /).
+
+    Routing matched the decoded path; when the raw one spells the prefix with
+    escapes (``/%2d/package/...``, equivalent by RFC 3986), no segments come
+    back and the caller answers 404 rather than guess.
+    """
+    if not path.startswith(prefix):
+        return []
+    rest = path[len(prefix) :]
     return rest.split("/") if rest else []
 
 

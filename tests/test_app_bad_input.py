@@ -137,6 +137,7 @@ def test_bad_tarball_names_are_refused(harness: AppHarness, path: str) -> None:
         ("GET", "/-/package/pkg/nothing"),
         ("GET", "/"),
         ("DELETE", "/pkg/-/pkg-1.0.0.tgz"),
+        ("GET", "/%2d/package/pkg/dist-tags"),
     ],
 )
 def test_unknown_routes_are_404_json(harness: AppHarness, method: str, path: str) -> None:
