@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import subprocess
 
 import pytest
@@ -122,3 +123,25 @@ def test_a_declared_body_over_the_limit_is_refused_before_it_is_sent(server: Ser
 def test_npm_whoami(sandbox: Sandbox) -> None:
     out = sandbox.run("npm", "whoami", cwd=sandbox.project("who"))
     assert out.stdout.strip() == "e2e-write"
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (b"GET /x HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 9000 + b"\r\n\r\n", 431),
+        (b"NOT A REQUEST\r\n\r\n", 400),
+    ],
+)
+def test_requests_gunicorn_cannot_parse_get_json_too(
+    server: Server, request_bytes: bytes, status: int
+) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+        s.sendall(request_bytes)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(f"HTTP/1.1 {status} ".encode())
+    assert b"Content-Type: application/json" in head
+    assert set(json.loads(body)) == {"error"}
