@@ -19,7 +19,13 @@ log = logging.getLogger("r13.app")
 # Most specific first: the first isinstance match wins.
 STATUS_OF: list[tuple[type[Exception], str]] = [
     (errors.RecordFileError, falcon.HTTP_500),
-    (errors.InvalidValue, falcon.HTTP_400),
+    (errors.InvalidValue, falcon.HTTP_400),  # InvalidName, InvalidPublish, BadRequest
+    (errors.NotFound, falcon.HTTP_404),
+    (errors.Conflict, falcon.HTTP_409),  # VersionExists, RevConflict
+    (errors.Unauthorized, falcon.HTTP_401),
+    (errors.Forbidden, falcon.HTTP_403),
+    (errors.PayloadTooLarge, falcon.HTTP_413),
+    (errors.UnsupportedMediaType, falcon.HTTP_415),
     (errors.LimiterFull, falcon.HTTP_429),
 ]
 
@@ -35,8 +41,12 @@ def handle_domain_error(
 ) -> None:
     for kind, status in STATUS_OF:
         if isinstance(ex, kind):
-            _send(resp, status, str(ex))
+            _send(resp, status, str(ex) or kind.__name__)
+            if isinstance(ex, errors.Unauthorized):
+                # npm reads the challenge: "ipaddress" and "otp" change what it tells the user.
+                resp.set_header("WWW-Authenticate", ex.www_authenticate or "Bearer")
             return
+    log.error("unmapped %s on %s %s: %s", type(ex).__name__, req.method, req.path, ex)
     _send(resp, falcon.HTTP_500, "internal error")
 
 

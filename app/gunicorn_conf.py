@@ -1,5 +1,12 @@
 """gunicorn settings, from r13's own settings (environment first)."""
 
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from gunicorn import util
+
 from r13core.settings import Settings
 
 _settings = Settings.from_env()
@@ -11,3 +18,29 @@ worker_class = "gthread"
 preload_app = False  # each worker opens its own storage after fork
 graceful_timeout = 10
 accesslog = None
+# gunicorn 27's control socket defaults to one path per user (~/.gunicorn): two
+# registries on one machine would fight over it. Keep it with the data.
+control_socket = str((_settings.data_dir / "gunicorn.ctl").resolve())
+# r13 builds every URL it renders from R13_PUBLIC_URL; never trust forwarded headers.
+forwarded_allow_ips = ""
+
+
+def json_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
+    """gunicorn's answer to requests it cannot parse (414, 431, 400), as r13's JSON error.
+
+    gunicorn writes these itself, before the app sees the request, as an HTML page;
+    every r13 error is ``{"error": ...}``.
+    """
+    body = json.dumps({"error": mesg or reason}).encode()
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\n"
+        "Connection: close\r\n"
+        "Content-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    """In each worker, gunicorn's parser errors leave as JSON (write_error is their one writer)."""
+    util.write_error = json_error

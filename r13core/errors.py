@@ -32,3 +32,56 @@ class FrameError(R13Error, ValueError):
 
 class LimiterFull(R13Error):
     """The rate limiter's table is full of busy entries."""
+
+
+# -- registry errors (docs/registry-api.md); app/errors.py maps them to statuses --
+
+
+class InvalidName(InvalidValue):
+    """A package name (or a name-derived part such as a file name) breaks npm's rules."""
+
+
+class InvalidPublish(InvalidValue):
+    """A publish body or its tarball failed a check; the message names the check."""
+
+
+class BadRequest(InvalidValue):
+    """A request body is malformed in a way that is not about a publish."""
+
+
+class NotFound(R13Error):
+    """The package, version, tag, tarball, key or advisory does not exist."""
+
+
+class Conflict(R13Error):
+    """The request conflicts with the current state."""
+
+
+class VersionExists(Conflict):
+    """The version was published before (with other bytes, or then unpublished)."""
+
+
+class RevConflict(Conflict):
+    """The ``_rev`` the client sent is not the package's current one."""
+
+
+class Unauthorized(R13Error):
+    """No usable credentials. ``www_authenticate`` is the challenge to send, if any."""
+
+    def __init__(
+        self, message: str = "authentication required", *, www_authenticate: str | None = "Bearer"
+    ) -> None:
+        super().__init__(message)
+        self.www_authenticate = www_authenticate
+
+
+class Forbidden(R13Error):
+    """The caller is known but may not do this."""
+
+
+class PayloadTooLarge(R13Error):
+    """A body or tarball exceeds a size limit."""
+
+
+class UnsupportedMediaType(R13Error):
+    """The body's content type or encoding is not one r13 reads."""

@@ -1,13 +1,196 @@
-"""Shared fixtures."""
+"""Shared fixtures: an in-process app over a recording fake registry, and keys."""
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import json
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import falcon.testing
 import pytest
 
-from r13core.config import ConfigStore
+from app.main import create_app
+from r13core.config import Config13, ConfigStore, Feature
+from r13core.errors import NotFound, Unauthorized
+from r13core.keys import KeyInfo, Permission
+from r13core.names import PackageName
+from r13core.settings import Settings
+
+PUBLIC_URL = "https://registry.example.test"
+
+
+@dataclass(frozen=True)
+class FakeRendered:
+    body: bytes
+    gzip: bytes
+    etag: str
+
+
+def render(doc: Any) -> FakeRendered:
+    body = json.dumps(doc).encode()
+    return FakeRendered(body, gzip.compress(body), '"' + hashlib.sha1(body).hexdigest() + '"')
+
+
+@dataclass(frozen=True)
+class FakeBlob:
+    path: Path
+    size: int
+    integrity: str
+    etag: str
+
+
+@dataclass
+class FakeRegistry:
+    """Answers like the contract says and records every call as (method, args...)."""
+
+    tmp: Path
+    calls: list[tuple[Any, ...]] = field(default_factory=list)
+    tarball_bytes: bytes = b"\x1f\x8b fake tarball bytes"
+
+    def _doc(self, name: PackageName, **extra: Any) -> dict[str, Any]:
+        v = "1.0.0"
+        tarball = f"{PUBLIC_URL}/{name.tarball_path(v)}"
+        return {"name": str(name), "versions": {v: {"dist": {"tarball": tarball}}}, **extra}
+
+    def _known(self, name: PackageName) -> None:
+        if name.bare.startswith("missing"):
+            raise NotFound(f"no package {name}")
+
+    def packument(self, name: PackageName, *, abbreviated: bool) -> FakeRendered:
+        self.calls.append(("packument", str(name), abbreviated))
+        self._known(name)
+        return render(self._doc(name, abbreviated=abbreviated))
+
+    def packument_for_write(self, name: PackageName) -> FakeRendered:
+        self.calls.append(("packument_for_write", str(name)))
+        self._known(name)
+        return render(self._doc(name, _rev="1-abc"))
+
+    def version(self, name: PackageName, version_or_tag: str) -> FakeRendered:
+        self.calls.append(("version", str(name), version_or_tag))
+        self._known(name)
+        return render({"name": str(name), "version": version_or_tag})
+
+    def put_package(
+        self, name: PackageName, body: dict[str, Any], *, actor: str
+    ) -> tuple[bool, dict[str, Any]]:
+        self.calls.append(("put_package", str(name), body, actor))
+        return bool(body.get("_attachments")), {"ok": True}
+
+    def put_package_rev(
+        self, name: PackageName, rev: str, body: dict[str, Any], *, actor: str
+    ) -> dict[str, Any]:
+        self.calls.append(("put_package_rev", str(name), rev, body, actor))
+        return {"ok": True}
+
+    def unpublish_package(self, name: PackageName, rev: str, *, actor: str) -> dict[str, Any]:
+        self.calls.append(("unpublish_package", str(name), rev, actor))
+        return {"ok": True}
+
+    def remove_tarball(
+        self, name: PackageName, filename: str, rev: str, *, actor: str
+    ) -> dict[str, Any]:
+        self.calls.append(("remove_tarball", str(name), filename, rev, actor))
+        return {"ok": True}
+
+    def tarball(self, name: PackageName, filename: str) -> FakeBlob:
+        self.calls.append(("tarball", str(name), filename))
+        self._known(name)
+        path = self.tmp / "blob.tgz"
+        path.write_bytes(self.tarball_bytes)
+        digest = hashlib.sha1(self.tarball_bytes).hexdigest()
+        return FakeBlob(path, len(self.tarball_bytes), "sha512-x", f'"{digest}"')
+
+    def dist_tags(self, name: PackageName) -> dict[str, str]:
+        self.calls.append(("dist_tags", str(name)))
+        return {"latest": "1.0.0"}
+
+    def set_dist_tag(self, name: PackageName, tag: str, version: str, *, actor: str) -> None:
+        self.calls.append(("set_dist_tag", str(name), tag, version, actor))
+
+    def remove_dist_tag(self, name: PackageName, tag: str, *, actor: str) -> None:
+        self.calls.append(("remove_dist_tag", str(name), tag, actor))
+
+    def owners(self, name: PackageName) -> list[dict[str, Any]]:
+        self.calls.append(("owners", str(name)))
+        return [{"name": "admin", "email": ""}]
+
+    def search(self, text: str, size: int, offset: int) -> dict[str, Any]:
+        self.calls.append(("search", text, size, offset))
+        return {"objects": [], "total": 0, "time": "now"}
+
+    def audit_bulk(self, request: dict[str, list[str]]) -> dict[str, Any]:
+        self.calls.append(("audit_bulk", request))
+        return {}
+
+    def audit_quick(self, tree: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(("audit_quick", tree))
+        return {"advisories": {}, "actions": [], "muted": [], "metadata": {}}
+
+    def add_advisory(self, advisory: dict[str, Any], *, actor: str) -> dict[str, Any]:
+        self.calls.append(("add_advisory", advisory, actor))
+        return {"id": 1, **advisory}
+
+    def list_advisories(self) -> list[dict[str, Any]]:
+        self.calls.append(("list_advisories",))
+        return []
+
+    def remove_advisory(self, advisory_id: str, *, actor: str) -> None:
+        self.calls.append(("remove_advisory", advisory_id, actor))
+        if advisory_id == "404":
+            raise NotFound("no advisory 404")
+
+    def sweep(self, *, min_age: float = 3600.0) -> int:
+        return 0
+
+
+class FakeKeys:
+    """Three keys by secret: read, write and admin; anything else is refused."""
+
+    def __init__(self) -> None:
+        now = datetime.now(UTC)
+        self.by_secret = {
+            f"r13_{perm.name.lower()}": KeyInfo(perm.name.lower(), perm, now, None, False)
+            for perm in Permission
+        }
+
+    def authenticate(self, secret: str) -> KeyInfo:
+        try:
+            return self.by_secret[secret]
+        except KeyError:
+            raise Unauthorized("invalid, revoked or expired key") from None
+
+
+READ = {"Authorization": "Bearer r13_read"}
+WRITE = {"Authorization": "Bearer r13_write"}
+ADMIN = {"Authorization": "Bearer r13_admin"}
+
+
+@dataclass
+class AppHarness:
+    client: falcon.testing.TestClient
+    registry: FakeRegistry
+    config: ConfigStore
+
+    def set_private(self, on: bool) -> None:
+        self.config.set_feature(Feature.PRIVATE_REGISTRY, on)
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Iterator[AppHarness]:
+    settings = Settings.from_env(
+        {"R13_DATA": str(tmp_path), "R13_PUBLIC_URL": PUBLIC_URL, "R13_MAX_BODY": "65536"}
+    )
+    config = ConfigStore(tmp_path, defaults=Config13.defaults(PUBLIC_URL))
+    registry = FakeRegistry(tmp_path)
+    app = create_app(settings, config=config, registry=registry, keys=FakeKeys())
+    yield AppHarness(falcon.testing.TestClient(app), registry, config)
+    config.close()
 
 
 @pytest.fixture

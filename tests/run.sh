@@ -7,4 +7,6 @@ V=.venv/bin
 $V/ruff check .
 $V/ruff format --check .
 $V/mypy
+# pnpm, yarn classic and bun at pinned versions for the end-to-end tests (cached in .tools/).
+$V/python -m tests.e2e.clients
 $V/python -m pytest "$@"

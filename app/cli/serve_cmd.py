@@ -1,13 +1,24 @@
-"""`r13 serve`: gunicorn with the gthread worker hosting app.wsgi:application."""
+"""`r13 serve`: gunicorn with the gthread worker hosting app.wsgi:application.
+
+On first start it creates the data dir, the record, the database and an admin
+key; the key goes to ``<data>/admin.key`` (mode 0600) and is printed once with
+the ``.npmrc`` lines that use it. Then the process becomes gunicorn (exec), so
+SIGTERM/SIGINT reach gunicorn's master directly and stop it cleanly.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from pathlib import Path
+from urllib.parse import urlsplit
 
-from app.main import open_config
+from app.main import open_config, open_services
+from r13core.keys import KeyStore, Permission
 from r13core.settings import Settings
+
+ADMIN_KEY_FILE = "admin.key"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -15,11 +26,58 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=serve)
 
 
+def npmrc_lines(public_url: str, secret: str) -> list[str]:
+    """The two ``.npmrc`` lines that point npm at this registry with ``secret``."""
+    parts = urlsplit(public_url)
+    path = parts.path.rstrip("/") + "/"
+    return [f"registry={public_url.rstrip('/')}/", f"//{parts.netloc}{path}:_authToken={secret}"]
+
+
+def ensure_admin_key(data_dir: Path, keys: KeyStore, public_url: str) -> str | None:
+    """Create the first admin key unless one exists; returns its secret when created."""
+    if any(k.permission >= Permission.ADMIN and not k.revoked for k in keys.list()):
+        return None
+    taken = {k.id for k in keys.list()}
+    key_id = "admin" if "admin" not in taken else f"admin-{len(taken)}"
+    # The bootstrap key does not expire: it is how the operator makes every other key.
+    _, secret = keys.create(key_id, Permission.ADMIN, None)
+    path = data_dir / ADMIN_KEY_FILE
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(secret + "\n")
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+    print(f"r13: created admin key {key_id!r}; saved in {path} (mode 0600).", file=sys.stderr)
+    print("r13: it is shown only now. To use it, put these lines in .npmrc:", file=sys.stderr)
+    for line in npmrc_lines(public_url, secret):
+        print(f"    {line}", file=sys.stderr)
+    return secret
+
+
+def prepare(settings: Settings) -> None:
+    """Create what a first start needs (data dir, record, database, admin key); sweep orphans.
+
+    Runs in the process that then execs gunicorn; the database connection made
+    here is closed first, and every worker opens its own after fork.
+    """
+    with open_config(settings) as config:
+        services = open_services(settings, config)
+        try:
+            ensure_admin_key(settings.data_dir, services.keys, settings.public_url)
+            # Tarball files left by publishes that crashed before their commit.
+            swept = services.registry.sweep()
+            if swept:
+                print(f"r13: removed {swept} orphan file(s) from the blob store", file=sys.stderr)
+        finally:
+            services.storage.close()
+
+
 def serve(args: argparse.Namespace) -> int:
-    os.environ.setdefault("R13_DATA", args.data)
+    os.environ["R13_DATA"] = str(args.data)
     settings = Settings.from_env()
-    # Create the data dir and the record before any worker starts.
-    open_config(settings).close()
+    prepare(settings)
     argv = [
         sys.executable,
         "-m",

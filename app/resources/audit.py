@@ -1,0 +1,43 @@
+"""npm audit: the bulk advisories endpoint and the legacy quick/full audit routes."""
+
+from __future__ import annotations
+
+import falcon
+
+from app.auth import Guard
+from app.http import read_json_object, send_media
+from app.service import RegistryService
+from r13core.access import Action
+from r13core.errors import BadRequest
+
+
+class AdvisoriesBulk:
+    """``POST /-/npm/v1/security/advisories/bulk``: ``{name: [versions]}`` (often gzip)."""
+
+    def __init__(self, registry: RegistryService, guard: Guard, *, max_body: int) -> None:
+        self.registry = registry
+        self.guard = guard
+        self.max_body = max_body
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.guard.require(req, Action.READ)
+        body = read_json_object(req, self.max_body)
+        request: dict[str, list[str]] = {}
+        for name, versions in body.items():
+            if not isinstance(versions, list) or not all(isinstance(v, str) for v in versions):
+                raise BadRequest("each package must map to a list of version strings")
+            request[name] = versions
+        send_media(resp, self.registry.audit_bulk(request))
+
+
+class AuditQuick:
+    """``POST /-/npm/v1/security/audits/quick`` and ``/audits``: the legacy report."""
+
+    def __init__(self, registry: RegistryService, guard: Guard, *, max_body: int) -> None:
+        self.registry = registry
+        self.guard = guard
+        self.max_body = max_body
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.guard.require(req, Action.READ)
+        send_media(resp, self.registry.audit_quick(read_json_object(req, self.max_body)))

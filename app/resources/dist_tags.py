@@ -1,0 +1,72 @@
+"""``/-/package/:pkg/dist-tags[/:tag]`` and ``/-/package/:pkg/owners``.
+
+A sink, like the package routes, because ``:pkg`` may hold an escaped slash.
+"""
+
+from __future__ import annotations
+
+import falcon
+
+from app.auth import Guard
+from app.http import (
+    decode_segment,
+    raw_path,
+    read_json,
+    refuse_large_body,
+    segments,
+    send_media,
+    split_package,
+)
+from app.service import RegistryService
+from r13core.access import Action
+from r13core.errors import BadRequest, InvalidValue
+from r13core.names import PackageName
+
+PREFIX = "/-/package/"
+
+
+def _tag(raw: str) -> str:
+    tag = decode_segment(raw)
+    if not tag or len(tag) > 256 or any(c in tag for c in "/\\ \t\r\n"):
+        raise InvalidValue(f"{tag!r} is not a dist-tag")
+    return tag
+
+
+class PackageMeta:
+    """The sink for ``/-/package/...``."""
+
+    def __init__(self, registry: RegistryService, guard: Guard, *, max_body: int) -> None:
+        self.registry = registry
+        self.guard = guard
+        self.max_body = max_body
+
+    def __call__(self, req: falcon.Request, resp: falcon.Response, **params: str) -> None:
+        parsed = split_package(segments(raw_path(req), PREFIX))
+        if parsed is None:
+            raise falcon.HTTPNotFound(description="no such route")
+        name = PackageName.from_url(parsed[0])
+        rest = parsed[1]
+        method = "GET" if req.method == "HEAD" else req.method
+        if rest == ["owners"] and method == "GET":
+            self.guard.require(req, Action.READ)
+            send_media(resp, self.registry.owners(name))
+        elif rest == ["dist-tags"] and method == "GET":
+            self.guard.require(req, Action.READ)
+            send_media(resp, self.registry.dist_tags(name))
+            resp.cache_control = ["no-cache"]
+        elif len(rest) == 2 and rest[0] == "dist-tags" and method in ("PUT", "POST"):
+            actor = self.guard.actor(req, Action.DIST_TAG)
+            version = read_json(req, self.max_body)
+            if not isinstance(version, str):
+                raise BadRequest("the body must be a JSON string: the version to tag")
+            self.registry.set_dist_tag(name, _tag(rest[1]), version, actor=actor)
+            send_media(resp, {"ok": True}, falcon.HTTP_201)
+        elif len(rest) == 2 and rest[0] == "dist-tags" and method == "DELETE":
+            actor = self.guard.actor(req, Action.DIST_TAG)
+            refuse_large_body(req, self.max_body)
+            self.registry.remove_dist_tag(name, _tag(rest[1]), actor=actor)
+            send_media(resp, {"ok": True})
+        elif rest in (["owners"], ["dist-tags"]) or (len(rest) == 2 and rest[0] == "dist-tags"):
+            raise falcon.HTTPMethodNotAllowed(["GET", "PUT", "DELETE"])
+        else:
+            raise falcon.HTTPNotFound(description="no such route")

@@ -1,0 +1,151 @@
+"""npm's package routes: packuments, versions, tarballs, publish and unpublish.
+
+Package names can hold an escaped slash (``/@scope%2fname``) that falcon's
+decoded ``req.path`` would turn into two segments, so this resource is a sink
+that reads the raw path, parses ``(name, rest)`` itself and dispatches on the
+method and the shape of ``rest``::
+
+    GET    /:pkg                       packument (abbreviated by Accept; ?write=true fresh)
+    GET    /:pkg/:version-or-tag       one version
+    GET    /:pkg/-/:file.tgz           tarball
+    PUT    /:pkg                       publish, deprecate (201 for a publish)
+    PUT    /:pkg/-rev/:rev             unpublish a version, change maintainers
+    DELETE /:pkg/-rev/:rev             unpublish the package
+    DELETE /:pkg/-/:file/-rev/:rev     remove a tarball
+"""
+
+from __future__ import annotations
+
+import falcon
+
+from app.auth import Guard
+from app.http import (
+    ABBREVIATED,
+    decode_segment,
+    not_modified,
+    raw_path,
+    read_json_object,
+    refuse_large_body,
+    segments,
+    send_json,
+    send_media,
+    send_not_modified,
+    split_package,
+)
+from app.service import RegistryService
+from r13core.access import Action
+from r13core.errors import BadRequest, InvalidValue
+from r13core.names import PackageName
+
+READS = ("GET", "HEAD")
+
+
+def _rev(raw: str) -> str:
+    rev = decode_segment(raw)
+    if not rev or len(rev) > 128:
+        raise InvalidValue("malformed _rev")
+    return rev
+
+
+def _filename(raw: str) -> str:
+    filename = decode_segment(raw)
+    if not filename.endswith(".tgz") or "/" in filename or filename.startswith("."):
+        raise InvalidValue(f"{filename!r} is not a tarball name")
+    return filename
+
+
+class Packages:
+    """The sink for ``/:pkg...``."""
+
+    def __init__(self, registry: RegistryService, guard: Guard, *, max_body: int) -> None:
+        self.registry = registry
+        self.guard = guard
+        self.max_body = max_body
+
+    def __call__(self, req: falcon.Request, resp: falcon.Response, **params: str) -> None:
+        parsed = split_package(segments(raw_path(req)))
+        if parsed is None or parsed[0].startswith(("-", "_")):
+            raise falcon.HTTPNotFound(description="no such route")
+        name = PackageName.from_url(parsed[0])
+        rest = parsed[1]
+        if rest == [""]:  # a trailing slash
+            rest = []
+        method = req.method
+        if method in READS:
+            self._read(req, resp, name, rest)
+        elif method == "PUT":
+            self._put(req, resp, name, rest)
+        elif method == "DELETE":
+            self._delete(req, resp, name, rest)
+        else:
+            raise falcon.HTTPMethodNotAllowed(["GET", "HEAD", "PUT", "DELETE"])
+
+    def _read(
+        self, req: falcon.Request, resp: falcon.Response, name: PackageName, rest: list[str]
+    ) -> None:
+        if not rest:
+            self.guard.require(req, Action.READ)
+            if req.get_param_as_bool("write", default=False):
+                send_json(req, resp, self.registry.packument_for_write(name))
+                resp.cache_control = ["no-cache"]
+            else:
+                abbreviated = ABBREVIATED in (req.get_header("Accept") or "")
+                send_json(req, resp, self.registry.packument(name, abbreviated=abbreviated))
+        elif len(rest) == 1:
+            self.guard.require(req, Action.READ)
+            send_json(req, resp, self.registry.version(name, decode_segment(rest[0])))
+        elif len(rest) == 2 and rest[0] == "-":
+            self.guard.require(req, Action.READ)
+            self._tarball(req, resp, name, _filename(rest[1]))
+        else:
+            raise falcon.HTTPNotFound(description="no such route")
+
+    def _tarball(
+        self, req: falcon.Request, resp: falcon.Response, name: PackageName, filename: str
+    ) -> None:
+        blob = self.registry.tarball(name, filename)
+        resp.content_type = "application/octet-stream"
+        resp.set_header("ETag", blob.etag)
+        resp.cache_control = ["public", "max-age=31536000", "immutable"]
+        if not_modified(req, blob.etag):
+            send_not_modified(resp)
+            return
+        if req.method == "HEAD":
+            resp.content_length = blob.size
+            return
+        # falcon hands a readable stream to wsgi.file_wrapper: gunicorn sends it with sendfile.
+        resp.set_stream(blob.path.open("rb"), blob.size)
+
+    def _put(
+        self, req: falcon.Request, resp: falcon.Response, name: PackageName, rest: list[str]
+    ) -> None:
+        if not rest:
+            actor = self.guard.actor(req, Action.PUBLISH)
+            body = read_json_object(req, self.max_body)
+            created, document = self.registry.put_package(name, body, actor=actor)
+            send_media(resp, document, falcon.HTTP_201 if created else falcon.HTTP_200)
+        elif len(rest) == 2 and rest[0] == "-rev":
+            actor = self.guard.actor(req, Action.UNPUBLISH)
+            body = read_json_object(req, self.max_body)
+            result = self.registry.put_package_rev(name, _rev(rest[1]), body, actor=actor)
+            send_media(resp, result, falcon.HTTP_201)
+        else:
+            raise falcon.HTTPNotFound(description="no such route")
+
+    def _delete(
+        self, req: falcon.Request, resp: falcon.Response, name: PackageName, rest: list[str]
+    ) -> None:
+        if len(rest) == 2 and rest[0] == "-rev":
+            actor = self.guard.actor(req, Action.UNPUBLISH)
+            refuse_large_body(req, self.max_body)
+            send_media(resp, self.registry.unpublish_package(name, _rev(rest[1]), actor=actor))
+        elif len(rest) == 4 and rest[0] == "-" and rest[2] == "-rev":
+            actor = self.guard.actor(req, Action.UNPUBLISH)
+            refuse_large_body(req, self.max_body)
+            filename = _filename(rest[1])
+            result = self.registry.remove_tarball(name, filename, _rev(rest[3]), actor=actor)
+            send_media(resp, result)
+        elif not rest:
+            raise BadRequest("unpublishing a package needs its _rev: DELETE /:pkg/-rev/:rev")
+        else:
+            raise falcon.HTTPNotFound(description="no such route")

@@ -1,0 +1,78 @@
+"""What app/ needs from r13core's registry service (docs/registry-api.md), as Protocols.
+
+Resources are typed against these, so the HTTP layer can be tested with a
+small fake and does not depend on which storage backs the registry.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+from app.http import RenderedLike
+from r13core.names import PackageName
+
+
+class BlobRefLike(Protocol):
+    """A stored tarball: where it is, how big, its integrity and ETag."""
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def integrity(self) -> str: ...
+
+    @property
+    def etag(self) -> str: ...
+
+
+class RegistryService(Protocol):
+    """The registry methods the resources call (one per request)."""
+
+    def packument(self, name: PackageName, *, abbreviated: bool) -> RenderedLike: ...
+
+    def packument_for_write(self, name: PackageName) -> RenderedLike: ...
+
+    def version(self, name: PackageName, version_or_tag: str) -> RenderedLike: ...
+
+    def put_package(
+        self, name: PackageName, body: dict[str, Any], *, actor: str
+    ) -> tuple[bool, dict[str, Any]]:
+        """(created: a publish -> 201, the JSON to send)."""
+
+    def put_package_rev(
+        self, name: PackageName, rev: str, body: dict[str, Any], *, actor: str
+    ) -> dict[str, Any]: ...
+
+    def unpublish_package(self, name: PackageName, rev: str, *, actor: str) -> dict[str, Any]: ...
+
+    def remove_tarball(
+        self, name: PackageName, filename: str, rev: str, *, actor: str
+    ) -> dict[str, Any]: ...
+
+    def tarball(self, name: PackageName, filename: str) -> BlobRefLike: ...
+
+    def dist_tags(self, name: PackageName) -> dict[str, str]: ...
+
+    def set_dist_tag(self, name: PackageName, tag: str, version: str, *, actor: str) -> None: ...
+
+    def remove_dist_tag(self, name: PackageName, tag: str, *, actor: str) -> None: ...
+
+    def owners(self, name: PackageName) -> list[dict[str, Any]]: ...
+
+    def search(self, text: str, size: int, offset: int) -> dict[str, Any]: ...
+
+    def audit_bulk(self, request: dict[str, list[str]]) -> dict[str, Any]: ...
+
+    def audit_quick(self, tree: dict[str, Any]) -> dict[str, Any]: ...
+
+    def add_advisory(self, advisory: dict[str, Any], *, actor: str) -> dict[str, Any]: ...
+
+    def list_advisories(self) -> list[dict[str, Any]]: ...
+
+    def remove_advisory(self, advisory_id: str, *, actor: str) -> None: ...
+
+    def sweep(self, *, min_age: float = 3600.0) -> int: ...

@@ -1,0 +1,253 @@
+"""The storage contract every backend implements (tests/storage_contract.py checks it).
+
+Two halves:
+
+* :class:`Storage` keeps metadata: one JSON document per package (the
+  registry's own shape, see :mod:`r13core.registry`) with a change counter
+  ``rev``, the tarball rows that point into the blob store, the set of every
+  version ever published (tombstones, so a version is never reused), cached
+  packument renders, advisories and API keys. Writes to package state happen
+  inside :meth:`Storage.write`, one exclusive transaction; its commit is the
+  publish point.
+* :class:`BlobStore` keeps tarball bytes, content-addressed by sha512.
+
+``rev`` values come from one counter shared by all packages of a store and
+only grow, so ``(name, rev)`` never names two different states, even when a
+package is deleted and published again; caches keyed by it stay correct in
+every process.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+JSONDict = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PackageRecord:
+    """A package's stored document and the rev of the change that wrote it."""
+
+    name: str
+    rev: int
+    doc: JSONDict
+
+
+@dataclass(frozen=True)
+class TarballRecord:
+    """A published version's tarball: the blob's sha512 (hex) and size."""
+
+    name: str
+    version: str
+    sha512: str
+    size: int
+
+
+@dataclass(frozen=True)
+class RenderRecord:
+    """Cached packument bytes for one package state.
+
+    ``key`` says what else the bytes depend on (the public URL), so a render
+    made for another URL is not served.
+    """
+
+    rev: int
+    key: str
+    body: bytes
+    gzip: bytes
+    etag: str
+
+
+@dataclass(frozen=True)
+class AdvisoryRecord:
+    """A security advisory as an admin entered it (``data`` holds its fields)."""
+
+    id: int
+    package: str
+    data: JSONDict
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """An API key as stored: only the hash of its secret is kept.
+
+    Times are POSIX seconds; ``expires`` None means never.
+    """
+
+    id: str
+    secret_hash: str
+    permission: int
+    created: float
+    expires: float | None
+    revoked: bool
+
+
+class WriteTxn(abc.ABC):
+    """The operations allowed inside :meth:`Storage.write` (one exclusive transaction)."""
+
+    @abc.abstractmethod
+    def package(self, name: str) -> PackageRecord | None:
+        """The package as of this transaction, or None."""
+
+    @abc.abstractmethod
+    def save_package(self, name: str, doc: JSONDict, *, summary: JSONDict | None = None) -> int:
+        """Insert or replace the package's document (and search summary); returns its new rev."""
+
+    @abc.abstractmethod
+    def delete_package(self, name: str) -> None:
+        """Remove the package, its tarball rows and renders (tombstones stay)."""
+
+    @abc.abstractmethod
+    def used_version(self, name: str, version: str) -> str | None:
+        """The sha512 of the first publish of ``name@version``, or None if never used."""
+
+    @abc.abstractmethod
+    def mark_used(self, name: str, version: str, sha512: str) -> None:
+        """Record that ``name@version`` is taken, forever (no-op if already recorded)."""
+
+    @abc.abstractmethod
+    def add_tarball(self, record: TarballRecord) -> None:
+        """Point ``name@version`` at a blob (replaces an existing row)."""
+
+    @abc.abstractmethod
+    def remove_tarball(self, name: str, version: str) -> None:
+        """Forget ``name@version``'s tarball row (the blob stays until a sweep)."""
+
+
+class Storage(abc.ABC):
+    """Metadata storage. Safe to use from several threads and (after fork) processes."""
+
+    # -- package state ----------------------------------------------------
+
+    @abc.abstractmethod
+    def write(self) -> AbstractContextManager[WriteTxn]:
+        """An exclusive write transaction: committed on normal exit, rolled back on error."""
+
+    @abc.abstractmethod
+    def package(self, name: str) -> PackageRecord | None:
+        """The committed package, or None."""
+
+    @abc.abstractmethod
+    def package_rev(self, name: str) -> int | None:
+        """The package's current rev (a cheap lookup), or None if absent."""
+
+    @abc.abstractmethod
+    def packages(self) -> Iterator[PackageRecord]:
+        """Every package, in name order."""
+
+    @abc.abstractmethod
+    def summaries(self) -> Iterator[tuple[str, JSONDict]]:
+        """(name, search summary) of every package, by name; ``{}`` where none was saved."""
+
+    @abc.abstractmethod
+    def tarball(self, name: str, version: str) -> TarballRecord | None:
+        """The tarball row of ``name@version``, or None."""
+
+    @abc.abstractmethod
+    def used_version(self, name: str, version: str) -> str | None:
+        """The sha512 of the first publish of ``name@version``, or None if never used."""
+
+    @abc.abstractmethod
+    def blob_refs(self) -> set[str]:
+        """The sha512 of every blob a tarball row refers to."""
+
+    @abc.abstractmethod
+    def counts(self) -> tuple[int, int]:
+        """(packages, published versions)."""
+
+    # -- render cache -------------------------------------------------------
+
+    @abc.abstractmethod
+    def render(self, name: str, kind: str) -> RenderRecord | None:
+        """The cached render of ``kind`` for ``name`` (any rev; the caller checks)."""
+
+    @abc.abstractmethod
+    def save_render(self, name: str, kind: str, record: RenderRecord) -> bool:
+        """Cache a render; stored only if ``record.rev`` is still the package's rev."""
+
+    # -- advisories ---------------------------------------------------------
+
+    @abc.abstractmethod
+    def add_advisory(self, package: str, data: JSONDict) -> int:
+        """Store an advisory; returns its new id."""
+
+    @abc.abstractmethod
+    def advisories(self, packages: list[str] | None = None) -> list[AdvisoryRecord]:
+        """Advisories for ``packages`` (all when None), by id."""
+
+    @abc.abstractmethod
+    def remove_advisory(self, advisory_id: int) -> bool:
+        """Delete an advisory; False if there was none with that id."""
+
+    # -- keys ---------------------------------------------------------------
+
+    @abc.abstractmethod
+    def add_key(self, record: KeyRecord) -> bool:
+        """Store a key; False (nothing stored) if the id is taken."""
+
+    @abc.abstractmethod
+    def get_key(self, key_id: str) -> KeyRecord | None:
+        """The key with this id, or None."""
+
+    @abc.abstractmethod
+    def key_by_hash(self, secret_hash: str) -> KeyRecord | None:
+        """The key whose secret hashes to ``secret_hash``, or None."""
+
+    @abc.abstractmethod
+    def list_keys(self) -> list[KeyRecord]:
+        """Every key, by creation time."""
+
+    @abc.abstractmethod
+    def revoke_key(self, key_id: str) -> bool:
+        """Mark a key revoked; False if there is no such key."""
+
+    # -- life ---------------------------------------------------------------
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections held by this process (optional)."""
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    """A stored blob: sha512 hex digest, size, and whether this put created it."""
+
+    sha512: str
+    size: int
+    created: bool
+
+
+class BlobStore(abc.ABC):
+    """Content-addressed tarball bytes, named by their sha512 (lowercase hex)."""
+
+    @abc.abstractmethod
+    def put(self, data: bytes) -> BlobInfo:
+        """Store ``data`` durably and verified; a second put of the same bytes is a no-op."""
+
+    @abc.abstractmethod
+    def path(self, sha512: str) -> Path | None:
+        """A local file holding the blob (for sendfile), or None if absent."""
+
+    @abc.abstractmethod
+    def read(self, sha512: str) -> bytes | None:
+        """The blob's bytes, or None if absent."""
+
+    @abc.abstractmethod
+    def delete(self, sha512: str) -> bool:
+        """Remove a blob; False if it was absent."""
+
+    @abc.abstractmethod
+    def hashes(self) -> Iterator[str]:
+        """Every stored blob's sha512."""
+
+    @abc.abstractmethod
+    def sweep_orphans(self, known: set[str], *, min_age: float = 3600.0) -> int:
+        """Remove blobs not in ``known`` and stale temp files, if older than ``min_age`` s.
+
+        The age guard keeps a sweep from deleting the blob of a publish that has
+        written its file but not yet committed. Returns how many files went.
+        """

@@ -1,0 +1,396 @@
+"""The embedded metadata store: SQLite in WAL mode with ``synchronous=FULL``.
+
+Connections are opened lazily, one per (process, thread): gunicorn forks
+workers after the app may have been built, and a SQLite connection must not
+cross a fork, so a pid change opens a fresh one; gthread workers run several
+threads, each with its own connection (SQLite serialises writers itself; a
+write transaction starts with ``BEGIN IMMEDIATE`` so two writers never both
+read-then-upgrade). ``busy_timeout`` makes a writer wait for another instead
+of failing at once.
+
+Schema changes are numbered migrations applied in order at open, tracked by
+``PRAGMA user_version``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Final
+
+from r13core.storage.base import (
+    AdvisoryRecord,
+    JSONDict,
+    KeyRecord,
+    PackageRecord,
+    RenderRecord,
+    Storage,
+    TarballRecord,
+    WriteTxn,
+)
+
+_MIGRATIONS: Final[tuple[str, ...]] = (
+    # 1: the first schema.
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    INSERT INTO meta (key, value) VALUES ('seq', 0);
+    CREATE TABLE packages (
+        name TEXT PRIMARY KEY,
+        rev INTEGER NOT NULL,
+        doc TEXT NOT NULL
+    );
+    CREATE TABLE tarballs (
+        name TEXT NOT NULL,
+        version TEXT NOT NULL,
+        sha512 TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        PRIMARY KEY (name, version)
+    );
+    CREATE INDEX tarballs_sha512 ON tarballs (sha512);
+    CREATE TABLE used_versions (
+        name TEXT NOT NULL,
+        version TEXT NOT NULL,
+        sha512 TEXT NOT NULL,
+        PRIMARY KEY (name, version)
+    );
+    CREATE TABLE renders (
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        rev INTEGER NOT NULL,
+        key TEXT NOT NULL,
+        body BLOB NOT NULL,
+        gzip BLOB NOT NULL,
+        etag TEXT NOT NULL,
+        PRIMARY KEY (name, kind)
+    );
+    CREATE TABLE advisories (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        package TEXT NOT NULL,
+        data TEXT NOT NULL
+    );
+    CREATE INDEX advisories_package ON advisories (package);
+    CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        secret_hash TEXT NOT NULL UNIQUE,
+        permission INTEGER NOT NULL,
+        created REAL NOT NULL,
+        expires REAL,
+        revoked INTEGER NOT NULL DEFAULT 0
+    );
+    """,
+    # 2: a search summary per package, so search never parses whole documents.
+    """
+    ALTER TABLE packages ADD COLUMN summary TEXT NOT NULL DEFAULT '{}';
+    """,
+)
+
+
+class _Txn(WriteTxn):
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._c = conn
+
+    def package(self, name: str) -> PackageRecord | None:
+        return _package(self._c, name)
+
+    def save_package(self, name: str, doc: JSONDict, *, summary: JSONDict | None = None) -> int:
+        (rev,) = self._c.execute(
+            "UPDATE meta SET value = value + 1 WHERE key = 'seq' RETURNING value"
+        ).fetchone()
+        self._c.execute(
+            "INSERT INTO packages (name, rev, doc, summary) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET "
+            "rev = excluded.rev, doc = excluded.doc, summary = excluded.summary",
+            (name, rev, _dumps(doc), _dumps(summary or {})),
+        )
+        self._c.execute("DELETE FROM renders WHERE name = ?", (name,))
+        return int(rev)
+
+    def delete_package(self, name: str) -> None:
+        for table in ("packages", "tarballs", "renders"):
+            self._c.execute(f"DELETE FROM {table} WHERE name = ?", (name,))
+
+    def used_version(self, name: str, version: str) -> str | None:
+        row = self._c.execute(
+            "SELECT sha512 FROM used_versions WHERE name = ? AND version = ?", (name, version)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def mark_used(self, name: str, version: str, sha512: str) -> None:
+        self._c.execute(
+            "INSERT OR IGNORE INTO used_versions (name, version, sha512) VALUES (?, ?, ?)",
+            (name, version, sha512),
+        )
+
+    def add_tarball(self, record: TarballRecord) -> None:
+        self._c.execute(
+            "INSERT OR REPLACE INTO tarballs (name, version, sha512, size) VALUES (?, ?, ?, ?)",
+            (record.name, record.version, record.sha512, record.size),
+        )
+
+    def remove_tarball(self, name: str, version: str) -> None:
+        self._c.execute("DELETE FROM tarballs WHERE name = ? AND version = ?", (name, version))
+
+
+def _dumps(value: JSONDict) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _package(conn: sqlite3.Connection, name: str) -> PackageRecord | None:
+    row = conn.execute("SELECT rev, doc FROM packages WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        return None
+    return PackageRecord(name, int(row[0]), json.loads(row[1]))
+
+
+def _key(row: Any) -> KeyRecord:
+    return KeyRecord(row[0], row[1], int(row[2]), float(row[3]), row[4], bool(row[5]))
+
+
+_KEY_COLUMNS: Final = "id, secret_hash, permission, created, expires, revoked"
+
+
+class SQLiteStorage(Storage):
+    """Metadata in one SQLite file at ``path`` (created and migrated on first use)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout_ms: int = 30_000) -> None:
+        self.path = Path(path)
+        self._busy_timeout_ms = busy_timeout_ms
+        self._local = threading.local()
+        self._migrated_pid = -1
+        self._lock = threading.Lock()
+
+    # -- connections ----------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        pid = os.getpid()
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and getattr(self._local, "pid", None) == pid:
+            return conn
+        # New thread, or a forked child holding its parent's connection: never reuse
+        # (and never close) an inherited one; open our own.
+        conn = sqlite3.connect(
+            self.path, timeout=self._busy_timeout_ms / 1000, isolation_level=None
+        )
+        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        self._local.conn = conn
+        self._local.pid = pid
+        if self._migrated_pid != pid:
+            with self._lock:
+                if self._migrated_pid != pid:
+                    self._migrate(conn)
+                    self._migrated_pid = pid
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            (version,) = conn.execute("PRAGMA user_version").fetchone()
+            for number, script in enumerate(_MIGRATIONS, start=1):
+                if number > version:
+                    for statement in script.split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
+                    conn.execute(f"PRAGMA user_version = {number}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def pragma(self, name: str) -> Any:
+        """Read a PRAGMA on this thread's connection (for tests and diagnostics)."""
+        if not name.replace("_", "").isalpha():
+            raise ValueError(name)
+        return self._conn().execute(f"PRAGMA {name}").fetchone()[0]
+
+    def close(self) -> None:
+        """Close this thread's connection (other threads' close when they end)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and getattr(self._local, "pid", None) == os.getpid():
+            conn.close()
+        self._local.conn = None
+
+    # -- package state --------------------------------------------------------
+
+    @contextmanager
+    def write(self) -> Iterator[WriteTxn]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on any exception)."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield _Txn(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def package(self, name: str) -> PackageRecord | None:
+        """The committed package, or None."""
+        return _package(self._conn(), name)
+
+    def package_rev(self, name: str) -> int | None:
+        """The package's rev, or None."""
+        row = self._conn().execute("SELECT rev FROM packages WHERE name = ?", (name,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def packages(self) -> Iterator[PackageRecord]:
+        """Every package, by name."""
+        rows = self._conn().execute("SELECT name, rev, doc FROM packages ORDER BY name").fetchall()
+        for name, rev, doc in rows:
+            yield PackageRecord(name, int(rev), json.loads(doc))
+
+    def summaries(self) -> Iterator[tuple[str, JSONDict]]:
+        """(name, search summary) of every package, by name."""
+        rows = self._conn().execute("SELECT name, summary FROM packages ORDER BY name").fetchall()
+        for name, summary in rows:
+            yield name, json.loads(summary)
+
+    def tarball(self, name: str, version: str) -> TarballRecord | None:
+        """The tarball row, or None."""
+        row = (
+            self._conn()
+            .execute(
+                "SELECT sha512, size FROM tarballs WHERE name = ? AND version = ?",
+                (name, version),
+            )
+            .fetchone()
+        )
+        return None if row is None else TarballRecord(name, version, row[0], int(row[1]))
+
+    def used_version(self, name: str, version: str) -> str | None:
+        """The sha512 of the first publish of ``name@version``, or None."""
+        return _Txn(self._conn()).used_version(name, version)
+
+    def blob_refs(self) -> set[str]:
+        """Every referenced blob."""
+        return {r[0] for r in self._conn().execute("SELECT DISTINCT sha512 FROM tarballs")}
+
+    def counts(self) -> tuple[int, int]:
+        """(packages, versions)."""
+        conn = self._conn()
+        (packages,) = conn.execute("SELECT count(*) FROM packages").fetchone()
+        (versions,) = conn.execute("SELECT count(*) FROM tarballs").fetchone()
+        return int(packages), int(versions)
+
+    # -- render cache -----------------------------------------------------------
+
+    def render(self, name: str, kind: str) -> RenderRecord | None:
+        """The cached render, or None."""
+        row = (
+            self._conn()
+            .execute(
+                "SELECT rev, key, body, gzip, etag FROM renders WHERE name = ? AND kind = ?",
+                (name, kind),
+            )
+            .fetchone()
+        )
+        if row is None:
+            return None
+        return RenderRecord(int(row[0]), row[1], bytes(row[2]), bytes(row[3]), row[4])
+
+    def save_render(self, name: str, kind: str, record: RenderRecord) -> bool:
+        """Cache a render if its rev is still current."""
+        cur = self._conn().execute(
+            "INSERT OR REPLACE INTO renders (name, kind, rev, key, body, gzip, etag) "
+            "SELECT ?, ?, ?, ?, ?, ?, ? WHERE EXISTS "
+            "(SELECT 1 FROM packages WHERE name = ? AND rev = ?)",
+            (
+                name,
+                kind,
+                record.rev,
+                record.key,
+                record.body,
+                record.gzip,
+                record.etag,
+                name,
+                record.rev,
+            ),
+        )
+        return cur.rowcount > 0
+
+    # -- advisories -------------------------------------------------------------
+
+    def add_advisory(self, package: str, data: JSONDict) -> int:
+        """Store an advisory; its id."""
+        cur = self._conn().execute(
+            "INSERT INTO advisories (package, data) VALUES (?, ?)", (package, json.dumps(data))
+        )
+        assert cur.lastrowid is not None
+        return int(cur.lastrowid)
+
+    def advisories(self, packages: list[str] | None = None) -> list[AdvisoryRecord]:
+        """Advisories for ``packages`` (all when None)."""
+        conn = self._conn()
+        if packages is None:
+            rows = conn.execute("SELECT id, package, data FROM advisories ORDER BY id").fetchall()
+        else:
+            rows = []
+            wanted = sorted(set(packages))
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows.extend(
+                    conn.execute(
+                        f"SELECT id, package, data FROM advisories WHERE package IN ({marks})",
+                        chunk,
+                    ).fetchall()
+                )
+            rows.sort(key=lambda r: r[0])
+        return [AdvisoryRecord(int(r[0]), r[1], json.loads(r[2])) for r in rows]
+
+    def remove_advisory(self, advisory_id: int) -> bool:
+        """Delete an advisory."""
+        cur = self._conn().execute("DELETE FROM advisories WHERE id = ?", (advisory_id,))
+        return cur.rowcount > 0
+
+    # -- keys ---------------------------------------------------------------------
+
+    def add_key(self, record: KeyRecord) -> bool:
+        """Store a key; False if the id is taken."""
+        cur = self._conn().execute(
+            f"INSERT OR IGNORE INTO api_keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                record.id,
+                record.secret_hash,
+                record.permission,
+                record.created,
+                record.expires,
+                int(record.revoked),
+            ),
+        )
+        return cur.rowcount > 0
+
+    def get_key(self, key_id: str) -> KeyRecord | None:
+        """The key with this id."""
+        row = (
+            self._conn()
+            .execute(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = ?", (key_id,))
+            .fetchone()
+        )
+        return None if row is None else _key(row)
+
+    def key_by_hash(self, secret_hash: str) -> KeyRecord | None:
+        """The key with this secret hash."""
+        row = (
+            self._conn()
+            .execute(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE secret_hash = ?", (secret_hash,))
+            .fetchone()
+        )
+        return None if row is None else _key(row)
+
+    def list_keys(self) -> list[KeyRecord]:
+        """Every key, oldest first."""
+        rows = self._conn().execute(f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created, id")
+        return [_key(r) for r in rows]
+
+    def revoke_key(self, key_id: str) -> bool:
+        """Revoke a key."""
+        cur = self._conn().execute("UPDATE api_keys SET revoked = 1 WHERE id = ?", (key_id,))
+        return cur.rowcount > 0

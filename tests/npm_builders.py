@@ -1,0 +1,126 @@
+"""Builders for registry tests: real .tgz files and the publish bodies npm sends."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import io
+import json
+import tarfile
+from pathlib import Path
+from typing import Any
+
+from r13core.config import DEFAULT_FEATURES, Config13, Feature
+from r13core.registry import Registry
+
+
+def make_tgz(files: dict[str, bytes | str], *, top: str = "package", mtime: int = 0) -> bytes:
+    """A gzip'd tar with ``files`` (paths relative to ``top``; top="" for none)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for path, content in files.items():
+            data = content.encode() if isinstance(content, str) else content
+            info = tarfile.TarInfo(f"{top}/{path}" if top else path)
+            info.size = len(data)
+            info.mtime = mtime
+            tar.addfile(info, io.BytesIO(data))
+    return gzip.compress(buf.getvalue(), mtime=0)
+
+
+def package_json(name: str, version: str, **extra: Any) -> str:
+    """A package.json text."""
+    return json.dumps({"name": name, "version": version, **extra})
+
+
+def package_tgz(
+    name: str, version: str, *, extra_files: dict[str, bytes | str] | None = None, **manifest: Any
+) -> bytes:
+    """A tarball as `npm pack` makes: package/package.json plus files."""
+    files: dict[str, bytes | str] = {"package.json": package_json(name, version, **manifest)}
+    files["index.js"] = f"module.exports = {json.dumps(name + '@' + version)};\n"
+    files.update(extra_files or {})
+    return make_tgz(files)
+
+
+def sri(data: bytes) -> str:
+    """sha512 SRI of ``data``."""
+    return "sha512-" + base64.b64encode(hashlib.sha512(data).digest()).decode()
+
+
+def publish_body(
+    name: str,
+    version: str,
+    tgz: bytes | None = None,
+    *,
+    tag: str = "latest",
+    manifest: dict[str, Any] | None = None,
+    attachment_name: str | None = None,
+    with_dist: bool = True,
+) -> dict[str, Any]:
+    """The JSON body `npm publish` PUTs for ``name@version`` (libnpmpublish's shape)."""
+    if tgz is None:
+        tgz = package_tgz(name, version, **(manifest or {}))
+    bare = name.rsplit("/", 1)[-1]
+    att = attachment_name or f"{name}-{version}.tgz"
+    man: dict[str, Any] = {
+        "name": name,
+        "version": version,
+        "description": f"the {bare} package",
+        "_id": f"{name}@{version}",
+        "_nodeVersion": "20.0.0",
+        "_npmVersion": "10.0.0",
+        **(manifest or {}),
+    }
+    if with_dist:
+        man["dist"] = {
+            "integrity": sri(tgz),
+            "shasum": hashlib.sha1(tgz).hexdigest(),
+            "tarball": f"http://elsewhere.invalid/{name}/-/{bare}-{version}.tgz",
+        }
+    return {
+        "_id": name,
+        "name": name,
+        "description": man["description"],
+        "dist-tags": {tag: version},
+        "versions": {version: man},
+        "access": None,
+        "_attachments": {
+            att: {
+                "content_type": "application/octet-stream",
+                "data": base64.b64encode(tgz).decode(),
+                "length": len(tgz),
+            }
+        },
+    }
+
+
+class LiveConfig:
+    """A stand-in for the live record: tests flip flags between calls."""
+
+    def __init__(self, *flags: Feature) -> None:
+        self.value = Config13(feature_flags=int(DEFAULT_FEATURES))
+        for flag in flags:
+            self.set(flag, True)
+
+    def set(self, flag: Feature, on: bool) -> None:
+        """Turn ``flag`` on or off."""
+        bits = self.value.feature_flags
+        bits = bits | int(flag) if on else bits & ~int(flag)
+        self.value = Config13(feature_flags=bits & 0xFFFFFFFF)
+
+    def __call__(self) -> Config13:
+        return self.value
+
+
+PUBLIC_URL = "http://r13.test:4873"
+
+
+def open_registry(data_dir: Path, config: LiveConfig | None = None, **kw: Any) -> Registry:
+    """A registry on SQLite + files under ``data_dir``, as a worker opens one."""
+    return Registry.open(data_dir, public_url=PUBLIC_URL, config=config or LiveConfig(), **kw)
+
+
+def files_under(root: Path) -> list[Path]:
+    """Every regular file below ``root`` (for "nothing left behind" checks)."""
+    return sorted(p for p in root.rglob("*") if p.is_file())

@@ -1,0 +1,284 @@
+"""The storage contract: tests every backend must pass.
+
+A backend's test module subclasses :class:`StorageContract` (and
+:class:`BlobStoreContract` for tarball stores) and provides a ``storage``
+(or ``blobs``) fixture giving a fresh, empty store. See tests/test_storage_sqlite.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from r13core.errors import InvalidValue
+from r13core.storage.base import (
+    BlobStore,
+    KeyRecord,
+    RenderRecord,
+    Storage,
+    TarballRecord,
+)
+
+SHA_A = "a" * 128
+SHA_B = "b" * 128
+
+
+class StorageContract:
+    """Behaviour of :class:`r13core.storage.base.Storage`."""
+
+    @pytest.fixture
+    def storage(self) -> Storage:
+        raise NotImplementedError("a backend's test class provides this fixture")
+
+    # -- packages -------------------------------------------------------------
+
+    def test_absent_package_reads_as_none(self, storage: Storage) -> None:
+        assert storage.package("nope") is None
+        assert storage.package_rev("nope") is None
+        assert list(storage.packages()) == []
+
+    def test_saved_document_round_trips_with_a_positive_rev(self, storage: Storage) -> None:
+        doc = {"name": "a", "versions": {"1.0.0": {"x": [1, 2, {"y": None}]}}, "ü": "ü"}
+        with storage.write() as tx:
+            rev = tx.save_package("a", doc)
+        record = storage.package("a")
+        assert record is not None
+        assert record.doc == doc
+        assert record.rev == rev > 0
+        assert storage.package_rev("a") == rev
+
+    def test_rev_grows_on_every_change_of_any_package(self, storage: Storage) -> None:
+        revs = []
+        for name in ("a", "b", "a", "b"):
+            with storage.write() as tx:
+                revs.append(tx.save_package(name, {"name": name}))
+        assert revs == sorted(revs)
+        assert len(set(revs)) == 4
+
+    def test_a_recreated_package_never_gets_an_old_rev_back(self, storage: Storage) -> None:
+        with storage.write() as tx:
+            first = tx.save_package("a", {"v": 1})
+        with storage.write() as tx:
+            tx.delete_package("a")
+        with storage.write() as tx:
+            again = tx.save_package("a", {"v": 2})
+        assert again > first
+
+    def test_write_sees_its_own_changes_before_commit(self, storage: Storage) -> None:
+        with storage.write() as tx:
+            tx.save_package("a", {"v": 1})
+            inside = tx.package("a")
+            assert inside is not None and inside.doc == {"v": 1}
+
+    def test_an_exception_rolls_the_whole_transaction_back(self, storage: Storage) -> None:
+        with storage.write() as tx:
+            tx.save_package("keep", {"v": 1})
+        with pytest.raises(RuntimeError), storage.write() as tx:
+            tx.save_package("keep", {"v": 2})
+            tx.save_package("new", {"v": 1})
+            tx.add_tarball(TarballRecord("new", "1.0.0", SHA_A, 3))
+            tx.mark_used("new", "1.0.0", SHA_A)
+            raise RuntimeError("crash before commit")
+        kept = storage.package("keep")
+        assert kept is not None and kept.doc == {"v": 1}
+        assert storage.package("new") is None
+        assert storage.tarball("new", "1.0.0") is None
+        assert storage.used_version("new", "1.0.0") is None
+
+    def test_summaries_are_saved_with_the_document(self, storage: Storage) -> None:
+        with storage.write() as tx:
+            tx.save_package("b", {"v": 1}, summary={"name": "b", "n": 1})
+            tx.save_package("a", {"v": 1})
+        assert list(storage.summaries()) == [("a", {}), ("b", {"name": "b", "n": 1})]
+        with storage.write() as tx:
+            tx.save_package("b", {"v": 2}, summary={"name": "b", "n": 2})
+            tx.delete_package("a")
+        assert list(storage.summaries()) == [("b", {"name": "b", "n": 2})]
+
+    def test_packages_lists_every_package_in_name_order(self, storage: Storage) -> None:
+        with storage.write() as tx:
+            for name in ("c", "@s/a", "a"):
+                tx.save_package(name, {"name": name})
+        assert [p.name for p in storage.packages()] == ["@s/a", "a", "c"]
+
+    def test_delete_removes_tarballs_and_renders_but_keeps_used_versions(
+        self, storage: Storage
+    ) -> None:
+        with storage.write() as tx:
+            rev = tx.save_package("a", {"v": 1})
+            tx.add_tarball(TarballRecord("a", "1.0.0", SHA_A, 10))
+            tx.mark_used("a", "1.0.0", SHA_A)
+        assert storage.save_render("a", "full", RenderRecord(rev, "u", b"{}", b"gz", '"e"'))
+        with storage.write() as tx:
+            tx.delete_package("a")
+        assert storage.package("a") is None
+        assert storage.tarball("a", "1.0.0") is None
+        assert storage.render("a", "full") is None
+        assert storage.used_version("a", "1.0.0") == SHA_A
+        assert storage.blob_refs() == set()
+
+    # -- versions and tarballs ---------------------------------------------------
+
+    def test_used_versions_keep_the_first_hash(self, storage: Storage) -> None:
+        with storage.write() as tx:
+            assert tx.used_version("a", "1.0.0") is None
+            tx.mark_used("a", "1.0.0", SHA_A)
+            tx.mark_used("a", "1.0.0", SHA_B)
+            assert tx.used_version("a", "1.0.0") == SHA_A
+        assert storage.used_version("a", "1.0.0") == SHA_A
+        assert storage.used_version("a", "2.0.0") is None
+
+    def test_tarball_rows_are_added_found_and_removed(self, storage: Storage) -> None:
+        with storage.write() as tx:
+            tx.save_package("a", {})
+            tx.add_tarball(TarballRecord("a", "1.0.0", SHA_A, 10))
+            tx.add_tarball(TarballRecord("a", "2.0.0", SHA_B, 20))
+        assert storage.tarball("a", "1.0.0") == TarballRecord("a", "1.0.0", SHA_A, 10)
+        assert storage.blob_refs() == {SHA_A, SHA_B}
+        assert storage.counts() == (1, 2)
+        with storage.write() as tx:
+            tx.remove_tarball("a", "1.0.0")
+        assert storage.tarball("a", "1.0.0") is None
+        assert storage.blob_refs() == {SHA_B}
+
+    # -- render cache ---------------------------------------------------------------
+
+    def test_render_is_stored_only_for_the_current_rev(self, storage: Storage) -> None:
+        with storage.write() as tx:
+            old = tx.save_package("a", {"v": 1})
+        with storage.write() as tx:
+            new = tx.save_package("a", {"v": 2})
+        assert not storage.save_render("a", "full", RenderRecord(old, "u", b"old", b"", '"o"'))
+        assert storage.render("a", "full") is None
+        record = RenderRecord(new, "u", b"new", b"gz", '"n"')
+        assert storage.save_render("a", "full", record)
+        assert storage.render("a", "full") == record
+        assert storage.render("a", "abbreviated") is None
+
+    def test_a_change_drops_the_cached_renders(self, storage: Storage) -> None:
+        with storage.write() as tx:
+            rev = tx.save_package("a", {"v": 1})
+        storage.save_render("a", "full", RenderRecord(rev, "u", b"x", b"", '"x"'))
+        with storage.write() as tx:
+            tx.save_package("a", {"v": 2})
+        assert storage.render("a", "full") is None
+
+    def test_render_for_an_absent_package_is_refused(self, storage: Storage) -> None:
+        assert not storage.save_render("ghost", "full", RenderRecord(1, "u", b"x", b"", '"x"'))
+
+    # -- advisories ---------------------------------------------------------------------
+
+    def test_advisories_are_added_filtered_and_removed(self, storage: Storage) -> None:
+        first = storage.add_advisory("a", {"title": "one"})
+        second = storage.add_advisory("b", {"title": "two"})
+        assert first != second
+        assert [a.id for a in storage.advisories()] == [first, second]
+        only_b = storage.advisories(["b", "zzz"])
+        assert [(a.package, a.data) for a in only_b] == [("b", {"title": "two"})]
+        assert storage.advisories([]) == []
+        assert storage.remove_advisory(first)
+        assert not storage.remove_advisory(first)
+        assert [a.id for a in storage.advisories()] == [second]
+
+    # -- keys -------------------------------------------------------------------------------
+
+    def test_keys_are_stored_found_listed_and_revoked(self, storage: Storage) -> None:
+        k1 = KeyRecord("ci", "h1", 2, 100.0, None, False)
+        k2 = KeyRecord("admin", "h2", 3, 200.0, 300.0, False)
+        assert storage.add_key(k1)
+        assert storage.add_key(k2)
+        assert not storage.add_key(KeyRecord("ci", "h3", 1, 1.0, None, False))
+        assert storage.get_key("ci") == k1
+        assert storage.key_by_hash("h2") == k2
+        assert storage.key_by_hash("h3") is None
+        assert [k.id for k in storage.list_keys()] == ["ci", "admin"]
+        assert storage.revoke_key("ci")
+        assert not storage.revoke_key("ghost")
+        revoked = storage.get_key("ci")
+        assert revoked is not None and revoked.revoked
+
+    # -- concurrency ---------------------------------------------------------------------------
+
+    def test_concurrent_writers_lose_no_update(self, storage: Storage) -> None:
+        with storage.write() as tx:
+            tx.save_package("counter", {"n": 0})
+        errors: list[BaseException] = []
+
+        def bump() -> None:
+            try:
+                for _ in range(10):
+                    with storage.write() as tx:
+                        record = tx.package("counter")
+                        assert record is not None
+                        tx.save_package("counter", {"n": record.doc["n"] + 1})
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=bump) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        record = storage.package("counter")
+        assert record is not None and record.doc == {"n": 40}
+
+
+class BlobStoreContract:
+    """Behaviour of :class:`r13core.storage.base.BlobStore`."""
+
+    @pytest.fixture
+    def blobs(self) -> BlobStore:
+        raise NotImplementedError("a backend's test class provides this fixture")
+
+    def test_put_stores_bytes_under_their_sha512(self, blobs: BlobStore) -> None:
+        data = b"tarball bytes"
+        info = blobs.put(data)
+        assert info.sha512 == hashlib.sha512(data).hexdigest()
+        assert info.size == len(data)
+        assert info.created
+        assert blobs.read(info.sha512) == data
+        path = blobs.path(info.sha512)
+        assert path is not None and path.read_bytes() == data
+        assert list(blobs.hashes()) == [info.sha512]
+
+    def test_putting_the_same_bytes_again_is_a_no_op(self, blobs: BlobStore) -> None:
+        first = blobs.put(b"same")
+        second = blobs.put(b"same")
+        assert second.sha512 == first.sha512
+        assert not second.created
+        assert list(blobs.hashes()) == [first.sha512]
+
+    def test_absent_blob_reads_as_none(self, blobs: BlobStore) -> None:
+        assert blobs.read(SHA_A) is None
+        assert blobs.path(SHA_A) is None
+        assert not blobs.delete(SHA_A)
+
+    def test_a_name_that_is_not_a_sha512_is_refused(self, blobs: BlobStore) -> None:
+        for bad in ("../../etc/passwd", "A" * 128, "a" * 127, ""):
+            with pytest.raises(InvalidValue):
+                blobs.path(bad)
+
+    def test_delete_removes_a_blob(self, blobs: BlobStore) -> None:
+        info = blobs.put(b"x")
+        assert blobs.delete(info.sha512)
+        assert blobs.read(info.sha512) is None
+
+    def test_sweep_removes_only_old_unknown_blobs(self, blobs: BlobStore) -> None:
+        keep = blobs.put(b"referenced")
+        orphan = blobs.put(b"orphan")
+        assert blobs.sweep_orphans({keep.sha512}, min_age=3600) == 0  # too fresh
+        assert blobs.sweep_orphans({keep.sha512}, min_age=0) == 1
+        assert blobs.read(orphan.sha512) is None
+        assert blobs.read(keep.sha512) == b"referenced"
+
+
+def age_file(path: Path, seconds: float) -> None:
+    """Make ``path`` look ``seconds`` old (for sweep tests)."""
+    then = time.time() - seconds
+    os.utime(path, (then, then))

@@ -1,0 +1,111 @@
+"""The SQLite + files backend: the storage contract, plus what only it promises."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from r13core.storage import sqlite as sqlite_module
+from r13core.storage.blobs import FileBlobStore
+from r13core.storage.sqlite import SQLiteStorage
+from tests.storage_contract import BlobStoreContract, StorageContract, age_file
+
+
+class TestSQLiteStorage(StorageContract):
+    @pytest.fixture
+    def storage(self, tmp_path: Path) -> SQLiteStorage:
+        return SQLiteStorage(tmp_path / "registry.sqlite3")
+
+
+class TestFileBlobStore(BlobStoreContract):
+    @pytest.fixture
+    def blobs(self, tmp_path: Path) -> FileBlobStore:
+        return FileBlobStore(tmp_path / "blobs")
+
+
+def test_database_runs_in_wal_mode_with_full_sync(tmp_path: Path) -> None:
+    storage = SQLiteStorage(tmp_path / "r.sqlite3")
+    assert storage.pragma("journal_mode") == "wal"
+    assert storage.pragma("synchronous") == 2  # FULL
+
+
+def test_reopening_an_existing_database_keeps_its_data(tmp_path: Path) -> None:
+    first = SQLiteStorage(tmp_path / "r.sqlite3")
+    with first.write() as tx:
+        tx.save_package("a", {"v": 1})
+    first.close()
+    second = SQLiteStorage(tmp_path / "r.sqlite3")
+    record = second.package("a")
+    assert record is not None and record.doc == {"v": 1}
+    assert second.pragma("user_version") == len(sqlite_module._MIGRATIONS)
+
+
+def test_a_database_from_an_older_schema_is_migrated_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_module, "_MIGRATIONS", sqlite_module._MIGRATIONS[:1])
+    old = SQLiteStorage(tmp_path / "r.sqlite3")
+    # a row as the first schema wrote it (no summary column yet)
+    old._conn().execute("INSERT INTO packages (name, rev, doc) VALUES ('a', 1, '{}')")
+    old.close()
+    monkeypatch.undo()
+    new = SQLiteStorage(tmp_path / "r.sqlite3")
+    assert new.pragma("user_version") == len(sqlite_module._MIGRATIONS)
+    assert list(new.summaries()) == [("a", {})]
+    record = new.package("a")
+    assert record is not None and record.rev == 1
+
+
+def test_each_thread_gets_its_own_connection(tmp_path: Path) -> None:
+    storage = SQLiteStorage(tmp_path / "r.sqlite3")
+    main = storage._conn()
+    seen: list[object] = []
+    t = threading.Thread(target=lambda: seen.append(storage._conn()))
+    t.start()
+    t.join()
+    assert seen and seen[0] is not main
+
+
+def _child_writes(storage: SQLiteStorage, inherited_id: int, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    fresh = storage._conn()
+    with storage.write() as tx:
+        tx.save_package("from-child", {"pid": os.getpid()})
+    out.put(id(fresh) != inherited_id)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_worker_opens_its_own_connection_and_its_writes_are_seen(
+    tmp_path: Path,
+) -> None:
+    storage = SQLiteStorage(tmp_path / "r.sqlite3")
+    parent_conn = storage._conn()  # opened before the fork, as a preloaded app would
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    child = ctx.Process(target=_child_writes, args=(storage, id(parent_conn), out))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    assert out.get(timeout=5) is True
+    record = storage.package("from-child")
+    assert record is not None and record.doc["pid"] != os.getpid()
+
+
+def test_sweep_removes_stale_temp_files_too(tmp_path: Path) -> None:
+    blobs = FileBlobStore(tmp_path / "blobs")
+    stale = tmp_path / "blobs" / "tmp" / "abc.1.2.tmp"
+    stale.write_bytes(b"half a tarball")
+    age_file(stale, 7200)
+    assert blobs.sweep_orphans(set(), min_age=3600) == 1
+    assert not stale.exists()
+
+
+def test_blob_files_are_laid_out_by_hash_prefix(tmp_path: Path) -> None:
+    blobs = FileBlobStore(tmp_path / "blobs")
+    info = blobs.put(b"layout")
+    h = info.sha512
+    assert blobs.path(h) == tmp_path / "blobs" / "sha512" / h[:2] / h[2:4] / h
+    assert list((tmp_path / "blobs" / "tmp").iterdir()) == []
