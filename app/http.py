@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import gzip
+import hashlib
 import json
 import zlib
+from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote, unquote
 
@@ -315,3 +318,67 @@ def bearer_token(req: falcon.Request) -> str | None:
             return ""
         return decoded.partition(":")[2]
     return ""
+
+
+# -- other host names ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Rebased:
+    body: bytes
+    gzip: bytes
+    etag: str
+
+
+class HostRebaser:
+    """Documents for R13_ALLOWED_HOSTS carry tarball links on the host that was asked.
+
+    The registry renders every document once, with R13_PUBLIC_URL. A request
+    whose Host is listed in R13_ALLOWED_HOSTS gets a copy whose ``dist.tarball``
+    links use that host (same scheme and path prefix); any other Host — forged
+    or not — gets the public URL, so nothing a client sends can reach a
+    document served to someone else. Copies are cached per (ETag, host).
+    """
+
+    MAX_CACHED = 1024
+
+    def __init__(self, public_url: str, allowed_hosts: tuple[str, ...]) -> None:
+        scheme, _, rest = public_url.partition("://")
+        host, slash, path = rest.partition("/")
+        self.scheme = scheme
+        self.public_host = host.lower()
+        self.path = (slash + path).rstrip("/")
+        self.allowed = frozenset(h.strip().lower() for h in allowed_hosts if h.strip())
+        self.needle = f'"tarball":"{public_url}/'.encode()
+        self._cache: dict[tuple[str, str], _Rebased] = {}
+
+    def base_for(self, req: falcon.Request) -> str | None:
+        """The base URL for this request's Host, or None for the public URL."""
+        if not self.allowed:
+            return None
+        host = (req.get_header("Host") or "").strip().lower()
+        if not host or host == self.public_host:
+            return None
+        if host in self.allowed or host.rsplit(":", 1)[0] in self.allowed:
+            return f"{self.scheme}://{host}{self.path}"
+        return None
+
+    def apply(self, req: falcon.Request, rendered: RenderedLike) -> RenderedLike:
+        """``rendered`` as this request's host should see it."""
+        base = self.base_for(req)
+        if base is None:
+            return rendered
+        key = (rendered.etag, base)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        body = rendered.body.replace(self.needle, f'"tarball":"{base}/'.encode())
+        tag = hashlib.sha1(base.encode()).hexdigest()[:8]
+        etag = (
+            rendered.etag[:-1] + f"-{tag}" + '"' if rendered.etag.endswith('"') else rendered.etag
+        )
+        rebased = _Rebased(body, gzip.compress(body, 6), etag)
+        if len(self._cache) >= self.MAX_CACHED:
+            self._cache.pop(next(iter(self._cache)))
+        self._cache[key] = rebased
+        return rebased

@@ -10,6 +10,7 @@ import falcon
 
 from app import errors
 from app.auth import Authenticator, AuthMiddleware, Guard
+from app.http import HostRebaser
 from app.middleware import DebugHeaders
 from app.resources.advisories import Advisories
 from app.resources.audit import AdvisoriesBulk, AuditQuick
@@ -112,6 +113,7 @@ def create_app(
     app.add_route("/_api/config", ConfigResource(store))
     # Sinks read the raw path (names like @scope%2fname); later sinks are tried first,
     # and every route above wins over both.
-    app.add_sink(Packages(registry, guard, max_body=limit), prefix=r"/(?!-/|_)")
+    hosts = HostRebaser(settings.public_url, settings.allowed_hosts)
+    app.add_sink(Packages(registry, guard, max_body=limit, hosts=hosts), prefix=r"/(?!-/|_)")
     app.add_sink(PackageMeta(registry, guard, max_body=limit), prefix=PACKAGE_META_PREFIX)
     return app

@@ -104,6 +104,53 @@ def test_forged_host_headers_never_reach_a_packument(real: Real) -> None:
         assert f"{PUBLIC}/hosted/-/hosted-1.0.0.tgz" in text
 
 
+def test_allowed_hosts_get_tarball_links_on_their_own_host(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {
+            "R13_DATA": str(tmp_path),
+            "R13_PUBLIC_URL": PUBLIC,
+            "R13_ALLOWED_HOSTS": "npm.corp:8080, mirror.internal",
+        }
+    )
+    config = ConfigStore(tmp_path, defaults=Config13.defaults(PUBLIC))
+    config.set_feature("PRIVATE_REGISTRY", False)
+    keys = KeyStore(open_storage(tmp_path))
+    _, write = keys.create("writer", Permission.WRITE, None)
+    client = falcon.testing.TestClient(create_app(settings, config=config))
+    data = tarball("multi", "1.0.0")
+    put = client.simulate_put(
+        "/multi",
+        json=publish_body("multi", "1.0.0", data),
+        headers={"Authorization": f"Bearer {write}"},
+    )
+    assert put.status_code == 201
+    try:
+        seen = {}
+        for host, base in [
+            ("npm.corp:8080", "https://npm.corp:8080/registry"),
+            ("mirror.internal:9999", "https://mirror.internal:9999/registry"),
+            ("evil.example", PUBLIC),
+            ("npm.example.test", PUBLIC),
+        ]:
+            for encoding in ("identity", "gzip"):
+                r = client.simulate_get(
+                    "/multi", headers={"Host": host, "Accept-Encoding": encoding}
+                )
+                body = gzip.decompress(r.content) if encoding == "gzip" else r.content
+                doc = json.loads(body)
+                assert (
+                    doc["versions"]["1.0.0"]["dist"]["tarball"] == f"{base}/multi/-/multi-1.0.0.tgz"
+                )
+                seen[(host, encoding)] = r.headers["ETag"]
+            version = client.simulate_get("/multi/1.0.0", headers={"Host": host}).json
+            assert version["dist"]["tarball"].startswith(base + "/")
+        # Each host's document is its own representation.
+        assert seen[("npm.corp:8080", "identity")] != seen[("evil.example", "identity")]
+        assert seen[("evil.example", "identity")] == seen[("npm.example.test", "identity")]
+    finally:
+        config.close()
+
+
 def test_real_etag_304_and_a_change_makes_a_new_etag(real: Real) -> None:
     real.publish("etagged", "1.0.0")
     first = real.client.simulate_get("/etagged", headers=real.read)

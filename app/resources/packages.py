@@ -21,6 +21,8 @@ import falcon
 from app.auth import Guard
 from app.http import (
     ABBREVIATED,
+    HostRebaser,
+    RenderedLike,
     decode_segment,
     not_modified,
     raw_path,
@@ -57,10 +59,18 @@ def _filename(raw: str) -> str:
 class Packages:
     """The sink for ``/:pkg...``."""
 
-    def __init__(self, registry: RegistryService, guard: Guard, *, max_body: int) -> None:
+    def __init__(
+        self,
+        registry: RegistryService,
+        guard: Guard,
+        *,
+        max_body: int,
+        hosts: HostRebaser | None = None,
+    ) -> None:
         self.registry = registry
         self.guard = guard
         self.max_body = max_body
+        self.hosts = hosts
 
     def __call__(self, req: falcon.Request, resp: falcon.Response, **params: str) -> None:
         parsed = split_package(segments(raw_path(req)))
@@ -86,19 +96,22 @@ class Packages:
         if not rest:
             self.guard.require(req, Action.READ)
             if req.get_param_as_bool("write", default=False):
-                send_json(req, resp, self.registry.packument_for_write(name))
+                self._send(req, resp, self.registry.packument_for_write(name))
                 resp.cache_control = ["no-cache"]
             else:
                 abbreviated = ABBREVIATED in (req.get_header("Accept") or "")
-                send_json(req, resp, self.registry.packument(name, abbreviated=abbreviated))
+                self._send(req, resp, self.registry.packument(name, abbreviated=abbreviated))
         elif len(rest) == 1:
             self.guard.require(req, Action.READ)
-            send_json(req, resp, self.registry.version(name, decode_segment(rest[0])))
+            self._send(req, resp, self.registry.version(name, decode_segment(rest[0])))
         elif len(rest) == 2 and rest[0] == "-":
             self.guard.require(req, Action.READ)
             self._tarball(req, resp, name, _filename(rest[1]))
         else:
             raise falcon.HTTPNotFound(description="no such route")
+
+    def _send(self, req: falcon.Request, resp: falcon.Response, rendered: RenderedLike) -> None:
+        send_json(req, resp, self.hosts.apply(req, rendered) if self.hosts else rendered)
 
     def _tarball(
         self, req: falcon.Request, resp: falcon.Response, name: PackageName, filename: str
