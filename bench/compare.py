@@ -116,6 +116,9 @@ def start_r13(data: Path, env_token: str | None) -> tuple[str, str | None, subpr
             "R13_PUBLIC_URL": url,
             # A benchmark is not an attack: lift the request limit unless told otherwise.
             "SECURITY_RATE_LIMIT_MAX": os.environ.get("SECURITY_RATE_LIMIT_MAX", "2147483647"),
+            # Like the peer's config (access: $all): anonymous reads, keyed writes. The
+            # auth-full scenario measures the keyed read path.
+            "R13_FEATURE_PRIVATE_REGISTRY": os.environ.get("R13_FEATURE_PRIVATE_REGISTRY", "0"),
         }
     )
     log(f"starting r13 on port {port}, data {data}")
