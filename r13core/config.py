@@ -198,7 +198,8 @@ class Config13(_Fields):
 
     def has(self, flag: Feature) -> bool:
         """Whether every bit of ``flag`` is on."""
-        return self.feature_flags & flag == flag
+        mask: int = flag._value_  # IntFlag arithmetic is slow on a hot path
+        return self.feature_flags & mask == mask
 
     def with_feature(self, flag: Feature, on: bool) -> Config13:
         """A copy with ``flag`` turned on or off."""

@@ -55,6 +55,7 @@ class FileBlobStore(BlobStore):
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
         self._objects = self.root / "sha512"
+        self._objects_str = str(self._objects)
         self._tmp = self.root / "tmp"
         self._objects.mkdir(parents=True, exist_ok=True)
         self._tmp.mkdir(parents=True, exist_ok=True)
@@ -96,8 +97,10 @@ class FileBlobStore(BlobStore):
 
     def path(self, sha512: str) -> Path | None:
         """The blob's file, or None if absent."""
-        p = self._path(sha512)
-        return p if p.is_file() else None
+        h = _check_hex(sha512)
+        # Hot path (every tarball GET): plain strings and one stat, no Path joins.
+        p = f"{self._objects_str}/{h[:2]}/{h[2:4]}/{h}"
+        return Path(p) if os.path.isfile(p) else None
 
     def read(self, sha512: str) -> bytes | None:
         """The blob's bytes, or None if absent."""
