@@ -1,8 +1,9 @@
 """Print C/Python ratios for benchmark groups.
 
-A bench that has a C path and a pure-Python twin names them with the ids
-``[c]`` and ``[py]`` inside one ``benchmark.group``; this hook prints, per
-group, both medians and the ratio py/c (above 1: C is faster).
+A bench that has a C path and a pure-Python twin puts both in one
+``benchmark.group`` and names the side with an id (``[c]``, ``[py]``,
+``[python]``) or a name prefix (``test_c_``, ``test_py_``); this hook prints,
+per group, both medians and the ratio py/C (above 1: C is faster).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from typing import Any
 
 import pytest
 
-_SIDE = re.compile(r"\[(c|py)(?:-[^\]]*)?\]$")
+# The side a benchmark measures: a [c]/[py]/[python] id, or a test_c_/test_py_ name.
+_SIDE = re.compile(r"(?:\[|-)(c|py|python)(?:-[^\]]*)?\]$|^test_(c|py)_")
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
@@ -24,8 +26,9 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         match = _SIDE.search(bench.name)
         if not match or not bench.stats:
             continue
+        side = "c" if (match.group(1) or match.group(2)) == "c" else "py"
         key = bench.group or _SIDE.sub("", bench.name)
-        groups.setdefault(key, {})[match.group(1)] = bench.stats.median
+        groups.setdefault(key, {})[side] = bench.stats.median
     rows = [(k, v["c"], v["py"]) for k, v in sorted(groups.items()) if "c" in v and "py" in v]
     if not rows:
         return
