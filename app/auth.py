@@ -1,8 +1,10 @@
 """Who is calling and whether they may: the app's side of r13core/access.py.
 
-The Authorization header is parsed once per request by :class:`AuthMiddleware`;
-the key is checked only when a resource asks (:meth:`Guard.require`), and the
-decision itself is r13core's ``authorize`` — the one place that knows the rules.
+The security middleware (app/security.py) parses the Authorization header and
+authenticates the key once per request; :meth:`Guard.require` hands the
+identity, the action, the package, the client address and (for changes to an
+existing package) its maintainers to r13core's :class:`Policy` — the one place
+that knows the rules.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from typing import Any, Protocol
 import falcon
 
 from app.http import bearer_token
-from r13core.access import Action, authorize
+from r13core.access import DEFAULT_POLICY, Action, Policy
 from r13core.config import Config13, Feature
-from r13core.errors import Unauthorized
-from r13core.keys import KeyInfo
+from r13core.errors import NotFound, Unauthorized
+from r13core.keys import KeyInfo, Permission
+from r13core.names import PackageName
 
 
 class Authenticator(Protocol):
@@ -26,10 +29,13 @@ class Authenticator(Protocol):
 
 
 _UNSET = object()
+_OWNED = frozenset(
+    {Action.PUBLISH, Action.UNPUBLISH, Action.DEPRECATE, Action.DIST_TAG, Action.OWNER}
+)
 
 
 class AuthMiddleware:
-    """Puts the request's key (or None) in ``req.context.token``."""
+    """Puts the request's key (or None) in ``req.context.token`` (kept for embedders)."""
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.token = bearer_token(req)
@@ -39,37 +45,67 @@ class AuthMiddleware:
 class Guard:
     """Authenticates a request's key on demand and asks r13core whether it may act."""
 
-    def __init__(self, keys: Authenticator, config: Callable[[], Config13]) -> None:
+    def __init__(
+        self,
+        keys: Authenticator,
+        config: Callable[[], Config13],
+        *,
+        policy: Policy = DEFAULT_POLICY,
+        owners: Callable[[PackageName], list[dict[str, Any]]] | None = None,
+    ) -> None:
         self._keys = keys
         self._config = config
+        self._policy = policy
+        self._owners = owners
 
     def identity(self, req: falcon.Request) -> KeyInfo | None:
         """The key behind the request, None without one; Unauthorized for a bad one."""
-        cached: Any = getattr(req.context, "identity", _UNSET)
+        ctx = req.context
+        error = getattr(ctx, "auth_error", None)
+        if error is not None:
+            raise error
+        cached: Any = getattr(ctx, "identity", _UNSET)
         if cached is not _UNSET:
             return cached  # type: ignore[no-any-return]
-        token: str | None = getattr(req.context, "token", None)
+        token: str | None = getattr(ctx, "token", None)
         if token is None:
             token = bearer_token(req)
-        identity = None if token is None else self._authenticate(token)
-        req.context.identity = identity
+        identity = None if token is None else self.authenticate(token)
+        ctx.identity = identity
         return identity
 
-    def _authenticate(self, token: str) -> KeyInfo:
+    def authenticate(self, token: str) -> KeyInfo:
+        """The key behind ``token``; Unauthorized (one message for every cause) otherwise."""
         if not token:
-            raise Unauthorized("malformed Authorization header")
+            raise Unauthorized("invalid, revoked or expired key")
         return self._keys.authenticate(token)
 
-    def require(self, req: falcon.Request, action: Action) -> KeyInfo | None:
-        """The caller's key if it may do ``action``; else Unauthorized or Forbidden."""
+    def require(
+        self, req: falcon.Request, action: Action, package: PackageName | None = None
+    ) -> KeyInfo | None:
+        """The caller's key if it may do ``action`` (on ``package``); else 401 or 403."""
         identity = self.identity(req)
         private = self._config().has(Feature.PRIVATE_REGISTRY)
-        authorize(identity, action, private=private)
+        name = None if package is None else str(package)
+        client_ip = getattr(req.context, "client_ip", None)
+        self._policy.authorize(identity, action, private=private, package=name, client_ip=client_ip)
+        if (
+            name is not None
+            and action in _OWNED
+            and self._owners is not None
+            and identity is not None
+            and identity.permission < Permission.ADMIN
+        ):
+            try:
+                owners = [str(m.get("name", "")) for m in self._owners(package)]  # type: ignore[arg-type]
+            except NotFound:
+                return identity  # a new package: whoever may publish starts it
+            self._policy.check_owner(identity, action, name, owners)
         return identity
 
-    def actor(self, req: falcon.Request, action: Action) -> str:
-        """Like :meth:`require` for a write: the acting key's id (a write always has one)."""
-        identity = self.require(req, action)
+    def actor(self, req: falcon.Request, action: Action, package: PackageName | None = None) -> str:
+        """Like :meth:`require` for a write: who acts (the key's owner, else the key id)."""
+        identity = self.require(req, action, package)
         if identity is None:  # authorize() lets no anonymous write through
             raise Unauthorized()
-        return identity.id
+        return identity.username

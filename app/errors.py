@@ -39,6 +39,11 @@ def _send(resp: falcon.Response, status: str, message: str) -> None:
 def handle_domain_error(
     req: falcon.Request, resp: falcon.Response, ex: Exception, params: dict[str, Any]
 ) -> None:
+    # The security middleware counts these as anomalies (probing, oversized bodies).
+    if isinstance(ex, errors.InvalidName):
+        req.context.anomaly = "invalid_name"
+    elif isinstance(ex, errors.PayloadTooLarge):
+        req.context.anomaly = "oversized_body"
     for kind, status in STATUS_OF:
         if isinstance(ex, kind):
             _send(resp, status, str(ex) or kind.__name__)

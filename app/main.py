@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -9,20 +11,28 @@ from typing import Any
 import falcon
 
 from app import errors
-from app.auth import Authenticator, AuthMiddleware, Guard
+from app.audited import AuditedRegistry
+from app.auth import Authenticator, Guard
 from app.http import HostRebaser
 from app.middleware import DebugHeaders
 from app.resources.advisories import Advisories
 from app.resources.audit import AdvisoriesBulk, AuditQuick
 from app.resources.dist_tags import PREFIX as PACKAGE_META_PREFIX
 from app.resources.dist_tags import PackageMeta
+from app.resources.login import CouchUser, Logout, TokenIssuer, WebLogin
 from app.resources.packages import Packages
 from app.resources.search import Search
+from app.resources.security import SecurityAudit, SecurityBlocks, SecurityKeys, SecurityMetrics
 from app.resources.system import ConfigResource, Ping
+from app.resources.tokens import Tokens
 from app.resources.whoami import Whoami
+from app.security import SecurityMiddleware, SecurityServices, open_security
 from app.service import RegistryService
 from r13core.config import Config13, ConfigStore
 from r13core.keys import KeyStore
+from r13core.names import PackageName
+from r13core.ratelimit import RateLimiter
+from r13core.security import SecuritySettings
 from r13core.settings import Settings
 from r13core.storage.base import Storage
 
@@ -81,17 +91,37 @@ def create_app(
     config: ConfigStore | None = None,
     registry: RegistryService | None = None,
     keys: Authenticator | None = None,
+    security: SecurityServices | None = None,
+    security_settings: SecuritySettings | None = None,
+    owners: Callable[[PackageName], list[dict[str, Any]]] | None = None,
 ) -> falcon.App[falcon.Request, falcon.Response]:
-    """A WSGI app serving r13 for ``settings``."""
+    """A WSGI app serving r13 for ``settings``.
+
+    ``security_settings`` default to the process environment (R13_TRUSTED_PROXIES,
+    R13_OPEN_SIGNUP, R13_ACCESS_RULES, R13_BLOCK_*...). Call it in each worker
+    after fork: it opens the shared rate-limiter table of the data dir.
+    ``owners`` looks up a package's maintainers for the ownership check
+    (default: the registry's ``owners``).
+    """
     store = config if config is not None else open_config(settings)
+    storage = None
     if registry is None or keys is None:
         services = open_services(settings, store)
         registry = registry if registry is not None else services.registry
-        keys = keys if keys is not None else services.keys
-    guard = Guard(keys, store.read)
+        storage = services.storage
+    if security is None:
+        sec_settings = security_settings or SecuritySettings.from_env(os.environ)
+        security = open_security(storage or open_storage(settings.data_dir), sec_settings)
+    keys = keys if keys is not None else security.keys
+    owners = owners if owners is not None else registry.owners
+    registry = AuditedRegistry(registry, security.audit)
+    guard = Guard(keys, store.read, policy=security.policy, owners=owners)
     limit = settings.max_body
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    limiter = RateLimiter(settings.data_dir, "security", security.settings.limiter_slots)
+    firewall = SecurityMiddleware(settings, security, guard, limiter)
 
-    middleware: list[Any] = [AuthMiddleware(), DebugHeaders(store)]
+    middleware: list[Any] = [firewall, DebugHeaders(store)]
     app = falcon.App(media_type=falcon.MEDIA_JSON, middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = False
     # Query values like "a,b" stay whole strings.
@@ -111,6 +141,29 @@ def create_app(
     app.add_route("/_api/advisories", advisories)
     app.add_route("/_api/advisories/{advisory_id}", advisories, suffix="item")
     app.add_route("/_api/config", ConfigResource(store))
+    # Identity (docs/identity.md): npm login (legacy and web), logout, tokens, admin API.
+    expiry = settings.api_key_expiry_ms
+    issuer = TokenIssuer(security, expiry)
+    app.add_route(
+        "/-/user/org.couchdb.user:{name}", CouchUser(security, issuer, firewall.auth_failed)
+    )
+    app.add_route("/-/user/token/{token}", Logout(security))
+    web = WebLogin(security, issuer, settings.public_url, firewall.auth_failed)
+    app.add_route("/-/v1/login", web)
+    app.add_route("/-/v1/login/{login_id}", web, suffix="page")
+    app.add_route("/-/v1/done/{login_id}", web, suffix="done")
+    tokens = Tokens(security, guard, expiry)
+    app.add_route("/-/npm/v1/tokens", tokens)
+    app.add_route("/-/npm/v1/tokens/token/{key}", tokens, suffix="item")
+    security_keys = SecurityKeys(security, guard, expiry)
+    app.add_route("/_api/security/keys", security_keys)
+    app.add_route("/_api/security/keys/{key_id}", security_keys, suffix="item")
+    app.add_route("/_api/security/keys/{key_id}/rotate", security_keys, suffix="rotate")
+    blocks = SecurityBlocks(security, guard, limiter)
+    app.add_route("/_api/security/blocks", blocks)
+    app.add_route("/_api/security/blocks/{ip}", blocks, suffix="item")
+    app.add_route("/_api/security/metrics", SecurityMetrics(security, guard))
+    app.add_route("/_api/security/audit", SecurityAudit(security, guard))
     # Sinks read the raw path (names like @scope%2fname); later sinks are tried first,
     # and every route above wins over both.
     hosts = HostRebaser(settings.public_url, settings.allowed_hosts)

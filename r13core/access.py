@@ -1,14 +1,35 @@
 """The one place that decides whether a caller may do something.
 
-Every resource asks :func:`authorize`; no other code compares permissions.
+identity x action x package -> allow, or an error that says why. Every
+resource asks :meth:`Policy.authorize` (or the module-level :func:`authorize`
+for the default policy); no other code compares permissions.
+
+The checks, in order:
+
+1. the key's CIDR allow-list (a key used from elsewhere: 401 with
+   ``WWW-Authenticate: ipaddress``, which npm explains to the user);
+2. the permission the action needs (``read`` for reads when PRIVATE_REGISTRY is
+   on, nothing otherwise; ``write`` for package changes; ``admin`` for admin
+   routes): no key 401, too weak a key 403;
+3. the key's package patterns (outside them: 403; a scoped key never administers);
+4. the first access rule whose glob matches the package (Verdaccio's ordered
+   ``packages`` section: access, publish, unpublish, proxy);
+5. ownership: changing an existing package (new versions, deprecate,
+   unpublish, dist-tags, owners) needs one of its maintainers, or an admin.
 """
 
 from __future__ import annotations
 
 import enum
-from typing import Final
+import ipaddress
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
 
-from r13core.errors import Forbidden, Unauthorized
+from r13core.errors import Forbidden, InvalidValue, Unauthorized
 from r13core.keys import KeyInfo, Permission
 
 
@@ -33,6 +54,21 @@ _NEEDS: Final[dict[Action, Permission]] = {
     Action.OWNER: Permission.WRITE,
     Action.ADMIN: Permission.ADMIN,
 }
+# Which field of a rule governs an action (Verdaccio puts deprecate and tags under publish).
+_RULE_FIELD: Final[dict[Action, str]] = {
+    Action.READ: "access",
+    Action.PUBLISH: "publish",
+    Action.DEPRECATE: "publish",
+    Action.DIST_TAG: "publish",
+    Action.OWNER: "publish",
+    Action.UNPUBLISH: "unpublish",
+}
+_OWNED: Final = frozenset(
+    {Action.PUBLISH, Action.UNPUBLISH, Action.DEPRECATE, Action.DIST_TAG, Action.OWNER}
+)
+_LEVELS: Final = {"$read": Permission.READ, "$write": Permission.WRITE, "$admin": Permission.ADMIN}
+_SPECIAL: Final = frozenset({"$all", "$anonymous", "$authenticated", *_LEVELS})
+_WHO_RE: Final = re.compile(r"^(\$[a-z]+|[A-Za-z0-9][A-Za-z0-9._@-]{0,63})$")
 
 
 def required_permission(action: Action, *, private: bool) -> Permission | None:
@@ -42,20 +78,251 @@ def required_permission(action: Action, *, private: bool) -> Permission | None:
     return _NEEDS[action]
 
 
-def authorize(identity: KeyInfo | None, action: Action, *, private: bool) -> None:
-    """Return if ``identity`` may do ``action``; raise Unauthorized or Forbidden if not.
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """``*`` matches within one path segment, ``**`` across segments (``@*/*``, ``**``)."""
+    out = []
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("^" + "".join(out) + "$")
 
-    ``identity`` is an already authenticated key (None: no credentials sent).
-    ``private`` is the live PRIVATE_REGISTRY flag: reads then need ``read``.
-    A revoked key is refused here too, in case a caller kept one.
+
+def matches_any(patterns: Iterable[str], package: str) -> bool:
+    """Whether ``package`` matches one of the glob ``patterns``."""
+    return any(glob_regex(p).match(package) for p in patterns)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One entry of the ordered rules: who may access, publish, unpublish a pattern.
+
+    Each field lists who: ``$all``, ``$anonymous``, ``$authenticated``,
+    ``$read``/``$write``/``$admin`` (a key with at least that permission), or
+    user names / key ids. ``proxy`` names uplinks (kept for the proxy feature).
     """
-    needed = required_permission(action, private=private)
-    if needed is None:
-        return
-    if identity is None or identity.revoked:
-        raise Unauthorized(f"{action.value} needs a key with {needed.name.lower()} permission")
-    if identity.permission < needed:
-        raise Forbidden(
-            f"key {identity.id!r} has {identity.permission.name.lower()} permission; "
-            f"{action.value} needs {needed.name.lower()}"
+
+    pattern: str
+    access: tuple[str, ...] = ("$all",)
+    publish: tuple[str, ...] = ("$write",)
+    unpublish: tuple[str, ...] = ("$write",)
+    proxy: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready fields."""
+        return {
+            "package": self.pattern,
+            "access": list(self.access),
+            "publish": list(self.publish),
+            "unpublish": list(self.unpublish),
+            "proxy": list(self.proxy),
+        }
+
+
+def _who(value: object, where: str) -> tuple[str, ...]:
+    items = value.split() if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(v, str) for v in items):
+        raise InvalidValue(f"{where}: a list of names or $all/$authenticated/$read/...")
+    for item in items:
+        if not _WHO_RE.match(item) or (item.startswith("$") and item not in _SPECIAL):
+            raise InvalidValue(f"{where}: {item!r} is not a user, key id or known $group")
+    return tuple(items)
+
+
+def parse_rules(doc: object) -> tuple[Rule, ...]:
+    """Rules from JSON ``[{"package": glob, "access", "publish", "unpublish", "proxy"}]``.
+
+    InvalidValue names the first bad entry (config errors fail fast).
+    """
+    if not isinstance(doc, list):
+        raise InvalidValue("access rules must be a JSON list of objects")
+    rules = []
+    for n, entry in enumerate(doc):
+        where = f"access rule {n}"
+        if not isinstance(entry, dict) or not isinstance(entry.get("package"), str):
+            raise InvalidValue(f"{where}: needs a 'package' glob")
+        unknown = set(entry) - {"package", "access", "publish", "unpublish", "proxy"}
+        if unknown:
+            raise InvalidValue(f"{where}: unknown field(s) {sorted(unknown)}")
+        default = Rule(entry["package"])
+        rules.append(
+            Rule(
+                entry["package"],
+                _who(entry.get("access", list(default.access)), f"{where}.access"),
+                _who(entry.get("publish", list(default.publish)), f"{where}.publish"),
+                _who(entry.get("unpublish", list(default.unpublish)), f"{where}.unpublish"),
+                _who(entry.get("proxy", []), f"{where}.proxy"),
+            )
         )
+    return tuple(rules)
+
+
+def load_rules(path: str | Path) -> tuple[Rule, ...]:
+    """Rules from a JSON file; InvalidValue naming the file on any problem."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise InvalidValue(f"access rules {path}: {exc}") from None
+    try:
+        return parse_rules(doc)
+    except InvalidValue as exc:
+        raise InvalidValue(f"access rules {path}: {exc}") from None
+
+
+def _in(who: tuple[str, ...], identity: KeyInfo | None) -> bool:
+    for entry in who:
+        if entry == "$all":
+            return True
+        if identity is None:
+            if entry == "$anonymous":
+                return True
+            continue
+        if entry == "$authenticated":
+            return True
+        level = _LEVELS.get(entry)
+        if level is not None:
+            if identity.permission >= level:
+                return True
+        elif entry == identity.username or entry == identity.id:
+            return True
+    return False
+
+
+def client_in(identity: KeyInfo, client_ip: str | None) -> bool:
+    """Whether ``client_ip`` is inside the key's CIDR allow-list (True when it has none)."""
+    if not identity.cidr:
+        return True
+    if client_ip is None:
+        return False
+    try:
+        address = ipaddress.ip_address(client_ip)
+    except ValueError:
+        return False
+    return any(address.version == net.version and address in net for net in identity.cidr)
+
+
+class Policy:
+    """The decision point: ordered package rules plus the fixed checks above."""
+
+    def __init__(self, rules: Sequence[Rule] = ()) -> None:
+        self.rules = tuple(rules)
+        self._compiled = [(glob_regex(r.pattern), r) for r in self.rules]
+        self._rule_cache: dict[str, Rule | None] = {}
+        self._scope_cache: dict[tuple[tuple[str, ...], str], bool] = {}
+
+    def rule_for(self, package: str) -> Rule | None:
+        """The first rule whose pattern matches ``package`` (cached per name)."""
+        try:
+            return self._rule_cache[package]
+        except KeyError:
+            pass
+        found = next((rule for regex, rule in self._compiled if regex.match(package)), None)
+        if len(self._rule_cache) > 65536:
+            self._rule_cache.clear()
+        self._rule_cache[package] = found
+        return found
+
+    def _in_scope(self, patterns: tuple[str, ...], package: str) -> bool:
+        key = (patterns, package)
+        hit = self._scope_cache.get(key)
+        if hit is None:
+            hit = matches_any(patterns, package)
+            if len(self._scope_cache) > 65536:
+                self._scope_cache.clear()
+            self._scope_cache[key] = hit
+        return hit
+
+    def authorize(
+        self,
+        identity: KeyInfo | None,
+        action: Action,
+        *,
+        private: bool,
+        package: str | None = None,
+        client_ip: str | None = None,
+        owners: Iterable[str] | None = None,
+    ) -> None:
+        """Return if ``identity`` may do ``action`` on ``package``; raise why not.
+
+        ``identity``: an authenticated key (None: no credentials). ``private``:
+        the live PRIVATE_REGISTRY flag. ``client_ip``: where the request comes
+        from (for the key's CIDR list). ``owners``: the names of the package's
+        maintainers when it exists (None for a new package or a read).
+        Raises Unauthorized (401) or Forbidden (403) with the reason.
+        """
+        if identity is not None:
+            if identity.revoked:
+                raise Unauthorized("invalid, revoked or expired key")
+            if identity.cidr and not client_in(identity, client_ip):
+                raise Unauthorized(
+                    f"key {identity.id!r} may not be used from {client_ip}",
+                    www_authenticate="ipaddress",
+                )
+        needed = required_permission(action, private=private)
+        if needed is not None:
+            if identity is None:
+                raise Unauthorized(
+                    f"{action.value} needs a key with {needed.name.lower()} permission"
+                )
+            if identity.permission < needed:
+                raise Forbidden(
+                    f"key {identity.id!r} has {identity.permission.name.lower()} permission; "
+                    f"{action.value} needs {needed.name.lower()}"
+                )
+        if identity is not None and identity.packages:
+            if package is None:
+                if action is Action.ADMIN:
+                    raise Forbidden(f"key {identity.id!r} is limited to some packages")
+            elif not self._in_scope(identity.packages, package):
+                raise Forbidden(f"key {identity.id!r} may not touch {package}")
+        if package is None:
+            return
+        admin = identity is not None and identity.permission >= Permission.ADMIN
+        if self._compiled and not admin:
+            rule = self.rule_for(package)
+            if rule is not None:
+                field = _RULE_FIELD.get(action)
+                if field is not None and not _in(getattr(rule, field), identity):
+                    if identity is None:
+                        raise Unauthorized(f"{action.value} of {package} needs a key")
+                    raise Forbidden(f"{identity.username!r} may not {action.value} {package}")
+        if owners is not None:
+            self.check_owner(identity, action, package, owners)
+
+    @staticmethod
+    def check_owner(
+        identity: KeyInfo | None, action: Action, package: str, owners: Iterable[str]
+    ) -> None:
+        """Changing an existing package needs one of its maintainers (or an admin); 403 if not."""
+        if action not in _OWNED or identity is None or identity.permission >= Permission.ADMIN:
+            return
+        if identity.username not in owners:
+            raise Forbidden(
+                f"{identity.username!r} is not a maintainer of {package}; "
+                f"{action.value} needs a maintainer or an admin"
+            )
+
+
+DEFAULT_POLICY: Final = Policy()
+
+
+def authorize(
+    identity: KeyInfo | None,
+    action: Action,
+    *,
+    private: bool,
+    package: str | None = None,
+    client_ip: str | None = None,
+    owners: Iterable[str] | None = None,
+) -> None:
+    """:meth:`Policy.authorize` with no package rules."""
+    DEFAULT_POLICY.authorize(
+        identity, action, private=private, package=package, client_ip=client_ip, owners=owners
+    )

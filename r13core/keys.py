@@ -13,14 +13,17 @@ lets every request find its key with one indexed lookup.
 
 from __future__ import annotations
 
+import builtins
 import enum
 import hashlib
+import ipaddress
 import re
 import secrets
+import threading
 import time
 import zlib
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Final
 
@@ -34,6 +37,32 @@ _CHECK_LEN: Final = 6
 _SECRET_RE: Final = re.compile(rf"^{PREFIX}[0-9A-Za-z]{{{_RANDOM_LEN + _CHECK_LEN}}}$")
 _ID_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 _BAD_KEY: Final = "invalid, revoked or expired key"
+_PATTERN_RE: Final = re.compile(r"^[@A-Za-z0-9._*/~-]{1,214}$")
+_CACHE_MAX: Final = 8192
+USAGE_FLUSH_SECONDS: Final = 5.0
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_cidrs(values: Iterable[object]) -> tuple[IPNetwork, ...]:
+    """CIDR blocks (``10.0.0.0/8``, a bare address = one host); InvalidValue if malformed."""
+    out = []
+    for value in values:
+        try:
+            out.append(ipaddress.ip_network(str(value).strip(), strict=False))
+        except ValueError:
+            raise InvalidValue(f"{value!r} is not a CIDR block") from None
+    return tuple(out)
+
+
+def parse_patterns(values: Iterable[object]) -> tuple[str, ...]:
+    """Package patterns (``@mycompany/*``, ``left-pad``, ``**``); InvalidValue if malformed."""
+    out = []
+    for value in values:
+        if not isinstance(value, str) or not _PATTERN_RE.match(value):
+            raise InvalidValue(f"{value!r} is not a package pattern")
+        out.append(value)
+    return tuple(out)
 
 
 class Permission(enum.IntEnum):
@@ -50,18 +79,38 @@ class KeyInfo:
 
     id: str
     permission: Permission
+    """The effective permission: the key's own, capped by its owner's role."""
     created: datetime
     expires: datetime | None
     revoked: bool
+    owner: str | None = None
+    rate_limit: int | None = None
+    cidr: tuple[IPNetwork, ...] = ()
+    packages: tuple[str, ...] = ()
+    description: str = ""
+    last_used: datetime | None = None
+    use_count: int = 0
+
+    @property
+    def username(self) -> str:
+        """Who acts with this key: its owner, or the key id for a bare key."""
+        return self.owner if self.owner is not None else self.id
 
     def as_dict(self) -> dict[str, object]:
-        """JSON-ready fields (times as ISO 8601)."""
+        """JSON-ready fields (times as ISO 8601; never the secret)."""
         return {
             "id": self.id,
             "permission": self.permission.name.lower(),
             "created": _iso(self.created),
             "expires": _iso(self.expires) if self.expires else None,
             "revoked": self.revoked,
+            "owner": self.owner,
+            "rateLimit": self.rate_limit,
+            "cidr": [str(n) for n in self.cidr],
+            "packages": list(self.packages),
+            "description": self.description,
+            "lastUsed": _iso(self.last_used) if self.last_used else None,
+            "useCount": self.use_count,
         }
 
 
@@ -100,31 +149,88 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+_CEILINGS: Final = {
+    "reader": Permission.READ,
+    "publisher": Permission.WRITE,
+    "admin": Permission.ADMIN,
+}
+
+
 def _info(record: KeyRecord) -> KeyInfo:
+    permission = Permission(record.permission)
+    revoked = record.revoked
+    if record.owner is not None:
+        # The owner's role is the ceiling; a key whose owner is gone is dead.
+        ceiling = _CEILINGS.get(record.role or "")
+        if ceiling is None:
+            revoked = True
+        elif ceiling < permission:
+            permission = ceiling
     return KeyInfo(
         id=record.id,
-        permission=Permission(record.permission),
+        permission=permission,
         created=datetime.fromtimestamp(record.created, UTC),
         expires=datetime.fromtimestamp(record.expires, UTC) if record.expires else None,
-        revoked=record.revoked,
+        revoked=revoked,
+        owner=record.owner,
+        rate_limit=record.rate_limit,
+        cidr=parse_cidrs(record.cidr),
+        packages=record.packages,
+        description=record.description,
+        last_used=datetime.fromtimestamp(record.last_used, UTC) if record.last_used else None,
+        use_count=record.use_count,
     )
 
 
+def new_key_id(stem: str) -> str:
+    """A fresh key id ``<stem>-<8 hex>`` (for tokens made by npm login and npm token)."""
+    return f"{stem[:50]}-{secrets.token_hex(4)}"
+
+
 class KeyStore:
-    """Keys kept in a :class:`Storage`. ``clock`` returns POSIX seconds (tests pass one)."""
+    """Keys kept in a :class:`Storage`. ``clock`` returns POSIX seconds (tests pass one).
+
+    :meth:`authenticate` is on every request's path, so it keeps an in-process
+    cache of live keys by secret. The cache is checked against
+    ``Storage.auth_version()`` (for SQLite: the thread connection's
+    ``PRAGMA data_version``, which moves whenever another connection — another
+    thread, worker or the CLI — commits, plus a count of this process's own auth
+    writes), so a revocation, rotation or role change made anywhere is seen by
+    every worker on its next request; expiry is checked on every hit against
+    the clock. Usage (count, last used) is counted in memory and written in one
+    batch every few seconds.
+    """
 
     def __init__(self, db: Storage, *, clock: Callable[[], float] = time.time) -> None:
         self._db = db
         self._clock = clock
+        self._cache: dict[str, tuple[KeyInfo, float]] = {}
+        self._epoch = 0
+        self._seen = threading.local()
+        self._usage: dict[str, list[float]] = {}
+        self._usage_lock = threading.Lock()
+        self._flushed = clock()
 
     def create(
-        self, id: str, permission: Permission, expires_days: float | None
+        self,
+        id: str,
+        permission: Permission,
+        expires_days: float | None,
+        *,
+        owner: str | None = None,
+        rate_limit: int | None = None,
+        cidr: Iterable[object] = (),
+        packages: Iterable[object] = (),
+        description: str = "",
     ) -> tuple[KeyInfo, str]:
         """Create a key; returns its info and the secret (shown this once, never stored).
 
         ``id`` is a label unique among keys (1-64 of ``A-Za-z0-9._@-``);
-        ``expires_days`` None means the key never expires. InvalidValue for a bad
-        id, permission or expiry, or an id already taken.
+        ``expires_days`` None means the key never expires. ``owner`` makes it a
+        user's token (the user's role caps its permission); ``rate_limit`` is its
+        own requests per window; ``cidr`` and ``packages`` restrict where it may
+        be used from and which packages it may touch. InvalidValue for a bad id,
+        permission, expiry, limit, CIDR or pattern, or an id already taken.
         """
         if not isinstance(id, str) or not _ID_RE.match(id):
             raise InvalidValue(f"invalid key id {id!r}: 1-64 of letters, digits and ._@-")
@@ -135,18 +241,51 @@ class KeyStore:
         now = self._clock()
         expires = None
         if expires_days is not None:
-            if not isinstance(expires_days, int | float) or not 0 < expires_days <= 36500:
+            if (
+                not isinstance(expires_days, int | float)
+                or isinstance(expires_days, bool)
+                or not 0 < expires_days <= 36500
+            ):
                 raise InvalidValue(f"expiry must be 0 < days <= 36500, not {expires_days!r}")
             expires = now + float(expires_days) * 86400.0
+        if rate_limit is not None and (
+            not isinstance(rate_limit, int)
+            or isinstance(rate_limit, bool)
+            or not 1 <= rate_limit <= 2**31
+        ):
+            raise InvalidValue(f"rate limit must be a whole number >= 1, not {rate_limit!r}")
+        networks = parse_cidrs(cidr)
+        patterns = parse_patterns(packages)
+        if not isinstance(description, str) or len(description) > 1024:
+            raise InvalidValue("description must be a string of at most 1024 characters")
         secret = new_secret()
-        record = KeyRecord(id, hash_secret(secret), int(perm), now, expires, False)
+        record = KeyRecord(
+            id,
+            hash_secret(secret),
+            int(perm),
+            now,
+            expires,
+            False,
+            owner=owner,
+            rate_limit=rate_limit,
+            cidr=tuple(str(n) for n in networks),
+            packages=patterns,
+            description=description,
+        )
         if not self._db.add_key(record):
             raise InvalidValue(f"a key with id {id!r} already exists")
-        return _info(record), secret
+        stored = self._db.get_key(id)
+        return _info(stored if stored is not None else record), secret
 
     def list(self) -> list[KeyInfo]:
         """Every key, oldest first (revoked and expired ones included)."""
+        self.flush_usage()
         return [_info(r) for r in self._db.list_keys()]
+
+    def owned_by(self, owner: str) -> builtins.list[KeyInfo]:
+        """Every key of user ``owner``, oldest first."""
+        self.flush_usage()
+        return [_info(r) for r in self._db.keys_of(owner)]
 
     def get(self, id: str) -> KeyInfo:
         """One key by id; NotFound if unknown."""
@@ -159,14 +298,98 @@ class KeyStore:
         """Revoke a key at once (every worker sees it on its next lookup); NotFound if unknown."""
         if not self._db.revoke_key(id):
             raise NotFound(f"no key {id!r}")
+        self._invalidate()
+
+    def revoke_secret(self, secret: str) -> KeyInfo | None:
+        """Revoke the key behind ``secret`` (npm logout); None when no key matches."""
+        if not isinstance(secret, str) or not looks_like_secret(secret):
+            return None
+        record = self._db.key_by_hash(hash_secret(secret))
+        if record is None:
+            return None
+        self._db.revoke_key(record.id)
+        self._invalidate()
+        return _info(replace(record, revoked=True))
+
+    def rotate(self, id: str) -> tuple[KeyInfo, str]:
+        """A new secret for key ``id`` (same settings); the old one stops working at once."""
+        record = self._db.get_key(id)
+        if record is None:
+            raise NotFound(f"no key {id!r}")
+        if record.revoked:
+            raise InvalidValue(f"key {id!r} is revoked")
+        secret = new_secret()
+        updated = replace(record, secret_hash=hash_secret(secret))
+        self._db.update_key(updated)
+        self._invalidate()
+        return _info(updated), secret
+
+    def has_live_admin(self) -> bool:
+        """Whether some unrevoked, unexpired key has admin permission."""
+        now = self._clock()
+        return any(
+            k.permission >= Permission.ADMIN
+            and not k.revoked
+            and (k.expires is None or k.expires.timestamp() > now)
+            for k in (_info(r) for r in self._db.list_keys())
+        )
+
+    def _invalidate(self) -> None:
+        self._epoch += 1
+        self._cache.clear()
 
     def authenticate(self, secret: str) -> KeyInfo:
         """The live key behind ``secret``; Unauthorized (one message for all causes) if none."""
+        version = self._db.auth_version()
+        seen = self._seen
+        if getattr(seen, "version", None) != version:
+            seen.version = version
+            self._invalidate()
+        hit = self._cache.get(secret)
+        now = self._clock()
+        if hit is not None:
+            info, expires = hit
+            if expires > now:
+                self._count_use(info.id, now)
+                return info
         if not isinstance(secret, str) or not looks_like_secret(secret):
             raise Unauthorized(_BAD_KEY)
+        epoch = self._epoch
         record = self._db.key_by_hash(hash_secret(secret))
         if record is None or record.revoked:
             raise Unauthorized(_BAD_KEY)
-        if record.expires is not None and record.expires <= self._clock():
+        if record.expires is not None and record.expires <= now:
             raise Unauthorized(_BAD_KEY)
-        return _info(record)
+        info = _info(record)
+        if info.revoked:  # the owner is gone
+            raise Unauthorized(_BAD_KEY)
+        # Only cache what was read after the last invalidation began (see class docstring).
+        if epoch == self._epoch:
+            if len(self._cache) >= _CACHE_MAX:
+                self._cache.clear()
+            self._cache[secret] = (info, record.expires if record.expires is not None else 1e300)
+        self._count_use(info.id, now)
+        return info
+
+    def _count_use(self, key_id: str, now: float) -> None:
+        usage = self._usage.get(key_id)
+        if usage is None:
+            self._usage[key_id] = [1, now]
+        else:
+            usage[0] += 1
+            usage[1] = now
+        if now - self._flushed >= USAGE_FLUSH_SECONDS:
+            self.flush_usage()
+
+    def flush_usage(self) -> None:
+        """Write the counted uses to storage (also done every few seconds by authenticate)."""
+        if not self._usage_lock.acquire(blocking=False):
+            return
+        try:
+            self._flushed = self._clock()
+            usage, self._usage = self._usage, {}
+            batch = [(key_id, int(n), at) for key_id, (n, at) in usage.items()]
+            if batch:
+                self._db.record_key_usage(batch)
+        finally:
+            self._usage_lock.release()

@@ -120,6 +120,11 @@ class FakeRegistry:
         self.calls.append(("owners", str(name)))
         return [{"name": "admin", "email": ""}]
 
+    def maintainers_of(self, name: PackageName) -> list[dict[str, Any]]:
+        """For the guard's ownership check (not recorded: tests count registry calls)."""
+        self._known(name)
+        return [{"name": "admin", "email": ""}, {"name": "write", "email": ""}]
+
     def search(self, text: str, size: int, offset: int) -> dict[str, Any]:
         self.calls.append(("search", text, size, offset))
         return {"objects": [], "total": 0, "time": "now"}
@@ -188,7 +193,9 @@ def harness(tmp_path: Path) -> Iterator[AppHarness]:
     )
     config = ConfigStore(tmp_path, defaults=Config13.defaults(PUBLIC_URL))
     registry = FakeRegistry(tmp_path)
-    app = create_app(settings, config=config, registry=registry, keys=FakeKeys())
+    app = create_app(
+        settings, config=config, registry=registry, keys=FakeKeys(), owners=registry.maintainers_of
+    )
     yield AppHarness(falcon.testing.TestClient(app), registry, config)
     config.close()
 
@@ -205,3 +212,26 @@ def store(data_dir: Path) -> Iterator[ConfigStore]:
     s = ConfigStore(data_dir)
     yield s
     s.close()
+
+
+@pytest.fixture(autouse=True)
+def _close_rate_limiters(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Close the shared-memory limiter of every in-process app a test builds.
+
+    A table stays in /dev/shm until its last user closes it; test processes
+    build hundreds of apps, so each one's is closed when its test ends.
+    """
+    import app.main as main_module
+    from r13core.ratelimit import RateLimiter
+
+    opened: list[RateLimiter] = []
+
+    def opener(*args: Any, **kwargs: Any) -> RateLimiter:
+        limiter = RateLimiter(*args, **kwargs)
+        opened.append(limiter)
+        return limiter
+
+    monkeypatch.setattr(main_module, "RateLimiter", opener)
+    yield
+    for limiter in opened:
+        limiter.close()

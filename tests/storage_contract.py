@@ -282,3 +282,83 @@ def age_file(path: Path, seconds: float) -> None:
     """Make ``path`` look ``seconds`` old (for sweep tests)."""
     then = time.time() - seconds
     os.utime(path, (then, then))
+
+
+class IdentityStorageContract:
+    """Behaviour of the identity tables of :class:`Storage` (users, key fields, blocks, audit)."""
+
+    @pytest.fixture
+    def storage(self) -> Storage:  # pragma: no cover - overridden
+        raise NotImplementedError("a backend's test class provides this fixture")
+
+    def test_key_fields_round_trip_and_update(self, storage: Storage) -> None:
+        from r13core.storage.base import UserRecord
+
+        assert storage.add_user(UserRecord("alice", "h", "publisher", "a@x", 1.0))
+        key = KeyRecord(
+            "k", "hk", 2, 1.0, None, False, owner="alice", rate_limit=50,
+            cidr=("10.0.0.0/8",), packages=("@acme/*",), description="ci",
+        )  # fmt: skip
+        assert storage.add_key(key)
+        got = storage.get_key("k")
+        assert got is not None and got.role == "publisher"
+        assert (got.owner, got.rate_limit, got.cidr, got.packages) == (
+            "alice", 50, ("10.0.0.0/8",), ("@acme/*",),
+        )  # fmt: skip
+        assert [k.id for k in storage.keys_of("alice")] == ["k"]
+        storage.record_key_usage([("k", 3, 5.0), ("k", 2, 4.0)])
+        used = storage.get_key("k")
+        assert used is not None and used.use_count == 5 and used.last_used == 5.0
+        from dataclasses import replace
+
+        assert storage.update_key(replace(key, secret_hash="new"))
+        assert storage.key_by_hash("new") is not None and storage.key_by_hash("hk") is None
+
+    def test_users_are_added_updated_and_removed_with_their_keys(self, storage: Storage) -> None:
+        from r13core.storage.base import UserRecord
+
+        bob = UserRecord("bob", "h", "reader", "", 1.0)
+        assert storage.add_user(bob)
+        assert not storage.add_user(bob)
+        assert storage.update_user(UserRecord("bob", "h2", "admin", "b@x", 1.0))
+        got = storage.get_user("bob")
+        assert got is not None and got.role == "admin" and got.password_hash == "h2"
+        storage.add_key(KeyRecord("bk", "hb", 1, 1.0, None, False, owner="bob"))
+        assert [u.name for u in storage.list_users()] == ["bob"]
+        assert storage.remove_user("bob")
+        assert not storage.remove_user("bob")
+        gone = storage.get_key("bk")
+        assert gone is not None and gone.revoked and gone.role is None
+
+    def test_blocks_are_kept_replaced_and_lifted(self, storage: Storage) -> None:
+        from r13core.storage.base import BlockRecord
+
+        storage.add_block(BlockRecord("10.0.0.1", "x", 1.0, None))
+        storage.add_block(BlockRecord("10.0.0.1", "y", 2.0, 9.0))
+        assert storage.list_blocks() == [BlockRecord("10.0.0.1", "y", 2.0, 9.0)]
+        assert storage.remove_block("10.0.0.1")
+        assert not storage.remove_block("10.0.0.1")
+
+    def test_audit_log_pages_newest_first_and_filters(self, storage: Storage) -> None:
+        ids = [storage.append_audit(float(i), "a", f"act{i % 2}", "t", "ip", {"i": i})
+               for i in range(5)]  # fmt: skip
+        page = storage.audit_events(limit=2)
+        assert [e.id for e in page] == ids[:-3:-1]
+        assert [e.id for e in storage.audit_events(before=page[-1].id, limit=10)] == ids[2::-1]
+        assert {e.action for e in storage.audit_events(action="act1")} == {"act1"}
+
+    def test_counters_add_up(self, storage: Storage) -> None:
+        storage.add_counters([("requests", "GET / 200", 2), ("clients", "1.2.3.4", 1)])
+        storage.add_counters([("requests", "GET / 200", 3)])
+        assert ("requests", "GET / 200", 5) in storage.counters()
+
+    def test_web_login_is_approved_once_and_taken_once(self, storage: Storage) -> None:
+        from r13core.storage.base import WebLoginRecord
+
+        storage.add_web_login(WebLoginRecord("id1", "dh", 1.0, 1e12))
+        assert storage.take_web_login("id1") is None  # not approved yet
+        assert storage.approve_web_login("id1", "alice", "r13_tok")
+        assert not storage.approve_web_login("id1", "mallory", "r13_other")
+        taken = storage.take_web_login("id1")
+        assert taken is not None and taken.token == "r13_tok" and taken.username == "alice"
+        assert storage.take_web_login("id1") is None

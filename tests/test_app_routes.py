@@ -208,10 +208,13 @@ def test_advisories_need_admin(harness: AppHarness, method: str) -> None:
     assert harness.registry.calls == []
 
 
-def test_web_login_is_404_so_npm_falls_back(harness: AppHarness) -> None:
+def test_web_login_answers_a_login_url_and_a_done_url_on_the_public_url(
+    harness: AppHarness,
+) -> None:
     r = harness.client.simulate_post("/-/v1/login", json={})
-    assert r.status_code == 404
-    assert "error" in r.json
+    assert r.status_code == 200
+    assert r.json["loginUrl"].startswith(PUBLIC_URL + "/-/v1/login/")
+    assert r.json["doneUrl"].startswith(PUBLIC_URL + "/-/v1/done/")
 
 
 def test_rendered_documents_use_the_public_url_whatever_the_host(harness: AppHarness) -> None:

@@ -12,13 +12,54 @@ import pytest
 from r13core.storage import sqlite as sqlite_module
 from r13core.storage.blobs import FileBlobStore
 from r13core.storage.sqlite import SQLiteStorage
-from tests.storage_contract import BlobStoreContract, StorageContract, age_file
+from tests.storage_contract import (
+    BlobStoreContract,
+    IdentityStorageContract,
+    StorageContract,
+    age_file,
+)
 
 
 class TestSQLiteStorage(StorageContract):
     @pytest.fixture
     def storage(self, tmp_path: Path) -> SQLiteStorage:
         return SQLiteStorage(tmp_path / "registry.sqlite3")
+
+
+class TestSQLiteIdentityStorage(IdentityStorageContract):
+    @pytest.fixture
+    def storage(self, tmp_path: Path) -> SQLiteStorage:
+        return SQLiteStorage(tmp_path / "registry.sqlite3")
+
+
+def test_the_audit_log_refuses_updates_and_deletes(tmp_path: Path) -> None:
+    import sqlite3
+
+    storage = SQLiteStorage(tmp_path / "r.sqlite3")
+    storage.append_audit(1.0, "a", "x", "t", "ip", {})
+    conn = sqlite3.connect(tmp_path / "r.sqlite3")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        conn.execute("UPDATE audit_log SET actor = 'b'")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        conn.execute("DELETE FROM audit_log")
+
+
+def test_a_version_2_database_migrates_and_keeps_its_keys(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    conn = sqlite3.connect(path)
+    for number, script in enumerate(sqlite_module._MIGRATIONS[:2], start=1):
+        assert isinstance(script, str)
+        conn.executescript(script)
+        conn.execute(f"PRAGMA user_version = {number}")
+    conn.execute(
+        "INSERT INTO api_keys (id, secret_hash, permission, created) VALUES ('admin', 'h', 3, 1)"
+    )
+    conn.commit()
+    conn.close()
+    key = SQLiteStorage(path).get_key("admin")
+    assert key is not None and key.permission == 3 and key.owner is None and key.cidr == ()
 
 
 class TestFileBlobStore(BlobStoreContract):

@@ -11,10 +11,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from app.cli import config_cmd, keys_cmd, serve_cmd
+from app.cli import config_cmd, keys_cmd, security_cmd, serve_cmd, users_cmd
 from r13core.errors import R13Error
 
-MODULES = [config_cmd, keys_cmd, serve_cmd]
+MODULES = [config_cmd, keys_cmd, serve_cmd, users_cmd, security_cmd]
 
 
 class UsageError(Exception):

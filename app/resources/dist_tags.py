@@ -48,21 +48,21 @@ class PackageMeta:
         rest = parsed[1]
         method = "GET" if req.method == "HEAD" else req.method
         if rest == ["owners"] and method == "GET":
-            self.guard.require(req, Action.READ)
+            self.guard.require(req, Action.READ, name)
             send_media(resp, self.registry.owners(name))
         elif rest == ["dist-tags"] and method == "GET":
-            self.guard.require(req, Action.READ)
+            self.guard.require(req, Action.READ, name)
             send_media(resp, self.registry.dist_tags(name))
             resp.cache_control = ["no-cache"]
         elif len(rest) == 2 and rest[0] == "dist-tags" and method in ("PUT", "POST"):
-            actor = self.guard.actor(req, Action.DIST_TAG)
+            actor = self.guard.actor(req, Action.DIST_TAG, name)
             version = read_json(req, self.max_body)
             if not isinstance(version, str):
                 raise BadRequest("the body must be a JSON string: the version to tag")
             self.registry.set_dist_tag(name, _tag(rest[1]), version, actor=actor)
             send_media(resp, {"ok": True}, falcon.HTTP_201)
         elif len(rest) == 2 and rest[0] == "dist-tags" and method == "DELETE":
-            actor = self.guard.actor(req, Action.DIST_TAG)
+            actor = self.guard.actor(req, Action.DIST_TAG, name)
             refuse_large_body(req, self.max_body)
             self.registry.remove_dist_tag(name, _tag(rest[1]), actor=actor)
             send_media(resp, {"ok": True})

@@ -94,7 +94,7 @@ class Packages:
         self, req: falcon.Request, resp: falcon.Response, name: PackageName, rest: list[str]
     ) -> None:
         if not rest:
-            self.guard.require(req, Action.READ)
+            self.guard.require(req, Action.READ, name)
             if req.get_param_as_bool("write", default=False):
                 self._send(req, resp, self.registry.packument_for_write(name))
                 resp.cache_control = ["no-cache"]
@@ -102,10 +102,10 @@ class Packages:
                 abbreviated = ABBREVIATED in (req.get_header("Accept") or "")
                 self._send(req, resp, self.registry.packument(name, abbreviated=abbreviated))
         elif len(rest) == 1:
-            self.guard.require(req, Action.READ)
+            self.guard.require(req, Action.READ, name)
             self._send(req, resp, self.registry.version(name, decode_segment(rest[0])))
         elif len(rest) == 2 and rest[0] == "-":
-            self.guard.require(req, Action.READ)
+            self.guard.require(req, Action.READ, name)
             self._tarball(req, resp, name, _filename(rest[1]))
         else:
             raise falcon.HTTPNotFound(description="no such route")
@@ -133,12 +133,12 @@ class Packages:
         self, req: falcon.Request, resp: falcon.Response, name: PackageName, rest: list[str]
     ) -> None:
         if not rest:
-            actor = self.guard.actor(req, Action.PUBLISH)
+            actor = self.guard.actor(req, Action.PUBLISH, name)
             body = read_json_object(req, self.max_body)
             created, document = self.registry.put_package(name, body, actor=actor)
             send_media(resp, document, falcon.HTTP_201 if created else falcon.HTTP_200)
         elif len(rest) == 2 and rest[0] == "-rev":
-            actor = self.guard.actor(req, Action.UNPUBLISH)
+            actor = self.guard.actor(req, Action.UNPUBLISH, name)
             body = read_json_object(req, self.max_body)
             result = self.registry.put_package_rev(name, _rev(rest[1]), body, actor=actor)
             send_media(resp, result, falcon.HTTP_201)
@@ -149,11 +149,11 @@ class Packages:
         self, req: falcon.Request, resp: falcon.Response, name: PackageName, rest: list[str]
     ) -> None:
         if len(rest) == 2 and rest[0] == "-rev":
-            actor = self.guard.actor(req, Action.UNPUBLISH)
+            actor = self.guard.actor(req, Action.UNPUBLISH, name)
             refuse_large_body(req, self.max_body)
             send_media(resp, self.registry.unpublish_package(name, _rev(rest[1]), actor=actor))
         elif len(rest) == 4 and rest[0] == "-" and rest[2] == "-rev":
-            actor = self.guard.actor(req, Action.UNPUBLISH)
+            actor = self.guard.actor(req, Action.UNPUBLISH, name)
             refuse_large_body(req, self.max_body)
             filename = _filename(rest[1])
             result = self.registry.remove_tarball(name, filename, _rev(rest[3]), actor=actor)

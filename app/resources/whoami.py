@@ -10,7 +10,7 @@ from r13core.errors import Unauthorized
 
 
 class Whoami:
-    """The key id as npm's username; 401 without a valid key."""
+    """The user (a bare key: its id) as npm's username; 401 without a valid key."""
 
     def __init__(self, guard: Guard) -> None:
         self.guard = guard
@@ -19,5 +19,5 @@ class Whoami:
         identity = self.guard.identity(req)
         if identity is None:
             raise Unauthorized("whoami needs a key")
-        send_media(resp, {"username": identity.id})
+        send_media(resp, {"username": identity.username})
         resp.cache_control = ["no-store"]

@@ -85,6 +85,64 @@ class KeyRecord:
     created: float
     expires: float | None
     revoked: bool
+    # Identity issue: who owns it (a user name, or None for a bare key), its own rate
+    # limit (requests per window, None = the default), CIDR allow-list, package
+    # patterns, a free-text description, and usage (flushed in batches).
+    owner: str | None = None
+    rate_limit: int | None = None
+    cidr: tuple[str, ...] = ()
+    packages: tuple[str, ...] = ()
+    description: str = ""
+    last_used: float | None = None
+    use_count: int = 0
+    role: str | None = None
+    """The owner's role when read with the key (None: no owner, or the owner is gone)."""
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    """A user: the password is kept only as a memory-hard hash (see r13core/users.py)."""
+
+    name: str
+    password_hash: str
+    role: str
+    email: str
+    created: float
+
+
+@dataclass(frozen=True)
+class BlockRecord:
+    """An IP address refused until ``expires`` (POSIX seconds; None = until unblocked)."""
+
+    ip: str
+    reason: str
+    created: float
+    expires: float | None
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One audit event: who did what to which target, when and from where."""
+
+    id: int
+    at: float
+    actor: str
+    action: str
+    target: str
+    ip: str
+    detail: JSONDict
+
+
+@dataclass(frozen=True)
+class WebLoginRecord:
+    """A pending ``npm login --auth-type=web``: approved once ``token`` is set."""
+
+    id: str
+    done_hash: str
+    created: float
+    expires: float
+    username: str | None = None
+    token: str | None = None
 
 
 class WriteTxn(abc.ABC):
@@ -205,6 +263,109 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def revoke_key(self, key_id: str) -> bool:
         """Mark a key revoked; False if there is no such key."""
+
+    @abc.abstractmethod
+    def update_key(self, record: KeyRecord) -> bool:
+        """Replace a key's row by id (secret hash, permission, limits...); False if absent."""
+
+    @abc.abstractmethod
+    def keys_of(self, owner: str) -> list[KeyRecord]:
+        """Every key owned by user ``owner``, by creation time."""
+
+    @abc.abstractmethod
+    def record_key_usage(self, usage: list[tuple[str, int, float]]) -> None:
+        """Add (key id, uses, last used) batches to the keys' counters."""
+
+    def auth_version(self) -> object:
+        """A cheap token that changes whenever keys, users or blocks may have changed.
+
+        In-process caches of those compare it per request. The default (a new
+        object every call) disables such caching for backends that cannot tell.
+        """
+        return object()
+
+    # -- users ------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def add_user(self, record: UserRecord) -> bool:
+        """Store a user; False if the name is taken."""
+
+    @abc.abstractmethod
+    def get_user(self, name: str) -> UserRecord | None:
+        """The user, or None."""
+
+    @abc.abstractmethod
+    def list_users(self) -> list[UserRecord]:
+        """Every user, by name."""
+
+    @abc.abstractmethod
+    def update_user(self, record: UserRecord) -> bool:
+        """Replace a user's password hash, role and email; False if absent."""
+
+    @abc.abstractmethod
+    def remove_user(self, name: str) -> bool:
+        """Delete a user and revoke every key it owns (one transaction); False if absent."""
+
+    # -- IP blocks --------------------------------------------------------------
+
+    @abc.abstractmethod
+    def add_block(self, record: BlockRecord) -> None:
+        """Block an IP (replacing an existing block of it)."""
+
+    @abc.abstractmethod
+    def remove_block(self, ip: str) -> bool:
+        """Lift a block; False if the IP was not blocked."""
+
+    @abc.abstractmethod
+    def list_blocks(self) -> list[BlockRecord]:
+        """Every stored block (expired ones included until purged), by IP."""
+
+    # -- audit log (append-only) ------------------------------------------------
+
+    @abc.abstractmethod
+    def append_audit(
+        self, at: float, actor: str, action: str, target: str, ip: str, detail: JSONDict
+    ) -> int:
+        """Append one event; returns its id. Events are never changed or removed."""
+
+    @abc.abstractmethod
+    def audit_events(
+        self,
+        *,
+        before: int | None = None,
+        limit: int = 100,
+        action: str | None = None,
+        actor: str | None = None,
+    ) -> list[AuditRecord]:
+        """Events newest first, with id < ``before`` when given, filtered, at most ``limit``."""
+
+    # -- shared counters (security metrics) -------------------------------------
+
+    @abc.abstractmethod
+    def add_counters(self, deltas: list[tuple[str, str, int]]) -> None:
+        """Add (kind, label, delta) to the shared counters."""
+
+    @abc.abstractmethod
+    def counters(self) -> list[tuple[str, str, int]]:
+        """Every (kind, label, count)."""
+
+    # -- web logins -------------------------------------------------------------
+
+    @abc.abstractmethod
+    def add_web_login(self, record: WebLoginRecord) -> None:
+        """Store a pending web login (and drop expired ones)."""
+
+    @abc.abstractmethod
+    def get_web_login(self, login_id: str) -> WebLoginRecord | None:
+        """The pending web login, or None."""
+
+    @abc.abstractmethod
+    def approve_web_login(self, login_id: str, username: str, token: str) -> bool:
+        """Attach the approving user and the new token; False if absent or done already."""
+
+    @abc.abstractmethod
+    def take_web_login(self, login_id: str) -> WebLoginRecord | None:
+        """Remove and return an approved login (so its token is handed out once), or None."""
 
     # -- life ---------------------------------------------------------------
 

@@ -25,16 +25,20 @@ from typing import Any, Final
 
 from r13core.storage.base import (
     AdvisoryRecord,
+    AuditRecord,
+    BlockRecord,
     JSONDict,
     KeyRecord,
     PackageRecord,
     RenderRecord,
     Storage,
     TarballRecord,
+    UserRecord,
+    WebLoginRecord,
     WriteTxn,
 )
 
-_MIGRATIONS: Final[tuple[str, ...]] = (
+_MIGRATIONS: Final[tuple[str | tuple[str, ...], ...]] = (
     # 1: the first schema.
     """
     CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -87,6 +91,60 @@ _MIGRATIONS: Final[tuple[str, ...]] = (
     """
     ALTER TABLE packages ADD COLUMN summary TEXT NOT NULL DEFAULT '{}';
     """,
+    # 3: identity: users, key owners/limits/scopes/usage, IP blocks, the append-only
+    # audit log, shared security counters, pending web logins. A tuple: the triggers
+    # hold semicolons, so each statement is given whole.
+    (
+        "ALTER TABLE api_keys ADD COLUMN owner TEXT",
+        "ALTER TABLE api_keys ADD COLUMN rate_limit INTEGER",
+        "ALTER TABLE api_keys ADD COLUMN cidr TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE api_keys ADD COLUMN packages TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE api_keys ADD COLUMN description TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE api_keys ADD COLUMN last_used REAL",
+        "ALTER TABLE api_keys ADD COLUMN use_count INTEGER NOT NULL DEFAULT 0",
+        "CREATE INDEX api_keys_owner ON api_keys (owner)",
+        """CREATE TABLE users (
+            name TEXT PRIMARY KEY,
+            password_hash TEXT NOT NULL,
+            role TEXT NOT NULL,
+            email TEXT NOT NULL DEFAULT '',
+            created REAL NOT NULL
+        )""",
+        """CREATE TABLE ip_blocks (
+            ip TEXT PRIMARY KEY,
+            reason TEXT NOT NULL,
+            created REAL NOT NULL,
+            expires REAL
+        )""",
+        """CREATE TABLE audit_log (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at REAL NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL,
+            ip TEXT NOT NULL,
+            detail TEXT NOT NULL
+        )""",
+        "CREATE INDEX audit_log_action ON audit_log (action, id)",
+        """CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+           BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END""",
+        """CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+           BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END""",
+        """CREATE TABLE security_counters (
+            kind TEXT NOT NULL,
+            label TEXT NOT NULL,
+            count INTEGER NOT NULL,
+            PRIMARY KEY (kind, label)
+        )""",
+        """CREATE TABLE web_logins (
+            id TEXT PRIMARY KEY,
+            done_hash TEXT NOT NULL,
+            created REAL NOT NULL,
+            expires REAL NOT NULL,
+            username TEXT,
+            token TEXT
+        )""",
+    ),
 )
 
 
@@ -148,10 +206,60 @@ def _package(conn: sqlite3.Connection, name: str) -> PackageRecord | None:
 
 
 def _key(row: Any) -> KeyRecord:
-    return KeyRecord(row[0], row[1], int(row[2]), float(row[3]), row[4], bool(row[5]))
+    return KeyRecord(
+        row[0],
+        row[1],
+        int(row[2]),
+        float(row[3]),
+        row[4],
+        bool(row[5]),
+        owner=row[6],
+        rate_limit=row[7],
+        cidr=tuple(json.loads(row[8])),
+        packages=tuple(json.loads(row[9])),
+        description=row[10],
+        last_used=row[11],
+        use_count=int(row[12]),
+        role=row[13],
+    )
 
 
-_KEY_COLUMNS: Final = "id, secret_hash, permission, created, expires, revoked"
+_KEY_COLUMNS: Final = (
+    "id, secret_hash, permission, created, expires, revoked, owner, rate_limit, cidr, "
+    "packages, description, last_used, use_count"
+)
+# Keys are read with their owner's role (NULL when there is no owner or it is gone).
+_KEY_SELECT: Final = (
+    "SELECT "
+    + ", ".join(f"k.{c.strip()}" for c in _KEY_COLUMNS.split(","))
+    + ", u.role FROM api_keys k LEFT JOIN users u ON u.name = k.owner"
+)
+
+
+def _key_params(record: KeyRecord) -> tuple[Any, ...]:
+    return (
+        record.id,
+        record.secret_hash,
+        record.permission,
+        record.created,
+        record.expires,
+        int(record.revoked),
+        record.owner,
+        record.rate_limit,
+        json.dumps(list(record.cidr)),
+        json.dumps(list(record.packages)),
+        record.description,
+        record.last_used,
+        record.use_count,
+    )
+
+
+def _user(row: Any) -> UserRecord:
+    return UserRecord(row[0], row[1], row[2], row[3], float(row[4]))
+
+
+def _web_login(row: Any) -> WebLoginRecord:
+    return WebLoginRecord(row[0], row[1], float(row[2]), float(row[3]), row[4], row[5])
 
 
 class SQLiteStorage(Storage):
@@ -163,6 +271,9 @@ class SQLiteStorage(Storage):
         self._local = threading.local()
         self._migrated_pid = -1
         self._lock = threading.Lock()
+        # Bumped by this object's own auth-table writes: PRAGMA data_version only
+        # moves for commits made by OTHER connections (see auth_version).
+        self._auth_changes = 0
 
     # -- connections ----------------------------------------------------------
 
@@ -195,7 +306,8 @@ class SQLiteStorage(Storage):
             (version,) = conn.execute("PRAGMA user_version").fetchone()
             for number, script in enumerate(_MIGRATIONS, start=1):
                 if number > version:
-                    for statement in script.split(";"):
+                    statements = script.split(";") if isinstance(script, str) else script
+                    for statement in statements:
                         if statement.strip():
                             conn.execute(statement)
                     conn.execute(f"PRAGMA user_version = {number}")
@@ -354,43 +466,272 @@ class SQLiteStorage(Storage):
 
     def add_key(self, record: KeyRecord) -> bool:
         """Store a key; False if the id is taken."""
+        marks = ", ".join("?" * 13)
         cur = self._conn().execute(
-            f"INSERT OR IGNORE INTO api_keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                record.id,
-                record.secret_hash,
-                record.permission,
-                record.created,
-                record.expires,
-                int(record.revoked),
-            ),
+            f"INSERT OR IGNORE INTO api_keys ({_KEY_COLUMNS}) VALUES ({marks})",
+            _key_params(record),
         )
+        self._auth_changes += 1
         return cur.rowcount > 0
 
     def get_key(self, key_id: str) -> KeyRecord | None:
         """The key with this id."""
-        row = (
-            self._conn()
-            .execute(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = ?", (key_id,))
-            .fetchone()
-        )
+        row = self._conn().execute(f"{_KEY_SELECT} WHERE k.id = ?", (key_id,)).fetchone()
         return None if row is None else _key(row)
 
     def key_by_hash(self, secret_hash: str) -> KeyRecord | None:
         """The key with this secret hash."""
         row = (
             self._conn()
-            .execute(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE secret_hash = ?", (secret_hash,))
+            .execute(f"{_KEY_SELECT} WHERE k.secret_hash = ?", (secret_hash,))
             .fetchone()
         )
         return None if row is None else _key(row)
 
     def list_keys(self) -> list[KeyRecord]:
         """Every key, oldest first."""
-        rows = self._conn().execute(f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created, id")
+        rows = self._conn().execute(f"{_KEY_SELECT} ORDER BY k.created, k.id")
+        return [_key(r) for r in rows]
+
+    def keys_of(self, owner: str) -> list[KeyRecord]:
+        """Every key of ``owner``, oldest first."""
+        rows = self._conn().execute(
+            f"{_KEY_SELECT} WHERE k.owner = ? ORDER BY k.created, k.id", (owner,)
+        )
         return [_key(r) for r in rows]
 
     def revoke_key(self, key_id: str) -> bool:
         """Revoke a key."""
         cur = self._conn().execute("UPDATE api_keys SET revoked = 1 WHERE id = ?", (key_id,))
+        self._auth_changes += 1
         return cur.rowcount > 0
+
+    def update_key(self, record: KeyRecord) -> bool:
+        """Replace every field of a key but its id and usage."""
+        params = _key_params(record)
+        cur = self._conn().execute(
+            "UPDATE api_keys SET secret_hash = ?, permission = ?, created = ?, expires = ?, "
+            "revoked = ?, owner = ?, rate_limit = ?, cidr = ?, packages = ?, description = ? "
+            "WHERE id = ?",
+            (*params[1:11], record.id),
+        )
+        self._auth_changes += 1
+        return cur.rowcount > 0
+
+    def record_key_usage(self, usage: list[tuple[str, int, float]]) -> None:
+        """Add uses and move last_used forward (one transaction)."""
+        if not usage:
+            return
+        with self._immediate() as conn:
+            conn.executemany(
+                "UPDATE api_keys SET use_count = use_count + ?, "
+                "last_used = max(coalesce(last_used, 0), ?) WHERE id = ?",
+                [(n, at, key_id) for key_id, n, at in usage],
+            )
+
+    def auth_version(self) -> object:
+        """(this thread's ``PRAGMA data_version``, this object's own auth writes).
+
+        data_version changes when another connection (another thread, worker or
+        the CLI) commits anything; own writes are counted separately. Costs one
+        PRAGMA on the thread's connection, no disk read.
+        """
+        (version,) = self._conn().execute("PRAGMA data_version").fetchone()
+        return (version, self._auth_changes)
+
+    @contextmanager
+    def _immediate(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    # -- users --------------------------------------------------------------------
+
+    def add_user(self, record: UserRecord) -> bool:
+        """Store a user; False if the name is taken."""
+        cur = self._conn().execute(
+            "INSERT OR IGNORE INTO users (name, password_hash, role, email, created) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (record.name, record.password_hash, record.role, record.email, record.created),
+        )
+        self._auth_changes += 1
+        return cur.rowcount > 0
+
+    def get_user(self, name: str) -> UserRecord | None:
+        """The user, or None."""
+        row = (
+            self._conn()
+            .execute(
+                "SELECT name, password_hash, role, email, created FROM users WHERE name = ?",
+                (name,),
+            )
+            .fetchone()
+        )
+        return None if row is None else _user(row)
+
+    def list_users(self) -> list[UserRecord]:
+        """Every user, by name."""
+        rows = self._conn().execute(
+            "SELECT name, password_hash, role, email, created FROM users ORDER BY name"
+        )
+        return [_user(r) for r in rows]
+
+    def update_user(self, record: UserRecord) -> bool:
+        """Replace password hash, role and email."""
+        cur = self._conn().execute(
+            "UPDATE users SET password_hash = ?, role = ?, email = ? WHERE name = ?",
+            (record.password_hash, record.role, record.email, record.name),
+        )
+        self._auth_changes += 1
+        return cur.rowcount > 0
+
+    def remove_user(self, name: str) -> bool:
+        """Delete the user and revoke its keys."""
+        with self._immediate() as conn:
+            cur = conn.execute("DELETE FROM users WHERE name = ?", (name,))
+            conn.execute("UPDATE api_keys SET revoked = 1 WHERE owner = ?", (name,))
+        self._auth_changes += 1
+        return cur.rowcount > 0
+
+    # -- IP blocks ------------------------------------------------------------------
+
+    def add_block(self, record: BlockRecord) -> None:
+        """Block an IP."""
+        self._conn().execute(
+            "INSERT OR REPLACE INTO ip_blocks (ip, reason, created, expires) VALUES (?, ?, ?, ?)",
+            (record.ip, record.reason, record.created, record.expires),
+        )
+        self._auth_changes += 1
+
+    def remove_block(self, ip: str) -> bool:
+        """Lift a block."""
+        cur = self._conn().execute("DELETE FROM ip_blocks WHERE ip = ?", (ip,))
+        self._auth_changes += 1
+        return cur.rowcount > 0
+
+    def list_blocks(self) -> list[BlockRecord]:
+        """Every block, by IP."""
+        rows = self._conn().execute(
+            "SELECT ip, reason, created, expires FROM ip_blocks ORDER BY ip"
+        )
+        return [BlockRecord(r[0], r[1], float(r[2]), r[3]) for r in rows]
+
+    # -- audit log --------------------------------------------------------------------
+
+    def append_audit(
+        self, at: float, actor: str, action: str, target: str, ip: str, detail: JSONDict
+    ) -> int:
+        """Append an event (triggers refuse UPDATE and DELETE on the table)."""
+        cur = self._conn().execute(
+            "INSERT INTO audit_log (at, actor, action, target, ip, detail) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (at, actor, action, target, ip, _dumps(detail)),
+        )
+        assert cur.lastrowid is not None
+        return int(cur.lastrowid)
+
+    def audit_events(
+        self,
+        *,
+        before: int | None = None,
+        limit: int = 100,
+        action: str | None = None,
+        actor: str | None = None,
+    ) -> list[AuditRecord]:
+        """Newest first, paged by id."""
+        where = ["id < ?"]
+        params: list[Any] = [before if before is not None else 2**62]
+        if action is not None:
+            where.append("action = ?")
+            params.append(action)
+        if actor is not None:
+            where.append("actor = ?")
+            params.append(actor)
+        params.append(limit)
+        rows = self._conn().execute(
+            "SELECT id, at, actor, action, target, ip, detail FROM audit_log "
+            f"WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
+            params,
+        )
+        return [
+            AuditRecord(int(r[0]), float(r[1]), r[2], r[3], r[4], r[5], json.loads(r[6]))
+            for r in rows
+        ]
+
+    # -- shared counters ------------------------------------------------------------------
+
+    def add_counters(self, deltas: list[tuple[str, str, int]]) -> None:
+        """Add deltas in one transaction."""
+        if not deltas:
+            return
+        with self._immediate() as conn:
+            conn.executemany(
+                "INSERT INTO security_counters (kind, label, count) VALUES (?, ?, ?) "
+                "ON CONFLICT (kind, label) DO UPDATE SET count = count + excluded.count",
+                deltas,
+            )
+
+    def counters(self) -> list[tuple[str, str, int]]:
+        """Every counter."""
+        rows = self._conn().execute(
+            "SELECT kind, label, count FROM security_counters ORDER BY kind, label"
+        )
+        return [(r[0], r[1], int(r[2])) for r in rows]
+
+    # -- web logins ---------------------------------------------------------------------------
+
+    def add_web_login(self, record: WebLoginRecord) -> None:
+        """Store a pending login; drop expired ones."""
+        with self._immediate() as conn:
+            conn.execute("DELETE FROM web_logins WHERE expires < ?", (record.created,))
+            conn.execute(
+                "INSERT INTO web_logins (id, done_hash, created, expires, username, token) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    record.id,
+                    record.done_hash,
+                    record.created,
+                    record.expires,
+                    record.username,
+                    record.token,
+                ),
+            )
+
+    def get_web_login(self, login_id: str) -> WebLoginRecord | None:
+        """The pending login, or None."""
+        row = (
+            self._conn()
+            .execute(
+                "SELECT id, done_hash, created, expires, username, token FROM web_logins "
+                "WHERE id = ?",
+                (login_id,),
+            )
+            .fetchone()
+        )
+        return None if row is None else _web_login(row)
+
+    def approve_web_login(self, login_id: str, username: str, token: str) -> bool:
+        """Attach user and token once."""
+        cur = self._conn().execute(
+            "UPDATE web_logins SET username = ?, token = ? WHERE id = ? AND token IS NULL",
+            (username, token, login_id),
+        )
+        return cur.rowcount > 0
+
+    def take_web_login(self, login_id: str) -> WebLoginRecord | None:
+        """Remove and return an approved login."""
+        row = (
+            self._conn()
+            .execute(
+                "DELETE FROM web_logins WHERE id = ? AND token IS NOT NULL "
+                "RETURNING id, done_hash, created, expires, username, token",
+                (login_id,),
+            )
+            .fetchone()
+        )
+        return None if row is None else _web_login(row)

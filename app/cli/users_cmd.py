@@ -1,0 +1,101 @@
+"""`r13 users add|list|passwd|remove|role` on a data dir.
+
+Passwords are read from the terminal (twice), or from stdin with
+``--password-stdin`` (one line) for scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from pathlib import Path
+
+from app.main import open_storage
+from r13core.audit import AuditLog
+from r13core.users import Role, User, UserStore
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("users", help="add, list, change or remove users")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    roles = [r.value for r in Role]
+    a = actions.add_parser("add", help="add a user")
+    a.add_argument("name")
+    a.add_argument("--role", choices=roles, default=Role.PUBLISHER.value)
+    a.add_argument("--email", default="")
+    a.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    a.set_defaults(handler=add)
+    actions.add_parser("list", help="every user and role").set_defaults(handler=list_)
+    pw = actions.add_parser("passwd", help="set a user's password")
+    pw.add_argument("name")
+    pw.add_argument("--password-stdin", action="store_true")
+    pw.set_defaults(handler=passwd)
+    r = actions.add_parser("remove", help="remove a user and revoke every key it owns")
+    r.add_argument("name")
+    r.set_defaults(handler=remove)
+    ro = actions.add_parser("role", help="change a user's role (its keys follow at once)")
+    ro.add_argument("name")
+    ro.add_argument("role", choices=roles)
+    ro.set_defaults(handler=role)
+
+
+def _stores(args: argparse.Namespace) -> tuple[UserStore, AuditLog]:
+    storage = open_storage(Path(args.data))
+    return UserStore(storage), AuditLog(storage)
+
+
+def _password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Again: ") != first:
+        from app.cli import UsageError
+
+        raise UsageError("the passwords differ")
+    return first
+
+
+def describe(user: User) -> str:
+    """One line per user, as `r13 users list` prints it."""
+    return f"{user.name:<24} {user.role.value:<10} {user.email}"
+
+
+def add(args: argparse.Namespace) -> int:
+    users, audit = _stores(args)
+    user = users.add(args.name, _password(args), Role.parse(args.role), args.email)
+    audit.record("cli", "user.add", user.name, role=user.role.value)
+    print(describe(user))
+    return 0
+
+
+def list_(args: argparse.Namespace) -> int:
+    users, _ = _stores(args)
+    for user in users.list():
+        print(describe(user))
+    return 0
+
+
+def passwd(args: argparse.Namespace) -> int:
+    users, audit = _stores(args)
+    users.get(args.name)
+    users.set_password(args.name, _password(args))
+    audit.record("cli", "user.passwd", args.name)
+    print(f"password of {args.name} changed")
+    return 0
+
+
+def remove(args: argparse.Namespace) -> int:
+    users, audit = _stores(args)
+    users.remove(args.name)
+    audit.record("cli", "user.remove", args.name)
+    print(f"removed {args.name}; its keys are revoked")
+    return 0
+
+
+def role(args: argparse.Namespace) -> int:
+    users, audit = _stores(args)
+    user = users.set_role(args.name, Role.parse(args.role))
+    audit.record("cli", "user.role", user.name, role=user.role.value)
+    print(describe(user))
+    return 0

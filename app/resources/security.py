@@ -1,0 +1,270 @@
+"""``/_api/security/*``: keys, IP blocks, security metrics and the audit log (admin).
+
+``POST /_api/security/keys`` is also open, once, to a request from loopback
+without credentials while no live admin key exists (how a fresh install that
+lost its first key gets one); after that, never.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any, Final
+
+import falcon
+
+from app.auth import Guard
+from app.http import read_json_object, send_media
+from app.security import SecurityServices
+from r13core.access import Action
+from r13core.errors import BadRequest, InvalidValue, NotFound
+from r13core.keys import KeyInfo, Permission
+from r13core.ratelimit import RateLimiter
+from r13core.security import STRIKE_KINDS, normalize_ip
+
+MAX_BODY: Final = 64 * 1024
+_DURATION_RE: Final = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$")
+_UNIT_MS: Final = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+TOP: Final = 20
+
+
+def parse_duration_ms(value: object, field: str) -> float | None:
+    """A duration: a number of ms, or ``"30d"``/``"12h"``/``"15m"``/``"10s"``; None for never."""
+    if value == "never":
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    if isinstance(value, str):
+        match = _DURATION_RE.match(value.strip())
+        if match and float(match.group(1)) > 0:
+            return float(match.group(1)) * _UNIT_MS[match.group(2) or "ms"]
+    raise BadRequest(f"{field} must be a positive number of ms, '30d', '12h', ... or 'never'")
+
+
+def parse_permission(value: object) -> Permission:
+    """``"read"|"write"|"admin"`` or a list of them (the highest counts)."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items:
+        raise BadRequest("permissions must be read, write, admin or a list of them")
+    best = None
+    for item in items:
+        try:
+            perm = Permission[str(item).upper()]
+        except KeyError:
+            raise BadRequest(f"unknown permission {item!r}") from None
+        best = perm if best is None or perm > best else best
+    assert best is not None
+    return best
+
+
+def _is_loopback(peer: str) -> bool:
+    try:
+        return ipaddress.ip_address(normalize_ip(peer)).is_loopback
+    except ValueError:
+        return False
+
+
+class SecurityKeys:
+    """``GET|POST /_api/security/keys``, ``DELETE /_api/security/keys/{key_id}``,
+    ``POST /_api/security/keys/{key_id}/rotate``."""
+
+    def __init__(self, services: SecurityServices, guard: Guard, default_expiry_ms: int) -> None:
+        self.services = services
+        self.guard = guard
+        self.default_expiry_ms = default_expiry_ms
+
+    def _admin(self, req: falcon.Request) -> str:
+        return self.guard.actor(req, Action.ADMIN)
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self._admin(req)
+        send_media(resp, {"keys": [k.as_dict() for k in self.services.keys.list()]})
+        resp.cache_control = ["no-store"]
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        bootstrap = (
+            self.guard.identity(req) is None
+            and _is_loopback(str(req.env.get("REMOTE_ADDR") or ""))
+            and "HTTP_X_FORWARDED_FOR" not in req.env
+            and not self.services.keys.has_live_admin()
+        )
+        actor = "bootstrap@loopback" if bootstrap else self._admin(req)
+        body = read_json_object(req, MAX_BODY)
+        key_id = body.get("id")
+        if not isinstance(key_id, str):
+            raise BadRequest("id is required")
+        permission = parse_permission(body.get("permissions", "read"))
+        expires_in = body.get("expiresIn")
+        if expires_in is None:
+            days = self.default_expiry_ms / 86_400_000 if self.default_expiry_ms else None
+        else:
+            ms = parse_duration_ms(expires_in, "expiresIn")
+            days = None if ms is None else ms / 86_400_000
+        rate = body.get("rateLimit")
+        cidr = body.get("cidr") or []
+        packages = body.get("packages") or []
+        if isinstance(cidr, str):
+            cidr = [cidr]
+        if isinstance(packages, str):
+            packages = [packages]
+        if not isinstance(cidr, list) or not isinstance(packages, list):
+            raise BadRequest("cidr and packages must be lists")
+        description = body.get("description", "")
+        info, secret = self.services.keys.create(
+            key_id,
+            permission,
+            days,
+            rate_limit=rate,
+            cidr=cidr,
+            packages=packages,
+            description=description if isinstance(description, str) else "",
+        )
+        self.services.audit.safe_record(
+            actor, "key.create", info.id, ip=req.context.client_ip,
+            permission=permission.name.lower(), bootstrap=bootstrap,
+        )  # fmt: skip
+        send_media(resp, {**info.as_dict(), "key": secret}, falcon.HTTP_201)
+        resp.cache_control = ["no-store"]
+
+    def on_delete_item(self, req: falcon.Request, resp: falcon.Response, key_id: str) -> None:
+        actor = self._admin(req)
+        self.services.keys.revoke(key_id)
+        self.services.audit.safe_record(actor, "key.revoke", key_id, ip=req.context.client_ip)
+        send_media(resp, {"ok": True, "revoked": key_id})
+
+    def on_get_item(self, req: falcon.Request, resp: falcon.Response, key_id: str) -> None:
+        self._admin(req)
+        send_media(resp, self.services.keys.get(key_id).as_dict())
+
+    def on_post_rotate(self, req: falcon.Request, resp: falcon.Response, key_id: str) -> None:
+        actor = self._admin(req)
+        info, secret = self.services.keys.rotate(key_id)
+        self.services.audit.safe_record(actor, "key.rotate", key_id, ip=req.context.client_ip)
+        send_media(resp, {**info.as_dict(), "key": secret}, falcon.HTTP_201)
+        resp.cache_control = ["no-store"]
+
+
+def block_dict(record: Any) -> dict[str, Any]:
+    """A block as JSON."""
+    return {
+        "ip": record.ip,
+        "reason": record.reason,
+        "created": record.created,
+        "expires": record.expires,
+    }
+
+
+class SecurityBlocks:
+    """``GET|POST /_api/security/blocks``, ``DELETE /_api/security/blocks/{ip}``."""
+
+    def __init__(self, services: SecurityServices, guard: Guard, limiter: RateLimiter) -> None:
+        self.services = services
+        self.guard = guard
+        self.limiter = limiter
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.guard.require(req, Action.ADMIN)
+        send_media(resp, {"blocks": [block_dict(b) for b in self.services.blocks.active()]})
+        resp.cache_control = ["no-store"]
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        actor = self.guard.actor(req, Action.ADMIN)
+        body = read_json_object(req, MAX_BODY)
+        ip = body.get("ip")
+        try:
+            ip = str(ipaddress.ip_address(normalize_ip(str(ip))))
+        except ValueError:
+            raise BadRequest("ip must be an IP address") from None
+        duration = body.get("duration")
+        ms = None if duration is None else parse_duration_ms(duration, "duration")
+        reason = body.get("reason") if isinstance(body.get("reason"), str) else "blocked by admin"
+        record = self.services.blocks.block(
+            ip, str(reason)[:200], None if ms is None else ms / 1000
+        )
+        self.services.audit.safe_record(
+            actor, "ip.block", ip, ip=req.context.client_ip, reason=reason
+        )
+        send_media(resp, block_dict(record), falcon.HTTP_201)
+
+    def on_delete_item(self, req: falcon.Request, resp: falcon.Response, ip: str) -> None:
+        actor = self.guard.actor(req, Action.ADMIN)
+        address = normalize_ip(ip)
+        if not self.services.blocks.unblock(address):
+            raise NotFound(f"{address} is not blocked")
+        for kind in STRIKE_KINDS:
+            self.limiter.reset(f"strike:{kind}:{address}")
+        self.services.audit.safe_record(actor, "ip.unblock", address, ip=req.context.client_ip)
+        send_media(resp, {"ok": True, "unblocked": address})
+
+
+def _top(counts: dict[str, int], n: int = TOP) -> list[dict[str, Any]]:
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+    return [{"name": k, "count": v} for k, v in ranked]
+
+
+class SecurityMetrics:
+    """``GET /_api/security/metrics``: counts over every worker (a couple of seconds behind)."""
+
+    def __init__(self, services: SecurityServices, guard: Guard) -> None:
+        self.services = services
+        self.guard = guard
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.guard.require(req, Action.ADMIN)
+        totals = self.services.counters.totals()
+        requests = totals.get("requests", {})
+        by_route: dict[str, dict[str, int]] = {}
+        for label, count in requests.items():
+            route, _, status = label.rpartition(" ")
+            by_route.setdefault(route, {})[status] = count
+        keys = [
+            {"id": k.id, "useCount": k.use_count, "lastUsed": k.as_dict()["lastUsed"]}
+            for k in sorted(self.services.keys.list(), key=lambda k: -k.use_count)
+            if k.use_count
+        ]
+        auth_failures = totals.get("auth_failures", {})
+        limited = totals.get("rate_limited", {})
+        anomalies = totals.get("anomalies", {})
+        body = {
+            "requests": {"total": sum(requests.values()), "byRoute": by_route},
+            "topClients": _top(totals.get("clients", {})),
+            "authFailures": {"total": sum(auth_failures.values()), "byClient": _top(auth_failures)},
+            "rateLimitViolations": {"total": sum(limited.values()), "byClient": _top(limited)},
+            "anomalies": {"total": sum(anomalies.values()), "byKind": anomalies,
+                          "byClient": _top(totals.get("anomaly_clients", {}))},
+            "blockedRequests": sum(totals.get("blocked_requests", {}).values()),
+            "blocksIssued": sum(totals.get("blocks", {}).values()),
+            "activeBlocks": [block_dict(b) for b in self.services.blocks.active()],
+            "keys": keys,
+        }  # fmt: skip
+        send_media(resp, body)
+        resp.cache_control = ["no-store"]
+
+
+class SecurityAudit:
+    """``GET /_api/security/audit?before=&limit=&action=&actor=``: newest first, paged."""
+
+    def __init__(self, services: SecurityServices, guard: Guard) -> None:
+        self.services = services
+        self.guard = guard
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.guard.require(req, Action.ADMIN)
+        try:
+            before = req.get_param_as_int("before")
+            limit = req.get_param_as_int("limit", default=100)
+        except falcon.HTTPBadRequest:
+            raise InvalidValue("before and limit must be whole numbers") from None
+        page = self.services.audit.page(
+            before=before,
+            limit=limit if limit is not None else 100,
+            action=req.get_param("action"),
+            actor=req.get_param("actor"),
+        )
+        send_media(resp, page)
+        resp.cache_control = ["no-store"]
+
+
+def key_summary(info: KeyInfo) -> str:
+    """One line for logs."""
+    return f"{info.id} ({info.permission.name.lower()})"

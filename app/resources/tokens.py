@@ -1,0 +1,153 @@
+"""npm's tokens API: ``GET|POST /-/npm/v1/tokens``, ``DELETE /-/npm/v1/tokens/token/{key}``.
+
+Tokens are keys owned by the user (the role caps them). Creating one needs the
+user's password again, as on the public registry. Both body shapes are read:
+npm 10 (``password, readonly, cidr_whitelist``) and npm 11 (``name, password,
+description, packages, scopes, packages_and_scopes_permission, expires`` in
+days, ``cidr_whitelist``); ``cidr`` is accepted as well.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import falcon
+
+from app.auth import Guard
+from app.http import read_json_object, send_media
+from app.security import SecurityServices
+from r13core.access import Action
+from r13core.errors import BadRequest, Forbidden, NotFound
+from r13core.keys import KeyInfo, Permission, new_key_id
+
+MAX_TOKEN_BODY: Final = 64 * 1024
+
+
+def _iso(info: KeyInfo, field: str) -> Any:
+    return info.as_dict()[field]
+
+
+def token_object(info: KeyInfo) -> dict[str, Any]:
+    """One entry of npm's token list (never the secret)."""
+    return {
+        "key": info.id,
+        "token": "r13_…",
+        "name": info.description or info.id,
+        "readonly": info.permission < Permission.WRITE,
+        "automation": False,
+        "cidr_whitelist": [str(n) for n in info.cidr] or None,
+        "packages": list(info.packages),
+        "created": _iso(info, "created"),
+        "updated": _iso(info, "created"),
+        "expires": _iso(info, "expires"),
+    }
+
+
+def _strings(body: dict[str, Any], *names: str) -> list[str]:
+    out: list[str] = []
+    for name in names:
+        value = body.get(name)
+        if value is None:
+            continue
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
+            raise BadRequest(f"{name} must be a list of strings")
+        out.extend(v for v in items if v)
+    return out
+
+
+class Tokens:
+    """The tokens routes (``suffix="item"`` for DELETE by key)."""
+
+    def __init__(self, services: SecurityServices, guard: Guard, default_expiry_ms: int) -> None:
+        self.services = services
+        self.guard = guard
+        self.default_days = default_expiry_ms / 86_400_000 if default_expiry_ms else None
+
+    def _caller(self, req: falcon.Request) -> KeyInfo:
+        identity = self.guard.require(req, Action.READ)
+        if identity is None:
+            from r13core.errors import Unauthorized
+
+            raise Unauthorized("the tokens API needs a token")
+        return identity
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        identity = self._caller(req)
+        if identity.owner is not None:
+            keys = self.services.keys.owned_by(identity.owner)
+        else:
+            keys = [self.services.keys.get(identity.id)]
+        live = [k for k in keys if not k.revoked]
+        objects = [token_object(k) for k in live]
+        send_media(resp, {"objects": objects, "total": len(objects), "urls": {}})
+        resp.cache_control = ["no-store"]
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        identity = self._caller(req)
+        if identity.owner is None:
+            raise Forbidden(
+                "tokens are made for users (npm login first); "
+                "admins make bare keys with POST /_api/security/keys"
+            )
+        body = read_json_object(req, MAX_TOKEN_BODY)
+        password = body.get("password")
+        ip = req.context.client_ip
+        if not isinstance(password, str):
+            raise BadRequest("creating a token needs your password")
+        try:
+            user = self.services.users.authenticate(identity.owner, password)
+        except Exception:
+            self.services.audit.safe_record(identity.owner, "token.create.failed", "", ip=ip)
+            raise
+        readonly = body.get("readonly") is True or (
+            body.get("packages_and_scopes_permission") == "read-only"
+        )
+        permission = Permission.READ if readonly else Permission.WRITE
+        expires = body.get("expires")
+        if expires is None:
+            days = self.default_days
+        elif isinstance(expires, int | float) and not isinstance(expires, bool) and expires > 0:
+            days = float(expires)
+        else:
+            raise BadRequest("expires must be a positive number of days")
+        cidr = _strings(body, "cidr_whitelist", "cidr")
+        packages = _strings(body, "packages")
+        packages += [s if "/" in s else f"{s.rstrip('/')}/*" for s in _strings(body, "scopes")]
+        label = body.get("name") or body.get("description") or "npm token"
+        if not isinstance(label, str):
+            raise BadRequest("name must be a string")
+        info, secret = self.services.keys.create(
+            new_key_id(f"npm-{user.name}"),
+            min(permission, user.role.ceiling),
+            days,
+            owner=user.name,
+            cidr=cidr,
+            packages=packages,
+            description=label[:200],
+        )
+        self.services.audit.safe_record(
+            user.name, "token.create", info.id, ip=ip, readonly=readonly, cidr=cidr,
+            packages=packages,
+        )  # fmt: skip
+        out = token_object(info)
+        out["token"] = secret
+        send_media(resp, out, falcon.HTTP_201)
+        resp.cache_control = ["no-store"]
+
+    def on_delete_item(self, req: falcon.Request, resp: falcon.Response, key: str) -> None:
+        identity = self._caller(req)
+        try:
+            target = self.services.keys.get(key)
+        except NotFound:
+            raise NotFound(f"no token {key!r}") from None
+        mine = (identity.owner is not None and target.owner == identity.owner) or (
+            target.id == identity.id
+        )
+        if not mine and identity.permission < Permission.ADMIN:
+            raise NotFound(f"no token {key!r}")
+        self.services.keys.revoke(key)
+        self.services.audit.safe_record(
+            identity.username, "token.revoke", key, ip=req.context.client_ip
+        )
+        resp.status = falcon.HTTP_204
