@@ -66,7 +66,7 @@ class Server:
             **self.extra_env,
         }
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 30.0, *, ready: tuple[int, ...] = (200,)) -> None:
         with self.log.open("ab") as log:
             # A session of its own: the crash test kills the whole process group.
             self.proc = subprocess.Popen(
@@ -83,8 +83,12 @@ class Server:
                 raise RuntimeError(f"r13 serve exited: {self.log.read_text()[-3000:]}")
             try:
                 with urllib.request.urlopen(self.url + "/-/ping", timeout=1) as r:
-                    if r.status == 200:
+                    if r.status in ready:
                         break
+            except urllib.error.HTTPError as e:  # e.g. 403 while this address is blocked
+                if e.code in ready:
+                    break
+                time.sleep(0.1)
             except (OSError, urllib.error.URLError):
                 time.sleep(0.1)
         else:
