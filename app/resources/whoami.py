@@ -6,6 +6,7 @@ import falcon
 
 from app.auth import Guard
 from app.http import send_media
+from r13core.access import Action
 from r13core.errors import Unauthorized
 
 
@@ -19,5 +20,6 @@ class Whoami:
         identity = self.guard.identity(req)
         if identity is None:
             raise Unauthorized("whoami needs a key")
+        self.guard.require(req, Action.READ)  # the key's CIDR list applies here too
         send_media(resp, {"username": identity.username})
         resp.cache_control = ["no-store"]
