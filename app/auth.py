@@ -25,7 +25,7 @@ from r13core.names import PackageName
 class Authenticator(Protocol):
     """What the guard needs from r13core's KeyStore."""
 
-    def authenticate(self, secret: str) -> KeyInfo: ...
+    def authenticate(self, secret: str, *, version: object = None) -> KeyInfo: ...
 
 
 _UNSET = object()
@@ -74,11 +74,11 @@ class Guard:
         ctx.identity = identity
         return identity
 
-    def authenticate(self, token: str) -> KeyInfo:
+    def authenticate(self, token: str, *, version: object = None) -> KeyInfo:
         """The key behind ``token``; Unauthorized (one message for every cause) otherwise."""
         if not token:
             raise Unauthorized("invalid, revoked or expired key")
-        return self._keys.authenticate(token)
+        return self._keys.authenticate(token, version=version)
 
     def require(
         self, req: falcon.Request, action: Action, package: PackageName | None = None

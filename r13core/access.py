@@ -55,6 +55,7 @@ _NEEDS: Final[dict[Action, Permission]] = {
     Action.ADMIN: Permission.ADMIN,
 }
 # Which field of a rule governs an action (Verdaccio puts deprecate and tags under publish).
+_READ: Final = Action.READ
 _RULE_FIELD: Final[dict[Action, str]] = {
     Action.READ: "access",
     Action.PUBLISH: "publish",
@@ -265,17 +266,17 @@ class Policy:
                     f"key {identity.id!r} may not be used from {client_ip}",
                     www_authenticate="ipaddress",
                 )
-        needed = required_permission(action, private=private)
-        if needed is not None:
-            if identity is None:
-                raise Unauthorized(
-                    f"{action.value} needs a key with {needed.name.lower()} permission"
-                )
-            if identity.permission < needed:
-                raise Forbidden(
-                    f"key {identity.id!r} has {identity.permission.name.lower()} permission; "
-                    f"{action.value} needs {needed.name.lower()}"
-                )
+            # Inlined required_permission(): this runs on every request.
+            if action is not _READ or private:
+                needed = _NEEDS[action]
+                if identity.permission < needed:
+                    raise Forbidden(
+                        f"key {identity.id!r} has {identity.permission.name.lower()} "
+                        f"permission; {action.value} needs {needed.name.lower()}"
+                    )
+        elif action is not _READ or private:
+            needed = _NEEDS[action]
+            raise Unauthorized(f"{action.value} needs a key with {needed.name.lower()} permission")
         if identity is not None and identity.packages:
             if package is None:
                 if action is Action.ADMIN:
@@ -284,8 +285,7 @@ class Policy:
                 raise Forbidden(f"key {identity.id!r} may not touch {package}")
         if package is None:
             return
-        admin = identity is not None and identity.permission >= Permission.ADMIN
-        if self._compiled and not admin:
+        if self._compiled and (identity is None or identity.permission < Permission.ADMIN):
             rule = self.rule_for(package)
             if rule is not None:
                 field = _RULE_FIELD.get(action)

@@ -338,9 +338,14 @@ class KeyStore:
         self._epoch += 1
         self._cache.clear()
 
-    def authenticate(self, secret: str) -> KeyInfo:
-        """The live key behind ``secret``; Unauthorized (one message for all causes) if none."""
-        version = self._db.auth_version()
+    def authenticate(self, secret: str, *, version: object = None) -> KeyInfo:
+        """The live key behind ``secret``; Unauthorized (one message for all causes) if none.
+
+        ``version``: ``Storage.auth_version()`` if the caller has just read it (the
+        security middleware reads it once per request for keys and blocks alike).
+        """
+        if version is None:
+            version = self._db.auth_version()
         seen = self._seen
         if getattr(seen, "version", None) != version:
             seen.version = version

@@ -164,17 +164,18 @@ class Blocklist:
         self._seen = threading.local()
         self._lock = threading.Lock()
 
-    def _refresh(self) -> dict[str, BlockRecord]:
-        version = self._db.auth_version()
+    def _refresh(self, version: object = None) -> dict[str, BlockRecord]:
+        if version is None:
+            version = self._db.auth_version()
         if getattr(self._seen, "version", None) != version:
             self._seen.version = version
             with self._lock:
                 self._blocks = {b.ip: b for b in self._db.list_blocks()}
         return self._blocks
 
-    def blocked(self, ip: str) -> BlockRecord | None:
-        """The live block of ``ip``, or None."""
-        block = self._refresh().get(ip)
+    def blocked(self, ip: str, *, version: object = None) -> BlockRecord | None:
+        """The live block of ``ip``, or None (``version``: a fresh ``auth_version()``)."""
+        block = self._refresh(version).get(ip)
         if block is None:
             return None
         if block.expires is not None and block.expires <= self._clock():
@@ -273,7 +274,8 @@ class SecurityCounters:
 
     Kinds: ``request`` (label ``ROUTE STATUS``), ``client`` (IP), ``auth_failure``
     (IP), ``rate_limited`` (IP), ``anomaly`` (kind), ``blocked`` (IP). Reading
-    flushes this process first; other workers' last seconds may be missing.
+    flushes this process first; other workers' last couple of seconds (or last few
+    events, for a worker that has been idle since) may be missing.
     """
 
     def __init__(self, db: Storage, *, clock: Callable[[], float] = time.monotonic) -> None:
@@ -282,11 +284,14 @@ class SecurityCounters:
         self._pending: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
         self._flushed = clock()
+        self._adds = 0
 
     def add(self, kind: str, label: str, n: int = 1) -> None:
         """Count ``n`` events of ``kind`` for ``label``."""
         self._pending[(kind, label)] += n
-        if self._clock() - self._flushed >= COUNTER_FLUSH_SECONDS:
+        self._adds += 1
+        # Look at the clock every 8 events only: this runs several times per request.
+        if not self._adds & 7 and self._clock() - self._flushed >= COUNTER_FLUSH_SECONDS:
             self.flush()
 
     def flush(self) -> None:

@@ -164,7 +164,7 @@ class FakeKeys:
             for perm in Permission
         }
 
-    def authenticate(self, secret: str) -> KeyInfo:
+    def authenticate(self, secret: str, *, version: object = None) -> KeyInfo:
         try:
             return self.by_secret[secret]
         except KeyError:

@@ -14,9 +14,12 @@ Schema changes are numbered migrations applied in order at open, tracked by
 
 from __future__ import annotations
 
+import fcntl
 import json
+import mmap
 import os
 import sqlite3
+import struct
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -148,6 +151,56 @@ _MIGRATIONS: Final[tuple[str | tuple[str, ...], ...]] = (
 )
 
 
+_U64: Final = struct.Struct("<Q")
+
+
+class _Generation:
+    """An 8-byte counter in a file beside the database, mapped shared into every process.
+
+    Bumped (under ``flock``) after every committed change to keys, users or blocks;
+    read with one 8-byte load from the mapping, so checking it costs well under a
+    microsecond. Readers only compare it for equality: a torn read can only cause
+    a spurious cache flush, never a missed change.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._pid = -1
+        self._fd = -1
+        self._map: mmap.mmap | None = None
+        self._lock = threading.Lock()
+
+    def _open(self) -> mmap.mmap:
+        with self._lock:
+            if self._pid != os.getpid() or self._map is None:
+                # After fork, an inherited descriptor would share its flock with the parent.
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                try:
+                    if os.fstat(fd).st_size < _U64.size:
+                        os.ftruncate(fd, _U64.size)
+                finally:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+                self._map = mmap.mmap(fd, _U64.size, mmap.MAP_SHARED)
+                self._fd = fd
+                self._pid = os.getpid()
+            return self._map
+
+    def read(self) -> int:
+        mapped = self._map if self._pid == os.getpid() else None
+        if mapped is None:
+            mapped = self._open()
+        return int(_U64.unpack_from(mapped)[0])
+
+    def bump(self) -> None:
+        mapped = self._open()
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            _U64.pack_into(mapped, 0, (_U64.unpack_from(mapped)[0] + 1) & (2**64 - 1))
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+
 class _Txn(WriteTxn):
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._c = conn
@@ -271,9 +324,8 @@ class SQLiteStorage(Storage):
         self._local = threading.local()
         self._migrated_pid = -1
         self._lock = threading.Lock()
-        # Bumped by this object's own auth-table writes: PRAGMA data_version only
-        # moves for commits made by OTHER connections (see auth_version).
-        self._auth_changes = 0
+        # Changes to keys, users and blocks, counted across processes (see auth_version).
+        self._generation = _Generation(Path(str(self.path) + "-authgen"))
 
     # -- connections ----------------------------------------------------------
 
@@ -471,7 +523,7 @@ class SQLiteStorage(Storage):
             f"INSERT OR IGNORE INTO api_keys ({_KEY_COLUMNS}) VALUES ({marks})",
             _key_params(record),
         )
-        self._auth_changes += 1
+        self._generation.bump()
         return cur.rowcount > 0
 
     def get_key(self, key_id: str) -> KeyRecord | None:
@@ -503,7 +555,7 @@ class SQLiteStorage(Storage):
     def revoke_key(self, key_id: str) -> bool:
         """Revoke a key."""
         cur = self._conn().execute("UPDATE api_keys SET revoked = 1 WHERE id = ?", (key_id,))
-        self._auth_changes += 1
+        self._generation.bump()
         return cur.rowcount > 0
 
     def update_key(self, record: KeyRecord) -> bool:
@@ -515,7 +567,7 @@ class SQLiteStorage(Storage):
             "WHERE id = ?",
             (*params[1:11], record.id),
         )
-        self._auth_changes += 1
+        self._generation.bump()
         return cur.rowcount > 0
 
     def record_key_usage(self, usage: list[tuple[str, int, float]]) -> None:
@@ -530,14 +582,15 @@ class SQLiteStorage(Storage):
             )
 
     def auth_version(self) -> object:
-        """(this thread's ``PRAGMA data_version``, this object's own auth writes).
+        """The generation of keys, users and blocks, shared by every process of this file.
 
-        data_version changes when another connection (another thread, worker or
-        the CLI) commits anything; own writes are counted separately. Costs one
-        PRAGMA on the thread's connection, no disk read.
+        Every method here that changes them bumps it after the change is committed,
+        whichever process or thread makes it (workers, the CLI), so a cache checked
+        against it sees the change on its next lookup. One read from shared memory.
+        (Changes made with other tools, e.g. the sqlite3 shell, are not seen until
+        the next change made through r13 or a restart.)
         """
-        (version,) = self._conn().execute("PRAGMA data_version").fetchone()
-        return (version, self._auth_changes)
+        return self._generation.read()
 
     @contextmanager
     def _immediate(self) -> Iterator[sqlite3.Connection]:
@@ -559,7 +612,7 @@ class SQLiteStorage(Storage):
             "VALUES (?, ?, ?, ?, ?)",
             (record.name, record.password_hash, record.role, record.email, record.created),
         )
-        self._auth_changes += 1
+        self._generation.bump()
         return cur.rowcount > 0
 
     def get_user(self, name: str) -> UserRecord | None:
@@ -587,7 +640,7 @@ class SQLiteStorage(Storage):
             "UPDATE users SET password_hash = ?, role = ?, email = ? WHERE name = ?",
             (record.password_hash, record.role, record.email, record.name),
         )
-        self._auth_changes += 1
+        self._generation.bump()
         return cur.rowcount > 0
 
     def remove_user(self, name: str) -> bool:
@@ -595,7 +648,7 @@ class SQLiteStorage(Storage):
         with self._immediate() as conn:
             cur = conn.execute("DELETE FROM users WHERE name = ?", (name,))
             conn.execute("UPDATE api_keys SET revoked = 1 WHERE owner = ?", (name,))
-        self._auth_changes += 1
+        self._generation.bump()
         return cur.rowcount > 0
 
     # -- IP blocks ------------------------------------------------------------------
@@ -606,12 +659,12 @@ class SQLiteStorage(Storage):
             "INSERT OR REPLACE INTO ip_blocks (ip, reason, created, expires) VALUES (?, ?, ?, ?)",
             (record.ip, record.reason, record.created, record.expires),
         )
-        self._auth_changes += 1
+        self._generation.bump()
 
     def remove_block(self, ip: str) -> bool:
         """Lift a block."""
         cur = self._conn().execute("DELETE FROM ip_blocks WHERE ip = ?", (ip,))
-        self._auth_changes += 1
+        self._generation.bump()
         return cur.rowcount > 0
 
     def list_blocks(self) -> list[BlockRecord]:
