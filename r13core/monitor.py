@@ -512,7 +512,7 @@ def summarize(history: Sequence[Mapping[str, Any]], now: float | None = None) ->
         "samples": len(history),
         "from": history[0]["ts"] if history else None,
         "to": last.get("ts"),
-        "uptime_s": round(now - started, 3) if started else None,
+        "uptime_s": round(now - started, 3) if started is not None else None,
         "server_started": started,
         "sampler_pid": last.get("sampler_pid"),
         "totals": {key: last.get(key) for key in TOTAL_FIGURES},
