@@ -146,7 +146,7 @@ class RequestMonitor:
         self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool
     ) -> None:
         ctx = req.context
-        t0 = ctx.get("r13_t0")
+        t0 = getattr(ctx, "r13_t0", None)
         if t0 is None:
             return
         latency = time.perf_counter_ns() - t0
@@ -161,7 +161,9 @@ class RequestMonitor:
         except Exception:  # the app's error path will report it
             body = None
         out = len(body) if body is not None else int(resp.content_length or 0)
-        size_in = req.content_length or 0
+        # The raw header: falcon's content_length property costs ~0.5 us.
+        raw_len = req.env.get("CONTENT_LENGTH")
+        size_in = int(raw_len) if raw_len and raw_len.isdigit() else 0
         if flags & _METRICS:
             self._end(rid, status, size_in, out, latency)
         if flags & (_LOGGING | _DEBUG):
