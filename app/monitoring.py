@@ -115,6 +115,8 @@ class RequestMonitor:
     """Counts every request in the shared counters; access log; trace ids.
 
     Put it first in the middleware list so its latency covers the others.
+    Requests are counted under ``"<METHOD> <route template>"``; a sink or a
+    custom router names its route by setting ``req.context.route``.
     Reads the live record once per request: METRICS off skips counting,
     LOGGING on writes an access-log line, DEBUG on adds ``X-Request-Id``
     (the client's, if it sent a sane one) and a debug log line.
@@ -151,7 +153,9 @@ class RequestMonitor:
             return
         latency = time.perf_counter_ns() - t0
         flags: int = ctx.r13_flags
-        key = (req.method, req.uri_template)
+        # Sinks and custom routers have no uri_template: they may name the route
+        # in req.context.route (e.g. "/{package}/-/{tarball}") to be counted apart.
+        key = (req.method, getattr(ctx, "route", None) or req.uri_template)
         rid = self._ids.get(key)
         if rid is None:
             rid = self._ids[key] = self.metrics.route_id(route_key(*key))
@@ -171,7 +175,7 @@ class RequestMonitor:
                 "ts": round(time.time(), 6),
                 "method": req.method,
                 "path": req.path,
-                "route": req.uri_template or UNMATCHED,
+                "route": key[1] or UNMATCHED,
                 "status": status,
                 "bytes_in": size_in,
                 "bytes_out": out,

@@ -299,7 +299,9 @@ class AlertEngine:
 
     A rule raises after ``samples`` consecutive samples above its threshold
     and clears after as many at or below it, so a value hovering around the
-    threshold does not flap. Each alert is logged with start, end, peak.
+    threshold does not flap. A sample without the rule's figure (no request
+    finished) counts as under when nothing is in flight, and changes nothing
+    while requests are in flight. Each alert is logged with start, end, peak.
     """
 
     rules: list[AlertRule]
@@ -313,6 +315,10 @@ class AlertEngine:
         for rule in self.rules:
             st = self._state.setdefault(rule.name, _RuleState())
             v = rule.value(sample)
+            if v is None and sample.get("active_requests", 0) > 0:
+                # No figure although requests are in flight (say, all of them
+                # slower than the interval): a stall, not a recovery. Hold.
+                continue
             over = v is not None and v > rule.threshold
             if st.active is None:
                 if over and v is not None:
@@ -739,7 +745,13 @@ class Sampler:
 
     def _lead(self) -> None:
         interval = self.settings.interval_ms / 1000
-        self.resume()
+        try:
+            self.resume()
+        except (KeyError, TypeError, ValueError) as exc:
+            # A state file this sampler cannot read must not stop sampling forever.
+            log.warning("starting a new history: cannot resume from %s (%r)", STATE_FILE, exc)
+            self.history, self.seq, self._prev = [], 0, None
+            self.alerts = AlertEngine(self.rules)
         self.tree.sample()  # CPU of each process is measured from here
         idle = not self._enabled()
         if not idle and self._prev is None:

@@ -193,3 +193,16 @@ def test_every_api_route_is_in_the_openapi_document(
     assert doc["openapi"].startswith("3.1")
     assert api <= set(doc["paths"]), api - set(doc["paths"])
     assert set(PATHS) == set(doc["paths"])
+
+
+def test_a_sink_can_name_its_route(
+    app: falcon.App[falcon.Request, falcon.Response], client: falcon.testing.TestClient
+) -> None:
+    def sink(req: falcon.Request, resp: falcon.Response, **kw: Any) -> None:
+        req.context.route = "/{package}"
+        resp.media = {}
+
+    app.add_sink(sink, "/pkgs/")
+    client.simulate_get("/pkgs/a")
+    client.simulate_get("/pkgs/b")
+    assert requests_of(scrape(client), "/{package}") == 2

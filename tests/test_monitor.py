@@ -138,6 +138,17 @@ def test_an_alert_clears_after_n_samples_under_and_keeps_its_peak() -> None:
     assert second["state"] == "active" and second["started"] == 5.0 and second["peak"] == 95
 
 
+def test_a_stall_holds_the_alert() -> None:
+    engine = AlertEngine([AlertRule("latency", "latency_p95_ms", 100, samples=2)])
+    samples: list[dict[str, Any]] = [
+        {"ts": 0.0, "latency_p95_ms": 500},
+        {"ts": 1.0, "latency_p95_ms": 500},
+        *({"ts": 2.0 + i, "latency_p95_ms": None, "active_requests": 4} for i in range(5)),
+    ]
+    events = [e["event"] for s in samples for e in engine.feed(s)]
+    assert events == ["raised"] and engine.active()
+
+
 def test_no_data_counts_as_under() -> None:
     engine = AlertEngine([AlertRule("latency", "latency_p95_ms", 100, samples=2)])
     assert feed(engine, [500, 500, None, None], metric="latency_p95_ms") == [
@@ -285,3 +296,15 @@ def test_summary_reports_spread_uptime_and_totals() -> None:
     assert (cpu["min"], cpu["avg"], cpu["max"], cpu["p50"], cpu["p95"]) == (1, 5.5, 10, 5, 10)
     assert s["totals"]["requests_total"] == 100
     assert s["figures"]["latency_p95_ms"] is None
+
+
+def test_an_unreadable_state_file_starts_a_new_history(data_dir: Path, metrics: Metrics) -> None:
+    (data_dir / "run").mkdir(exist_ok=True)
+    (data_dir / "run" / "metrics.json").write_text(
+        '{"format": 1, "last_totals": {"x": 1}, "last_ts": 5}'
+    )
+    sampler = make_sampler(data_dir, metrics)
+    sampler.start()
+    wait_for(lambda: len(MonitorView(data_dir).history()) >= 2)
+    sampler.stop()
+    assert MonitorView(data_dir).history()[0]["seq"] == 1
