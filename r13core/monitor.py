@@ -689,6 +689,10 @@ class Sampler:
 
     def resume(self) -> None:
         """Continue the history, alerts and sequence numbers of the previous sampler."""
+        # A sampler killed while writing leaves its temp file behind.
+        for stale in (self.data_dir / "run").glob(".metrics.json.*.tmp"):
+            with contextlib.suppress(OSError):
+                stale.unlink()
         state = MonitorView(self.data_dir).state()
         if not state:
             return
