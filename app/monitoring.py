@@ -119,7 +119,8 @@ class RequestMonitor:
     custom router names its route by setting ``req.context.route``.
     Reads the live record once per request: METRICS off skips counting,
     LOGGING on writes an access-log line, DEBUG on adds ``X-Request-Id``
-    (the client's, if it sent a sane one) and a debug log line.
+    (the client's, if it sent a sane one), ``X-R13-Worker`` (the pid that
+    served it, as ``app.middleware.DebugHeaders`` did) and a debug log line.
     """
 
     def __init__(self, metrics: Metrics, store: ConfigStore, access_log: JsonLines) -> None:
@@ -130,6 +131,7 @@ class RequestMonitor:
         self._start = metrics.request_start
         self._end = metrics.request_end
         self._read = store.read
+        self.pid = str(os.getpid())
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         ctx = req.context
@@ -142,6 +144,7 @@ class RequestMonitor:
             trace = given if given and _TRACE_ID.match(given) else uuid.uuid4().hex
             ctx.trace_id = trace
             resp.set_header("X-Request-Id", trace)
+            resp.set_header("X-R13-Worker", self.pid)
         ctx.r13_t0 = time.perf_counter_ns()
 
     def process_response(

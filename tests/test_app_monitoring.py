@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -123,6 +124,7 @@ def test_debug_adds_a_trace_id(client: falcon.testing.TestClient, data_dir: Path
         store.set_feature(Feature.DEBUG, True)
         resp = client.simulate_get("/-/ping")
         assert len(resp.headers["X-Request-Id"]) == 32
+        assert resp.headers["X-R13-Worker"] == str(os.getpid())
         resp = client.simulate_get("/-/ping", headers={"X-Request-Id": "abc-123"})
         assert resp.headers["X-Request-Id"] == "abc-123"
         resp = client.simulate_get("/-/ping", headers={"X-Request-Id": "bad id\n"})
