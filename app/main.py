@@ -11,7 +11,9 @@ import falcon
 from app import errors
 from app.auth import Authenticator, AuthMiddleware, Guard
 from app.http import HostRebaser
-from app.middleware import DebugHeaders
+from app.monitoring import Monitoring
+from app.openapi import OpenAPI
+from app.resources import performance
 from app.resources.advisories import Advisories
 from app.resources.audit import AdvisoriesBulk, AuditQuick
 from app.resources.dist_tags import PREFIX as PACKAGE_META_PREFIX
@@ -23,6 +25,7 @@ from app.resources.whoami import Whoami
 from app.service import RegistryService
 from r13core.config import Config13, ConfigStore
 from r13core.keys import KeyStore
+from r13core.monitor import RegistryStats
 from r13core.settings import Settings
 from r13core.storage.base import Storage
 
@@ -81,17 +84,30 @@ def create_app(
     config: ConfigStore | None = None,
     registry: RegistryService | None = None,
     keys: Authenticator | None = None,
+    registry_stats: RegistryStats | None = None,
+    sampler_root_pid: int | None = None,
 ) -> falcon.App[falcon.Request, falcon.Response]:
-    """A WSGI app serving r13 for ``settings``."""
+    """A WSGI app serving r13 for ``settings``.
+
+    ``sampler_root_pid`` (the gunicorn master's pid, given by app/wsgi.py)
+    starts this worker's monitor sampler over that process tree.
+    """
     store = config if config is not None else open_config(settings)
     if registry is None or keys is None:
         services = open_services(settings, store)
         registry = registry if registry is not None else services.registry
         keys = keys if keys is not None else services.keys
+        if registry_stats is None:
+            registry_stats = services.registry.stats
     guard = Guard(keys, store.read)
     limit = settings.max_body
 
-    middleware: list[Any] = [AuthMiddleware(), DebugHeaders(store)]
+    monitoring = Monitoring(
+        settings, store, registry_stats=registry_stats, root_pid=sampler_root_pid
+    )
+    # The monitor first: its latency covers the other middleware. It also does
+    # the worker header (X-R13-Worker) under DEBUG: each falcon middleware costs ~3 us.
+    middleware: list[Any] = [monitoring.middleware, AuthMiddleware()]
     app = falcon.App(media_type=falcon.MEDIA_JSON, middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = False
     # Query values like "a,b" stay whole strings.
@@ -116,4 +132,8 @@ def create_app(
     hosts = HostRebaser(settings.public_url, settings.allowed_hosts)
     app.add_sink(Packages(registry, guard, max_body=limit, hosts=hosts), prefix=r"/(?!-/|_)")
     app.add_sink(PackageMeta(registry, guard, max_body=limit), prefix=PACKAGE_META_PREFIX)
+    app.add_route("/_api/openapi.json", OpenAPI())
+    performance.add_routes(app, monitoring)
+    if sampler_root_pid is not None:
+        monitoring.start()
     return app

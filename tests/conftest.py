@@ -148,6 +148,9 @@ class FakeRegistry:
     def sweep(self, *, min_age: float = 3600.0) -> int:
         return 0
 
+    def stats(self) -> dict[str, int]:
+        return {"packages": 1, "versions": 1}
+
 
 class FakeKeys:
     """Three keys by secret: read, write and admin; anything else is refused."""
