@@ -14,7 +14,9 @@ from app import errors
 from app.audited import AuditedRegistry
 from app.auth import Authenticator, Guard
 from app.http import HostRebaser
-from app.middleware import DebugHeaders
+from app.monitoring import Monitoring
+from app.openapi import OpenAPI
+from app.resources import performance
 from app.resources.advisories import Advisories
 from app.resources.audit import AdvisoriesBulk, AuditQuick
 from app.resources.dist_tags import PREFIX as PACKAGE_META_PREFIX
@@ -30,6 +32,7 @@ from app.security import SecurityMiddleware, SecurityServices, open_security
 from app.service import RegistryService
 from r13core.config import Config13, ConfigStore
 from r13core.keys import KeyStore
+from r13core.monitor import RegistryStats
 from r13core.names import PackageName
 from r13core.ratelimit import RateLimiter
 from r13core.security import SecuritySettings
@@ -91,12 +94,16 @@ def create_app(
     config: ConfigStore | None = None,
     registry: RegistryService | None = None,
     keys: Authenticator | None = None,
+    registry_stats: RegistryStats | None = None,
+    sampler_root_pid: int | None = None,
     security: SecurityServices | None = None,
     security_settings: SecuritySettings | None = None,
     owners: Callable[[PackageName], list[dict[str, Any]]] | None = None,
 ) -> falcon.App[falcon.Request, falcon.Response]:
     """A WSGI app serving r13 for ``settings``.
 
+    ``sampler_root_pid`` (the gunicorn master's pid, given by app/wsgi.py)
+    starts this worker's monitor sampler over that process tree.
     ``security_settings`` default to the process environment (R13_TRUSTED_PROXIES,
     R13_OPEN_SIGNUP, R13_ACCESS_RULES, R13_BLOCK_*...). Call it in each worker
     after fork: it opens the shared rate-limiter table of the data dir.
@@ -109,6 +116,8 @@ def create_app(
         services = open_services(settings, store)
         registry = registry if registry is not None else services.registry
         storage = services.storage
+        if registry_stats is None:
+            registry_stats = services.registry.stats
     if security is None:
         sec_settings = security_settings or SecuritySettings.from_env(os.environ)
         security = open_security(storage or open_storage(settings.data_dir), sec_settings)
@@ -121,7 +130,12 @@ def create_app(
     limiter = RateLimiter(settings.data_dir, "security", security.settings.limiter_slots)
     firewall = SecurityMiddleware(settings, security, guard, limiter)
 
-    middleware: list[Any] = [firewall, DebugHeaders(store)]
+    monitoring = Monitoring(
+        settings, store, registry_stats=registry_stats, root_pid=sampler_root_pid
+    )
+    # The monitor first: its latency covers the other middleware. It also does
+    # the worker header (X-R13-Worker) under DEBUG: each falcon middleware costs ~3 us.
+    middleware: list[Any] = [monitoring.middleware, firewall]
     app = falcon.App(media_type=falcon.MEDIA_JSON, middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = False
     # Query values like "a,b" stay whole strings.
@@ -169,4 +183,8 @@ def create_app(
     hosts = HostRebaser(settings.public_url, settings.allowed_hosts)
     app.add_sink(Packages(registry, guard, max_body=limit, hosts=hosts), prefix=r"/(?!-/|_)")
     app.add_sink(PackageMeta(registry, guard, max_body=limit), prefix=PACKAGE_META_PREFIX)
+    app.add_route("/_api/openapi.json", OpenAPI())
+    performance.add_routes(app, monitoring)
+    if sampler_root_pid is not None:
+        monitoring.start()
     return app

@@ -106,9 +106,9 @@ def _refuse(resp: falcon.Response, status: str, message: str) -> None:
 
 def route_label(req: falcon.Request) -> str:
     """A low-cardinality name for the route (for metrics)."""
-    template = req.uri_template
+    template = req.uri_template or getattr(req.context, "route", None)
     if template:
-        return template
+        return str(template)
     path = req.path
     if path.startswith("/-/package/"):
         return "/-/package/:pkg/..."
@@ -158,6 +158,7 @@ class SecurityMiddleware:
             str(env.get("REMOTE_ADDR") or ""), env.get("HTTP_X_FORWARDED_FOR"), self.proxies
         )
         ctx.client_ip = ip
+        ctx.guard = self.guard  # for hooks outside the resources (app/monitoring.py)
         REQUEST_IP.set(ip)
         path = req.path
         # Per-address limit (stricter where passwords are tried).

@@ -15,7 +15,7 @@ from cffi import FFI
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-SOURCES = ["errors.c", "shm.c", "record.c", "ratelimit.c", "frames.c"]
+SOURCES = ["errors.c", "shm.c", "record.c", "ratelimit.c", "frames.c", "metrics.c"]
 
 
 def package_version() -> str:
@@ -112,6 +112,47 @@ int r13_frame_decode(const uint8_t *buf, size_t len, int direction,
                      r13_frame *out);
 int r13_frame_encode(const r13_frame *f, int direction, uint8_t *out,
                      size_t cap, size_t *written);
+// ---- shared request metrics (metrics.c)
+#define R13_METRICS_ROUTES ...
+#define R13_METRICS_ROUTE_NAME ...
+#define R13_METRICS_BUCKETS ...
+#define R13_METRICS_EVENTS ...
+#define R13_METRICS_GAUGES ...
+#define R13_METRICS_SLOTS ...
+typedef struct r13_metrics { uint32_t slot; uint32_t pid; ...; } r13_metrics;
+typedef struct r13_metrics_totals {
+    uint64_t started_ns;
+    uint64_t requests;
+    uint64_t by_class[6];
+    uint64_t bytes_in;
+    uint64_t bytes_out;
+    uint64_t latency_sum_ns;
+    uint64_t latency[24];
+    uint64_t events[16];
+    int64_t gauges[4];
+    uint32_t slots_used;
+    uint32_t routes;
+} r13_metrics_totals;
+typedef struct r13_metrics_cell {
+    uint32_t route;
+    uint32_t status;
+    uint64_t count;
+} r13_metrics_cell;
+int r13_metrics_open(r13_metrics *m, const char *dir);
+int r13_metrics_close(r13_metrics *m);
+int r13_metrics_bounds(uint64_t *out, size_t cap);
+int r13_metrics_route(r13_metrics *m, const char *name, size_t len, uint32_t *id);
+int r13_metrics_route_name(const r13_metrics *m, uint32_t id, char *out, size_t cap);
+int r13_metrics_request_start(r13_metrics *m);
+int r13_metrics_request_end(r13_metrics *m, uint32_t route, unsigned status,
+                            uint64_t bytes_in, uint64_t bytes_out, uint64_t latency_ns);
+int r13_metrics_count(r13_metrics *m, unsigned event, uint64_t n);
+int r13_metrics_gauge_add(r13_metrics *m, unsigned gauge, int64_t delta);
+int r13_metrics_totals_read(const r13_metrics *m, r13_metrics_totals *out);
+int r13_metrics_cells(const r13_metrics *m, r13_metrics_cell *out, size_t cap, size_t *n);
+int r13_metrics_route_latency(const r13_metrics *m, uint32_t route, uint64_t *buckets,
+                              size_t cap, uint64_t *sum_ns);
+int r13_metrics_reap(r13_metrics *m, uint32_t *reaped);
 """
 
 ffibuilder = FFI()

@@ -225,4 +225,94 @@ int r13_frame_decode(const uint8_t *buf, size_t len, int direction,
 int r13_frame_encode(const r13_frame *f, int direction, uint8_t *out,
                      size_t cap, size_t *written);
 
+/* ---- shared request metrics (metrics.c) -------------------------------- */
+
+/*
+ * Counters shared by every process that opens the same data dir: requests
+ * by route and status, bytes in and out, a latency histogram per route,
+ * named event counters and gauges kept per process slot (so a killed
+ * worker's in-flight requests can be reaped). Every update is one or a few
+ * relaxed atomic adds: exact across processes, nothing to lose on SIGKILL.
+ */
+#define R13_METRICS_ROUTES 128      /* route ids 0..127; 0 = unmatched */
+#define R13_METRICS_ROUTE_NAME 64   /* bytes per route name, NUL included */
+#define R13_METRICS_STATUS_MIN 100
+#define R13_METRICS_STATUS_MAX 599
+#define R13_METRICS_BUCKETS 24      /* latency buckets; the last is +Inf */
+#define R13_METRICS_EVENTS 16       /* named counters; names live in r13core */
+#define R13_METRICS_GAUGES 4        /* named gauges summed over live slots */
+#define R13_METRICS_SLOTS 256       /* processes that may have it open */
+
+typedef struct r13_metrics {
+    r13__shm seg;
+    uint32_t slot;    /* this handle's gauge slot */
+    uint32_t pid;     /* owner of the slot */
+} r13_metrics;
+
+/* Everything but the per-route detail, copied out in one call. */
+typedef struct r13_metrics_totals {
+    uint64_t started_ns;                      /* CLOCK_REALTIME at creation */
+    uint64_t requests;                        /* all routes, all statuses */
+    uint64_t by_class[6];                     /* [1]..[5] = 1xx..5xx */
+    uint64_t bytes_in;
+    uint64_t bytes_out;
+    uint64_t latency_sum_ns;
+    uint64_t latency[R13_METRICS_BUCKETS];    /* per bucket, not cumulative */
+    uint64_t events[R13_METRICS_EVENTS];
+    int64_t gauges[R13_METRICS_GAUGES];       /* summed over slots in use */
+    uint32_t slots_used;
+    uint32_t routes;                          /* route ids handed out */
+} r13_metrics_totals;
+
+/* One non-zero (route, status) request counter. */
+typedef struct r13_metrics_cell {
+    uint32_t route;
+    uint32_t status;
+    uint64_t count;
+} r13_metrics_cell;
+
+/*
+ * Open (creating if needed) the metrics of data dir `dir` and claim a gauge
+ * slot for this handle (slots of dead processes are reaped first). Open it
+ * after fork. R13_EFULL when every slot belongs to a live process.
+ */
+int r13_metrics_open(r13_metrics *m, const char *dir);
+/* Release the slot (its gauges are dropped) and detach; safe to call twice. */
+int r13_metrics_close(r13_metrics *m);
+/* Upper bounds of the latency buckets in ns (the last is UINT64_MAX). */
+int r13_metrics_bounds(uint64_t *out, size_t cap);
+/*
+ * The id of route `name` (1..R13_METRICS_ROUTE_NAME-1 bytes, no NUL),
+ * assigned on first use and the same in every process. R13_EFULL when the
+ * table is full (count such requests under id 0).
+ */
+int r13_metrics_route(r13_metrics *m, const char *name, size_t len, uint32_t *id);
+/* The name of route `id` into out[cap] (NUL-terminated); R13_ERANGE if unknown. */
+int r13_metrics_route_name(const r13_metrics *m, uint32_t id, char *out, size_t cap);
+/* A request begins: the in-flight gauge (0) of this slot goes up by one. */
+int r13_metrics_request_start(r13_metrics *m);
+/*
+ * A request ended (after r13_metrics_request_start): count it by route and
+ * status (100..599), add its bytes and latency, and lower the gauge again.
+ */
+int r13_metrics_request_end(r13_metrics *m, uint32_t route, unsigned status,
+                            uint64_t bytes_in, uint64_t bytes_out,
+                            uint64_t latency_ns);
+/* Add `n` to event counter `event`. */
+int r13_metrics_count(r13_metrics *m, unsigned event, uint64_t n);
+/* Add `delta` to gauge `gauge` of this handle's slot. */
+int r13_metrics_gauge_add(r13_metrics *m, unsigned gauge, int64_t delta);
+/* Copy the totals out (each word read atomically; words may be from
+ * slightly different instants, never torn). */
+int r13_metrics_totals_read(const r13_metrics *m, r13_metrics_totals *out);
+/* The non-zero request counters into out[cap]; *n gets how many exist
+ * (R13_EBUFSZ with *n set when cap is too small). */
+int r13_metrics_cells(const r13_metrics *m, r13_metrics_cell *out, size_t cap,
+                      size_t *n);
+/* One route's latency buckets (not cumulative) and sum. */
+int r13_metrics_route_latency(const r13_metrics *m, uint32_t route,
+                              uint64_t *buckets, size_t cap, uint64_t *sum_ns);
+/* Free the slots of processes that no longer exist; *reaped gets how many. */
+int r13_metrics_reap(r13_metrics *m, uint32_t *reaped);
+
 #endif /* R13_H */

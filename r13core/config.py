@@ -36,6 +36,7 @@ _LAYOUT = struct.Struct("<BIIBBBB")
 # r13_snapshot as C lays it out: u64 generation, 13 bytes, padding.
 _SNAPSHOT = struct.Struct("<Q13s3x")
 _SNAPSHOT_UNPACK = _SNAPSHOT.unpack_from
+_READ = lib.r13_record_read
 
 
 class Feature(enum.IntFlag):
@@ -270,31 +271,38 @@ class ConfigStore:
 
     # -- reading -------------------------------------------------------------
 
-    def _buffer(self) -> tuple[bytearray, Any]:
+    def _buffer(self) -> tuple[bytearray, Any, memoryview]:
         # One snapshot buffer per thread: the C call runs without the GIL, so
         # threads must not share it. Python owns the memory; C only fills it.
+        # The third item views the generation as a u64 without unpacking.
         try:
-            pair: tuple[bytearray, Any] = self._local.pair
+            triple: tuple[bytearray, Any, memoryview] = self._local.triple
         except AttributeError:
             buf = bytearray(_SNAPSHOT.size)
-            pair = self._local.pair = (buf, ffi.from_buffer("r13_snapshot *", buf))
-        return pair
+            ptr = ffi.from_buffer("r13_snapshot *", buf)
+            triple = self._local.triple = (buf, ptr, memoryview(buf)[:8].cast("Q"))
+        return triple
 
     def snapshot(self) -> tuple[int, bytes]:
         """(generation, bytes), consistent with each other."""
-        buf, ptr = self._buffer()
+        buf, ptr, _ = self._buffer()
         check(lib.r13_record_read(self._rec, ptr))
         generation, raw = _SNAPSHOT_UNPACK(buf)
         return generation, raw
 
     def read(self) -> Config13:
         """The current record (decoded once per generation)."""
-        buf, ptr = self._buffer()
-        lib.r13_record_read(self._rec, ptr)
-        generation, raw = _SNAPSHOT_UNPACK(buf)
+        try:
+            buf, ptr, gen = self._local.triple
+        except AttributeError:
+            buf, ptr, gen = self._buffer()
+        rc = _READ(self._rec, ptr)
+        if rc:
+            check(rc, f"reading {self.path}")
         cached = self._cached
-        if generation == cached[0]:
+        if gen[0] == cached[0]:
             return cached[1]
+        generation, raw = _SNAPSHOT_UNPACK(buf)
         value = Config13._trusted(raw)
         self._cached = (generation, value)
         return value
@@ -324,14 +332,14 @@ class ConfigStore:
         """Write ``data`` at ``offset``; the result must still be a valid record."""
         if not data or offset < 0 or offset + len(data) > RECORD_SIZE:
             _check_write(offset, bytes(data))
-        buf, ptr = self._buffer()
+        buf, ptr, _ = self._buffer()
         rc = lib.r13_record_write(self._rec, offset, data, len(data), ptr)
         return self._finish(rc, buf, f"writing {len(data)} byte(s) at offset {offset}")
 
     def set_feature(self, flag: Feature | int | str, on: bool) -> Config13:
         """Turn one feature bit (a Feature, a name, or a bit number 0..31) on or off."""
         bit = _bit_of(flag)
-        buf, ptr = self._buffer()
+        buf, ptr, _ = self._buffer()
         rc = lib.r13_record_set_bit(self._rec, bit, 1 if on else 0, ptr)
         return self._finish(rc, buf, f"setting bit {bit}")
 
@@ -348,7 +356,7 @@ class ConfigStore:
         data = value.to_bytes() if isinstance(value, Config13) else bytes(value)
         if len(data) != RECORD_SIZE:
             raise InvalidValue(f"a record is {RECORD_SIZE} bytes, not {len(data)}")
-        buf, ptr = self._buffer()
+        buf, ptr, _ = self._buffer()
         rc = lib.r13_record_replace(self._rec, data, ptr)
         return self._finish(rc, buf, "replacing the record")
 

@@ -42,7 +42,7 @@ import struct
 import threading
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from r13core._ffi import EFULL, check, ffi, lib, raise_for
 from r13core.errors import InvalidValue
@@ -72,8 +72,7 @@ def _ceil_seconds(ns: int) -> int:
     return -(-ns // _NS)
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """The outcome of one :meth:`RateLimiter.check`. Times are ns from ``now``."""
 
     allowed: bool
@@ -97,23 +96,13 @@ class Decision:
         return max(1, _ceil_seconds(self.retry_after_ns))
 
 
-# A frozen dataclass's __init__ goes through object.__setattr__ per field,
-# which costs more than the whole C check; setting the slots through their
-# descriptors builds the same immutable object in about half the time.
-_new_decision = Decision.__new__
-_set_allowed = Decision.__dict__["allowed"].__set__
-_set_remaining = Decision.__dict__["remaining"].__set__
-_set_reset = Decision.__dict__["reset_ns"].__set__
-_set_retry = Decision.__dict__["retry_after_ns"].__set__
+# Built straight from a tuple on the hot path: a NamedTuple's own __new__ is a
+# Python call that costs as much as the C check.
+_tuple_new = tuple.__new__
 
 
 def _decision(allowed: bool, remaining: int, reset_ns: int, retry_after_ns: int) -> Decision:
-    d = _new_decision(Decision)
-    _set_allowed(d, allowed)
-    _set_remaining(d, remaining)
-    _set_reset(d, reset_ns)
-    _set_retry(d, retry_after_ns)
-    return d
+    return _tuple_new(Decision, (allowed, remaining, reset_ns, retry_after_ns))
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,12 +234,7 @@ class RateLimiter:
         if rc and rc != EFULL:
             raise_for(rc, "rate limit check")
         # _decision() inlined: a Python call is a measurable share of a check.
-        d = _new_decision(Decision)
-        _set_allowed(d, allowed != 0)
-        _set_remaining(d, remaining)
-        _set_reset(d, reset_ns)
-        _set_retry(d, retry_ns)
-        return d
+        return _tuple_new(Decision, (allowed != 0, remaining, reset_ns, retry_ns))
 
     def reset(self, key: str | bytes) -> None:
         """Forget ``key``: its bucket is full again (e.g. when an IP is unblocked)."""

@@ -153,6 +153,9 @@ class FakeRegistry:
     def sweep(self, *, min_age: float = 3600.0) -> int:
         return 0
 
+    def stats(self) -> dict[str, int]:
+        return {"packages": 1, "versions": 1}
+
 
 class FakeKeys:
     """Three keys by secret: read, write and admin; anything else is refused."""
@@ -235,3 +238,27 @@ def _close_rate_limiters(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     for limiter in opened:
         limiter.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_shared_segments_left_by_tests() -> Iterator[None]:
+    """Tests kill processes on purpose and delete their data dirs: the shared-memory
+    segments those processes had (named after the dir's inode) would stay in /dev/shm.
+    Remove the ones created during this session once every test is done."""
+    shm = Path("/dev/shm")
+    before = {p.name for p in shm.glob("r13-*")} if shm.is_dir() else set()
+    yield
+    if not shm.is_dir():
+        return
+    in_use: set[str] = set()  # mapped by a live process (another test run, a server)
+    for maps in Path("/proc").glob("[0-9]*/maps"):
+        try:
+            text = maps.read_text()
+        except OSError:
+            continue
+        in_use.update(
+            line.rsplit("/", 1)[-1] for line in text.splitlines() if "/dev/shm/r13-" in line
+        )
+    for p in shm.glob("r13-*"):
+        if p.name not in before and p.name not in in_use:
+            p.unlink(missing_ok=True)

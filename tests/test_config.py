@@ -203,6 +203,14 @@ def test_reserved_bits_and_byte_are_preserved(store: ConfigStore) -> None:
     assert store.read().feature_flags & (1 << 31)
 
 
+def test_a_closed_store_refuses_to_read(data_dir: Path) -> None:
+    store = ConfigStore(data_dir)
+    store.read()
+    store.close()
+    with pytest.raises(InvalidValue):
+        store.read()
+
+
 def test_replace_and_generation_grow(store: ConfigStore) -> None:
     g = store.generation()
     new = Config13(registry_hash=7, feature_flags=0, terminal_mode=0, rows=1, cols=2, reserved=3)

@@ -49,6 +49,7 @@ SINK_ROUTES: dict[type, list[tuple[str, str]]] = {
 # Who may call what. open: the answer does not depend on the caller at all.
 # identity: any live key. read/read_pkg: read permission (read_pkg: on a package, so a
 # key's package patterns apply). write_pkg: write on a package. admin. user: a user's token.
+# monitoring(_read): the monitor's hook (admin, or read for /metrics; keyless from loopback).
 EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/-/ping"): "open",
     ("GET", "/-/whoami"): "identity",
@@ -80,6 +81,12 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("DELETE", "/_api/security/blocks/{ip}"): "admin",
     ("GET", "/_api/security/metrics"): "admin",
     ("GET", "/_api/security/audit"): "admin",
+    ("GET", "/_api/openapi.json"): "open",
+    ("GET", "/_api/performance/metrics"): "monitoring",
+    ("GET", "/_api/performance/summary"): "monitoring",
+    ("GET", "/_api/performance/alerts"): "monitoring",
+    ("GET", "/_api/performance/history"): "monitoring",
+    ("GET", "/metrics"): "monitoring_read",
     ("GET", "/:pkg"): "read_pkg",
     ("GET", "/:pkg/:version"): "read_pkg",
     ("GET", "/:pkg/-/:file.tgz"): "read_pkg",
@@ -106,6 +113,25 @@ RULES: dict[str, dict[str, Any]] = {
     "write_pkg": {**_BAD, "read": 403, "write": OK, "admin": OK, "wrong_scope": 403, "user": OK},
     "admin": {**_BAD, "read": 403, "write": 403, "admin": OK, "wrong_scope": 403, "user": 403},
     "user": {**_BAD, "read": 403, "write": 403, "admin": 403, "wrong_scope": 403, "user": OK},
+    # app/monitoring.py: a key is checked (admin; read for /metrics); no key: loopback only.
+    "monitoring": {
+        **_BAD,
+        "anonymous": OK,
+        "read": 403,
+        "write": 403,
+        "admin": OK,
+        "wrong_scope": 403,
+        "user": 403,
+    },
+    "monitoring_read": {
+        **_BAD,
+        "anonymous": OK,
+        "read": OK,
+        "write": OK,
+        "admin": OK,
+        "wrong_scope": OK,
+        "user": OK,
+    },
 }
 
 

@@ -46,6 +46,9 @@ class PackageMeta:
             raise falcon.HTTPNotFound(description="no such route")
         name = PackageName.from_url(parsed[0])
         rest = parsed[1]
+        req.context.route = "/-/package/{package}/" + (
+            "dist-tags/{tag}" if len(rest) == 2 and rest[0] == "dist-tags" else "/".join(rest[:1])
+        )
         method = "GET" if req.method == "HEAD" else req.method
         if rest == ["owners"] and method == "GET":
             self.guard.require(req, Action.READ, name)

@@ -56,6 +56,19 @@ def _filename(raw: str) -> str:
     return filename
 
 
+def route_template(rest: list[str]) -> str:
+    """The route a package URL stands for, with its variable parts named."""
+    if not rest:
+        return "/{package}"
+    if len(rest) == 1:
+        return "/{package}/{version}"
+    if len(rest) == 2:
+        return "/{package}/-/{tarball}" if rest[0] == "-" else "/{package}/-rev/{rev}"
+    if len(rest) == 4 and rest[0] == "-" and rest[2] == "-rev":
+        return "/{package}/-/{tarball}/-rev/{rev}"
+    return "/{package}/*"
+
+
 class Packages:
     """The sink for ``/:pkg...``."""
 
@@ -80,6 +93,7 @@ class Packages:
         rest = parsed[1]
         if rest == [""]:  # a trailing slash
             rest = []
+        req.context.route = route_template(rest)  # how the monitor counts this request
         method = req.method
         if method in READS:
             self._read(req, resp, name, rest)

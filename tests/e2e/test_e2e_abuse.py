@@ -105,6 +105,19 @@ def test_a_keys_own_limit_is_exact_across_workers(tmp_path: Path, stop_later: li
     assert len(workers) >= 2
 
 
+def across_workers(srv: Server, rounds: int = 20) -> tuple[Counter[int], set[str]]:
+    """Requests until at least two workers have answered (gthread workers accept unevenly)."""
+    statuses: Counter[int] = Counter()
+    workers: set[str] = set()
+    for _ in range(rounds):
+        got, seen = hammer(srv, 30, 10)
+        statuses.update(got)
+        workers |= seen
+        if len(workers) >= 2:
+            break
+    return statuses, workers
+
+
 def r13(srv: Server, *args: str) -> str:
     out = subprocess.run(
         [str(R13), "--data", str(srv.data), *args],
@@ -122,8 +135,8 @@ def test_auth_failures_block_in_every_worker_across_a_restart_until_unblocked(
     statuses, _ = hammer(srv, 5, 5, bad, "/-/whoami")
     assert statuses == Counter({401: 5})
     statuses, _ = hammer(srv, 1, 1, bad, "/-/whoami")  # the sixth failure crosses the threshold
-    statuses, workers = hammer(srv, 60, 12)
-    assert statuses == Counter({403: 60}) and len(workers) >= 2, (statuses, workers)
+    statuses, workers = across_workers(srv)
+    assert set(statuses) == {403} and len(workers) >= 2, (statuses, workers)
     assert "127.0.0.1" in r13(srv, "security", "blocks")
 
     srv.stop()
@@ -132,7 +145,7 @@ def test_auth_failures_block_in_every_worker_across_a_restart_until_unblocked(
     assert statuses == Counter({403: 20})  # kept across the restart
 
     assert "unblocked 127.0.0.1" in r13(srv, "security", "unblock", "127.0.0.1")
-    statuses, workers = hammer(srv, 60, 12)
-    assert statuses == Counter({200: 60}) and len(workers) >= 2
+    statuses, workers = across_workers(srv)
+    assert set(statuses) == {200} and len(workers) >= 2, (statuses, workers)
     status, _, body = srv.request("GET", "/_api/security/audit?action=ip.block", key=srv.admin_key)
     assert status == 200 and b"127.0.0.1" in body
