@@ -38,7 +38,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        status: int = args.handler(args)
+        from app.cli.audit_hook import audited_config_change
+
+        status: int = audited_config_change(args, lambda: int(args.handler(args)))
     except (UsageError, R13Error, OSError) as exc:
         print(f"r13: {exc}", file=sys.stderr)
         return 2

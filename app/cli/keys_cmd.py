@@ -6,7 +6,9 @@ import argparse
 from pathlib import Path
 
 from app.main import open_storage
+from r13core.audit import AuditLog
 from r13core.keys import KeyInfo, KeyStore, Permission
+from r13core.users import UserStore
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -16,11 +18,36 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     c.add_argument("--id", required=True, help="a label, unique among keys")
     c.add_argument("--perm", required=True, choices=[p.name.lower() for p in Permission])
     c.add_argument("--expires", type=float, default=None, metavar="DAYS", help="default: never")
+    c.add_argument(
+        "--rate-limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="its own requests per SECURITY_RATE_LIMIT_WINDOW (default: the global)",
+    )
+    c.add_argument(
+        "--cidr",
+        action="append",
+        default=[],
+        metavar="BLOCK",
+        help="allowed client addresses, e.g. 10.0.0.0/8 (repeatable)",
+    )
+    c.add_argument(
+        "--packages",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="packages it may touch, e.g. '@mycompany/*' (repeatable)",
+    )
+    c.add_argument("--owner", default=None, help="make it a token of this user")
     c.set_defaults(handler=create)
     actions.add_parser("list", help="every key (never the secrets)").set_defaults(handler=list_)
     r = actions.add_parser("revoke", help="revoke a key at once")
     r.add_argument("id")
     r.set_defaults(handler=revoke)
+    o = actions.add_parser("rotate", help="a new secret for a key (the old one stops at once)")
+    o.add_argument("id")
+    o.set_defaults(handler=rotate)
 
 
 def open_keys(args: argparse.Namespace) -> KeyStore:
@@ -33,14 +60,37 @@ def describe(info: KeyInfo) -> str:
     d = info.as_dict()
     state = "revoked" if info.revoked else "active"
     expires = d["expires"] or "never"
-    return (
+    line = (
         f"{d['id']:<24} {d['permission']:<6} {state:<8} created {d['created']}  expires {expires}"
     )
+    extras = [f"owner {info.owner}"] if info.owner else []
+    if info.rate_limit:
+        extras.append(f"limit {info.rate_limit}")
+    if info.cidr:
+        extras.append("cidr " + ",".join(str(n) for n in info.cidr))
+    if info.packages:
+        extras.append("packages " + ",".join(info.packages))
+    return "  ".join([line, *extras])
+
+
+def _audit(args: argparse.Namespace, action: str, key_id: str) -> None:
+    AuditLog(open_storage(Path(args.data))).record("cli", action, key_id)
 
 
 def create(args: argparse.Namespace) -> int:
     keys = open_keys(args)
-    info, secret = keys.create(args.id, Permission[args.perm.upper()], args.expires)
+    if args.owner is not None:
+        UserStore(open_storage(Path(args.data))).get(args.owner)  # NotFound if absent
+    info, secret = keys.create(
+        args.id,
+        Permission[args.perm.upper()],
+        args.expires,
+        owner=args.owner,
+        rate_limit=args.rate_limit,
+        cidr=args.cidr,
+        packages=args.packages,
+    )
+    _audit(args, "key.create", info.id)
     print(describe(info))
     print(secret)
     return 0
@@ -54,5 +104,14 @@ def list_(args: argparse.Namespace) -> int:
 
 def revoke(args: argparse.Namespace) -> int:
     open_keys(args).revoke(args.id)
+    _audit(args, "key.revoke", args.id)
     print(f"revoked {args.id}")
+    return 0
+
+
+def rotate(args: argparse.Namespace) -> int:
+    info, secret = open_keys(args).rotate(args.id)
+    _audit(args, "key.rotate", args.id)
+    print(describe(info))
+    print(secret)
     return 0
