@@ -149,3 +149,42 @@ def test_auth_failures_block_in_every_worker_across_a_restart_until_unblocked(
     assert set(statuses) == {200} and len(workers) >= 2, (statuses, workers)
     status, _, body = srv.request("GET", "/_api/security/audit?action=ip.block", key=srv.admin_key)
     assert status == 200 and b"127.0.0.1" in body
+
+
+def test_revocation_and_expiry_reach_every_worker_on_the_next_request(
+    tmp_path: Path, stop_later: list[Server]
+) -> None:
+    import json
+    import time
+
+    srv = start(tmp_path, R13_WORKERS="3")
+    stop_later.append(srv)
+    secrets = {}
+    for key_id, expires in (("revoke-me", "1h"), ("short-lived", "3s")):
+        status, _, body = srv.request(
+            "POST", "/_api/security/keys",
+            {"id": key_id, "permissions": "read", "expiresIn": expires}, key=srv.admin_key,
+        )  # fmt: skip
+        assert status == 201, body
+        secrets[key_id] = json.loads(body)["key"]
+    for secret in secrets.values():  # warm every worker's cache
+        statuses, workers = across_workers_with(srv, secret)
+        assert set(statuses) == {200} and len(workers) >= 2
+    r13(srv, "keys", "revoke", "revoke-me")  # another process, straight on the data dir
+    statuses, workers = across_workers_with(srv, secrets["revoke-me"])
+    assert set(statuses) == {401} and len(workers) >= 2, statuses
+    time.sleep(3.2)
+    statuses, workers = across_workers_with(srv, secrets["short-lived"])
+    assert set(statuses) == {401} and len(workers) >= 2, statuses
+
+
+def across_workers_with(srv: Server, secret: str) -> tuple[Counter[int], set[str]]:
+    statuses: Counter[int] = Counter()
+    workers: set[str] = set()
+    for _ in range(20):
+        got, seen = hammer(srv, 30, 10, {"Authorization": f"Bearer {secret}"}, "/-/whoami")
+        statuses.update(got)
+        workers |= seen
+        if len(workers) >= 2:
+            break
+    return statuses, workers
