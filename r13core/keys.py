@@ -197,8 +197,9 @@ class KeyStore:
     thread, worker or the CLI — commits, plus a count of this process's own auth
     writes), so a revocation, rotation or role change made anywhere is seen by
     every worker on its next request; expiry is checked on every hit against
-    the clock. Usage (count, last used) is counted in memory and written in one
-    batch every few seconds.
+    the clock. Usage (count, last used) is counted in memory without a lock and
+    written in one batch every few seconds: the count is approximate (two threads
+    counting the same key at the same instant may lose one), the time is not.
     """
 
     def __init__(self, db: Storage, *, clock: Callable[[], float] = time.time) -> None:

@@ -21,7 +21,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Final, Protocol
 
 from r13core.access import Rule, load_rules
@@ -313,14 +312,3 @@ class SecurityCounters:
         for kind, label, count in self._db.counters():
             out.setdefault(kind, {})[label] = count
         return out
-
-
-def data_dir_limiter_name() -> str:
-    """The limiter table the security layer uses in a data dir."""
-    return "security"
-
-
-def ensure_dir(path: Path) -> Path:
-    """``path``, created if absent (the limiter's shared memory is tied to it)."""
-    path.mkdir(parents=True, exist_ok=True)
-    return path

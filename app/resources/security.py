@@ -18,7 +18,7 @@ from app.http import read_json_object, send_media
 from app.security import SecurityServices
 from r13core.access import Action
 from r13core.errors import BadRequest, InvalidValue, NotFound
-from r13core.keys import KeyInfo, Permission
+from r13core.keys import Permission
 from r13core.ratelimit import RateLimiter
 from r13core.security import STRIKE_KINDS, normalize_ip
 
@@ -263,8 +263,3 @@ class SecurityAudit:
         )
         send_media(resp, page)
         resp.cache_control = ["no-store"]
-
-
-def key_summary(info: KeyInfo) -> str:
-    """One line for logs."""
-    return f"{info.id} ({info.permission.name.lower()})"

@@ -17,7 +17,7 @@ from app.auth import Guard
 from app.http import read_json_object, send_media
 from app.security import SecurityServices
 from r13core.access import Action
-from r13core.errors import BadRequest, Forbidden, NotFound
+from r13core.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from r13core.keys import KeyInfo, Permission, new_key_id
 
 MAX_TOKEN_BODY: Final = 64 * 1024
@@ -67,8 +67,6 @@ class Tokens:
     def _caller(self, req: falcon.Request) -> KeyInfo:
         identity = self.guard.require(req, Action.READ)
         if identity is None:
-            from r13core.errors import Unauthorized
-
             raise Unauthorized("the tokens API needs a token")
         return identity
 
@@ -97,7 +95,7 @@ class Tokens:
             raise BadRequest("creating a token needs your password")
         try:
             user = self.services.users.authenticate(identity.owner, password)
-        except Exception:
+        except Unauthorized:
             self.services.audit.safe_record(identity.owner, "token.create.failed", "", ip=ip)
             raise
         readonly = body.get("readonly") is True or (
