@@ -81,3 +81,14 @@ def test_config_changes_are_audited_with_old_and_new_bytes(tmp_path: Path) -> No
     assert run(tmp_path, "config", "show") == 0
     (event,) = AuditLog(open_storage(tmp_path)).page()["events"]
     assert event["action"] == "config.change" and event["detail"]["old"] != event["detail"]["new"]
+
+
+def test_serve_refuses_bad_security_settings_before_starting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rules = tmp_path / "rules.json"
+    rules.write_text('[{"package": "*", "access": "$everyone"}]')
+    monkeypatch.setenv("R13_ACCESS_RULES", str(rules))
+    assert run(tmp_path / "data", "serve") == 2
+    err = capsys.readouterr().err
+    assert "R13_ACCESS_RULES" in err and "$everyone" in err and len(err.splitlines()) == 1

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from app.main import open_config, open_services
 from r13core.keys import KeyStore, Permission
+from r13core.security import SecuritySettings
 from r13core.settings import Settings
 
 ADMIN_KEY_FILE = "admin.key"
@@ -77,6 +78,8 @@ def prepare(settings: Settings) -> None:
 def serve(args: argparse.Namespace) -> int:
     os.environ["R13_DATA"] = str(args.data)
     settings = Settings.from_env()
+    # Fail here, with one line naming the variable, rather than in every worker's boot.
+    SecuritySettings.from_env(os.environ)
     prepare(settings)
     argv = [
         sys.executable,
