@@ -47,20 +47,25 @@ _TRACE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # -- access checks ------------------------------------------------------------------
 
 
-def can_read_monitoring(req: falcon.Request, store: ConfigStore) -> bool:
-    """Whether ``req`` may read /metrics and /_api/performance/*.
+def can_read_monitoring(
+    req: falcon.Request, store: ConfigStore, *, admin: bool | None = None
+) -> bool:
+    """Whether ``req`` may read /metrics, /_api/performance/* or /_api/config.
 
     A request that carries a key is decided by the security layer's guard
     (r13core.access, the one decision point): admin for /_api/performance/*,
-    read for /metrics; a bad key is 401 and too weak a key 403 (raised).
-    Without a key: anyone when PRIVATE_REGISTRY is off, and only loopback
-    clients (a local scraper) when it is on.
+    read for /metrics and /_api/config (``admin`` overrides the choice by
+    path); a bad key is 401 and too weak a key 403 (raised). Without a key:
+    anyone when PRIVATE_REGISTRY is off, and only loopback clients (a local
+    scraper, the local admin) when it is on.
     """
     guard = getattr(req.context, "guard", None)
     if guard is not None and getattr(req.context, "token", None) is not None:
         from r13core.access import Action
 
-        guard.require(req, Action.READ if req.path == "/metrics" else Action.ADMIN)
+        if admin is None:
+            admin = req.path != "/metrics"
+        guard.require(req, Action.ADMIN if admin else Action.READ)
         return True
     if not store.enabled(Feature.PRIVATE_REGISTRY):
         return True
@@ -70,11 +75,14 @@ def can_read_monitoring(req: falcon.Request, store: ConfigStore) -> bool:
         return False
 
 
-def require_monitoring_access(req: falcon.Request, store: ConfigStore) -> None:
+def require_monitoring_access(
+    req: falcon.Request, store: ConfigStore, *, admin: bool | None = None
+) -> None:
     """Raise 403 unless :func:`can_read_monitoring`."""
-    if not can_read_monitoring(req, store):
+    if not can_read_monitoring(req, store, admin=admin):
         raise falcon.HTTPForbidden(
-            description="monitoring is readable from loopback only while PRIVATE_REGISTRY is on"
+            description="without a key this is readable from loopback only while "
+            "PRIVATE_REGISTRY is on"
         )
 
 

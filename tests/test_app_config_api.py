@@ -63,3 +63,11 @@ def test_feature_overrides_from_the_environment_apply_at_start(data_dir: Path) -
 def test_bad_settings_name_the_variable(env: dict[str, str], names: str) -> None:
     with pytest.raises(SettingsError, match=names):
         Settings.from_env(env)
+
+
+def test_config_api_needs_a_key_from_afar_in_private_mode(
+    client: falcon.testing.TestClient,
+) -> None:
+    assert client.simulate_get("/_api/config", remote_addr="127.0.0.1").status_code == 200
+    far = client.simulate_get("/_api/config", remote_addr="198.51.100.7")
+    assert far.status_code == 403 and "error" in far.json

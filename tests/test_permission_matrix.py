@@ -70,7 +70,7 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/_api/advisories"): "admin",
     ("POST", "/_api/advisories"): "admin",
     ("DELETE", "/_api/advisories/{advisory_id}"): "admin",
-    ("GET", "/_api/config"): "open",
+    ("GET", "/_api/config"): "monitoring_read",
     ("GET", "/_api/security/keys"): "admin",
     ("POST", "/_api/security/keys"): "admin",
     ("GET", "/_api/security/keys/{key_id}"): "admin",

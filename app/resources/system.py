@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import falcon
 
-from r13core.config import ConfigStore
+from app.monitoring import require_monitoring_access
+from r13core.config import Config13, ConfigStore
 
 
 class Ping:
@@ -21,9 +22,10 @@ class ConfigResource:
         self.store = store
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        # Like /metrics: a key needs `read`; without one, public unless
+        # PRIVATE_REGISTRY is on, then loopback only (the local admin).
+        require_monitoring_access(req, self.store, admin=False)
         generation, raw = self.store.snapshot()
-        from r13core.config import Config13
-
         body = Config13.from_bytes(raw).as_dict()
         body["generation"] = generation
         resp.media = body
