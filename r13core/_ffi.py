@@ -11,7 +11,8 @@ from __future__ import annotations
 import importlib
 import os
 from pathlib import Path
-from typing import Any, NoReturn
+from types import TracebackType
+from typing import Any, NoReturn, Self
 
 from r13core._version import __version__
 from r13core.errors import (
@@ -33,7 +34,7 @@ except ImportError as exc:  # pragma: no cover - exercised by a fresh checkout o
 ffi: Any = _native.ffi
 lib: Any = _native.lib
 
-__all__ = ["check", "ffi", "lib", "raise_for", "strerror"]
+__all__ = ["NativeHandle", "check", "ffi", "lib", "raise_for", "strerror"]
 
 
 def _verify_build() -> None:
@@ -107,3 +108,38 @@ def check(code: int, context: str = "") -> None:
     """Return if ``code`` is 0, else raise the matching exception."""
     if code != OK:
         raise_for(code, context)
+
+
+class NativeHandle:
+    """Life of an object that holds an open C handle (a shared-memory segment).
+
+    Subclasses set ``self._open = True`` once their C open succeeded and
+    implement :meth:`_release`. ``close()`` is idempotent; the object is a
+    context manager and releases the handle when collected.
+    """
+
+    _open = False
+
+    def _release(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Detach from the shared segment (the last process out removes it)."""
+        if self._open:
+            self._open = False
+            self._release()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if self._open:
+            self.close()

@@ -23,10 +23,9 @@ import os
 import struct
 import threading
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Final, NamedTuple, Self
 
-from r13core._ffi import check, ffi, lib
+from r13core._ffi import NativeHandle, check, ffi, lib
 from r13core.errors import InvalidValue, RecordFileError
 
 RECORD_SIZE: Final = 13
@@ -240,7 +239,7 @@ def _check_write(offset: int, data: bytes) -> None:
         )
 
 
-class ConfigStore:
+class ConfigStore(NativeHandle):
     """The live record of ``data_dir``, shared by every process that opens it.
 
     ``config.r13`` is created from ``defaults`` when absent; a file of any
@@ -366,26 +365,8 @@ class ConfigStore:
 
     # -- life ----------------------------------------------------------------
 
-    def close(self) -> None:
-        """Detach from the live copy (the last process out removes it)."""
-        if self._open:
-            self._open = False
-            lib.r13_record_close(self._rec)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_open", False):
-            self.close()
+    def _release(self) -> None:
+        lib.r13_record_close(self._rec)
 
 
 def _bit_of(flag: Feature | int | str) -> int:

@@ -21,10 +21,9 @@ import enum
 import os
 import threading
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 
-from r13core._ffi import check, ffi, lib
+from r13core._ffi import NativeHandle, check, ffi, lib
 
 ROUTES: Final[int] = lib.R13_METRICS_ROUTES
 BUCKETS: Final[int] = lib.R13_METRICS_BUCKETS
@@ -134,7 +133,7 @@ def route_key(method: str, template: str | None) -> str:
     return f"{method if method in METHODS else 'OTHER'} {template}"
 
 
-class Metrics:
+class Metrics(NativeHandle):
     """The shared metrics of ``data_dir``; open it after fork. Thread-safe."""
 
     def __init__(self, data_dir: str | os.PathLike[str]) -> None:
@@ -260,26 +259,8 @@ class Metrics:
 
     # -- life -----------------------------------------------------------------------
 
-    def close(self) -> None:
-        """Release this handle's slot and detach (the last one out frees it)."""
-        if self._open:
-            self._open = False
-            lib.r13_metrics_close(self._m)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_open", False):
-            self.close()
+    def _release(self) -> None:
+        lib.r13_metrics_close(self._m)
 
 
 def bucket_of(latency_ns: int) -> int:

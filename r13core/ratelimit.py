@@ -41,10 +41,9 @@ import os
 import struct
 import threading
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Final, NamedTuple
 
-from r13core._ffi import EFULL, check, ffi, lib, raise_for
+from r13core._ffi import EFULL, NativeHandle, check, ffi, lib, raise_for
 from r13core.errors import InvalidValue
 
 __all__ = [
@@ -150,7 +149,7 @@ if _DECISION.size != ffi.sizeof("r13_decision"):  # pragma: no cover - another A
 _unpack_decision: Final = _DECISION.unpack_from
 
 
-class RateLimiter:
+class RateLimiter(NativeHandle):
     """A GCRA rate limiter whose table is shared by every process of a data dir.
 
     ``RateLimiter(data_dir, name)`` in any number of processes (and any number
@@ -187,6 +186,7 @@ class RateLimiter:
             lib.r13_limiter_open(self._lim, os.fsencode(data_dir), name.encode(), slots),
             f"opening rate limiter {name!r} in {os.fsdecode(data_dir)}",
         )
+        self._open = True
         # Output buffers, one per concurrent caller: cffi drops the GIL during
         # the call, so threads must not share one. list.pop/append are atomic.
         self._buffers: list[tuple[Any, Any]] = []
@@ -255,20 +255,8 @@ class RateLimiter:
         check(rc, "rate limit stats")
         return LimiterStats(slots=self.slots, used=int(used[0]), busy=int(busy[0]))
 
-    def close(self) -> None:
-        """Detach from the table (the last process to close frees it). Idempotent."""
+    def _release(self) -> None:
         lib.r13_limiter_close(self._lim)
-
-    def __enter__(self) -> RateLimiter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class PyRateLimiter:
