@@ -29,7 +29,7 @@
     X(R13_ESIZE, -5, "record file does not hold exactly 13 bytes")              \
     X(R13_EIO, -6, "I/O error (errno says which)")                              \
     X(R13_ESHM, -7, "shared memory could not be set up (errno says why)")       \
-    X(R13_EFULL, -8, "rate limiter table is full of busy entries")              \
+    X(R13_EFULL, -8, "shared table is full (limiter keys or metrics slots)")      \
     X(R13_ETRUNC, -9, "frame is shorter than its type requires")                \
     X(R13_ETYPE, -10, "unknown frame type")                                     \
     X(R13_ELONG, -11, "frame is longer than its type allows")                   \

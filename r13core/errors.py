@@ -31,7 +31,7 @@ class FrameError(R13Error, ValueError):
 
 
 class LimiterFull(R13Error):
-    """The rate limiter's table is full of busy entries."""
+    """A shared table is full: the rate limiter's (of busy keys) or the metrics' process slots."""
 
 
 # -- registry errors (docs/registry-api.md); app/errors.py maps them to statuses --
