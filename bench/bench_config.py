@@ -85,8 +85,12 @@ def test_c_level_costs(benchmark: Any, tmp_path: Path, capsys: pytest.CaptureFix
     )
     work = tmp_path / "data"
     work.mkdir()
-    out = subprocess.run(
-        [str(exe), str(work), "2000000"], check=True, capture_output=True, text=True
+    out = benchmark.pedantic(
+        subprocess.run,
+        args=([str(exe), str(work), "2000000"],),
+        kwargs={"check": True, "capture_output": True, "text": True},
+        rounds=1,
+        iterations=1,
     )
     with capsys.disabled():
         print("\nC level (ns per op, seed: 45 ns per config update, 20 ns targeted):")
