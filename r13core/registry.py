@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from r13core.config import Config13, Feature
 from r13core.errors import (
@@ -213,10 +213,7 @@ class Registry:
     # -- reading --------------------------------------------------------------
 
     def _record(self, name: PackageName) -> PackageRecord:
-        record = self.storage.package(str(name))
-        if record is None:
-            raise NotFound(f"package {name} not found")
-        return record
+        return _existing(self.storage, name)
 
     def _cached(self, key: tuple[str, str], rev: int) -> Rendered | None:
         with self._cache_lock:
@@ -578,9 +575,7 @@ class Registry:
         if body.get("name", key) != key or body.get("_id", key) != key:
             raise BadRequest(f"body name does not match URL name {name}")
         with self.storage.write() as tx:
-            record = tx.package(key)
-            if record is None:
-                raise NotFound(f"package {name} not found")
+            record = _existing(tx, name)
             if "_rev" in body:
                 self._check_rev(record, body["_rev"])
             doc = record.doc
@@ -632,9 +627,7 @@ class Registry:
             raise BadRequest("body must be a JSON object")
         key = str(name)
         with self.storage.write() as tx:
-            record = tx.package(key)
-            if record is None:
-                raise NotFound(f"package {name} not found")
+            record = _existing(tx, name)
             self._check_rev(record, rev)
             doc = record.doc
             changed = False
@@ -666,9 +659,7 @@ class Registry:
         """``DELETE /:pkg/-rev/:rev``: remove the whole package (its versions stay used)."""
         key = str(name)
         with self.storage.write() as tx:
-            record = tx.package(key)
-            if record is None:
-                raise NotFound(f"package {name} not found")
+            record = _existing(tx, name)
             self._check_rev(record, rev)
             tx.delete_package(key)
         return {"ok": True}
@@ -685,9 +676,7 @@ class Registry:
         key = str(name)
         version = name.version_of_file(filename)
         with self.storage.write() as tx:
-            record = tx.package(key)
-            if record is None:
-                raise NotFound(f"package {name} not found")
+            record = _existing(tx, name)
             self._check_rev(record, rev)
             doc = record.doc
             if version not in doc["versions"]:
@@ -711,9 +700,7 @@ class Registry:
         parse_version(version)
         key = str(name)
         with self.storage.write() as tx:
-            record = tx.package(key)
-            if record is None:
-                raise NotFound(f"package {name} not found")
+            record = _existing(tx, name)
             doc = record.doc
             if version not in doc["versions"]:
                 raise NotFound(f"version {version} of {name} not found")
@@ -731,9 +718,7 @@ class Registry:
             raise InvalidValue("the latest tag cannot be removed")
         key = str(name)
         with self.storage.write() as tx:
-            record = tx.package(key)
-            if record is None:
-                raise NotFound(f"package {name} not found")
+            record = _existing(tx, name)
             doc = record.doc
             if tag not in doc["dist-tags"]:
                 raise NotFound(f"dist-tag {tag!r} of {name} not found")
@@ -1180,3 +1165,15 @@ __all__ = [
     "Rendered",
     "Version",
 ]
+
+
+class _HasPackages(Protocol):
+    def package(self, name: str) -> PackageRecord | None: ...
+
+
+def _existing(source: _HasPackages, name: PackageName) -> PackageRecord:
+    """The package from the store or an open write, or NotFound."""
+    record = source.package(str(name))
+    if record is None:
+        raise NotFound(f"package {name} not found")
+    return record
