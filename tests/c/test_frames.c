@@ -17,28 +17,10 @@
 #include <string.h>
 
 #include "r13.h"
+#include "check.h"
 
-static int failures;
 
-#define CHECK(cond)                                                            \
-    do {                                                                       \
-        if (!(cond)) {                                                         \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__,   \
-                    #cond);                                                    \
-            failures++;                                                        \
-        }                                                                      \
-    } while (0)
 
-#define CHECK_RC(expr, want)                                                   \
-    do {                                                                       \
-        int rc_ = (expr);                                                      \
-        if (rc_ != (want)) {                                                   \
-            fprintf(stderr, "%s:%d: %s returned %d (%s), want %d (%s)\n",      \
-                    __FILE__, __LINE__, #expr, rc_, r13_strerror(rc_), (want), \
-                    r13_strerror(want));                                       \
-            failures++;                                                        \
-        }                                                                      \
-    } while (0)
 
 /* Decode a heap copy of exactly n bytes, so overreads hit a redzone. */
 static int decode_copy(const uint8_t *src, size_t n, int dir, r13_frame *out)

@@ -10,21 +10,8 @@
 #include <unistd.h>
 
 #include "r13.h"
+#include "check.h"
 
-static int failures;
-#define CHECK(cond)                                                              \
-    do {                                                                         \
-        if (!(cond)) {                                                           \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-            failures++;                                                          \
-        }                                                                        \
-    } while (0)
-
-static void subdir(char *out, size_t cap, const char *base, const char *name)
-{
-    snprintf(out, cap, "%s/%s", base, name);
-    mkdir(out, 0700);
-}
 
 static void test_bounds(void)
 {

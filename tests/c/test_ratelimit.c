@@ -15,8 +15,8 @@
 #include <unistd.h>
 
 #include "r13.h"
+#include "check.h"
 
-static int failures;
 
 #define EXPECT(cond)                                                            \
     do {                                                                        \
