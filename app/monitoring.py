@@ -30,6 +30,7 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 
+from r13core.access import Action
 from r13core.config import ConfigStore, Feature
 from r13core.metrics import LATENCY_BOUNDS, UNMATCHED, Event, Gauge, Metrics, route_key
 from r13core.monitor import MonitorSettings, MonitorView, RegistryStats, Sampler
@@ -61,8 +62,6 @@ def can_read_monitoring(
     """
     guard = getattr(req.context, "guard", None)
     if guard is not None and getattr(req.context, "token", None) is not None:
-        from r13core.access import Action
-
         if admin is None:
             admin = req.path != "/metrics"
         guard.require(req, Action.ADMIN if admin else Action.READ)
