@@ -7,6 +7,7 @@ through.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from app.security import REQUEST_IP
@@ -29,9 +30,16 @@ class AuditedRegistry:
         self._audit.safe_record(actor, action, target, ip=REQUEST_IP.get(), **detail)
 
     def put_package(
-        self, name: PackageName, body: dict[str, Any], *, actor: str
+        self,
+        name: PackageName,
+        body: dict[str, Any],
+        *,
+        actor: str,
+        check_owner: Callable[[list[str]], None] | None = None,
     ) -> tuple[bool, dict[str, Any]]:
-        created, result = self._registry.put_package(name, body, actor=actor)
+        created, result = self._registry.put_package(
+            name, body, actor=actor, check_owner=check_owner
+        )
         versions = sorted(body.get("versions") or {}) if created else []
         self._record(
             actor, "publish" if created else "package.update", str(name), versions=versions

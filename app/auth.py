@@ -99,9 +99,33 @@ class Guard:
             try:
                 owners = [str(m.get("name", "")) for m in self._owners(package)]  # type: ignore[arg-type]
             except NotFound:
-                return identity  # a new package: whoever may publish starts it
+                # A new package: whoever may publish starts it. This early answer is a
+                # fast path; the registry decides again at commit (owner_check).
+                return identity
             self._policy.check_owner(identity, action, name, owners)
         return identity
+
+    def owner_check(
+        self, req: falcon.Request, action: Action, package: PackageName
+    ) -> Callable[[list[str]], None]:
+        """The ownership decision for ``action`` on ``package``, for r13core to make later.
+
+        :meth:`require` decides early, before the body is read, against the package
+        as it is then ("absent: anyone who may publish starts it"). The registry
+        calls the returned check again inside its write transaction, with the
+        maintainers the package has at commit time, so a package someone else
+        created while this request's body was still arriving is not changed
+        (Forbidden). An admin passes; so does a package's maintainer.
+        """
+        identity = self.identity(req)
+        name = str(package)
+
+        def check(owners: list[str]) -> None:
+            if identity is None:  # require() let no anonymous write through
+                raise Unauthorized()
+            self._policy.check_owner(identity, action, name, owners)
+
+        return check
 
     def actor(self, req: falcon.Request, action: Action, package: PackageName | None = None) -> str:
         """Like :meth:`require` for a write: who acts (the key's owner, else the key id)."""

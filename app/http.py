@@ -18,12 +18,14 @@ from typing import Any, Protocol
 from urllib.parse import quote, unquote
 
 import falcon
+from gunicorn.http.errors import NoMoreData, ParseException
 
+from r13core import jsonsafe
 from r13core.errors import BadRequest, InvalidValue, PayloadTooLarge, UnsupportedMediaType
 
 CHUNK = 64 * 1024
 # Deeper arrays/objects are refused (npm documents nest a few levels).
-MAX_JSON_DEPTH = 64
+MAX_JSON_DEPTH = jsonsafe.MAX_DEPTH
 JSON_TYPES = frozenset({"application/json"})
 ABBREVIATED = "application/vnd.npm.install-v1+json"
 VARY = ("Accept", "Accept-Encoding")
@@ -100,6 +102,12 @@ def read_body(req: falcon.Request, limit: int) -> bytes:
 
     A declared Content-Length over the limit is refused before reading; the
     bytes are counted while they stream in and again after decompression.
+    Broken framing is the client's fault and answered 400, never 500: gunicorn's
+    ``wsgi.input`` raises its parser errors (a bad chunk size, a missing chunk
+    terminator, a bad chunk extension, oversized trailers) and ``NoMoreData``
+    (the connection ended inside a chunked body) while the app reads, and a body
+    that ends before its Content-Length is refused here rather than parsed as
+    if it were whole.
     """
     declared = req.content_length
     if declared is not None and declared > limit:
@@ -110,14 +118,21 @@ def read_body(req: falcon.Request, limit: int) -> bytes:
     stream = req.stream if declared is None and chunked else req.bounded_stream
     chunks: list[bytes] = []
     total = 0
-    while True:
-        chunk = stream.read(CHUNK)
-        if not chunk:
-            break
-        total += len(chunk)
-        if total > limit:
-            raise PayloadTooLarge(f"body is over the {limit}-byte limit")
-        chunks.append(chunk)
+    try:
+        while True:
+            chunk = stream.read(CHUNK)
+            if not chunk:
+                break
+            total += len(chunk)
+            if total > limit:
+                raise PayloadTooLarge(f"body is over the {limit}-byte limit")
+            chunks.append(chunk)
+    except (ParseException, NoMoreData) as exc:
+        raise BadRequest(f"malformed request body: {_framing_error(exc)}") from None
+    except OSError:  # the connection failed (reset, timed out) while the body came in
+        raise BadRequest("the request body could not be read: the connection failed") from None
+    if declared is not None and total < declared:
+        raise BadRequest(f"body ended after {total} of its {declared} declared bytes")
     body = b"".join(chunks)
     encoding = (req.get_header("Content-Encoding") or "identity").strip().lower()
     if encoding in ("gzip", "x-gzip"):
@@ -125,6 +140,14 @@ def read_body(req: falcon.Request, limit: int) -> bytes:
     if encoding not in ("identity", ""):
         raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not supported")
     return body
+
+
+def _framing_error(exc: Exception) -> str:
+    """A short, printable reason for a gunicorn body-framing error."""
+    if isinstance(exc, NoMoreData):
+        return "the connection ended inside a chunked body"
+    reason = str(exc).encode("ascii", "backslashreplace").decode("ascii")
+    return f"{type(exc).__name__}: {reason[:120]}"
 
 
 def gunzip(data: bytes, limit: int) -> bytes:
@@ -163,29 +186,17 @@ def nesting_exceeds(doc: Any, limit: int = MAX_JSON_DEPTH) -> bool:
     return False
 
 
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def parse_json(data: bytes) -> Any:
-    """Parse a JSON document; BadRequest when invalid or nested too deeply.
+    """Parse a JSON body; BadRequest when it is not JSON r13 can store and send back.
 
-    The C parser recurses once per level but stops at the interpreter's
-    recursion limit with RecursionError (answered 400 here), so hostile
-    nesting costs at most ~1000 frames; the tighter ``MAX_JSON_DEPTH`` is then
-    checked on the result without recursion. Counting brackets first skips
-    that walk for the usual publish (few brackets around one long string).
+    r13core/jsonsafe.py does the work: strict UTF-8, no NaN/Infinity or numbers
+    that overflow, no lone UTF-16 surrogates (``"\\ud800"``: stored, it would make
+    every later GET of the document fail), nesting at most ``MAX_JSON_DEPTH``.
+    Refusing here, where every JSON body is parsed, means such a string is never
+    accepted by any write route (publish, deprecate, dist-tags, owners, keys,
+    advisories...).
     """
-    try:
-        doc = json.loads(data, parse_constant=_no_constants)
-    except RecursionError:
-        raise BadRequest(f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
-    except ValueError:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise BadRequest("body is not valid JSON") from None
-    few = data.count(b"[") + data.count(b"{") <= MAX_JSON_DEPTH
-    if not few and nesting_exceeds(doc):
-        raise BadRequest(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
-    return doc
+    return jsonsafe.loads(data, what="body", max_depth=MAX_JSON_DEPTH)
 
 
 def read_json(req: falcon.Request, limit: int) -> Any:

@@ -6,6 +6,7 @@ small fake and does not depend on which storage backs the registry.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -39,9 +40,15 @@ class RegistryService(Protocol):
     def version(self, name: PackageName, version_or_tag: str) -> RenderedLike: ...
 
     def put_package(
-        self, name: PackageName, body: dict[str, Any], *, actor: str
+        self,
+        name: PackageName,
+        body: dict[str, Any],
+        *,
+        actor: str,
+        check_owner: Callable[[list[str]], None] | None = None,
     ) -> tuple[bool, dict[str, Any]]:
-        """(created: a publish -> 201, the JSON to send)."""
+        """(created: a publish -> 201, the JSON to send). ``check_owner`` is called
+        with the package's maintainers inside the write transaction."""
 
     def put_package_rev(
         self, name: PackageName, rev: str, body: dict[str, Any], *, actor: str

@@ -45,8 +45,12 @@ from r13core.errors import (
     RevConflict,
     VersionExists,
 )
+from r13core.jsonsafe import check_document
+from r13core.manifest import version_document
 from r13core.names import PackageName
-from r13core.semver import Range, Version, is_valid_range, parse_version, version_key
+from r13core.publish_checks import check_publish
+from r13core.publish_checks import check_tag as _check_tag
+from r13core.semver import Range, Version, parse_version, version_key
 from r13core.storage.base import (
     BlobStore,
     JSONDict,
@@ -56,13 +60,10 @@ from r13core.storage.base import (
     WriteTxn,
 )
 from r13core.storage.base import TarballRecord as _TarballRow
-from r13core.tarball import (
-    Limits,
-    check_integrity,
-    decode_attachment,
-    inspect_tarball,
-    sri_from_hex,
-)
+from r13core.tarball import Limits, sri_from_hex
+
+# Raises (Forbidden) unless the caller may change a package with these maintainers.
+OwnerCheck = Callable[[list[str]], None]
 
 FULL: Final = "full"
 ABBREVIATED: Final = "abbreviated"
@@ -101,7 +102,6 @@ _TOP_FIELDS: Final = (
     "license",
     "author",
 )
-_INSTALL_SCRIPTS: Final = ("preinstall", "install", "postinstall")
 SEVERITIES: Final = ("info", "low", "moderate", "high", "critical")
 _CACHE_SIZE: Final = 2048
 
@@ -143,17 +143,6 @@ def _rev_string(name: str, rev: int) -> str:
     # CouchDB's shape, "<n>-<hex>"; the number alone would do, the hash makes a
     # rev from one package useless for another.
     return f"{rev}-{hashlib.sha256(f'{name}:{rev}'.encode()).hexdigest()[:32]}"
-
-
-def _check_tag(tag: object) -> str:
-    """npm's dist-tag rules: URL-safe, non-empty, not something that reads as a version/range."""
-    if not isinstance(tag, str) or not tag or len(tag) > 128:
-        raise InvalidValue(f"invalid dist-tag {tag!r}")
-    if any(not (c.isascii() and (c.isalnum() or c in "-._~")) for c in tag):
-        raise InvalidValue(f"invalid dist-tag {tag!r}: URL-safe characters only")
-    if is_valid_range(tag):
-        raise InvalidValue(f"invalid dist-tag {tag!r}: a tag cannot look like a version or range")
-    return tag
 
 
 def _latest_of(versions: Iterator[str] | list[str]) -> str | None:
@@ -347,129 +336,74 @@ class Registry:
     # -- publish and metadata updates -------------------------------------------
 
     def put_package(
-        self, name: PackageName, body: dict[str, Any], *, actor: str
+        self,
+        name: PackageName,
+        body: dict[str, Any],
+        *,
+        actor: str,
+        check_owner: OwnerCheck | None = None,
     ) -> tuple[bool, dict[str, Any]]:
         """``PUT /:pkg``: a publish (with ``_attachments``) or a metadata update (without).
 
         Returns ``(created, json)``: ``created`` is True for a publish (HTTP 201, also
         for an identical retry), False for a metadata update such as deprecate.
+        ``check_owner(maintainer_names)`` raises (Forbidden) when the caller may not
+        change the package: it is called inside the write transaction with the
+        package as it is then (and once before any work, as a fast refusal), so a
+        package created by someone else while this request was on its way is not
+        changed. Without it anyone may change anything (trusted callers only).
         """
         if not isinstance(body, dict):
             raise BadRequest("body must be a JSON object")
+        check_document(body, what="body")
         if body.get("_attachments"):
-            return True, self._publish(name, body, actor)
-        return False, self._update_metadata(name, body)
+            return True, self._publish(name, body, actor, check_owner)
+        return False, self._update_metadata(name, body, check_owner)
 
-    def _check_body_name(self, name: PackageName, body: dict[str, Any]) -> None:
-        if body.get("name") != str(name):
-            raise InvalidPublish(f"body name {body.get('name')!r} does not match URL name {name}")
-        if "_id" in body and body["_id"] != str(name):
-            raise InvalidPublish(f"body _id {body['_id']!r} does not match URL name {name}")
-
-    def _publish(self, name: PackageName, body: dict[str, Any], actor: str) -> dict[str, Any]:
+    def _publish(
+        self, name: PackageName, body: dict[str, Any], actor: str, check_owner: OwnerCheck | None
+    ) -> dict[str, Any]:
         key = str(name)
-        self._check_body_name(name, body)
         existing = self.storage.package(key)
         if existing is None:
             try:
                 PackageName.parse(key, new=True)
             except InvalidName as exc:
                 raise InvalidPublish(str(exc)) from None
-        current_versions: dict[str, Any] = existing.doc["versions"] if existing else {}
-
-        attachments = body["_attachments"]
-        if not isinstance(attachments, dict):
-            raise InvalidPublish("_attachments must be an object")
-        tgz = [a for a in attachments if isinstance(a, str) and a.endswith(".tgz")]
-        sigstore = [a for a in attachments if isinstance(a, str) and a.endswith(".sigstore")]
-        if len(tgz) != 1 or len(tgz) + len(sigstore) != len(attachments) or len(sigstore) > 1:
-            raise InvalidPublish(
-                "a publish carries exactly one .tgz attachment (and at most one .sigstore)"
-            )
-        att_name = tgz[0]
-        try:
-            version = name.version_of_file(att_name)
-        except InvalidName:
-            raise InvalidPublish(
-                f"attachment name {att_name!r} does not match {name.bare}-<version>.tgz"
-            ) from None
-
-        versions = body.get("versions")
-        if not isinstance(versions, dict) or version not in versions:
-            raise InvalidPublish(f"versions must contain {version}, the attachment's version")
-        extra = [v for v in versions if v != version and v not in current_versions]
-        if extra:
-            raise InvalidPublish(
-                f"a publish carries exactly one new version (also got {sorted(extra)})"
-            )
-        manifest = versions[version]
-        if not isinstance(manifest, dict):
-            raise InvalidPublish(f"versions[{version!r}] must be an object")
-        if manifest.get("name") != key:
-            raise InvalidPublish(f"manifest name {manifest.get('name')!r} is not {key}")
-        if manifest.get("version") != version:
-            raise InvalidPublish(f"manifest version {manifest.get('version')!r} is not {version}")
-
-        attachment = attachments[att_name]
-        if not isinstance(attachment, dict):
-            raise InvalidPublish(f"attachment {att_name!r} must be an object")
-        data = decode_attachment(
-            attachment.get("data"), attachment.get("length"), limit=self.limits.max_tarball
-        )
-        for extra_name in sigstore:
-            bundle = attachments[extra_name]
-            if not isinstance(bundle, dict):
-                raise InvalidPublish(f"attachment {extra_name!r} must be an object")
-            decode_attachment(bundle.get("data"), bundle.get("length"), limit=16 * 1024 * 1024)
-        integrity, shasum = check_integrity(data, manifest.get("dist"))
-        info = inspect_tarball(data, self.limits)
-        if info.manifest.get("name") != key:
-            raise InvalidPublish(
-                f"package.json in the tarball names {info.manifest.get('name')!r}, not {key}"
-            )
-        if info.manifest.get("version") != version:
-            raise InvalidPublish(
-                f"package.json in the tarball has version {info.manifest.get('version')!r}, "
-                f"not {version}"
-            )
-        tags = body.get("dist-tags") or {}
-        if not isinstance(tags, dict):
-            raise InvalidPublish("dist-tags must be an object")
-        for tag, target in tags.items():
-            try:
-                _check_tag(tag)
-            except InvalidValue as exc:
-                raise InvalidPublish(str(exc)) from None
-            if target != version and target not in current_versions:
-                raise InvalidPublish(f"dist-tag {tag!r} points at unknown version {target!r}")
-
-        sha512 = hashlib.sha512(data).hexdigest()
+        elif check_owner is not None:
+            check_owner(_owner_names(existing.doc))
+        current: dict[str, Any] = existing.doc["versions"] if existing else {}
+        req = check_publish(name, body, current, self.limits)
+        version = req.version
+        sha512 = hashlib.sha512(req.data).hexdigest()
         # Decide what we can before writing a file: most refusals leave nothing behind.
         used = self.storage.used_version(key, version)
         if used is not None:
             return self._publish_again(name, version, sha512, used)
 
-        stored = self._stored_manifest(name, version, manifest, body, actor, info)
+        stored = version_document(req.manifest, req.info, name)
+        stored["_id"] = f"{name}@{version}"
+        stored["_npmUser"] = {"name": actor, "email": ""}
         stored["dist"] = {
-            "integrity": integrity,
-            "shasum": shasum,
-            "fileCount": info.entries,
-            "unpackedSize": info.unpacked_size,
+            "integrity": req.integrity,
+            "shasum": req.shasum,
+            "fileCount": req.info.file_count,
+            "unpackedSize": req.info.unpacked_size,
         }
-        readme = body.get("readme", manifest.get("readme"))
-        stored.pop("readme", None)
-        if self.config().has(Feature.PREMIUM_TYPES) and info.has_types:
+        if self.config().has(Feature.PREMIUM_TYPES) and req.info.has_types:
             stored["_hasTypes"] = True
 
-        self.blobs.put(data)  # durable and verified before the commit below
+        self.blobs.put(req.data)  # durable and verified before the commit below
         with self.storage.write() as tx:
+            record = tx.package(key)
+            if record is not None and check_owner is not None:
+                # The decision that counts: against the package as this transaction sees it.
+                check_owner(_owner_names(record.doc))
             used = tx.used_version(key, version)
             if used is not None:  # another worker published it meanwhile
-                record = tx.package(key)
                 if used == sha512 and record is not None and version in record.doc["versions"]:
                     return {"ok": True, "id": key, "rev": _rev_string(key, record.rev)}
                 raise VersionExists(f"{key}@{version} was already published")
-            record = tx.package(key)
             now = _now()
             if record is None:
                 doc: JSONDict = {
@@ -483,19 +417,23 @@ class Registry:
                 }
             else:
                 doc = record.doc
-                for v in versions:  # every other body version must still exist
-                    if v != version and v not in doc["versions"]:
-                        raise InvalidPublish(f"a publish carries exactly one new version ({v})")
+            # The package may have changed since the checks: re-check against it.
+            for v in body["versions"]:  # every other body version must still exist
+                if v != version and v not in doc["versions"]:
+                    raise InvalidPublish(f"a publish carries exactly one new version ({v})")
+            for tag, target in req.tags.items():
+                if target != version and target not in doc["versions"]:
+                    raise InvalidPublish(f"dist-tag {tag!r} points at unknown version {target!r}")
             stored["maintainers"] = doc["maintainers"]
             doc["versions"][version] = stored
             doc["time"][version] = now
             doc["modified"] = now
-            doc["dist-tags"].update(tags)
+            doc["dist-tags"].update(req.tags)
             doc["dist-tags"].setdefault("latest", version)
             if doc["dist-tags"]["latest"] == version:
-                self._copy_top_fields(doc, stored, readme)
+                self._copy_top_fields(doc, stored, req.readme)
             rev = self._save(tx, key, doc)
-            tx.add_tarball(_TarballRow(key, version, sha512, len(data)))
+            tx.add_tarball(_TarballRow(key, version, sha512, len(req.data)))
             tx.mark_used(key, version, sha512)
         return {"ok": True, "id": key, "rev": _rev_string(key, rev)}
 
@@ -510,23 +448,6 @@ class Registry:
         raise VersionExists(
             f"{key}@{version} was published before and unpublished; a version cannot be reused"
         )
-
-    @staticmethod
-    def _stored_manifest(
-        name: PackageName,
-        version: str,
-        manifest: JSONDict,
-        body: JSONDict,
-        actor: str,
-        info: Any,
-    ) -> JSONDict:
-        stored = {k: v for k, v in manifest.items() if k not in ("_hasTypes", "hasInstallScript")}
-        stored["_id"] = f"{name}@{version}"
-        stored["_npmUser"] = {"name": actor, "email": ""}
-        scripts = info.manifest.get("scripts")
-        if isinstance(scripts, dict) and any(s in scripts for s in _INSTALL_SCRIPTS):
-            stored["hasInstallScript"] = True
-        return stored
 
     @staticmethod
     def _copy_top_fields(doc: JSONDict, manifest: JSONDict, readme: object) -> None:
@@ -570,12 +491,16 @@ class Registry:
                 changed = True
         return changed
 
-    def _update_metadata(self, name: PackageName, body: dict[str, Any]) -> dict[str, Any]:
+    def _update_metadata(
+        self, name: PackageName, body: dict[str, Any], check_owner: OwnerCheck | None
+    ) -> dict[str, Any]:
         key = str(name)
         if body.get("name", key) != key or body.get("_id", key) != key:
             raise BadRequest(f"body name does not match URL name {name}")
         with self.storage.write() as tx:
             record = _existing(tx, name)
+            if check_owner is not None:
+                check_owner(_owner_names(record.doc))
             if "_rev" in body:
                 self._check_rev(record, body["_rev"])
             doc = record.doc
@@ -1177,3 +1102,7 @@ def _existing(source: _HasPackages, name: PackageName) -> PackageRecord:
     if record is None:
         raise NotFound(f"package {name} not found")
     return record
+
+
+def _owner_names(doc: JSONDict) -> list[str]:
+    return [str(m.get("name", "")) for m in doc.get("maintainers", [])]

@@ -1,28 +1,56 @@
-"""Checks on a published tarball: decoding, integrity, and a bounded look inside.
+"""Checks on a published tarball: decoding, integrity, and a bounded, strict look inside.
 
-The tar is read as a stream (``tarfile`` mode ``r|``) from a gzip reader that
-counts what it inflates, so a small bomb stops at the unpacked-size limit
-instead of filling memory; the entry count is capped too. Nothing is ever
-written to disk here.
+The gzip is inflated here, a slice at a time, and the tar read as it streams
+(r13core/tarstream.py): nothing is written to disk and only package.json files
+are kept in memory. What is refused, and why (docs/registry-api.md, "Publish
+checks"):
+
+- sizes: the decoded .tgz (``max_tarball``), the inflated tar (``max_unpacked``),
+  the number of entries (``max_entries``), and the compression ratio — once more
+  than ``ratio_free`` bytes came out, output may not exceed ``max_ratio`` times
+  the compressed input consumed so far, so a small bomb stops after a few MB;
+- one gzip member and nothing after it;
+- every entry under ``package/`` (what npm, pnpm, yarn and bun all pack; older
+  tools' other top directories are refused so that the registry and the client
+  agree on where package.json is); no absolute paths, ``..``, ``.`` or empty
+  components, backslashes, NULs or control characters; at most 4096 bytes per
+  path and 255 per component;
+- two entries that name the same file — duplicates, or names that differ only
+  in case or Unicode normalisation (one overwrites the other on macOS and
+  Windows: a second ``PACKAGE.JSON`` would replace the package.json r13 read),
+  or a file that is also used as a directory;
+- ``package/package.json`` that is not a regular file, too large, not strict
+  UTF-8 JSON (r13core/jsonsafe.py: no NaN, lone surrogates, repeated keys or
+  nesting deeper than 64), or not an object.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import gzip
 import hashlib
-import io
-import json
-import tarfile
+import re
+import unicodedata
 import zlib
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any, Final
 
+from r13core import jsonsafe
 from r13core.errors import InvalidPublish
+from r13core.tarstream import DIRECTORY, FILE, TarEntry, read_tar
 
 MiB: Final = 1024 * 1024
 _TYPES_SUFFIXES: Final = (".d.ts", ".d.mts", ".d.cts")
+TOP: Final = "package"
+MAX_PATH: Final = 4096
+MAX_COMPONENT: Final = 255
+_MAX_NAMES: Final = 32 * MiB  # all entry names together (they are kept for the checks)
+_IN_STEP: Final = 16 * 1024
+_OUT_STEP: Final = 256 * 1024
+_BAD_PATH_CHAR: Final = re.compile(r"[\x00-\x1f\x7f\\]")
+_BUNDLED_MANIFEST: Final = re.compile(r"(?:.*/)?node_modules/(?:@[^/]+/)?[^/]+/package\.json")
+INSTALL_SCRIPTS: Final = ("preinstall", "install", "postinstall")
 
 
 @dataclass(frozen=True)
@@ -32,17 +60,32 @@ class Limits:
     max_tarball: int = 100 * MiB  # decoded .tgz bytes
     max_unpacked: int = 1024 * MiB  # inflated tar stream
     max_entries: int = 50_000
-    max_manifest: int = 4 * MiB  # package/package.json
+    max_manifest: int = 4 * MiB  # each package.json
+    max_ratio: int = 100  # inflated : compressed, once past ratio_free
+    ratio_free: int = 16 * MiB  # inflated bytes allowed before the ratio applies
 
 
 @dataclass(frozen=True)
 class TarballInfo:
-    """What the look inside found."""
+    """What the look inside found.
+
+    ``files`` are the regular files' paths below ``package/``; ``entries``
+    counts files and directories; ``unpacked_size`` sums the files' sizes (as
+    npm's ``dist.unpackedSize``); ``bundled_install`` says whether a package
+    bundled under ``node_modules/`` has an install script (npm runs those too).
+    """
 
     manifest: dict[str, Any]
     has_types: bool
     entries: int
     unpacked_size: int
+    files: frozenset[str] = field(default_factory=frozenset)
+    bundled_install: bool = False
+
+    @property
+    def file_count(self) -> int:
+        """How many regular files (npm's ``dist.fileCount``)."""
+        return len(self.files)
 
 
 def sri_sha512(data: bytes) -> str:
@@ -112,91 +155,236 @@ def check_integrity(data: bytes, dist: object) -> tuple[str, str]:
     return integrity, shasum
 
 
-class _TooBig(Exception):
-    pass
+class _Inflater:
+    """Inflates one gzip member on demand, bounded in size and in compression ratio.
+
+    ``read(n)`` returns ``n`` bytes, fewer only at the end of the member. Input
+    goes to zlib in small steps with a cap on each step's output, so at most
+    ``_OUT_STEP`` bytes are inflated past a limit before it is noticed.
+    """
+
+    def __init__(self, data: bytes, limits: Limits) -> None:
+        self._data = memoryview(data)
+        self._fed = 0  # compressed bytes handed to zlib
+        self._z = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # gzip framing only
+        self._limits = limits
+        self._buf = b""
+        self._off = 0
+        self.out = 0  # inflated bytes so far
+
+    def _consumed(self) -> int:
+        return self._fed - len(self._z.unconsumed_tail)
+
+    def _step(self) -> bytes:
+        tail = self._z.unconsumed_tail
+        if tail:
+            src: bytes | memoryview = tail
+        else:
+            src = self._data[self._fed : self._fed + _IN_STEP]
+            self._fed += len(src)
+            if not src:
+                raise InvalidPublish("tarball: the gzip stream is truncated")
+        try:
+            piece = self._z.decompress(src, _OUT_STEP)
+        except zlib.error as exc:
+            raise InvalidPublish(f"tarball is not a readable gzip stream ({exc})") from None
+        self.out += len(piece)
+        limits = self._limits
+        if self.out > limits.max_unpacked:
+            raise InvalidPublish(
+                f"tarball unpacks to more than the {limits.max_unpacked}-byte limit"
+            )
+        if self.out > limits.ratio_free and self.out > limits.max_ratio * self._consumed():
+            raise InvalidPublish(
+                f"tarball inflates more than {limits.max_ratio}:1 "
+                f"({self.out} bytes from the first {self._consumed()}): refused as a gzip bomb"
+            )
+        return piece
+
+    def read(self, n: int) -> bytes:
+        have = len(self._buf) - self._off
+        if have >= n:
+            out = self._buf[self._off : self._off + n]
+            self._off += n
+            return out
+        parts = [self._buf[self._off :]]
+        while have < n and not self._z.eof:
+            piece = self._step()
+            parts.append(piece)
+            have += len(piece)
+        joined = b"".join(parts)
+        self._buf, self._off = joined, min(n, len(joined))
+        return joined[:n]
+
+    def finish(self) -> None:
+        """The member must be complete, and nothing may follow it (no second member)."""
+        while not self._z.eof:
+            if self._step():
+                raise InvalidPublish("tarball: data follows the end-of-archive marker")
+        if self._z.unused_data or self._fed < len(self._data):
+            raise InvalidPublish("tarball: bytes follow the gzip stream (one gzip member only)")
 
 
-class _Bounded(io.RawIOBase):
-    """A reader that fails once more than ``limit`` bytes came through."""
+def _fold(component: str) -> str:
+    """The name a case-insensitive, normalising file system (macOS, Windows) sees."""
+    return unicodedata.normalize("NFC", component).casefold()
 
-    def __init__(self, inner: gzip.GzipFile, limit: int) -> None:
-        self._inner = inner
-        self._limit = limit
-        self.count = 0
 
-    def readable(self) -> bool:
+def package_path(path: str) -> list[str]:
+    """The components of an entry's path below ``package/``; InvalidPublish if unsafe."""
+    shown = path[:200]
+    if len(path.encode()) > MAX_PATH:
+        raise InvalidPublish(f"tarball entry {shown!r}... is longer than {MAX_PATH} bytes")
+    bad = _BAD_PATH_CHAR.search(path)
+    if bad:
+        raise InvalidPublish(
+            f"tarball entry {shown!r} has an unsafe path (character {bad.group()!r})"
+        )
+    if path.startswith("/"):
+        raise InvalidPublish(f"tarball entry {shown!r} has an unsafe path (absolute)")
+    parts = path.removesuffix("/").split("/")
+    if ".." in parts:
+        raise InvalidPublish(f"tarball entry {shown!r} has an unsafe path ('..' climbs out)")
+    if "" in parts or "." in parts:
+        raise InvalidPublish(f"tarball entry {shown!r} has an unsafe path (empty or '.' part)")
+    if parts[0] != TOP:
+        raise InvalidPublish(
+            f"tarball entry {shown!r} is not under package/ (the layout npm pack makes)"
+        )
+    if any(len(p.encode()) > MAX_COMPONENT for p in parts):
+        raise InvalidPublish(f"tarball entry {shown!r} has a name longer than {MAX_COMPONENT}")
+    return parts[1:]
+
+
+class _Tree:
+    """Every entry's folded path: catches duplicates, case twins and file/dir clashes."""
+
+    def __init__(self) -> None:
+        self.root: dict[str, Any] = {}
+        self.names = 0
+
+    def add(self, parts: list[str], kind: str, shown: str) -> None:
+        self.names += sum(len(p) for p in parts)
+        if self.names > _MAX_NAMES:
+            raise InvalidPublish("tarball: the entry names are too long in total")
+        if not parts:
+            if kind != DIRECTORY:
+                raise InvalidPublish("tarball entry 'package' must be a directory")
+            return
+        node = self.root
+        for part in parts[:-1]:
+            child = node.setdefault(_fold(part), {})
+            if child is FILE:
+                raise InvalidPublish(f"tarball entry {shown!r} is inside a path that is a file")
+            node = child
+        last = _fold(parts[-1])
+        existing = node.get(last)
+        if kind == FILE:
+            if existing is not None:
+                raise InvalidPublish(
+                    f"tarball entry {shown!r} names the same file as an earlier entry "
+                    "(a duplicate, or a name that differs only in case or Unicode form)"
+                )
+            node[last] = FILE
+        elif existing is FILE:
+            raise InvalidPublish(f"tarball entry {shown!r} is a directory and a file")
+        elif existing is None:
+            node[last] = {}
+
+
+def _parse_manifest(raw: bytes, what: str) -> dict[str, Any]:
+    doc = jsonsafe.loads(raw, what=what, error=InvalidPublish, allow_bom=True, unique_keys=True)
+    if not isinstance(doc, dict):
+        raise InvalidPublish(f"{what} is not a JSON object")
+    return doc
+
+
+def has_install_script(manifest: dict[str, Any], has_gyp: bool) -> bool:
+    """Whether npm runs something at install for this package.json.
+
+    An install hook (preinstall, install, postinstall), or a ``*.gyp`` file at
+    the package root with no install/preinstall hook and ``gypfile`` not false:
+    npm then runs ``node-gyp rebuild``.
+    """
+    scripts = manifest.get("scripts")
+    hooks = scripts if isinstance(scripts, dict) else {}
+    if any(isinstance(hooks.get(h), str) for h in INSTALL_SCRIPTS):
         return True
-
-    def readinto(self, buffer: Any) -> int:
-        data = self._inner.read(len(buffer))
-        self.count += len(data)
-        if self.count > self._limit:
-            raise _TooBig
-        buffer[: len(data)] = data
-        return len(data)
-
-
-def _inside_path(name: str) -> list[str]:
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    if name.startswith("/") or ".." in parts:
-        raise InvalidPublish(f"tarball entry {name!r} has an unsafe path")
-    return parts
+    return has_gyp and manifest.get("gypfile") is not False
 
 
 def inspect_tarball(data: bytes, limits: Limits | None = None) -> TarballInfo:
-    """Read the gzip'd tar in ``data`` within ``limits``; InvalidPublish on any problem.
+    """Read the gzip'd tar in ``data`` within ``limits``; InvalidPublish naming any problem.
 
-    Finds ``<top>/package.json`` (npm uses ``package/``; any single top directory is
-    accepted), and whether the package ships TypeScript types (``types``/``typings``
-    in package.json, or any ``.d.ts``/``.d.mts``/``.d.cts`` file).
+    Returns ``package/package.json``, the file list, whether the package ships
+    TypeScript types (``types``/``typings`` in package.json, or any
+    ``.d.ts``/``.d.mts``/``.d.cts`` file) and whether a bundled dependency has
+    an install script.
     """
     limits = limits or Limits()
     if len(data) > limits.max_tarball:
         raise InvalidPublish(f"tarball is larger than the {limits.max_tarball}-byte limit")
     if data[:2] != b"\x1f\x8b":
         raise InvalidPublish("tarball is not gzip-compressed")
-    stream = _Bounded(gzip.GzipFile(fileobj=io.BytesIO(data), mode="rb"), limits.max_unpacked)
-    manifest_raw: bytes | None = None
-    manifest_name = ""
-    entries = 0
+    stream = _Inflater(data, limits)
+
+    def want(path: str, size: int) -> bool:
+        if path == f"{TOP}/package.json":
+            if size > limits.max_manifest:
+                raise InvalidPublish("package.json in the tarball is too large")
+            return True
+        return size <= limits.max_manifest and bool(_BUNDLED_MANIFEST.fullmatch(path))
+
+    tree = _Tree()
+    files: set[str] = set()
+    manifest: dict[str, Any] | None = None
+    bundled: dict[str, dict[str, Any] | None] = {}  # package dir -> its package.json
+    entries = unpacked = 0
     dts = False
-    try:
-        with tarfile.open(fileobj=io.BufferedReader(stream), mode="r|") as tar:
-            for member in tar:
-                entries += 1
-                if entries > limits.max_entries:
-                    raise InvalidPublish(f"tarball has more than {limits.max_entries} entries")
-                parts = _inside_path(member.name)
-                if not member.isfile():
-                    continue
-                if parts[-1].endswith(_TYPES_SUFFIXES):
-                    dts = True
-                if len(parts) == 2 and parts[1] == "package.json":
-                    if manifest_raw is not None:
-                        raise InvalidPublish(
-                            f"tarball has two package.json files ({manifest_name}, {member.name})"
-                        )
-                    if member.size > limits.max_manifest:
-                        raise InvalidPublish("package.json in the tarball is too large")
-                    f = tar.extractfile(member)
-                    assert f is not None  # a regular file
-                    manifest_raw = f.read()
-                    manifest_name = member.name
-    except _TooBig:
-        raise InvalidPublish(
-            f"tarball unpacks to more than the {limits.max_unpacked}-byte limit"
-        ) from None
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-        raise InvalidPublish(f"tarball is not a readable gzip'd tar ({exc})") from None
+    for entry in _entries(stream, limits, want):
+        parts = package_path(entry.path)
+        if parts == ["package.json"] and entry.kind != FILE:
+            raise InvalidPublish("package/package.json in the tarball is not a regular file")
+        tree.add(parts, entry.kind, entry.path)
+        entries += 1
+        if entry.kind != FILE:
+            continue
+        rel = "/".join(parts)
+        files.add(rel)
+        unpacked += entry.size
+        dts = dts or rel.endswith(_TYPES_SUFFIXES)
+        if rel == "package.json":
+            assert entry.data is not None
+            manifest = _parse_manifest(entry.data, "package.json in the tarball")
+        elif _BUNDLED_MANIFEST.fullmatch(rel):
+            bundled[rel.removesuffix("/package.json")] = _bundled(entry.data)
+    stream.finish()
     if entries == 0:
         raise InvalidPublish("tarball is empty")
-    if manifest_raw is None:
+    if manifest is None:
         raise InvalidPublish("tarball has no package/package.json")
-    try:
-        manifest = json.loads(manifest_raw)
-    except (UnicodeDecodeError, ValueError):
-        raise InvalidPublish("package.json in the tarball is not valid JSON") from None
-    if not isinstance(manifest, dict):
-        raise InvalidPublish("package.json in the tarball is not a JSON object")
+    bundled_install = any(
+        doc is None or has_install_script(doc, f"{d}/binding.gyp" in files)
+        for d, doc in bundled.items()
+    )
     has_types = dts or bool(manifest.get("types") or manifest.get("typings"))
-    return TarballInfo(manifest, has_types, entries, stream.count)
+    return TarballInfo(manifest, has_types, entries, unpacked, frozenset(files), bundled_install)
+
+
+def _bundled(raw: bytes | None) -> dict[str, Any] | None:
+    """A bundled dependency's package.json; None (counted as "may run scripts") if unreadable."""
+    if raw is None:
+        return None
+    try:
+        return _parse_manifest(raw, "a bundled package.json")
+    except InvalidPublish:
+        return None
+
+
+def _entries(
+    stream: _Inflater, limits: Limits, want: Callable[[str, int], bool]
+) -> Iterator[TarEntry]:
+    try:
+        yield from read_tar(stream.read, max_entries=limits.max_entries, want=want)
+    except RecursionError:  # not expected (no recursion): never a 500 if it happens
+        raise InvalidPublish("tarball: headers nest too deeply") from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,9 +77,16 @@ class FakeRegistry:
         return render({"name": str(name), "version": version_or_tag})
 
     def put_package(
-        self, name: PackageName, body: dict[str, Any], *, actor: str
+        self,
+        name: PackageName,
+        body: dict[str, Any],
+        *,
+        actor: str,
+        check_owner: Callable[[list[str]], None] | None = None,
     ) -> tuple[bool, dict[str, Any]]:
         self.calls.append(("put_package", str(name), body, actor))
+        if check_owner is not None and not name.bare.startswith("missing"):
+            check_owner([m["name"] for m in self.maintainers_of(name)])
         return bool(body.get("_attachments")), {"ok": True}
 
     def put_package_rev(

@@ -124,3 +124,79 @@ def open_registry(data_dir: Path, config: LiveConfig | None = None, **kw: Any) -
 def files_under(root: Path) -> list[Path]:
     """Every regular file below ``root`` (for "nothing left behind" checks)."""
     return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+# -- raw tar building (hostile archives tarfile will not write) --------------------------
+
+POSIX_MAGIC = b"ustar\x0000"
+GNU_MAGIC = b"ustar  \x00"
+
+
+def tar_header(
+    name: str | bytes,
+    *,
+    size: int = 0,
+    kind: bytes = b"0",
+    magic: bytes = POSIX_MAGIC,
+    prefix: bytes = b"",
+    patch: dict[int, bytes] | None = None,
+    checksum: int | None = None,
+) -> bytes:
+    """One 512-byte header; ``patch`` overwrites bytes at offsets, ``checksum`` forces one."""
+    raw = name.encode() if isinstance(name, str) else name
+    block = bytearray(512)
+    block[0 : len(raw[:100])] = raw[:100]
+    block[100:108] = b"0000644\x00"
+    block[108:116] = b"0000000\x00"
+    block[116:124] = b"0000000\x00"
+    block[124:136] = f"{size:011o}\x00".encode()
+    block[136:148] = b"00000000000\x00"
+    block[156:157] = kind
+    block[257:265] = magic
+    block[345 : 345 + len(prefix)] = prefix
+    for offset, value in (patch or {}).items():
+        block[offset : offset + len(value)] = value
+    block[148:156] = b" " * 8
+    total = sum(block) if checksum is None else checksum
+    block[148:156] = f"{total:06o}\x00 ".encode()
+    return bytes(block)
+
+
+def tar_member(name: str | bytes, data: bytes = b"", **kw: Any) -> bytes:
+    """A header and its data, padded to 512."""
+    kw.setdefault("size", len(data))
+    pad = -len(data) % 512
+    return tar_header(name, **kw) + data + bytes(pad)
+
+
+def pax_records(records: dict[str, str] | list[tuple[str, str]]) -> bytes:
+    """pax ``<len> key=value\\n`` records."""
+    out = b""
+    items = records.items() if isinstance(records, dict) else records
+    for key, value in items:
+        body = f" {key}={value}\n".encode()
+        n = len(body) + 1
+        while len(str(n).encode()) + len(body) != n:
+            n += 1
+        out += str(n).encode() + body
+    return out
+
+
+def pax_member(records: dict[str, str] | list[tuple[str, str]], *, kind: bytes = b"x") -> bytes:
+    """A pax extended header (``x``, or ``g`` for a global one)."""
+    return tar_member("PaxHeader/entry", pax_records(records), kind=kind)
+
+
+def gnu_long_name(name: str) -> bytes:
+    """A GNU ``L`` header carrying the next entry's long name."""
+    return tar_member("././@LongLink", name.encode() + b"\x00", kind=b"L", magic=GNU_MAGIC)
+
+
+def raw_tgz(*members: bytes, end: bytes = bytes(1024)) -> bytes:
+    """Gzip of ``members`` followed by ``end`` (two zero blocks: the end-of-archive marker)."""
+    return gzip.compress(b"".join(members) + end, mtime=0)
+
+
+def manifest_member(name: str = "a", version: str = "1.0.0", **extra: Any) -> bytes:
+    """``package/package.json`` as a raw member."""
+    return tar_member("package/package.json", package_json(name, version, **extra).encode())

@@ -148,8 +148,11 @@ class Packages:
     ) -> None:
         if not rest:
             actor = self.guard.actor(req, Action.PUBLISH, name)
+            check_owner = self.guard.owner_check(req, Action.PUBLISH, name)
             body = read_json_object(req, self.max_body)
-            created, document = self.registry.put_package(name, body, actor=actor)
+            created, document = self.registry.put_package(
+                name, body, actor=actor, check_owner=check_owner
+            )
             send_media(resp, document, falcon.HTTP_201 if created else falcon.HTTP_200)
         elif len(rest) == 2 and rest[0] == "-rev":
             actor = self.guard.actor(req, Action.UNPUBLISH, name)
