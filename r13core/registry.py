@@ -550,6 +550,7 @@ class Registry:
         """
         if not isinstance(body, dict):
             raise BadRequest("body must be a JSON object")
+        check_document(body, what="body")
         key = str(name)
         with self.storage.write() as tx:
             record = _existing(tx, name)
@@ -733,6 +734,7 @@ class Registry:
         """
         if not isinstance(advisory, dict):
             raise BadRequest("an advisory is a JSON object")
+        check_document(advisory, what="advisory")
         package = advisory.get("module_name", advisory.get("package", advisory.get("name")))
         if not isinstance(package, str):
             raise BadRequest("an advisory needs module_name (the package it affects)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
 from typing import Any
 
@@ -310,3 +311,69 @@ def test_bulk_audit_values_must_be_version_lists(harness: AppHarness) -> None:
         "/-/npm/v1/security/advisories/bulk", json={"pkg": "1.0.0"}, headers=READ
     )
     error_of(r, 400)
+
+
+# -- strings r13 could not render later (issue 8: refused at write time) ---------------------
+
+JSON_WRITE_ROUTES = [
+    *WRITE_ROUTES,
+    ("PUT", "/-/package/pkg/dist-tags/beta"),
+    ("PUT", "/-/user/org.couchdb.user:someone"),
+    ("POST", "/_api/security/keys"),
+    ("POST", "/_api/security/blocks"),
+]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"name": "pkg", "description": "\\ud800"}',
+        b'{"name": "pkg", "x": ["ok", "\\udfff"]}',
+        b'{"\\udc00": 1}',
+        b'"\\ud83d"',
+    ],
+)
+@pytest.mark.parametrize(("method", "path"), JSON_WRITE_ROUTES)
+def test_a_lone_surrogate_in_any_json_body_is_400(
+    harness: AppHarness, method: str, path: str, body: bytes
+) -> None:
+    r = harness.client.simulate_request(method, path, body=body, headers={**ADMIN, **JSON})
+    assert "lone UTF-16 surrogate" in error_of(r, 400)
+    assert harness.registry.calls == []
+
+
+def test_an_escaped_surrogate_pair_is_text_and_accepted(harness: AppHarness) -> None:
+    body = b'{"name": "pkg", "description": "\\ud83d\\ude00"}'
+    r = harness.client.simulate_put("/pkg", body=body, headers={**WRITE, **JSON})
+    assert r.status_code == 200
+    assert harness.registry.calls[0][2]["description"] == "\U0001f600"
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b'{"x": 1e400}', "number JSON cannot carry"),
+        (b'{"x": -1e999}', "number JSON cannot carry"),
+        (b'{"x": Infinity}', "number JSON cannot carry"),
+        (b'{"x": "\xed\xa0\x80"}', "not valid UTF-8"),
+        (b'\xef\xbb\xbf{"x": 1}', "not valid JSON"),
+    ],
+)
+def test_numbers_and_bytes_json_cannot_carry_are_400(
+    harness: AppHarness, body: bytes, reason: str
+) -> None:
+    r = harness.client.simulate_put("/pkg", body=body, headers={**WRITE, **JSON})
+    assert reason in error_of(r, 400)
+    assert harness.registry.calls == []
+
+
+def test_a_body_shorter_than_its_content_length_is_400(harness: AppHarness) -> None:
+    # The connection ended early: a complete-looking "{}" must not be taken for the body.
+    r = harness.client.simulate_request(
+        "PUT",
+        "/pkg",
+        headers={**WRITE, **JSON, "Content-Length": "100"},
+        extras={"wsgi.input": io.BytesIO(b"{}")},
+    )
+    assert "ended after 2 of its 100 declared bytes" in error_of(r, 400)
+    assert harness.registry.calls == []

@@ -6,6 +6,7 @@ import base64
 import copy
 import gzip
 import json
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,15 @@ from tests.npm_builders import (
     LiveConfig,
     files_under,
     make_tgz,
+    manifest_member,
     open_registry,
     package_json,
     package_tgz,
+    pax_member,
     publish_body,
+    raw_tgz,
+    tar_header,
+    tar_member,
 )
 
 A = PackageName.parse("widget")
@@ -81,7 +87,7 @@ def test_abbreviated_packument_has_the_install_subset_with_time_and_modified(
     assert set(doc) == {"name", "modified", "dist-tags", "time", "versions"}
     v = doc["versions"]["1.0.0"]
     assert v["dependencies"] == {"a": "^1"}
-    assert v["bin"] == "x.js"
+    assert v["bin"] == {"widget": "x.js"}  # npm's object form
     assert "description" not in v and "_npmUser" not in v
     assert v["dist"]["tarball"].startswith(PUBLIC_URL)
     assert doc["time"]["1.0.0"] == doc["modified"]
@@ -248,6 +254,17 @@ def _set_tgz(tgz: bytes) -> Mutator:
     return mutate
 
 
+def _bomb() -> bytes:
+    """A package whose one file is 64 MiB of zeros, built without holding it."""
+    z = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    parts = [
+        z.compress(manifest_member("widget")),
+        z.compress(tar_header("package/z", size=64 << 20)),
+    ]
+    parts += [z.compress(bytes(1 << 20)) for _ in range(64)]
+    return b"".join([*parts, z.compress(bytes(1024)), z.flush()])
+
+
 def _rename_attachment(new: str) -> Mutator:
     def mutate(body: dict[str, Any]) -> None:
         body["_attachments"] = {new: _att(body)}
@@ -319,6 +336,83 @@ BAD_PUBLISHES: list[tuple[str, Mutator, str]] = [
         _set_tgz(make_tgz({"package.json": package_json("widget", "1.0.0"), "z": bytes(8 << 20)})),
         "unpacks to more than",
     ),
+    (
+        "symlink in the tarball",
+        _set_tgz(raw_tgz(manifest_member("widget"), tar_header("package/x", kind=b"2"))),
+        "symbolic link",
+    ),
+    (
+        "hard link in the tarball",
+        _set_tgz(raw_tgz(manifest_member("widget"), tar_header("package/x", kind=b"1"))),
+        "hard link",
+    ),
+    (
+        "device in the tarball",
+        _set_tgz(raw_tgz(manifest_member("widget"), tar_header("package/x", kind=b"3"))),
+        "character device",
+    ),
+    (
+        "absolute path in the tarball",
+        _set_tgz(raw_tgz(manifest_member("widget"), tar_member("/etc/x", b"1"))),
+        "absolute",
+    ),
+    (
+        "pax path that climbs out",
+        _set_tgz(
+            raw_tgz(
+                manifest_member("widget"),
+                pax_member({"path": "package/../../x"}) + tar_member("package/ok", b"1"),
+            )
+        ),
+        "climbs out",
+    ),
+    (
+        "top directory other than package/",
+        _set_tgz(make_tgz({"package.json": package_json("widget", "1.0.0")}, top="widget")),
+        "not under package/",
+    ),
+    (
+        "a case twin of package.json",
+        _set_tgz(
+            raw_tgz(
+                manifest_member("widget"),
+                tar_member("package/Package.json", package_json("widget", "1.0.0").encode()),
+            )
+        ),
+        "names the same file",
+    ),
+    (
+        "package.json nested deeper than 64",
+        _set_tgz(
+            raw_tgz(tar_member("package/package.json", b'{"a":' + b"[" * 5000 + b"]" * 5000 + b"}"))
+        ),
+        "nested deeper",
+    ),
+    (
+        "bin that leaves the package",
+        _set_tgz(package_tgz("widget", "1.0.0", bin={"widget": "../../../usr/bin/env"})),
+        "leaves the package",
+    ),
+    (
+        "bin name with a path",
+        _set_tgz(package_tgz("widget", "1.0.0", bin={"../.bashrc": "x.js"})),
+        "not a safe command name",
+    ),
+    (
+        "man page outside the package",
+        _set_tgz(package_tgz("widget", "1.0.0", man="/usr/share/man/man1/ls.1")),
+        "absolute path",
+    ),
+    (
+        "main with a backslash",
+        _set_tgz(package_tgz("widget", "1.0.0", main="..\\..\\x.js")),
+        "not a safe path",
+    ),
+    (
+        "dependencies that are not an object",
+        _set_tgz(package_tgz("widget", "1.0.0", dependencies=["evil"])),
+        "dependencies must be an object",
+    ),
     ("tag that reads as a range", lambda b: b.update({"dist-tags": {"v1": "1.0.0"}}), "range"),
     ("tag at an unknown version", lambda b: b.update({"dist-tags": {"beta": "9.0.0"}}), "unknown"),
     ("attachments not an object", lambda b: b.update(_attachments=["x"]), "must be an object"),
@@ -337,7 +431,7 @@ def test_bad_publish_is_refused_and_leaves_nothing_behind(
         reg.put_package(A, body, actor="alice")
     assert reg.storage.package("widget") is None
     assert reg.storage.used_version("widget", "1.0.0") is None
-    assert files_under(tmp_path / "blobs") == []
+    assert files_under(tmp_path / "blobs") == []  # no blob, no temp file
     # and the good publish still goes through afterwards
     reg.put_package(A, publish_body("widget", "1.0.0"), actor="alice")
 
@@ -367,3 +461,13 @@ def test_a_sigstore_bundle_may_come_with_the_tarball(reg: Registry) -> None:
     }
     created, _ = reg.put_package(A, body, actor="alice")
     assert created
+
+
+def test_a_gzip_bomb_is_refused_by_its_ratio_and_leaves_nothing(tmp_path: Path) -> None:
+    reg = open_registry(tmp_path)  # default limits: 1 GiB unpacked, 100:1 past 16 MiB
+    body = publish_body("widget", "1.0.0")
+    _set_tgz(_bomb())(body)
+    with pytest.raises(InvalidPublish, match="inflates more than 100:1"):
+        reg.put_package(A, body, actor="alice")
+    assert reg.storage.package("widget") is None
+    assert files_under(tmp_path / "blobs") == []

@@ -6,8 +6,7 @@ import base64
 import contextlib
 import gzip
 import hashlib
-import io
-import tarfile
+import os
 
 import pytest
 from hypothesis import given, settings
@@ -22,20 +21,46 @@ from r13core.tarball import (
     sha1_hex,
     sri_sha512,
 )
-from tests.npm_builders import make_tgz, package_json, sri
+from tests.npm_builders import (
+    make_tgz,
+    manifest_member,
+    package_json,
+    raw_tgz,
+    sri,
+    tar_member,
+)
 
 
-def test_npm_style_tarball_yields_its_package_json() -> None:
-    tgz = make_tgz({"package.json": package_json("a", "1.0.0"), "index.js": "x"})
+def test_npm_style_tarball_yields_its_package_json_and_files() -> None:
+    tgz = make_tgz({"package.json": package_json("a", "1.0.0"), "lib/index.js": "x"})
     info = inspect_tarball(tgz)
     assert info.manifest == {"name": "a", "version": "1.0.0"}
     assert info.entries == 2
+    assert info.files == {"package.json", "lib/index.js"}
+    assert info.file_count == 2
+    assert info.unpacked_size == len(package_json("a", "1.0.0")) + 1
     assert not info.has_types
+    assert not info.bundled_install
 
 
-def test_any_single_top_directory_is_accepted() -> None:
+def test_directory_entries_count_as_entries_but_not_files() -> None:
+    tgz = raw_tgz(
+        tar_member("package/", kind=b"5"),
+        tar_member("package/lib/", kind=b"5"),
+        manifest_member(),
+        tar_member("package/lib/a.js", b"1"),
+    )
+    info = inspect_tarball(tgz)
+    assert (info.entries, info.file_count) == (4, 2)
+
+
+def test_another_top_directory_is_refused() -> None:
+    # npm, pnpm, yarn and bun all pack under package/; pacote strips whatever the
+    # first component is, so anything else would let the registry and the client
+    # disagree about where package.json is.
     tgz = make_tgz({"package.json": package_json("a", "1.0.0")}, top="a-1.0.0")
-    assert inspect_tarball(tgz).manifest["name"] == "a"
+    with pytest.raises(InvalidPublish, match=r"not under package/"):
+        inspect_tarball(tgz)
 
 
 def test_tarball_without_package_json_is_refused() -> None:
@@ -43,21 +68,9 @@ def test_tarball_without_package_json_is_refused() -> None:
         inspect_tarball(make_tgz({"index.js": "x"}))
 
 
-def test_package_json_outside_a_top_directory_does_not_count() -> None:
-    with pytest.raises(InvalidPublish, match=r"no package/package\.json"):
+def test_files_outside_a_top_directory_are_refused() -> None:
+    with pytest.raises(InvalidPublish, match=r"not under package/"):
         inspect_tarball(make_tgz({"package.json": package_json("a", "1.0.0")}, top=""))
-
-
-def test_two_package_json_files_are_refused() -> None:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for top in ("package", "other"):
-            data = package_json("a", "1.0.0").encode()
-            info = tarfile.TarInfo(f"{top}/package.json")
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    with pytest.raises(InvalidPublish, match=r"two package\.json"):
-        inspect_tarball(gzip.compress(buf.getvalue()))
 
 
 def test_package_json_that_is_not_json_is_refused() -> None:
@@ -65,14 +78,6 @@ def test_package_json_that_is_not_json_is_refused() -> None:
         inspect_tarball(make_tgz({"package.json": "{nope"}))
     with pytest.raises(InvalidPublish, match="not a JSON object"):
         inspect_tarball(make_tgz({"package.json": "[1]"}))
-
-
-def test_gzip_bomb_stops_at_the_unpacked_limit() -> None:
-    # 64 MiB of zeros inside a package: gzip shrinks it to about 64 KiB.
-    tgz = make_tgz({"package.json": package_json("a", "1.0.0"), "zeros.bin": bytes(64 << 20)})
-    assert len(tgz) < 200_000
-    with pytest.raises(InvalidPublish, match="unpacks to more than"):
-        inspect_tarball(tgz, Limits(max_unpacked=8 << 20))
 
 
 def test_tar_with_too_many_entries_is_refused() -> None:
@@ -94,14 +99,33 @@ def test_bytes_that_are_not_gzip_are_refused() -> None:
 
 
 def test_truncated_gzip_is_refused() -> None:
-    tgz = make_tgz({"package.json": package_json("a", "1.0.0"), "big": bytes(100_000)})
-    with pytest.raises(InvalidPublish, match="not a readable"):
+    tgz = make_tgz({"package.json": package_json("a", "1.0.0"), "big": os.urandom(100_000)})
+    with pytest.raises(InvalidPublish, match=r"truncated|ends inside"):
         inspect_tarball(tgz[: len(tgz) // 2])
 
 
 def test_gzip_of_something_that_is_not_tar_is_refused() -> None:
-    with pytest.raises(InvalidPublish, match=r"not a readable|empty"):
+    with pytest.raises(InvalidPublish, match=r"tarball: "):
         inspect_tarball(gzip.compress(b"hello, not a tar" * 100))
+
+
+def test_a_second_gzip_member_is_refused() -> None:
+    tgz = make_tgz({"package.json": package_json("a", "1.0.0")})
+    with pytest.raises(InvalidPublish, match="one gzip member"):
+        inspect_tarball(tgz + gzip.compress(b"more"))
+
+
+def test_bytes_after_the_gzip_stream_are_refused() -> None:
+    tgz = make_tgz({"package.json": package_json("a", "1.0.0")})
+    with pytest.raises(InvalidPublish, match="one gzip member"):
+        inspect_tarball(tgz + b"trailing")
+
+
+def test_a_corrupt_deflate_stream_is_refused() -> None:
+    tgz = bytearray(make_tgz({"package.json": package_json("a", "1.0.0")}))
+    tgz[12:20] = b"\xff" * 8
+    with pytest.raises(InvalidPublish, match="tarball"):
+        inspect_tarball(bytes(tgz))
 
 
 def test_entry_paths_that_climb_out_are_refused() -> None:
@@ -177,7 +201,7 @@ def test_mismatched_shasum_is_refused() -> None:
 # -- properties ---------------------------------------------------------------------------
 
 
-@settings(max_examples=150)
+@settings(max_examples=150, deadline=None)
 @given(st.binary(max_size=4096), st.booleans())
 def test_hostile_bytes_only_ever_fail_as_invalid_publish(data: bytes, gzipped: bool) -> None:
     payload = gzip.compress(data) if gzipped else b"\x1f\x8b" + data
