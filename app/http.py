@@ -107,12 +107,20 @@ def read_body(req: falcon.Request, limit: int) -> bytes:
     terminator, a bad chunk extension, oversized trailers) and ``NoMoreData``
     (the connection ended inside a chunked body) while the app reads, and a body
     that ends before its Content-Length is refused here rather than parsed as
-    if it were whole.
+    if it were whole. A transfer coding other than chunked is refused.
     """
     declared = req.content_length
     if declared is not None and declared > limit:
         raise PayloadTooLarge(f"body of {declared} bytes is over the {limit}-byte limit")
-    chunked = "chunked" in (req.get_header("Transfer-Encoding") or "").lower()
+    codings = [c.strip() for c in (req.get_header("Transfer-Encoding") or "").lower().split(",")]
+    # gunicorn removes the chunking but hands gzip/deflate/compress transfer codings to
+    # the app as they came; no npm client sends them and r13 does not decode them.
+    other = [c for c in codings if c not in ("", "chunked", "identity")]
+    if other:
+        raise BadRequest(
+            f"Transfer-Encoding {', '.join(other)} is not supported (use Content-Encoding: gzip)"
+        )
+    chunked = "chunked" in codings
     # Without a length, only a chunked body has an end the server marks (gunicorn's
     # wsgi.input stops there); bounded_stream would read nothing.
     stream = req.stream if declared is None and chunked else req.bounded_stream
