@@ -9,11 +9,14 @@ Stored document (one per package, :class:`r13core.storage.base.PackageRecord`)::
      "time": {v: iso}, "maintainers": [{"name", "email"}], "readme",
      "description", "keywords", "homepage", "repository", "bugs", "license", "author"}
 
-Version manifests keep what the client sent, with r13's own ``dist`` (integrity,
-shasum, fileCount, unpackedSize; ``tarball`` is added when rendering, always
-under ``public_url``), ``_id``, ``_npmUser``, ``maintainers``,
-``hasInstallScript`` when install scripts exist, and ``_hasTypes: true`` when
-PREMIUM_TYPES was on at publish and the package ships TypeScript types.
+Version manifests keep the descriptive fields the client sent and, for every
+field that changes what gets installed or run, the tarball's own package.json
+(r13core/manifest.py; the body checks are in r13core/publish_checks.py), with
+r13's own ``dist`` (integrity, shasum, fileCount, unpackedSize; ``tarball`` is
+added when rendering, always under ``public_url``), ``_id``, ``_npmUser``,
+``maintainers``, ``hasInstallScript`` and ``_hasShrinkwrap`` derived from the
+tarball, and ``_hasTypes: true`` when PREMIUM_TYPES was on at publish and the
+package ships TypeScript types.
 
 Packuments are rendered once per change (full and abbreviated, plain and
 gzip, with an ETag), kept in the storage's render table (so every worker
