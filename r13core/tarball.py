@@ -61,7 +61,7 @@ class Limits:
     max_unpacked: int = 1024 * MiB  # inflated tar stream
     max_entries: int = 50_000
     max_manifest: int = 4 * MiB  # each package.json
-    max_ratio: int = 100  # inflated : compressed, once past ratio_free
+    max_ratio: int = 200  # inflated : compressed, once past ratio_free
     ratio_free: int = 16 * MiB  # inflated bytes allowed before the ratio applies
 
 

@@ -241,9 +241,9 @@ def read_tar(
                 raise _refuse(f"directory {path[:200]!r} has a size")
             yield TarEntry(path, kind, 0)
             continue
-        if flag == b"\x00" and path.endswith("/"):
+        if path.endswith("/"):
             # Old tars marked directories as files with a trailing slash; node-tar
-            # still reads them so. Ambiguous: refused.
+            # still reads a type-NUL one so, others as a file. Ambiguous: refused.
             raise _refuse(f"entry {path[:200]!r} is a file whose name ends with '/'")
         if want(path, size):
             data = _read_exact(read, _padded(size))[:size]

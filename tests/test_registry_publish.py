@@ -464,10 +464,10 @@ def test_a_sigstore_bundle_may_come_with_the_tarball(reg: Registry) -> None:
 
 
 def test_a_gzip_bomb_is_refused_by_its_ratio_and_leaves_nothing(tmp_path: Path) -> None:
-    reg = open_registry(tmp_path)  # default limits: 1 GiB unpacked, 100:1 past 16 MiB
+    reg = open_registry(tmp_path)  # default limits: 1 GiB unpacked, 200:1 past 16 MiB
     body = publish_body("widget", "1.0.0")
     _set_tgz(_bomb())(body)
-    with pytest.raises(InvalidPublish, match="inflates more than 100:1"):
+    with pytest.raises(InvalidPublish, match="inflates more than 200:1"):
         reg.put_package(A, body, actor="alice")
     assert reg.storage.package("widget") is None
     assert files_under(tmp_path / "blobs") == []
