@@ -14,7 +14,8 @@ anything two readers could read two ways is refused instead:
   sparse and contiguous files, volume labels... are refused by name);
 - one pax header and/or one GNU long name per entry, not both giving a path;
   pax ``size`` must equal the header's size; no ``linkpath``, no sparse keys,
-  no binary charset; a global pax header may not set ``path`` or ``size``;
+  no binary charset, at most 64 records; a global pax header may not set
+  ``path`` or ``size``;
 - names are strict UTF-8; a GNU header's prefix area must be empty;
 - after the first all-zero block, every remaining byte must be zero (no
   entries hidden behind an end marker that only some readers honour).
@@ -37,6 +38,7 @@ _ZERO: Final = bytes(BLOCK)
 _POSIX: Final = b"ustar\x0000"
 _GNU: Final = b"ustar  \x00"
 _SKIP: Final = 64 * 1024
+_MAX_PAX_RECORDS: Final = 64  # real headers carry a dozen at most
 
 FILE: Final = "file"
 DIRECTORY: Final = "directory"
@@ -115,8 +117,10 @@ def _pax_records(body: bytes) -> dict[str, str]:
     records: dict[str, str] = {}
     pos = 0
     while pos < len(body):
-        if body[pos:].strip(b"\x00") == b"":
-            break  # zero padding at the end
+        if body[pos] == 0:  # zero padding at the end, and nothing after it
+            if body.count(0, pos) != len(body) - pos:
+                raise _refuse("a pax extended header is malformed")
+            break
         space = body.find(b" ", pos, pos + 20)
         if space < 0 or not body[pos:space].isdigit():
             raise _refuse("a pax extended header is malformed")
@@ -131,6 +135,8 @@ def _pax_records(body: bytes) -> dict[str, str]:
         if key in records:
             raise _refuse(f"a pax extended header sets {key!r} twice")
         records[key] = _text(value_raw, f"the pax {key!r} value")
+        if len(records) > _MAX_PAX_RECORDS:
+            raise _refuse(f"a pax extended header has more than {_MAX_PAX_RECORDS} records")
         pos += length
     if records.get("hdrcharset", "").upper() == "BINARY":
         raise _refuse("a pax header declares binary (non-UTF-8) names")

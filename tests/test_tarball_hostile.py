@@ -315,6 +315,11 @@ def test_pax_records_that_change_what_an_entry_is_are_refused(
     refused(raw_tgz(manifest_member(), member), match)
 
 
+def test_a_pax_header_with_too_many_records_is_refused() -> None:
+    member = pax_member([(f"SCHILY.k{i}", "v") for i in range(65)]) + tar_member("package/x")
+    refused(raw_tgz(manifest_member(), member), "more than 64 records")
+
+
 def test_a_malformed_pax_record_is_refused() -> None:
     body = b"99 path=package/x\n"
     member = tar_member("PaxHeader/x", body, kind=b"x") + tar_member("package/x", b"1")
