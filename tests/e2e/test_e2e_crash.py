@@ -89,8 +89,11 @@ class Publish:
         def send() -> None:
             conn = http.client.HTTPConnection("127.0.0.1", self.srv.port, timeout=120)
             try:
-                conn.request("PUT", f"/{self.name}", body=self.body, headers={
-                    "Content-Type": "application/json", "Authorization": f"Bearer {self.key}"})  # fmt: skip
+                headers = {
+                    "Content-Type": "application/json",
+                    "Authorization": f"Bearer {self.key}",
+                }
+                conn.request("PUT", f"/{self.name}", body=self.body, headers=headers)
                 conn.getresponse().read()
             except (OSError, http.client.HTTPException):
                 pass  # the server died under us: expected
