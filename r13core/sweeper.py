@@ -9,7 +9,10 @@ not happen (the process died right after the commit). Two sweeps remove them
   gets the data dir's instance lock exclusively (no other server process of
   the data dir is alive, :class:`r13core.locks.InstanceLock`), no publish can
   be in flight, so every file no committed row refers to goes, whatever its
-  age. Otherwise it leaves the job to the running server's sweeper.
+  age, and so do the temp files other writers of the data dir leave when
+  killed mid-write (``*.tmp``: the monitor's state, the record's Python twin,
+  the admin key's first write). Otherwise it leaves the job to the running
+  server's sweeper.
 * :class:`Sweeper` — every worker runs one; the one holding
   ``<data>/.r13-sweeper.lock`` (:class:`r13core.locks.Leader`) sweeps every
   ``interval`` seconds, keeping files younger than ``min_age`` seconds (a
@@ -28,6 +31,8 @@ from r13core.locks import InstanceLock, Leader
 log = logging.getLogger("r13.sweeper")
 
 LOCK_FILE: Final = ".r13-sweeper.lock"
+# Where writers of the data dir put their temp files (each renamed into place when done).
+TEMP_FILES: Final = ("*.tmp", ".*.tmp", "run/*.tmp", "run/.*.tmp")
 
 
 class Sweepable(Protocol):
@@ -45,9 +50,23 @@ def startup_sweep(registry: Sweepable, instance: InstanceLock) -> int | None:
     if not instance.try_exclusive():
         return None
     try:
-        return registry.sweep(alone=True)
+        return registry.sweep(alone=True) + remove_temp_files(instance.path.parent)
     finally:
         instance.shared()  # downgrade: we are one of the running processes now
+
+
+def remove_temp_files(data_dir: Path) -> int:
+    """Remove the data dir's temp files (:data:`TEMP_FILES`); only safe when alone."""
+    removed = 0
+    for pattern in TEMP_FILES:
+        for path in Path(data_dir).glob(pattern):
+            try:
+                if not path.is_dir():
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+    return removed
 
 
 class Sweeper:

@@ -133,13 +133,22 @@ def test_serve_start_up_removes_orphans_and_keeps_the_lock_shared(
     settings = Settings.from_env({"R13_DATA": str(data)})
     prepare(settings).release()  # first start: database, key
     planted = plant_orphans(data)
+    # Other writers' temp files, left by a kill between their write and their rename.
+    (data / "run").mkdir(exist_ok=True)
+    planted += [data / "admin.tmp", data / ".config.r13.77.py.tmp",
+                data / "run" / ".metrics.json.77.1.tmp"]  # fmt: skip
+    for path in planted[-3:]:
+        path.write_text("half written")
+    keep = [data / "admin.key", data / "config.r13", data / "registry.sqlite3"]
     instance = prepare(settings)
     try:
-        assert "removed 4 orphan file(s)" in capsys.readouterr().err
+        assert "removed 7 orphan file(s)" in capsys.readouterr().err
+        assert all(p.exists() for p in keep)
         assert not any(p.exists() for p in planted)
         assert not InstanceLock(data).try_exclusive()  # held shared by the "server"
         # A second `r13 serve` on the same data dir does not sweep under us.
-        planted = plant_orphans(data)
+        planted = [*plant_orphans(data), data / "admin.tmp"]
+        planted[-1].write_text("a server's temp file")
         second = prepare(settings)
         assert "another r13 process is using" in capsys.readouterr().err
         assert all(p.exists() for p in planted)

@@ -87,8 +87,8 @@ def prepare(settings: Settings) -> InstanceLock:
                     )
                     instance.shared()
                 elif swept:
-                    print(f"r13: removed {swept} orphan file(s) from the blob store",
-                          file=sys.stderr)  # fmt: skip
+                    print(f"r13: removed {swept} orphan file(s) (unreferenced tarballs, temp "
+                          "files)", file=sys.stderr)  # fmt: skip
             finally:
                 services.storage.close()
     except BaseException:
