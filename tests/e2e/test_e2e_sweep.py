@@ -12,17 +12,20 @@ from pathlib import Path
 
 import pytest
 
+from r13core.locks import InstanceLock
 from tests.e2e.conftest import Server, free_port
 from tests.e2e.publish_body import publish_body, tarball
 
 pytestmark = pytest.mark.slow
 
 
-def test_a_running_server_sweeps_old_orphans_and_keeps_young_ones(tmp_path: Path) -> None:
+def test_a_running_server_holds_the_instance_lock_and_sweeps_old_orphans(tmp_path: Path) -> None:
     srv = Server(data=tmp_path / "data", port=free_port(), log=tmp_path / "server.log")
     srv.extra_env.update({"R13_SWEEP_INTERVAL": "200", "R13_SWEEP_MIN_AGE": "3600000"})
     srv.start()
     try:
+        # The running server holds the instance lock: no other `r13 serve` sweeps alone.
+        assert not InstanceLock(srv.data).try_exclusive()
         body = publish_body("kept", "1.0.0", tarball("kept", "1.0.0"))
         status, _, answer = srv.request("PUT", "/kept", body, key=srv.key("write"))
         assert status == 201, answer
@@ -43,3 +46,5 @@ def test_a_running_server_sweeps_old_orphans_and_keeps_young_ones(tmp_path: Path
         assert status == 200
     finally:
         assert srv.stop() == 0
+    with InstanceLock(srv.data) as after:
+        assert after.try_exclusive()  # released with the last server process
