@@ -42,6 +42,7 @@ def make_server(root: Path, **env: str) -> Server:
     srv.extra_env.update(
         {
             "METRICS_COLLECTION_INTERVAL": "200",
+            "METRICS_HISTORY_SIZE": "3000",  # ten minutes: the samples of the downloads stay
             "R13_FEATURE_DEBUG": "1",  # X-R13-Worker names the worker that answered
             **env,
         }
