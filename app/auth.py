@@ -34,14 +34,6 @@ _OWNED = frozenset(
 )
 
 
-class AuthMiddleware:
-    """Puts the request's key (or None) in ``req.context.token`` (kept for embedders)."""
-
-    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        req.context.token = bearer_token(req)
-        req.context.identity = _UNSET
-
-
 class Guard:
     """Authenticates a request's key on demand and asks r13core whether it may act."""
 

@@ -283,9 +283,18 @@ def not_modified(req: falcon.Request, *etags: str) -> bool:
     return "*" in wanted or any(tag.removeprefix("W/") in wanted for tag in etags)
 
 
-def send_json(req: falcon.Request, resp: falcon.Response, rendered: RenderedLike) -> None:
-    """Send a pre-rendered JSON document with ETag, 304 and gzip when accepted."""
-    resp.content_type = falcon.MEDIA_JSON
+def send_json(
+    req: falcon.Request,
+    resp: falcon.Response,
+    rendered: RenderedLike,
+    content_type: str = falcon.MEDIA_JSON,
+) -> None:
+    """Send a pre-rendered JSON document with ETag, 304 and gzip when accepted.
+
+    ``content_type``: the abbreviated packument goes out as
+    ``application/vnd.npm.install-v1+json``, as the npm registry sends it.
+    """
+    resp.content_type = content_type
     resp.vary = VARY
     zipped = accepts_gzip(req)
     etag = gzip_etag(rendered.etag) if zipped else rendered.etag

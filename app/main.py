@@ -13,10 +13,11 @@ import falcon
 from app import errors
 from app.audited import AuditedRegistry
 from app.auth import Authenticator, Guard
+from app.housekeeping import Housekeeping
 from app.http import HostRebaser
 from app.monitoring import Monitoring
 from app.openapi import OpenAPI
-from app.resources import performance
+from app.resources import analytics, performance
 from app.resources.advisories import Advisories
 from app.resources.audit import AdvisoriesBulk, AuditQuick
 from app.resources.dist_tags import PREFIX as PACKAGE_META_PREFIX
@@ -38,6 +39,7 @@ from r13core.ratelimit import RateLimiter
 from r13core.security import SecuritySettings
 from r13core.settings import Settings
 from r13core.storage.base import Storage
+from r13core.usage import Analytics
 
 DATABASE = "registry.sqlite3"  # where Registry.open keeps it
 
@@ -103,7 +105,9 @@ def create_app(
     """A WSGI app serving r13 for ``settings``.
 
     ``sampler_root_pid`` (the gunicorn master's pid, given by app/wsgi.py)
-    starts this worker's monitor sampler over that process tree.
+    marks a real server: this worker starts its monitor sampler over that
+    process tree, its usage flusher, holds the instance lock and runs the
+    sweeper's election (app/housekeeping.py).
     ``security_settings`` default to the process environment (R13_TRUSTED_PROXIES,
     R13_OPEN_SIGNUP, R13_ACCESS_RULES, R13_BLOCK_*...). Call it in each worker
     after fork: it opens the shared rate-limiter table of the data dir.
@@ -118,21 +122,24 @@ def create_app(
         storage = services.storage
         if registry_stats is None:
             registry_stats = services.registry.stats
+    if storage is None:  # identity, audit and usage live in the data dir's database
+        storage = open_storage(settings.data_dir)
     if security is None:
         sec_settings = security_settings or SecuritySettings.from_env(os.environ)
-        security = open_security(storage or open_storage(settings.data_dir), sec_settings)
+        security = open_security(storage, sec_settings)
     keys = keys if keys is not None else security.keys
     owners = owners if owners is not None else registry.owners
+    monitoring = Monitoring(
+        settings, store, registry_stats=registry_stats, root_pid=sampler_root_pid, usage=storage
+    )
+    registry.subscribe(monitoring.package_changed)
+    housekeeping = Housekeeping(settings, registry)
     registry = AuditedRegistry(registry, security.audit)
     guard = Guard(keys, store.read, policy=security.policy, owners=owners)
     limit = settings.max_body
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     limiter = RateLimiter(settings.data_dir, "security", security.settings.limiter_slots)
     firewall = SecurityMiddleware(settings, security, guard, limiter)
-
-    monitoring = Monitoring(
-        settings, store, registry_stats=registry_stats, root_pid=sampler_root_pid
-    )
     # The monitor first: its latency covers the other middleware. It also does
     # the worker header (X-R13-Worker) under DEBUG: each falcon middleware costs ~3 us.
     middleware: list[Any] = [monitoring.middleware, firewall]
@@ -181,10 +188,17 @@ def create_app(
     # Sinks read the raw path (names like @scope%2fname); later sinks are tried first,
     # and every route above wins over both.
     hosts = HostRebaser(settings.public_url, settings.allowed_hosts)
-    app.add_sink(Packages(registry, guard, max_body=limit, hosts=hosts), prefix=r"/(?!-/|_)")
+    app.add_sink(
+        Packages(registry, guard, max_body=limit, hosts=hosts, on_download=monitoring.downloaded),
+        prefix=r"/(?!-/|_)",
+    )
     app.add_sink(PackageMeta(registry, guard, max_body=limit), prefix=PACKAGE_META_PREFIX)
     app.add_route("/_api/openapi.json", OpenAPI())
     performance.add_routes(app, monitoring)
+    analytics.add_routes(
+        app, analytics.AnalyticsResource(Analytics(storage), guard, monitoring.usage)
+    )
     if sampler_root_pid is not None:
         monitoring.start()
+        housekeeping.start()
     return app

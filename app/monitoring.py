@@ -1,10 +1,12 @@
-"""Monitoring glue: the request middleware, JSON-lines logs, the /metrics exporter.
+"""Monitoring glue: the request middleware, the access log, the /metrics exporter, counting.
 
-:class:`Monitoring` builds everything the app needs for issue 5 from the
-settings and the live record: the shared counters, the sampler (started
-only in a real server, see ``create_app``), the read side every worker
-answers from, the access log, and a Prometheus collector over the shared
-counters.
+:class:`Monitoring` builds everything the app needs from the settings and
+the live record: the shared counters, the sampler (started only in a real
+server, see ``create_app``), the read side every worker answers from, the
+access log, a Prometheus collector over the shared counters, and the
+counting of publishes, unpublishes and downloads — in the shared counters
+(rates, totals) and per package and day in the database (analytics,
+buffered per worker: :mod:`r13core.usage`).
 """
 
 from __future__ import annotations
@@ -34,7 +36,10 @@ from r13core.access import Action
 from r13core.config import ConfigStore, Feature
 from r13core.metrics import LATENCY_BOUNDS, UNMATCHED, Event, Gauge, Metrics, route_key
 from r13core.monitor import MonitorSettings, MonitorView, RegistryStats, Sampler
+from r13core.registry import PackageChange
 from r13core.settings import Settings
+from r13core.storage.usage import UsageStorage
+from r13core.usage import Clock, UsageRecorder
 
 log = logging.getLogger("r13.access")
 debug_log = logging.getLogger("r13.debug")
@@ -295,7 +300,8 @@ class SharedCollector:
         )
         for event, name, text in (
             (Event.PUBLISHES, "r13_publishes", "Package versions published."),
-            (Event.DOWNLOADS, "r13_downloads", "Tarballs downloaded."),
+            (Event.UNPUBLISHES, "r13_unpublishes", "Package versions unpublished."),
+            (Event.DOWNLOADS, "r13_downloads", "Tarballs downloaded (200 answers to GET)."),
             (Event.CACHE_HITS, "r13_uplink_cache_hits", "Uplink requests answered from cache."),
             (Event.CACHE_MISSES, "r13_uplink_cache_misses", "Uplink requests not in cache."),
         ):
@@ -359,8 +365,9 @@ class SharedCollector:
 class Monitoring:
     """Everything the app needs for monitoring, built from the settings.
 
-    The sampler thread starts only when :meth:`start` is called (a real
-    server does it in each worker; exactly one of them samples).
+    The sampler thread and the usage flusher start only when :meth:`start` is
+    called (a real server does it in each worker; exactly one of them samples).
+    Without ``usage`` storage nothing is counted per package.
     """
 
     def __init__(
@@ -370,6 +377,8 @@ class Monitoring:
         *,
         registry_stats: RegistryStats | None = None,
         root_pid: int | None = None,
+        usage: UsageStorage | None = None,
+        clock: Clock = time.time,
     ) -> None:
         data = Path(settings.data_dir)
         self.store = store
@@ -377,7 +386,6 @@ class Monitoring:
         self.metrics = Metrics(data)
         self.view = MonitorView(data)
         self.access_log = JsonLines(data / "logs" / "access.log")
-        self.audit_log = JsonLines(data / "logs" / "audit.log")
         self.middleware = RequestMonitor(self.metrics, store, self.access_log)
         self.sampler = Sampler(
             data,
@@ -387,31 +395,55 @@ class Monitoring:
             registry_stats=registry_stats,
             root_pid=root_pid,
         )
+        self.usage = (
+            None
+            if usage is None
+            else UsageRecorder(usage, interval=settings.usage_flush_interval_ms / 1000, clock=clock)
+        )
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(SharedCollector(self.metrics, self.view))
         _ensure_debug_handler()
 
     def start(self) -> None:
-        """Start this worker's sampler thread (it samples only while it leads)."""
+        """Start this worker's sampler thread (it samples only while it leads) and flusher."""
         self.sampler.start()
+        if self.usage is not None:
+            self.usage.start()
 
     def stop(self) -> None:
-        """Stop the sampler thread."""
+        """Stop the sampler thread; write the buffered usage counts."""
         self.sampler.stop()
+        if self.usage is not None:
+            self.usage.stop()
 
     def scrape(self) -> bytes:
         """The Prometheus text exposition of everything."""
         return generate_latest(self.registry)
 
-    def audit(self, who: str, action: str, **details: Any) -> None:
-        """One audit-log line (when LOGGING is on): who did what, with details."""
-        if self.store.enabled(Feature.LOGGING):
-            self.audit_log.write({"ts": time.time(), "who": who, "action": action, **details})
-
     def count(self, event: Event, n: int = 1) -> None:
-        """Count a registry or live-channel event (publish, download, message...)."""
+        """Count a registry or live-channel event in the shared counters (METRICS on)."""
         if self.store.enabled(Feature.METRICS):
             self.metrics.count(event, n)
+
+    def downloaded(self, package: str) -> None:
+        """A tarball of ``package`` was sent: the shared counter and today's count."""
+        self.count(Event.DOWNLOADS)
+        if self.usage is not None:
+            self.usage.record("downloads", package)
+
+    def package_changed(self, change: PackageChange) -> None:
+        """The registry committed a publish or an unpublish (a registry listener)."""
+        n = len(change.versions)
+        if change.action == "publish":
+            self.count(Event.PUBLISHES, n)
+            kind = "publishes"
+        elif change.action == "unpublish":
+            self.count(Event.UNPUBLISHES, n)
+            kind = "unpublishes"
+        else:
+            return
+        if self.usage is not None:
+            self.usage.record(kind, change.package, n)
 
 
 def _ensure_debug_handler() -> None:

@@ -11,6 +11,7 @@ from typing import Any, Final
 
 import falcon
 
+from app.openapi_analytics import ANALYTICS_PATHS
 from app.openapi_security import SECURITY_PATHS
 from r13core._version import __version__
 
@@ -68,7 +69,11 @@ SAMPLE: Final[dict[str, Any]] = {
         "packages": {"type": ["integer", "null"]},
         "versions": {"type": ["integer", "null"]},
         "publishes_per_s": {"type": "number"},
+        "unpublishes_per_s": {"type": "number"},
         "downloads_per_s": {"type": "number"},
+        "publishes_total": {"type": "integer"},
+        "unpublishes_total": {"type": "integer"},
+        "downloads_total": {"type": "integer"},
         "cache_hit_rate": _NUM,
         "ws_connections": {"type": "integer"},
         "ws_messages_per_s": {"type": "number"},
@@ -250,6 +255,7 @@ PATHS: Final[dict[str, Any]] = {
         }
     },
     **SECURITY_PATHS,
+    **ANALYTICS_PATHS,
 }
 
 

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from app.http import RenderedLike
 from r13core.names import PackageName
+from r13core.registry import PackageChange
 
 
 class BlobRefLike(Protocol):
@@ -82,6 +83,9 @@ class RegistryService(Protocol):
 
     def remove_advisory(self, advisory_id: str, *, actor: str) -> None: ...
 
-    def sweep(self, *, min_age: float = 3600.0) -> int: ...
+    def sweep(self, *, min_age: float = 3600.0, alone: bool = False) -> int: ...
+
+    def subscribe(self, listener: Callable[[PackageChange], None]) -> None:
+        """Call ``listener`` after each committed publish and unpublish."""
 
     def stats(self) -> dict[str, int]: ...

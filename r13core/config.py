@@ -226,11 +226,6 @@ class Config13(_Fields):
         }
 
 
-def validate_record(data: bytes) -> None:
-    """Pure-Python twin of ``r13_config_validate``."""
-    Config13.from_bytes(data)
-
-
 def _check_write(offset: int, data: bytes) -> None:
     if not data or offset < 0 or offset + len(data) > RECORD_SIZE:
         raise InvalidValue(

@@ -44,7 +44,7 @@ class Event(enum.IntEnum):
     WS_MESSAGES_OUT = 5
     WS_HEARTBEATS = 6
     WS_HEARTBEAT_NS = 7  # sum of heartbeat round trips, ns
-    CONFIG_UPDATES = 8  # counted by writers that know; the sampler also uses the generation
+    UNPUBLISHES = 8  # versions unpublished
 
 
 class Gauge(enum.IntEnum):

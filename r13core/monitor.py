@@ -2,8 +2,9 @@
 
 Every worker runs a :class:`Sampler` thread, but only the one holding an
 exclusive flock on ``<data>/.r13-sampler.lock`` samples; the others wait
-for it. The kernel drops the lock when its holder dies, so another worker
-takes over within a poll period and continues the same history.
+for it (:class:`r13core.locks.Leader`). The kernel drops the lock when its
+holder dies, so another worker takes over within a poll period and
+continues the same history.
 
 Each tick the sampler reads the shared counters (:mod:`r13core.metrics`),
 turns their change since the last tick into rates and latency percentiles,
@@ -19,7 +20,6 @@ all of them give the same answer. Alert changes are appended to
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import math
@@ -34,6 +34,7 @@ from typing import Any, Final
 import psutil
 
 from r13core.config import ConfigStore, Feature
+from r13core.locks import Leader
 from r13core.metrics import LATENCY_BOUNDS, Event, Gauge, Metrics, PyMetrics, Totals
 from r13core.settings import Settings, SettingsError
 
@@ -151,6 +152,9 @@ def compute_rates(prev: Totals, cur: Totals, dt: float) -> dict[str, Any]:
         "latency_p99_ms": _ms(percentile(lat, 0.99)),
         "publishes_per_s": _rate(cur.events[Event.PUBLISHES], prev.events[Event.PUBLISHES], dt),
         "downloads_per_s": _rate(cur.events[Event.DOWNLOADS], prev.events[Event.DOWNLOADS], dt),
+        "unpublishes_per_s": _rate(
+            cur.events[Event.UNPUBLISHES], prev.events[Event.UNPUBLISHES], dt
+        ),
         "cache_hit_rate": round(hits / (hits + misses), 4) if hits + misses else None,
         "ws_messages_per_s": round((ev[Event.WS_MESSAGES_IN] + ev[Event.WS_MESSAGES_OUT]) / dt, 3)
         if dt > 0
@@ -169,6 +173,7 @@ def totals_fields(cur: Totals) -> dict[str, Any]:
         "bytes_out_total": cur.bytes_out,
         "publishes_total": cur.events[Event.PUBLISHES],
         "downloads_total": cur.events[Event.DOWNLOADS],
+        "unpublishes_total": cur.events[Event.UNPUBLISHES],
         "active_requests": max(0, cur.gauges[Gauge.ACTIVE_REQUESTS]),
         "ws_connections": max(0, cur.gauges[Gauge.WS_CONNECTIONS]),
         "workers": cur.processes,
@@ -470,6 +475,7 @@ SUMMARY_FIGURES: Final = (
     "error_rate_percent",
     "publishes_per_s",
     "downloads_per_s",
+    "unpublishes_per_s",
     "cache_hit_rate",
     "ws_connections",
     "ws_messages_per_s",
@@ -483,6 +489,7 @@ TOTAL_FIGURES: Final = (
     "bytes_out_total",
     "publishes_total",
     "downloads_total",
+    "unpublishes_total",
     "config_updates_total",
     "packages",
     "versions",
@@ -545,14 +552,12 @@ class Sampler:
         config: ConfigStore | None = None,
         registry_stats: RegistryStats | None = None,
         root_pid: int | None = None,
-        publish: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.metrics = metrics
         self.settings = settings
         self.config = config
         self.registry_stats = registry_stats
-        self.publish = publish
         self.tree = ProcessTree(root_pid if root_pid is not None else os.getpid())
         self.rules = default_rules(settings)
         self.alerts = AlertEngine(self.rules)
@@ -564,9 +569,7 @@ class Sampler:
         self._prev_t = 0.0
         self._prev_generation: int | None = None
         self._config_updates = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.leading = False
+        self._leader = Leader(self.data_dir / LOCK_FILE, self._lead, name="r13-sampler")
         (self.data_dir / "run").mkdir(parents=True, exist_ok=True)
 
     @staticmethod
@@ -638,8 +641,6 @@ class Sampler:
         for event in events:
             self._emit("alert", event)
         self.save(sample_ts=sample["ts"])
-        if self.publish is not None:
-            self.publish("metrics", sample)
         return sample
 
     def _emit(self, topic: str, data: dict[str, Any]) -> None:
@@ -659,8 +660,6 @@ class Sampler:
             os.close(fd)
         if topic == "alert":
             log.warning("alert %s %s: %s", data["event"], data["rule"], data.get("value"))
-        if self.publish is not None:
-            self.publish(topic, data)
 
     # -- the state file -----------------------------------------------------------
 
@@ -709,45 +708,24 @@ class Sampler:
 
     # -- the thread -----------------------------------------------------------------
 
+    @property
+    def leading(self) -> bool:
+        """Whether this process holds the sampler lock and samples."""
+        return self._leader.leading
+
     def start(self) -> None:
         """Run the election and, once leading, the sampling loop (daemon thread)."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="r13-sampler", daemon=True)
-            self._thread.start()
+        self._leader.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the thread (releasing the lock if held)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        self._leader.stop(timeout)
 
     def _enabled(self) -> bool:
         return self.config is None or self.config.enabled(Feature.METRICS)
 
-    def _run(self) -> None:
-        path = self.data_dir / LOCK_FILE
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            # Poll rather than block, so stop() works; the wait bounds takeover time.
-            while not self._stop.is_set():
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    self._stop.wait(0.2)
-            else:
-                return
-            self.leading = True
-            log.info("sampler started in pid %d", os.getpid())
-            self._lead()
-        except Exception:
-            log.exception("sampler failed")
-        finally:
-            self.leading = False
-            os.close(fd)  # drops the lock
-
-    def _lead(self) -> None:
+    def _lead(self, stop: threading.Event) -> None:
+        log.info("sampler started in pid %d", os.getpid())
         interval = self.settings.interval_ms / 1000
         try:
             self.resume()
@@ -761,7 +739,7 @@ class Sampler:
         if not idle and self._prev is None:
             self.collect()  # baseline
         deadline = time.monotonic() + interval
-        while not self._stop.wait(max(0.0, deadline - time.monotonic())):
+        while not stop.wait(max(0.0, deadline - time.monotonic())):
             deadline += interval
             if deadline < time.monotonic():
                 deadline = time.monotonic() + interval

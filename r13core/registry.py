@@ -30,6 +30,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -108,6 +109,8 @@ _TOP_FIELDS: Final = (
 SEVERITIES: Final = ("info", "low", "moderate", "high", "critical")
 _CACHE_SIZE: Final = 2048
 
+log = logging.getLogger("r13.registry")
+
 
 @dataclass(frozen=True)
 class Rendered:
@@ -132,6 +135,23 @@ class BlobRef:
     size: int
     integrity: str
     etag: str
+
+
+@dataclass(frozen=True)
+class PackageChange:
+    """What a committed change did, for listeners (counters, analytics).
+
+    ``action`` is ``"publish"`` (one new version) or ``"unpublish"`` (the
+    versions removed, all of them when the whole package went). An identical
+    retry of a publish, or an unpublish of what is already gone, is no change.
+    """
+
+    action: str
+    package: str
+    versions: tuple[str, ...]
+
+
+Listener = Callable[[PackageChange], None]
 
 
 def _etag(body: bytes) -> str:
@@ -178,6 +198,18 @@ class Registry:
         self.limits = limits or Limits()
         self._cache: OrderedDict[tuple[str, str], tuple[int, Rendered]] = OrderedDict()
         self._cache_lock = threading.Lock()
+        self._listeners: list[Listener] = []
+
+    def subscribe(self, listener: Listener) -> None:
+        """Call ``listener`` after every committed publish and unpublish (in that thread)."""
+        self._listeners.append(listener)
+
+    def _notify(self, change: PackageChange) -> None:
+        for listener in self._listeners:
+            try:
+                listener(change)
+            except Exception:  # the change is committed: a listener cannot undo it
+                log.exception("a listener failed on %s", change)
 
     @classmethod
     def open(
@@ -360,7 +392,10 @@ class Registry:
             raise BadRequest("body must be a JSON object")
         check_document(body, what="body")
         if body.get("_attachments"):
-            return True, self._publish(name, body, actor, check_owner)
+            # Held from before the tarball is written until after the commit: a sweep
+            # cannot remove a file this publish has written or reused before its row exists.
+            with self.blobs.hold():
+                return True, self._publish(name, body, actor, check_owner)
         return False, self._update_metadata(name, body, check_owner)
 
     def _publish(
@@ -438,6 +473,7 @@ class Registry:
             rev = self._save(tx, key, doc)
             tx.add_tarball(_TarballRow(key, version, sha512, len(req.data)))
             tx.mark_used(key, version, sha512)
+        self._notify(PackageChange("publish", key, (version,)))
         return {"ok": True, "id": key, "rev": _rev_string(key, rev)}
 
     def _publish_again(self, name: PackageName, version: str, sha512: str, used: str) -> JSONDict:
@@ -555,6 +591,8 @@ class Registry:
             raise BadRequest("body must be a JSON object")
         check_document(body, what="body")
         key = str(name)
+        removed: list[str] = []
+        result: dict[str, Any] | None = None
         with self.storage.write() as tx:
             record = _existing(tx, name)
             self._check_rev(record, rev)
@@ -564,25 +602,27 @@ class Registry:
             if versions is not None:
                 changed |= self._apply_deprecations(doc, versions)
                 assert isinstance(versions, dict)
-                gone = [v for v in doc["versions"] if v not in versions]
-                if gone and len(gone) == len(doc["versions"]):
+                removed = [v for v in doc["versions"] if v not in versions]
+                if removed and len(removed) == len(doc["versions"]):
                     tx.delete_package(key)
-                    return {"ok": True, "id": key}
-                if gone:
-                    self._remove_versions(tx, key, doc, gone)
+                    result = {"ok": True, "id": key}
+                elif removed:
+                    self._remove_versions(tx, key, doc, removed)
                     changed = True
-            if "maintainers" in body:
+            if result is None and "maintainers" in body:
                 maintainers = self._maintainers(body["maintainers"])
                 if maintainers != doc["maintainers"]:
                     doc["maintainers"] = maintainers
                     for manifest in doc["versions"].values():
                         manifest["maintainers"] = maintainers
                     changed = True
-            if not changed:
-                return {"ok": True, "id": key, "rev": _rev_string(key, record.rev)}
-            doc["modified"] = _now()
-            new_rev = self._save(tx, key, doc)
-        return {"ok": True, "id": key, "rev": _rev_string(key, new_rev)}
+            if result is None:
+                if changed:
+                    doc["modified"] = _now()
+                    record = PackageRecord(key, self._save(tx, key, doc), doc)
+                result = {"ok": True, "id": key, "rev": _rev_string(key, record.rev)}
+        self._unpublished(key, removed)
+        return result
 
     def unpublish_package(self, name: PackageName, rev: str, *, actor: str) -> dict[str, Any]:
         """``DELETE /:pkg/-rev/:rev``: remove the whole package (its versions stay used)."""
@@ -591,6 +631,7 @@ class Registry:
             record = _existing(tx, name)
             self._check_rev(record, rev)
             tx.delete_package(key)
+        self._unpublished(key, list(record.doc["versions"]))
         return {"ok": True}
 
     def remove_tarball(
@@ -599,25 +640,46 @@ class Registry:
         """``DELETE /:pkg/-/:file/-rev/:rev``, the last step of npm's unpublish.
 
         If the version is already gone (the usual case: the PUT before removed it)
-        this only checks the rev; if it is still there, it is unpublished here. The
-        file itself goes at the next :meth:`sweep` (blobs may be shared).
+        this only checks the rev; if it is still there, it is unpublished here, and
+        its file deleted (unless another row shares it).
         """
         key = str(name)
         version = name.version_of_file(filename)
+        removed: list[str] = []
         with self.storage.write() as tx:
             record = _existing(tx, name)
             self._check_rev(record, rev)
             doc = record.doc
             if version not in doc["versions"]:
                 tx.remove_tarball(key, version)
-                return {"ok": True}
-            if len(doc["versions"]) == 1:
+            elif len(doc["versions"]) == 1:
                 tx.delete_package(key)
-                return {"ok": True}
-            self._remove_versions(tx, key, doc, [version])
-            doc["modified"] = _now()
-            self._save(tx, key, doc)
+                removed = [version]
+            else:
+                self._remove_versions(tx, key, doc, [version])
+                doc["modified"] = _now()
+                self._save(tx, key, doc)
+                removed = [version]
+        self._unpublished(key, removed)
         return {"ok": True}
+
+    def _unpublished(self, key: str, versions: list[str]) -> None:
+        """After the commit that unpublished ``versions``: tell listeners, delete their files.
+
+        A version's tarball is the blob its first publish recorded (the tombstone
+        keeps that hash). It is deleted at once unless another row refers to it;
+        if this process dies first, the file is an orphan the next sweep removes.
+        """
+        if not versions:
+            return
+        self._notify(PackageChange("unpublish", key, tuple(versions)))
+        hashes = {h for v in versions if (h := self.storage.used_version(key, v)) is not None}
+        try:
+            with self.blobs.sweeping():  # no publish is between its put and its commit now
+                for sha512 in hashes - self.storage.blobs_in_use(hashes):
+                    self.blobs.delete(sha512)
+        except OSError:
+            log.exception("deleting the tarballs of %s %s; the sweep will", key, versions)
 
     # -- dist-tags ------------------------------------------------------------------
 
@@ -907,13 +969,29 @@ class Registry:
 
     # -- maintenance ----------------------------------------------------------------------
 
-    def sweep(self, *, min_age: float = 3600.0) -> int:
-        """Remove blob files no tarball row refers to (and stale temp files).
+    def sweep(self, *, min_age: float = 3600.0, alone: bool = False) -> int:
+        """Remove files in the blob store that no committed tarball row refers to.
 
-        Only files older than ``min_age`` seconds go, so a publish that has written
-        its file but not yet committed keeps it. Returns how many files went.
+        Orphans are blobs of publishes that died before their commit (or whose
+        prompt deletion at unpublish did not happen), temp files, and anything
+        else in the store. With ``alone`` the caller guarantees that no other
+        process uses the data dir (``r13 serve`` holds the instance lock
+        exclusively, :mod:`r13core.locks`): every orphan goes whatever its age,
+        and empty directories too. Otherwise only files older than ``min_age``
+        seconds go. Either way the references are read again under the blob
+        store's exclusive lock, which no publish holds between writing its file
+        and committing its row. Returns how many files went.
         """
-        return self.blobs.sweep_orphans(self.storage.blob_refs(), min_age=min_age)
+        age = 0.0 if alone else min_age
+        candidates = self.blobs.orphans(self.storage.blob_refs(), min_age=age)
+        removed = 0
+        if candidates:
+            with self.blobs.sweeping():
+                known = self.storage.blob_refs()
+                removed = self.blobs.remove_orphans(candidates, known, min_age=age)
+        if alone:
+            self.blobs.prune()
+        return removed
 
 
 # -- search helpers ---------------------------------------------------------------------------

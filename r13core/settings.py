@@ -65,6 +65,11 @@ class Settings:
     alert_cpu: int = 80
     alert_memory: int = 85
     alert_latency_ms: int = 1000
+    # Housekeeping: the periodic orphan sweep, and how often each worker writes its
+    # buffered download/publish counts to the database.
+    sweep_interval_ms: int = 3_600_000
+    sweep_min_age_ms: int = 3_600_000
+    usage_flush_interval_ms: int = 5000
     # R13_FEATURE_<NAME>=0|1: bits forced at start, as (flag, on) pairs.
     feature_overrides: tuple[tuple[Feature, bool], ...] = field(default=())
 
@@ -106,5 +111,8 @@ class Settings:
             alert_cpu=_int(env, "ALERT_CPU_THRESHOLD", 80, 1, 100),
             alert_memory=_int(env, "ALERT_MEMORY_THRESHOLD", 85, 1, 100),
             alert_latency_ms=_int(env, "ALERT_LATENCY_THRESHOLD", 1000, 1, 3_600_000),
+            sweep_interval_ms=_int(env, "R13_SWEEP_INTERVAL", 3_600_000, 100, 2**40),
+            sweep_min_age_ms=_int(env, "R13_SWEEP_MIN_AGE", 3_600_000, 0, 2**40),
+            usage_flush_interval_ms=_int(env, "R13_USAGE_FLUSH_INTERVAL", 5000, 10, 86_400_000),
             feature_overrides=tuple(overrides),
         )

@@ -1,87 +1,120 @@
-"""A background sweeper: removes orphan tarball files now and then.
+"""Orphan removal: once at start-up when alone, then periodically in one worker.
 
 Orphans appear when a publish dies between writing its file and committing
-its row, and when versions are unpublished. Every worker may run a
-:class:`Sweeper`; a lock file in the data dir (``flock``, non-blocking) makes
-sure only one process sweeps at a time, and the registry's age guard keeps
-the files of publishes still in flight.
+its row, and when the prompt deletion of an unpublished version's file did
+not happen (the process died right after the commit). Two sweeps remove them
+(:meth:`r13core.registry.Registry.sweep` does the work):
+
+* :func:`startup_sweep` — ``r13 serve`` calls it before gunicorn starts. If it
+  gets the data dir's instance lock exclusively (no other server process of
+  the data dir is alive, :class:`r13core.locks.InstanceLock`), no publish can
+  be in flight, so every file no committed row refers to goes, whatever its
+  age, and so do the temp files other writers of the data dir leave when
+  killed mid-write (``*.tmp``: the monitor's state, the record's Python twin,
+  the admin key's first write). Otherwise it leaves the job to the running
+  server's sweeper.
+* :class:`Sweeper` — every worker runs one; the one holding
+  ``<data>/.r13-sweeper.lock`` (:class:`r13core.locks.Leader`) sweeps every
+  ``interval`` seconds, keeping files younger than ``min_age`` seconds (a
+  publish in flight). If its worker dies, another takes over.
 """
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 import threading
 from pathlib import Path
-from typing import Protocol
+from typing import Final, Protocol
+
+from r13core.locks import InstanceLock, Leader
 
 log = logging.getLogger("r13.sweeper")
+
+LOCK_FILE: Final = ".r13-sweeper.lock"
+# Where writers of the data dir put their temp files (each renamed into place when done).
+TEMP_FILES: Final = ("*.tmp", ".*.tmp", "run/*.tmp", "run/.*.tmp")
 
 
 class Sweepable(Protocol):
     """What the sweeper needs: :meth:`r13core.registry.Registry.sweep`."""
 
-    def sweep(self, *, min_age: float = 3600.0) -> int: ...
+    def sweep(self, *, min_age: float = 3600.0, alone: bool = False) -> int: ...
 
 
-def sweep_once(registry: Sweepable, lock_path: Path, *, min_age: float) -> int | None:
-    """Sweep unless another process is sweeping; the number removed, or None if skipped."""
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+def startup_sweep(registry: Sweepable, instance: InstanceLock) -> int | None:
+    """Sweep every orphan if ``instance`` can be locked exclusively; None if others run.
+
+    On success the lock is left held **shared** (the caller keeps it while it
+    serves, so a later ``r13 serve`` on the same data dir does not sweep under it).
+    """
+    if not instance.try_exclusive():
+        return None
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return None
-        try:
-            return registry.sweep(min_age=min_age)
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+        return registry.sweep(alone=True) + remove_temp_files(instance.path.parent)
     finally:
-        os.close(fd)
+        instance.shared()  # downgrade: we are one of the running processes now
+
+
+def remove_temp_files(data_dir: Path) -> int:
+    """Remove the data dir's temp files (:data:`TEMP_FILES`); only safe when alone."""
+    removed = 0
+    for pattern in TEMP_FILES:
+        for path in Path(data_dir).glob(pattern):
+            try:
+                if not path.is_dir():
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+    return removed
 
 
 class Sweeper:
-    """Calls ``registry.sweep(min_age=...)`` every ``interval`` seconds in a daemon thread."""
+    """The periodic sweep, led by one process of the data dir (see the module docstring)."""
 
     def __init__(
         self,
         registry: Sweepable,
-        data_dir: Path,
+        data_dir: str | Path,
         *,
         interval: float = 3600.0,
         min_age: float = 3600.0,
+        poll: float = 0.2,
     ) -> None:
         if interval <= 0 or min_age < 0:
             raise ValueError("interval must be > 0 and min_age >= 0")
         self._registry = registry
-        self._lock_path = Path(data_dir) / "sweep.lock"
         self._interval = interval
         self._min_age = min_age
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._leader = Leader(Path(data_dir) / LOCK_FILE, self._lead, name="r13-sweeper", poll=poll)
         self.removed = 0
+        self.sweeps = 0
+
+    @property
+    def leading(self) -> bool:
+        """Whether this process is the one that sweeps."""
+        return self._leader.leading
 
     def start(self) -> None:
-        """Start the thread (call it in each worker after fork)."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="r13-sweeper", daemon=True)
-            self._thread.start()
+        """Start the election thread (call it in each worker after fork)."""
+        self._leader.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Ask the thread to end and wait for it."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        """Stop sweeping (releasing the lock if held) and wait for the thread."""
+        self._leader.stop(timeout)
 
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
+    def sweep_now(self) -> int:
+        """One sweep with the age guard (what each period does)."""
+        removed = self._registry.sweep(min_age=self._min_age)
+        self.sweeps += 1
+        self.removed += removed
+        if removed:
+            log.info("swept %d orphan file(s)", removed)
+        return removed
+
+    def _lead(self, stop: threading.Event) -> None:
+        while not stop.wait(self._interval):
             try:
-                removed = sweep_once(self._registry, self._lock_path, min_age=self._min_age)
+                self.sweep_now()
             except Exception:  # keep sweeping later; never kill the worker
                 log.exception("sweep failed")
-                continue
-            if removed:
-                self.removed += removed
-                log.info("swept %d orphan file(s)", removed)

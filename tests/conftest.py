@@ -19,6 +19,7 @@ from r13core.config import Config13, ConfigStore, Feature
 from r13core.errors import NotFound, Unauthorized
 from r13core.keys import KeyInfo, Permission
 from r13core.names import PackageName
+from r13core.registry import PackageChange
 from r13core.settings import Settings
 
 PUBLIC_URL = "https://registry.example.test"
@@ -50,6 +51,7 @@ class FakeRegistry:
 
     tmp: Path
     calls: list[tuple[Any, ...]] = field(default_factory=list)
+    listeners: list[Callable[[PackageChange], None]] = field(default_factory=list)
     tarball_bytes: bytes = b"\x1f\x8b fake tarball bytes"
 
     def _doc(self, name: PackageName, **extra: Any) -> dict[str, Any]:
@@ -157,8 +159,11 @@ class FakeRegistry:
         if advisory_id == "404":
             raise NotFound("no advisory 404")
 
-    def sweep(self, *, min_age: float = 3600.0) -> int:
+    def sweep(self, *, min_age: float = 3600.0, alone: bool = False) -> int:
         return 0
+
+    def subscribe(self, listener: Callable[[PackageChange], None]) -> None:
+        self.listeners.append(listener)
 
     def stats(self) -> dict[str, int]:
         return {"packages": 1, "versions": 1}

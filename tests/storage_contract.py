@@ -1,8 +1,9 @@
 """The storage contract: tests every backend must pass.
 
 A backend's test module subclasses :class:`StorageContract` (and
-:class:`BlobStoreContract` for tarball stores) and provides a ``storage``
-(or ``blobs``) fixture giving a fresh, empty store. See tests/test_storage_sqlite.py.
+:class:`BlobStoreContract` for tarball stores, one class per storage concern:
+:class:`IdentityStorageContract`, :class:`UsageStorageContract`) and provides
+a ``storage`` (or ``blobs``) fixture giving a fresh, empty store. See tests/test_storage_sqlite.py.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,6 +25,7 @@ from r13core.storage.base import (
     Storage,
     TarballRecord,
 )
+from r13core.storage.usage import UsageStorage
 
 SHA_A = "a" * 128
 SHA_B = "b" * 128
@@ -277,6 +280,22 @@ class BlobStoreContract:
         assert blobs.read(orphan.sha512) is None
         assert blobs.read(keep.sha512) == b"referenced"
 
+    def test_a_candidate_referenced_meanwhile_is_kept(self, blobs: BlobStore) -> None:
+        late = blobs.put(b"a publish committed between the listing and the removal")
+        candidates = blobs.orphans(set(), min_age=0)
+        assert len(candidates) == 1
+        with blobs.sweeping():
+            assert blobs.remove_orphans(candidates, {late.sha512}, min_age=0) == 0
+        assert blobs.read(late.sha512) is not None
+        with blobs.sweeping():
+            assert blobs.remove_orphans(candidates, set(), min_age=0) == 1
+        assert blobs.read(late.sha512) is None
+
+    def test_a_held_store_can_be_held_again_and_swept_after(self, blobs: BlobStore) -> None:
+        with blobs.hold(), blobs.hold():  # publishes share it
+            blobs.put(b"in flight")
+        assert blobs.sweep_orphans(set(), min_age=0) == 1
+
 
 def age_file(path: Path, seconds: float) -> None:
     """Make ``path`` look ``seconds`` old (for sweep tests)."""
@@ -362,3 +381,82 @@ class IdentityStorageContract:
         taken = storage.take_web_login("id1")
         assert taken is not None and taken.token == "r13_tok" and taken.username == "alice"
         assert storage.take_web_login("id1") is None
+
+
+class UsageStorageContract:
+    """Behaviour of :class:`r13core.storage.usage.UsageStorage` (per-package daily counts)."""
+
+    @pytest.fixture
+    def storage(self) -> UsageStorage:
+        raise NotImplementedError("a backend's test class provides this fixture")
+
+    def test_deltas_add_up_per_package_kind_and_day(self, storage: UsageStorage) -> None:
+        storage.add_usage(
+            [("2026-11-01", "a", "downloads", 2), ("2026-11-01", "a", "downloads", 3)]
+        )
+        storage.add_usage(
+            [("2026-11-01", "a", "downloads", 1), ("2026-11-01", "a", "publishes", 1)]
+        )
+        storage.add_usage(
+            [("2026-11-02", "a", "downloads", 4), ("2026-11-01", "b", "downloads", 7)]
+        )
+        assert storage.usage_days("downloads", "2026-11-01", "2026-11-30", package="a") == [
+            ("2026-11-01", 6),
+            ("2026-11-02", 4),
+        ]
+        assert storage.usage_days("publishes", "2026-11-01", "2026-11-30", package="a") == [
+            ("2026-11-01", 1)
+        ]
+        assert storage.usage_days("downloads", "2026-11-01", "2026-11-30", package="c") == []
+
+    def test_totals_per_day_sum_every_package(self, storage: UsageStorage) -> None:
+        storage.add_usage([
+            ("2026-11-01", "a", "downloads", 2),
+            ("2026-11-01", "@s/b", "downloads", 5),
+            ("2026-11-03", "a", "downloads", 1),
+            ("2026-11-01", "a", "unpublishes", 9),
+        ])  # fmt: skip
+        assert storage.usage_days("downloads", "2026-11-01", "2026-11-30") == [
+            ("2026-11-01", 7),
+            ("2026-11-03", 1),
+        ]
+
+    def test_a_range_is_inclusive_and_excludes_other_days(self, storage: UsageStorage) -> None:
+        days = ["2026-10-31", "2026-11-01", "2026-11-15", "2026-11-30", "2026-12-01"]
+        storage.add_usage([(d, "a", "downloads", 1) for d in days])
+        got = storage.usage_days("downloads", "2026-11-01", "2026-11-30", package="a")
+        assert got == [("2026-11-01", 1), ("2026-11-15", 1), ("2026-11-30", 1)]
+        assert storage.usage_top("downloads", "2026-11-01", "2026-11-30", 10) == [("a", 3)]
+
+    def test_top_orders_by_count_then_name_and_limits(self, storage: UsageStorage) -> None:
+        storage.add_usage([
+            ("2026-11-01", "low", "downloads", 1),
+            ("2026-11-01", "b-tie", "downloads", 5),
+            ("2026-11-02", "a-tie", "downloads", 5),
+            ("2026-11-02", "high", "downloads", 3),
+            ("2026-11-03", "high", "downloads", 8),
+            ("2026-11-03", "publisher", "publishes", 50),
+        ])  # fmt: skip
+        top = storage.usage_top("downloads", "2026-11-01", "2026-11-30", 3)
+        assert top == [("high", 11), ("a-tie", 5), ("b-tie", 5)]
+        assert storage.usage_top("publishes", "2026-11-01", "2026-11-30", 3) == [("publisher", 50)]
+        assert storage.usage_top("unpublishes", "2026-11-01", "2026-11-30", 3) == []
+
+    def test_a_batch_is_written_whole_or_not_at_all(self, storage: UsageStorage) -> None:
+        bad: Any = [("2026-11-01", "a", "downloads", 1), ("2026-11-01", "b", "downloads", None)]
+        with pytest.raises(Exception):  # noqa: B017 - each backend raises its own kind
+            storage.add_usage(bad)
+        assert storage.usage_days("downloads", "2026-11-01", "2026-11-01") == []
+        storage.add_usage([])  # nothing to do is fine
+
+    def test_concurrent_batches_lose_no_count(self, storage: UsageStorage) -> None:
+        def add() -> None:
+            for _ in range(50):
+                storage.add_usage([("2026-11-01", "a", "downloads", 1)])
+
+        threads = [threading.Thread(target=add) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert storage.usage_days("downloads", "2026-11-01", "2026-11-01") == [("2026-11-01", 200)]

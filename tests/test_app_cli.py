@@ -51,7 +51,7 @@ def test_first_start_creates_everything_and_one_admin_key(
 ) -> None:
     data = tmp_path / "new" / "data"
     settings = Settings.from_env({"R13_DATA": str(data), "R13_PUBLIC_URL": "http://h:1/npm/"})
-    prepare(settings)
+    prepare(settings).release()
     key_file = data / "admin.key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     secret = key_file.read_text().strip()
@@ -63,7 +63,7 @@ def test_first_start_creates_everything_and_one_admin_key(
     info = KeyStore(open_storage(data)).authenticate(secret)
     assert info.permission is Permission.ADMIN
 
-    prepare(settings)  # a restart: no new key, nothing printed
+    prepare(settings).release()  # a restart: no new key, nothing printed
     assert key_file.read_text().strip() == secret
     assert "_authToken" not in capsys.readouterr().err
     assert len(KeyStore(open_storage(data)).list()) == 1

@@ -31,8 +31,25 @@ def test_unscoped_packument_full_by_default(harness: AppHarness) -> None:
 
 
 def test_abbreviated_packument_by_accept_header(harness: AppHarness) -> None:
-    harness.client.simulate_get("/pkg", headers={**READ, "Accept": ABBREV})
+    r = harness.client.simulate_get("/pkg", headers={**READ, "Accept": ABBREV})
     assert harness.registry.calls == [("packument", "pkg", True)]
+    assert r.headers["Content-Type"] == "application/vnd.npm.install-v1+json"
+    assert r.headers["Vary"] == "Accept, Accept-Encoding"
+
+
+def test_abbreviated_packument_keeps_etag_gzip_and_304(harness: AppHarness) -> None:
+    accept = {**READ, "Accept": ABBREV}
+    plain = harness.client.simulate_get("/pkg", headers=accept)
+    zipped = harness.client.simulate_get("/pkg", headers={**accept, "Accept-Encoding": "gzip"})
+    assert zipped.headers["Content-Type"] == "application/vnd.npm.install-v1+json"
+    assert zipped.headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(zipped.content) == plain.content
+    for etag in (plain.headers["ETag"], zipped.headers["ETag"]):
+        again = harness.client.simulate_get("/pkg", headers={**accept, "If-None-Match": etag})
+        assert again.status_code == 304
+        assert "Content-Type" not in again.headers
+    full = harness.client.simulate_get("/pkg", headers=READ)
+    assert full.headers["ETag"] != plain.headers["ETag"]  # another representation
 
 
 def test_write_true_gets_the_fresh_document_with_rev(harness: AppHarness) -> None:
@@ -151,9 +168,18 @@ def test_dist_tag_body_must_be_a_json_string(harness: AppHarness) -> None:
     assert harness.registry.calls == []
 
 
-def test_owners(harness: AppHarness) -> None:
+def test_owners_answer_both_the_username_and_the_name_shape(harness: AppHarness) -> None:
+    # pnpm 12.0-12.14 parse [{username, email}] (both required strings); r13's own shape
+    # and the packument's maintainers are [{name, email}].
     r = harness.client.simulate_get("/-/package/@s%2fpkg/owners", headers=READ)
-    assert r.json == [{"name": "admin", "email": ""}]
+    assert r.json == [{"username": "admin", "name": "admin", "email": ""}]
+
+
+def test_collaborators_as_the_npm_registry_answers_them(harness: AppHarness) -> None:
+    r = harness.client.simulate_get("/-/package/@s%2fpkg/collaborators", headers=READ)
+    assert (r.status_code, r.json) == (200, {"admin": "read-write"})
+    r = harness.client.simulate_put("/-/package/pkg/collaborators", headers=WRITE)
+    assert r.status_code == 405
 
 
 def test_ping(harness: AppHarness) -> None:

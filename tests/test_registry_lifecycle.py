@@ -116,11 +116,13 @@ def test_versions_stay_used_after_the_whole_package_goes(reg: Registry, tmp_path
     assert doc["maintainers"] == [{"name": "bob", "email": ""}]
 
 
-def test_sweep_removes_the_files_of_unpublished_versions(reg: Registry, tmp_path: Path) -> None:
+def test_unpublish_deletes_the_version_file_at_once(reg: Registry, tmp_path: Path) -> None:
     assert len(files_under(tmp_path / "blobs")) == 3
+    gone = reg.tarball(A, "widget-2.0.0.tgz").path
     npm_unpublish(reg, "2.0.0")
-    assert reg.sweep(min_age=0) == 1
+    assert not gone.exists()
     assert len(files_under(tmp_path / "blobs")) == 2
+    assert reg.sweep(min_age=0) == 0  # nothing left for the sweep
     assert reg.tarball(A, "widget-1.0.0.tgz").path.exists()
 
 

@@ -16,6 +16,7 @@ from tests.storage_contract import (
     BlobStoreContract,
     IdentityStorageContract,
     StorageContract,
+    UsageStorageContract,
     age_file,
 )
 
@@ -27,6 +28,12 @@ class TestSQLiteStorage(StorageContract):
 
 
 class TestSQLiteIdentityStorage(IdentityStorageContract):
+    @pytest.fixture
+    def storage(self, tmp_path: Path) -> SQLiteStorage:
+        return SQLiteStorage(tmp_path / "registry.sqlite3")
+
+
+class TestSQLiteUsageStorage(UsageStorageContract):
     @pytest.fixture
     def storage(self, tmp_path: Path) -> SQLiteStorage:
         return SQLiteStorage(tmp_path / "registry.sqlite3")
@@ -142,6 +149,36 @@ def test_sweep_removes_stale_temp_files_too(tmp_path: Path) -> None:
     age_file(stale, 7200)
     assert blobs.sweep_orphans(set(), min_age=3600) == 1
     assert not stale.exists()
+
+
+def test_orphans_are_every_file_but_a_referenced_blob_in_its_place(tmp_path: Path) -> None:
+    blobs = FileBlobStore(tmp_path / "blobs")
+    keep = blobs.put(b"referenced")
+    root = tmp_path / "blobs"
+    temp = root / "tmp" / "x.1.2.tmp"
+    temp.write_bytes(b"half")
+    foreign = root / "README"
+    foreign.write_text("someone's notes")
+    misplaced = root / "sha512" / "ff" / "ff" / keep.sha512  # right name, wrong place
+    misplaced.parent.mkdir(parents=True)
+    misplaced.write_bytes(b"referenced")
+    link = root / "sha512" / "ff" / "link"
+    link.symlink_to(tmp_path)
+    found = sorted(blobs.orphans({keep.sha512}, min_age=0))
+    assert found == sorted([temp, foreign, misplaced, link])
+    assert blobs.sweep_orphans({keep.sha512}, min_age=0) == 4
+    assert tmp_path.exists()  # the link went, not what it pointed at
+    assert blobs.prune() == 2  # sha512/ff/ff and sha512/ff
+    assert blobs.read(keep.sha512) == b"referenced"
+    assert blobs.orphans({keep.sha512}, min_age=0) == []
+
+
+def test_the_lock_file_sits_beside_the_store(tmp_path: Path) -> None:
+    blobs = FileBlobStore(tmp_path / "blobs")
+    with blobs.hold():
+        pass
+    assert (tmp_path / "blobs.lock").exists()
+    assert blobs.orphans(set(), min_age=0) == []
 
 
 def test_blob_files_are_laid_out_by_hash_prefix(tmp_path: Path) -> None:

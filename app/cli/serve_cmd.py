@@ -2,8 +2,11 @@
 
 On first start it creates the data dir, the record, the database and an admin
 key; the key goes to ``<data>/admin.key`` (mode 0600) and is printed once with
-the ``.npmrc`` lines that use it. Then the process becomes gunicorn (exec), so
-SIGTERM/SIGINT reach gunicorn's master directly and stop it cleanly.
+the ``.npmrc`` lines that use it. When no other process of the data dir is
+running it removes every file in the blob store that no committed row refers
+to (r13core/sweeper.py). Then the process becomes gunicorn (exec), so
+SIGTERM/SIGINT reach gunicorn's master directly and stop it cleanly; the
+master keeps the data dir's instance lock (shared) across the exec.
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ from urllib.parse import urlsplit
 
 from app.main import open_config, open_services
 from r13core.keys import KeyStore, Permission
+from r13core.locks import InstanceLock
 from r13core.security import SecuritySettings
 from r13core.settings import Settings
+from r13core.sweeper import startup_sweep
 
 ADMIN_KEY_FILE = "admin.key"
 
@@ -57,22 +62,39 @@ def ensure_admin_key(data_dir: Path, keys: KeyStore, public_url: str) -> str | N
     return secret
 
 
-def prepare(settings: Settings) -> None:
+def prepare(settings: Settings) -> InstanceLock:
     """Create what a first start needs (data dir, record, database, admin key); sweep orphans.
 
     Runs in the process that then execs gunicorn; the database connection made
-    here is closed first, and every worker opens its own after fork.
+    here is closed first, and every worker opens its own after fork. Returns
+    the data dir's instance lock, held shared: the caller keeps it while it
+    serves (or releases it).
     """
-    with open_config(settings) as config:
-        services = open_services(settings, config)
-        try:
-            ensure_admin_key(settings.data_dir, services.keys, settings.public_url)
-            # Tarball files left by publishes that crashed before their commit.
-            swept = services.registry.sweep()
-            if swept:
-                print(f"r13: removed {swept} orphan file(s) from the blob store", file=sys.stderr)
-        finally:
-            services.storage.close()
+    instance = InstanceLock(settings.data_dir)
+    try:
+        with open_config(settings) as config:
+            services = open_services(settings, config)
+            try:
+                ensure_admin_key(settings.data_dir, services.keys, settings.public_url)
+                # Files left by publishes that crashed before their commit, and anything
+                # else no committed row refers to: safe only while no other process runs.
+                swept = startup_sweep(services.registry, instance)
+                if swept is None:
+                    print(
+                        f"r13: another r13 process is using {settings.data_dir}; "
+                        "its sweeper removes orphan files",
+                        file=sys.stderr,
+                    )
+                    instance.shared()
+                elif swept:
+                    print(f"r13: removed {swept} orphan file(s) (unreferenced tarballs, temp "
+                          "files)", file=sys.stderr)  # fmt: skip
+            finally:
+                services.storage.close()
+    except BaseException:
+        instance.release()
+        raise
+    return instance
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -80,7 +102,8 @@ def serve(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     # Fail here, with one line naming the variable, rather than in every worker's boot.
     SecuritySettings.from_env(os.environ)
-    prepare(settings)
+    instance = prepare(settings)
+    instance.keep_across_exec()  # gunicorn's master holds it for the server's life
     argv = [
         sys.executable,
         "-m",

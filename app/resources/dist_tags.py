@@ -1,9 +1,17 @@
-"""``/-/package/:pkg/dist-tags[/:tag]`` and ``/-/package/:pkg/owners``.
+"""``/-/package/:pkg/dist-tags[/:tag]``, ``/-/package/:pkg/owners`` and ``.../collaborators``.
 
 A sink, like the package routes, because ``:pkg`` may hold an escaped slash.
+
+Owners: pnpm 12.0-12.14 list them with ``GET /-/package/:pkg/owners`` and
+parse ``[{username, email}]`` (both strings, required); later pnpm 12 and
+npm read the packument's ``maintainers`` (``[{name, email}]``). The owners
+route answers ``[{username, name, email}]``, which both shapes accept.
+``collaborators`` answers as the npm registry does: ``{name: "read-write"}``.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import falcon
 
@@ -32,6 +40,12 @@ def _tag(raw: str) -> str:
     return tag
 
 
+def _owner(maintainer: dict[str, Any]) -> dict[str, str]:
+    name = str(maintainer.get("name", ""))
+    email = maintainer.get("email")
+    return {"username": name, "name": name, "email": email if isinstance(email, str) else ""}
+
+
 class PackageMeta:
     """The sink for ``/-/package/...``."""
 
@@ -52,7 +66,11 @@ class PackageMeta:
         method = "GET" if req.method == "HEAD" else req.method
         if rest == ["owners"] and method == "GET":
             self.guard.require(req, Action.READ, name)
-            send_media(resp, self.registry.owners(name))
+            send_media(resp, [_owner(m) for m in self.registry.owners(name)])
+        elif rest == ["collaborators"] and method == "GET":
+            self.guard.require(req, Action.READ, name)
+            owners = self.registry.owners(name)
+            send_media(resp, {_owner(m)["username"]: "read-write" for m in owners})
         elif rest == ["dist-tags"] and method == "GET":
             self.guard.require(req, Action.READ, name)
             send_media(resp, self.registry.dist_tags(name))
@@ -69,7 +87,9 @@ class PackageMeta:
             refuse_large_body(req, self.max_body)
             self.registry.remove_dist_tag(name, _tag(rest[1]), actor=actor)
             send_media(resp, {"ok": True})
-        elif rest in (["owners"], ["dist-tags"]) or (len(rest) == 2 and rest[0] == "dist-tags"):
+        elif rest in (["owners"], ["collaborators"], ["dist-tags"]) or (
+            len(rest) == 2 and rest[0] == "dist-tags"
+        ):
             raise falcon.HTTPMethodNotAllowed(["GET", "PUT", "DELETE"])
         else:
             raise falcon.HTTPNotFound(description="no such route")

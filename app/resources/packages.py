@@ -16,6 +16,8 @@ method and the shape of ``rest``::
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import falcon
 
 from app.auth import Guard
@@ -36,7 +38,7 @@ from app.http import (
 )
 from app.service import RegistryService
 from r13core.access import Action
-from r13core.errors import BadRequest, InvalidValue
+from r13core.errors import BadRequest, InvalidValue, NotFound
 from r13core.names import PackageName
 
 READS = ("GET", "HEAD")
@@ -79,11 +81,13 @@ class Packages:
         *,
         max_body: int,
         hosts: HostRebaser | None = None,
+        on_download: Callable[[str], None] | None = None,
     ) -> None:
         self.registry = registry
         self.guard = guard
         self.max_body = max_body
         self.hosts = hosts
+        self.on_download = on_download
 
     def __call__(self, req: falcon.Request, resp: falcon.Response, **params: str) -> None:
         parsed = split_package(segments(raw_path(req)))
@@ -114,7 +118,8 @@ class Packages:
                 resp.cache_control = ["no-cache"]
             else:
                 abbreviated = ABBREVIATED in (req.get_header("Accept") or "")
-                self._send(req, resp, self.registry.packument(name, abbreviated=abbreviated))
+                rendered = self.registry.packument(name, abbreviated=abbreviated)
+                self._send(req, resp, rendered, ABBREVIATED if abbreviated else falcon.MEDIA_JSON)
         elif len(rest) == 1:
             self.guard.require(req, Action.READ, name)
             self._send(req, resp, self.registry.version(name, decode_segment(rest[0])))
@@ -124,8 +129,16 @@ class Packages:
         else:
             raise falcon.HTTPNotFound(description="no such route")
 
-    def _send(self, req: falcon.Request, resp: falcon.Response, rendered: RenderedLike) -> None:
-        send_json(req, resp, self.hosts.apply(req, rendered) if self.hosts else rendered)
+    def _send(
+        self,
+        req: falcon.Request,
+        resp: falcon.Response,
+        rendered: RenderedLike,
+        content_type: str = falcon.MEDIA_JSON,
+    ) -> None:
+        send_json(
+            req, resp, self.hosts.apply(req, rendered) if self.hosts else rendered, content_type
+        )
 
     def _tarball(
         self, req: falcon.Request, resp: falcon.Response, name: PackageName, filename: str
@@ -140,8 +153,14 @@ class Packages:
         if req.method == "HEAD":
             resp.content_length = blob.size
             return
+        try:
+            stream = blob.path.open("rb")
+        except FileNotFoundError:  # unpublished (and its file deleted) since the lookup
+            raise NotFound(f"tarball {filename!r} of {name} not found") from None
         # falcon hands a readable stream to wsgi.file_wrapper: gunicorn sends it with sendfile.
-        resp.set_stream(blob.path.open("rb"), blob.size)
+        resp.set_stream(stream, blob.size)
+        if self.on_download is not None:
+            self.on_download(str(name))
 
     def _put(
         self, req: falcon.Request, resp: falcon.Response, name: PackageName, rest: list[str]

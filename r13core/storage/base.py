@@ -20,11 +20,13 @@ every process.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from r13core.storage.usage import UsageStorage
 
 JSONDict = dict[str, Any]
 
@@ -177,8 +179,11 @@ class WriteTxn(abc.ABC):
         """Forget ``name@version``'s tarball row (the blob stays until a sweep)."""
 
 
-class Storage(abc.ABC):
-    """Metadata storage. Safe to use from several threads and (after fork) processes."""
+class Storage(UsageStorage, abc.ABC):
+    """Metadata storage. Safe to use from several threads and (after fork) processes.
+
+    Concerns with their own module come in as bases (:class:`UsageStorage`).
+    """
 
     # -- package state ----------------------------------------------------
 
@@ -213,6 +218,10 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def blob_refs(self) -> set[str]:
         """The sha512 of every blob a tarball row refers to."""
+
+    def blobs_in_use(self, hashes: Iterable[str]) -> set[str]:
+        """Those of ``hashes`` that some tarball row refers to (backends may index it)."""
+        return set(hashes) & self.blob_refs()
 
     @abc.abstractmethod
     def counts(self) -> tuple[int, int]:
@@ -369,7 +378,7 @@ class Storage(abc.ABC):
 
     # -- life ---------------------------------------------------------------
 
-    def close(self) -> None:  # noqa: B027 - optional hook
+    def close(self) -> None:
         """Release connections held by this process (optional)."""
 
 
@@ -406,9 +415,44 @@ class BlobStore(abc.ABC):
         """Every stored blob's sha512."""
 
     @abc.abstractmethod
-    def sweep_orphans(self, known: set[str], *, min_age: float = 3600.0) -> int:
-        """Remove blobs not in ``known`` and stale temp files, if older than ``min_age`` s.
+    def hold(self) -> AbstractContextManager[None]:
+        """Shared hold: while any is held, no sweep or deletion removes a file.
 
-        The age guard keeps a sweep from deleting the blob of a publish that has
-        written its file but not yet committed. Returns how many files went.
+        A publish holds it from before its :meth:`put` until after its commit, so
+        a blob it reuses cannot vanish before the row that refers to it exists.
         """
+
+    @abc.abstractmethod
+    def sweeping(self) -> AbstractContextManager[None]:
+        """Exclusive: waits until no :meth:`hold` is held; removals happen inside."""
+
+    @abc.abstractmethod
+    def orphans(self, known: set[str], *, min_age: float) -> list[Path]:
+        """Stored files that are not a blob in ``known``, older than ``min_age`` s (a list only).
+
+        Unreferenced blobs, temp files of puts that died, anything else found in the store.
+        """
+
+    @abc.abstractmethod
+    def remove_orphans(self, paths: Iterable[Path], known: set[str], *, min_age: float) -> int:
+        """Remove those of ``paths`` still unreferenced by ``known`` and older than ``min_age``.
+
+        Called inside :meth:`sweeping` with ``known`` read after the lock was taken.
+        Returns how many files went.
+        """
+
+    def prune(self) -> int:
+        """Remove empty containers (directories), when no other process uses the store."""
+        return 0
+
+    def sweep_orphans(self, known: set[str], *, min_age: float = 3600.0) -> int:
+        """Remove every orphan older than ``min_age`` s (see :meth:`orphans`); how many went.
+
+        The age guard keeps a sweep from deleting the file of a publish that has
+        written it but not yet committed when the caller's ``known`` is stale.
+        """
+        candidates = self.orphans(known, min_age=min_age)
+        if not candidates:
+            return 0
+        with self.sweeping():
+            return self.remove_orphans(candidates, known, min_age=min_age)

@@ -3,8 +3,16 @@
 A put writes a temp file in ``<root>/tmp``, fsyncs it, re-reads and verifies
 its sha512, renames it into place and fsyncs the directory. Only then may the
 caller commit a metadata row pointing at it: if the process dies before that
-commit, what is left is an orphan file (or a temp file) that
-:meth:`FileBlobStore.sweep_orphans` removes.
+commit, what is left is an orphan file (or a temp file) that a sweep removes.
+
+Sweeps and publishes exclude each other through ``<root>.lock`` (flock, beside
+the root so that the store holds only blobs and temp files): a
+publish holds it shared from before its put until after its commit
+(:meth:`FileBlobStore.hold`), a sweep or a deletion holds it exclusively
+(:meth:`FileBlobStore.sweeping`) while it re-reads the references and
+unlinks. So no file can be unlinked between a publish's put (which may reuse
+an existing orphan file) and the commit that makes it referenced, and a
+process killed in either section releases the lock with its life.
 
 Paths come only from a validated hex digest, never from a client.
 """
@@ -12,11 +20,12 @@ Paths come only from a validated hex digest, never from a client.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Final
 
@@ -50,13 +59,14 @@ def _digest_file(path: Path) -> str:
 
 
 class FileBlobStore(BlobStore):
-    """Blobs as files under ``root`` (created if missing)."""
+    """Blobs as files under ``root`` (created if missing); the lock file is ``<root>.lock``."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
         self._objects = self.root / "sha512"
         self._objects_str = str(self._objects)
         self._tmp = self.root / "tmp"
+        self._lock_path = Path(f"{self.root}.lock")
         self._objects.mkdir(parents=True, exist_ok=True)
         self._tmp.mkdir(parents=True, exist_ok=True)
 
@@ -68,12 +78,14 @@ class FileBlobStore(BlobStore):
         """Store ``data`` (temp, fsync, verify, rename, fsync dir); idempotent."""
         sha512 = hashlib.sha512(data).hexdigest()
         final = self._path(sha512)
-        if final.exists():
-            # Refresh its age so a concurrent sweep's grace period covers this publish.
-            with contextlib.suppress(OSError):
-                os.utime(final)
-            if final.stat().st_size == len(data):
+        try:
+            # Reuse a file already there (a retry after a failed commit), refreshing its
+            # age so a sweep's grace period covers this publish too.
+            os.utime(final)
+            if os.stat(final).st_size == len(data):
                 return BlobInfo(sha512, len(data), created=False)
+        except FileNotFoundError:
+            pass
         tmp = self._tmp / f"{sha512[:16]}.{os.getpid()}.{time.monotonic_ns()}.tmp"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -121,19 +133,97 @@ class FileBlobStore(BlobStore):
             if _HEX_RE.match(path.name) and path.is_file():
                 yield path.name
 
-    def sweep_orphans(self, known: set[str], *, min_age: float = 3600.0) -> int:
-        """Remove blobs not in ``known`` and temp files, when older than ``min_age`` s."""
+    # -- sweeping -------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _flock(self, mode: int) -> Iterator[None]:
+        # A description of our own per holder: flock locks belong to the open file
+        # description, so threads sharing one would release each other's lock.
+        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, mode)
+            yield
+        finally:
+            os.close(fd)
+
+    def hold(self) -> contextlib.AbstractContextManager[None]:
+        """Shared: while held, no sweep or deletion removes a file (publishes hold it)."""
+        return self._flock(fcntl.LOCK_SH)
+
+    def sweeping(self) -> contextlib.AbstractContextManager[None]:
+        """Exclusive: waits for every :meth:`hold` to end; removals happen inside."""
+        return self._flock(fcntl.LOCK_EX)
+
+    def _files(self) -> Iterator[Path]:
+        for top in (self._objects, self._tmp):
+            for dirpath, dirs, files in os.walk(top):
+                for name in files:
+                    yield Path(dirpath, name)
+                for name in dirs:  # os.walk does not follow links to directories
+                    if os.path.islink(os.path.join(dirpath, name)):
+                        yield Path(dirpath, name)
+        # Anything else beside sha512/ and tmp/ is not ours either.
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(self.root):
+                if not entry.is_dir(follow_symlinks=False):
+                    yield Path(entry.path)
+
+    def _referenced(self, path: Path, known: set[str]) -> bool:
+        """Whether ``path`` is a blob at its own place whose hash is in ``known``."""
+        h = path.name
+        return (
+            h in known
+            and _HEX_RE.match(h) is not None
+            and path.parent.parent.parent == self._objects
+            and path.parent.parent.name == h[:2]
+            and path.parent.name == h[2:4]
+        )
+
+    def orphans(self, known: set[str], *, min_age: float) -> list[Path]:
+        """Files that are not a referenced blob in its place and are older than ``min_age`` s.
+
+        Blobs whose hash is not in ``known``, temp files, and anything else found
+        under the root (misplaced or foreign files). Only lists; see
+        :meth:`remove_orphans`.
+        """
+        cutoff = time.time() - min_age
+        out = []
+        for path in self._files():
+            if self._referenced(path, known):
+                continue
+            try:
+                if os.lstat(path).st_mtime <= cutoff:
+                    out.append(path)
+            except FileNotFoundError:
+                continue
+        return out
+
+    def remove_orphans(self, paths: Iterable[Path], known: set[str], *, min_age: float) -> int:
+        """Unlink ``paths`` that are still unreferenced by ``known`` and older than ``min_age``.
+
+        Call it inside :meth:`sweeping` with ``known`` read after taking the lock.
+        """
         cutoff = time.time() - min_age
         removed = 0
-        candidates = [
-            p for p in self._objects.glob("*/*/*") if _HEX_RE.match(p.name) and p.name not in known
-        ]
-        candidates.extend(self._tmp.glob("*.tmp"))
-        for path in candidates:
+        for path in paths:
+            if self._referenced(path, known):
+                continue
             try:
-                if path.stat().st_mtime <= cutoff:
-                    path.unlink()
+                if os.lstat(path).st_mtime <= cutoff:
+                    os.unlink(path)
                     removed += 1
             except FileNotFoundError:
                 continue
         return removed
+
+    def prune(self) -> int:
+        """Remove empty directories under ``sha512/`` (only when no publish can run)."""
+        pruned = 0
+        for dirpath, _dirs, _files in os.walk(self._objects, topdown=False):
+            if dirpath != str(self._objects):
+                try:
+                    os.rmdir(dirpath)  # refused while not empty
+                except OSError:
+                    continue
+                pruned += 1
+        return pruned

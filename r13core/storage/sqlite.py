@@ -21,11 +21,12 @@ import os
 import sqlite3
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
+from r13core.storage import sqlite_usage
 from r13core.storage.base import (
     AdvisoryRecord,
     AuditRecord,
@@ -148,6 +149,8 @@ _MIGRATIONS: Final[tuple[str | tuple[str, ...], ...]] = (
             token TEXT
         )""",
     ),
+    # 4: per-package daily usage counts (r13core/storage/sqlite_usage.py).
+    sqlite_usage.MIGRATION,
 )
 
 
@@ -315,7 +318,7 @@ def _web_login(row: Any) -> WebLoginRecord:
     return WebLoginRecord(row[0], row[1], float(row[2]), float(row[3]), row[4], row[5])
 
 
-class SQLiteStorage(Storage):
+class SQLiteStorage(sqlite_usage.SQLiteUsage, Storage):
     """Metadata in one SQLite file at ``path`` (created and migrated on first use)."""
 
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout_ms: int = 30_000) -> None:
@@ -435,6 +438,20 @@ class SQLiteStorage(Storage):
     def blob_refs(self) -> set[str]:
         """Every referenced blob."""
         return {r[0] for r in self._conn().execute("SELECT DISTINCT sha512 FROM tarballs")}
+
+    def blobs_in_use(self, hashes: Iterable[str]) -> set[str]:
+        """Those of ``hashes`` some tarball row refers to (indexed lookups)."""
+        wanted = sorted(set(hashes))
+        found: set[str] = set()
+        conn = self._conn()
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = conn.execute(
+                f"SELECT DISTINCT sha512 FROM tarballs WHERE sha512 IN ({marks})", chunk
+            )
+            found.update(r[0] for r in rows)
+        return found
 
     def counts(self) -> tuple[int, int]:
         """(packages, versions)."""

@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.clients import ensure_clients, npm
+from tests.e2e.clients import ensure_clients
+from tests.e2e.clients import npm as machine_npm
 
 R13 = Path(sys.executable).parent / "r13"
 REPO = Path(__file__).resolve().parents[2]
@@ -167,7 +168,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture(scope="session")
 def clients() -> dict[str, Path]:
-    return {"npm": npm(), **ensure_clients()}
+    return {"npm": machine_npm(), **ensure_clients()}
 
 
 _names = count(1)
@@ -181,6 +182,7 @@ class Sandbox:
     server: Server
     token: str
     clients: dict[str, Path]
+    npm: str = "npm"  # which npm the helpers run: "npm" (the machine's 11) or "npm10"
 
     def env(self) -> dict[str, str]:
         home = self.root / "home"
@@ -249,3 +251,18 @@ def sandbox(tmp_path: Path, server: Server, clients: dict[str, Path]) -> Sandbox
     (tmp_path / "home").mkdir()
     (tmp_path / "home" / ".npmrc").write_text("")
     return Sandbox(tmp_path, server, server.key("write"), clients)
+
+
+# The README supports npm 10 and 11: the npm scenarios run with both.
+NPMS = {"npm11": "npm", "npm10": "npm10"}
+
+
+@pytest.fixture(params=list(NPMS.values()), ids=list(NPMS))
+def npm(request: pytest.FixtureRequest, sandbox: Sandbox) -> str:
+    """The npm under test (the sandbox's helpers use it too), checked to be that major."""
+    tool: str = request.param
+    major = "10." if tool == "npm10" else "11."
+    out = sandbox.run(tool, "--version", cwd=sandbox.root)
+    assert out.stdout.strip().startswith(major), out.stdout
+    sandbox.npm = tool
+    return tool

@@ -68,3 +68,19 @@ def test_audit(sandbox: Sandbox, tool: str) -> None:
     out = sandbox.run(tool, *AUDIT[tool], cwd=app, check=False)
     assert out.returncode != 0, out.stdout + out.stderr
     assert f"{name} is weak" in out.stdout, out.stdout + out.stderr
+
+
+# pnpm 12.0-12.14 list owners with GET /-/package/:pkg/owners and parse [{username, email}];
+# later pnpm 12 read the packument's maintainers. Both releases must list the publisher.
+@pytest.mark.parametrize("tool", ["pnpm", "pnpm12.4"])
+def test_pnpm_owner_ls(sandbox: Sandbox, tool: str) -> None:
+    name = sandbox.unique("@e2e/owned")
+    publish(sandbox, name)
+    cwd = sandbox.project("owners")
+    out = sandbox.run(tool, "owner", "ls", name, cwd=cwd)
+    # "name <email>"; pnpm 12.15+ leaves out an empty "<>" (a bare key has no e-mail).
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 1 and lines[0].split()[0] == "e2e-write", out.stdout + out.stderr
+    missing = sandbox.run(tool, "owner", "ls", sandbox.unique("e2e-nobody"), cwd=cwd, check=False)
+    assert missing.returncode != 0
+    assert "not found" in (missing.stdout + missing.stderr).lower()

@@ -1,4 +1,5 @@
-"""The real npm CLI against a real r13: login (legacy and web), whoami, tokens, logout."""
+"""The real npm CLI, 11 and 10, against a real r13: login (legacy and web), whoami, tokens,
+logout. The npm scenarios take the ``npm`` fixture (tests/e2e/conftest.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,7 +36,7 @@ def npm_tty(sandbox: Sandbox, args: list[str], answers: list[tuple[str, str]]) -
     """Run npm on a pseudo-terminal (npm reads passwords only from a TTY), answering prompts."""
     master, slave = pty.openpty()
     proc = subprocess.Popen(
-        [str(sandbox.clients["npm"]), *args],
+        [str(sandbox.clients[sandbox.npm]), *args],
         stdin=slave, stdout=slave, stderr=slave, env=sandbox.env(), cwd=sandbox.root,
         close_fds=True,
     )  # fmt: skip
@@ -79,11 +81,30 @@ def token_in_npmrc(sandbox: Sandbox) -> str:
 
 
 def whoami(sandbox: Sandbox, server: Server) -> str:
-    out = sandbox.run("npm", "whoami", *registry_args(server), cwd=sandbox.root)
+    out = sandbox.run(sandbox.npm, "whoami", *registry_args(server), cwd=sandbox.root)
     return out.stdout.strip()
 
 
-def test_legacy_login_whoami_tokens_and_logout(sandbox: Sandbox, server: Server) -> None:
+def create_read_only_token(sandbox: Sandbox, server: Server) -> dict[str, object]:
+    """``npm token create``, read-only and limited to 127.0.0.1/32, as each npm asks for it."""
+    if sandbox.npm == "npm10":  # npm 10: password on the TTY; sends {password, readonly, cidr}
+        out = npm_tty(
+            sandbox,
+            ["token", "create", "--read-only", "--cidr=127.0.0.1/32", "--json",
+             *registry_args(server)],
+            [("npm password:", PASSWORD)],
+        )  # fmt: skip
+        return json.loads(out[out.index("{") : out.rindex("}") + 1])  # type: ignore[no-any-return]
+    made = sandbox.run(
+        "npm", "token", "create", *registry_args(server), "--password", PASSWORD,
+        "--name", "ci", "--expires", "30", "--cidr", "127.0.0.1/32",
+        "--packages-and-scopes-permission", "read-only", "--json",
+        cwd=sandbox.root,
+    )  # fmt: skip
+    return json.loads(made.stdout)  # type: ignore[no-any-return]
+
+
+def test_legacy_login_whoami_tokens_and_logout(sandbox: Sandbox, server: Server, npm: str) -> None:
     name = sandbox.unique("legacy").replace("-", "")[:30].lower()
     add_user(server, name)
     npm_tty(
@@ -94,14 +115,9 @@ def test_legacy_login_whoami_tokens_and_logout(sandbox: Sandbox, server: Server)
     assert whoami(sandbox, server) == name
     session = token_in_npmrc(sandbox)
 
-    # npm 11's token create (name, expires in days, CIDR, read-only), then list and revoke.
-    made = sandbox.run(
-        "npm", "token", "create", *registry_args(server), "--password", PASSWORD,
-        "--name", "ci", "--expires", "30", "--cidr", "127.0.0.1/32",
-        "--packages-and-scopes-permission", "read-only", "--json",
-        cwd=sandbox.root,
-    )  # fmt: skip
-    created = json.loads(made.stdout)
+    # npm 11's token create (name, expires in days, CIDR, read-only) or npm 10's (read-only,
+    # CIDR), then list and revoke.
+    created: dict[str, Any] = create_read_only_token(sandbox, server)
     assert created["token"].startswith("r13_") and created["readonly"] is True
     assert created["cidr_whitelist"] == ["127.0.0.1/32"]
     status, _, body = server.request("GET", "/-/whoami", key=created["token"])
@@ -111,24 +127,24 @@ def test_legacy_login_whoami_tokens_and_logout(sandbox: Sandbox, server: Server)
     assert status == 403  # read-only
 
     args = ["token", "list", "--json", *registry_args(server)]
-    listed = json.loads(sandbox.run("npm", *args, cwd=sandbox.root).stdout)
+    listed = json.loads(sandbox.run(npm, *args, cwd=sandbox.root).stdout)
     keys = {t["key"] for t in listed}
     assert len(keys) == 2 and all("secret" not in json.dumps(t) for t in listed)
-    ci_key = next(t["key"] for t in listed if t["name"] == "ci")
-    sandbox.run("npm", "token", "revoke", ci_key, *registry_args(server), cwd=sandbox.root)
+    ci_key = next(t["key"] for t in listed if t["readonly"])
+    sandbox.run(npm, "token", "revoke", ci_key, *registry_args(server), cwd=sandbox.root)
     status, _, _ = server.request("GET", "/-/whoami", key=created["token"])
     assert status == 401
 
-    sandbox.run("npm", "logout", *registry_args(server), cwd=sandbox.root)
+    sandbox.run(npm, "logout", *registry_args(server), cwd=sandbox.root)
     status, _, _ = server.request("GET", "/-/whoami", key=session)
     assert status == 401  # revoked at once, whichever worker answers
 
 
-def test_web_login_through_the_approval_page(sandbox: Sandbox, server: Server) -> None:
+def test_web_login_through_the_approval_page(sandbox: Sandbox, server: Server, npm: str) -> None:
     name = sandbox.unique("web").replace("-", "")[:30].lower()
     add_user(server, name, role="reader")
     proc = subprocess.Popen(
-        [str(sandbox.clients["npm"]), "login", *registry_args(server)],
+        [str(sandbox.clients[npm]), "login", *registry_args(server)],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         env=sandbox.env(), cwd=sandbox.root, text=True,
     )  # fmt: skip

@@ -1,0 +1,41 @@
+"""A running server's upkeep in each worker: the instance lock and the periodic sweep.
+
+Started by ``create_app`` only in a real server (``sampler_root_pid`` given),
+after fork. The worker holds the data dir's instance lock shared for its whole
+life (so a second ``r13 serve`` on the same data dir never runs its
+alone-only start-up sweep under it, :mod:`r13core.locks`), and runs a
+:class:`r13core.sweeper.Sweeper`, which sweeps only while this worker leads.
+Stopped at interpreter exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+
+from r13core.locks import InstanceLock
+from r13core.settings import Settings
+from r13core.sweeper import Sweepable, Sweeper
+
+
+class Housekeeping:
+    """The instance lock and the sweeper of one worker."""
+
+    def __init__(self, settings: Settings, registry: Sweepable) -> None:
+        self.instance = InstanceLock(settings.data_dir)
+        self.sweeper = Sweeper(
+            registry,
+            settings.data_dir,
+            interval=settings.sweep_interval_ms / 1000,
+            min_age=settings.sweep_min_age_ms / 1000,
+        )
+
+    def start(self) -> None:
+        """Hold the instance lock shared and start the sweeper's election."""
+        self.instance.shared()
+        self.sweeper.start()
+        atexit.register(self.stop)
+
+    def stop(self) -> None:
+        """Stop the sweeper and drop the lock."""
+        self.sweeper.stop()
+        self.instance.release()
