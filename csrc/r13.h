@@ -36,10 +36,12 @@
     X(R13_EBUFSZ, -12, "output buffer too small")                               \
     X(R13_EUTF8, -13, "text is not valid UTF-8")                                \
     X(R13_EVALUE, -14, "field value out of range")                              \
-    X(R13_ECLOCK, -15, "monotonic clock unavailable or out of range")
+    X(R13_ECLOCK, -15, "monotonic clock unavailable or out of range")          \
+    X(R13_EOWNER, -16, "shared segment or data-dir file is not private to this " \
+                       "user (another owner, a symlink, or others may write it)")
 
 #define R13__ERRENUM(name, value, text) name = value,
-enum r13_error { R13_ERRORS(R13__ERRENUM) R13__ERR_LAST = -16 };
+enum r13_error { R13_ERRORS(R13__ERRENUM) R13__ERR_LAST = -17 };
 #undef R13__ERRENUM
 
 /* Static text for a code; never NULL. */
@@ -54,8 +56,17 @@ typedef struct r13__shm {
     int users_fd;   /* shared flock held while attached */
     int init_fd;    /* exclusive flock held only while (de)attaching */
     int fresh;      /* 1 when this attach created the segment */
-    char name[64];  /* POSIX shm name */
+    char name[128]; /* POSIX shm name */
 } r13__shm;
+
+/*
+ * The POSIX shared-memory name (e.g. "/r13-record-803-2a41-<16 hex>") of
+ * segment `part` ("record", "metrics", "rl-<name>") of data dir `dir`, into
+ * out[cap] (128 bytes always suffice). Creates <dir>/.r13-shm.id, the random
+ * part of every segment name of the dir, if absent. For error messages and
+ * tests; R13_EOWNER when the id file is not private to this user.
+ */
+int r13_shm_name(const char *dir, const char *part, char *out, size_t cap);
 
 /* ---- the 13-byte record (record.c) ------------------------------------- */
 

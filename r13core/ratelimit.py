@@ -43,7 +43,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
-from r13core._ffi import EFULL, NativeHandle, check, ffi, lib, raise_for
+from r13core._ffi import EFULL, NativeHandle, check, check_attach, ffi, lib, raise_for
 from r13core.errors import InvalidValue
 
 __all__ = [
@@ -182,9 +182,11 @@ class RateLimiter(NativeHandle):
         _validate_slots(slots)
         self.name = name
         self._lim: Any = ffi.new("r13_limiter *")
-        check(
+        check_attach(
             lib.r13_limiter_open(self._lim, os.fsencode(data_dir), name.encode(), slots),
-            f"opening rate limiter {name!r} in {os.fsdecode(data_dir)}",
+            data_dir,
+            f"rl-{name}",
+            f"rate limiter {name!r}",
         )
         self._open = True
         # Output buffers, one per concurrent caller: cffi drops the GIL during
