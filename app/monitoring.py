@@ -9,7 +9,6 @@ counters.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import os
@@ -30,6 +29,7 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 
+from app.security import request_is_local
 from r13core.access import Action
 from r13core.config import ConfigStore, Feature
 from r13core.metrics import LATENCY_BOUNDS, UNMATCHED, Event, Gauge, Metrics, route_key
@@ -57,8 +57,9 @@ def can_read_monitoring(
     (r13core.access, the one decision point): admin for /_api/performance/*,
     read for /metrics and /_api/config (``admin`` overrides the choice by
     path); a bad key is 401 and too weak a key 403 (raised). Without a key:
-    anyone when PRIVATE_REGISTRY is off, and only loopback clients (a local
-    scraper, the local admin) when it is on.
+    anyone when PRIVATE_REGISTRY is off, and only local clients (a scraper or
+    admin on this machine, not through a proxy: app/security.py
+    ``request_is_local``) when it is on.
     """
     guard = getattr(req.context, "guard", None)
     if guard is not None and getattr(req.context, "token", None) is not None:
@@ -68,10 +69,7 @@ def can_read_monitoring(
         return True
     if not store.enabled(Feature.PRIVATE_REGISTRY):
         return True
-    try:
-        return ipaddress.ip_address(req.remote_addr or "").is_loopback
-    except ValueError:
-        return False
+    return request_is_local(req)
 
 
 def require_monitoring_access(
@@ -80,8 +78,8 @@ def require_monitoring_access(
     """Raise 403 unless :func:`can_read_monitoring`."""
     if not can_read_monitoring(req, store, admin=admin):
         raise falcon.HTTPForbidden(
-            description="without a key this is readable from loopback only while "
-            "PRIVATE_REGISTRY is on"
+            description="without a key this is readable only from this machine (not "
+            "through a proxy) while PRIVATE_REGISTRY is on"
         )
 
 
@@ -107,9 +105,9 @@ class JsonLines:
             if self._fd < 0:
                 with self._lock:
                     if self._fd < 0:
-                        self.path.parent.mkdir(parents=True, exist_ok=True)
+                        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
                         self._fd = os.open(
-                            self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640
+                            self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600
                         )
             os.write(self._fd, line)
         except OSError as exc:

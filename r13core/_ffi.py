@@ -8,6 +8,7 @@ the typed wrappers built on :func:`check`.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 from pathlib import Path
@@ -155,7 +156,8 @@ def _not_private(path: str) -> str | None:
             owner = f"uid {st.st_uid}"
         problems.append(f"belongs to {owner}, not to uid {os.geteuid()}")
     if st.st_mode & 0o077 and not stat.S_ISLNK(st.st_mode):
-        problems.append(f"has mode {stat.S_IMODE(st.st_mode):04o} (others may use it; r13 makes 0600)")
+        mode = stat.S_IMODE(st.st_mode)
+        problems.append(f"has mode {mode:04o} (others may use it; r13 makes 0600)")
     return ", ".join(problems) or None
 
 
@@ -171,10 +173,8 @@ def check_attach(code: int, data_dir: str | os.PathLike[str], part: str, what: s
     if code != EOWNER:
         raise_for(code, f"opening {what} in {directory}")
     candidates = [os.path.join(directory, ".r13-shm.id")]
-    try:
+    with contextlib.suppress(R13Error):  # else the id file is at fault: listed below
         candidates.insert(0, "/dev/shm" + segment_name(data_dir, part))
-    except R13Error:
-        pass  # the id file itself is at fault; it is listed below
     candidates += [os.path.join(directory, f".r13-{part}.{s}") for s in ("init", "users")]
     if part == "record":
         candidates.append(os.path.join(directory, "config.r13"))

@@ -392,7 +392,7 @@ class AlertEngine:
 
 def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "wb") as f:
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "wb") as f:
         f.write(data)
     os.replace(tmp, path)
 
@@ -567,7 +567,7 @@ class Sampler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.leading = False
-        (self.data_dir / "run").mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "run").mkdir(mode=0o700, parents=True, exist_ok=True)
 
     @staticmethod
     def _started(pid: int) -> float:
@@ -652,7 +652,7 @@ class Sampler:
         with contextlib.suppress(OSError):
             if path.stat().st_size > EVENTS_MAX_BYTES:
                 os.replace(path, path.with_name(path.name + ".1"))
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             os.write(fd, line.encode() + b"\n")
         finally:
@@ -727,7 +727,7 @@ class Sampler:
 
     def _run(self) -> None:
         path = self.data_dir / LOCK_FILE
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             # Poll rather than block, so stop() works; the wait bounds takeover time.
             while not self._stop.is_set():

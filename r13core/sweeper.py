@@ -27,7 +27,7 @@ class Sweepable(Protocol):
 
 def sweep_once(registry: Sweepable, lock_path: Path, *, min_age: float) -> int | None:
     """Sweep unless another process is sweeping; the number removed, or None if skipped."""
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
 
+from r13core.datadir import FILE_MODE, make_private_dirs
 from r13core.errors import InvalidValue, R13Error
 from r13core.storage.base import BlobInfo, BlobStore
 
@@ -57,8 +58,8 @@ class FileBlobStore(BlobStore):
         self._objects = self.root / "sha512"
         self._objects_str = str(self._objects)
         self._tmp = self.root / "tmp"
-        self._objects.mkdir(parents=True, exist_ok=True)
-        self._tmp.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(self._objects)
+        make_private_dirs(self._tmp)
 
     def _path(self, sha512: str) -> Path:
         h = _check_hex(sha512)
@@ -76,7 +77,7 @@ class FileBlobStore(BlobStore):
                 return BlobInfo(sha512, len(data), created=False)
         tmp = self._tmp / f"{sha512[:16]}.{os.getpid()}.{time.monotonic_ns()}.tmp"
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
             try:
                 view = memoryview(data)
                 while view:
@@ -87,7 +88,7 @@ class FileBlobStore(BlobStore):
                 os.close(fd)
             if _digest_file(tmp) != sha512:
                 raise R13Error(f"blob {sha512[:16]}... did not verify after writing")
-            final.parent.mkdir(parents=True, exist_ok=True)
+            make_private_dirs(final.parent)
             os.replace(tmp, final)
             _fsync_dir(final.parent)
         finally:
