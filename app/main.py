@@ -21,8 +21,10 @@ from app.resources import performance
 from app.resources.advisories import Advisories
 from app.resources.audit import AdvisoriesBulk, AuditQuick
 from app.resources.dist_tags import PREFIX as PACKAGE_META_PREFIX
+from app.resources.dist_tags import ROUTES as PACKAGE_META_ROUTES
 from app.resources.dist_tags import PackageMeta
 from app.resources.login import CouchUser, Logout, TokenIssuer, WebLogin
+from app.resources.packages import ROUTES as PACKAGE_ROUTES
 from app.resources.packages import Packages
 from app.resources.search import Search
 from app.resources.security import SecurityAudit, SecurityBlocks, SecurityKeys, SecurityMetrics
@@ -189,11 +191,12 @@ def create_app(
     app.add_route("/_api/security/audit", SecurityAudit(security, guard))
     # Sinks read the raw path (names like @scope%2fname); later sinks are tried first,
     # and every route above wins over both.
-    hosts = HostRebaser(settings.public_url, settings.allowed_hosts)
+    hosts = HostRebaser(settings.public_url, settings.allowed_hosts, listen_port=settings.port)
     app.add_sink(Packages(registry, guard, max_body=limit, hosts=hosts), prefix=r"/(?!-/|_)")
     app.add_sink(PackageMeta(registry, guard, max_body=limit), prefix=PACKAGE_META_PREFIX)
     app.add_route("/_api/openapi.json", OpenAPI())
     performance.add_routes(app, monitoring)
+    monitoring.middleware.declare_routes(PACKAGE_ROUTES | PACKAGE_META_ROUTES)
     if sampler_root_pid is not None:
         monitoring.start()
     return app

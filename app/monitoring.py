@@ -16,7 +16,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,15 @@ from prometheus_client.metrics_core import (
 from app.security import request_is_local
 from r13core.access import Action
 from r13core.config import ConfigStore, Feature
-from r13core.metrics import LATENCY_BOUNDS, UNMATCHED, Event, Gauge, Metrics, route_key
+from r13core.metrics import (
+    LATENCY_BOUNDS,
+    METHODS,
+    UNMATCHED,
+    Event,
+    Gauge,
+    Metrics,
+    route_key,
+)
 from r13core.monitor import MonitorSettings, MonitorView, RegistryStats, Sampler
 from r13core.settings import Settings
 
@@ -128,8 +136,12 @@ class RequestMonitor:
     """Counts every request in the shared counters; access log; trace ids.
 
     Put it first in the middleware list so its latency covers the others.
-    Requests are counted under ``"<METHOD> <route template>"``; a sink or a
-    custom router names its route by setting ``req.context.route``.
+    Requests are counted under ``"<METHOD> <route template>"``, named from the
+    route table only, never from the request path: falcon's ``uri_template``,
+    or for a sink or custom router a name it sets in ``req.context.route`` from
+    the fixed set it declared (:meth:`declare_routes`). Anything else (no
+    route, an undeclared name) counts under ``"*"``, and methods outside
+    ``METHODS`` as ``OTHER``, so no client can fill the shared route table.
     Reads the live record once per request: METRICS off skips counting,
     LOGGING on writes an access-log line, DEBUG on adds ``X-Request-Id``
     (the client's, if it sent a sane one), ``X-R13-Worker`` (the pid that
@@ -145,6 +157,11 @@ class RequestMonitor:
         self._end = metrics.request_end
         self._read = store.read
         self.pid = str(os.getpid())
+        self.sink_routes: frozenset[str] = frozenset()
+
+    def declare_routes(self, names: Iterable[str]) -> None:
+        """Add the route names a sink may put in ``req.context.route``."""
+        self.sink_routes = self.sink_routes | frozenset(names)
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         ctx = req.context
@@ -170,8 +187,12 @@ class RequestMonitor:
         latency = time.perf_counter_ns() - t0
         flags: int = ctx.r13_flags
         # Sinks and custom routers have no uri_template: they may name the route
-        # in req.context.route (e.g. "/{package}/-/{tarball}") to be counted apart.
-        key = (req.method, getattr(ctx, "route", None) or req.uri_template)
+        # in req.context.route (e.g. "/{package}/-/{tarball}"), if declared.
+        route = getattr(ctx, "route", None)
+        if route is not None and route not in self.sink_routes:
+            route = None
+        method = req.method if req.method in METHODS else "OTHER"
+        key = (method, route or req.uri_template)
         rid = self._ids.get(key)
         if rid is None:
             rid = self._ids[key] = self.metrics.route_id(route_key(*key))
