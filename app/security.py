@@ -64,6 +64,8 @@ log = logging.getLogger("r13.security")
 AUTH_PREFIXES: Final = ("/-/user/", "/-/v1/login", "/-/npm/v1/tokens")
 # The client address of the request being served (for audit events recorded deep down).
 REQUEST_IP: Final[contextvars.ContextVar[str]] = contextvars.ContextVar("r13_ip", default="")
+# Which strike a request counts when it earned several (the most telling first).
+STRIKE_ORDER: Final = ("auth", "anomaly", "limit")
 # The request being served, for strikes counted by resources (login failures).
 _REQUEST: Final[contextvars.ContextVar[Any]] = contextvars.ContextVar("r13_req", default=None)
 _TRAVERSAL: Final = ("/../", "/..%2f", "%2e%2e", "/./", "\\", "%00", "%5c")
@@ -319,12 +321,26 @@ class SecurityMiddleware:
             _refuse(resp, falcon.HTTP_429, "too many requests; retry later")
 
     def _strike(self, ctx: Any, key: str, kind: str) -> None:
-        """One strike for the request ``ctx`` (None: outside a request), if it may count."""
-        if ctx is not None:
-            if getattr(ctx, "struck", False) or not getattr(ctx, "strikable", True):
+        """Note a strike of ``kind`` against the request ``ctx``; it is counted (once) when
+        the response goes out. Outside a request (``ctx`` None) it counts at once."""
+        if ctx is None:
+            self.strikes.strike(key, kind)
+            return
+        kinds = getattr(ctx, "strike_kinds", None)
+        if kinds is None:
+            kinds = ctx.strike_kinds = set()
+        kinds.add(kind)
+
+    def _count_strike(self, ctx: Any, key: str) -> None:
+        # One strike per request at most, of the strongest kind that is switched on,
+        # and none at all for a request another site could have made a browser send.
+        kinds = getattr(ctx, "strike_kinds", None)
+        if not kinds or not getattr(ctx, "strikable", False):
+            return
+        for kind in STRIKE_ORDER:
+            if kind in kinds and self.strikes.enabled(kind):
+                self.strikes.strike(key, kind)
                 return
-            ctx.struck = True
-        self.strikes.strike(key, kind)
 
     def auth_failed(self, ip: str) -> None:
         """Count a failed authentication (bad key or password) from ``ip``; may block it."""
@@ -380,3 +396,4 @@ class SecurityMiddleware:
             kind = None
         if kind:
             self.anomaly(key, kind, ctx=ctx)
+        self._count_strike(ctx, key)

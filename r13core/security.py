@@ -360,6 +360,10 @@ class Strikes:
         }
         self._on_block = on_block
 
+    def enabled(self, kind: str) -> bool:
+        """Whether strikes of ``kind`` can block (its threshold is not 0)."""
+        return self._thresholds[kind] > 0
+
     def strike(self, key: str, kind: str) -> BlockRecord | None:
         """Count one strike of client ``key``; the new (automatic) block when it crossed the
         threshold.

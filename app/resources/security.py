@@ -237,6 +237,7 @@ class SecurityMetrics:
             "anomalies": {"total": sum(anomalies.values()), "byKind": anomalies,
                           "byClient": _top(totals.get("anomaly_clients", {}))},
             "blockedRequests": sum(totals.get("blocked_requests", {}).values()),
+            "limiterFull": sum(totals.get("limiter_full", {}).values()),
             "blocksIssued": sum(totals.get("blocks", {}).values()),
             "activeBlocks": [block_dict(b) for b in self.services.blocks.active()],
             "keys": keys,
