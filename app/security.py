@@ -254,12 +254,13 @@ class SecurityMiddleware:
         ip = client_ip(
             str(env.get("REMOTE_ADDR") or ""), env.get("HTTP_X_FORWARDED_FOR"), self.proxies
         )
-        key = client_key(ip, self.ipv6_prefix)
+        key = client_key(ip, self.ipv6_prefix) if ":" in ip else ip  # IPv4 is its own key
         ctx.client_ip = ip
         ctx.client_key = key
         ctx.trusted_proxies = self.proxies  # for request_is_local
         ctx.guard = self.guard  # for hooks outside the resources (app/monitoring.py)
-        ctx.strikable = strikable(req.method, env)
+        # strikable(), inlined: this runs on every request.
+        ctx.strikable = req.method not in FORGEABLE_METHODS or "HTTP_AUTHORIZATION" in env
         REQUEST_IP.set(ip)
         _REQUEST.set(ctx)
         path = req.path
