@@ -119,6 +119,9 @@ typedef struct r13_snapshot {
  * If config.r13 is absent it is created from `defaults` (validated) and made
  * durable. If it has another size: R13_ESIZE. If no other process has the
  * live copy open, it is rebuilt from the file. On error nothing stays open.
+ * R13_EOWNER: the live copy, a lock file or config.r13 is not private to this
+ * user (another owner, a symlink, or others may write it; see shm.c). The
+ * same holds for r13_limiter_open and r13_metrics_open.
  */
 int r13_record_open(r13_record *rec, const char *dir,
                     const uint8_t defaults[R13_RECORD_SIZE]);
