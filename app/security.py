@@ -75,6 +75,7 @@ _TRAVERSAL: Final = ("/../", "/..%2f", "%2e%2e", "/./", "\\", "%00", "%5c")
 # CORS preflight, which r13 never grants, so it never comes from another site.
 FORGEABLE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 UNSAFE_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_OTHER_SITES: Final = frozenset({"cross-site", "same-site"})
 # Headers only proxies add: a request with any of them is never "local".
 FORWARDING_HEADERS: Final = (
     "HTTP_X_FORWARDED_FOR",
@@ -95,12 +96,17 @@ FORWARDING_HEADERS: Final = (
 def strikable(method: str, env: dict[str, Any]) -> bool:
     """Whether a request may count towards an automatic block.
 
-    Not when another web site could have made a visitor's browser send it
-    (any GET, HEAD or OPTIONS without an Authorization header): an ``<img>``
-    tag must not get the visitor, or everyone behind the visitor's NAT,
-    blocked. Writes that reach a route have passed :func:`cross_site`.
+    Not when another web site could have made a visitor's browser send it:
+    any GET, HEAD or OPTIONS without an Authorization header (an ``<img>`` tag
+    must not get the visitor, or everyone behind the visitor's NAT, blocked),
+    and anything a browser itself marks as coming from another site's page
+    (``Sec-Fetch-Site: cross-site|same-site``: a browser may attach Basic
+    credentials it cached for a proxy in front of r13). Writes that reach a
+    route have passed :func:`cross_site`.
     """
-    return method not in FORGEABLE_METHODS or "HTTP_AUTHORIZATION" in env
+    if method in FORGEABLE_METHODS and "HTTP_AUTHORIZATION" not in env:
+        return False
+    return env.get("HTTP_SEC_FETCH_SITE") not in _OTHER_SITES
 
 
 def cross_site(env: dict[str, Any], own_origins: frozenset[str]) -> bool:
@@ -259,8 +265,7 @@ class SecurityMiddleware:
         ctx.client_key = key
         ctx.trusted_proxies = self.proxies  # for request_is_local
         ctx.guard = self.guard  # for hooks outside the resources (app/monitoring.py)
-        # strikable(), inlined: this runs on every request.
-        ctx.strikable = req.method not in FORGEABLE_METHODS or "HTTP_AUTHORIZATION" in env
+        ctx.strikable = strikable(req.method, env)
         REQUEST_IP.set(ip)
         _REQUEST.set(ctx)
         path = req.path

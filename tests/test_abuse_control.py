@@ -80,6 +80,18 @@ def test_img_tags_do_not_block_visitor(tmp_path: Path) -> None:
     assert app.blocks() == {}
 
 
+def test_credentials_a_browser_attaches_to_another_sites_request_never_strike(
+    tmp_path: Path,
+) -> None:
+    # Behind a proxy with Basic auth, a browser attaches the cached credentials to the
+    # <img> requests another site's page makes; r13 reads them as a bad key.
+    app = build(tmp_path, STRICT)
+    basic = {**IMG, "Authorization": "Basic dXNlcjpwcm94eS1wYXNzd29yZA=="}
+    for _ in range(6):
+        assert app.get("/-/whoami", "198.51.100.25", headers=basic).status_code == 401
+    assert app.blocks() == {}
+
+
 def test_traversal_in_a_request_no_page_can_forge_still_blocks(tmp_path: Path) -> None:
     app = build(tmp_path, STRICT)
     prober = "198.51.100.30"
