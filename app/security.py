@@ -43,6 +43,7 @@ from r13core.access import Policy
 from r13core.audit import AuditLog
 from r13core.errors import Unauthorized
 from r13core.keys import KeyStore
+from r13core.metrics import METHODS
 from r13core.ratelimit import Decision, RateLimiter
 from r13core.security import (
     AUTO,
@@ -392,7 +393,8 @@ class SecurityMiddleware:
         key = getattr(ctx, "client_key", "")
         status = resp.status if isinstance(resp.status, str) else str(resp.status)
         code = status[:3]
-        self.counters.add("requests", f"{req.method} {route_label(req)} {code}")
+        method = req.method if req.method in METHODS else "OTHER"  # no made-up labels
+        self.counters.add("requests", f"{method} {route_label(req)} {code}")
         self.counters.add("clients", key)
         key_id = getattr(getattr(ctx, "identity", None), "id", None)
         if isinstance(key_id, str):

@@ -12,8 +12,9 @@ from pathlib import Path
 import falcon.testing
 import pytest
 
-from app.main import create_app
+from app.main import create_app, open_storage
 from app.resources import dist_tags, packages
+from r13core.keys import KeyStore, Permission
 from r13core.metrics import Metrics
 from r13core.settings import Settings
 
@@ -32,6 +33,16 @@ def test_raw_path_segments_never_become_route_names(tmp_path: Path) -> None:
         client.simulate_request(f"X{i:03d}METHOD", "/-/ping", remote_addr="127.0.0.1")
     with Metrics(tmp_path) as metrics:
         names = {metrics.route_name(rid) for rid in metrics.route_ids()}
+    # The security metrics' per-route counters are named the same way.
+    _, admin = KeyStore(open_storage(tmp_path)).create("root", Permission.ADMIN, None)
+    m = client.simulate_get(
+        "/_api/security/metrics",
+        headers={"Authorization": f"Bearer {admin}"},
+        remote_addr="127.0.0.1",
+    ).json
+    labels = set(m["requests"]["byRoute"])
+    assert "GET /-/package/{package}/*" in labels and "OTHER /-/ping" in labels, labels
+    assert not any("seg" in label or "METHOD" in label for label in labels), labels
     assert not any("seg" in name or "METHOD" in name for name in names), names
     # Every name is a method and a template the app declared (or "*").
     declared = packages.ROUTES | dist_tags.ROUTES
