@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,3 +169,16 @@ def test_the_copy_cache_is_bounded_by_count_and_bytes() -> None:
     again = hosts.apply(request("a.corp"), doc("big9", 12 * 1024))
     assert again is hosts.apply(request("a.corp"), doc("big9", 12 * 1024))
     assert again.etag != doc("big9", 12 * 1024).etag
+
+
+def test_serve_names_a_bad_allowed_host_before_starting(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "app.cli", "--data", str(tmp_path / "d"), "serve"],
+        env={**os.environ, "R13_ALLOWED_HOSTS": "npm.corp:1@evil.example"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 2
+    assert "R13_ALLOWED_HOSTS: 'npm.corp:1@evil.example'" in out.stderr

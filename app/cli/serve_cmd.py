@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from app.http import HostRebaser
 from app.main import open_config, open_services
 from r13core.keys import KeyStore, Permission
 from r13core.security import SecuritySettings
@@ -80,6 +81,7 @@ def serve(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     # Fail here, with one line naming the variable, rather than in every worker's boot.
     SecuritySettings.from_env(os.environ)
+    HostRebaser(settings.public_url, settings.allowed_hosts, listen_port=settings.port)
     prepare(settings)
     argv = [
         sys.executable,
