@@ -7,9 +7,13 @@ from typing import Any
 
 from gunicorn import util
 
+from r13core.datadir import UMASK, private_umask
 from r13core.settings import Settings
 
 _settings = Settings.from_env()
+# Files r13 makes are its user's alone, also when gunicorn is started without `r13 serve`.
+private_umask()
+umask = UMASK  # gunicorn's own (the control socket, worker temp files)
 
 bind = [f"{_settings.host}:{_settings.port}"]
 workers = _settings.workers

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,8 +22,10 @@ from app.resources import analytics, performance
 from app.resources.advisories import Advisories
 from app.resources.audit import AdvisoriesBulk, AuditQuick
 from app.resources.dist_tags import PREFIX as PACKAGE_META_PREFIX
+from app.resources.dist_tags import ROUTES as PACKAGE_META_ROUTES
 from app.resources.dist_tags import PackageMeta
 from app.resources.login import CouchUser, Logout, TokenIssuer, WebLogin
+from app.resources.packages import ROUTES as PACKAGE_ROUTES
 from app.resources.packages import Packages
 from app.resources.search import Search
 from app.resources.security import SecurityAudit, SecurityBlocks, SecurityKeys, SecurityMetrics
@@ -32,6 +35,7 @@ from app.resources.whoami import Whoami
 from app.security import SecurityMiddleware, SecurityServices, open_security
 from app.service import RegistryService
 from r13core.config import Config13, ConfigStore
+from r13core.datadir import make_private_dirs, secure_data_dir
 from r13core.keys import KeyStore
 from r13core.monitor import RegistryStats
 from r13core.names import PackageName
@@ -42,11 +46,17 @@ from r13core.storage.base import Storage
 from r13core.usage import Analytics
 
 DATABASE = "registry.sqlite3"  # where Registry.open keeps it
+log = logging.getLogger("r13")
 
 
 def open_config(settings: Settings) -> ConfigStore:
-    """Open the data dir's record, applying R13_FEATURE_* overrides."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    """Open the data dir's record, applying R13_FEATURE_* overrides.
+
+    The data dir is checked first (r13core/datadir.py): created 0700, refused
+    when another user owns it or others may write it, narrowed when older.
+    """
+    for change in secure_data_dir(settings.data_dir):
+        log.warning("r13: %s", change)
     store = ConfigStore(settings.data_dir, defaults=Config13.defaults(settings.public_url))
     current = store.read()
     for flag, on in settings.feature_overrides:
@@ -59,7 +69,7 @@ def open_storage(data_dir: Path) -> Storage:
     """The metadata database of ``data_dir`` (connections open lazily, per process)."""
     from r13core.storage.sqlite import SQLiteStorage
 
-    data_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(data_dir)
     return SQLiteStorage(data_dir / DATABASE)
 
 
@@ -137,7 +147,7 @@ def create_app(
     registry = AuditedRegistry(registry, security.audit)
     guard = Guard(keys, store.read, policy=security.policy, owners=owners)
     limit = settings.max_body
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(settings.data_dir)
     limiter = RateLimiter(settings.data_dir, "security", security.settings.limiter_slots)
     firewall = SecurityMiddleware(settings, security, guard, limiter)
     # The monitor first: its latency covers the other middleware. It also does
@@ -183,11 +193,12 @@ def create_app(
     blocks = SecurityBlocks(security, guard, limiter)
     app.add_route("/_api/security/blocks", blocks)
     app.add_route("/_api/security/blocks/{ip}", blocks, suffix="item")
+    app.add_route("/_api/security/blocks/{ip}/{length}", blocks, suffix="prefix")
     app.add_route("/_api/security/metrics", SecurityMetrics(security, guard))
     app.add_route("/_api/security/audit", SecurityAudit(security, guard))
     # Sinks read the raw path (names like @scope%2fname); later sinks are tried first,
     # and every route above wins over both.
-    hosts = HostRebaser(settings.public_url, settings.allowed_hosts)
+    hosts = HostRebaser(settings.public_url, settings.allowed_hosts, listen_port=settings.port)
     app.add_sink(
         Packages(registry, guard, max_body=limit, hosts=hosts, on_download=monitoring.downloaded),
         prefix=r"/(?!-/|_)",
@@ -198,6 +209,7 @@ def create_app(
     analytics.add_routes(
         app, analytics.AnalyticsResource(Analytics(storage), guard, monitoring.usage)
     )
+    monitoring.middleware.declare_routes(PACKAGE_ROUTES | PACKAGE_META_ROUTES)
     if sampler_root_pid is not None:
         monitoring.start()
         housekeeping.start()

@@ -11,7 +11,6 @@ buffered per worker: :mod:`r13core.usage`).
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import os
@@ -19,7 +18,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +31,18 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 
+from app.security import request_is_local
 from r13core.access import Action
 from r13core.config import ConfigStore, Feature
-from r13core.metrics import LATENCY_BOUNDS, UNMATCHED, Event, Gauge, Metrics, route_key
+from r13core.metrics import (
+    LATENCY_BOUNDS,
+    METHODS,
+    UNMATCHED,
+    Event,
+    Gauge,
+    Metrics,
+    route_key,
+)
 from r13core.monitor import MonitorSettings, MonitorView, RegistryStats, Sampler
 from r13core.registry import PackageChange
 from r13core.settings import Settings
@@ -62,8 +70,9 @@ def can_read_monitoring(
     (r13core.access, the one decision point): admin for /_api/performance/*,
     read for /metrics and /_api/config (``admin`` overrides the choice by
     path); a bad key is 401 and too weak a key 403 (raised). Without a key:
-    anyone when PRIVATE_REGISTRY is off, and only loopback clients (a local
-    scraper, the local admin) when it is on.
+    anyone when PRIVATE_REGISTRY is off, and only local clients (a scraper or
+    admin on this machine, not through a proxy: app/security.py
+    ``request_is_local``) when it is on.
     """
     guard = getattr(req.context, "guard", None)
     if guard is not None and getattr(req.context, "token", None) is not None:
@@ -73,10 +82,7 @@ def can_read_monitoring(
         return True
     if not store.enabled(Feature.PRIVATE_REGISTRY):
         return True
-    try:
-        return ipaddress.ip_address(req.remote_addr or "").is_loopback
-    except ValueError:
-        return False
+    return request_is_local(req)
 
 
 def require_monitoring_access(
@@ -85,8 +91,8 @@ def require_monitoring_access(
     """Raise 403 unless :func:`can_read_monitoring`."""
     if not can_read_monitoring(req, store, admin=admin):
         raise falcon.HTTPForbidden(
-            description="without a key this is readable from loopback only while "
-            "PRIVATE_REGISTRY is on"
+            description="without a key this is readable only from this machine (not "
+            "through a proxy) while PRIVATE_REGISTRY is on"
         )
 
 
@@ -112,9 +118,9 @@ class JsonLines:
             if self._fd < 0:
                 with self._lock:
                     if self._fd < 0:
-                        self.path.parent.mkdir(parents=True, exist_ok=True)
+                        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
                         self._fd = os.open(
-                            self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640
+                            self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600
                         )
             os.write(self._fd, line)
         except OSError as exc:
@@ -135,8 +141,12 @@ class RequestMonitor:
     """Counts every request in the shared counters; access log; trace ids.
 
     Put it first in the middleware list so its latency covers the others.
-    Requests are counted under ``"<METHOD> <route template>"``; a sink or a
-    custom router names its route by setting ``req.context.route``.
+    Requests are counted under ``"<METHOD> <route template>"``, named from the
+    route table only, never from the request path: falcon's ``uri_template``,
+    or for a sink or custom router a name it sets in ``req.context.route`` from
+    the fixed set it declared (:meth:`declare_routes`). Anything else (no
+    route, an undeclared name) counts under ``"*"``, and methods outside
+    ``METHODS`` as ``OTHER``, so no client can fill the shared route table.
     Reads the live record once per request: METRICS off skips counting,
     LOGGING on writes an access-log line, DEBUG on adds ``X-Request-Id``
     (the client's, if it sent a sane one), ``X-R13-Worker`` (the pid that
@@ -152,6 +162,11 @@ class RequestMonitor:
         self._end = metrics.request_end
         self._read = store.read
         self.pid = str(os.getpid())
+        self.sink_routes: frozenset[str] = frozenset()
+
+    def declare_routes(self, names: Iterable[str]) -> None:
+        """Add the route names a sink may put in ``req.context.route``."""
+        self.sink_routes = self.sink_routes | frozenset(names)
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         ctx = req.context
@@ -177,8 +192,12 @@ class RequestMonitor:
         latency = time.perf_counter_ns() - t0
         flags: int = ctx.r13_flags
         # Sinks and custom routers have no uri_template: they may name the route
-        # in req.context.route (e.g. "/{package}/-/{tarball}") to be counted apart.
-        key = (req.method, getattr(ctx, "route", None) or req.uri_template)
+        # in req.context.route (e.g. "/{package}/-/{tarball}"), if declared.
+        route = getattr(ctx, "route", None)
+        if route is not None and route not in self.sink_routes:
+            route = None
+        method = req.method if req.method in METHODS else "OTHER"
+        key = (method, route or req.uri_template)
         rid = self._ids.get(key)
         if rid is None:
             rid = self._ids[key] = self.metrics.route_id(route_key(*key))

@@ -72,10 +72,19 @@ NEW_KEY: Final[dict[str, Any]] = {
 BLOCK: Final[dict[str, Any]] = {
     "type": "object",
     "properties": {
-        "ip": {"type": "string"},
+        "ip": {
+            "type": "string",
+            "description": "An IPv4 address, or an IPv6 prefix (R13_IPV6_PREFIX, /64 by default)",
+        },
         "reason": {"type": "string"},
         "created": {"type": "number"},
         "expires": {"type": ["number", "null"]},
+        "kind": {
+            "type": "string",
+            "enum": ["auto", "manual"],
+            "description": "auto: made by strikes, requests with a valid key pass; "
+            "manual: an admin's, refuses everything",
+        },
     },
 }
 EVENT: Final[dict[str, Any]] = {
@@ -104,8 +113,8 @@ SECURITY_PATHS: Final[dict[str, Any]] = {
             },
         },
         "post": {
-            "summary": "Create a key; the secret is in `key`, shown once (admin; or once from "
-            "loopback without auth while no admin key exists)",
+            "summary": "Create a key; the secret is in `key`, shown once (admin; or, while no "
+            "admin key exists, without auth from this machine, never through a proxy)",
             "requestBody": {"content": {"application/json": {"schema": NEW_KEY}}},
             "responses": {"201": _json("The key", KEY), **_errors("400", "401", "403")},
         },
@@ -144,17 +153,30 @@ SECURITY_PATHS: Final[dict[str, Any]] = {
             },
         },
         "post": {
-            "summary": "Block an address: {ip, reason?, duration? (ms or '1h')} (admin)",
+            "summary": "Block an address (an IPv6 address blocks its prefix) or an IPv6 prefix: "
+            "{ip, reason?, duration? (ms or '1h')}; refuses everything, keys too (admin)",
             "responses": {"201": _json("The block", BLOCK), **_errors("400", "401", "403")},
         },
     },
     "/_api/security/blocks/{ip}": {
         "delete": {
-            "summary": "Lift a block and forget the address's strikes (admin)",
+            "summary": "Lift the block of an address (of its prefix, for IPv6) and forget its "
+            "strikes (admin)",
             "parameters": [_param("ip")],
             "responses": {
                 "200": _json("Unblocked", {"type": "object"}),
-                **_errors("401", "403", "404"),
+                **_errors("400", "401", "403", "404"),
+            },
+        }
+    },
+    "/_api/security/blocks/{ip}/{length}": {
+        "delete": {
+            "summary": "Lift the block of an IPv6 prefix, e.g. DELETE .../blocks/2001:db8::/64 "
+            "(admin)",
+            "parameters": [_param("ip"), _param("length", type="integer")],
+            "responses": {
+                "200": _json("Unblocked", {"type": "object"}),
+                **_errors("400", "401", "403", "404"),
             },
         }
     },

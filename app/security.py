@@ -3,19 +3,26 @@
 One middleware, in this order per request:
 
 1. the client address (the socket peer, or behind R13_TRUSTED_PROXIES the
-   right-most untrusted X-Forwarded-For entry);
-2. rate limits in the C limiter shared by all workers: per address (stricter
+   right-most untrusted X-Forwarded-For entry) and the key it is counted
+   under (IPv6 by prefix, R13_IPV6_PREFIX);
+2. rate limits in the C limiter shared by all workers: per client (stricter
    on login and token routes) and per key (the key's own limit when set);
    every response carries ``RateLimit-Policy``/``RateLimit`` and
    ``X-RateLimit-*``; a refusal is 429 with ``Retry-After``;
-3. IP blocks (403), shared by all workers and kept across restarts;
-4. the key: authenticated once here (cached in r13core); a bad one is kept as
+3. blocks (403), shared by all workers and kept across restarts: an admin's
+   block refuses everything, an automatic one lets requests with a valid key
+   through;
+4. cross-site writes (a browser's ``Sec-Fetch-Site``/``Origin`` naming another
+   site on POST/PUT/PATCH/DELETE) are refused before any route sees them;
+5. the key: authenticated once here (cached in r13core); a bad one is kept as
    the request's auth error, raised as the same 401 when a route needs a key;
-5. plainly hostile requests (path traversal, malformed auth headers, bodies
-   over the limit, invalid names) are counted as anomalies.
+6. plainly hostile requests are counted as anomalies.
 
-Auth failures, limit violations and anomalies are strikes: past the
-configured thresholds the address is blocked. Everything is counted for
+Strikes (auth failures, limit violations, path traversal) lead to automatic
+blocks past the configured thresholds — but only from requests that another
+web site cannot make a visitor's browser send (see :func:`strikable` and
+docs/identity.md, "Threat model"), at most one per request, and never for a
+refusal caused by a full limiter table. Everything is counted for
 ``GET /_api/security/metrics``.
 """
 
@@ -36,13 +43,17 @@ from r13core.access import Policy
 from r13core.audit import AuditLog
 from r13core.errors import Unauthorized
 from r13core.keys import KeyStore
+from r13core.metrics import METHODS
 from r13core.ratelimit import Decision, RateLimiter
 from r13core.security import (
+    AUTO,
     Blocklist,
     SecurityCounters,
     SecuritySettings,
     Strikes,
     client_ip,
+    client_key,
+    is_local,
 )
 from r13core.settings import Settings
 from r13core.storage.base import BlockRecord, Storage
@@ -54,7 +65,98 @@ log = logging.getLogger("r13.security")
 AUTH_PREFIXES: Final = ("/-/user/", "/-/v1/login", "/-/npm/v1/tokens")
 # The client address of the request being served (for audit events recorded deep down).
 REQUEST_IP: Final[contextvars.ContextVar[str]] = contextvars.ContextVar("r13_ip", default="")
+# Which strike a request counts when it earned several (the most telling first).
+STRIKE_ORDER: Final = ("auth", "anomaly", "limit")
+# The request being served, for strikes counted by resources (login failures).
+_REQUEST: Final[contextvars.ContextVar[Any]] = contextvars.ContextVar("r13_req", default=None)
 _TRAVERSAL: Final = ("/../", "/..%2f", "%2e%2e", "/./", "\\", "%00", "%5c")
+# What a page on another site can make a browser send without asking r13 first:
+# GET/HEAD (img, script, link, navigation), OPTIONS (the preflight itself) and simple
+# POSTs (forms; stopped by the same-origin gate). An Authorization header needs a
+# CORS preflight, which r13 never grants, so it never comes from another site.
+FORGEABLE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+UNSAFE_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_OTHER_SITES: Final = frozenset({"cross-site", "same-site"})
+# Headers only proxies add: a request with any of them is never "local".
+FORWARDING_HEADERS: Final = (
+    "HTTP_X_FORWARDED_FOR",
+    "HTTP_FORWARDED",
+    "HTTP_X_REAL_IP",
+    "HTTP_X_FORWARDED_HOST",
+    "HTTP_X_FORWARDED_PROTO",
+    "HTTP_X_FORWARDED_SERVER",
+    "HTTP_X_ORIGINAL_FORWARDED_FOR",
+    "HTTP_VIA",
+    "HTTP_X_CLIENT_IP",
+    "HTTP_TRUE_CLIENT_IP",
+    "HTTP_CF_CONNECTING_IP",
+    "HTTP_FASTLY_CLIENT_IP",
+)
+
+
+def strikable(method: str, env: dict[str, Any]) -> bool:
+    """Whether a request may count towards an automatic block.
+
+    Not when another web site could have made a visitor's browser send it:
+    any GET, HEAD or OPTIONS without an Authorization header (an ``<img>`` tag
+    must not get the visitor, or everyone behind the visitor's NAT, blocked),
+    and anything a browser itself marks as coming from another site's page
+    (``Sec-Fetch-Site: cross-site|same-site``: a browser may attach Basic
+    credentials it cached for a proxy in front of r13). Writes that reach a
+    route have passed :func:`cross_site`.
+    """
+    if method in FORGEABLE_METHODS and "HTTP_AUTHORIZATION" not in env:
+        return False
+    return env.get("HTTP_SEC_FETCH_SITE") not in _OTHER_SITES
+
+
+def cross_site(env: dict[str, Any], own_origins: frozenset[str]) -> bool:
+    """Whether a browser says this request comes from another site's page.
+
+    ``Sec-Fetch-Site`` (set by the browser, not by scripts) when present;
+    else an ``Origin`` that is neither this request's Host nor one of
+    ``own_origins`` (the public URL's, R13_ALLOWED_HOSTS'). Clients that send
+    neither (npm, pnpm, yarn, bun, curl) are not browsers on another site.
+    """
+    site = env.get("HTTP_SEC_FETCH_SITE")
+    if site is not None:
+        return str(site).strip().lower() not in ("same-origin", "none")
+    origin = env.get("HTTP_ORIGIN")
+    if origin is None:
+        return False
+    origin = str(origin).strip().lower()
+    if origin in own_origins:
+        return False
+    host = str(env.get("HTTP_HOST") or "").strip().lower()
+    return not host or origin.partition("://")[2] != host
+
+
+def own_origins(public_url: str, allowed_hosts: tuple[str, ...]) -> frozenset[str]:
+    """The origins r13's own pages are served from (for :func:`cross_site`)."""
+    scheme, _, rest = public_url.lower().partition("://")
+    origins = {f"{scheme}://{rest.split('/', 1)[0]}"}
+    for host in allowed_hosts:
+        origins.update({f"http://{host.lower()}", f"https://{host.lower()}"})
+    return frozenset(origins)
+
+
+def request_is_local(req: falcon.Request) -> bool:
+    """Whether ``req`` comes from this machine itself (r13core.security.is_local).
+
+    The one test for everything loopback clients may do without a key. The
+    security middleware gives the trusted proxies; without it, none are.
+    """
+    ctx = req.context
+    local = getattr(ctx, "local", None)
+    if local is None:
+        env = req.env
+        local = is_local(
+            str(env.get("REMOTE_ADDR") or ""),
+            getattr(ctx, "trusted_proxies", ()),
+            forwarded=any(h in env for h in FORWARDING_HEADERS),
+        )
+        ctx.local = local
+    return bool(local)
 
 
 @dataclass
@@ -78,7 +180,7 @@ def open_security(storage: Storage, settings: SecuritySettings) -> SecurityServi
         storage=storage,
         keys=KeyStore(storage),
         users=UserStore(storage),
-        blocks=Blocklist(storage),
+        blocks=Blocklist(storage, ipv6_prefix=settings.ipv6_prefix),
         counters=SecurityCounters(storage),
         audit=AuditLog(storage),
         policy=Policy(settings.rules),
@@ -138,6 +240,8 @@ class SecurityMiddleware:
         sec = services.settings
         self.auth_capacity = sec.auth_rate_limit_max or max(1, settings.rate_limit_max // 10)
         self.proxies = sec.trusted_proxies
+        self.ipv6_prefix = sec.ipv6_prefix
+        self.origins = own_origins(settings.public_url, settings.allowed_hosts)
         self.max_body = settings.max_body
         self.blocks = services.blocks
         self.storage = services.storage
@@ -145,10 +249,10 @@ class SecurityMiddleware:
         self.strikes = Strikes(limiter, services.blocks, sec, on_block=self._blocked_now)
 
     def _blocked_now(self, record: BlockRecord) -> None:
-        log.warning("blocked %s: %s", record.ip, record.reason)
+        log.warning("blocked %s (%s): %s", record.ip, record.kind, record.reason)
         self.counters.add("blocks", record.ip)
         self.services.audit.safe_record(
-            "r13", "ip.block", record.ip, ip=record.ip, reason=record.reason
+            "r13", "ip.block", record.ip, ip=record.ip, reason=record.reason, kind=record.kind
         )
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -157,30 +261,49 @@ class SecurityMiddleware:
         ip = client_ip(
             str(env.get("REMOTE_ADDR") or ""), env.get("HTTP_X_FORWARDED_FOR"), self.proxies
         )
+        key = client_key(ip, self.ipv6_prefix) if ":" in ip else ip  # IPv4 is its own key
         ctx.client_ip = ip
+        ctx.client_key = key
+        ctx.trusted_proxies = self.proxies  # for request_is_local
         ctx.guard = self.guard  # for hooks outside the resources (app/monitoring.py)
+        ctx.strikable = strikable(req.method, env)
         REQUEST_IP.set(ip)
+        _REQUEST.set(ctx)
         path = req.path
-        # Per-address limit (stricter where passwords are tried).
+        # Per-client limit (stricter where passwords are tried).
         if path.startswith(AUTH_PREFIXES):
             capacity = self.auth_capacity
-            decision = self.limiter.check("auth:" + ip, capacity, self.window_ms)
+            decision = self.limiter.check("auth:" + key, capacity, self.window_ms)
         else:
             capacity = self.capacity
-            decision = self.limiter.check("ip:" + ip, capacity, self.window_ms)
+            decision = self.limiter.check("ip:" + key, capacity, self.window_ms)
         # One cheap read tells whether keys or blocks changed anywhere since this thread looked.
         version = self.storage.auth_version()
-        if self.blocks.blocked(ip, version=version) is not None:
-            _headers(resp, decision, capacity, self.window_s)
-            self.counters.add("blocked_requests", ip)
-            _refuse(resp, falcon.HTTP_403, "requests from your address are blocked")
-            return
-        # The key, once per request (cached in r13core; a bad one answers 401 where needed).
-        identity = None
         token = bearer_token(req)
         ctx.token = token
-        self._check_anomalies(req, ctx, ip, token)
-        if token is not None:
+        identity = None
+        block = self.blocks.blocked(key, version=version)
+        if block is not None:
+            # An automatic block never locks out a request with a valid key (a team
+            # behind one NAT address and one misbehaving job); an admin's refuses all.
+            if block.kind == AUTO and token:
+                try:
+                    identity = self.guard.authenticate(token, version=version)
+                except Unauthorized:
+                    identity = None
+            if identity is None:
+                _headers(resp, decision, capacity, self.window_s)
+                self.counters.add("blocked_requests", key)
+                _refuse(resp, falcon.HTTP_403, "requests from your address are blocked")
+                return
+        if req.method in UNSAFE_METHODS and cross_site(env, self.origins):
+            _headers(resp, decision, capacity, self.window_s)
+            self.counters.add("anomalies", "cross_site_write")
+            _refuse(resp, falcon.HTTP_403, "cross-site requests are refused")
+            return
+        self._check_anomalies(req, ctx, key, token)
+        # The key, once per request (cached in r13core; a bad one answers 401 where needed).
+        if token is not None and identity is None:
             try:
                 identity = self.guard.authenticate(token, version=version)
             except Unauthorized as exc:
@@ -195,44 +318,84 @@ class SecurityMiddleware:
         _headers(resp, decision, capacity, self.window_s)
         if not decision.allowed:
             resp.set_header("Retry-After", str(decision.retry_after_seconds))
-            self.counters.add("rate_limited", ip)
-            self.strikes.strike(ip, "limit")
+            if decision.full:
+                # The table is full of other clients: nothing this client did.
+                self.counters.add("limiter_full", key)
+                _refuse(resp, falcon.HTTP_429, "the server is busy; retry later")
+                return
+            self.counters.add("rate_limited", key)
+            self._strike(ctx, key, "limit")
             _refuse(resp, falcon.HTTP_429, "too many requests; retry later")
+
+    def _strike(self, ctx: Any, key: str, kind: str) -> None:
+        """Note a strike of ``kind`` against the request ``ctx``; it is counted (once) when
+        the response goes out. Outside a request (``ctx`` None) it counts at once."""
+        if ctx is None:
+            self.strikes.strike(key, kind)
+            return
+        kinds = getattr(ctx, "strike_kinds", None)
+        if kinds is None:
+            kinds = ctx.strike_kinds = set()
+        kinds.add(kind)
+
+    def _count_strike(self, ctx: Any, key: str) -> None:
+        # One strike per request at most, of the strongest kind that is switched on,
+        # and none at all for a request another site could have made a browser send.
+        kinds = getattr(ctx, "strike_kinds", None)
+        if not kinds or not getattr(ctx, "strikable", False):
+            return
+        for kind in STRIKE_ORDER:
+            if kind in kinds and self.strikes.enabled(kind):
+                self.strikes.strike(key, kind)
+                return
 
     def auth_failed(self, ip: str) -> None:
         """Count a failed authentication (bad key or password) from ``ip``; may block it."""
-        self.counters.add("auth_failures", ip)
-        self.strikes.strike(ip, "auth")
+        ctx = _REQUEST.get()
+        if ctx is not None and getattr(ctx, "client_ip", None) != ip:
+            ctx = None
+        key = ctx.client_key if ctx is not None else client_key(ip, self.ipv6_prefix)
+        self.counters.add("auth_failures", key)
+        self._strike(ctx, key, "auth")
 
-    def anomaly(self, ip: str, kind: str) -> None:
-        """Count a hostile request of ``kind`` from ``ip``; may block it."""
+    def anomaly(self, key: str, kind: str, *, ctx: Any = None, strike: bool = False) -> None:
+        """Count a suspicious request of ``kind`` from client ``key``.
+
+        Only ``strike=True`` kinds (path traversal) may lead to a block, and only
+        from a request :func:`strikable` allows: what browsers and package
+        managers send by accident (an invalid name like ``/favicon.ico``, a body
+        over the limit, a malformed Authorization header, which also fails as a
+        bad key) is counted and never struck.
+        """
         self.counters.add("anomalies", kind)
-        self.counters.add("anomaly_clients", ip)
-        self.strikes.strike(ip, "anomaly")
+        self.counters.add("anomaly_clients", key)
+        if strike:
+            self._strike(ctx, key, "anomaly")
 
-    def _check_anomalies(self, req: falcon.Request, ctx: Any, ip: str, token: str | None) -> None:
+    def _check_anomalies(self, req: falcon.Request, ctx: Any, key: str, token: str | None) -> None:
         raw = req.env.get("RAW_URI") or req.path
         # Cheap screen first: every marker holds a dot, a percent sign or a backslash.
         if "." in raw or "%" in raw or "\\" in raw:
             raw = raw_path(req).lower()
             if raw.endswith("/..") or any(marker in raw for marker in _TRAVERSAL):
-                self.anomaly(ip, "path_traversal")
+                self.anomaly(key, "path_traversal", ctx=ctx, strike=True)
         if token == "":  # an Authorization header in no form r13 reads
-            self.anomaly(ip, "malformed_auth")
+            self.anomaly(key, "malformed_auth", ctx=ctx)
         declared = req.content_length
         if declared is not None and declared > self.max_body:
-            self.anomaly(ip, "oversized_body")
+            self.anomaly(key, "oversized_body", ctx=ctx)
             ctx.anomaly_counted = True
 
     def process_response(
         self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool
     ) -> None:
         ctx = req.context
-        ip = getattr(ctx, "client_ip", "")
+        key = getattr(ctx, "client_key", "")
         status = resp.status if isinstance(resp.status, str) else str(resp.status)
         code = status[:3]
-        self.counters.add("requests", f"{req.method} {route_label(req)} {code}")
-        self.counters.add("clients", ip)
+        method = req.method if req.method in METHODS else "OTHER"  # no made-up labels
+        self.counters.add("requests", f"{method} {route_label(req)} {code}")
+        self.counters.add("clients", key)
         key_id = getattr(getattr(ctx, "identity", None), "id", None)
         if isinstance(key_id, str):
             self.counters.add("key_requests", key_id)
@@ -240,4 +403,5 @@ class SecurityMiddleware:
         if kind == "oversized_body" and getattr(ctx, "anomaly_counted", False):
             kind = None
         if kind:
-            self.anomaly(ip, kind)
+            self.anomaly(key, kind, ctx=ctx)
+        self._count_strike(ctx, key)

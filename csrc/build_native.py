@@ -39,7 +39,7 @@ CDEF = """
 enum r13_error {
     R13_OK, R13_EINVAL, R13_ERANGE, R13_EVERSION, R13_EMODE, R13_ESIZE, R13_EIO,
     R13_ESHM, R13_EFULL, R13_ETRUNC, R13_ETYPE, R13_ELONG, R13_EBUFSZ, R13_EUTF8,
-    R13_EVALUE, R13_ECLOCK, ...
+    R13_EVALUE, R13_ECLOCK, R13_EOWNER, ...
 };
 #define R13_RECORD_SIZE ...
 #define R13_FRAME_MAX ...
@@ -80,6 +80,7 @@ typedef struct r13_frame {
 } r13_frame;
 
 const char *r13_strerror(int code);
+int r13_shm_name(const char *dir, const char *part, char *out, size_t cap);
 extern const char r13_build_version[];
 extern const char r13_build_source_hash[];
 
@@ -155,6 +156,20 @@ int r13_metrics_route_latency(const r13_metrics *m, uint32_t route, uint64_t *bu
 int r13_metrics_reap(r13_metrics *m, uint32_t *reaped);
 """
 
+# Hardening (checked by tests/test_build_hardening.py): canaries on every function
+# with an array or an address-taken local, and glibc's checked variants of
+# memcpy/snprintf/read... where sizes are known at compile time (needs -O1+;
+# -U first so a distribution's own default cannot clash with ours).
+HARDENING = ["-fstack-protector-strong", "-U_FORTIFY_SOURCE", "-D_FORTIFY_SOURCE=2"]
+COMPILE_ARGS = [
+    "-std=gnu11",
+    "-O2",
+    "-Wall",
+    "-Wextra",
+    "-Wno-unused-parameter",
+    *HARDENING,
+]
+
 ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
@@ -164,7 +179,7 @@ ffibuilder.set_source(
     f'const char r13_build_source_hash[] = "{source_hash()}";\n',
     sources=[str((HERE / name).relative_to(ROOT)) for name in SOURCES],
     include_dirs=[str(HERE.relative_to(ROOT))],
-    extra_compile_args=["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+    extra_compile_args=COMPILE_ARGS,
     libraries=["rt", "pthread"],
     py_limited_api=True,
 )

@@ -36,10 +36,12 @@
     X(R13_EBUFSZ, -12, "output buffer too small")                               \
     X(R13_EUTF8, -13, "text is not valid UTF-8")                                \
     X(R13_EVALUE, -14, "field value out of range")                              \
-    X(R13_ECLOCK, -15, "monotonic clock unavailable or out of range")
+    X(R13_ECLOCK, -15, "monotonic clock unavailable or out of range")          \
+    X(R13_EOWNER, -16, "shared segment or data-dir file is not private to this " \
+                       "user (another owner, a symlink, or others may write it)")
 
 #define R13__ERRENUM(name, value, text) name = value,
-enum r13_error { R13_ERRORS(R13__ERRENUM) R13__ERR_LAST = -16 };
+enum r13_error { R13_ERRORS(R13__ERRENUM) R13__ERR_LAST = -17 };
 #undef R13__ERRENUM
 
 /* Static text for a code; never NULL. */
@@ -54,8 +56,17 @@ typedef struct r13__shm {
     int users_fd;   /* shared flock held while attached */
     int init_fd;    /* exclusive flock held only while (de)attaching */
     int fresh;      /* 1 when this attach created the segment */
-    char name[64];  /* POSIX shm name */
+    char name[128]; /* POSIX shm name */
 } r13__shm;
+
+/*
+ * The POSIX shared-memory name (e.g. "/r13-record-803-2a41-<16 hex>") of
+ * segment `part` ("record", "metrics", "rl-<name>") of data dir `dir`, into
+ * out[cap] (128 bytes always suffice). Creates <dir>/.r13-shm.id, the random
+ * part of every segment name of the dir, if absent. For error messages and
+ * tests; R13_EOWNER when the id file is not private to this user.
+ */
+int r13_shm_name(const char *dir, const char *part, char *out, size_t cap);
 
 /* ---- the 13-byte record (record.c) ------------------------------------- */
 
@@ -108,6 +119,9 @@ typedef struct r13_snapshot {
  * If config.r13 is absent it is created from `defaults` (validated) and made
  * durable. If it has another size: R13_ESIZE. If no other process has the
  * live copy open, it is rebuilt from the file. On error nothing stays open.
+ * R13_EOWNER: the live copy, a lock file or config.r13 is not private to this
+ * user (another owner, a symlink, or others may write it; see shm.c). The
+ * same holds for r13_limiter_open and r13_metrics_open.
  */
 int r13_record_open(r13_record *rec, const char *dir,
                     const uint8_t defaults[R13_RECORD_SIZE]);

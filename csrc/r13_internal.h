@@ -16,12 +16,26 @@
  * mapped). An attacher that can take `.users` exclusively knows nobody has
  * the segment, so it (re)creates it zeroed and sets *fresh = 1. The kernel
  * drops flocks when a process dies, so a crash of every user means the next
- * attacher rebuilds. The segment name comes from the dir's device and inode,
- * so two data dirs never share a segment.
+ * attacher rebuilds. The segment name comes from the dir's device and inode
+ * and a random id kept in the dir, so two data dirs never share a segment
+ * and users who cannot read the dir cannot learn the name. Lock files,
+ * the id file and segments pass r13__check_private before use (R13_EOWNER).
  *
  * On success the caller owns *init_fd (still locked: initialise a fresh
  * segment, then call r13__shm_done) and *users_fd (keep until detach).
  */
+
+/*
+ * Ownership checks (shm.c). r13__check_private: 0 when fd is a regular file
+ * (or segment) owned by our effective uid that group and others may not
+ * write; R13_EOWNER otherwise (errno EPERM). Group/other read or execute
+ * bits: R13_EOWNER unless `narrow`, which removes them instead.
+ * r13__open_private: open(2) `path` with `flags` (| O_NOFOLLOW | O_CLOEXEC,
+ * mode 0600 if created) and check it, narrowing; R13_EIO (errno from open)
+ * when it cannot be opened, R13_EOWNER for a symlink or a failed check.
+ */
+int r13__check_private(int fd, int narrow);
+int r13__open_private(const char *path, int flags, int *out);
 
 /* A fresh segment gets `size` bytes; an existing one keeps its own size,
  * reported in shm->size for the caller to check against its header. */

@@ -300,8 +300,8 @@ static int fsync_dir(const char *dir)
     return rc == 0 ? R13_OK : R13_EIO;
 }
 
-/* Create the file with `defaults` so that no reader ever sees it short:
- * write a private temp file, fsync, link it into place (fails if another
+/* Create the file (mode 0600) with `defaults` so that no reader ever sees
+ * it short: write a private temp file, fsync, link it into place (fails if another
  * process got there first, which is fine), fsync the dir. */
 static int create_file(const char *dir, const char *path,
                        const uint8_t defaults[R13_RECORD_SIZE])
@@ -310,7 +310,12 @@ static int create_file(const char *dir, const char *path,
     int n = snprintf(tmp, sizeof tmp, "%s/.%s.%ld.tmp", dir, REC_FILE, (long)getpid());
     if (n < 0 || (size_t)n >= sizeof tmp)
         return R13_EINVAL;
-    int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0 && errno == EEXIST) {
+        /* Left by a crashed process with our pid; we hold the init lock. */
+        unlink(tmp);
+        fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    }
     if (fd < 0)
         return R13_EIO;
     int rc = pwrite_all(fd, defaults, R13_RECORD_SIZE);
@@ -363,17 +368,18 @@ int r13_record_open(r13_record *rec, const char *dir,
     if (rc != R13_OK)
         return rc;
 
-    int fd = open(path, O_RDWR | O_CLOEXEC);
-    if (fd < 0 && errno == ENOENT) {
+    /* Only a file of ours that nobody else may write (a 0644 file of an
+     * older version is narrowed to 0600). */
+    int fd = -1;
+    rc = r13__open_private(path, O_RDWR, &fd);
+    if (rc == R13_EIO && errno == ENOENT) {
         rc = create_file(dir, path, defaults);
         if (rc != R13_OK)
             goto fail;
-        fd = open(path, O_RDWR | O_CLOEXEC);
+        rc = r13__open_private(path, O_RDWR, &fd);
     }
-    if (fd < 0) {
-        rc = R13_EIO;
+    if (rc != R13_OK)
         goto fail;
-    }
     struct stat st;
     if (fstat(fd, &st) != 0) {
         rc = R13_EIO;

@@ -8,6 +8,7 @@ the typed wrappers built on :func:`check`.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 from pathlib import Path
@@ -20,6 +21,7 @@ from r13core.errors import (
     InvalidValue,
     LimiterFull,
     NativeOSError,
+    OwnershipError,
     R13Error,
     RecordFileError,
 )
@@ -34,7 +36,16 @@ except ImportError as exc:  # pragma: no cover - exercised by a fresh checkout o
 ffi: Any = _native.ffi
 lib: Any = _native.lib
 
-__all__ = ["NativeHandle", "check", "ffi", "lib", "raise_for", "strerror"]
+__all__ = [
+    "NativeHandle",
+    "check",
+    "check_attach",
+    "ffi",
+    "lib",
+    "raise_for",
+    "segment_name",
+    "strerror",
+]
 
 
 def _verify_build() -> None:
@@ -75,6 +86,7 @@ EBUFSZ: int = lib.R13_EBUFSZ
 EUTF8: int = lib.R13_EUTF8
 EVALUE: int = lib.R13_EVALUE
 ECLOCK: int = lib.R13_ECLOCK
+EOWNER: int = lib.R13_EOWNER
 
 _FRAME_CODES = {ETRUNC, ETYPE, ELONG, EUTF8}
 _VALUE_CODES = {EINVAL, ERANGE, EVERSION, EMODE, EBUFSZ, EVALUE}
@@ -98,6 +110,8 @@ def raise_for(code: int, context: str = "") -> NoReturn:
         raise RecordFileError(message)
     if code == EFULL:
         raise LimiterFull(message)
+    if code == EOWNER:
+        raise OwnershipError(message)
     if code in _OS_CODES:
         err = ffi.errno
         raise NativeOSError(err, f"{message} ({os.strerror(err)})" if err else message)
@@ -108,6 +122,70 @@ def check(code: int, context: str = "") -> None:
     """Return if ``code`` is 0, else raise the matching exception."""
     if code != OK:
         raise_for(code, context)
+
+
+def segment_name(data_dir: str | os.PathLike[str], part: str) -> str:
+    """The POSIX shared-memory name of segment ``part`` of ``data_dir`` (``/r13-...``)."""
+    out = ffi.new("char[]", 128)
+    check(
+        lib.r13_shm_name(os.fsencode(data_dir), part.encode(), out, 128),
+        f"naming the {part} segment of {os.fsdecode(data_dir)}",
+    )
+    return str(ffi.string(out).decode())
+
+
+def _not_private(path: str) -> str | None:
+    """What is wrong with ``path`` as a private object of this user (None: fine or absent)."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    import stat
+
+    problems = []
+    if stat.S_ISLNK(st.st_mode):
+        problems.append("is a symlink")
+    elif not stat.S_ISREG(st.st_mode):
+        problems.append("is not a regular file")
+    if st.st_uid != os.geteuid():
+        try:
+            import pwd
+
+            owner = f"{pwd.getpwuid(st.st_uid).pw_name} (uid {st.st_uid})"
+        except KeyError:
+            owner = f"uid {st.st_uid}"
+        problems.append(f"belongs to {owner}, not to uid {os.geteuid()}")
+    if st.st_mode & 0o077 and not stat.S_ISLNK(st.st_mode):
+        mode = stat.S_IMODE(st.st_mode)
+        problems.append(f"has mode {mode:04o} (others may use it; r13 makes 0600)")
+    return ", ".join(problems) or None
+
+
+def check_attach(code: int, data_dir: str | os.PathLike[str], part: str, what: str) -> None:
+    """Like :func:`check` for opening a shared segment, naming the culprit on R13_EOWNER.
+
+    ``part`` is the segment's name in the C core (``record``, ``metrics``,
+    ``rl-<name>``); ``what`` says what it holds, for the message.
+    """
+    if code == OK:
+        return
+    directory = os.fsdecode(data_dir)
+    if code != EOWNER:
+        raise_for(code, f"opening {what} in {directory}")
+    candidates = [os.path.join(directory, ".r13-shm.id")]
+    with contextlib.suppress(R13Error):  # else the id file is at fault: listed below
+        candidates.insert(0, "/dev/shm" + segment_name(data_dir, part))
+    candidates += [os.path.join(directory, f".r13-{part}.{s}") for s in ("init", "users")]
+    if part == "record":
+        candidates.append(os.path.join(directory, "config.r13"))
+    found = [f"{p} {why}" for p in candidates if (why := _not_private(p)) is not None]
+    culprits = "; ".join(found) if found else "one of " + ", ".join(candidates)
+    raise OwnershipError(
+        f"refusing {what} of {directory}: {culprits}. Another local user may have made it "
+        "to read or change r13's live state. Stop every r13 process of this data dir, "
+        "remove it (as root if another user owns it), make sure only r13's user can write "
+        f"{directory}, and start again"
+    )
 
 
 class NativeHandle:

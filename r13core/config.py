@@ -25,7 +25,7 @@ import threading
 from pathlib import Path
 from typing import Any, Final, NamedTuple, Self
 
-from r13core._ffi import NativeHandle, check, ffi, lib
+from r13core._ffi import NativeHandle, check, check_attach, ffi, lib
 from r13core.errors import InvalidValue, RecordFileError
 
 RECORD_SIZE: Final = 13
@@ -260,7 +260,7 @@ class ConfigStore(NativeHandle):
                 f"{self.path} is not a {RECORD_SIZE}-byte r13 record; "
                 "move it away or fix it with `r13 config import`"
             )
-        check(rc, f"opening {self.path}")
+        check_attach(rc, data_dir, "record", "the live record")
         self._open = True
 
     # -- reading -------------------------------------------------------------

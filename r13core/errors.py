@@ -19,6 +19,16 @@ class NativeOSError(R13Error, OSError):
     """The C core failed on a system call (file, shared memory, clock)."""
 
 
+class OwnershipError(R13Error, PermissionError):
+    """Shared state of a data dir is not private to this user, so r13 refuses to use it.
+
+    A shared-memory segment, a lock file or a data-dir file is owned by another
+    user, is a symlink, or other users may write it (or, for the data dir
+    itself, it belongs to someone else or is group/world-writable). The message
+    names the object and what to do.
+    """
+
+
 class FrameError(R13Error, ValueError):
     """A live-channel frame could not be decoded or encoded.
 

@@ -28,6 +28,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
+from r13core.datadir import open_private
+
 log = logging.getLogger("r13.locks")
 
 INSTANCE_LOCK: Final = ".r13-instance.lock"
@@ -82,7 +84,7 @@ class Leader:
 
     def _run(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = open_private(self.path)
         try:
             while not self.stop_event.is_set():
                 try:
@@ -123,7 +125,7 @@ class InstanceLock:
     def _open(self) -> int:
         if self._fd < 0:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            self._fd = open_private(self.path)
         return self._fd
 
     def try_exclusive(self) -> bool:

@@ -23,7 +23,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from r13core._ffi import NativeHandle, check, ffi, lib
+from r13core._ffi import NativeHandle, check, check_attach, ffi, lib
 
 ROUTES: Final[int] = lib.R13_METRICS_ROUTES
 BUCKETS: Final[int] = lib.R13_METRICS_BUCKETS
@@ -138,8 +138,11 @@ class Metrics(NativeHandle):
 
     def __init__(self, data_dir: str | os.PathLike[str]) -> None:
         self._m = ffi.new("r13_metrics *")
-        check(
-            lib.r13_metrics_open(self._m, os.fsencode(data_dir)), f"opening metrics in {data_dir}"
+        check_attach(
+            lib.r13_metrics_open(self._m, os.fsencode(data_dir)),
+            data_dir,
+            "metrics",
+            "the shared request metrics",
         )
         self._open = True
         self._ids: dict[str, int] = {UNMATCHED: 0}

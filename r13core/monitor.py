@@ -397,7 +397,7 @@ class AlertEngine:
 
 def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "wb") as f:
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "wb") as f:
         f.write(data)
     os.replace(tmp, path)
 
@@ -570,7 +570,7 @@ class Sampler:
         self._prev_generation: int | None = None
         self._config_updates = 0
         self._leader = Leader(self.data_dir / LOCK_FILE, self._lead, name="r13-sampler")
-        (self.data_dir / "run").mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "run").mkdir(mode=0o700, parents=True, exist_ok=True)
 
     @staticmethod
     def _started(pid: int) -> float:
@@ -653,7 +653,7 @@ class Sampler:
         with contextlib.suppress(OSError):
             if path.stat().st_size > EVENTS_MAX_BYTES:
                 os.replace(path, path.with_name(path.name + ".1"))
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             os.write(fd, line.encode() + b"\n")
         finally:

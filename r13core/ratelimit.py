@@ -25,8 +25,10 @@ indistinguishable from a fresh one, so evicting it loses nothing).
 **Full of busy entries.** When all 32 candidate slots of a NEW key hold
 busy buckets, nothing can be evicted without forgetting someone's usage, so
 the new key fails closed: :meth:`RateLimiter.check` returns a refusal
-(``allowed=False, remaining=0``) whose ``retry_after_ns`` is when the first
-of those slots goes idle; it does not raise. Keys already in the table keep
+(``allowed=False, remaining=0, full=True``) whose ``retry_after_ns`` is when
+the first of those slots goes idle; it does not raise. ``full`` tells such a
+refusal from one the key earned itself: callers never count it against the
+client (r13core/security.py ``Strikes``). Keys already in the table keep
 working normally, so a flood of new IPs cannot lift the limits of known
 clients. Size ``slots`` well above the number of keys active in one window
 (:meth:`RateLimiter.stats` reports ``busy``) to make this rare.
@@ -43,7 +45,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
-from r13core._ffi import EFULL, NativeHandle, check, ffi, lib, raise_for
+from r13core._ffi import EFULL, NativeHandle, check, check_attach, ffi, lib, raise_for
 from r13core.errors import InvalidValue
 
 __all__ = [
@@ -81,6 +83,9 @@ class Decision(NamedTuple):
     """Until the bucket is full again (``RateLimit-Reset``)."""
     retry_after_ns: int
     """0 when allowed; else until this request would be admitted."""
+    full: bool = False
+    """True for the refusal of a NEW key because the table is full of busy keys:
+    it says nothing about this client's own rate (never count it against them)."""
 
     @property
     def reset_seconds(self) -> int:
@@ -100,8 +105,10 @@ class Decision(NamedTuple):
 _tuple_new = tuple.__new__
 
 
-def _decision(allowed: bool, remaining: int, reset_ns: int, retry_after_ns: int) -> Decision:
-    return _tuple_new(Decision, (allowed, remaining, reset_ns, retry_after_ns))
+def _decision(
+    allowed: bool, remaining: int, reset_ns: int, retry_after_ns: int, full: bool = False
+) -> Decision:
+    return _tuple_new(Decision, (allowed, remaining, reset_ns, retry_after_ns, full))
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,9 +189,11 @@ class RateLimiter(NativeHandle):
         _validate_slots(slots)
         self.name = name
         self._lim: Any = ffi.new("r13_limiter *")
-        check(
+        check_attach(
             lib.r13_limiter_open(self._lim, os.fsencode(data_dir), name.encode(), slots),
-            f"opening rate limiter {name!r} in {os.fsdecode(data_dir)}",
+            data_dir,
+            f"rl-{name}",
+            f"rate limiter {name!r}",
         )
         self._open = True
         # Output buffers, one per concurrent caller: cffi drops the GIL during
@@ -234,7 +243,7 @@ class RateLimiter(NativeHandle):
         if rc and rc != EFULL:
             raise_for(rc, "rate limit check")
         # _decision() inlined: a Python call is a measurable share of a check.
-        return _tuple_new(Decision, (allowed != 0, remaining, reset_ns, retry_ns))
+        return _tuple_new(Decision, (allowed != 0, remaining, reset_ns, retry_ns, rc == EFULL))
 
     def reset(self, key: str | bytes) -> None:
         """Forget ``key``: its bucket is full again (e.g. when an IP is unblocked)."""
@@ -305,7 +314,7 @@ class PyRateLimiter:
                 slot = self._place(data, now)
                 if slot < 0:
                     retry = self._soonest(data) - now
-                    return _decision(False, 0, retry, retry)
+                    return _decision(False, 0, retry, retry, True)
             tat = self._tats[slot]
             base = max(tat, now)
             new_tat = base + cost * t

@@ -15,6 +15,7 @@ Everything here is shared by all worker processes of a data dir:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import threading
 import time
@@ -64,6 +65,8 @@ class SecuritySettings:
     block_window_ms: int = 600_000
     block_duration_ms: int = 3_600_000
     limiter_slots: int = 65536
+    ipv6_prefix: int = 64
+    """IPv6 clients are counted by this prefix for limits, strikes and blocks."""
     rules: tuple[Rule, ...] = field(default=())
 
     @classmethod
@@ -102,6 +105,7 @@ class SecuritySettings:
             block_window_ms=_int(env, "R13_BLOCK_WINDOW", 600_000, 1000, 2**32),
             block_duration_ms=_int(env, "R13_BLOCK_DURATION", 3_600_000, 1000, 2**40),
             limiter_slots=slots,
+            ipv6_prefix=_int(env, "R13_IPV6_PREFIX", 64, 32, 128),
             rules=rules,
         )
 
@@ -150,52 +154,170 @@ def client_ip(peer: str, forwarded_for: str | None, proxies: tuple[IPNetwork, ..
     return hops[0] if hops else ip
 
 
+@functools.lru_cache(maxsize=4096)
+def client_key(ip: str, ipv6_prefix: int = 64) -> str:
+    """The name an address is counted under for limits, strikes and blocks.
+
+    IPv4 (and IPv4-mapped IPv6) addresses count one by one. An IPv6 address
+    counts by its ``ipv6_prefix`` network (``2001:db8:1:2::/64`` by default):
+    whoever holds a /64 holds every address in it, so counting addresses would
+    hand out fresh buckets at will. Text that is not an address stays itself.
+    """
+    if ":" not in ip:
+        return ip
+    try:
+        address = ipaddress.ip_address(ip.strip("[]"))
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv4Address):
+        return str(address)
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(ipaddress.IPv6Network((address, ipv6_prefix), strict=False))
+
+
+def parse_client(text: str, ipv6_prefix: int = 64) -> str:
+    """An address or a client's prefix as an admin types it, as :func:`client_key` names it.
+
+    ``2001:db8::7`` and ``2001:db8::/64`` both give ``2001:db8::/64`` (at the
+    default prefix); an IPv4 address gives itself. InvalidValue for anything else
+    (an IPv6 network of another length, an IPv4 network, a name).
+    """
+    text = text.strip()
+    try:
+        return client_key(str(ipaddress.ip_address(normalize_ip(text))), ipv6_prefix)
+    except ValueError:
+        pass
+    try:
+        network = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise InvalidValue(f"{text!r} is not an IP address or an IPv6 prefix") from None
+    if network.version == 6 and network.prefixlen == ipv6_prefix:
+        return str(network)
+    raise InvalidValue(
+        f"{text!r}: give an address, or an IPv6 prefix of length /{ipv6_prefix} "
+        "(R13_IPV6_PREFIX); other networks are not blocked as a whole"
+    )
+
+
+def is_local(peer: str, proxies: tuple[IPNetwork, ...], *, forwarded: bool) -> bool:
+    """Whether a request comes from this machine itself, not through anything.
+
+    "Local" is the one test behind everything r13 allows loopback clients
+    without a key (reading /metrics, /_api/performance/*, /_api/config while
+    PRIVATE_REGISTRY is on; the bootstrap admin key). A reverse proxy on the
+    same host connects from loopback too, so a request is local only when the
+    socket peer is a loopback address, the peer is not one of
+    R13_TRUSTED_PROXIES (a request through a proxy is never local, whatever
+    address it forwards), and the request carries no forwarding header at all
+    (``forwarded``: X-Forwarded-For, Forwarded, X-Real-IP, Via, ...), which
+    only proxies add.
+    """
+    if forwarded:
+        return False
+    ip = normalize_ip(peer)
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return False  # a Unix socket, or nothing: cannot tell, so not local
+    return address.is_loopback and not _trusted(ip, proxies)
+
+
 # -- blocks ----------------------------------------------------------------------------------
 
 
-class Blocklist:
-    """IP blocks in storage, with a per-process copy validated per request."""
+AUTO: Final = "auto"
+MANUAL: Final = "manual"
 
-    def __init__(self, db: Storage, *, clock: Callable[[], float] = time.time) -> None:
+
+class Blocklist:
+    """Blocks in storage, with a per-process copy validated per request.
+
+    Blocks are keyed by :func:`client_key`: blocking one IPv6 address blocks
+    its prefix. ``kind`` says who made a block: ``"auto"`` (strikes; a request
+    with a valid key still passes) or ``"manual"`` (an admin; refuses all).
+    """
+
+    def __init__(
+        self, db: Storage, *, ipv6_prefix: int = 64, clock: Callable[[], float] = time.time
+    ) -> None:
         self._db = db
+        self._prefix = ipv6_prefix
         self._clock = clock
         self._blocks: dict[str, BlockRecord] = {}
         self._seen = threading.local()
         self._lock = threading.Lock()
+
+    def key(self, ip: str) -> str:
+        """The key ``ip`` (an address or a stored prefix) is blocked under now.
+
+        A prefix stored under another R13_IPV6_PREFIX counts by its first address.
+        """
+        if "/" in ip:
+            try:
+                network = ipaddress.ip_network(ip, strict=False)
+            except ValueError:
+                return ip
+            return client_key(str(network.network_address), self._prefix)
+        return client_key(normalize_ip(ip), self._prefix)
 
     def _refresh(self, version: object = None) -> dict[str, BlockRecord]:
         if version is None:
             version = self._db.auth_version()
         if getattr(self._seen, "version", None) != version:
             self._seen.version = version
+            blocks: dict[str, BlockRecord] = {}
+            for b in self._db.list_blocks():
+                # Rows from before IPv6 prefixes (or another R13_IPV6_PREFIX) still apply
+                # to their prefix; where two meet, a manual block wins.
+                key = self.key(b.ip)
+                held = blocks.get(key)
+                if held is None or (b.kind == MANUAL and held.kind != MANUAL):
+                    blocks[key] = b
             with self._lock:
-                self._blocks = {b.ip: b for b in self._db.list_blocks()}
+                self._blocks = blocks
         return self._blocks
 
-    def blocked(self, ip: str, *, version: object = None) -> BlockRecord | None:
-        """The live block of ``ip``, or None (``version``: a fresh ``auth_version()``)."""
-        block = self._refresh(version).get(ip)
+    def blocked(self, key: str, *, version: object = None) -> BlockRecord | None:
+        """The live block of client ``key`` (:func:`client_key`), or None.
+
+        ``version``: a fresh ``auth_version()``, when the caller has one.
+        """
+        block = self._refresh(version).get(key)
         if block is None:
             return None
         if block.expires is not None and block.expires <= self._clock():
             return None
         return block
 
-    def block(self, ip: str, reason: str, duration_s: float | None) -> BlockRecord:
-        """Block ``ip`` for ``duration_s`` seconds (None: until unblocked)."""
+    def block(
+        self, ip: str, reason: str, duration_s: float | None, *, kind: str = MANUAL
+    ) -> BlockRecord:
+        """Block ``ip`` (its prefix, for IPv6) for ``duration_s`` seconds (None: until lifted)."""
+        if kind not in (AUTO, MANUAL):
+            raise InvalidValue(f"a block is {AUTO!r} or {MANUAL!r}, not {kind!r}")
         now = self._clock()
         record = BlockRecord(
-            normalize_ip(ip), reason, now, None if duration_s is None else now + duration_s
+            self.key(ip), reason, now, None if duration_s is None else now + duration_s, kind
         )
         self._db.add_block(record)
         return record
 
-    def unblock(self, ip: str) -> bool:
-        """Lift the block of ``ip``; False if there was none."""
-        return self._db.remove_block(normalize_ip(ip))
+    def unblock(self, ip: str) -> list[str]:
+        """Lift the block of ``ip`` (an address or its prefix); the keys lifted ([] if none).
+
+        Rows stored under another key for the same client (a full IPv6 address
+        from before prefixes) are lifted with it.
+        """
+        key = self.key(ip)
+        lifted = []
+        for b in self._db.list_blocks():
+            if (b.ip == key or self.key(b.ip) == key) and self._db.remove_block(b.ip):
+                lifted.append(b.ip)
+        return lifted
 
     def active(self) -> list[BlockRecord]:
-        """Blocks in force now, by IP."""
+        """Blocks in force now, by key."""
         now = self._clock()
         return [b for b in self._db.list_blocks() if b.expires is None or b.expires > now]
 
@@ -238,24 +360,39 @@ class Strikes:
         }
         self._on_block = on_block
 
-    def strike(self, ip: str, kind: str) -> BlockRecord | None:
-        """Count one strike; the new block when this one crossed the threshold."""
+    def enabled(self, kind: str) -> bool:
+        """Whether strikes of ``kind`` can block (its threshold is not 0)."""
+        return self._thresholds[kind] > 0
+
+    def strike(self, key: str, kind: str) -> BlockRecord | None:
+        """Count one strike of client ``key``; the new (automatic) block when it crossed the
+        threshold.
+
+        A strike that the limiter refuses only because its table is full of other
+        clients (``Decision.full``) is not a crossing: a flood of new addresses
+        must not turn each one's first strike into a block.
+        """
         threshold = self._thresholds[kind]
         if threshold <= 0:
             return None
-        decision = self._limiter.check(f"strike:{kind}:{ip}", threshold, self._window)
-        if getattr(decision, "allowed", True):
+        decision = self._limiter.check(f"strike:{kind}:{key}", threshold, self._window)
+        if getattr(decision, "allowed", True) or getattr(decision, "full", False):
             return None
-        record = self._blocks.block(ip, f"too many {_KIND_TEXT[kind]}", self._duration)
-        self.forgive(ip)
+        record = self._blocks.block(key, f"too many {_KIND_TEXT[kind]}", self._duration, kind=AUTO)
+        self.forgive(key)
         if self._on_block is not None:
             self._on_block(record)
         return record
 
-    def forgive(self, ip: str) -> None:
-        """Forget an address's strikes (after a block, or when an admin unblocks it)."""
-        for kind in STRIKE_KINDS:
-            self._limiter.reset(f"strike:{kind}:{ip}")
+    def forgive(self, key: str) -> None:
+        """Forget a client's strikes (after a block, or when an admin unblocks it)."""
+        forget(self._limiter, key)
+
+
+def forget(limiter: StrikeCounter, key: str) -> None:
+    """Reset every strike bucket of client ``key`` in ``limiter``."""
+    for kind in STRIKE_KINDS:
+        limiter.reset(f"strike:{kind}:{key}")
 
 
 _KIND_TEXT: Final = {

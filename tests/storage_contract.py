@@ -358,6 +358,16 @@ class IdentityStorageContract:
         assert storage.remove_block("10.0.0.1")
         assert not storage.remove_block("10.0.0.1")
 
+    def test_blocks_keep_their_kind_and_prefix(self, storage: Storage) -> None:
+        from r13core.storage.base import BlockRecord
+
+        auto = BlockRecord("2001:db8:1:2::/64", "too many hostile requests", 1.0, 5.0, "auto")
+        manual = BlockRecord("192.0.2.1", "by hand", 2.0, None, "manual")
+        storage.add_block(auto)
+        storage.add_block(manual)
+        assert storage.list_blocks() == [manual, auto]
+        assert BlockRecord("10.0.0.1", "x", 1.0, None).kind == "manual"
+
     def test_audit_log_pages_newest_first_and_filters(self, storage: Storage) -> None:
         ids = [storage.append_audit(float(i), "a", f"act{i % 2}", "t", "ip", {"i": i})
                for i in range(5)]  # fmt: skip

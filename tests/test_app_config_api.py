@@ -26,7 +26,7 @@ def test_ping_answers_an_empty_object(client: falcon.testing.TestClient) -> None
 def test_config_api_shows_the_live_record(
     client: falcon.testing.TestClient, data_dir: Path
 ) -> None:
-    body = client.simulate_get("/_api/config").json
+    body = client.simulate_get("/_api/config", remote_addr="127.0.0.1").json
     raw = (data_dir / "config.r13").read_bytes()
     assert body["hex"] == raw.hex()
     assert body["registryHash"] == fnv1a32("http://r13.test")
@@ -46,7 +46,11 @@ def test_feature_overrides_from_the_environment_apply_at_start(data_dir: Path) -
     settings = Settings.from_env(
         {"R13_DATA": str(data_dir), "R13_FEATURE_DEBUG": "1", "R13_FEATURE_METRICS": "0"}
     )
-    body = falcon.testing.TestClient(create_app(settings)).simulate_get("/_api/config").json
+    body = (
+        falcon.testing.TestClient(create_app(settings))
+        .simulate_get("/_api/config", remote_addr="127.0.0.1")
+        .json
+    )
     assert body["features"]["DEBUG"] is True and body["features"]["METRICS"] is False
 
 

@@ -164,7 +164,9 @@ def test_performance_endpoints_answer_from_the_sampler(
 def test_private_registry_limits_monitoring_to_loopback(data_dir: Path) -> None:
     app = create_app(Settings.from_env({"R13_DATA": str(data_dir)}))
     client = falcon.testing.TestClient(app)
-    assert client.simulate_get("/metrics").status_code == 200  # 127.0.0.1
+    assert client.simulate_get("/metrics", remote_addr="127.0.0.1").status_code == 200
+    # No peer address at all (a Unix socket): nothing says it is this machine.
+    assert client.simulate_get("/metrics").status_code == 403
     far = client.simulate_get("/metrics", remote_addr="10.1.2.3")
     assert far.status_code == 403 and "error" in far.json
     assert (

@@ -128,7 +128,10 @@ def test_allowed_hosts_get_tarball_links_on_their_own_host(tmp_path: Path) -> No
         seen = {}
         for host, base in [
             ("npm.corp:8080", "https://npm.corp:8080/registry"),
-            ("mirror.internal:9999", "https://mirror.internal:9999/registry"),
+            ("mirror.internal", "https://mirror.internal/registry"),
+            # Listed without a port: no port, the public URL's or REGISTRY_PORT's only.
+            ("mirror.internal:4873", "https://mirror.internal:4873/registry"),
+            ("mirror.internal:9999", PUBLIC),
             ("evil.example", PUBLIC),
             ("npm.example.test", PUBLIC),
         ]:

@@ -285,15 +285,17 @@ def test_full_table_refuses_new_keys_but_serves_existing_ones(
     assert len(admitted) == 64
     assert lim.stats(now + 300) == LimiterStats(slots=64, used=64, busy=64)
     # New keys fail closed, told to come back when a slot of theirs goes idle.
+    # Each such refusal says it came from the full table, not from the key's own use.
     for d in refused:
-        assert d.remaining == 0
+        assert d.remaining == 0 and d.full
         assert 10 * SEC - 300 <= d.retry_after_ns <= 10 * SEC
     newcomer = lim.check("newcomer", 100, 1000, now_ns=now + 300)
-    assert not newcomer.allowed
+    assert not newcomer.allowed and newcomer.full
     assert 10 * SEC - 300 <= newcomer.retry_after_ns < 10 * SEC
-    # Keys in the table keep working, and keep their limits.
+    # Keys in the table keep working, and keep their limits (their refusals are their own).
     for key in admitted:
-        assert not lim.check(key, 1, 10_000, now_ns=now + 300).allowed
+        own = lim.check(key, 1, 10_000, now_ns=now + 300)
+        assert not own.allowed and not own.full
         assert lim.check(key, 2, 20_000, now_ns=now + 300).allowed
 
 

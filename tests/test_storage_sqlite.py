@@ -187,3 +187,19 @@ def test_blob_files_are_laid_out_by_hash_prefix(tmp_path: Path) -> None:
     h = info.sha512
     assert blobs.path(h) == tmp_path / "blobs" / "sha512" / h[:2] / h[2:4] / h
     assert list((tmp_path / "blobs" / "tmp").iterdir()) == []
+
+
+def test_blocks_from_before_kinds_become_auto_or_manual_by_their_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Migration 4: blocks r13 made itself ("too many ...") are automatic; the rest
+    # were an admin's and keep refusing everything.
+    monkeypatch.setattr(sqlite_module, "_MIGRATIONS", sqlite_module._MIGRATIONS[:3])
+    old = SQLiteStorage(tmp_path / "r.sqlite3")
+    conn = old._conn()
+    conn.execute("INSERT INTO ip_blocks VALUES ('192.0.2.1', 'too many hostile requests', 1, 9)")
+    conn.execute("INSERT INTO ip_blocks VALUES ('192.0.2.2', 'blocked by admin', 1, NULL)")
+    old.close()
+    monkeypatch.undo()
+    kinds = {b.ip: b.kind for b in SQLiteStorage(tmp_path / "r.sqlite3").list_blocks()}
+    assert kinds == {"192.0.2.1": "auto", "192.0.2.2": "manual"}

@@ -10,8 +10,10 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from app.cli import config_cmd, keys_cmd, security_cmd, serve_cmd, users_cmd
+from r13core.datadir import private_umask, secure_data_dir
 from r13core.errors import R13Error
 
 MODULES = [config_cmd, keys_cmd, serve_cmd, users_cmd, security_cmd]
@@ -35,9 +37,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Whatever r13 creates in the data dir is its user's alone (r13core/datadir.py);
+    # `r13 serve` execs gunicorn with this umask, so its workers keep it.
+    previous = private_umask()
+    try:
+        return _run(argv)
+    finally:
+        os.umask(previous)  # for callers that run commands in process (tests)
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        for change in secure_data_dir(Path(args.data)):
+            print(f"r13: {change}", file=sys.stderr)
         from app.cli.audit_hook import audited_config_change
 
         status: int = audited_config_change(args, lambda: int(args.handler(args)))

@@ -7,6 +7,7 @@ address got blocked can always get back in.
 from __future__ import annotations
 
 import argparse
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,18 +15,26 @@ from app.main import open_storage
 from r13core.audit import AuditLog
 from r13core.errors import NotFound
 from r13core.ratelimit import RateLimiter
-from r13core.security import STRIKE_KINDS, Blocklist, normalize_ip
+from r13core.security import MANUAL, Blocklist, SecuritySettings, forget, parse_client
 from r13core.storage.base import BlockRecord
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("security", help="IP blocks")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    actions.add_parser("blocks", help="addresses blocked now").set_defaults(handler=blocks)
-    u = actions.add_parser("unblock", help="lift an address's block (and forget its strikes)")
+    actions.add_parser("blocks", help="clients blocked now").set_defaults(handler=blocks)
+    u = actions.add_parser(
+        "unblock",
+        help="lift a block (an address, or an IPv6 prefix like 2001:db8::/64) and forget "
+        "its strikes",
+    )
     u.add_argument("ip")
     u.set_defaults(handler=unblock)
-    b = actions.add_parser("block", help="block an address")
+    b = actions.add_parser(
+        "block",
+        help="block an address (an IPv6 address blocks its prefix) or an IPv6 prefix; "
+        "refuses everything, requests with a key too",
+    )
     b.add_argument("ip")
     b.add_argument("--minutes", type=float, default=None, help="default: until unblocked")
     b.add_argument("--reason", default="blocked by admin")
@@ -39,34 +48,41 @@ def _when(at: float | None) -> str:
 
 
 def describe(record: BlockRecord) -> str:
-    """One line per block."""
-    return f"{record.ip:<40} until {_when(record.expires):<22} {record.reason}"
+    """One line per block: the address or IPv6 prefix, until when, its kind, why."""
+    return f"{record.ip:<43} until {_when(record.expires):<22} {record.kind:<6} {record.reason}"
+
+
+def _prefix() -> int:
+    # The same R13_IPV6_PREFIX the server counts by (a bad value stops here, named).
+    return SecuritySettings.from_env(os.environ).ipv6_prefix
 
 
 def blocks(args: argparse.Namespace) -> int:
-    for record in Blocklist(open_storage(Path(args.data))).active():
+    for record in Blocklist(open_storage(Path(args.data)), ipv6_prefix=_prefix()).active():
         print(describe(record))
     return 0
 
 
 def unblock(args: argparse.Namespace) -> int:
     storage = open_storage(Path(args.data))
-    ip = normalize_ip(args.ip)
-    if not Blocklist(storage).unblock(ip):
-        raise NotFound(f"{ip} is not blocked")
+    prefix = _prefix()
+    key = parse_client(args.ip, prefix)
+    if not Blocklist(storage, ipv6_prefix=prefix).unblock(key):
+        raise NotFound(f"{key} is not blocked")
     # Forget its strikes in the running server's shared table too.
     with RateLimiter(Path(args.data), "security") as limiter:
-        for kind in STRIKE_KINDS:
-            limiter.reset(f"strike:{kind}:{ip}")
-    AuditLog(storage).record("cli", "ip.unblock", ip)
-    print(f"unblocked {ip}")
+        forget(limiter, key)
+    AuditLog(storage).record("cli", "ip.unblock", key)
+    print(f"unblocked {key}")
     return 0
 
 
 def block(args: argparse.Namespace) -> int:
     storage = open_storage(Path(args.data))
+    prefix = _prefix()
     seconds = None if args.minutes is None else args.minutes * 60
-    record = Blocklist(storage).block(args.ip, args.reason, seconds)
-    AuditLog(storage).record("cli", "ip.block", record.ip, reason=args.reason)
+    key = parse_client(args.ip, prefix)
+    record = Blocklist(storage, ipv6_prefix=prefix).block(key, args.reason, seconds, kind=MANUAL)
+    AuditLog(storage).record("cli", "ip.block", record.ip, reason=args.reason, kind=MANUAL)
     print(describe(record))
     return 0

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from app.http import HostRebaser
 from app.main import open_config, open_services
 from r13core.keys import KeyStore, Permission
 from r13core.locks import InstanceLock
@@ -102,6 +103,7 @@ def serve(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     # Fail here, with one line naming the variable, rather than in every worker's boot.
     SecuritySettings.from_env(os.environ)
+    HostRebaser(settings.public_url, settings.allowed_hosts, listen_port=settings.port)
     instance = prepare(settings)
     instance.keep_across_exec()  # gunicorn's master holds it for the server's life
     argv = [

@@ -11,7 +11,7 @@ route answers ``[{username, name, email}]``, which both shapes accept.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import falcon
 
@@ -31,6 +31,19 @@ from r13core.errors import BadRequest, InvalidValue
 from r13core.names import PackageName
 
 PREFIX = "/-/package/"
+# How the monitor counts these requests: names from this fixed set only.
+ROUTES: Final = frozenset(
+    PREFIX + "{package}/" + rest for rest in ("dist-tags", "dist-tags/{tag}", "owners", "*")
+)
+
+
+def route_template(rest: list[str]) -> str:
+    """The route a ``/-/package/...`` URL stands for (never a raw segment of it)."""
+    if rest in (["dist-tags"], ["owners"]):
+        return PREFIX + "{package}/" + rest[0]
+    if len(rest) == 2 and rest[0] == "dist-tags":
+        return PREFIX + "{package}/dist-tags/{tag}"
+    return PREFIX + "{package}/*"
 
 
 def _tag(raw: str) -> str:
@@ -60,9 +73,7 @@ class PackageMeta:
             raise falcon.HTTPNotFound(description="no such route")
         name = PackageName.from_url(parsed[0])
         rest = parsed[1]
-        req.context.route = "/-/package/{package}/" + (
-            "dist-tags/{tag}" if len(rest) == 2 and rest[0] == "dist-tags" else "/".join(rest[:1])
-        )
+        req.context.route = route_template(rest)
         method = "GET" if req.method == "HEAD" else req.method
         if rest == ["owners"] and method == "GET":
             self.guard.require(req, Action.READ, name)

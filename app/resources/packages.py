@@ -17,6 +17,7 @@ method and the shape of ``rest``::
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Final
 
 import falcon
 
@@ -56,6 +57,19 @@ def _filename(raw: str) -> str:
     if not filename.endswith(".tgz") or "/" in filename or filename.startswith("."):
         raise InvalidValue(f"{filename!r} is not a tarball name")
     return filename
+
+
+# How the monitor counts these requests: route_template() names only these.
+ROUTES: Final = frozenset(
+    {
+        "/{package}",
+        "/{package}/{version}",
+        "/{package}/-/{tarball}",
+        "/{package}/-rev/{rev}",
+        "/{package}/-/{tarball}/-rev/{rev}",
+        "/{package}/*",
+    }
+)
 
 
 def route_template(rest: list[str]) -> str:

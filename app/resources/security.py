@@ -1,13 +1,13 @@
 """``/_api/security/*``: keys, IP blocks, security metrics and the audit log (admin).
 
-``POST /_api/security/keys`` is also open, once, to a request from loopback
-without credentials while no live admin key exists (how a fresh install that
+``POST /_api/security/keys`` is also open, without credentials, to a local
+request (from this machine and not through any proxy: app/security.py
+``request_is_local``) while no live admin key exists (how a fresh install that
 lost its first key gets one); after that, never.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from typing import Any, Final
 
@@ -15,12 +15,12 @@ import falcon
 
 from app.auth import Guard
 from app.http import read_json_object, send_media
-from app.security import SecurityServices
+from app.security import SecurityServices, request_is_local
 from r13core.access import Action
 from r13core.errors import BadRequest, InvalidValue, NotFound
 from r13core.keys import Permission
 from r13core.ratelimit import RateLimiter
-from r13core.security import STRIKE_KINDS, normalize_ip
+from r13core.security import MANUAL, forget, parse_client
 
 MAX_BODY: Final = 64 * 1024
 _DURATION_RE: Final = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$")
@@ -57,13 +57,6 @@ def parse_permission(value: object) -> Permission:
     return best
 
 
-def _is_loopback(peer: str) -> bool:
-    try:
-        return ipaddress.ip_address(normalize_ip(peer)).is_loopback
-    except ValueError:
-        return False
-
-
 class SecurityKeys:
     """``GET|POST /_api/security/keys``, ``DELETE /_api/security/keys/{key_id}``,
     ``POST /_api/security/keys/{key_id}/rotate``."""
@@ -82,10 +75,10 @@ class SecurityKeys:
         resp.cache_control = ["no-store"]
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        # Anything proxied is refused here: a proxy on this host connects from loopback.
         bootstrap = (
             self.guard.identity(req) is None
-            and _is_loopback(str(req.env.get("REMOTE_ADDR") or ""))
-            and "HTTP_X_FORWARDED_FOR" not in req.env
+            and request_is_local(req)
             and not self.services.keys.has_live_admin()
         )
         actor = "bootstrap@loopback" if bootstrap else self._admin(req)
@@ -145,17 +138,22 @@ class SecurityKeys:
 
 
 def block_dict(record: Any) -> dict[str, Any]:
-    """A block as JSON."""
+    """A block as JSON (``ip``: the address, or the IPv6 prefix it counts under)."""
     return {
         "ip": record.ip,
         "reason": record.reason,
         "created": record.created,
         "expires": record.expires,
+        "kind": record.kind,
     }
 
 
 class SecurityBlocks:
-    """``GET|POST /_api/security/blocks``, ``DELETE /_api/security/blocks/{ip}``."""
+    """``GET|POST /_api/security/blocks``, ``DELETE /_api/security/blocks/{ip}`` (an address;
+    an IPv6 one lifts its prefix) and ``DELETE /_api/security/blocks/{ip}/{length}`` (a prefix).
+
+    Blocks made here are manual: they refuse everything, requests with a key too.
+    """
 
     def __init__(self, services: SecurityServices, guard: Guard, limiter: RateLimiter) -> None:
         self.services = services
@@ -171,30 +169,36 @@ class SecurityBlocks:
         actor = self.guard.actor(req, Action.ADMIN)
         body = read_json_object(req, MAX_BODY)
         ip = body.get("ip")
-        try:
-            ip = str(ipaddress.ip_address(normalize_ip(str(ip))))
-        except ValueError:
-            raise BadRequest("ip must be an IP address") from None
+        if not isinstance(ip, str):
+            raise BadRequest("ip must be an IP address or an IPv6 prefix")
+        key = parse_client(ip, self.services.settings.ipv6_prefix)
         duration = body.get("duration")
         ms = None if duration is None else parse_duration_ms(duration, "duration")
         reason = body.get("reason") if isinstance(body.get("reason"), str) else "blocked by admin"
         record = self.services.blocks.block(
-            ip, str(reason)[:200], None if ms is None else ms / 1000
+            key, str(reason)[:200], None if ms is None else ms / 1000, kind=MANUAL
         )
         self.services.audit.safe_record(
-            actor, "ip.block", ip, ip=req.context.client_ip, reason=reason
+            actor, "ip.block", key, ip=req.context.client_ip, reason=reason, kind=MANUAL
         )
         send_media(resp, block_dict(record), falcon.HTTP_201)
 
     def on_delete_item(self, req: falcon.Request, resp: falcon.Response, ip: str) -> None:
+        self._unblock(req, resp, ip)
+
+    def on_delete_prefix(
+        self, req: falcon.Request, resp: falcon.Response, ip: str, length: str
+    ) -> None:
+        self._unblock(req, resp, f"{ip}/{length}")
+
+    def _unblock(self, req: falcon.Request, resp: falcon.Response, text: str) -> None:
         actor = self.guard.actor(req, Action.ADMIN)
-        address = normalize_ip(ip)
-        if not self.services.blocks.unblock(address):
-            raise NotFound(f"{address} is not blocked")
-        for kind in STRIKE_KINDS:
-            self.limiter.reset(f"strike:{kind}:{address}")
-        self.services.audit.safe_record(actor, "ip.unblock", address, ip=req.context.client_ip)
-        send_media(resp, {"ok": True, "unblocked": address})
+        key = parse_client(text, self.services.settings.ipv6_prefix)
+        if not self.services.blocks.unblock(key):
+            raise NotFound(f"{key} is not blocked")
+        forget(self.limiter, key)
+        self.services.audit.safe_record(actor, "ip.unblock", key, ip=req.context.client_ip)
+        send_media(resp, {"ok": True, "unblocked": key})
 
 
 def _top(counts: dict[str, int], n: int = TOP) -> list[dict[str, Any]]:
@@ -233,6 +237,7 @@ class SecurityMetrics:
             "anomalies": {"total": sum(anomalies.values()), "byKind": anomalies,
                           "byClient": _top(totals.get("anomaly_clients", {}))},
             "blockedRequests": sum(totals.get("blocked_requests", {}).values()),
+            "limiterFull": sum(totals.get("limiter_full", {}).values()),
             "blocksIssued": sum(totals.get("blocks", {}).values()),
             "activeBlocks": [block_dict(b) for b in self.services.blocks.active()],
             "keys": keys,

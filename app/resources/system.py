@@ -23,7 +23,7 @@ class ConfigResource:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         # Like /metrics: a key needs `read`; without one, public unless
-        # PRIVATE_REGISTRY is on, then loopback only (the local admin).
+        # PRIVATE_REGISTRY is on, then this machine only (never through a proxy).
         require_monitoring_access(req, self.store, admin=False)
         generation, raw = self.store.snapshot()
         body = Config13.from_bytes(raw).as_dict()

@@ -114,12 +114,19 @@ class UserRecord:
 
 @dataclass(frozen=True)
 class BlockRecord:
-    """An IP address refused until ``expires`` (POSIX seconds; None = until unblocked)."""
+    """A client refused until ``expires`` (POSIX seconds; None = until unblocked).
+
+    ``ip`` is the client as limits count it: an IPv4 address, or an IPv6 prefix
+    (``2001:db8:1:2::/64``; see r13core/security.py ``client_key``). ``kind`` is
+    ``"manual"`` (an admin's: refuses everything) or ``"auto"`` (made by strikes:
+    requests with a valid key still pass).
+    """
 
     ip: str
     reason: str
     created: float
     expires: float | None
+    kind: str = "manual"
 
 
 @dataclass(frozen=True)
@@ -319,7 +326,7 @@ class Storage(UsageStorage, abc.ABC):
 
     @abc.abstractmethod
     def add_block(self, record: BlockRecord) -> None:
-        """Block an IP (replacing an existing block of it)."""
+        """Block a client (replacing an existing block of it), with its kind."""
 
     @abc.abstractmethod
     def remove_block(self, ip: str) -> bool:

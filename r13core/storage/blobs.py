@@ -29,6 +29,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Final
 
+from r13core.datadir import FILE_MODE, make_private_dirs, open_private
 from r13core.errors import InvalidValue, R13Error
 from r13core.storage.base import BlobInfo, BlobStore
 
@@ -67,8 +68,8 @@ class FileBlobStore(BlobStore):
         self._objects_str = str(self._objects)
         self._tmp = self.root / "tmp"
         self._lock_path = Path(f"{self.root}.lock")
-        self._objects.mkdir(parents=True, exist_ok=True)
-        self._tmp.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(self._objects)
+        make_private_dirs(self._tmp)
 
     def _path(self, sha512: str) -> Path:
         h = _check_hex(sha512)
@@ -88,7 +89,7 @@ class FileBlobStore(BlobStore):
             pass
         tmp = self._tmp / f"{sha512[:16]}.{os.getpid()}.{time.monotonic_ns()}.tmp"
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
             try:
                 view = memoryview(data)
                 while view:
@@ -99,7 +100,7 @@ class FileBlobStore(BlobStore):
                 os.close(fd)
             if _digest_file(tmp) != sha512:
                 raise R13Error(f"blob {sha512[:16]}... did not verify after writing")
-            final.parent.mkdir(parents=True, exist_ok=True)
+            make_private_dirs(final.parent)
             os.replace(tmp, final)
             _fsync_dir(final.parent)
         finally:
@@ -139,7 +140,7 @@ class FileBlobStore(BlobStore):
     def _flock(self, mode: int) -> Iterator[None]:
         # A description of our own per holder: flock locks belong to the open file
         # description, so threads sharing one would release each other's lock.
-        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = open_private(self._lock_path)
         try:
             fcntl.flock(fd, mode)
             yield

@@ -22,10 +22,11 @@ import sqlite3
 import struct
 import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Final
 
+from r13core.datadir import FILE_MODE, narrow_file, open_private
 from r13core.storage import sqlite_usage
 from r13core.storage.base import (
     AdvisoryRecord,
@@ -151,6 +152,13 @@ _MIGRATIONS: Final[tuple[str | tuple[str, ...], ...]] = (
     ),
     # 4: per-package daily usage counts (r13core/storage/sqlite_usage.py).
     sqlite_usage.MIGRATION,
+    # 5: blocks have a kind: 'manual' (an admin's, refuses everything) or 'auto' (from
+    # strikes; a request with a valid key passes). Older automatic blocks are the
+    # ones whose reason r13 wrote ("too many ...").
+    (
+        "ALTER TABLE ip_blocks ADD COLUMN kind TEXT NOT NULL DEFAULT 'manual'",
+        "UPDATE ip_blocks SET kind = 'auto' WHERE reason LIKE 'too many %'",
+    ),
 )
 
 
@@ -177,7 +185,8 @@ class _Generation:
         with self._lock:
             if self._pid != os.getpid() or self._map is None:
                 # After fork, an inherited descriptor would share its flock with the parent.
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+                # Private: whoever could write it could hide a revocation from every cache.
+                fd = open_private(self.path)
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 try:
                     if os.fstat(fd).st_size < _U64.size:
@@ -332,6 +341,24 @@ class SQLiteStorage(sqlite_usage.SQLiteUsage, Storage):
 
     # -- connections ----------------------------------------------------------
 
+    def _private_files(self) -> None:
+        """The database is created 0600, so SQLite makes its -wal and -shm 0600 too.
+
+        SQLite gives those the database file's mode; an existing install's 0644
+        files are narrowed. (Never open+close them here: closing any descriptor of
+        a file drops this process's POSIX locks on it, SQLite's included.)
+        """
+        with suppress(FileExistsError):
+            os.close(
+                os.open(
+                    self.path,
+                    os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                    FILE_MODE,
+                )
+            )
+        for suffix in ("", "-wal", "-shm"):
+            narrow_file(str(self.path) + suffix)
+
     def _conn(self) -> sqlite3.Connection:
         pid = os.getpid()
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -339,6 +366,7 @@ class SQLiteStorage(sqlite_usage.SQLiteUsage, Storage):
             return conn
         # New thread, or a forked child holding its parent's connection: never reuse
         # (and never close) an inherited one; open our own.
+        self._private_files()
         conn = sqlite3.connect(
             self.path, timeout=self._busy_timeout_ms / 1000, isolation_level=None
         )
@@ -673,8 +701,9 @@ class SQLiteStorage(sqlite_usage.SQLiteUsage, Storage):
     def add_block(self, record: BlockRecord) -> None:
         """Block an IP."""
         self._conn().execute(
-            "INSERT OR REPLACE INTO ip_blocks (ip, reason, created, expires) VALUES (?, ?, ?, ?)",
-            (record.ip, record.reason, record.created, record.expires),
+            "INSERT OR REPLACE INTO ip_blocks (ip, reason, created, expires, kind) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (record.ip, record.reason, record.created, record.expires, record.kind),
         )
         self._generation.bump()
 
@@ -687,9 +716,9 @@ class SQLiteStorage(sqlite_usage.SQLiteUsage, Storage):
     def list_blocks(self) -> list[BlockRecord]:
         """Every block, by IP."""
         rows = self._conn().execute(
-            "SELECT ip, reason, created, expires FROM ip_blocks ORDER BY ip"
+            "SELECT ip, reason, created, expires, kind FROM ip_blocks ORDER BY ip"
         )
-        return [BlockRecord(r[0], r[1], float(r[2]), r[3]) for r in rows]
+        return [BlockRecord(r[0], r[1], float(r[2]), r[3], r[4]) for r in rows]
 
     # -- audit log --------------------------------------------------------------------
 
