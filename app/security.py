@@ -31,7 +31,7 @@ from typing import Any, Final
 import falcon
 
 from app.auth import Guard
-from app.http import bearer_token, raw_path
+from app.http import LOGOUT_PREFIX, bearer_token, raw_path
 from r13core.access import Policy
 from r13core.audit import AuditLog
 from r13core.errors import Unauthorized
@@ -170,7 +170,9 @@ class SecurityMiddleware:
             decision = self.limiter.check("ip:" + ip, capacity, self.window_ms)
         # One cheap read tells whether keys or blocks changed anywhere since this thread looked.
         version = self.storage.auth_version()
-        if self.blocks.blocked(ip, version=version) is not None:
+        if self.blocks.blocked(ip, version=version) is not None and not self._revoking_logout(
+            req, version
+        ):
             _headers(resp, decision, capacity, self.window_s)
             self.counters.add("blocked_requests", ip)
             _refuse(resp, falcon.HTTP_403, "requests from your address are blocked")
@@ -193,11 +195,26 @@ class SecurityMiddleware:
             if not by_key.allowed or by_key.remaining < decision.remaining:
                 decision, capacity = by_key, key_capacity
         _headers(resp, decision, capacity, self.window_s)
-        if not decision.allowed:
+        if not decision.allowed and not self._revoking_logout(req, version):
             resp.set_header("Retry-After", str(decision.retry_after_seconds))
             self.counters.add("rate_limited", ip)
             self.strikes.strike(ip, "limit")
             _refuse(resp, falcon.HTTP_429, "too many requests; retry later")
+
+    def _revoking_logout(self, req: falcon.Request, version: object) -> bool:
+        """Whether ``req`` is a logout of a live token (``DELETE /-/user/token/<token>``).
+
+        Such a request is never refused by a block or a rate limit: it can only take
+        access away, and refusing it would leave the token valid (issue 9, item 12).
+        A logout of anything but a live token gets no exemption.
+        """
+        if req.method != "DELETE" or not req.path.startswith(LOGOUT_PREFIX):
+            return False
+        try:
+            self.guard.authenticate(req.path[len(LOGOUT_PREFIX) :], version=version)
+        except Unauthorized:
+            return False
+        return True
 
     def auth_failed(self, ip: str) -> None:
         """Count a failed authentication (bad key or password) from ``ip``; may block it."""

@@ -6,6 +6,7 @@ small fake and does not depend on which storage backs the registry.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -63,11 +64,18 @@ class RegistryService(Protocol):
 
     def owners(self, name: PackageName) -> list[dict[str, Any]]: ...
 
-    def search(self, text: str, size: int, offset: int) -> dict[str, Any]: ...
+    def search(
+        self, text: str, size: int, offset: int, *, visible: Callable[[str], bool] | None = None
+    ) -> dict[str, Any]:
+        """``visible``: which packages the caller may read; the rest are not searched."""
 
-    def audit_bulk(self, request: dict[str, list[str]]) -> dict[str, Any]: ...
+    def audit_bulk(
+        self, request: dict[str, list[str]], *, visible: Callable[[str], bool] | None = None
+    ) -> dict[str, Any]: ...
 
-    def audit_quick(self, tree: dict[str, Any]) -> dict[str, Any]: ...
+    def audit_quick(
+        self, tree: dict[str, Any], *, visible: Callable[[str], bool] | None = None
+    ) -> dict[str, Any]: ...
 
     def add_advisory(self, advisory: dict[str, Any], *, actor: str) -> dict[str, Any]: ...
 

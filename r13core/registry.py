@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Protocol
 
+from r13core.advisories import SEVERITIES, Advisories, AuditLimits, Visible
 from r13core.config import Config13, Feature
 from r13core.errors import (
     BadRequest,
@@ -46,7 +47,7 @@ from r13core.errors import (
     VersionExists,
 )
 from r13core.names import PackageName
-from r13core.semver import Range, Version, is_valid_range, parse_version, version_key
+from r13core.semver import Version, is_valid_range, parse_version, version_key
 from r13core.storage.base import (
     BlobStore,
     JSONDict,
@@ -102,7 +103,6 @@ _TOP_FIELDS: Final = (
     "author",
 )
 _INSTALL_SCRIPTS: Final = ("preinstall", "install", "postinstall")
-SEVERITIES: Final = ("info", "low", "moderate", "high", "critical")
 _CACHE_SIZE: Final = 2048
 
 
@@ -178,8 +178,10 @@ class Registry:
         public_url: str,
         config: Callable[[], Config13],
         limits: Limits | None = None,
+        audit_limits: AuditLimits | None = None,
     ) -> None:
         self.storage = storage
+        self.advisories = Advisories(storage, audit_limits)
         self.blobs = blobs
         self.public_url = public_url.rstrip("/")
         self.config = config
@@ -733,19 +735,25 @@ class Registry:
         """Save ``doc`` with its search summary (so a search never parses whole documents)."""
         return tx.save_package(key, doc, summary=_summary(key, doc))
 
-    def search(self, text: str, size: int = 20, offset: int = 0) -> dict[str, Any]:
+    def search(
+        self, text: str, size: int = 20, offset: int = 0, *, visible: Visible | None = None
+    ) -> dict[str, Any]:
         """npm's ``/-/v1/search``: packages ranked by name, keyword and description matches.
 
         Terms must all match (name, keyword, description, or maintainer); name matches
         weigh most, exact before prefix before substring. Qualifiers: ``keywords:a,b``,
         ``author:x``/``maintainer:x``, ``scope:s``. Empty text lists every package.
-        Works on the per-package summaries saved with every change.
+        Works on the per-package summaries saved with every change. ``visible``
+        says which packages the caller may read (as a GET would decide): the others
+        are left out before anything is scored or counted, ``total`` included.
         """
         size = max(1, min(int(size), 250))
         offset = max(0, int(offset))
         terms, quals = _parse_query(text if isinstance(text, str) else "")
         hits: list[tuple[float, float, str, JSONDict, float]] = []
         for name, summary in self.storage.summaries():
+            if visible is not None and not visible(name):
+                continue
             if not summary:  # saved by a backend or version that kept none
                 record = self.storage.package(name)
                 if record is None:
@@ -795,185 +803,31 @@ class Registry:
             pkg["hasTypes"] = True
         return pkg
 
-    # -- audit ----------------------------------------------------------------------------
+    # -- audit (r13core/advisories.py) --------------------------------------------------
 
     def add_advisory(self, advisory: dict[str, Any], *, actor: str) -> dict[str, Any]:
-        """Store an advisory (admin API); returns it with its ``id``.
-
-        Fields: ``module_name`` (or ``package``/``name``), ``vulnerable_versions`` (an npm
-        range), ``severity`` (info, low, moderate, high, critical), ``title``; optional
-        ``url``, ``overview``, ``recommendation``, ``patched_versions`` (a range), ``cwe``
-        and ``cves`` (lists of strings), ``github_advisory_id``, ``cvss``
-        (``{score, vectorString}``).
-        """
-        if not isinstance(advisory, dict):
-            raise BadRequest("an advisory is a JSON object")
-        package = advisory.get("module_name", advisory.get("package", advisory.get("name")))
-        if not isinstance(package, str):
-            raise BadRequest("an advisory needs module_name (the package it affects)")
-        PackageName.parse(package)
-        vulnerable = advisory.get("vulnerable_versions")
-        if not isinstance(vulnerable, str) or not vulnerable.strip():
-            raise BadRequest("an advisory needs vulnerable_versions (an npm range)")
-        Range.parse(vulnerable)
-        severity = advisory.get("severity")
-        if severity not in SEVERITIES:
-            raise BadRequest(f"severity must be one of {', '.join(SEVERITIES)}")
-        title = advisory.get("title")
-        if not isinstance(title, str) or not title:
-            raise BadRequest("an advisory needs a title")
-        patched = advisory.get("patched_versions", "<0.0.0")
-        if not isinstance(patched, str):
-            raise BadRequest("patched_versions must be a range string")
-        Range.parse(patched)
-        data: JSONDict = {
-            "module_name": package,
-            "vulnerable_versions": vulnerable,
-            "patched_versions": patched,
-            "severity": severity,
-            "title": title,
-        }
-        for field in ("url", "overview", "recommendation", "github_advisory_id"):
-            value = advisory.get(field, "")
-            if not isinstance(value, str):
-                raise BadRequest(f"{field} must be a string")
-            data[field] = value
-        for field in ("cwe", "cves"):
-            value = advisory.get(field, [])
-            if isinstance(value, str):
-                value = [value]
-            if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
-                raise BadRequest(f"{field} must be a list of strings")
-            data[field] = value
-        cvss = advisory.get("cvss", {"score": 0, "vectorString": None})
-        if not isinstance(cvss, dict):
-            raise BadRequest("cvss must be an object")
-        data["cvss"] = cvss
-        now = _now()
-        data.update(created=now, updated=now, created_by=actor)
-        advisory_id = self.storage.add_advisory(package, data)
-        return {"id": advisory_id, **data}
+        """Store an advisory (admin API): :meth:`Advisories.add`."""
+        return self.advisories.add(advisory, actor=actor)
 
     def list_advisories(self) -> list[dict[str, Any]]:
         """Every advisory, by id."""
-        return [{"id": a.id, **a.data} for a in self.storage.advisories()]
+        return self.advisories.all()
 
     def remove_advisory(self, advisory_id: str | int, *, actor: str) -> None:
         """Delete an advisory; NotFound if there is none with that id."""
-        try:
-            number = int(advisory_id)
-        except (TypeError, ValueError):
-            raise NotFound(f"advisory {advisory_id!r} not found") from None
-        if not self.storage.remove_advisory(number):
-            raise NotFound(f"advisory {advisory_id!r} not found")
+        self.advisories.remove(advisory_id)
 
-    def audit_bulk(self, request: dict[str, list[str]]) -> dict[str, Any]:
-        """``POST /-/npm/v1/security/advisories/bulk``: ``{name: [advisory]}`` for the
-        requested versions that fall in an advisory's range; ``{}`` when none."""
-        if not isinstance(request, dict):
-            raise BadRequest("the bulk audit body is {name: [versions]}")
-        for versions in request.values():
-            if not isinstance(versions, list) or not all(isinstance(v, str) for v in versions):
-                raise BadRequest("the bulk audit body is {name: [versions]}")
-        out: dict[str, list[JSONDict]] = {}
-        for adv in self.storage.advisories([str(n) for n in request]):
-            versions = request.get(adv.package, [])
-            matcher = Range.parse(adv.data["vulnerable_versions"])
-            if any(matcher.matches(v) for v in versions):
-                out.setdefault(adv.package, []).append(
-                    {
-                        "id": adv.id,
-                        "url": adv.data.get("url", ""),
-                        "title": adv.data["title"],
-                        "severity": adv.data["severity"],
-                        "vulnerable_versions": adv.data["vulnerable_versions"],
-                        "cwe": adv.data.get("cwe", []),
-                        "cvss": adv.data.get("cvss", {"score": 0, "vectorString": None}),
-                    }
-                )
-        return out
+    def audit_bulk(
+        self, request: dict[str, list[str]], *, visible: Visible | None = None
+    ) -> dict[str, Any]:
+        """``POST /-/npm/v1/security/advisories/bulk``: :meth:`Advisories.bulk`."""
+        return self.advisories.bulk(request, visible=visible or _everything)
 
-    def audit_quick(self, tree: dict[str, Any]) -> dict[str, Any]:
-        """Legacy ``/-/npm/v1/security/audits(/quick)``: the old report for a lockfile tree.
-
-        Each vulnerable module instance is a finding (``version`` and its ``paths``,
-        ``a>b>c``); ``actions`` are ``review`` actions (r13 does not compute upgrade
-        targets); ``metadata.vulnerabilities`` counts vulnerable paths per severity.
-        """
-        if not isinstance(tree, dict):
-            raise BadRequest("the audit body is a lockfile tree object")
-        nodes = list(_walk_tree(tree))
-        counts = {"dependencies": 0, "devDependencies": 0, "optionalDependencies": 0}
-        for node in nodes:
-            if node.dev:
-                counts["devDependencies"] += 1
-            elif node.optional:
-                counts["optionalDependencies"] += 1
-            else:
-                counts["dependencies"] += 1
-        vulns = dict.fromkeys(SEVERITIES, 0)
-        advisories: dict[str, JSONDict] = {}
-        actions: list[JSONDict] = []
-        names = sorted({n.name for n in nodes})
-        for adv in self.storage.advisories(names) if names else []:
-            matcher = Range.parse(adv.data["vulnerable_versions"])
-            hit = [n for n in nodes if n.name == adv.package and matcher.matches(n.version)]
-            if not hit:
-                continue
-            findings: dict[str, list[str]] = {}
-            for n in hit:
-                findings.setdefault(n.version, []).append(n.path)
-            data = adv.data
-            advisories[str(adv.id)] = {
-                "findings": [{"version": v, "paths": p} for v, p in findings.items()],
-                "id": adv.id,
-                "created": data.get("created"),
-                "updated": data.get("updated"),
-                "deleted": None,
-                "title": data["title"],
-                "found_by": None,
-                "reported_by": None,
-                "module_name": adv.package,
-                "cves": data.get("cves", []),
-                "vulnerable_versions": data["vulnerable_versions"],
-                "patched_versions": data.get("patched_versions", "<0.0.0"),
-                "overview": data.get("overview", ""),
-                "recommendation": data.get("recommendation", ""),
-                "references": "",
-                "access": "public",
-                "severity": data["severity"],
-                "cwe": data.get("cwe", []),
-                "github_advisory_id": data.get("github_advisory_id", ""),
-                "metadata": {"module_type": "", "exploitability": 0, "affected_components": ""},
-                "url": data.get("url", ""),
-            }
-            actions.append(
-                {
-                    "action": "review",
-                    "module": adv.package,
-                    "resolves": [
-                        {
-                            "id": adv.id,
-                            "path": n.path,
-                            "dev": n.dev,
-                            "optional": n.optional,
-                            "bundled": n.bundled,
-                        }
-                        for n in hit
-                    ],
-                }
-            )
-            vulns[data["severity"]] += len(hit)
-        return {
-            "actions": actions,
-            "advisories": advisories,
-            "muted": [],
-            "metadata": {
-                "vulnerabilities": vulns,
-                **counts,
-                "totalDependencies": len(nodes),
-            },
-        }
+    def audit_quick(
+        self, tree: dict[str, Any], *, visible: Visible | None = None
+    ) -> dict[str, Any]:
+        """Legacy ``/-/npm/v1/security/audits(/quick)``: :meth:`Advisories.quick`."""
+        return self.advisories.quick(tree, visible=visible or _everything)
 
     # -- maintenance ----------------------------------------------------------------------
 
@@ -1114,46 +968,8 @@ def _score(
     return relevance, maintenance
 
 
-# -- audit helpers ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Node:
-    name: str
-    version: str
-    path: str
-    dev: bool
-    optional: bool
-    bundled: bool
-
-
-def _walk_tree(tree: JSONDict) -> Iterator[_Node]:
-    """Every module instance in an npm/pnpm lockfile tree (iterative: trees can be deep)."""
-    stack: list[tuple[JSONDict, str]] = [(tree, "")]
-    seen = 0
-    while stack:
-        node, prefix = stack.pop()
-        deps = node.get("dependencies")
-        if not isinstance(deps, dict):
-            continue
-        for dep_name, dep in deps.items():
-            if not isinstance(dep, dict) or not isinstance(dep_name, str):
-                continue
-            seen += 1
-            if seen > 1_000_000:
-                raise BadRequest("the audit tree has too many modules")
-            path = f"{prefix}>{dep_name}" if prefix else dep_name
-            version = dep.get("version")
-            if isinstance(version, str):
-                yield _Node(
-                    dep_name,
-                    version,
-                    path,
-                    bool(dep.get("dev")),
-                    bool(dep.get("optional")),
-                    bool(dep.get("bundled")),
-                )
-            stack.append((dep, path))
+def _everything(package: str) -> bool:
+    return True
 
 
 __all__ = [

@@ -94,7 +94,7 @@ def test_publish_answers_201(harness: AppHarness) -> None:
     r = harness.client.simulate_put("/pkg", json=body, headers=WRITE)
     assert r.status_code == 201
     assert r.json == {"ok": True}
-    assert harness.registry.calls == [("put_package", "pkg", body, "write")]
+    assert harness.registry.calls == [("put_package", "pkg", body, "key:write")]
 
 
 def test_deprecate_answers_200(harness: AppHarness) -> None:
@@ -108,21 +108,21 @@ def test_put_with_rev(harness: AppHarness) -> None:
     r = harness.client.simulate_put("/@s%2fpkg/-rev/3-abc", json={"name": "@s/pkg"}, headers=WRITE)
     assert r.status_code == 201
     assert harness.registry.calls == [
-        ("put_package_rev", "@s/pkg", "3-abc", {"name": "@s/pkg"}, "write")
+        ("put_package_rev", "@s/pkg", "3-abc", {"name": "@s/pkg"}, "key:write")
     ]
 
 
 def test_unpublish_package(harness: AppHarness) -> None:
     r = harness.client.simulate_delete("/@s%2fpkg/-rev/3-abc", headers=WRITE)
     assert r.status_code == 200
-    assert harness.registry.calls == [("unpublish_package", "@s/pkg", "3-abc", "write")]
+    assert harness.registry.calls == [("unpublish_package", "@s/pkg", "3-abc", "key:write")]
 
 
 def test_remove_tarball_by_its_url(harness: AppHarness) -> None:
     r = harness.client.simulate_delete("/@s/pkg/-/pkg-1.0.0.tgz/-rev/4-def", headers=WRITE)
     assert r.status_code == 200
     assert harness.registry.calls == [
-        ("remove_tarball", "@s/pkg", "pkg-1.0.0.tgz", "4-def", "write")
+        ("remove_tarball", "@s/pkg", "pkg-1.0.0.tgz", "4-def", "key:write")
     ]
 
 
@@ -138,8 +138,8 @@ def test_dist_tags_list_set_remove(harness: AppHarness, form: str) -> None:
     assert (r.status_code, r.json) == (200, {"ok": True})
     assert harness.registry.calls == [
         ("dist_tags", "@s/pkg"),
-        ("set_dist_tag", "@s/pkg", "beta", "1.0.0", "write"),
-        ("remove_dist_tag", "@s/pkg", "beta", "write"),
+        ("set_dist_tag", "@s/pkg", "beta", "1.0.0", "key:write"),
+        ("remove_dist_tag", "@s/pkg", "beta", "key:write"),
     ]
 
 
@@ -153,7 +153,7 @@ def test_dist_tag_body_must_be_a_json_string(harness: AppHarness) -> None:
 
 def test_owners(harness: AppHarness) -> None:
     r = harness.client.simulate_get("/-/package/@s%2fpkg/owners", headers=READ)
-    assert r.json == [{"name": "admin", "email": ""}]
+    assert r.json == [{"name": "key:admin", "email": ""}]
 
 
 def test_ping(harness: AppHarness) -> None:
@@ -226,7 +226,7 @@ def test_rendered_documents_use_the_public_url_whatever_the_host(harness: AppHar
 
 
 def test_whoami_names_the_key(harness: AppHarness) -> None:
-    assert harness.client.simulate_get("/-/whoami", headers=WRITE).json == {"username": "write"}
+    assert harness.client.simulate_get("/-/whoami", headers=WRITE).json == {"username": "key:write"}
     r = harness.client.simulate_get("/-/whoami")
     assert r.status_code == 401
     assert r.headers["WWW-Authenticate"] == "Bearer"

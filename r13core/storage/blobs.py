@@ -23,12 +23,12 @@ from typing import Final
 from r13core.errors import InvalidValue, R13Error
 from r13core.storage.base import BlobInfo, BlobStore
 
-_HEX_RE: Final = re.compile(r"^[0-9a-f]{128}$")
+_HEX_RE: Final = re.compile(r"[0-9a-f]{128}")
 _CHUNK: Final = 1 << 20
 
 
 def _check_hex(sha512: str) -> str:
-    if not isinstance(sha512, str) or not _HEX_RE.match(sha512):
+    if not isinstance(sha512, str) or not _HEX_RE.fullmatch(sha512):
         raise InvalidValue(f"not a sha512 hex digest: {sha512!r}")
     return sha512
 
@@ -118,7 +118,7 @@ class FileBlobStore(BlobStore):
     def hashes(self) -> Iterator[str]:
         """Every stored blob's sha512 (files with other names are ignored)."""
         for path in self._objects.glob("*/*/*"):
-            if _HEX_RE.match(path.name) and path.is_file():
+            if _HEX_RE.fullmatch(path.name) and path.is_file():
                 yield path.name
 
     def sweep_orphans(self, known: set[str], *, min_age: float = 3600.0) -> int:
@@ -126,7 +126,9 @@ class FileBlobStore(BlobStore):
         cutoff = time.time() - min_age
         removed = 0
         candidates = [
-            p for p in self._objects.glob("*/*/*") if _HEX_RE.match(p.name) and p.name not in known
+            p
+            for p in self._objects.glob("*/*/*")
+            if _HEX_RE.fullmatch(p.name) and p.name not in known
         ]
         candidates.extend(self._tmp.glob("*.tmp"))
         for path in candidates:
