@@ -46,6 +46,7 @@ from r13core.errors import (
     RevConflict,
     VersionExists,
 )
+from r13core.keys import KEY_PRINCIPAL
 from r13core.names import PackageName
 from r13core.semver import Version, is_valid_range, parse_version, version_key
 from r13core.storage.base import (
@@ -617,6 +618,24 @@ class Registry:
             out.append({"name": m["name"], "email": email if isinstance(email, str) else ""})
         return out
 
+    def _check_new_maintainers(
+        self, maintainers: list[dict[str, str]], current: list[dict[str, Any]]
+    ) -> None:
+        """A maintainer being added must be a user that exists, or ``key:<id>`` of a key.
+
+        A name nobody has yet would go to whoever signs up with it first.
+        """
+        known = {str(m.get("name")) for m in current}
+        for m in maintainers:
+            name = m["name"]
+            if name in known:
+                continue
+            if name.startswith(KEY_PRINCIPAL):
+                if self.storage.get_key(name[len(KEY_PRINCIPAL) :]) is None:
+                    raise BadRequest(f"no key {name[len(KEY_PRINCIPAL) :]!r}: cannot add {name}")
+            elif self.storage.get_user(name) is None:
+                raise BadRequest(f"no user {name!r}: add the user first, then the owner")
+
     def put_package_rev(
         self, name: PackageName, rev: str, body: dict[str, Any], *, actor: str
     ) -> dict[str, Any]:
@@ -646,6 +665,7 @@ class Registry:
                     changed = True
             if "maintainers" in body:
                 maintainers = self._maintainers(body["maintainers"])
+                self._check_new_maintainers(maintainers, doc["maintainers"])
                 if maintainers != doc["maintainers"]:
                     doc["maintainers"] = maintainers
                     for manifest in doc["versions"].values():
