@@ -37,10 +37,18 @@ _GLOBSTAR: Final = "**"  # any run of characters
 class Pattern:
     """A compiled glob. Build with :func:`compile_pattern` (cached) or :func:`parse_pattern`."""
 
-    __slots__ = ("_accept", "_literal", "_loop_any", "_loop_star", "_skip", "text")
+    __slots__ = ("_accept", "_literal", "_loop_any", "_loop_star", "_prefix", "_skip", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
+        # The usual shapes ("left-pad", "@acme/*", "@acme/**") are a plain comparison.
+        self._prefix: tuple[str, str] | None = None
+        if "*" not in text:
+            self._prefix = (text, "=")
+        elif text.count("*") == 1 and text.endswith("*"):
+            self._prefix = (text[:-1], "*")
+        elif text.count("*") == 2 and text.endswith("**"):
+            self._prefix = (text[:-2], "**")
         tokens: list[str] = []
         i = 0
         while i < len(text):
@@ -95,6 +103,13 @@ class Pattern:
 
     def match(self, name: str) -> bool:
         """Whether the whole of ``name`` matches the pattern."""
+        if self._prefix is not None:
+            prefix, kind = self._prefix
+            if kind == "=":
+                return name == prefix
+            if not name.startswith(prefix):
+                return False
+            return kind == "**" or "/" not in name[len(prefix) :]
         return self.match_steps(name)[0]
 
     def __repr__(self) -> str:
