@@ -10,6 +10,7 @@ import gzip
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,11 +51,11 @@ def ruled(tmp_path: Path) -> Iterator[Served]:
     served.config.close()
 
 
-def names(result: dict[str, object]) -> list[str]:
-    return sorted(o["package"]["name"] for o in result["objects"])  # type: ignore[attr-defined,index]
+def names(result: dict[str, Any]) -> list[str]:
+    return sorted(o["package"]["name"] for o in result["objects"])
 
 
-def search(s: Served, headers: dict[str, str], text: str = "") -> dict[str, object]:
+def search(s: Served, headers: dict[str, str], text: str = "") -> dict[str, Any]:
     r = s.client.simulate_get("/-/v1/search", params={"text": text}, headers=headers)
     assert r.status_code == 200, r.text
     return r.json  # type: ignore[no-any-return]
@@ -103,7 +104,7 @@ def test_audits_answer_nothing_about_unreadable_packages(ruled: Served) -> None:
     bob, alice = s.session("bob"), s.session("alice")
     gz = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
 
-    def bulk(headers: dict[str, str]) -> dict[str, object]:
+    def bulk(headers: dict[str, str]) -> dict[str, Any]:
         body = gzip.compress(json.dumps({SECRET: ["1.0.0"], "left-pad": ["1.0.0"]}).encode())
         r = s.client.simulate_post(
             "/-/npm/v1/security/advisories/bulk", body=body, headers={**headers, **gz}
