@@ -1,6 +1,7 @@
 """Package-pattern matching (issue 9, item 1): the ReDoS pattern, then and now.
 
 Run: .venv/bin/python -m pytest bench/bench_patterns.py --benchmark-only -q
+     .venv/bin/python -m bench.bench_patterns   (one call each, old regex x1..x4)
 
 The review's pattern ``**a`` x 40 against a 214-character name that almost
 matches froze a worker (a regex with nested ``.*`` backtracks exponentially:
@@ -69,3 +70,23 @@ def test_shortcut_on_a_scope_pattern(benchmark: Any) -> None:
 def test_automaton_on_a_two_wildcard_pattern(benchmark: Any) -> None:
     pattern = Pattern("@*/widget-*")
     assert benchmark(pattern.match, "@mycompany/widget-core") is True
+
+
+def main() -> None:
+    """One call each of the old regex with 1..4 repetitions (4 takes about a second)."""
+    import time
+
+    for repeat in range(1, 5):
+        regex = old_regex("**a" * repeat)
+        start = time.perf_counter()
+        regex.fullmatch(ALMOST)
+        old = time.perf_counter() - start
+        pattern = Pattern("**a" * repeat)
+        start = time.perf_counter()
+        pattern.match(ALMOST)
+        new = time.perf_counter() - start
+        print(f"**a x {repeat}: old regex {old * 1e3:10.3f} ms   automaton {new * 1e3:8.3f} ms")
+
+
+if __name__ == "__main__":
+    main()
