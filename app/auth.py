@@ -15,10 +15,10 @@ from typing import Any, Protocol
 import falcon
 
 from app.http import bearer_token
-from r13core.access import DEFAULT_POLICY, Action, Policy
+from r13core.access import DEFAULT_POLICY, Action, Policy, is_admin
 from r13core.config import Config13, Feature
 from r13core.errors import NotFound, Unauthorized
-from r13core.keys import KeyInfo, Permission
+from r13core.keys import KeyInfo
 from r13core.names import PackageName
 
 
@@ -86,7 +86,7 @@ class Guard:
             and action in _OWNED
             and self._owners is not None
             and identity is not None
-            and identity.permission < Permission.ADMIN
+            and not is_admin(identity)
         ):
             try:
                 owners = [str(m.get("name", "")) for m in self._owners(package)]  # type: ignore[arg-type]
@@ -118,6 +118,31 @@ class Guard:
             self._policy.check_owner(identity, action, name, owners)
 
         return check
+
+    def allows(
+        self, req: falcon.Request, action: Action, package: PackageName | None = None
+    ) -> bool:
+        """:meth:`require` as a yes/no (ownership aside): for choices, not for refusals."""
+        identity = self.identity(req)
+        return self._policy.allows(
+            identity,
+            action,
+            private=self._config().has(Feature.PRIVATE_REGISTRY),
+            package=None if package is None else str(package),
+            client_ip=getattr(req.context, "client_ip", None),
+        )
+
+    def reader(self, req: falcon.Request) -> Callable[[str], bool]:
+        """``package -> bool``: what this request may read, decided as a GET of it would be.
+
+        For listings (search, audits): a package the caller could not GET is left
+        out, as if it did not exist.
+        """
+        return self._policy.reader(
+            self.identity(req),
+            private=self._config().has(Feature.PRIVATE_REGISTRY),
+            client_ip=getattr(req.context, "client_ip", None),
+        )
 
     def actor(self, req: falcon.Request, action: Action, package: PackageName | None = None) -> str:
         """Like :meth:`require` for a write: who acts (the key's owner, else the key id)."""

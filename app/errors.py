@@ -12,6 +12,7 @@ from typing import Any
 
 import falcon
 
+from app.http import redact_path
 from r13core import errors
 
 log = logging.getLogger("r13.app")
@@ -51,7 +52,7 @@ def handle_domain_error(
                 # npm reads the challenge: "ipaddress" and "otp" change what it tells the user.
                 resp.set_header("WWW-Authenticate", ex.www_authenticate or "Bearer")
             return
-    log.error("unmapped %s on %s %s: %s", type(ex).__name__, req.method, req.path, ex)
+    log.error("unmapped %s on %s %s: %s", type(ex).__name__, req.method, redact_path(req.path), ex)
     _send(resp, falcon.HTTP_500, "internal error")
 
 
@@ -66,7 +67,7 @@ def handle_http_error(
 def handle_unexpected(
     req: falcon.Request, resp: falcon.Response, ex: Exception, params: dict[str, Any]
 ) -> None:
-    log.exception("unhandled error on %s %s", req.method, req.path)
+    log.exception("unhandled error on %s %s", req.method, redact_path(req.path))
     _send(resp, falcon.HTTP_500, "internal error")
 
 

@@ -93,6 +93,22 @@ def decode_segment(raw: str) -> str:
         raise InvalidValue("path segment is not UTF-8 after percent-decoding") from None
 
 
+# npm logout puts the token itself in the URL: DELETE /-/user/token/<token>.
+LOGOUT_PREFIX = "/-/user/token/"
+REDACTED = "[redacted]"
+
+
+def redact_path(path: str) -> str:
+    """``path`` as logs may keep it: a token in a logout URL is replaced by ``[redacted]``.
+
+    Every place that writes a request path somewhere (the access log, the debug
+    log, error logs) passes it through here first.
+    """
+    if path.startswith(LOGOUT_PREFIX) and len(path) > len(LOGOUT_PREFIX):
+        return LOGOUT_PREFIX + REDACTED
+    return path
+
+
 # -- request bodies --------------------------------------------------------------
 
 

@@ -31,6 +31,7 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 
+from app.http import redact_path
 from app.security import request_is_local
 from r13core.access import Action
 from r13core.config import ConfigStore, Feature
@@ -55,7 +56,7 @@ debug_log = logging.getLogger("r13.debug")
 _METRICS = int(Feature.METRICS)
 _LOGGING = int(Feature.LOGGING)
 _DEBUG = int(Feature.DEBUG)
-_TRACE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_TRACE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 # -- access checks ------------------------------------------------------------------
@@ -176,7 +177,7 @@ class RequestMonitor:
             self._start()
         if flags & _DEBUG:
             given = req.get_header("X-Request-Id")
-            trace = given if given and _TRACE_ID.match(given) else uuid.uuid4().hex
+            trace = given if given and _TRACE_ID.fullmatch(given) else uuid.uuid4().hex
             ctx.trace_id = trace
             resp.set_header("X-Request-Id", trace)
             resp.set_header("X-R13-Worker", self.pid)
@@ -216,7 +217,7 @@ class RequestMonitor:
             record = {
                 "ts": round(time.time(), 6),
                 "method": req.method,
-                "path": req.path,
+                "path": redact_path(req.path),  # no token from a logout URL
                 "route": key[1] or UNMATCHED,
                 "status": status,
                 "bytes_in": size_in,

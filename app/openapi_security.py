@@ -17,6 +17,7 @@ def _errors(*codes: str) -> dict[str, Any]:
         "401": "A valid key is needed (Authorization: Bearer r13_...)",
         "403": "The key may not do this (admin needed)",
         "404": "Not found",
+        "409": "The id is taken: a key or a user has (or had) that name, ignoring case",
     }
     return {code: _json(texts[code], _ERR) for code in codes}
 
@@ -53,7 +54,11 @@ NEW_KEY: Final[dict[str, Any]] = {
     "type": "object",
     "required": ["id"],
     "properties": {
-        "id": {"type": "string", "description": "1-64 of A-Za-z0-9._@-"},
+        "id": {
+            "type": "string",
+            "description": "1-64 of A-Za-z0-9._@-; unique among keys and user names (ignoring "
+            "case); the key acts as key:<id>",
+        },
         "permissions": {
             "description": "read, write or admin (or a list: the highest counts)",
             "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
@@ -65,7 +70,12 @@ NEW_KEY: Final[dict[str, Any]] = {
             "oneOf": [{"type": "number"}, {"type": "string"}],
         },
         "cidr": {"type": "array", "items": {"type": "string"}},
-        "packages": {"type": "array", "items": {"type": "string"}},
+        "packages": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "Package globs (* within a segment, ** across; at most 32, each at "
+            "most 214 characters with 8 wildcards); a key with packages cannot be admin",
+        },
         "description": {"type": "string"},
     },
 }
@@ -116,7 +126,7 @@ SECURITY_PATHS: Final[dict[str, Any]] = {
             "summary": "Create a key; the secret is in `key`, shown once (admin; or, while no "
             "admin key exists, without auth from this machine, never through a proxy)",
             "requestBody": {"content": {"application/json": {"schema": NEW_KEY}}},
-            "responses": {"201": _json("The key", KEY), **_errors("400", "401", "403")},
+            "responses": {"201": _json("The key", KEY), **_errors("400", "401", "403", "409")},
         },
     },
     "/_api/security/keys/{key_id}": {
@@ -189,7 +199,8 @@ SECURITY_PATHS: Final[dict[str, Any]] = {
     },
     "/_api/security/audit": {
         "get": {
-            "summary": "The audit log, newest first; pass `next` as `before` for the next page",
+            "summary": "The audit log (hash-chained; `r13 security audit --verify` checks it), "
+            "newest first; pass `next` as `before` for the next page",
             "parameters": [
                 _param("before", "query", type="integer"),
                 _param("limit", "query", type="integer", minimum=1, maximum=1000),

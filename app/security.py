@@ -38,7 +38,7 @@ from typing import Any, Final
 import falcon
 
 from app.auth import Guard
-from app.http import bearer_token, raw_path
+from app.http import LOGOUT_PREFIX, bearer_token, raw_path
 from r13core.access import Policy
 from r13core.audit import AuditLog
 from r13core.errors import Unauthorized
@@ -291,7 +291,7 @@ class SecurityMiddleware:
                     identity = self.guard.authenticate(token, version=version)
                 except Unauthorized:
                     identity = None
-            if identity is None:
+            if identity is None and not self._revoking_logout(req, version):
                 _headers(resp, decision, capacity, self.window_s)
                 self.counters.add("blocked_requests", key)
                 _refuse(resp, falcon.HTTP_403, "requests from your address are blocked")
@@ -316,7 +316,7 @@ class SecurityMiddleware:
             if not by_key.allowed or by_key.remaining < decision.remaining:
                 decision, capacity = by_key, key_capacity
         _headers(resp, decision, capacity, self.window_s)
-        if not decision.allowed:
+        if not decision.allowed and not self._revoking_logout(req, version):
             resp.set_header("Retry-After", str(decision.retry_after_seconds))
             if decision.full:
                 # The table is full of other clients: nothing this client did.
@@ -348,6 +348,21 @@ class SecurityMiddleware:
             if kind in kinds and self.strikes.enabled(kind):
                 self.strikes.strike(key, kind)
                 return
+
+    def _revoking_logout(self, req: falcon.Request, version: object) -> bool:
+        """Whether ``req`` is a logout of a live token (``DELETE /-/user/token/<token>``).
+
+        Such a request is never refused by a block or a rate limit: it can only take
+        access away, and refusing it would leave the token valid.
+        A logout of anything but a live token gets no exemption.
+        """
+        if req.method != "DELETE" or not req.path.startswith(LOGOUT_PREFIX):
+            return False
+        try:
+            self.guard.authenticate(req.path[len(LOGOUT_PREFIX) :], version=version)
+        except Unauthorized:
+            return False
+        return True
 
     def auth_failed(self, ip: str) -> None:
         """Count a failed authentication (bad key or password) from ``ip``; may block it."""

@@ -16,6 +16,11 @@ The checks, in order:
    ``packages`` section: access, publish, unpublish, proxy);
 5. ownership: changing an existing package (new versions, deprecate,
    unpublish, dist-tags, owners) needs one of its maintainers, or an admin.
+
+Principals have distinct names (docs/identity.md, "Principals"): a user is its
+user name (``alice``), a bare key is ``key:<id>`` (``key:ci-publish``), so no
+user can ever be taken for a key in maintainers or rules. A key limited to
+packages is never an admin here, whatever permission it was given.
 """
 
 from __future__ import annotations
@@ -24,13 +29,14 @@ import enum
 import ipaddress
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 from r13core.errors import Forbidden, InvalidValue, Unauthorized
-from r13core.keys import KeyInfo, Permission
+from r13core.keys import KEY_PRINCIPAL, KeyInfo, Permission
+from r13core.patterns import Pattern, compile_pattern, matches_any, parse_pattern
 
 
 class Action(enum.Enum):
@@ -69,7 +75,11 @@ _OWNED: Final = frozenset(
 )
 _LEVELS: Final = {"$read": Permission.READ, "$write": Permission.WRITE, "$admin": Permission.ADMIN}
 _SPECIAL: Final = frozenset({"$all", "$anonymous", "$authenticated", *_LEVELS})
-_WHO_RE: Final = re.compile(r"^(\$[a-z]+|[A-Za-z0-9][A-Za-z0-9._@-]{0,63})$")
+# $group, a user name (plain or user:<name>), or key:<id> (any key with that id).
+_WHO_RE: Final = re.compile(
+    r"\$[a-z]+|(?:user:)?[a-z0-9][a-z0-9._-]{0,63}|key:[A-Za-z0-9][A-Za-z0-9._@-]{0,63}"
+)
+MAX_RULES: Final = 1024
 
 
 def required_permission(action: Action, *, private: bool) -> Permission | None:
@@ -79,26 +89,14 @@ def required_permission(action: Action, *, private: bool) -> Permission | None:
     return _NEEDS[action]
 
 
-def glob_regex(pattern: str) -> re.Pattern[str]:
-    """``*`` matches within one path segment, ``**`` across segments (``@*/*``, ``**``)."""
-    out = []
-    i = 0
-    while i < len(pattern):
-        if pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif pattern[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        else:
-            out.append(re.escape(pattern[i]))
-            i += 1
-    return re.compile("^" + "".join(out) + "$")
+__all__ = ["Action", "Policy", "Rule", "matches_any", "parse_rules", "required_permission"]
 
 
-def matches_any(patterns: Iterable[str], package: str) -> bool:
-    """Whether ``package`` matches one of the glob ``patterns``."""
-    return any(glob_regex(p).match(package) for p in patterns)
+def is_admin(identity: KeyInfo | None) -> bool:
+    """Whether ``identity`` administers: admin permission and no package limits."""
+    return (
+        identity is not None and identity.permission >= Permission.ADMIN and not identity.packages
+    )
 
 
 @dataclass(frozen=True)
@@ -106,8 +104,10 @@ class Rule:
     """One entry of the ordered rules: who may access, publish, unpublish a pattern.
 
     Each field lists who: ``$all``, ``$anonymous``, ``$authenticated``,
-    ``$read``/``$write``/``$admin`` (a key with at least that permission), or
-    user names / key ids. ``proxy`` names uplinks (kept for the proxy feature).
+    ``$read``/``$write``/``$admin`` (a key with at least that permission; a key
+    limited to packages is never ``$admin``), user names (``alice`` or
+    ``user:alice``: the user's tokens) or ``key:<id>`` (that key). ``proxy``
+    names uplinks (kept for the proxy feature).
     """
 
     pattern: str
@@ -132,8 +132,8 @@ def _who(value: object, where: str) -> tuple[str, ...]:
     if not isinstance(items, list | tuple) or not all(isinstance(v, str) for v in items):
         raise InvalidValue(f"{where}: a list of names or $all/$authenticated/$read/...")
     for item in items:
-        if not _WHO_RE.match(item) or (item.startswith("$") and item not in _SPECIAL):
-            raise InvalidValue(f"{where}: {item!r} is not a user, key id or known $group")
+        if not _WHO_RE.fullmatch(item) or (item.startswith("$") and item not in _SPECIAL):
+            raise InvalidValue(f"{where}: {item!r} is not a user name, key:<id> or known $group")
     return tuple(items)
 
 
@@ -144,11 +144,14 @@ def parse_rules(doc: object) -> tuple[Rule, ...]:
     """
     if not isinstance(doc, list):
         raise InvalidValue("access rules must be a JSON list of objects")
+    if len(doc) > MAX_RULES:
+        raise InvalidValue(f"more than {MAX_RULES} access rules")
     rules = []
     for n, entry in enumerate(doc):
         where = f"access rule {n}"
         if not isinstance(entry, dict) or not isinstance(entry.get("package"), str):
             raise InvalidValue(f"{where}: needs a 'package' glob")
+        parse_pattern(entry["package"], f"{where}.package")
         unknown = set(entry) - {"package", "access", "publish", "unpublish", "proxy"}
         if unknown:
             raise InvalidValue(f"{where}: unknown field(s) {sorted(unknown)}")
@@ -189,9 +192,14 @@ def _in(who: tuple[str, ...], identity: KeyInfo | None) -> bool:
             return True
         level = _LEVELS.get(entry)
         if level is not None:
+            if level is Permission.ADMIN and not is_admin(identity):
+                continue
             if identity.permission >= level:
                 return True
-        elif entry == identity.username or entry == identity.id:
+        elif entry.startswith(KEY_PRINCIPAL):
+            if entry[len(KEY_PRINCIPAL) :] == identity.id:
+                return True
+        elif identity.owner is not None and entry.removeprefix("user:") == identity.owner:
             return True
     return False
 
@@ -214,7 +222,9 @@ class Policy:
 
     def __init__(self, rules: Sequence[Rule] = ()) -> None:
         self.rules = tuple(rules)
-        self._compiled = [(glob_regex(r.pattern), r) for r in self.rules]
+        self._compiled: list[tuple[Pattern, Rule]] = [
+            (compile_pattern(r.pattern), r) for r in self.rules
+        ]
         self._rule_cache: dict[str, Rule | None] = {}
         self._scope_cache: dict[tuple[tuple[str, ...], str], bool] = {}
 
@@ -224,7 +234,7 @@ class Policy:
             return self._rule_cache[package]
         except KeyError:
             pass
-        found = next((rule for regex, rule in self._compiled if regex.match(package)), None)
+        found = next((rule for glob, rule in self._compiled if glob.match(package)), None)
         if len(self._rule_cache) > 65536:
             self._rule_cache.clear()
         self._rule_cache[package] = found
@@ -285,7 +295,7 @@ class Policy:
                 raise Forbidden(f"key {identity.id!r} may not touch {package}")
         if package is None:
             return
-        if self._compiled and (identity is None or identity.permission < Permission.ADMIN):
+        if self._compiled and not is_admin(identity):
             rule = self.rule_for(package)
             if rule is not None:
                 field = _RULE_FIELD.get(action)
@@ -296,12 +306,43 @@ class Policy:
         if owners is not None:
             self.check_owner(identity, action, package, owners)
 
+    def allows(
+        self,
+        identity: KeyInfo | None,
+        action: Action,
+        *,
+        private: bool,
+        package: str | None = None,
+        client_ip: str | None = None,
+    ) -> bool:
+        """:meth:`authorize` as a yes/no (for filtering listings: search, audits)."""
+        try:
+            self.authorize(identity, action, private=private, package=package, client_ip=client_ip)
+        except (Unauthorized, Forbidden):
+            return False
+        return True
+
+    def reader(
+        self, identity: KeyInfo | None, *, private: bool, client_ip: str | None = None
+    ) -> Callable[[str], bool]:
+        """``package -> bool``: whether ``identity`` may read it (what a GET would answer)."""
+
+        def visible(package: str) -> bool:
+            return self.allows(
+                identity, Action.READ, private=private, package=package, client_ip=client_ip
+            )
+
+        return visible
+
     @staticmethod
     def check_owner(
         identity: KeyInfo | None, action: Action, package: str, owners: Iterable[str]
     ) -> None:
-        """Changing an existing package needs one of its maintainers (or an admin); 403 if not."""
-        if action not in _OWNED or identity is None or identity.permission >= Permission.ADMIN:
+        """Changing an existing package needs one of its maintainers (or an admin); 403 if not.
+
+        ``owners`` are maintainer names as stored: user names, ``key:<id>`` for keys.
+        """
+        if action not in _OWNED or identity is None or is_admin(identity):
             return
         if identity.username not in owners:
             raise Forbidden(

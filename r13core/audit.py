@@ -1,9 +1,17 @@
-"""The append-only audit log: who did what, to what, when and from where.
+"""The append-only, hash-chained audit log: who did what, to what, when and from where.
 
 Logins, key and user changes, config changes, blocks and unblocks, publishes
 and unpublishes are appended here. Storage refuses to change or delete an
 event (SQLite: triggers), so the log can only grow; it is read newest first,
 paged by event id.
+
+Triggers stop r13, not someone who can write the database file. So each
+event also stores the hash of the event before it and its own hash over that
+and its content (r13core/storage/base.py ``audit_hash``): :meth:`AuditLog.verify`
+(``r13 security audit --verify``) recomputes the chain and names the first
+event where it breaks. Removing events from the end, or rewriting the whole
+chain from some event on, leaves a consistent chain: compare the head that
+``verify`` prints with one kept elsewhere (``--head ID:HASH``) to catch that.
 """
 
 from __future__ import annotations
@@ -11,11 +19,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from r13core.errors import InvalidValue
-from r13core.storage.base import AuditRecord, Storage
+from r13core.storage.base import AUDIT_GENESIS, AuditRecord, Storage
 
 log = logging.getLogger("r13.audit")
 MAX_PAGE: Final = 1000
@@ -37,6 +46,26 @@ def event_dict(record: AuditRecord) -> dict[str, Any]:
         "ip": record.ip,
         "detail": record.detail,
     }
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    """What :meth:`AuditLog.verify` found.
+
+    ``broken_at`` is the id of the first event whose link does not hold (None:
+    the chain holds), ``reason`` says how; ``checked`` events were read;
+    ``head`` is ``(id, hash)`` of the last event that still links (None: empty).
+    """
+
+    checked: int
+    head: tuple[int, str] | None
+    broken_at: int | None = None
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """Whether every event links to the one before it and matches its hash."""
+        return self.broken_at is None
 
 
 class AuditLog:
@@ -64,6 +93,51 @@ class AuditLog:
             self.record(actor, action, target, ip=ip, **detail)
         except Exception:
             log.exception("could not append audit event %s %s", action, target)
+
+    def verify(self, *, head: tuple[int, str] | None = None, batch: int = 1000) -> ChainReport:
+        """Walk the whole chain, oldest first; the first broken link, if any.
+
+        ``head``: an ``(id, hash)`` recorded earlier (e.g. from a previous
+        report); the chain must still hold that event with that hash.
+        """
+        prev, after, checked = AUDIT_GENESIS, 0, 0
+        last: tuple[int, str] | None = None
+        seen_head = head is None
+        while True:
+            links = self._db.audit_links(after=after, limit=batch)
+            if not links:
+                break
+            for link in links:
+                checked += 1
+                if link.prev_hash != prev:
+                    reason = (
+                        "its link to the event before it does not hold: an earlier event "
+                        "was removed, inserted or rewritten"
+                    )
+                    if last is not None and link.id != last[0] + 1:
+                        reason = f"event(s) {last[0] + 1}..{link.id - 1} before it are missing"
+                    return ChainReport(checked, last, link.id, reason)
+                if link.computed_hash() != link.hash:
+                    return ChainReport(
+                        checked, last, link.id, "its content does not match its hash: edited"
+                    )
+                if head is not None and link.id == head[0]:
+                    if link.hash != head[1]:
+                        return ChainReport(
+                            checked, last, link.id, "its hash differs from the recorded head"
+                        )
+                    seen_head = True
+                prev, last = link.hash, (link.id, link.hash)
+            after = links[-1].id
+        if not seen_head:
+            assert head is not None
+            return ChainReport(
+                checked,
+                last,
+                head[0],
+                "the recorded head is gone: events were removed from the end",
+            )
+        return ChainReport(checked, last)
 
     def page(
         self,

@@ -75,6 +75,10 @@ class RevConflict(Conflict):
     """The ``_rev`` the client sent is not the package's current one."""
 
 
+class NameTaken(Conflict):
+    """A user name or key id that a user or a key has (or had): the two never share one."""
+
+
 class Unauthorized(R13Error):
     """No usable credentials. ``www_authenticate`` is the challenge to send, if any."""
 

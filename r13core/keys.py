@@ -27,42 +27,60 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Final
 
-from r13core.errors import InvalidValue, NotFound, Unauthorized
+from r13core.errors import InvalidValue, NameTaken, NotFound, Unauthorized
+from r13core.patterns import parse_patterns
 from r13core.storage.base import KeyRecord, Storage
 
 PREFIX: Final = "r13_"
 _ALPHABET: Final = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _RANDOM_LEN: Final = 40
 _CHECK_LEN: Final = 6
-_SECRET_RE: Final = re.compile(rf"^{PREFIX}[0-9A-Za-z]{{{_RANDOM_LEN + _CHECK_LEN}}}$")
-_ID_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+_SECRET_RE: Final = re.compile(rf"{PREFIX}[0-9A-Za-z]{{{_RANDOM_LEN + _CHECK_LEN}}}")
+_ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 _BAD_KEY: Final = "invalid, revoked or expired key"
-_PATTERN_RE: Final = re.compile(r"^[@A-Za-z0-9._*/~-]{1,214}$")
+MAX_DAYS: Final = 36500
+KEY_PRINCIPAL: Final = "key:"
+"""How a bare key is named wherever principals are compared or shown (``key:ci-publish``).
+
+User names cannot hold ``:``, so no user can ever be named like a key."""
 _CACHE_MAX: Final = 8192
 USAGE_FLUSH_SECONDS: Final = 5.0
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+MAX_CIDRS: Final = 64
+
+
 def parse_cidrs(values: Iterable[object]) -> tuple[IPNetwork, ...]:
-    """CIDR blocks (``10.0.0.0/8``, a bare address = one host); InvalidValue if malformed."""
+    """CIDR blocks (``10.0.0.0/8``, a bare address = one host); InvalidValue if malformed.
+
+    The text must be exactly a block: no surrounding spaces or newlines (callers
+    that read lists from the environment strip them first).
+    """
     out = []
     for value in values:
         try:
-            out.append(ipaddress.ip_network(str(value).strip(), strict=False))
+            if not isinstance(value, str) or value != value.strip():
+                raise ValueError(value)
+            out.append(ipaddress.ip_network(value, strict=False))
         except ValueError:
             raise InvalidValue(f"{value!r} is not a CIDR block") from None
+        if len(out) > MAX_CIDRS:
+            raise InvalidValue(f"more than {MAX_CIDRS} CIDR blocks")
     return tuple(out)
 
 
-def parse_patterns(values: Iterable[object]) -> tuple[str, ...]:
-    """Package patterns (``@mycompany/*``, ``left-pad``, ``**``); InvalidValue if malformed."""
-    out = []
-    for value in values:
-        if not isinstance(value, str) or not _PATTERN_RE.match(value):
-            raise InvalidValue(f"{value!r} is not a package pattern")
-        out.append(value)
-    return tuple(out)
+def capped_days(requested: float | None, limit_days: float | None) -> float | None:
+    """A token's lifetime: ``requested`` days, at most ``limit_days`` (None: no limit).
+
+    ``requested`` None means "the default", which is the limit itself.
+    """
+    if limit_days is None:
+        return requested
+    if requested is None:
+        return limit_days
+    return min(requested, limit_days)
 
 
 class Permission(enum.IntEnum):
@@ -93,8 +111,12 @@ class KeyInfo:
 
     @property
     def username(self) -> str:
-        """Who acts with this key: its owner, or the key id for a bare key."""
-        return self.owner if self.owner is not None else self.id
+        """Who acts with this key: its owner's user name, or ``key:<id>`` for a bare key.
+
+        This is the principal's name everywhere names are compared or shown
+        (maintainers, ``_npmUser``, rules, whoami, the audit log).
+        """
+        return self.owner if self.owner is not None else KEY_PRINCIPAL + self.id
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready fields (times as ISO 8601; never the secret)."""
@@ -138,7 +160,7 @@ def new_secret() -> str:
 
 def looks_like_secret(text: str) -> bool:
     """Whether ``text`` has a key's shape and a correct checksum (what scanners check)."""
-    if not _SECRET_RE.match(text):
+    if not _SECRET_RE.fullmatch(text):
         return False
     body = text[len(PREFIX) : -_CHECK_LEN]
     return secrets.compare_digest(_checksum(body), text[-_CHECK_LEN:])
@@ -158,6 +180,10 @@ _CEILINGS: Final = {
 
 def _info(record: KeyRecord) -> KeyInfo:
     permission = Permission(record.permission)
+    if record.packages and permission > Permission.WRITE:
+        # A key limited to packages never administers (create() refuses such keys;
+        # this covers ones stored before it did).
+        permission = Permission.WRITE
     revoked = record.revoked
     if record.owner is not None:
         # The owner's role is the ceiling; a key whose owner is gone is dead.
@@ -226,14 +252,16 @@ class KeyStore:
     ) -> tuple[KeyInfo, str]:
         """Create a key; returns its info and the secret (shown this once, never stored).
 
-        ``id`` is a label unique among keys (1-64 of ``A-Za-z0-9._@-``);
-        ``expires_days`` None means the key never expires. ``owner`` makes it a
-        user's token (the user's role caps its permission); ``rate_limit`` is its
-        own requests per window; ``cidr`` and ``packages`` restrict where it may
-        be used from and which packages it may touch. InvalidValue for a bad id,
-        permission, expiry, limit, CIDR or pattern, or an id already taken.
+        ``id`` is a label unique among keys and user names, ignoring case (1-64 of
+        ``A-Za-z0-9._@-``); ``expires_days`` None means the key never expires.
+        ``owner`` makes it a user's token (the user's role caps its permission);
+        ``rate_limit`` is its own requests per window; ``cidr`` and ``packages``
+        restrict where it may be used from and which packages it may touch (a
+        key limited to packages cannot be an admin key). InvalidValue for a bad
+        id, permission, expiry, limit, CIDR or pattern; NameTaken for an id that
+        a key or a user has (or had).
         """
-        if not isinstance(id, str) or not _ID_RE.match(id):
+        if not isinstance(id, str) or not _ID_RE.fullmatch(id):
             raise InvalidValue(f"invalid key id {id!r}: 1-64 of letters, digits and ._@-")
         try:
             perm = Permission(permission)
@@ -245,9 +273,9 @@ class KeyStore:
             if (
                 not isinstance(expires_days, int | float)
                 or isinstance(expires_days, bool)
-                or not 0 < expires_days <= 36500
+                or not 0 < expires_days <= MAX_DAYS
             ):
-                raise InvalidValue(f"expiry must be 0 < days <= 36500, not {expires_days!r}")
+                raise InvalidValue(f"expiry must be 0 < days <= {MAX_DAYS}, not {expires_days!r}")
             expires = now + float(expires_days) * 86400.0
         if rate_limit is not None and (
             not isinstance(rate_limit, int)
@@ -257,6 +285,10 @@ class KeyStore:
             raise InvalidValue(f"rate limit must be a whole number >= 1, not {rate_limit!r}")
         networks = parse_cidrs(cidr)
         patterns = parse_patterns(packages)
+        if patterns and perm > Permission.WRITE:
+            raise InvalidValue(
+                "a key limited to packages cannot have admin permission (admin is registry-wide)"
+            )
         if not isinstance(description, str) or len(description) > 1024:
             raise InvalidValue("description must be a string of at most 1024 characters")
         secret = new_secret()
@@ -274,9 +306,36 @@ class KeyStore:
             description=description,
         )
         if not self._db.add_key(record):
-            raise InvalidValue(f"a key with id {id!r} already exists")
+            holder = self._db.name_holder(id)
+            what = "a user" if holder == "user" else "a key"
+            raise NameTaken(f"key id {id!r} is taken: {what} has (or had) that name")
         stored = self._db.get_key(id)
         return _info(stored if stored is not None else record), secret
+
+    def create_token(
+        self,
+        owner: str,
+        permission: Permission,
+        expires_days: float | None,
+        **options: object,
+    ) -> tuple[KeyInfo, str]:
+        """A key for user ``owner`` under a fresh id ``npm-<owner>-<8 hex>`` (npm logins, tokens).
+
+        ``options`` as for :meth:`create`. A fresh id that happens to be taken (a user
+        could sign up with such a name) is drawn again.
+        """
+        for _ in range(8):
+            try:
+                return self.create(
+                    new_key_id(f"npm-{owner}"),
+                    permission,
+                    expires_days,
+                    owner=owner,
+                    **options,  # type: ignore[arg-type]
+                )
+            except NameTaken:
+                continue
+        raise NameTaken(f"could not find a free key id for {owner!r}")
 
     def list(self) -> list[KeyInfo]:
         """Every key, oldest first (revoked and expired ones included)."""
@@ -300,6 +359,15 @@ class KeyStore:
         if not self._db.revoke_key(id):
             raise NotFound(f"no key {id!r}")
         self._invalidate()
+
+    def revoke_owned(self, owner: str, *, above: Permission | None = None) -> builtins.list[str]:
+        """Revoke the live keys of user ``owner`` (only those with more than ``above``).
+
+        Returns the ids revoked. Every worker sees it on its next request.
+        """
+        ids = self._db.revoke_keys_of(owner, above=None if above is None else int(above))
+        self._invalidate()
+        return ids
 
     def revoke_secret(self, secret: str) -> KeyInfo | None:
         """Revoke the key behind ``secret`` (npm logout); None when no key matches."""

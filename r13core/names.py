@@ -19,14 +19,14 @@ __all__ = ["MAX_NAME_LENGTH", "PackageName", "parse_version"]
 
 MAX_NAME_LENGTH: Final = 214
 # What encodeURIComponent leaves alone, minus ~'!()* that npm refuses in new names.
-_PART_RE: Final = re.compile(r"^[A-Za-z0-9._-]+$")
+_PART_RE: Final = re.compile(r"[A-Za-z0-9._-]+")
 _RESERVED: Final = frozenset({"node_modules", "favicon.ico", "__proto__"})
 
 
 def _check_part(part: str, what: str, text: str, new: bool) -> None:
     if not part:
         raise InvalidName(f"invalid package name {text!r}: empty {what}")
-    if not _PART_RE.match(part):
+    if not _PART_RE.fullmatch(part):
         raise InvalidName(
             f"invalid package name {text!r}: {what} may contain only letters, digits, "
             "'.', '_' and '-' (URL-safe)"

@@ -24,9 +24,9 @@ MAX_VERSION_LENGTH: Final = 256
 _NUM = r"0|[1-9]\d*"
 _PRE_ID = r"(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)"
 _VERSION_RE: Final = re.compile(
-    rf"^({_NUM})\.({_NUM})\.({_NUM})"
+    rf"({_NUM})\.({_NUM})\.({_NUM})"
     rf"(?:-({_PRE_ID}(?:\.{_PRE_ID})*))?"
-    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?"
 )
 
 
@@ -46,7 +46,7 @@ class Version:
         """Parse a strict semver 2.0 version; InvalidValue otherwise."""
         if not isinstance(text, str) or len(text) > MAX_VERSION_LENGTH:
             raise InvalidValue(f"invalid version {text!r}: longer than {MAX_VERSION_LENGTH}")
-        m = _VERSION_RE.match(text)
+        m = _VERSION_RE.fullmatch(text)
         if m is None:
             raise InvalidValue(f"invalid version {text!r}: not semver 2.0 (like 1.2.3)")
         pre: tuple[int | str, ...] = ()
@@ -98,16 +98,18 @@ def version_key(text: str) -> Version:
 # -- ranges -------------------------------------------------------------------
 
 _PARTIAL_RE: Final = re.compile(
-    r"^v?(?P<major>[0-9]+|[xX*])"
+    r"v?(?P<major>[0-9]+|[xX*])"
     r"(?:\.(?P<minor>[0-9]+|[xX*])"
     r"(?:\.(?P<patch>[0-9]+|[xX*])"
     rf"(?:-(?P<pre>{_PRE_ID}(?:\.{_PRE_ID})*))?"
     r"(?:\+(?P<build>[0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?"
-    r")?)?$"
+    r")?)?"
 )
-_TOKEN_RE: Final = re.compile(r"^(?P<op><=|>=|<|>|=|~>|~|\^)?(?P<ver>.*)$")
+_TOKEN_RE: Final = re.compile(r"(?P<op><=|>=|<|>|=|~>|~|\^)?(?P<ver>.*)", re.DOTALL)
 _OP_SPACE_RE: Final = re.compile(r"(<=|>=|<|>|=|~>|~|\^)\s+")
-_HYPHEN_RE: Final = re.compile(r"^\s*(\S+)\s+-\s+(\S+)\s*$")
+_HYPHEN_RE: Final = re.compile(r" *(\S+) +- +(\S+) *")
+# What a range may hold: printable ASCII and spaces (no tabs, newlines or controls).
+_RANGE_CHARS: Final = re.compile(r"[ -~]*")
 
 Comparator = tuple[str, Version]  # (op, version), op in <, <=, >, >=, =
 
@@ -124,7 +126,7 @@ class _Partial:
 
 
 def _parse_partial(text: str, source: str) -> _Partial:
-    m = _PARTIAL_RE.match(text)
+    m = _PARTIAL_RE.fullmatch(text)
     if m is None or len(text) > MAX_VERSION_LENGTH:
         raise InvalidValue(f"invalid range {source!r}: cannot read {text!r}")
 
@@ -190,7 +192,7 @@ def _desugar(op: str, p: _Partial) -> list[Comparator]:
 
 def _parse_set(text: str, source: str) -> list[Comparator]:
     text = text.strip()
-    hyphen = _HYPHEN_RE.match(text)
+    hyphen = _HYPHEN_RE.fullmatch(text)
     if hyphen:
         lo = _parse_partial(hyphen.group(1), source)
         hi = _parse_partial(hyphen.group(2), source)
@@ -204,7 +206,7 @@ def _parse_set(text: str, source: str) -> list[Comparator]:
     text = _OP_SPACE_RE.sub(r"\1", text)
     comparators: list[Comparator] = []
     for token in text.split():
-        m = _TOKEN_RE.match(token)
+        m = _TOKEN_RE.fullmatch(token)
         assert m is not None  # the pattern matches any string
         op, ver = m.group("op") or "", m.group("ver")
         if ver.startswith("="):  # "=v1.2.3" forms
@@ -223,7 +225,7 @@ class Range:
     @classmethod
     def parse(cls, text: str) -> Range:
         """Parse an npm range; InvalidValue if it is not one."""
-        if not isinstance(text, str) or len(text) > 1024:
+        if not isinstance(text, str) or len(text) > 1024 or not _RANGE_CHARS.fullmatch(text):
             raise InvalidValue(f"invalid range {text!r}")
         sets = tuple(tuple(_parse_set(part, text)) for part in text.split("||"))
         return cls(text, sets)

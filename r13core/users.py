@@ -7,11 +7,17 @@ be raised later without breaking existing hashes.
 
 A role is the ceiling of every key the user owns: a reader's token can only
 read, a publisher's can write, an admin's can administer.
+
+User names and key ids share one name space (ignoring case): a name a key has
+or had can never become a user's, and a removed user's name is kept from
+strangers (docs/identity.md, "Principals"). A new password revokes every token
+of the user; a lower role revokes the tokens above the new ceiling.
 """
 
 from __future__ import annotations
 
 import base64
+import builtins
 import enum
 import hashlib
 import hmac
@@ -22,14 +28,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from r13core.errors import InvalidValue, NotFound, Unauthorized
+from r13core.errors import InvalidValue, NameTaken, NotFound, Unauthorized
 from r13core.keys import Permission
 from r13core.storage.base import Storage, UserRecord
 
 _N: Final = 2**14
 _R: Final = 8
 _P: Final = 1
-_NAME_RE: Final = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+_NAME_RE: Final = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+# Deliberately loose (one @, a dot in the domain, no spaces or controls): npm sends
+# what the user typed, and r13 only shows it back.
+_EMAIL_RE: Final = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]+")
+MAX_EMAIL: Final = 254
 _BAD_LOGIN: Final = "wrong user name or password"
 MIN_PASSWORD: Final = 8
 MAX_PASSWORD: Final = 1024
@@ -129,9 +139,18 @@ def _user(record: UserRecord) -> User:
 
 def check_name(name: object) -> str:
     """A valid user name (npm's: lower case, 1-64 of ``a-z0-9._-``); InvalidValue otherwise."""
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
         raise InvalidValue(f"invalid user name {name!r}: 1-64 of a-z, 0-9 and ._-")
     return name
+
+
+def check_email(email: object) -> str:
+    """A plausible email address or ``""``; InvalidValue otherwise."""
+    if email == "":
+        return ""
+    if not isinstance(email, str) or len(email) > MAX_EMAIL or not _EMAIL_RE.fullmatch(email):
+        raise InvalidValue(f"invalid email {email!r}")
+    return email
 
 
 def _check_password(password: object) -> str:
@@ -147,17 +166,33 @@ class UserStore:
         self._db = db
         self._clock = clock
 
-    def add(self, name: str, password: str, role: Role, email: str = "") -> User:
-        """Create a user; InvalidValue for a bad or taken name or a short password."""
+    def add(
+        self, name: str, password: str, role: Role, email: str = "", *, reclaim: bool = False
+    ) -> User:
+        """Create a user; InvalidValue for a bad name, email or password, NameTaken for a
+        name a user or key has (or had).
+
+        ``reclaim``: an admin re-creates a removed user's name on purpose (the
+        packages that still list that name as a maintainer become the new
+        user's); never allowed for a key's name.
+        """
         record = UserRecord(
             check_name(name),
             hash_password(_check_password(password)),
             role.value,
-            email,
+            check_email(email),
             self._clock(),
         )
-        if not self._db.add_user(record):
-            raise InvalidValue(f"user {name!r} already exists")
+        if not self._db.add_user(record, reclaim=reclaim):
+            holder = self._db.name_holder(name)
+            if holder == "key":
+                raise NameTaken(f"user name {name!r} is taken: it is (or was) a key's id")
+            if holder == "former user":
+                raise NameTaken(
+                    f"user name {name!r} belonged to a removed user; only an admin can give "
+                    "it out again (r13 users add --reclaim)"
+                )
+            raise NameTaken(f"user {name!r} already exists")
         return _user(record)
 
     def get(self, name: str) -> User:
@@ -187,30 +222,48 @@ class UserStore:
             raise Unauthorized(_BAD_LOGIN)
         return _user(record)
 
-    def set_password(self, name: str, password: str) -> None:
-        """Replace the password; NotFound if absent."""
-        record = self._require(name)
-        self._db.update_user(
-            UserRecord(
-                record.name,
-                hash_password(_check_password(password)),
-                record.role,
-                record.email,
-                record.created,
-            )
-        )
+    def set_password(self, name: str, password: str) -> builtins.list[str]:
+        """Replace the password and revoke every token of the user (one transaction).
 
-    def set_role(self, name: str, role: Role) -> User:
-        """Change the role (every key of the user follows at its next use); NotFound if absent."""
+        A password change is what someone does who fears a leak: a token made
+        with the old password must not outlive it. Returns the revoked key ids;
+        NotFound if the user is absent.
+        """
+        record = self._require(name)
+        updated = UserRecord(
+            record.name,
+            hash_password(_check_password(password)),
+            record.role,
+            record.email,
+            record.created,
+        )
+        revoked = self._db.update_user_revoking(updated, above=0)
+        if revoked is None:
+            raise NotFound(f"no user {name!r}")
+        return revoked
+
+    def set_role(self, name: str, role: Role) -> tuple[User, builtins.list[str]]:
+        """Change the role; tokens above the new ceiling are revoked (one transaction).
+
+        The role caps every key of the user at its next use anyway; revoking the
+        ones above a lower role keeps a later promotion from reviving them. Keys
+        within the new ceiling keep working. Returns the user and the revoked key
+        ids; NotFound if absent.
+        """
         record = self._require(name)
         updated = UserRecord(
             record.name, record.password_hash, role.value, record.email, record.created
         )
-        self._db.update_user(updated)
-        return _user(updated)
+        revoked = self._db.update_user_revoking(updated, above=int(role.ceiling))
+        if revoked is None:
+            raise NotFound(f"no user {name!r}")
+        return _user(updated), revoked
 
     def remove(self, name: str) -> None:
-        """Delete the user and revoke its keys; NotFound if absent."""
+        """Delete the user and revoke its keys; NotFound if absent.
+
+        The name stays reserved: see :meth:`add` (``reclaim``).
+        """
         if not self._db.remove_user(name):
             raise NotFound(f"no user {name!r}")
 

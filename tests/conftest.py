@@ -127,22 +127,28 @@ class FakeRegistry:
 
     def owners(self, name: PackageName) -> list[dict[str, Any]]:
         self.calls.append(("owners", str(name)))
-        return [{"name": "admin", "email": ""}]
+        return [{"name": "key:admin", "email": ""}]
 
     def maintainers_of(self, name: PackageName) -> list[dict[str, Any]]:
         """For the guard's ownership check (not recorded: tests count registry calls)."""
         self._known(name)
-        return [{"name": "admin", "email": ""}, {"name": "write", "email": ""}]
+        return [{"name": "key:admin", "email": ""}, {"name": "key:write", "email": ""}]
 
-    def search(self, text: str, size: int, offset: int) -> dict[str, Any]:
+    def search(
+        self, text: str, size: int, offset: int, *, visible: Callable[[str], bool] | None = None
+    ) -> dict[str, Any]:
         self.calls.append(("search", text, size, offset))
         return {"objects": [], "total": 0, "time": "now"}
 
-    def audit_bulk(self, request: dict[str, list[str]]) -> dict[str, Any]:
+    def audit_bulk(
+        self, request: dict[str, list[str]], *, visible: Callable[[str], bool] | None = None
+    ) -> dict[str, Any]:
         self.calls.append(("audit_bulk", request))
         return {}
 
-    def audit_quick(self, tree: dict[str, Any]) -> dict[str, Any]:
+    def audit_quick(
+        self, tree: dict[str, Any], *, visible: Callable[[str], bool] | None = None
+    ) -> dict[str, Any]:
         self.calls.append(("audit_quick", tree))
         return {"advisories": {}, "actions": [], "muted": [], "metadata": {}}
 

@@ -9,6 +9,7 @@ a ``storage`` (or ``blobs``) fixture giving a fresh, empty store. See tests/test
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import threading
 import time
@@ -384,13 +385,57 @@ class IdentityStorageContract:
     def test_web_login_is_approved_once_and_taken_once(self, storage: Storage) -> None:
         from r13core.storage.base import WebLoginRecord
 
-        storage.add_web_login(WebLoginRecord("id1", "dh", 1.0, 1e12))
-        assert storage.take_web_login("id1") is None  # not approved yet
-        assert storage.approve_web_login("id1", "alice", "r13_tok")
-        assert not storage.approve_web_login("id1", "mallory", "r13_other")
-        taken = storage.take_web_login("id1")
-        assert taken is not None and taken.token == "r13_tok" and taken.username == "alice"
-        assert storage.take_web_login("id1") is None
+        storage.add_web_login(WebLoginRecord("id1", "dh", 1.0, 100.0))
+        assert storage.take_web_login("id1", 2.0) is None  # not approved yet
+        assert storage.approve_web_login("id1", "alice")
+        assert not storage.approve_web_login("id1", "mallory")
+        assert storage.take_web_login("id1", 100.0) is None  # expired: not handed out
+        taken = storage.take_web_login("id1", 99.0)
+        assert taken is not None and taken.username == "alice"
+        assert storage.take_web_login("id1", 2.0) is None
+
+    def test_users_and_keys_never_share_a_name(self, storage: Storage) -> None:
+        from r13core.storage.base import UserRecord
+
+        assert storage.add_key(KeyRecord("ci-publish", "h1", 2, 1.0, None, False))
+        assert not storage.add_user(UserRecord("ci-publish", "h", "publisher", "", 2.0))
+        assert not storage.add_user(UserRecord("ci-publish", "h", "publisher", "", 2.0),
+                                    reclaim=True)  # fmt: skip
+        assert storage.name_holder("CI-Publish") == "key"
+        assert storage.add_user(UserRecord("alice", "h", "publisher", "", 1.0))
+        assert not storage.add_key(KeyRecord("Alice", "h2", 2, 1.0, None, False))  # any case
+        assert storage.get_key("Alice") is None and storage.name_holder("alice") == "user"
+        assert storage.remove_user("alice")
+        assert storage.name_holder("alice") == "former user"
+        assert not storage.add_user(UserRecord("alice", "h", "reader", "", 3.0))
+        assert not storage.add_key(KeyRecord("alice", "h3", 2, 1.0, None, False))
+        assert storage.add_user(UserRecord("alice", "h", "reader", "", 3.0), reclaim=True)
+        assert storage.name_holder("nobody") is None
+
+    def test_user_update_revokes_keys_above_a_level_in_one_step(self, storage: Storage) -> None:
+        from r13core.storage.base import UserRecord
+
+        assert storage.add_user(UserRecord("carol", "h", "admin", "", 1.0))
+        for key_id, perm in (("c1", 1), ("c2", 2), ("c3", 3)):
+            storage.add_key(KeyRecord(key_id, f"h{key_id}", perm, 1.0, None, False, owner="carol"))
+        revoked = storage.update_user_revoking(UserRecord("carol", "h", "reader", "", 1.0), above=1)
+        assert revoked == ["c2", "c3"]
+        assert [k.id for k in storage.keys_of("carol") if not k.revoked] == ["c1"]
+        assert storage.revoke_keys_of("carol") == ["c1"]
+        assert storage.update_user_revoking(UserRecord("ghost", "h", "x", "", 1.0), above=0) is None
+
+    def test_audit_events_are_chained(self, storage: Storage) -> None:
+        from r13core.storage.base import AUDIT_GENESIS
+
+        ids = [storage.append_audit(float(i), "a", "act", "t", "ip", {"i": i}) for i in range(3)]
+        assert ids == [ids[0], ids[0] + 1, ids[0] + 2]
+        links = storage.audit_links()
+        assert [link.id for link in links] == ids
+        assert links[0].prev_hash == AUDIT_GENESIS
+        for before, link in itertools.pairwise(links):
+            assert link.prev_hash == before.hash
+        assert all(link.hash == link.computed_hash() for link in links)
+        assert [link.id for link in storage.audit_links(after=ids[0], limit=1)] == [ids[1]]
 
 
 class UsageStorageContract:

@@ -111,7 +111,7 @@ def test_publish_answers_201(harness: AppHarness) -> None:
     r = harness.client.simulate_put("/pkg", json=body, headers=WRITE)
     assert r.status_code == 201
     assert r.json == {"ok": True}
-    assert harness.registry.calls == [("put_package", "pkg", body, "write")]
+    assert harness.registry.calls == [("put_package", "pkg", body, "key:write")]
 
 
 def test_deprecate_answers_200(harness: AppHarness) -> None:
@@ -125,21 +125,21 @@ def test_put_with_rev(harness: AppHarness) -> None:
     r = harness.client.simulate_put("/@s%2fpkg/-rev/3-abc", json={"name": "@s/pkg"}, headers=WRITE)
     assert r.status_code == 201
     assert harness.registry.calls == [
-        ("put_package_rev", "@s/pkg", "3-abc", {"name": "@s/pkg"}, "write")
+        ("put_package_rev", "@s/pkg", "3-abc", {"name": "@s/pkg"}, "key:write")
     ]
 
 
 def test_unpublish_package(harness: AppHarness) -> None:
     r = harness.client.simulate_delete("/@s%2fpkg/-rev/3-abc", headers=WRITE)
     assert r.status_code == 200
-    assert harness.registry.calls == [("unpublish_package", "@s/pkg", "3-abc", "write")]
+    assert harness.registry.calls == [("unpublish_package", "@s/pkg", "3-abc", "key:write")]
 
 
 def test_remove_tarball_by_its_url(harness: AppHarness) -> None:
     r = harness.client.simulate_delete("/@s/pkg/-/pkg-1.0.0.tgz/-rev/4-def", headers=WRITE)
     assert r.status_code == 200
     assert harness.registry.calls == [
-        ("remove_tarball", "@s/pkg", "pkg-1.0.0.tgz", "4-def", "write")
+        ("remove_tarball", "@s/pkg", "pkg-1.0.0.tgz", "4-def", "key:write")
     ]
 
 
@@ -155,8 +155,8 @@ def test_dist_tags_list_set_remove(harness: AppHarness, form: str) -> None:
     assert (r.status_code, r.json) == (200, {"ok": True})
     assert harness.registry.calls == [
         ("dist_tags", "@s/pkg"),
-        ("set_dist_tag", "@s/pkg", "beta", "1.0.0", "write"),
-        ("remove_dist_tag", "@s/pkg", "beta", "write"),
+        ("set_dist_tag", "@s/pkg", "beta", "1.0.0", "key:write"),
+        ("remove_dist_tag", "@s/pkg", "beta", "key:write"),
     ]
 
 
@@ -172,12 +172,12 @@ def test_owners_answer_both_the_username_and_the_name_shape(harness: AppHarness)
     # pnpm 12.0-12.14 parse [{username, email}] (both required strings); r13's own shape
     # and the packument's maintainers are [{name, email}].
     r = harness.client.simulate_get("/-/package/@s%2fpkg/owners", headers=READ)
-    assert r.json == [{"username": "admin", "name": "admin", "email": ""}]
+    assert r.json == [{"username": "key:admin", "name": "key:admin", "email": ""}]
 
 
 def test_collaborators_as_the_npm_registry_answers_them(harness: AppHarness) -> None:
     r = harness.client.simulate_get("/-/package/@s%2fpkg/collaborators", headers=READ)
-    assert (r.status_code, r.json) == (200, {"admin": "read-write"})
+    assert (r.status_code, r.json) == (200, {"key:admin": "read-write"})
     r = harness.client.simulate_put("/-/package/pkg/collaborators", headers=WRITE)
     assert r.status_code == 405
 
@@ -252,7 +252,7 @@ def test_rendered_documents_use_the_public_url_whatever_the_host(harness: AppHar
 
 
 def test_whoami_names_the_key(harness: AppHarness) -> None:
-    assert harness.client.simulate_get("/-/whoami", headers=WRITE).json == {"username": "write"}
+    assert harness.client.simulate_get("/-/whoami", headers=WRITE).json == {"username": "key:write"}
     r = harness.client.simulate_get("/-/whoami")
     assert r.status_code == 401
     assert r.headers["WWW-Authenticate"] == "Bearer"

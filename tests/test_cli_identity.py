@@ -62,7 +62,7 @@ def test_keys_with_limits_scopes_owner_and_rotation(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     UserStore(open_storage(tmp_path)).add("bob", "bob's password", Role.PUBLISHER)
-    assert run(tmp_path, "keys", "create", "--id", "ci", "--perm", "admin", "--rate-limit", "9",
+    assert run(tmp_path, "keys", "create", "--id", "ci", "--perm", "write", "--rate-limit", "9",
                "--cidr", "10.0.0.0/8", "--packages", "@acme/*", "--owner", "bob") == 0  # fmt: skip
     out = capsys.readouterr().out
     assert "owner bob" in out and "limit 9" in out and "@acme/*" in out

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from r13core.access import Action, Policy, Rule, parse_rules
-from r13core.errors import Forbidden, InvalidValue, NotFound, Unauthorized
+from r13core.errors import Forbidden, InvalidValue, NameTaken, NotFound, Unauthorized
 from r13core.keys import KeyInfo, KeyStore, Permission, parse_cidrs
 from r13core.security import Blocklist, SecuritySettings, client_ip, normalize_ip
 from r13core.storage.sqlite import SQLiteStorage
@@ -52,7 +52,7 @@ def test_user_lifecycle(db: SQLiteStorage) -> None:
         users.authenticate("alice", "wrong password")
     with pytest.raises(Unauthorized):
         users.authenticate("nobody", PW)
-    with pytest.raises(InvalidValue):
+    with pytest.raises(NameTaken):
         users.add("alice", PW, Role.READER)
     with pytest.raises(InvalidValue):
         users.add("Bad Name", PW, Role.READER)

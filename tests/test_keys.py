@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from r13core.access import Action, authorize
-from r13core.errors import Forbidden, InvalidValue, NotFound, Unauthorized
+from r13core.errors import Forbidden, InvalidValue, NameTaken, NotFound, Unauthorized
 from r13core.keys import KeyStore, Permission, hash_secret, looks_like_secret, new_secret
 from r13core.storage.sqlite import SQLiteStorage
 
@@ -107,8 +107,10 @@ def test_key_without_expiry_never_expires(keys: KeyStore, clock: Clock) -> None:
 
 def test_ids_are_unique_and_checked(keys: KeyStore) -> None:
     keys.create("ci", Permission.READ, None)
-    with pytest.raises(InvalidValue, match="already exists"):
+    with pytest.raises(NameTaken, match="taken"):
         keys.create("ci", Permission.READ, None)
+    with pytest.raises(NameTaken, match="taken"):
+        keys.create("CI", Permission.READ, None)  # ids are unique ignoring case
     for bad in ("", "has space", "x" * 65, "-lead"):
         with pytest.raises(InvalidValue):
             keys.create(bad, Permission.READ, None)

@@ -21,10 +21,11 @@ from app.main import create_app, open_storage
 from app.resources.dist_tags import PackageMeta
 from app.resources.packages import Packages
 from r13core.config import Feature
-from r13core.keys import KeyStore, Permission
+from r13core.keys import KeyStore, Permission, hash_secret, new_secret
 from r13core.ratelimit import RateLimiter
 from r13core.security import SecuritySettings
 from r13core.settings import Settings
+from r13core.storage.base import KeyRecord
 from r13core.users import Role, UserStore
 
 # What each sink serves (their docstrings list the same).
@@ -108,10 +109,12 @@ EXPECTED: dict[tuple[str, str], str] = {
 }
 
 CALLERS = ("anonymous", "read", "write", "admin", "expired", "revoked", "wrong_cidr",
-           "wrong_scope", "user")  # fmt: skip
+           "wrong_scope", "scoped_admin", "user")  # fmt: skip
 OK = "ok"  # anything but 401/403 (404 for a missing package, 400 for an empty body...)
 
 # [kind][caller] -> OK, 401 or 403 (PRIVATE_REGISTRY on). Bad keys are 401 everywhere.
+# scoped_admin: an admin key limited to packages (stored before r13 refused to make one):
+# it never administers, so it is wrong_scope everywhere (issue 9, item 13).
 _BAD = {"anonymous": 401, "expired": 401, "revoked": 401, "wrong_cidr": 401}
 RULES: dict[str, dict[str, Any]] = {
     "identity": {**_BAD, "read": OK, "write": OK, "admin": OK, "wrong_scope": OK, "user": OK},
@@ -140,6 +143,10 @@ RULES: dict[str, dict[str, Any]] = {
         "user": OK,
     },
 }
+
+
+for _rule in RULES.values():
+    _rule["scoped_admin"] = _rule["wrong_scope"]
 
 
 def _walk(nodes: list[Any]) -> Iterator[tuple[str, str]]:
@@ -223,6 +230,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         secrets["wrong_scope"] = keys.create(
             "scope", Permission.WRITE, None, packages=["@other/*"]
         )[1]
+        secrets["scoped_admin"] = new_secret()
+        storage.add_key(
+            KeyRecord("scoped-admin", hash_secret(secrets["scoped_admin"]), 3, 1.0, None, False,
+                      packages=("@other/*",))
+        )  # fmt: skip
         UserStore(storage).add("uma", "uma's password", Role.PUBLISHER)
         secrets["user"] = keys.create("uma-1", Permission.WRITE, None, owner="uma")[1]
         headers = {name: {"Authorization": f"Bearer {s}"} for name, s in secrets.items()}

@@ -11,6 +11,7 @@ import pytest
 from r13core.errors import BadRequest, InvalidValue, NotFound, RevConflict, VersionExists
 from r13core.names import PackageName
 from r13core.registry import Registry
+from r13core.users import Role, UserStore
 from tests.npm_builders import files_under, open_registry, package_tgz, publish_body
 
 A = PackageName.parse("widget")
@@ -228,6 +229,10 @@ def test_owners_start_with_the_publisher_and_change_through_put_rev(reg: Registr
     assert reg.owners(A) == [{"name": "alice", "email": ""}]
     doc = for_write(reg)
     maintainers = [{"name": "alice", "email": ""}, {"name": "bob", "email": "b@x.test"}]
+    with pytest.raises(BadRequest, match="no user 'bob'"):  # nobody has that name yet
+        reg.put_package_rev(A, doc["_rev"], {"_id": "widget", "maintainers": maintainers},
+                            actor="a")  # fmt: skip
+    UserStore(reg.storage).add("bob", "bob's password", Role.PUBLISHER)
     reg.put_package_rev(A, doc["_rev"], {"_id": "widget", "maintainers": maintainers}, actor="a")
     assert reg.owners(A) == maintainers
     assert for_write(reg)["maintainers"] == maintainers

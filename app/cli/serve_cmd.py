@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from app.http import HostRebaser
 from app.main import open_config, open_services
+from r13core.errors import NameTaken
 from r13core.keys import KeyStore, Permission
 from r13core.locks import InstanceLock
 from r13core.security import SecuritySettings
@@ -44,10 +45,15 @@ def ensure_admin_key(data_dir: Path, keys: KeyStore, public_url: str) -> str | N
     """Create the first admin key unless one exists; returns its secret when created."""
     if any(k.permission >= Permission.ADMIN and not k.revoked for k in keys.list()):
         return None
-    taken = {k.id for k in keys.list()}
-    key_id = "admin" if "admin" not in taken else f"admin-{len(taken)}"
     # The bootstrap key does not expire: it is how the operator makes every other key.
-    _, secret = keys.create(key_id, Permission.ADMIN, None)
+    # Its id must be free among keys and user names (a user may be called "admin").
+    key_id, n = "admin", len(keys.list())
+    while True:
+        try:
+            _, secret = keys.create(key_id, Permission.ADMIN, None)
+            break
+        except NameTaken:
+            key_id, n = f"admin-{n}", n + 1
     path = data_dir / ADMIN_KEY_FILE
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -25,16 +25,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     a.add_argument("--role", choices=roles, default=Role.PUBLISHER.value)
     a.add_argument("--email", default="")
     a.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    a.add_argument(
+        "--reclaim",
+        action="store_true",
+        help="give out again the name of a removed user (the packages that list it as a "
+        "maintainer become this user's); a key's id is never given out",
+    )
     a.set_defaults(handler=add)
     actions.add_parser("list", help="every user and role").set_defaults(handler=list_)
-    pw = actions.add_parser("passwd", help="set a user's password")
+    pw = actions.add_parser("passwd", help="set a user's password (revokes all its tokens)")
     pw.add_argument("name")
     pw.add_argument("--password-stdin", action="store_true")
     pw.set_defaults(handler=passwd)
     r = actions.add_parser("remove", help="remove a user and revoke every key it owns")
     r.add_argument("name")
     r.set_defaults(handler=remove)
-    ro = actions.add_parser("role", help="change a user's role (its keys follow at once)")
+    ro = actions.add_parser(
+        "role",
+        help="change a user's role (its keys follow at once; a lower role revokes "
+        "the tokens above it)",
+    )
     ro.add_argument("name")
     ro.add_argument("role", choices=roles)
     ro.set_defaults(handler=role)
@@ -63,8 +73,10 @@ def describe(user: User) -> str:
 
 def add(args: argparse.Namespace) -> int:
     users, audit = _stores(args)
-    user = users.add(args.name, _password(args), Role.parse(args.role), args.email)
-    audit.record("cli", "user.add", user.name, role=user.role.value)
+    user = users.add(
+        args.name, _password(args), Role.parse(args.role), args.email, reclaim=args.reclaim
+    )
+    audit.record("cli", "user.add", user.name, role=user.role.value, reclaim=args.reclaim)
     print(describe(user))
     return 0
 
@@ -79,10 +91,14 @@ def list_(args: argparse.Namespace) -> int:
 def passwd(args: argparse.Namespace) -> int:
     users, audit = _stores(args)
     users.get(args.name)
-    users.set_password(args.name, _password(args))
-    audit.record("cli", "user.passwd", args.name)
-    print(f"password of {args.name} changed")
+    revoked = users.set_password(args.name, _password(args))
+    audit.record("cli", "user.passwd", args.name, revoked=revoked)
+    print(f"password of {args.name} changed; {_tokens(revoked)} revoked")
     return 0
+
+
+def _tokens(ids: list[str]) -> str:
+    return "1 token" if len(ids) == 1 else f"{len(ids)} tokens"
 
 
 def remove(args: argparse.Namespace) -> int:
@@ -95,7 +111,9 @@ def remove(args: argparse.Namespace) -> int:
 
 def role(args: argparse.Namespace) -> int:
     users, audit = _stores(args)
-    user = users.set_role(args.name, Role.parse(args.role))
-    audit.record("cli", "user.role", user.name, role=user.role.value)
+    user, revoked = users.set_role(args.name, Role.parse(args.role))
+    audit.record("cli", "user.role", user.name, role=user.role.value, revoked=revoked)
     print(describe(user))
+    if revoked:
+        print(f"{_tokens(revoked)} above the new role revoked")
     return 0

@@ -1,14 +1,19 @@
-"""npm audit: the bulk advisories endpoint and the legacy quick/full audit routes."""
+"""npm audit: the bulk advisories endpoint and the legacy quick/full audit routes.
+
+Both answer only about packages the caller may read (the guard's ``reader``).
+The legacy tree is read under its own bounds (r13core/advisories.py ``AuditLimits``).
+"""
 
 from __future__ import annotations
 
 import falcon
 
 from app.auth import Guard
-from app.http import read_json_object, send_media
+from app.http import JSON_TYPES, media_type, read_body, read_json_object, send_media
 from app.service import RegistryService
 from r13core.access import Action
-from r13core.errors import BadRequest
+from r13core.advisories import AuditLimits, parse_audit_body
+from r13core.errors import BadRequest, UnsupportedMediaType
 
 
 class AdvisoriesBulk:
@@ -27,17 +32,31 @@ class AdvisoriesBulk:
             if not isinstance(versions, list) or not all(isinstance(v, str) for v in versions):
                 raise BadRequest("each package must map to a list of version strings")
             request[name] = versions
-        send_media(resp, self.registry.audit_bulk(request))
+        send_media(resp, self.registry.audit_bulk(request, visible=self.guard.reader(req)))
 
 
 class AuditQuick:
     """``POST /-/npm/v1/security/audits/quick`` and ``/audits``: the legacy report."""
 
-    def __init__(self, registry: RegistryService, guard: Guard, *, max_body: int) -> None:
+    def __init__(
+        self,
+        registry: RegistryService,
+        guard: Guard,
+        *,
+        max_body: int,
+        limits: AuditLimits | None = None,
+    ) -> None:
         self.registry = registry
         self.guard = guard
-        self.max_body = max_body
+        self.limits = limits or AuditLimits()
+        self.max_body = min(max_body, self.limits.max_body)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         self.guard.require(req, Action.READ)
-        send_media(resp, self.registry.audit_quick(read_json_object(req, self.max_body)))
+        kind = media_type(req)
+        if kind not in JSON_TYPES:
+            raise UnsupportedMediaType(
+                f"expected Content-Type application/json, not {kind or 'nothing'!r}"
+            )
+        tree = parse_audit_body(read_body(req, self.max_body), self.limits)
+        send_media(resp, self.registry.audit_quick(tree, visible=self.guard.reader(req)))

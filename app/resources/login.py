@@ -7,7 +7,13 @@ Web login (npm's default): ``POST /-/v1/login`` answers ``{loginUrl, doneUrl}``;
 user opens loginUrl, a plain HTML form on r13, and signs in with name and password;
 npm polls doneUrl (202 + Retry-After) until it gets ``{token}``, which is handed
 out once. The doneUrl carries a secret of its own, so knowing the loginUrl is
-not enough to collect the token.
+not enough to collect the token. The token is made when npm collects it, not
+when the user approves: an approval nobody collects expires with the login
+(WEB_LOGIN_SECONDS) and leaves no token anywhere.
+
+Logout (``DELETE /-/user/token/<token>``) puts the token in the URL: logs keep
+that path redacted (app/http.py ``redact_path``), and the security middleware
+never refuses a logout of a live token (app/security.py).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import falcon
 from app.http import read_body, read_json_object, send_media
 from app.security import SecurityServices
 from r13core.errors import BadRequest, NotFound, Unauthorized
-from r13core.keys import new_key_id
+from r13core.keys import capped_days
 from r13core.storage.base import WebLoginRecord
 from r13core.users import User, check_name
 
@@ -43,11 +49,10 @@ class TokenIssuer:
 
     def issue(self, user: User, how: str, ip: str) -> str:
         """A new token for ``user``; the login is audited."""
-        info, secret = self.services.keys.create(
-            new_key_id(f"npm-{user.name}"),
+        info, secret = self.services.keys.create_token(
+            user.name,
             user.role.ceiling,
-            self.default_days,
-            owner=user.name,
+            capped_days(None, self.default_days),
             description=f"npm login ({how})",
         )
         self.services.audit.safe_record(user.name, "login", info.id, ip=ip, method=how)
@@ -108,7 +113,11 @@ class CouchUser:
 
 
 class Logout:
-    """``DELETE /-/user/token/{token}``: revoke that token at once (npm logout, yarn)."""
+    """``DELETE /-/user/token/{token}``: revoke that token at once (npm logout, yarn).
+
+    200 whatever the token was (npm ignores the answer; a 404 would tell a prober
+    which strings are live tokens).
+    """
 
     def __init__(self, services: SecurityServices) -> None:
         self.services = services
@@ -156,17 +165,20 @@ class WebLogin:
         issuer: TokenIssuer,
         public_url: str,
         on_failure: Callable[[str], None],
+        *,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.services = services
         self.issuer = issuer
         self.public_url = public_url.rstrip("/")
         self.on_failure = on_failure
+        self.clock = clock
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         read_body(req, MAX_LOGIN_BODY)  # {} or {"create": true}; nothing in it matters
         login_id = secrets.token_urlsafe(18)
         done = secrets.token_urlsafe(32)
-        now = time.time()
+        now = self.clock()
         self.services.storage.add_web_login(
             WebLoginRecord(login_id, _digest(done), now, now + WEB_LOGIN_SECONDS)
         )
@@ -181,7 +193,7 @@ class WebLogin:
 
     def _pending(self, login_id: str) -> WebLoginRecord:
         record = self.services.storage.get_web_login(login_id)
-        if record is None or record.expires <= time.time():
+        if record is None or record.expires <= self.clock():
             raise NotFound("no such login, or it has expired; run npm login again")
         return record
 
@@ -203,13 +215,13 @@ class WebLogin:
 
     def on_get_page(self, req: falcon.Request, resp: falcon.Response, login_id: str) -> None:
         record = self._pending(login_id)
-        if record.token is not None:
+        if record.username is not None:
             raise NotFound("this login is already approved")
         self._page(resp, login_id)
 
     def on_post_page(self, req: falcon.Request, resp: falcon.Response, login_id: str) -> None:
         record = self._pending(login_id)
-        if record.token is not None:
+        if record.username is not None:
             raise NotFound("this login is already approved")
         form = parse_qs(read_body(req, MAX_LOGIN_BODY).decode("utf-8", "replace"))
         username = (form.get("username") or [""])[0].strip()
@@ -223,10 +235,9 @@ class WebLogin:
             self._page(resp, login_id, message="Wrong user name or password.", username=username)
             resp.status = falcon.HTTP_401
             return
-        token = self.issuer.issue(user, "web", ip)
-        if not self.services.storage.approve_web_login(login_id, user.name, token):
-            self.services.keys.revoke_secret(token)
+        if not self.services.storage.approve_web_login(login_id, user.name):
             raise NotFound("this login is already approved")
+        self.services.audit.safe_record(user.name, "login.approve", login_id, ip=ip)
         resp.content_type = falcon.MEDIA_HTML
         resp.cache_control = ["no-store"]
         resp.text = _DONE.format(username=html.escape(user.name))
@@ -237,11 +248,14 @@ class WebLogin:
         if not hmac.compare_digest(_digest(secret), record.done_hash):
             raise NotFound("no such login")
         resp.cache_control = ["no-store"]
-        if record.token is None:
+        if record.username is None:
             resp.set_header("Retry-After", "1")
             send_media(resp, {}, falcon.HTTP_202)
             return
-        taken = self.services.storage.take_web_login(login_id)
-        if taken is None or taken.token is None:
-            raise NotFound("this login's token was already collected")
-        send_media(resp, {"token": taken.token, "username": taken.username})
+        taken = self.services.storage.take_web_login(login_id, self.clock())
+        if taken is None or taken.username is None:
+            raise NotFound("this login's token was already collected, or the login expired")
+        # The token exists from here on only: an approval never collected leaves none.
+        user = self.services.users.get(taken.username)
+        token = self.issuer.issue(user, "web", req.context.client_ip)
+        send_media(resp, {"token": token, "username": user.name})

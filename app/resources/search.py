@@ -1,4 +1,8 @@
-"""``GET /-/v1/search?text=&size=&from=``: npm's search."""
+"""``GET /-/v1/search?text=&size=&from=``: npm's search.
+
+Only packages the caller could GET are searched (the guard's ``reader``: the
+same access rules and key package scopes), so search reveals nothing a 403 hides.
+"""
 
 from __future__ import annotations
 
@@ -31,5 +35,6 @@ class Search:
             offset = req.get_param_as_int("from", default=0, min_value=0, max_value=10**6)
         except falcon.HTTPInvalidParam as exc:
             raise InvalidValue(exc.description or "bad size or from") from None
-        send_media(resp, self.registry.search(text, size or 20, offset or 0))
+        visible = self.guard.reader(req)
+        send_media(resp, self.registry.search(text, size or 20, offset or 0, visible=visible))
         resp.cache_control = ["no-cache"]

@@ -23,7 +23,7 @@ from r13core.ratelimit import RateLimiter
 from r13core.security import MANUAL, forget, parse_client
 
 MAX_BODY: Final = 64 * 1024
-_DURATION_RE: Final = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$")
+_DURATION_RE: Final = re.compile(r"(\d+(?:\.\d+)?) ?(ms|s|m|h|d)?")
 _UNIT_MS: Final = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 TOP: Final = 20
 
@@ -35,7 +35,7 @@ def parse_duration_ms(value: object, field: str) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
         return float(value)
     if isinstance(value, str):
-        match = _DURATION_RE.match(value.strip())
+        match = _DURATION_RE.fullmatch(value)
         if match and float(match.group(1)) > 0:
             return float(match.group(1)) * _UNIT_MS[match.group(2) or "ms"]
     raise BadRequest(f"{field} must be a positive number of ms, '30d', '12h', ... or 'never'")

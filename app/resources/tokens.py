@@ -5,6 +5,10 @@ user's password again, as on the public registry. Both body shapes are read:
 npm 10 (``password, readonly, cidr_whitelist``) and npm 11 (``name, password,
 description, packages, scopes, packages_and_scopes_permission, expires`` in
 days, ``cidr_whitelist``); ``cidr`` is accepted as well.
+
+A token lives at most SECURITY_API_KEY_EXPIRY (a longer ``expires`` is cut to it;
+the answer's ``expires`` says when it ends). Revoking someone else's token needs
+an admin: a key limited to packages never is one.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from app.http import read_json_object, send_media
 from app.security import SecurityServices
 from r13core.access import Action
 from r13core.errors import BadRequest, Forbidden, NotFound, Unauthorized
-from r13core.keys import KeyInfo, Permission, new_key_id
+from r13core.keys import MAX_DAYS, KeyInfo, Permission, capped_days
 
 MAX_TOKEN_BODY: Final = 64 * 1024
 
@@ -104,22 +108,22 @@ class Tokens:
         permission = Permission.READ if readonly else Permission.WRITE
         expires = body.get("expires")
         if expires is None:
-            days = self.default_days
+            requested = None
         elif isinstance(expires, int | float) and not isinstance(expires, bool) and expires > 0:
-            days = float(expires)
+            requested = min(float(expires), float(MAX_DAYS))
         else:
             raise BadRequest("expires must be a positive number of days")
+        days = capped_days(requested, self.default_days)
         cidr = _strings(body, "cidr_whitelist", "cidr")
         packages = _strings(body, "packages")
         packages += [s if "/" in s else f"{s.rstrip('/')}/*" for s in _strings(body, "scopes")]
         label = body.get("name") or body.get("description") or "npm token"
         if not isinstance(label, str):
             raise BadRequest("name must be a string")
-        info, secret = self.services.keys.create(
-            new_key_id(f"npm-{user.name}"),
+        info, secret = self.services.keys.create_token(
+            user.name,
             min(permission, user.role.ceiling),
             days,
-            owner=user.name,
             cidr=cidr,
             packages=packages,
             description=label[:200],
@@ -142,7 +146,7 @@ class Tokens:
         mine = (identity.owner is not None and target.owner == identity.owner) or (
             target.id == identity.id
         )
-        if not mine and identity.permission < Permission.ADMIN:
+        if not mine and not self.guard.allows(req, Action.ADMIN):
             raise NotFound(f"no token {key!r}")
         self.services.keys.revoke(key)
         self.services.audit.safe_record(

@@ -20,11 +20,13 @@ every process.
 from __future__ import annotations
 
 import abc
+import hashlib
+import json
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal
 
 from r13core.storage.usage import UsageStorage
 
@@ -142,16 +144,79 @@ class AuditRecord:
     detail: JSONDict
 
 
+AUDIT_GENESIS: Final = "0" * 64
+"""The ``prev_hash`` of the first event of a chain."""
+
+
+def audit_hash(
+    prev_hash: str,
+    event_id: int,
+    at: float,
+    actor: str,
+    action: str,
+    target: str,
+    ip: str,
+    detail_text: str,
+) -> str:
+    """The hash that links an audit event into the chain (every backend computes this).
+
+    sha256 over the previous event's hash and the event's canonical content: a
+    JSON array of id, time, actor, action, target, address and the detail exactly
+    as stored. Editing, removing or inserting an event breaks the link at that
+    event or the one after it (docs/identity.md, "Tamper-evident audit log").
+    """
+    canonical = json.dumps(
+        [event_id, float(at), actor, action, target, ip, detail_text],
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(f"{prev_hash}\n{canonical}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class AuditLink:
+    """An audit event as stored, for checking the chain (``detail_text`` unparsed)."""
+
+    id: int
+    at: float
+    actor: str
+    action: str
+    target: str
+    ip: str
+    detail_text: str
+    prev_hash: str
+    hash: str
+
+    def computed_hash(self) -> str:
+        """What :attr:`hash` must be, given :attr:`prev_hash` and the content."""
+        return audit_hash(
+            self.prev_hash,
+            self.id,
+            self.at,
+            self.actor,
+            self.action,
+            self.target,
+            self.ip,
+            self.detail_text,
+        )
+
+
+NameHolder = Literal["user", "former user", "key"]
+
+
 @dataclass(frozen=True)
 class WebLoginRecord:
-    """A pending ``npm login --auth-type=web``: approved once ``token`` is set."""
+    """A pending ``npm login --auth-type=web``: approved once ``username`` is set.
+
+    No token is kept here: it is made when npm collects it, so an approval that is
+    never collected leaves nothing behind once the login expires.
+    """
 
     id: str
     done_hash: str
     created: float
     expires: float
     username: str | None = None
-    token: str | None = None
 
 
 class WriteTxn(abc.ABC):
@@ -262,7 +327,12 @@ class Storage(UsageStorage, abc.ABC):
 
     @abc.abstractmethod
     def add_key(self, record: KeyRecord) -> bool:
-        """Store a key; False (nothing stored) if the id is taken."""
+        """Store a key; False (nothing stored) if the id is taken.
+
+        Taken means: by any key ever stored, or by a user name present or past,
+        ignoring case. The check and the insert are one transaction, so two
+        requests racing for one name cannot both win (nor can a user and a key).
+        """
 
     @abc.abstractmethod
     def get_key(self, key_id: str) -> KeyRecord | None:
@@ -289,6 +359,10 @@ class Storage(UsageStorage, abc.ABC):
         """Every key owned by user ``owner``, by creation time."""
 
     @abc.abstractmethod
+    def revoke_keys_of(self, owner: str, *, above: int | None = None) -> list[str]:
+        """Revoke the live keys of ``owner`` (with permission > ``above`` when given); their ids."""
+
+    @abc.abstractmethod
     def record_key_usage(self, usage: list[tuple[str, int, float]]) -> None:
         """Add (key id, uses, last used) batches to the keys' counters."""
 
@@ -303,8 +377,17 @@ class Storage(UsageStorage, abc.ABC):
     # -- users ------------------------------------------------------------------
 
     @abc.abstractmethod
-    def add_user(self, record: UserRecord) -> bool:
-        """Store a user; False if the name is taken."""
+    def add_user(self, record: UserRecord, *, reclaim: bool = False) -> bool:
+        """Store a user; False if the name is taken (see :meth:`name_holder`).
+
+        Taken means: by a user, by any key id ever stored, or by a removed user
+        (unless ``reclaim``: an admin re-creating a removed user on purpose),
+        ignoring case; checked and inserted in one transaction.
+        """
+
+    @abc.abstractmethod
+    def name_holder(self, name: str) -> NameHolder | None:
+        """Who has (or had) ``name``, ignoring case: a user, a removed user, a key; or None."""
 
     @abc.abstractmethod
     def get_user(self, name: str) -> UserRecord | None:
@@ -317,6 +400,13 @@ class Storage(UsageStorage, abc.ABC):
     @abc.abstractmethod
     def update_user(self, record: UserRecord) -> bool:
         """Replace a user's password hash, role and email; False if absent."""
+
+    @abc.abstractmethod
+    def update_user_revoking(self, record: UserRecord, *, above: int) -> list[str] | None:
+        """:meth:`update_user` and :meth:`revoke_keys_of` (``above``) in one transaction.
+
+        The revoked key ids; None (nothing changed) if the user is absent.
+        """
 
     @abc.abstractmethod
     def remove_user(self, name: str) -> bool:
@@ -342,7 +432,15 @@ class Storage(UsageStorage, abc.ABC):
     def append_audit(
         self, at: float, actor: str, action: str, target: str, ip: str, detail: JSONDict
     ) -> int:
-        """Append one event; returns its id. Events are never changed or removed."""
+        """Append one event; returns its id. Events are never changed or removed.
+
+        Each event is chained to the one before it (:func:`audit_hash`); ids follow
+        each other with no gaps.
+        """
+
+    @abc.abstractmethod
+    def audit_links(self, *, after: int = 0, limit: int = 1000) -> list[AuditLink]:
+        """Events with id > ``after``, oldest first, at most ``limit``, as stored."""
 
     @abc.abstractmethod
     def audit_events(
@@ -376,12 +474,15 @@ class Storage(UsageStorage, abc.ABC):
         """The pending web login, or None."""
 
     @abc.abstractmethod
-    def approve_web_login(self, login_id: str, username: str, token: str) -> bool:
-        """Attach the approving user and the new token; False if absent or done already."""
+    def approve_web_login(self, login_id: str, username: str) -> bool:
+        """Mark the login approved by ``username``; False if absent or approved already."""
 
     @abc.abstractmethod
-    def take_web_login(self, login_id: str) -> WebLoginRecord | None:
-        """Remove and return an approved login (so its token is handed out once), or None."""
+    def take_web_login(self, login_id: str, now: float) -> WebLoginRecord | None:
+        """Remove and return an approved login that has not expired at ``now``, or None.
+
+        Only one caller can take it, so one approval gives one token.
+        """
 
     # -- life ---------------------------------------------------------------
 

@@ -33,12 +33,12 @@ from r13core.datadir import FILE_MODE, make_private_dirs, open_private
 from r13core.errors import InvalidValue, R13Error
 from r13core.storage.base import BlobInfo, BlobStore
 
-_HEX_RE: Final = re.compile(r"^[0-9a-f]{128}$")
+_HEX_RE: Final = re.compile(r"[0-9a-f]{128}")
 _CHUNK: Final = 1 << 20
 
 
 def _check_hex(sha512: str) -> str:
-    if not isinstance(sha512, str) or not _HEX_RE.match(sha512):
+    if not isinstance(sha512, str) or not _HEX_RE.fullmatch(sha512):
         raise InvalidValue(f"not a sha512 hex digest: {sha512!r}")
     return sha512
 
@@ -131,7 +131,7 @@ class FileBlobStore(BlobStore):
     def hashes(self) -> Iterator[str]:
         """Every stored blob's sha512 (files with other names are ignored)."""
         for path in self._objects.glob("*/*/*"):
-            if _HEX_RE.match(path.name) and path.is_file():
+            if _HEX_RE.fullmatch(path.name) and path.is_file():
                 yield path.name
 
     # -- sweeping -------------------------------------------------------------------
@@ -174,7 +174,7 @@ class FileBlobStore(BlobStore):
         h = path.name
         return (
             h in known
-            and _HEX_RE.match(h) is not None
+            and _HEX_RE.fullmatch(h) is not None
             and path.parent.parent.parent == self._objects
             and path.parent.parent.name == h[:2]
             and path.parent.name == h[2:4]

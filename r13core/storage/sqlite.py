@@ -21,19 +21,22 @@ import os
 import sqlite3
 import struct
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Final
 
 from r13core.datadir import FILE_MODE, narrow_file, open_private
-from r13core.storage import sqlite_usage
+from r13core.storage import sqlite_migrations, sqlite_usage
 from r13core.storage.base import (
+    AUDIT_GENESIS,
     AdvisoryRecord,
+    AuditLink,
     AuditRecord,
     BlockRecord,
     JSONDict,
     KeyRecord,
+    NameHolder,
     PackageRecord,
     RenderRecord,
     Storage,
@@ -41,9 +44,13 @@ from r13core.storage.base import (
     UserRecord,
     WebLoginRecord,
     WriteTxn,
+    audit_hash,
 )
 
-_MIGRATIONS: Final[tuple[str | tuple[str, ...], ...]] = (
+# A migration is a script, a tuple of whole statements, or a function of the
+# connection (r13core/storage/sqlite_migrations.py) for what SQL cannot do alone.
+Migration = str | tuple[str, ...] | Callable[[sqlite3.Connection], None]
+_MIGRATIONS: Final[tuple[Migration, ...]] = (
     # 1: the first schema.
     """
     CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -159,6 +166,11 @@ _MIGRATIONS: Final[tuple[str | tuple[str, ...], ...]] = (
         "ALTER TABLE ip_blocks ADD COLUMN kind TEXT NOT NULL DEFAULT 'manual'",
         "UPDATE ip_blocks SET kind = 'auto' WHERE reason LIKE 'too many %'",
     ),
+    # 6: one name space for users and keys; bare keys named key:<id> in documents;
+    # no web-login token kept in clear.
+    sqlite_migrations.principals,
+    # 7: the audit log becomes a hash chain.
+    sqlite_migrations.audit_chain,
 )
 
 
@@ -324,7 +336,16 @@ def _user(row: Any) -> UserRecord:
 
 
 def _web_login(row: Any) -> WebLoginRecord:
-    return WebLoginRecord(row[0], row[1], float(row[2]), float(row[3]), row[4], row[5])
+    return WebLoginRecord(row[0], row[1], float(row[2]), float(row[3]), row[4])
+
+
+def _revoke_keys_of(conn: sqlite3.Connection, owner: str, above: int | None) -> list[str]:
+    rows = conn.execute(
+        "UPDATE api_keys SET revoked = 1 WHERE owner = ? AND revoked = 0 AND permission > ? "
+        "RETURNING id",
+        (owner, -1 if above is None else above),
+    ).fetchall()
+    return sorted(r[0] for r in rows)
 
 
 class SQLiteStorage(sqlite_usage.SQLiteUsage, Storage):
@@ -389,10 +410,13 @@ class SQLiteStorage(sqlite_usage.SQLiteUsage, Storage):
             (version,) = conn.execute("PRAGMA user_version").fetchone()
             for number, script in enumerate(_MIGRATIONS, start=1):
                 if number > version:
-                    statements = script.split(";") if isinstance(script, str) else script
-                    for statement in statements:
-                        if statement.strip():
-                            conn.execute(statement)
+                    if callable(script):
+                        script(conn)
+                    else:
+                        statements = script.split(";") if isinstance(script, str) else script
+                        for statement in statements:
+                            if statement.strip():
+                                conn.execute(statement)
                     conn.execute(f"PRAGMA user_version = {number}")
             conn.execute("COMMIT")
         except BaseException:
@@ -562,14 +586,34 @@ class SQLiteStorage(sqlite_usage.SQLiteUsage, Storage):
     # -- keys ---------------------------------------------------------------------
 
     def add_key(self, record: KeyRecord) -> bool:
-        """Store a key; False if the id is taken."""
+        """Store a key; False if the id is taken by a key or a user (now or before)."""
         marks = ", ".join("?" * 13)
-        cur = self._conn().execute(
-            f"INSERT OR IGNORE INTO api_keys ({_KEY_COLUMNS}) VALUES ({marks})",
-            _key_params(record),
-        )
+        with self._immediate() as conn:
+            # The name first: its primary key (NOCASE) refuses any name already had.
+            claimed = conn.execute(
+                "INSERT OR IGNORE INTO principal_names (name, kind, created) VALUES (?, 'key', ?)",
+                (record.id, record.created),
+            )
+            if claimed.rowcount == 0:
+                return False
+            conn.execute(
+                f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES ({marks})", _key_params(record)
+            )
         self._generation.bump()
-        return cur.rowcount > 0
+        return True
+
+    def name_holder(self, name: str) -> NameHolder | None:
+        """Who has or had ``name`` (ignoring case)."""
+        conn = self._conn()
+        row = conn.execute(
+            "SELECT name, kind FROM principal_names WHERE name = ?", (name,)
+        ).fetchone()
+        if row is None:
+            return None
+        if row[1] == "key":
+            return "key"
+        present = conn.execute("SELECT 1 FROM users WHERE name = ?", (row[0],)).fetchone()
+        return "user" if present else "former user"
 
     def get_key(self, key_id: str) -> KeyRecord | None:
         """The key with this id."""
@@ -596,6 +640,13 @@ class SQLiteStorage(sqlite_usage.SQLiteUsage, Storage):
             f"{_KEY_SELECT} WHERE k.owner = ? ORDER BY k.created, k.id", (owner,)
         )
         return [_key(r) for r in rows]
+
+    def revoke_keys_of(self, owner: str, *, above: int | None = None) -> list[str]:
+        """Revoke ``owner``'s live keys (with permission > ``above``); their ids."""
+        with self._immediate() as conn:
+            ids = _revoke_keys_of(conn, owner, above)
+        self._generation.bump()
+        return ids
 
     def revoke_key(self, key_id: str) -> bool:
         """Revoke a key."""
@@ -650,15 +701,31 @@ class SQLiteStorage(sqlite_usage.SQLiteUsage, Storage):
 
     # -- users --------------------------------------------------------------------
 
-    def add_user(self, record: UserRecord) -> bool:
-        """Store a user; False if the name is taken."""
-        cur = self._conn().execute(
-            "INSERT OR IGNORE INTO users (name, password_hash, role, email, created) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (record.name, record.password_hash, record.role, record.email, record.created),
-        )
+    def add_user(self, record: UserRecord, *, reclaim: bool = False) -> bool:
+        """Store a user; False if the name is taken (by a user, a key, a removed user)."""
+        with self._immediate() as conn:
+            claimed = conn.execute(
+                "INSERT OR IGNORE INTO principal_names (name, kind, created) VALUES (?, 'user', ?)",
+                (record.name, record.created),
+            )
+            if claimed.rowcount == 0:
+                if not reclaim:
+                    return False
+                # Only a removed user's name can be taken back, never a key's.
+                row = conn.execute(
+                    "SELECT kind FROM principal_names WHERE name = ?", (record.name,)
+                ).fetchone()
+                if row is None or row[0] != "user":
+                    return False
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO users (name, password_hash, role, email, created) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (record.name, record.password_hash, record.role, record.email, record.created),
+            )
+            if cur.rowcount == 0:
+                return False
         self._generation.bump()
-        return cur.rowcount > 0
+        return True
 
     def get_user(self, name: str) -> UserRecord | None:
         """The user, or None."""
@@ -687,6 +754,19 @@ class SQLiteStorage(sqlite_usage.SQLiteUsage, Storage):
         )
         self._generation.bump()
         return cur.rowcount > 0
+
+    def update_user_revoking(self, record: UserRecord, *, above: int) -> list[str] | None:
+        """Update the user and revoke its keys above ``above`` (one transaction)."""
+        with self._immediate() as conn:
+            cur = conn.execute(
+                "UPDATE users SET password_hash = ?, role = ?, email = ? WHERE name = ?",
+                (record.password_hash, record.role, record.email, record.name),
+            )
+            if cur.rowcount == 0:
+                return None
+            ids = _revoke_keys_of(conn, record.name, above)
+        self._generation.bump()
+        return ids
 
     def remove_user(self, name: str) -> bool:
         """Delete the user and revoke its keys."""
@@ -725,14 +805,42 @@ class SQLiteStorage(sqlite_usage.SQLiteUsage, Storage):
     def append_audit(
         self, at: float, actor: str, action: str, target: str, ip: str, detail: JSONDict
     ) -> int:
-        """Append an event (triggers refuse UPDATE and DELETE on the table)."""
-        cur = self._conn().execute(
-            "INSERT INTO audit_log (at, actor, action, target, ip, detail) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (at, actor, action, target, ip, _dumps(detail)),
+        """Append an event chained to the last one (triggers refuse UPDATE and DELETE)."""
+        text = _dumps(detail)
+        at = float(at)
+        with self._immediate() as conn:
+            last = conn.execute(
+                "SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1"
+            ).fetchone()
+            event_id, prev = (1, AUDIT_GENESIS) if last is None else (int(last[0]) + 1, last[1])
+            conn.execute(
+                "INSERT INTO audit_log (id, at, actor, action, target, ip, detail, prev_hash, "
+                "hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    event_id,
+                    at,
+                    actor,
+                    action,
+                    target,
+                    ip,
+                    text,
+                    prev,
+                    audit_hash(prev, event_id, at, actor, action, target, ip, text),
+                ),
+            )
+        return event_id
+
+    def audit_links(self, *, after: int = 0, limit: int = 1000) -> list[AuditLink]:
+        """Events after ``after``, oldest first, as stored."""
+        rows = self._conn().execute(
+            "SELECT id, at, actor, action, target, ip, detail, prev_hash, hash FROM audit_log "
+            "WHERE id > ? ORDER BY id LIMIT ?",
+            (after, limit),
         )
-        assert cur.lastrowid is not None
-        return int(cur.lastrowid)
+        return [
+            AuditLink(int(r[0]), float(r[1]), r[2], r[3], r[4], r[5], r[6], r[7], r[8])
+            for r in rows
+        ]
 
     def audit_events(
         self,
@@ -789,16 +897,9 @@ class SQLiteStorage(sqlite_usage.SQLiteUsage, Storage):
         with self._immediate() as conn:
             conn.execute("DELETE FROM web_logins WHERE expires < ?", (record.created,))
             conn.execute(
-                "INSERT INTO web_logins (id, done_hash, created, expires, username, token) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    record.id,
-                    record.done_hash,
-                    record.created,
-                    record.expires,
-                    record.username,
-                    record.token,
-                ),
+                "INSERT INTO web_logins (id, done_hash, created, expires, username) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (record.id, record.done_hash, record.created, record.expires, record.username),
             )
 
     def get_web_login(self, login_id: str) -> WebLoginRecord | None:
@@ -806,30 +907,29 @@ class SQLiteStorage(sqlite_usage.SQLiteUsage, Storage):
         row = (
             self._conn()
             .execute(
-                "SELECT id, done_hash, created, expires, username, token FROM web_logins "
-                "WHERE id = ?",
+                "SELECT id, done_hash, created, expires, username FROM web_logins WHERE id = ?",
                 (login_id,),
             )
             .fetchone()
         )
         return None if row is None else _web_login(row)
 
-    def approve_web_login(self, login_id: str, username: str, token: str) -> bool:
-        """Attach user and token once."""
+    def approve_web_login(self, login_id: str, username: str) -> bool:
+        """Mark approved, once."""
         cur = self._conn().execute(
-            "UPDATE web_logins SET username = ?, token = ? WHERE id = ? AND token IS NULL",
-            (username, token, login_id),
+            "UPDATE web_logins SET username = ? WHERE id = ? AND username IS NULL",
+            (username, login_id),
         )
         return cur.rowcount > 0
 
-    def take_web_login(self, login_id: str) -> WebLoginRecord | None:
-        """Remove and return an approved login."""
+    def take_web_login(self, login_id: str, now: float) -> WebLoginRecord | None:
+        """Remove and return an approved, unexpired login."""
         row = (
             self._conn()
             .execute(
-                "DELETE FROM web_logins WHERE id = ? AND token IS NOT NULL "
-                "RETURNING id, done_hash, created, expires, username, token",
-                (login_id,),
+                "DELETE FROM web_logins WHERE id = ? AND username IS NOT NULL AND expires > ? "
+                "RETURNING id, done_hash, created, expires, username",
+                (login_id, now),
             )
             .fetchone()
         )

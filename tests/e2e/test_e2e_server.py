@@ -122,7 +122,7 @@ def test_a_declared_body_over_the_limit_is_refused_before_it_is_sent(server: Ser
 
 def test_npm_whoami(sandbox: Sandbox) -> None:
     out = sandbox.run("npm", "whoami", cwd=sandbox.project("who"))
-    assert out.stdout.strip() == "e2e-write"
+    assert out.stdout.strip() == "key:e2e-write"  # a bare key is named key:<id>
 
 
 @pytest.mark.parametrize(
