@@ -383,7 +383,7 @@ class _Rebased:
 
 
 # DNS labels, plus "_" (container and compose service names use it).
-_HOST_LABEL: Final = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\Z")
+_HOST_LABEL: Final = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 
 
@@ -412,7 +412,7 @@ def parse_host(value: str) -> tuple[str, int | None] | None:
         name, colon, port_text = text.partition(":")
         rest = colon + port_text
         labels = name.split(".")
-        if len(name) > 253 or not all(_HOST_LABEL.match(label) for label in labels):
+        if len(name) > 253 or not all(_HOST_LABEL.fullmatch(label) for label in labels):
             return None
     if not rest:
         return name, None

@@ -70,7 +70,7 @@ _RAW_FIELDS: Final = ("os", "cpu", "libc", "engines")
 _COMMAND: Final = re.compile(r"[A-Za-z0-9@_+~][A-Za-z0-9@._+~-]{0,213}")
 _UNSAFE_CHAR: Final = re.compile(r"[\x00-\x1f\x7f\\:]")
 _SCRIPT_BIN_PREFIX: Final = re.compile(r"^(\./)?node_modules/\.bin/")
-_MAN_FILE: Final = re.compile(r"\.[0-9]$")
+_MAN_FILE: Final = re.compile(r"\.[0-9]\Z")
 SHRINKWRAP: Final = "npm-shrinkwrap.json"
 _SOURCE: Final = "package.json in the tarball"
 

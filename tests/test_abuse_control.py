@@ -247,7 +247,7 @@ def test_an_automatic_block_lets_valid_keys_through(tmp_path: Path) -> None:
     )
     # Everyone else in the office, with a valid key, carries on.
     ok = app.get("/-/whoami", office, headers={"Authorization": f"Bearer {reader}"})
-    assert ok.status_code == 200 and ok.json == {"username": "ci-reader"}
+    assert ok.status_code == 200 and ok.json == {"username": "key:ci-reader"}
 
 
 def test_a_block_made_by_hand_refuses_keys_too(tmp_path: Path) -> None:

@@ -40,7 +40,7 @@ def test_user_cannot_take_key_name(open_signup: Served) -> None:
     ci = s.key("ci-publish", Permission.WRITE)
     assert s.publish("tool", "1.0.0", ci).status_code == 201
     owners = s.client.simulate_get("/-/package/tool/owners", headers=ci).json
-    assert owners == [{"name": "key:ci-publish", "email": ""}]
+    assert owners == [{"username": "key:ci-publish", "name": "key:ci-publish", "email": ""}]
     # The attack: adduser with the key's id (any case) is refused, nothing is created.
     for name in ("ci-publish", "CI-Publish"):
         r = s.login(name)
