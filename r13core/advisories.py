@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from r13core.errors import BadRequest, NotFound, PayloadTooLarge
-from r13core.jsonsafe import check_document
+from r13core.jsonsafe import check_document, refuse_surrogates
 from r13core.names import MAX_NAME_LENGTH, PackageName
 from r13core.semver import Range
 from r13core.storage.base import AdvisoryRecord, JSONDict, Storage
@@ -97,6 +97,7 @@ def parse_audit_body(data: bytes, limits: AuditLimits) -> JSONDict:
         doc = json.loads(data, object_pairs_hook=counted, parse_constant=constant)
     except (ValueError, RecursionError):
         raise BadRequest("the audit body is not valid JSON (or is nested too deeply)") from None
+    refuse_surrogates(data, doc, what="the audit body")
     if not isinstance(doc, dict):
         raise BadRequest("the audit body is a lockfile tree object")
     return doc

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from typing import Any, Final
 
 from r13core.errors import BadRequest, InvalidValue
@@ -104,6 +105,16 @@ def loads(
     if deep or _SURROGATE_ESCAPE.search(data):
         check_document(doc, what=what, error=error, max_depth=max_depth)
     return doc
+
+
+def refuse_surrogates(data: bytes, doc: Any, *, what: str) -> None:
+    """BadRequest if ``doc``, parsed from ``data``, holds a lone surrogate (cheap when not).
+
+    For parsers that keep their own hooks (the audit body counts its objects):
+    the same refusal as :func:`loads`, without its depth rule.
+    """
+    if _SURROGATE_ESCAPE.search(data):
+        check_document(doc, what=what, max_depth=sys.getrecursionlimit())
 
 
 def _where(path: tuple[Any, ...]) -> str:

@@ -158,7 +158,7 @@ def test_a_slow_first_publish_cannot_take_over_a_package_created_meanwhile(
     assert after == before
     assert list(after["versions"]) == ["1.0.0"]
     assert after["dist-tags"] == {"latest": "1.0.0"}
-    assert [m["name"] for m in after["maintainers"]] == ["victim"]
+    assert [m["name"] for m in after["maintainers"]] == ["key:victim"]
     tarball = client.simulate_get(
         f"/{NAME}/-/{NAME}-6.6.6.tgz", headers={"Authorization": f"Bearer {keys['victim']}"}
     )

@@ -80,7 +80,7 @@ def test_pnpm_owner_ls(sandbox: Sandbox, tool: str) -> None:
     out = sandbox.run(tool, "owner", "ls", name, cwd=cwd)
     # "name <email>"; pnpm 12.15+ leaves out an empty "<>" (a bare key has no e-mail).
     lines = out.stdout.strip().splitlines()
-    assert len(lines) == 1 and lines[0].split()[0] == "e2e-write", out.stdout + out.stderr
+    assert len(lines) == 1 and lines[0].split()[0] == "key:e2e-write", out.stdout + out.stderr
     missing = sandbox.run(tool, "owner", "ls", sandbox.unique("e2e-nobody"), cwd=cwd, check=False)
     assert missing.returncode != 0
     assert "not found" in (missing.stdout + missing.stderr).lower()

@@ -126,7 +126,7 @@ def test_owner_ls(sandbox: Sandbox, npm: str) -> None:
     publish(sandbox, name)
     out = sandbox.run(npm, "owner", "ls", name, cwd=sandbox.project("owners"))
     # The publishing key is the maintainer (r13 keeps no e-mail for a bare key).
-    assert out.stdout.split() == ["e2e-write", "<>"], out.stdout
+    assert out.stdout.split() == ["key:e2e-write", "<>"], out.stdout
 
 
 def test_unpublished_tarballs_leave_no_file(sandbox: Sandbox, npm: str) -> None:
