@@ -42,6 +42,8 @@ class Server:
     admin_key: str = ""
     _keys: dict[str, str] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
+    # What starts it: `r13 serve`, or a test's own entry point doing the same.
+    command: list[str] = field(default_factory=lambda: [str(R13), "serve"])
 
     @property
     def url(self) -> str:
@@ -70,7 +72,7 @@ class Server:
         with self.log.open("ab") as log:
             # A session of its own: the crash test kills the whole process group.
             self.proc = subprocess.Popen(
-                [str(R13), "serve"],
+                self.command,
                 env=self.env(),
                 cwd=REPO,
                 stdout=log,
