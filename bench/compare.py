@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import http as bh
+from bench.load import HarnessError
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
@@ -85,7 +86,7 @@ def stop_pid(pid: int, timeout: float = 15.0) -> None:
 def start_verdaccio(peers: Path, workdir: Path) -> tuple[str, str, int]:
     script = peers / "verdaccio" / "start"
     if not script.exists():
-        raise bh.HarnessError(f"{script} not found (set R13_PEERS)")
+        raise HarnessError(f"{script} not found (set R13_PEERS)")
     port = free_port()
     log(f"starting Verdaccio on port {port} (first run installs it with npm)")
     proc = subprocess.run(
@@ -97,14 +98,14 @@ def start_verdaccio(peers: Path, workdir: Path) -> tuple[str, str, int]:
     )
     fields = proc.stdout.strip().split()
     if proc.returncode != 0 or len(fields) != 3:
-        raise bh.HarnessError(f"verdaccio did not start: {proc.stderr.strip()[-500:]}")
+        raise HarnessError(f"verdaccio did not start: {proc.stderr.strip()[-500:]}")
     return fields[0], fields[1], int(fields[2])
 
 
 def start_r13(data: Path, env_token: str | None) -> tuple[str, str | None, subprocess.Popen[bytes]]:
     exe = REPO / ".venv" / "bin" / "r13"
     if not exe.exists():
-        raise bh.HarnessError(f"{exe} not found: run `make build`")
+        raise HarnessError(f"{exe} not found: run `make build`")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = dict(os.environ)
@@ -126,7 +127,7 @@ def start_r13(data: Path, env_token: str | None) -> tuple[str, str | None, subpr
     proc = subprocess.Popen([str(exe), "serve"], env=env, stdout=logf, stderr=logf)
     if not wait_ping(url, lambda: proc.poll() is None, 60):
         stop_pid(proc.pid)
-        raise bh.HarnessError(f"r13 did not answer /-/ping; see {data.parent / 'r13.log'}")
+        raise HarnessError(f"r13 did not answer /-/ping; see {data.parent / 'r13.log'}")
     token = env_token
     key = data / "admin.key"
     deadline = time.monotonic() + 5
@@ -157,7 +158,7 @@ def run_harness(label: str, url: str, token: str | None, args: argparse.Namespac
         cmd, cwd=REPO, env=env, timeout=limit, check=False, stdout=subprocess.DEVNULL
     )
     if proc.returncode != 0 or not out.exists():
-        raise bh.HarnessError(f"harness failed against {label} (exit {proc.returncode})")
+        raise HarnessError(f"harness failed against {label} (exit {proc.returncode})")
     return out
 
 
@@ -189,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 vurl, vtoken, pid = start_verdaccio(peers, vdir)
                 reports[label] = run_harness(label, vurl, vtoken, args)
-            except (bh.HarnessError, OSError, subprocess.TimeoutExpired) as exc:
+            except (HarnessError, OSError, subprocess.TimeoutExpired) as exc:
                 failures[label] = str(exc)
             finally:
                 if pid is not None:
@@ -203,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if not rtoken:
                     log("no r13 token (admin.key absent, no --r13-token/R13_TOKEN)")
                 reports[label] = run_harness(label, rurl, rtoken, args)
-            except (bh.HarnessError, OSError, subprocess.TimeoutExpired) as exc:
+            except (HarnessError, OSError, subprocess.TimeoutExpired) as exc:
                 failures[label] = str(exc)
             finally:
                 if proc is not None:
