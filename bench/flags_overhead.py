@@ -1,0 +1,50 @@
+"""What the monitor costs a request through gunicorn: METRICS and LOGGING on vs both off.
+
+``python -m bench.flags_overhead [--rounds 3] [--duration 6] [--driver auto]``
+
+Alternates (bench/ab.py) r13 with ``R13_FEATURE_METRICS=1 R13_FEATURE_LOGGING=1`` (the
+defaults: shared-memory request counters, the sampler, the access log) and with both 0,
+on ``GET /-/ping`` (no storage, no key), r13's default 2 workers. Prints req/s per run,
+the medians and their ratio; writes a JSON report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench import ab
+from bench.load import HarnessError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.flags_overhead", description=__doc__)
+    ab.add_arguments(p, rounds=3, duration=6.0)
+    args = p.parse_args(argv)
+    root = Path(tempfile.mkdtemp(prefix="r13-flagbench-"))
+    variants = [
+        ab.Variant("on", {"R13_FEATURE_METRICS": "1", "R13_FEATURE_LOGGING": "1"}),
+        ab.Variant("off", {"R13_FEATURE_METRICS": "0", "R13_FEATURE_LOGGING": "0"}),
+    ]
+    try:
+        driver, results = ab.alternate(root / "data", variants, "/-/ping", args, ab.log)
+    except HarnessError as exc:
+        print(f"bench.flags_overhead: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    med = ab.medians(results)
+    ratio = med["on"] / med["off"]
+    print(f"median with METRICS+LOGGING {med['on']:.1f} req/s, without {med['off']:.1f} req/s")
+    print(f"on/off: {ratio:.3f} ({driver.describe()})")
+    summary = {"median_rps": med, "on_over_off": round(ratio, 4)}
+    print(f"report: {ab.write_report('flags_overhead', args, driver, results, summary)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
