@@ -1,6 +1,6 @@
 """Monitoring glue: the request middleware, JSON-lines logs, the /metrics exporter.
 
-:class:`Monitoring` builds everything the app needs for issue 5 from the
+:class:`Monitoring` builds everything the app needs for monitoring from the
 settings and the live record: the shared counters, the sampler (started
 only in a real server, see ``create_app``), the read side every worker
 answers from, the access log, and a Prometheus collector over the shared

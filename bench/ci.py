@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.servers import exit_on_sigterm
+
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
 SHORT = ["--duration", "1", "--warmup", "0.3"]
@@ -112,9 +114,16 @@ STEPS = [
 
 def run_step(step: Step, out: Path) -> list[str]:
     """Run one step; the reasons it failed (none when it ran and left a clean report)."""
-    proc = subprocess.run(step.argv(out), cwd=REPO, timeout=900, check=False)
-    if proc.returncode != 0:
-        return [f"exit status {proc.returncode}"]
+    with subprocess.Popen(step.argv(out), cwd=REPO) as proc:
+        try:
+            status = proc.wait(timeout=900)
+        except BaseException:
+            # SIGTERM first: the bench stops the servers it started, then goes.
+            proc.terminate()
+            proc.wait(timeout=60)
+            raise
+    if status != 0:
+        return [f"exit status {status}"]
     path = out / step.report
     reports = sorted(path.glob("*.json")) if path.is_dir() else [path]
     if not reports or not all(p.is_file() for p in reports):
@@ -132,6 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.ci", description=__doc__)
     p.add_argument("--out", default=str(REPO / "bench" / "results" / "ci"))
     args = p.parse_args(argv)
+    exit_on_sigterm()
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)

@@ -25,7 +25,7 @@ from pathlib import Path
 from bench import http as bh
 from bench.drivers import DRIVERS
 from bench.load import HarnessError
-from bench.servers import Running, start_r13, start_verdaccio
+from bench.servers import Running, exit_on_sigterm, start_r13, start_verdaccio
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
@@ -104,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", default=str(RESULTS), help="where the JSON reports go")
     p.add_argument("--keep-data", action="store_true", help="keep the servers' temporary dirs")
     args = p.parse_args(argv)
+    exit_on_sigterm()
 
     Path(args.out).mkdir(parents=True, exist_ok=True)
     wanted = [r.strip() for r in args.registries.split(",") if r.strip()]

@@ -19,12 +19,14 @@ from pathlib import Path
 
 from bench import ab
 from bench.load import HarnessError
+from bench.servers import exit_on_sigterm
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.flags_overhead", description=__doc__)
     ab.add_arguments(p, rounds=3, duration=6.0)
     args = p.parse_args(argv)
+    exit_on_sigterm()
     root = Path(tempfile.mkdtemp(prefix="r13-flagbench-"))
     variants = [
         ab.Variant("on", {"R13_FEATURE_METRICS": "1", "R13_FEATURE_LOGGING": "1"}),

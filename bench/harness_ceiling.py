@@ -24,7 +24,7 @@ from typing import Any
 
 from bench.drivers import Driver, choose_driver, load
 from bench.load import FULL_ACCEPT, HarnessError, encode_get, parse_target
-from bench.servers import REPO, Running, free_port, start, start_r13
+from bench.servers import REPO, Running, exit_on_sigterm, free_port, start, start_r13
 
 
 def start_server(kind: str, tmp: Path) -> Running:
@@ -44,6 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--clients", default="1,2,4", help="load processes per run, comma list")
     p.add_argument("--json", dest="json_out")
     args = p.parse_args(argv)
+    exit_on_sigterm()
     drivers: list[Driver] = [choose_driver("python")]
     wrk = choose_driver("wrk")
     if wrk.name == "wrk":

@@ -22,7 +22,7 @@ from pathlib import Path
 from bench import ab
 from bench.load import HarnessError, parse_target
 from bench.seeding import Client, publish
-from bench.servers import start_r13
+from bench.servers import exit_on_sigterm, start_r13
 
 WORKERS = {"R13_WORKERS": "2", "R13_THREADS": "4", "R13_FEATURE_LOGGING": "0"}
 BARE = [sys.executable, "-m", "gunicorn", "--config", "python:app.gunicorn_conf",
@@ -48,6 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.security_overhead", description=__doc__)
     ab.add_arguments(p, rounds=3, duration=6.0)
     args = p.parse_args(argv)
+    exit_on_sigterm()
     root = Path(tempfile.mkdtemp(prefix="r13-secbench-"))
     try:
         admin = publish_small(root / "data")

@@ -33,6 +33,11 @@ R13 = Path(sys.executable).parent / "r13"
 VERDACCIO = REPO / "bench" / "verdaccio"
 
 
+def exit_on_sigterm() -> None:
+    """Make SIGTERM unwind like an exception, so every ``finally`` stops its server."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -58,7 +58,7 @@ class Server:
             "REGISTRY_PORT": str(self.port),
             "R13_DATA": str(self.data),
             "R13_PUBLIC_URL": self.url,
-            # The shared server serves every e2e test from 127.0.0.1: lift the seed's
+            # The shared server serves every e2e test from 127.0.0.1: lift the default
             # 1000 per 15 min and keep loopback from being blocked by the bad-input tests.
             "SECURITY_RATE_LIMIT_MAX": "2147483647",
             "R13_AUTH_RATE_LIMIT_MAX": "2147483647",
