@@ -15,12 +15,14 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from bench import http as bh
 from bench.drivers import DRIVERS
@@ -88,6 +90,29 @@ def measure(label: str, args: argparse.Namespace) -> Path:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def combine(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """One report from several rounds against one registry: per scenario, the median of
+    req/s, p50 and p99 over the rounds (requests and errors summed)."""
+    if len(reports) == 1:
+        return reports[0]
+    first = reports[0]
+    scenarios: dict[str, Any] = {}
+    for name in first["scenarios"]:
+        runs = [r["scenarios"][name] for r in reports if name in r["scenarios"]]
+        scenarios[name] = {
+            **{k: statistics.median(run[k] for run in runs) for k in ("rps", "p50_ms", "p99_ms")},
+            "max_ms": max(run["max_ms"] for run in runs),
+            "requests": sum(run["requests"] for run in runs),
+            "errors": sum(run["errors"] for run in runs),
+            "rps_runs": [run["rps"] for run in runs],
+            "driver": runs[0]["driver"],
+        }
+    params = {**first["params"], "rounds": len(reports)}
+    seeds = [r["seed"] for r in reports if "seed" in r]
+    return {**first, "params": params, "scenarios": scenarios, "seed": seeds[0],
+            "rounds": [r["started"] for r in reports]}  # fmt: skip
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.compare", description=__doc__)
     p.add_argument("--duration", type=float, default=10.0)
@@ -100,34 +125,57 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--big-versions", type=int, default=300)
     p.add_argument("--scenarios", default=",".join(bh.ALL_SCENARIOS))
     p.add_argument("--registries", default="r13,verdaccio", help="which to run, comma list")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure the registries in turn this many times; tables show medians",
+    )
     p.add_argument("--r13-token", default=os.environ.get("R13_TOKEN"))
     p.add_argument("--out", default=str(RESULTS), help="where the JSON reports go")
     p.add_argument("--keep-data", action="store_true", help="keep the servers' temporary dirs")
     args = p.parse_args(argv)
     exit_on_sigterm()
 
-    Path(args.out).mkdir(parents=True, exist_ok=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     wanted = [r.strip() for r in args.registries.split(",") if r.strip()]
-    reports: dict[str, Path] = {}
+    reports: dict[str, list[Path]] = {label: [] for label in wanted}
     failures: dict[str, str] = {}
-    for label in wanted:
-        try:
-            reports[label] = measure(label, args)
-        except (HarnessError, OSError, subprocess.TimeoutExpired) as exc:
-            failures[label] = str(exc)
+    # Alternate the registries round by round: the machine's load drifts, and this spreads
+    # the drift over both sides instead of putting all of it on one.
+    for n in range(max(1, args.rounds)):
+        for label in wanted:
+            if label in failures:
+                continue
+            if args.rounds > 1:
+                log(f"round {n + 1} of {args.rounds}: {label}")
+            try:
+                reports[label].append(measure(label, args))
+            except (HarnessError, OSError, subprocess.TimeoutExpired) as exc:
+                failures[label] = str(exc)
 
-    loaded = {k: json.loads(v.read_text()) for k, v in reports.items()}
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    loaded: dict[str, dict[str, Any]] = {}
+    for label, paths in reports.items():
+        if paths and label not in failures:
+            loaded[label] = combine([json.loads(p.read_text()) for p in paths])
+            if len(paths) > 1:
+                (out / f"{label}-{stamp}-median.json").write_text(
+                    json.dumps(loaded[label], indent=2) + "\n"
+                )
     print()
     for report in loaded.values():
         print(bh.markdown_table(report))
     if "r13" in loaded and "verdaccio" in loaded:
         table = bh.compare_table(loaded["r13"], loaded["verdaccio"])
         print(table)
-        (Path(args.out) / f"compare-{time.strftime('%Y%m%d-%H%M%S')}.md").write_text(table)
+        (out / f"compare-{stamp}.md").write_text(table)
     for label, why in failures.items():
         print(f"{label}: FAILED: {why}")
-    for label, path in reports.items():
-        print(f"{label}: {path}")
+    for label, paths in reports.items():
+        for path in paths:
+            print(f"{label}: {path}")
     return 1 if failures else 0
 
 

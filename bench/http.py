@@ -157,6 +157,8 @@ def run_publish(opts: Options, seeded: Seeded) -> dict[str, Any]:
 def markdown_table(report: dict[str, Any]) -> str:
     p = report["params"]
     bound = f"{p['requests']} responses" if p.get("requests") else f"{p['duration']} s"
+    if p.get("rounds", 1) > 1:
+        bound += f" (medians of {p['rounds']} rounds)"
     driver = p["driver"] + (f" ({p['driver_note']})" if p.get("driver_note") else "")
     lines = [
         f"### {report.get('label') or report['url']}",

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
+from bench import compare, load, seeding
 from bench import http as bh
-from bench import load, seeding
 from bench.drivers import choose_driver
 from bench.drivers import load as drive
 
@@ -274,3 +274,22 @@ def test_drive_spreads_a_response_cap_over_the_client_processes(registry: FakeRe
                 concurrency=4, clients=3, max_responses=2)  # fmt: skip
     # Two processes with one response each (a third would have no share and no bound).
     assert 2 <= out["requests"] <= 4 and out["driver"] == "python"
+
+
+def test_rounds_combine_into_medians_per_scenario() -> None:
+    def report(rps: float, p50: float, started: str) -> dict[str, Any]:
+        run = {"rps": rps, "p50_ms": p50, "p99_ms": p50 * 3, "max_ms": p50 * 4,
+               "requests": 10, "errors": 0, "driver": "python"}  # fmt: skip
+        seed = {"publishes": 1, "seconds": 0.1}
+        return {"label": "r13", "url": "u", "started": started, "params": {"duration": 1.0},
+                "seed": seed, "scenarios": {"tarball": run}}  # fmt: skip
+
+    one = compare.combine([report(100, 2, "a")])
+    assert one["scenarios"]["tarball"]["rps"] == 100 and "rounds" not in one["params"]
+    three = compare.combine([report(100, 2, "a"), report(300, 1, "b"), report(200, 9, "c")])
+    s = three["scenarios"]["tarball"]
+    assert (s["rps"], s["p50_ms"], s["p99_ms"], s["requests"]) == (200, 2, 6, 30)
+    assert s["rps_runs"] == [100, 300, 200] and three["rounds"] == ["a", "b", "c"]
+    assert "(medians of 3 rounds)" in bh.markdown_table(
+        {**three, "params": {**three["params"], "concurrency": 1, "clients": 1,
+                             "driver": "python"}})  # fmt: skip
