@@ -82,7 +82,7 @@ def serve(tmp_path: Path, **env: str) -> Iterator[Server]:
         stderr=subprocess.DEVNULL,
     )
     server = Server(f"http://127.0.0.1:{port}", data, proc)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120  # generous: a loaded machine starts gunicorn slowly
     while True:
         try:
             server.get("/-/ping")

@@ -68,7 +68,7 @@ class Server:
             **self.extra_env,
         }
 
-    def start(self, timeout: float = 30.0, *, ready: tuple[int, ...] = (200,)) -> None:
+    def start(self, timeout: float = 120.0, *, ready: tuple[int, ...] = (200,)) -> None:
         with self.log.open("ab") as log:
             # A session of its own: the crash test kills the whole process group.
             self.proc = subprocess.Popen(
