@@ -98,6 +98,12 @@ STEPS = [
         "flags_overhead.json",
     ),
     Step(
+        "where keep-alive connections land among the workers",
+        ["-m", "bench.worker_placement", "--starts", "1", "--connections", "4",
+         "--json", "{out}/worker_placement.json"],
+        "worker_placement.json",
+    ),
+    Step(
         "hot paths by timeit",
         ["-m", "bench.timeit_paths", "--repeat", "2", "--number", "2000",
          "--json", "{out}/timeit_paths.json"],
