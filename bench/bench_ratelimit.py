@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from bench.cprogram import run_c_program
 from r13core._ffi import ffi, lib
 from r13core.ratelimit import Decision, PyRateLimiter, RateLimiter
 
@@ -121,3 +122,20 @@ def test_layer_decision_object(benchmark: Any) -> None:
 @pytest.mark.benchmark(group="ratelimit-layers")
 def test_layer_frozen_dataclass_init(benchmark: Any) -> None:
     assert benchmark(lambda: Decision(True, 1, 2, 0)).allowed
+
+
+def test_c_level_limiter(
+    benchmark: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    c_program: Callable[[str, list[str]], Path],
+    loops: Callable[[int], int],
+) -> None:
+    """The limiter alone (no Python): 5M checks of a hot key, 500k new keys."""
+    benchmark.group = "C level: limiter, 5M hot-key checks + 500k cold keys"
+    exe = c_program("bench_ratelimit", ["errors.c", "shm.c", "ratelimit.c"])
+    figures = run_c_program(benchmark, exe, tmp_path / "data", loops(5_000_000))
+    with capsys.disabled():
+        print("\nC level, ns per limiter check (monotonic clock read included):")
+        print(f"  hot key (CAS on one word)               {figures['hot_key']:8.1f} ns")
+        print(f"  cold key (new slot, snprintf included)  {figures['cold_key']:8.1f} ns")

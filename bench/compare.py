@@ -1,34 +1,33 @@
-"""r13 vs Verdaccio in one run: start both, run the HTTP harness on each, compare.
+"""r13 vs Verdaccio in one run: start each, run the HTTP harness on it, stop it, compare.
 
 ``python -m bench.compare [--duration 10] [--concurrency 32] [--clients 2] ...``
-(or ``bench/compare.sh``). Verdaccio comes from the peers directory
-(``../shared/peers`` from the repo root, or ``$R13_PEERS``) and is installed once into
-``var/bench/verdaccio`` (``$R13_BENCH_VERDACCIO_DIR``). r13 runs as ``.venv/bin/r13
-serve`` on a free port with a fresh data dir; its token is ``--r13-token``,
-``$R13_TOKEN`` or ``<data>/admin.key``. Reports go to ``bench/results/`` (git-ignored).
-Everything started here is stopped here, by PID. Each registry runs alone: it is
-started, measured and stopped before the next one starts.
+(or ``bench/compare.sh``); ``--registries r13`` runs r13 alone (no Node needed).
+bench/servers.py starts them: r13 as ``r13 serve`` on a free port with a fresh data dir
+(its admin key is the token, or ``--r13-token`` / ``$R13_TOKEN``), Verdaccio 6.8.0 from
+bench/verdaccio/ installed once into ``var/bench/verdaccio``
+(``$R13_BENCH_VERDACCIO_DIR``). Reports go to ``bench/results/`` (git-ignored), or
+``--out``. Each registry runs alone: started, measured and stopped before the next.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
-import signal
-import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from bench import http as bh
+from bench.drivers import DRIVERS
+from bench.load import HarnessError
+from bench.servers import Running, exit_on_sigterm, start_r13, start_verdaccio
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
@@ -38,114 +37,14 @@ def log(msg: str) -> None:
     print(f"[bench.compare] {msg}", file=sys.stderr, flush=True)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def wait_ping(url: str, alive: Any, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not alive():
-            return False
-        try:
-            with urllib.request.urlopen(url + "/-/ping", timeout=2) as r:
-                if r.status == 200:
-                    return True
-        except OSError:
-            pass
-        time.sleep(0.1)
-    return False
-
-
-def stop_pid(pid: int, timeout: float = 15.0) -> None:
-    """SIGTERM one process we started, then SIGKILL it if it will not go."""
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-            if done:
-                return
-        except ChildProcessError:  # not our child: poll for existence
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return
-        time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-
-
-def start_verdaccio(peers: Path, workdir: Path) -> tuple[str, str, int]:
-    script = peers / "verdaccio" / "start"
-    if not script.exists():
-        raise bh.HarnessError(f"{script} not found (set R13_PEERS)")
-    port = free_port()
-    log(f"starting Verdaccio on port {port} (first run installs it with npm)")
-    proc = subprocess.run(
-        [str(script), str(workdir), str(port)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    fields = proc.stdout.strip().split()
-    if proc.returncode != 0 or len(fields) != 3:
-        raise bh.HarnessError(f"verdaccio did not start: {proc.stderr.strip()[-500:]}")
-    return fields[0], fields[1], int(fields[2])
-
-
-def start_r13(data: Path, env_token: str | None) -> tuple[str, str | None, subprocess.Popen[bytes]]:
-    exe = REPO / ".venv" / "bin" / "r13"
-    if not exe.exists():
-        raise bh.HarnessError(f"{exe} not found: run `make build`")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = dict(os.environ)
-    env.update(
-        {
-            "REGISTRY_HOST": "127.0.0.1",
-            "REGISTRY_PORT": str(port),
-            "R13_DATA": str(data),
-            "R13_PUBLIC_URL": url,
-            # A benchmark is not an attack: lift the request limit unless told otherwise.
-            "SECURITY_RATE_LIMIT_MAX": os.environ.get("SECURITY_RATE_LIMIT_MAX", "2147483647"),
-            # Like the peer's config (access: $all): anonymous reads, keyed writes. The
-            # auth-full scenario measures the keyed read path.
-            "R13_FEATURE_PRIVATE_REGISTRY": os.environ.get("R13_FEATURE_PRIVATE_REGISTRY", "0"),
-        }
-    )
-    log(f"starting r13 on port {port}, data {data}")
-    logf = open(data.parent / "r13.log", "wb")  # noqa: SIM115 - lives as long as r13
-    proc = subprocess.Popen([str(exe), "serve"], env=env, stdout=logf, stderr=logf)
-    if not wait_ping(url, lambda: proc.poll() is None, 60):
-        stop_pid(proc.pid)
-        raise bh.HarnessError(f"r13 did not answer /-/ping; see {data.parent / 'r13.log'}")
-    token = env_token
-    key = data / "admin.key"
-    deadline = time.monotonic() + 5
-    while token is None and time.monotonic() < deadline:
-        if key.exists() and key.read_text().strip():
-            token = key.read_text().strip()
-        else:
-            time.sleep(0.1)
-    return url, token, proc
-
-
 def run_harness(label: str, url: str, token: str | None, args: argparse.Namespace) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    out = RESULTS / f"{label}-{stamp}.json"
+    out = Path(args.out) / f"{label}-{stamp}.json"
     cmd = [
         sys.executable, "-m", "bench.http", "--url", url, "--label", label,
         "--json", str(out), "--duration", str(args.duration), "--warmup", str(args.warmup),
         "--concurrency", str(args.concurrency), "--clients", str(args.clients),
-        "--driver", args.driver, "--small", str(args.small),
+        "--driver", args.driver, "--small", str(args.small), "--requests", str(args.requests),
         "--big-versions", str(args.big_versions), "--scenarios", args.scenarios,
     ]  # fmt: skip
     env = dict(os.environ)
@@ -157,77 +56,126 @@ def run_harness(label: str, url: str, token: str | None, args: argparse.Namespac
         cmd, cwd=REPO, env=env, timeout=limit, check=False, stdout=subprocess.DEVNULL
     )
     if proc.returncode != 0 or not out.exists():
-        raise bh.HarnessError(f"harness failed against {label} (exit {proc.returncode})")
+        raise HarnessError(f"harness failed against {label} (exit {proc.returncode})")
     return out
+
+
+def measure(label: str, args: argparse.Namespace) -> Path:
+    """Start ``label``, run the harness on it, stop it (whatever happened)."""
+    tmp = Path(tempfile.mkdtemp(prefix=f"r13-bench-{label}-"))
+    server: Running | None = None
+    try:
+        if label == "r13":
+            # Like Verdaccio's `access: $all`: anonymous reads, keyed writes. The
+            # auth-full scenario measures the keyed read path.
+            private = os.environ.get("R13_FEATURE_PRIVATE_REGISTRY", "0")
+            server = start_r13(tmp / "data", {"R13_FEATURE_PRIVATE_REGISTRY": private})
+            token = args.r13_token or server.token
+        elif label == "verdaccio":
+            vdir = os.environ.get("R13_BENCH_VERDACCIO_DIR") or REPO / "var/bench/verdaccio"
+            log("starting Verdaccio (the first run installs it with npm ci)")
+            server = start_verdaccio(Path(vdir))
+            token = server.token
+        else:
+            raise HarnessError("unknown registry (choose r13, verdaccio)")
+        log(f"{label} answers on {server.url}")
+        return run_harness(label, server.url, token, args)
+    finally:
+        if server is not None:
+            log(f"stopping {label} (pid {server.proc.pid})")
+            server.stop()
+        if args.keep_data:
+            log(f"{label}'s files kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def combine(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """One report from several rounds against one registry: per scenario, the median of
+    req/s, p50 and p99 over the rounds (requests and errors summed)."""
+    if len(reports) == 1:
+        return reports[0]
+    first = reports[0]
+    scenarios: dict[str, Any] = {}
+    for name in first["scenarios"]:
+        runs = [r["scenarios"][name] for r in reports if name in r["scenarios"]]
+        scenarios[name] = {
+            **{k: statistics.median(run[k] for run in runs) for k in ("rps", "p50_ms", "p99_ms")},
+            "max_ms": max(run["max_ms"] for run in runs),
+            "requests": sum(run["requests"] for run in runs),
+            "errors": sum(run["errors"] for run in runs),
+            "rps_runs": [run["rps"] for run in runs],
+            "driver": runs[0]["driver"],
+        }
+    params = {**first["params"], "rounds": len(reports)}
+    seeds = [r["seed"] for r in reports if "seed" in r]
+    return {**first, "params": params, "scenarios": scenarios, "seed": seeds[0],
+            "rounds": [r["started"] for r in reports]}  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.compare", description=__doc__)
     p.add_argument("--duration", type=float, default=10.0)
+    p.add_argument("--requests", type=int, default=0, help="responses per scenario (0: duration)")
     p.add_argument("--warmup", type=float, default=1.0)
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--clients", type=int, default=2)
-    p.add_argument("--driver", choices=("python", "wrk", "auto"), default="python")
+    p.add_argument("--driver", choices=DRIVERS, default="python")
     p.add_argument("--small", type=int, default=200)
     p.add_argument("--big-versions", type=int, default=300)
     p.add_argument("--scenarios", default=",".join(bh.ALL_SCENARIOS))
     p.add_argument("--registries", default="r13,verdaccio", help="which to run, comma list")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure the registries in turn this many times; tables show medians",
+    )
     p.add_argument("--r13-token", default=os.environ.get("R13_TOKEN"))
-    p.add_argument("--keep-data", action="store_true", help="keep r13's temporary data dir")
+    p.add_argument("--out", default=str(RESULTS), help="where the JSON reports go")
+    p.add_argument("--keep-data", action="store_true", help="keep the servers' temporary dirs")
     args = p.parse_args(argv)
+    exit_on_sigterm()
 
-    peers = Path(os.environ.get("R13_PEERS") or REPO.parent / "shared" / "peers")
-    vdir = Path(os.environ.get("R13_BENCH_VERDACCIO_DIR") or REPO / "var" / "bench" / "verdaccio")
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     wanted = [r.strip() for r in args.registries.split(",") if r.strip()]
-    reports: dict[str, Path] = {}
+    reports: dict[str, list[Path]] = {label: [] for label in wanted}
     failures: dict[str, str] = {}
-
-    for label in wanted:
-        if label == "verdaccio":
-            pid: int | None = None
+    # Alternate the registries round by round: the machine's load drifts, and this spreads
+    # the drift over both sides instead of putting all of it on one.
+    for n in range(max(1, args.rounds)):
+        for label in wanted:
+            if label in failures:
+                continue
+            if args.rounds > 1:
+                log(f"round {n + 1} of {args.rounds}: {label}")
             try:
-                vurl, vtoken, pid = start_verdaccio(peers, vdir)
-                reports[label] = run_harness(label, vurl, vtoken, args)
-            except (bh.HarnessError, OSError, subprocess.TimeoutExpired) as exc:
+                reports[label].append(measure(label, args))
+            except (HarnessError, OSError, subprocess.TimeoutExpired) as exc:
                 failures[label] = str(exc)
-            finally:
-                if pid is not None:
-                    log(f"stopping Verdaccio (pid {pid})")
-                    stop_pid(pid)
-        elif label == "r13":
-            tmp = Path(tempfile.mkdtemp(prefix="r13-bench-"))
-            proc = None
-            try:
-                rurl, rtoken, proc = start_r13(tmp / "data", args.r13_token)
-                if not rtoken:
-                    log("no r13 token (admin.key absent, no --r13-token/R13_TOKEN)")
-                reports[label] = run_harness(label, rurl, rtoken, args)
-            except (bh.HarnessError, OSError, subprocess.TimeoutExpired) as exc:
-                failures[label] = str(exc)
-            finally:
-                if proc is not None:
-                    log(f"stopping r13 (pid {proc.pid})")
-                    stop_pid(proc.pid)
-                if args.keep_data:
-                    log(f"r13 data kept in {tmp}")
-                else:
-                    shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            failures[label] = "unknown registry (choose r13, verdaccio)"
 
-    loaded = {k: json.loads(v.read_text()) for k, v in reports.items()}
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    loaded: dict[str, dict[str, Any]] = {}
+    for label, paths in reports.items():
+        if paths and label not in failures:
+            loaded[label] = combine([json.loads(p.read_text()) for p in paths])
+            if len(paths) > 1:
+                (out / f"{label}-{stamp}-median.json").write_text(
+                    json.dumps(loaded[label], indent=2) + "\n"
+                )
     print()
     for report in loaded.values():
         print(bh.markdown_table(report))
     if "r13" in loaded and "verdaccio" in loaded:
         table = bh.compare_table(loaded["r13"], loaded["verdaccio"])
         print(table)
-        (RESULTS / f"compare-{time.strftime('%Y%m%d-%H%M%S')}.md").write_text(table)
+        (out / f"compare-{stamp}.md").write_text(table)
     for label, why in failures.items():
         print(f"{label}: FAILED: {why}")
-    for label, path in reports.items():
-        print(f"{label}: {path.relative_to(REPO)}")
+    for label, paths in reports.items():
+        for path in paths:
+            print(f"{label}: {path}")
     return 1 if failures else 0
 
 

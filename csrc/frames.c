@@ -2,8 +2,8 @@
  * The binary frame codec of the live channel (subprotocol r13.v1).
  *
  * One WebSocket message is one frame: a type byte and a payload whose shape
- * depends on the type and on who sent it (DESIGN.md section 4). Integers are
- * little-endian. The decoder is the first thing hostile input reaches, so it
+ * depends on the type and on who sent it (the table in r13core/frames.py).
+ * Integers are little-endian. The decoder is the first thing hostile input reaches, so it
  * reads only inside [buf, buf + len), checks every length exactly, and
  * validates text as strict UTF-8 (no overlongs, no surrogates, nothing above
  * U+10FFFF, no truncated sequences). The encoder applies the same rules, so

@@ -1,6 +1,6 @@
 """The 13-byte record: its value type and its live, shared store.
 
-Layout (DESIGN.md §2), integers little-endian::
+Layout (the table in README.md, "The 13-byte record"), integers little-endian::
 
     0x00 version u8 (1)         0x09 terminalMode u8 (0 off, 1 line, 2 raw)
     0x01 registryHash u32       0x0A rows u8
@@ -83,7 +83,7 @@ FIELDS: Final[dict[str, tuple[int, int, int]]] = {
     "cols": (0x0B, 1, 0xFF),
     "reserved": (0x0C, 1, 0xFF),
 }
-# The names DESIGN.md uses, accepted everywhere a field is named.
+# The camelCase names of the README's record table, accepted everywhere a field is named.
 _ALIASES: Final = {
     "registryhash": "registry_hash",
     "featureflags": "feature_flags",

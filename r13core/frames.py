@@ -1,7 +1,7 @@
 """The binary frames of the live channel (WebSocket subprotocol ``r13.v1``).
 
 One WebSocket message is one frame: a type byte and a payload, integers
-little-endian (DESIGN.md section 4)::
+little-endian; this table is the whole wire format::
 
     type  name       client -> server             server -> client
     0x01  config     offset u8, bytes (1..13)     generation u32, record[13]

@@ -65,7 +65,7 @@ def _env_number(env: Mapping[str, str], name: str, default: float, lo: float, hi
 
 @dataclass(frozen=True)
 class MonitorSettings:
-    """What the monitor reads from the environment (DESIGN.md §8, plus R13_ALERT_*)."""
+    """What the monitor reads from the environment (METRICS_*, ALERT_*, R13_ALERT_*; README.md)."""
 
     interval_ms: int = 1000
     history: int = 60
@@ -80,7 +80,7 @@ class MonitorSettings:
     def from_settings(
         cls, settings: Settings, env: Mapping[str, str] | None = None
     ) -> MonitorSettings:
-        """The seed's METRICS_* / ALERT_* from ``settings``; R13_ALERT_* from ``env``."""
+        """METRICS_* / ALERT_* from ``settings``; R13_ALERT_* from ``env``."""
         env = os.environ if env is None else env
         return cls(
             interval_ms=settings.metrics_interval_ms,
@@ -277,7 +277,7 @@ class AlertRule:
 
 
 def default_rules(s: MonitorSettings) -> list[AlertRule]:
-    """The four rules of the issue, from the settings."""
+    """The four alert rules (CPU, memory, p95 latency, error-rate spike), from the settings."""
     n = s.alert_samples
     return [
         AlertRule("cpu", "cpu_percent", s.cpu_percent, n),

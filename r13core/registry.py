@@ -1,7 +1,7 @@
 """The registry service: npm's package semantics over a Storage and a BlobStore.
 
 The app parses requests and calls one method here per request; this module
-knows the protocol's rules (NPM-PROTOCOL.md) and nothing about HTTP.
+knows the protocol's rules (docs/registry-api.md) and nothing about HTTP.
 
 Stored document (one per package, :class:`r13core.storage.base.PackageRecord`)::
 

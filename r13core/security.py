@@ -52,7 +52,7 @@ def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> i
 
 @dataclass(frozen=True)
 class SecuritySettings:
-    """The identity issue's settings (``R13_*``; the seed's SECURITY_* are in Settings)."""
+    """Identity and abuse-control settings (``R13_*``; SECURITY_* are in Settings)."""
 
     trusted_proxies: tuple[IPNetwork, ...] = ()
     open_signup: bool = False

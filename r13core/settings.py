@@ -1,8 +1,8 @@
 """Settings: read once from the environment into a frozen object.
 
-The seed's names come first (REGISTRY_PORT, SECURITY_*, METRICS_*, ALERT_*),
-then ``R13_*`` for the rest. A bad value stops start-up with a message that
-names the variable.
+The unprefixed names come first (REGISTRY_PORT, SECURITY_*, METRICS_*, ALERT_*),
+then ``R13_*`` for the rest; README.md lists every one. A bad value stops start-up
+with a message that names the variable.
 """
 
 from __future__ import annotations

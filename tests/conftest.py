@@ -13,6 +13,8 @@ from typing import Any
 
 import falcon.testing
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from app.main import create_app
 from r13core.config import Config13, ConfigStore, Feature
@@ -23,6 +25,15 @@ from r13core.registry import PackageChange
 from r13core.settings import Settings
 
 PUBLIC_URL = "https://registry.example.test"
+
+# No test may depend on how fast the machine is: hypothesis's per-example deadline and its
+# "generating data is too slow" health check both time the test, so one profile turns them
+# off for every property test (a test's own @settings inherits this profile; a test that
+# lists suppress_health_check itself must keep too_slow in its list).
+hypothesis_settings.register_profile(
+    "r13", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+hypothesis_settings.load_profile("r13")
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Every test: lint, types, then pytest (unit, property, multi-process,
-# sanitizer build of the C core, end-to-end). Called by `make test`.
+# sanitizer build of the C core, end-to-end), then every benchmark in a short
+# mode (bench/ci.py: fails when a benchmark errors, never on a speed).
+# Called by `make test`. With arguments, they go to pytest and the benchmarks
+# are skipped (a targeted run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 V=.venv/bin
@@ -10,3 +13,7 @@ $V/mypy
 # pnpm, yarn classic and bun at pinned versions for the end-to-end tests (cached in .tools/).
 $V/python -m tests.e2e.clients
 $V/python -m pytest "$@"
+if [ "$#" -eq 0 ]; then
+    # JSON reports land in bench/results/ci/ (git-ignored).
+    $V/python -m bench.ci
+fi

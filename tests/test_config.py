@@ -270,7 +270,7 @@ def test_last_close_removes_the_shared_segment(tmp_path: Path) -> None:
     assert after == before
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(
     st.lists(
         st.one_of(

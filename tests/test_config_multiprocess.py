@@ -8,6 +8,7 @@ import random
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,12 +41,15 @@ def _alternate(
     data_dir: str,
     stop: mp.synchronize.Event,
     count: mp.sharedctypes.Synchronized[int],
+    warmed: mp.synchronize.Event,
 ) -> None:
     with ConfigStore(data_dir) as store:
         n = 0
         while not stop.is_set():
             store.replace(A if n % 2 else B)
             n += 1
+            if n == 1000:
+                warmed.set()
         count.value = n
 
 
@@ -70,8 +74,11 @@ def test_readers_in_other_processes_never_see_a_torn_record(data_dir: Path) -> N
         store.replace(A)
     stop = CTX.Event()
     count = CTX.Value("q", 0)
-    writer = CTX.Process(target=_alternate, args=(str(data_dir), stop, count))
+    warmed = CTX.Event()
+    writer = CTX.Process(target=_alternate, args=(str(data_dir), stop, count, warmed))
     writer.start()
+    # The readers start once the writer is well under way (a count, not a sleep).
+    assert warmed.wait(timeout=120)
     out: mp.queues.Queue = CTX.Queue()  # type: ignore[type-arg]
     readers = [CTX.Process(target=_read_many, args=(str(data_dir), 200_000, out)) for _ in range(2)]
     for r in readers:
@@ -89,12 +96,14 @@ def test_readers_in_other_processes_never_see_a_torn_record(data_dir: Path) -> N
         assert last > 1
 
 
-def _write_forever(data_dir: str) -> None:
+def _write_forever(data_dir: str, writing: Any) -> None:
     store = ConfigStore(data_dir)
     n = 0
     while True:
         store.replace(A if n % 2 else B)
         n += 1
+        if n == 100:
+            writing.set()
 
 
 def _one_write(data_dir: str, rows: int) -> None:
@@ -107,9 +116,12 @@ def test_a_writer_killed_at_any_instant_blocks_nobody(data_dir: Path) -> None:
         rng = random.Random(1313)
         last = keeper.read_bytes()
         for i in range(40):
-            victim = CTX.Process(target=_write_forever, args=(str(data_dir),))
+            writing = CTX.Event()
+            victim = CTX.Process(target=_write_forever, args=(str(data_dir), writing))
             victim.start()
-            time.sleep(rng.uniform(0.002, 0.03))
+            # Kill it mid-write, not before its first one, however long it took to start.
+            assert writing.wait(timeout=120)
+            time.sleep(rng.uniform(0.0, 0.01))
             assert victim.pid is not None
             os.kill(victim.pid, signal.SIGKILL)
             victim.join()
@@ -118,7 +130,7 @@ def test_a_writer_killed_at_any_instant_blocks_nobody(data_dir: Path) -> None:
             # A later writer in another process gets through (a stuck lock would hang it).
             later = CTX.Process(target=_one_write, args=(str(data_dir), i))
             later.start()
-            later.join(timeout=10)
+            later.join(timeout=120)
             if later.is_alive():
                 later.kill()
                 pytest.fail(f"a writer was blocked after kill #{i}")

@@ -96,7 +96,7 @@ requests = st.lists(
 )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(requests)
 def test_the_c_counters_agree_with_the_python_twin(
     tmp_path_factory: pytest.TempPathFactory, reqs: list[tuple[str, int, int, int, int]]

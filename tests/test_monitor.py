@@ -247,7 +247,7 @@ def test_alerts_are_written_to_the_events_file(data_dir: Path, metrics: Metrics)
     assert MonitorView(data_dir).alerts()["active"][0]["rule"] == "memory"
 
 
-def wait_for(cond: Callable[[], bool], timeout: float = 10.0) -> None:
+def wait_for(cond: Callable[[], bool], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         assert time.monotonic() < deadline, "condition not met in time"
@@ -275,9 +275,17 @@ def test_only_one_sampler_leads_and_another_takes_over(data_dir: Path, metrics: 
 def test_metrics_off_stops_sampling(data_dir: Path, metrics: Metrics, store: ConfigStore) -> None:
     store.set_feature(Feature.METRICS, False)
     sampler = make_sampler(data_dir, metrics, store)
+    # Count the loop's turns (each asks whether METRICS is on) rather than sleep a while.
+    turns = [0]
+    enabled = sampler._enabled
+
+    def counted() -> bool:
+        turns[0] += 1
+        return enabled()
+
+    sampler._enabled = counted  # type: ignore[method-assign]
     sampler.start()
-    wait_for(lambda: sampler.leading)
-    time.sleep(0.3)
+    wait_for(lambda: turns[0] >= 6)
     view = MonitorView(data_dir)
     assert view.history() == []
     store.set_feature(Feature.METRICS, True)

@@ -8,6 +8,7 @@ here until someone decides who may call it.
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,7 +224,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         secrets: dict[str, str] = {}
         for perm in ("read", "write", "admin"):
             secrets[perm] = keys.create(perm, Permission[perm.upper()], None)[1]
-        secrets["expired"] = keys.create("expired", Permission.ADMIN, 1e-9)[1]
+        # Made two days ago, for one day: expired whatever the speed of the machine.
+        two_days_ago = KeyStore(storage, clock=lambda: time.time() - 2 * 86400)
+        secrets["expired"] = two_days_ago.create("expired", Permission.ADMIN, 1)[1]
         secrets["revoked"] = keys.create("revoked", Permission.ADMIN, None)[1]
         keys.revoke("revoked")
         secrets["wrong_cidr"] = keys.create("cidr", Permission.ADMIN, None, cidr=["10.0.0.0/8"])[1]

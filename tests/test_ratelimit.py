@@ -364,7 +364,7 @@ op = st.one_of(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150)
 @given(ops=st.lists(op, min_size=1, max_size=60), small_steps=st.booleans())
 def test_c_limiter_decides_exactly_like_the_python_twin(
     ops: list[tuple[str, str, int, int, int, int]], small_steps: bool

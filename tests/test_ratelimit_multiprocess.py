@@ -86,10 +86,12 @@ def test_processes_on_the_real_clock_admit_capacity_plus_refill(tmp_path: Path) 
         results = run(real_clock_worker, [(str(tmp_path), 1.5, capacity, window_ms)] * 4, out)
     admitted = sum(r[0] for r in results)
     elapsed = max(r[2] for r in results) - min(r[1] for r in results)
+    # Never more than the burst plus what the elapsed time refilled, whatever the timing.
     assert admitted <= capacity + elapsed // t + 1
-    # Four processes hammer without pause, so the bucket is almost never full
-    # and hardly any refill is lost; half of it is a loose lower bound.
-    assert admitted >= capacity + (elapsed // t) // 2
+    # The burst, then refills: 1.5 s of hammering spans many 10 ms refill steps. How many
+    # of them are used depends on how the processes were scheduled, so no floor beyond
+    # one (the exact refill arithmetic is tested on a frozen clock in test_ratelimit.py).
+    assert admitted > capacity
 
 
 def test_a_process_killed_mid_work_does_not_stop_the_others(tmp_path: Path) -> None:

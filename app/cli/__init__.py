@@ -2,6 +2,10 @@
 
 Each area is a module with ``register(subparsers)``; a handler returns the
 exit status. Errors the user can fix print one line and exit 2.
+
+``--data DIR`` is accepted before the command (``r13 --data DIR config show``) and
+after it (``r13 config show --data DIR``), because people type it both ways; when
+both are given, the one after the command wins.
 """
 
 from __future__ import annotations
@@ -23,17 +27,33 @@ class UsageError(Exception):
     """A one-line error for the user; exit status 2."""
 
 
+DATA_HELP = "data dir (default: $R13_DATA or ./var)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="r13", description="r13, a private npm registry")
     parser.add_argument(
-        "--data",
-        default=os.environ.get("R13_DATA", "var"),
-        help="data dir (default: $R13_DATA or ./var)",
+        "--data", default=os.environ.get("R13_DATA", "var"), metavar="DIR", help=DATA_HELP
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in MODULES:
         module.register(sub)
+    for leaf in leaf_parsers(parser):
+        # SUPPRESS: when absent after the command, the value parsed before it stays.
+        leaf.add_argument("--data", default=argparse.SUPPRESS, metavar="DIR", help=DATA_HELP)
     return parser
+
+
+def leaf_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """The parsers of every runnable command (``config show``, ``serve``, ...)."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        return [parser]
+    found: list[argparse.ArgumentParser] = []
+    for action in subs:
+        for child in dict.fromkeys(action.choices.values()):  # aliases share a parser
+            found += leaf_parsers(child)
+    return found
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -89,7 +89,7 @@ class KeyRecord:
     created: float
     expires: float | None
     revoked: bool
-    # Identity issue: who owns it (a user name, or None for a bare key), its own rate
+    # Who owns it (a user name, or None for a bare key; docs/identity.md), its own rate
     # limit (requests per window, None = the default), CIDR allow-list, package
     # patterns, a free-text description, and usage (flushed in batches).
     owner: str | None = None

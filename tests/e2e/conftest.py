@@ -43,6 +43,8 @@ class Server:
     admin_key: str = ""
     _keys: dict[str, str] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
+    # What starts it: `r13 serve`, or a test's own entry point doing the same.
+    command: list[str] = field(default_factory=lambda: [str(R13), "serve"])
 
     @property
     def url(self) -> str:
@@ -57,7 +59,7 @@ class Server:
             "REGISTRY_PORT": str(self.port),
             "R13_DATA": str(self.data),
             "R13_PUBLIC_URL": self.url,
-            # The shared server serves every e2e test from 127.0.0.1: lift the seed's
+            # The shared server serves every e2e test from 127.0.0.1: lift the default
             # 1000 per 15 min and keep loopback from being blocked by the bad-input tests.
             "SECURITY_RATE_LIMIT_MAX": "2147483647",
             "R13_AUTH_RATE_LIMIT_MAX": "2147483647",
@@ -67,11 +69,11 @@ class Server:
             **self.extra_env,
         }
 
-    def start(self, timeout: float = 30.0, *, ready: tuple[int, ...] = (200,)) -> None:
+    def start(self, timeout: float = 120.0, *, ready: tuple[int, ...] = (200,)) -> None:
         with self.log.open("ab") as log:
             # A session of its own: the crash test kills the whole process group.
             self.proc = subprocess.Popen(
-                [str(R13), "serve"],
+                self.command,
                 env=self.env(),
                 cwd=REPO,
                 stdout=log,

@@ -155,12 +155,17 @@ def test_revocation_and_expiry_reach_every_worker_on_the_next_request(
     tmp_path: Path, stop_later: list[Server]
 ) -> None:
     import json
-    import time
+    import sys
 
-    srv = start(tmp_path, R13_WORKERS="3")
+    # The workers' keys read a clock this test moves (tests/e2e/clocked_app.py).
+    skew = tmp_path / "clock-skew"
+    srv = Server(data=tmp_path / "data", port=free_port(), log=tmp_path / "server.log")
+    srv.extra_env = {"R13_FEATURE_DEBUG": "1", "R13_WORKERS": "3", "R13_TEST_CLOCK": str(skew)}
+    srv.command = [sys.executable, "-m", "tests.e2e.clocked_app"]
+    srv.start()
     stop_later.append(srv)
     secrets = {}
-    for key_id, expires in (("revoke-me", "1h"), ("short-lived", "3s")):
+    for key_id, expires in (("revoke-me", "1h"), ("short-lived", "1h"), ("long-lived", "2d")):
         status, _, body = srv.request(
             "POST", "/_api/security/keys",
             {"id": key_id, "permissions": "read", "expiresIn": expires}, key=srv.admin_key,
@@ -173,9 +178,11 @@ def test_revocation_and_expiry_reach_every_worker_on_the_next_request(
     r13(srv, "keys", "revoke", "revoke-me")  # another process, straight on the data dir
     statuses, workers = across_workers_with(srv, secrets["revoke-me"])
     assert set(statuses) == {401} and len(workers) >= 2, statuses
-    time.sleep(3.2)
+    skew.write_text(str(3600 + 60))  # every worker's clock: an hour and a minute later
     statuses, workers = across_workers_with(srv, secrets["short-lived"])
     assert set(statuses) == {401} and len(workers) >= 2, statuses
+    statuses, workers = across_workers_with(srv, secrets["long-lived"])
+    assert set(statuses) == {200} and len(workers) >= 2, statuses
 
 
 def across_workers_with(srv: Server, secret: str) -> tuple[Counter[int], set[str]]:

@@ -1,0 +1,54 @@
+"""r13 as `r13 serve` runs it, except that its keys read a clock the test moves.
+
+``R13_TEST_CLOCK`` names a file holding seconds to add to the real time (no file: 0),
+so a test expires a key that every worker has cached by writing that file, instead of
+sleeping past the expiry and depending on how fast the machine got there.
+``python -m tests.e2e.clocked_app`` (from the repo root) prepares the data dir like
+`r13 serve` and execs gunicorn with :func:`build` as the app factory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+from pathlib import Path
+
+import falcon
+
+from app.cli.serve_cmd import prepare
+from app.main import create_app, open_storage
+from app.security import open_security
+from r13core.keys import KeyStore
+from r13core.security import SecuritySettings
+from r13core.settings import Settings
+
+
+def clock() -> float:
+    """The real time plus the skew in ``$R13_TEST_CLOCK``."""
+    try:
+        skew = float(Path(os.environ["R13_TEST_CLOCK"]).read_text() or 0)
+    except FileNotFoundError:
+        skew = 0.0
+    return time.time() + skew
+
+
+def build() -> falcon.App[falcon.Request, falcon.Response]:
+    """The app of app/wsgi.py, with a key store on :func:`clock` (one per worker)."""
+    settings = Settings.from_env()
+    storage = open_storage(settings.data_dir)
+    security = open_security(storage, SecuritySettings.from_env(os.environ))
+    security = dataclasses.replace(security, keys=KeyStore(storage, clock=clock))
+    return create_app(settings, security=security, sampler_root_pid=os.getppid())
+
+
+def main() -> None:
+    prepare(Settings.from_env())
+    app = "tests.e2e.clocked_app:build()"
+    argv = [sys.executable, "-m", "gunicorn", "--config", "python:app.gunicorn_conf", app]
+    os.execv(sys.executable, argv)
+
+
+if __name__ == "__main__":
+    main()
