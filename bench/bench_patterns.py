@@ -1,4 +1,4 @@
-"""Package-pattern matching (issue 9, item 1): the ReDoS pattern, then and now.
+"""Package-pattern matching: the ReDoS pattern, then and now.
 
 Run: .venv/bin/python -m pytest bench/bench_patterns.py --benchmark-only -q
      .venv/bin/python -m bench.bench_patterns   (one call each, old regex x1..x4)

@@ -1,4 +1,4 @@
-"""Automatic blocks cannot be aimed at other people; IPv6 counts by prefix (issue 9, items 7, 8).
+"""Automatic blocks cannot be aimed at other people; IPv6 counts by prefix.
 
 Each test replays an attack from the security review against the real app
 (real data dir, real shared limiter) and shows it no longer works.

@@ -313,7 +313,7 @@ def test_bulk_audit_values_must_be_version_lists(harness: AppHarness) -> None:
     error_of(r, 400)
 
 
-# -- strings r13 could not render later (issue 8: refused at write time) ---------------------
+# -- strings r13 could not render later (refused at write time) ---------------------
 
 JSON_WRITE_ROUTES = [
     *WRITE_ROUTES,

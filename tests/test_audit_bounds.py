@@ -1,4 +1,4 @@
-"""The legacy audit routes under hostile trees (issue 9, item 2): bounded before walking,
+"""The legacy audit routes under hostile trees: bounded before walking,
 walked without a path per node, refused beyond the bounds, with memory measured."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The audit log is tamper-evident (issue 9, item 13): a hash chain that
+"""The audit log is tamper-evident: a hash chain that
 ``r13 security audit --verify`` checks, tampered with here through the SQLite file."""
 
 from __future__ import annotations

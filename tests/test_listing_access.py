@@ -1,4 +1,4 @@
-"""Listings answer only what a GET would (issue 9, item 5): search, owners, dist-tags, audits.
+"""Listings answer only what a GET would: search, owners, dist-tags, audits.
 
 A caller refused with 403 on a package used to see it, its version and its
 maintainers in search, and its advisories in audit answers.

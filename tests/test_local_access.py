@@ -1,4 +1,4 @@
-""" "Local" means this machine, never a proxy on it (issue 9, item 6).
+""" "Local" means this machine, never a proxy on it.
 
 /metrics, /_api/performance/* and /_api/config are open to local clients
 without a key while PRIVATE_REGISTRY is on, and so is the bootstrap admin

@@ -1,4 +1,4 @@
-"""Package patterns (issue 9, item 1): linear-time matching, validation at every entry point."""
+"""Package patterns: linear-time matching, validation at every entry point."""
 
 from __future__ import annotations
 

@@ -115,7 +115,7 @@ OK = "ok"  # anything but 401/403 (404 for a missing package, 400 for an empty b
 
 # [kind][caller] -> OK, 401 or 403 (PRIVATE_REGISTRY on). Bad keys are 401 everywhere.
 # scoped_admin: an admin key limited to packages (stored before r13 refused to make one):
-# it never administers, so it is wrong_scope everywhere (issue 9, item 13).
+# it never administers, so it is wrong_scope everywhere.
 _BAD = {"anonymous": 401, "expired": 401, "revoked": 401, "wrong_cidr": 401}
 RULES: dict[str, dict[str, Any]] = {
     "identity": {**_BAD, "read": OK, "write": OK, "admin": OK, "wrong_scope": OK, "user": OK},

@@ -1,4 +1,4 @@
-"""Users and keys are distinct principals (issue 9, item 3).
+"""Users and keys are distinct principals.
 
 The attack: with open signup, sign up as a user named like a publishing key
 (``ci-publish``), then publish a version of the key's package and move latest.

@@ -1,4 +1,4 @@
-"""The concurrent first publish (issue 9 item 4), with two real processes on one data dir.
+"""The concurrent first publish, with two real processes on one data dir.
 
 The attacker's publish of a name nobody owns yet starts first: the app's early
 check ("package absent: anyone who may publish starts it") passes and the body

@@ -182,7 +182,7 @@ def test_non_bmp_text_is_fine(reg: Registry) -> None:
     assert served(reg)["full"]["description"] == "emoji \U0001f600 ok"
 
 
-# -- ownership at commit (issue 9 item 4) ------------------------------------------------------
+# -- ownership at commit ------------------------------------------------------
 
 
 def only(owner: str) -> Any:

@@ -1,4 +1,4 @@
-"""Another local user cannot take over r13's live state or read its files (issue 9, item 9).
+"""Another local user cannot take over r13's live state or read its files.
 
 The review pre-created r13's shared-memory segments with mode 0666 as another
 user; r13 adopted them and that user switched PRIVATE_REGISTRY off in the

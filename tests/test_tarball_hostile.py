@@ -412,7 +412,7 @@ def test_a_package_json_over_its_limit_is_refused() -> None:
     refused(raw_tgz(big), "package.json in the tarball is too large", Limits(max_manifest=1024))
 
 
-# -- package.json contents (issue 9 item 13) ---------------------------------------------
+# -- package.json contents ---------------------------------------------
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Token lifetimes (issue 9, items 12 and 13): logout, password and role changes, expiry,
+"""Token lifetimes: logout, password and role changes, expiry,
 uncollected web logins, and the package-scoped admin key."""
 
 from __future__ import annotations

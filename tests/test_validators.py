@@ -1,4 +1,4 @@
-"""Every validator refuses a trailing newline (issue 9, item 10).
+"""Every validator refuses a trailing newline.
 
 A regex ending in ``$`` also matches before a final ``\\n``: a non-maintainer
 published ``1.0.0\\n`` beside 1.0.0, and a non-admin published

@@ -1,4 +1,4 @@
-"""The security review's deployment findings against a real `r13 serve` (issue 9, items 6, 7, 9).
+"""The security review's deployment findings against a real `r13 serve`.
 
 Real gunicorn with several workers: file modes after a real serve and
 publish, a real reverse proxy process in front of it on the same host, and
