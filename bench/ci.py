@@ -115,6 +115,12 @@ STEPS = [
          "--json", "{out}/prometheus_multiprocess.json"],
         "prometheus_multiprocess.json",
     ),
+    Step(
+        "package patterns: the old regex vs the automaton, one call each",
+        ["-m", "bench.bench_patterns", "--max-repeat", "3",
+         "--json", "{out}/bench_patterns.json"],
+        "bench_patterns.json",
+    ),
 ]  # fmt: skip
 
 

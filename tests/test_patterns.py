@@ -122,7 +122,7 @@ _NAMES = st.one_of(
 _PATTERNS = st.text(alphabet="ab*/@-", max_size=8)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400)
 @given(pattern=_PATTERNS, name=_NAMES)
 def test_the_automaton_agrees_with_the_glob_semantics(pattern: str, name: str) -> None:
     assert Pattern(pattern).match(name) == bool(_reference(pattern).fullmatch(name))
@@ -145,7 +145,7 @@ def test_glob_semantics_by_example() -> None:
         assert Pattern(pattern).match(name) is expected, (pattern, name)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400)
 @given(pattern=_PATTERNS, name=_NAMES)
 def test_the_shortcuts_agree_with_the_automaton(pattern: str, name: str) -> None:
     compiled = Pattern(pattern)
