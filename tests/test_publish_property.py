@@ -67,7 +67,6 @@ def _encode(body: dict[str, Any], raw: bool) -> bytes:
 
 @settings(
     max_examples=60,
-    deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(value=_json, place=_places, raw=st.booleans())

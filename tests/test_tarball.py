@@ -201,7 +201,7 @@ def test_mismatched_shasum_is_refused() -> None:
 # -- properties ---------------------------------------------------------------------------
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150)
 @given(st.binary(max_size=4096), st.booleans())
 def test_hostile_bytes_only_ever_fail_as_invalid_publish(data: bytes, gzipped: bool) -> None:
     payload = gzip.compress(data) if gzipped else b"\x1f\x8b" + data

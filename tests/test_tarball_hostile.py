@@ -505,7 +505,7 @@ def archives(draw: st.DrawFn) -> tuple[bytes, list[tuple[str, bool, bytes]]]:
     return gzip.compress(buf.getvalue(), mtime=0), members
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(archives())
 def test_what_r13_accepts_tarfile_reads_the_same_way(
     made: tuple[bytes, list[tuple[str, bool, bytes]]],
@@ -522,7 +522,7 @@ def test_what_r13_accepts_tarfile_reads_the_same_way(
     assert info.manifest == __import__("json").loads(raw)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(archives(), st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=8))
 def test_a_corrupted_archive_only_ever_fails_as_invalid_publish(
     made: tuple[bytes, list[tuple[str, bool, bytes]]], flips: list[tuple[int, int]]
