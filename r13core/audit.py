@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from r13core.errors import InvalidValue
 from r13core.storage.base import AUDIT_GENESIS, AuditRecord, Storage
@@ -68,6 +68,36 @@ class ChainReport:
         return self.broken_at is None
 
 
+@dataclass(frozen=True)
+class Actor:
+    """Who acts in a domain operation, as its audit event records it.
+
+    ``name`` is a principal (a user name, ``key:<id>`` for a bare key) or one of
+    the fixed names below; ``address`` is the client address the request came
+    from (``""`` where there is none: the CLI on the data dir, r13 itself).
+    Front ends (HTTP resources, the CLI, the terminal) build one and pass it to
+    the r13core operation, which writes its own event.
+    """
+
+    name: str
+    address: str = ""
+
+    CLI: ClassVar[str] = "cli"
+    """``r13`` commands run on the data dir."""
+    SYSTEM: ClassVar[str] = "r13"
+    """r13 itself (automatic blocks, bootstrap)."""
+
+    @classmethod
+    def cli(cls) -> Actor:
+        """The actor of an ``r13`` command on the data dir."""
+        return cls(cls.CLI)
+
+    @classmethod
+    def system(cls, address: str = "") -> Actor:
+        """r13 acting on its own (``address``: the client it acts about, if any)."""
+        return cls(cls.SYSTEM, address)
+
+
 class AuditLog:
     """Appends events to storage and pages through them."""
 
@@ -80,6 +110,10 @@ class AuditLog:
     ) -> int:
         """Append one event (e.g. ``("alice", "key.create", "ci-1", ip="10.0.0.1")``)."""
         return self._db.append_audit(self._clock(), actor, action, target, ip, detail)
+
+    def record_by(self, actor: Actor, action: str, target: str = "", **detail: Any) -> int:
+        """:meth:`record` for ``actor`` (its name and address)."""
+        return self.record(actor.name, action, target, ip=actor.address, **detail)
 
     def safe_record(
         self, actor: str, action: str, target: str = "", *, ip: str = "", **detail: Any
