@@ -35,17 +35,16 @@ from app.resources.whoami import Whoami
 from app.security import SecurityMiddleware, SecurityServices, open_security
 from app.service import RegistryService
 from r13core.config import Config13, ConfigStore
+from r13core.database import Storage, open_database
 from r13core.datadir import make_private_dirs, secure_data_dir
 from r13core.keys import KeyStore
 from r13core.monitor import RegistryStats
 from r13core.names import PackageName
 from r13core.ratelimit import RateLimiter
 from r13core.security import SecuritySettings
-from r13core.settings import Settings
-from r13core.storage.base import Storage
+from r13core.settings import Settings, database_url
 from r13core.usage import Analytics
 
-DATABASE = "registry.sqlite3"  # where Registry.open keeps it
 log = logging.getLogger("r13")
 
 
@@ -65,12 +64,13 @@ def open_config(settings: Settings) -> ConfigStore:
     return store
 
 
-def open_storage(data_dir: Path) -> Storage:
-    """The metadata database of ``data_dir`` (connections open lazily, per process)."""
-    from r13core.storage.sqlite import SQLiteStorage
+def open_storage(data_dir: Path, url: str | None = None) -> Storage:
+    """The metadata database: ``url``, else R13_DATABASE_URL, else ``data_dir``'s SQLite file.
 
+    Connections open lazily, per process (after fork) and thread.
+    """
     make_private_dirs(data_dir)
-    return SQLiteStorage(data_dir / DATABASE)
+    return open_database(data_dir, url if url is not None else database_url(os.environ))
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ class Services:
 
 
 def open_services(settings: Settings, config: ConfigStore) -> Services:
-    """The default registry and key store: one SQLite database + blob files under the data dir.
+    """The registry and key store over the database (``settings.storage_url``) and the blobs.
 
     Opening is cheap: the database connection is made lazily, so a worker that
     calls this after fork gets its own.
@@ -91,13 +91,15 @@ def open_services(settings: Settings, config: ConfigStore) -> Services:
     from r13core.registry import Registry
     from r13core.tarball import Limits
 
+    storage = open_storage(settings.data_dir, settings.storage_url)
     registry = Registry.open(
         settings.data_dir,
+        storage=storage,
         public_url=settings.public_url,
         config=config.read,
         limits=Limits(max_tarball=settings.max_body),
     )
-    return Services(registry, KeyStore(registry.storage), registry.storage)
+    return Services(registry, KeyStore(storage), storage)
 
 
 def create_app(
@@ -132,8 +134,8 @@ def create_app(
         storage = services.storage
         if registry_stats is None:
             registry_stats = services.registry.stats
-    if storage is None:  # identity, audit and usage live in the data dir's database
-        storage = open_storage(settings.data_dir)
+    if storage is None:  # identity, audit and usage live in the same database
+        storage = open_storage(settings.data_dir, settings.storage_url)
     if security is None:
         sec_settings = security_settings or SecuritySettings.from_env(os.environ)
         security = open_security(storage, sec_settings)

@@ -47,8 +47,7 @@ from r13core.metrics import (
 from r13core.monitor import MonitorSettings, MonitorView, RegistryStats, Sampler
 from r13core.registry import PackageChange
 from r13core.settings import Settings
-from r13core.storage.usage import UsageStorage
-from r13core.usage import Clock, UsageRecorder
+from r13core.usage import Clock, UsageRecorder, UsageStorage
 
 log = logging.getLogger("r13.access")
 debug_log = logging.getLogger("r13.debug")

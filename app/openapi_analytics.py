@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from r13core.storage.usage import KINDS
-from r13core.usage import DEFAULT_DAYS, MAX_DAYS, MAX_TOP
+from r13core.usage import DEFAULT_DAYS, KINDS, MAX_DAYS, MAX_TOP
 
 _ERR: Final = {"$ref": "#/components/schemas/Error"}
 _DAY: Final = {"type": "string", "format": "date", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}

@@ -41,6 +41,7 @@ from app.auth import Guard
 from app.http import LOGOUT_PREFIX, bearer_token, raw_path
 from r13core.access import Policy
 from r13core.audit import AuditLog
+from r13core.database import Storage
 from r13core.errors import Unauthorized
 from r13core.keys import KeyStore
 from r13core.metrics import METHODS
@@ -48,6 +49,7 @@ from r13core.ratelimit import Decision, RateLimiter
 from r13core.security import (
     AUTO,
     Blocklist,
+    BlockRecord,
     SecurityCounters,
     SecuritySettings,
     Strikes,
@@ -56,7 +58,6 @@ from r13core.security import (
     is_local,
 )
 from r13core.settings import Settings
-from r13core.storage.base import BlockRecord, Storage
 from r13core.users import UserStore
 
 log = logging.getLogger("r13.security")

@@ -34,7 +34,8 @@ from r13core.errors import BadRequest, NotFound, PayloadTooLarge
 from r13core.jsonsafe import check_document, refuse_surrogates
 from r13core.names import MAX_NAME_LENGTH, PackageName
 from r13core.semver import Range
-from r13core.storage.base import AdvisoryRecord, JSONDict, Storage
+from r13core.storage.advisories import AdvisoryRecord, AdvisoryStorage
+from r13core.storage.packages import JSONDict
 
 SEVERITIES: Final = ("info", "low", "moderate", "high", "critical")
 _DEV, _OPTIONAL, _BUNDLED = 1, 2, 4
@@ -191,9 +192,9 @@ class Tree:
 
 
 class Advisories:
-    """Advisories over a :class:`Storage`, and the audits npm clients ask for."""
+    """Advisories over an :class:`AdvisoryStorage`, and the audits npm clients ask for."""
 
-    def __init__(self, storage: Storage, limits: AuditLimits | None = None) -> None:
+    def __init__(self, storage: AdvisoryStorage, limits: AuditLimits | None = None) -> None:
         self.storage = storage
         self.limits = limits or AuditLimits()
 

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Final
 
 from r13core.errors import InvalidValue
-from r13core.storage.base import AUDIT_GENESIS, AuditRecord, Storage
+from r13core.storage.audit import AUDIT_GENESIS, AuditRecord, AuditStorage
 
 log = logging.getLogger("r13.audit")
 MAX_PAGE: Final = 1000
@@ -101,7 +101,7 @@ class Actor:
 class AuditLog:
     """Appends events to storage and pages through them."""
 
-    def __init__(self, db: Storage, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, db: AuditStorage, *, clock: Callable[[], float] = time.time) -> None:
         self._db = db
         self._clock = clock
 

@@ -29,7 +29,8 @@ from typing import Final
 
 from r13core.errors import InvalidValue, NameTaken, NotFound, Unauthorized
 from r13core.patterns import parse_patterns
-from r13core.storage.base import KeyRecord, Storage
+from r13core.storage.identity import IdentityStorage
+from r13core.storage.identity import KeyRecord as KeyRecord  # for the web layer
 
 PREFIX: Final = "r13_"
 _ALPHABET: Final = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -214,21 +215,21 @@ def new_key_id(stem: str) -> str:
 
 
 class KeyStore:
-    """Keys kept in a :class:`Storage`. ``clock`` returns POSIX seconds (tests pass one).
+    """Keys kept in an :class:`IdentityStorage`. ``clock`` returns POSIX seconds (tests pass one).
 
     :meth:`authenticate` is on every request's path, so it keeps an in-process
     cache of live keys by secret. The cache is checked against
-    ``Storage.auth_version()`` (for SQLite: the thread connection's
-    ``PRAGMA data_version``, which moves whenever another connection — another
-    thread, worker or the CLI — commits, plus a count of this process's own auth
-    writes), so a revocation, rotation or role change made anywhere is seen by
-    every worker on its next request; expiry is checked on every hit against
-    the clock. Usage (count, last used) is counted in memory without a lock and
-    written in one batch every few seconds: the count is approximate (two threads
-    counting the same key at the same instant may lose one), the time is not.
+    ``IdentityStorage.auth_version()`` (the storage's change signal,
+    r13core/storage/signals.py, moved by every committed change to keys, users
+    or blocks in any thread, worker or the CLI), so a revocation, rotation or
+    role change made anywhere is seen by every worker on its next request;
+    expiry is checked on every hit against the clock. Usage (count, last used) is
+    counted in memory without a lock and written in one batch every few seconds:
+    the count is approximate (two threads counting the same key at the same
+    instant may lose one), the time is not.
     """
 
-    def __init__(self, db: Storage, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, db: IdentityStorage, *, clock: Callable[[], float] = time.time) -> None:
         self._db = db
         self._clock = clock
         self._cache: dict[str, tuple[KeyInfo, float]] = {}
@@ -410,7 +411,7 @@ class KeyStore:
     def authenticate(self, secret: str, *, version: object = None) -> KeyInfo:
         """The live key behind ``secret``; Unauthorized (one message for all causes) if none.
 
-        ``version``: ``Storage.auth_version()`` if the caller has just read it (the
+        ``version``: ``IdentityStorage.auth_version()`` if the caller has just read it (the
         security middleware reads it once per request for keys and blocks alike).
         """
         if version is None:

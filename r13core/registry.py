@@ -3,7 +3,7 @@
 The app parses requests and calls one method here per request; this module
 knows the protocol's rules (docs/registry-api.md) and nothing about HTTP.
 
-Stored document (one per package, :class:`r13core.storage.base.PackageRecord`)::
+Stored document (one per package, :class:`r13core.storage.packages.PackageRecord`)::
 
     {"name", "created", "modified", "dist-tags": {tag: v}, "versions": {v: manifest},
      "time": {v: iso}, "maintainers": [{"name", "email"}], "readme",
@@ -59,16 +59,17 @@ from r13core.publish_checks import check_tag as _check_tag
 from r13core.search import search as search_packages
 from r13core.search import summarize
 from r13core.semver import Version, parse_version, version_key
-from r13core.storage.base import (
-    BlobStore,
-    JSONDict,
-    PackageRecord,
-    RenderRecord,
-    Storage,
-    WriteTxn,
-)
-from r13core.storage.base import TarballRecord as _TarballRow
+from r13core.storage.advisories import AdvisoryStorage
+from r13core.storage.blobs import BlobStore
+from r13core.storage.identity import IdentityStorage
+from r13core.storage.packages import JSONDict, PackageRecord, PackageStorage, RenderRecord, WriteTxn
+from r13core.storage.packages import TarballRecord as _TarballRow
 from r13core.tarball import Limits, sri_from_hex
+
+
+class RegistryStorage(PackageStorage, AdvisoryStorage, IdentityStorage, Protocol):
+    """What the registry uses: packages, advisories, and keys and users (as maintainers)."""
+
 
 # Raises (Forbidden) unless the caller may change a package with these maintainers.
 OwnerCheck = Callable[[list[str]], None]
@@ -180,14 +181,14 @@ def _latest_of(versions: Iterator[str] | list[str]) -> str | None:
 
 
 class Registry:
-    """npm registry semantics over a :class:`Storage` and a :class:`BlobStore`.
+    """npm registry semantics over a :class:`RegistryStorage` and a :class:`BlobStore`.
 
     ``config`` returns the live record; flags are read on every call.
     """
 
     def __init__(
         self,
-        storage: Storage,
+        storage: RegistryStorage,
         blobs: BlobStore,
         *,
         public_url: str,
@@ -221,18 +222,19 @@ class Registry:
         cls,
         data_dir: Path,
         *,
+        storage: RegistryStorage | None = None,
         public_url: str,
         config: Callable[[], Config13],
         limits: Limits | None = None,
     ) -> Registry:
-        """The embedded default: ``data_dir/registry.sqlite3`` and ``data_dir/blobs/``."""
+        """Over ``storage`` (default: ``data_dir/registry.sqlite3``) and ``data_dir/blobs/``."""
+        from r13core.database import open_database
         from r13core.storage.blobs import FileBlobStore
-        from r13core.storage.sqlite import SQLiteStorage
 
         data_dir = Path(data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
         return cls(
-            SQLiteStorage(data_dir / "registry.sqlite3"),
+            open_database(data_dir) if storage is None else storage,
             FileBlobStore(data_dir / "blobs"),
             public_url=public_url,
             config=config,

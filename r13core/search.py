@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from r13core.names import PackageName
-from r13core.storage.base import JSONDict, Storage
+from r13core.storage.packages import JSONDict, PackageStorage
 
 
 def _now() -> str:
@@ -27,7 +27,7 @@ def _now() -> str:
 
 
 def search(
-    storage: Storage,
+    storage: PackageStorage,
     text: str,
     size: int = 20,
     offset: int = 0,

@@ -3,7 +3,7 @@
 Everything here is shared by all worker processes of a data dir:
 
 * blocks live in the database (so they survive restarts) and each process
-  keeps a copy checked against ``Storage.auth_version()`` on every request, so
+  keeps a copy checked against ``IdentityStorage.auth_version()`` on every request, so
   a block or unblock made by any worker or the CLI holds everywhere at once;
 * strikes (auth failures, rate-limit violations, anomalies) are counted in the
   C rate limiter's shared table: a bucket of ``threshold`` per ``window``
@@ -27,7 +27,9 @@ from typing import Final, Protocol
 from r13core.access import Rule, load_rules
 from r13core.errors import InvalidValue
 from r13core.keys import IPNetwork, parse_cidrs
-from r13core.storage.base import BlockRecord, Storage
+from r13core.storage.counters import CountersStorage
+from r13core.storage.identity import BlockRecord as BlockRecord  # for the web layer
+from r13core.storage.identity import IdentityStorage
 from r13core.users import Role
 
 COUNTER_FLUSH_SECONDS: Final = 2.0
@@ -239,7 +241,7 @@ class Blocklist:
     """
 
     def __init__(
-        self, db: Storage, *, ipv6_prefix: int = 64, clock: Callable[[], float] = time.time
+        self, db: IdentityStorage, *, ipv6_prefix: int = 64, clock: Callable[[], float] = time.time
     ) -> None:
         self._db = db
         self._prefix = ipv6_prefix
@@ -414,7 +416,7 @@ class SecurityCounters:
     events, for a worker that has been idle since) may be missing.
     """
 
-    def __init__(self, db: Storage, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, db: CountersStorage, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._db = db
         self._clock = clock
         self._pending: Counter[tuple[str, str]] = Counter()

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from r13core.config import Feature
+from r13core.database import default_url
 from r13core.errors import InvalidValue
+from r13core.storage import parse_url
 
 
 class SettingsError(InvalidValue):
@@ -45,6 +47,18 @@ def _bool(env: Mapping[str, str], name: str) -> bool | None:
     raise SettingsError(f"{name}={raw!r} must be 0 or 1")
 
 
+def database_url(env: Mapping[str, str]) -> str | None:
+    """R13_DATABASE_URL, checked (r13core/storage/backends.py); None when unset or blank."""
+    raw = env.get("R13_DATABASE_URL", "").strip()
+    if not raw:
+        return None
+    try:
+        parse_url(raw)
+    except InvalidValue as exc:  # the message never repeats the URL: it may hold a password
+        raise SettingsError(f"R13_DATABASE_URL: {exc}") from None
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything r13 reads from its environment, validated."""
@@ -72,6 +86,13 @@ class Settings:
     usage_flush_interval_ms: int = 5000
     # R13_FEATURE_<NAME>=0|1: bits forced at start, as (flag, on) pairs.
     feature_overrides: tuple[tuple[Feature, bool], ...] = field(default=())
+    # R13_DATABASE_URL: where metadata lives; None = the data dir's file (storage_url).
+    database_url: str | None = None
+
+    @property
+    def storage_url(self) -> str:
+        """The metadata database's URL: R13_DATABASE_URL, else ``sqlite:///<data>/registry.sqlite3``."""
+        return self.database_url if self.database_url is not None else default_url(self.data_dir)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -115,4 +136,5 @@ class Settings:
             sweep_min_age_ms=_int(env, "R13_SWEEP_MIN_AGE", 3_600_000, 0, 2**40),
             usage_flush_interval_ms=_int(env, "R13_USAGE_FLUSH_INTERVAL", 5000, 10, 86_400_000),
             feature_overrides=tuple(overrides),
+            database_url=database_url(env),
         )

@@ -26,7 +26,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 
 from r13core.errors import InvalidValue
-from r13core.storage.usage import KINDS, UsageStorage
+from r13core.storage.usage import KINDS as KINDS  # for the web layer
+from r13core.storage.usage import UsageStorage as UsageStorage  # for the web layer
 
 log = logging.getLogger("r13.usage")
 

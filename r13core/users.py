@@ -30,7 +30,9 @@ from typing import Final
 
 from r13core.errors import InvalidValue, NameTaken, NotFound, Unauthorized
 from r13core.keys import Permission
-from r13core.storage.base import Storage, UserRecord
+from r13core.storage.identity import IdentityStorage
+from r13core.storage.identity import UserRecord as UserRecord  # for the web layer
+from r13core.storage.identity import WebLoginRecord as WebLoginRecord  # for the web layer
 
 _N: Final = 2**14
 _R: Final = 8
@@ -160,9 +162,9 @@ def _check_password(password: object) -> str:
 
 
 class UserStore:
-    """Users kept in a :class:`Storage`."""
+    """Users kept in an :class:`IdentityStorage`."""
 
-    def __init__(self, db: Storage, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, db: IdentityStorage, *, clock: Callable[[], float] = time.time) -> None:
         self._db = db
         self._clock = clock
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-import r13core.storage.sqlite as sqlite_module
+import r13core.storage.sqlite.migrations as sqlite_module
 from app.cli import main
 from app.main import open_storage
 from r13core.audit import AuditLog

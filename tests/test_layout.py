@@ -57,3 +57,17 @@ def test_only_ffi_module_imports_the_compiled_core() -> None:
 def test_only_r13core_modules_use_the_ffi_module() -> None:
     for path in (ROOT / "app").rglob("*.py"):
         assert not any(n.startswith("r13core._ffi") for n in _imports(path)), path
+
+
+def test_app_reaches_storage_only_through_the_domain_modules() -> None:
+    # The web layer holds a storage (r13core.database opens it) and hands it to
+    # r13core's domain objects; records come re-exported by those modules. So a
+    # second backend, or a change of schema, never touches app/.
+    offenders = [
+        f"{path.relative_to(ROOT).as_posix()}: {name}"
+        for path in sorted((ROOT / "app").rglob("*.py"))
+        for name in sorted(_imports(path))
+        if name in ("r13core.storage", "sqlite3")
+        or name.startswith(("r13core.storage.", "sqlite3."))
+    ]
+    assert offenders == []

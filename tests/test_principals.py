@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-import r13core.storage.sqlite as sqlite_module
+import r13core.storage.sqlite.migrations as sqlite_module
 from r13core.access import Action, Policy, parse_rules
 from r13core.errors import Forbidden, NameTaken
 from r13core.keys import KeyStore, Permission, hash_secret, new_secret

@@ -30,7 +30,7 @@ from r13core.settings import Settings
 from r13core.storage.base import TarballRecord, WriteTxn
 from r13core.sweeper import Sweeper, startup_sweep
 from tests.npm_builders import files_under, open_registry, publish_body
-from tests.storage_contract import age_file
+from tests.storage_contracts import age_file
 
 A = PackageName.parse("widget")
 fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")

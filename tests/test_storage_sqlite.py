@@ -9,16 +9,36 @@ from pathlib import Path
 
 import pytest
 
-from r13core.storage import sqlite as sqlite_module
 from r13core.storage.blobs import FileBlobStore
-from r13core.storage.sqlite import SQLiteStorage
-from tests.storage_contract import (
+from r13core.storage.identity import KeyRecord, UserRecord
+from r13core.storage.signals import FileChangeSignal
+from r13core.storage.sqlite import (
+    SQLiteAdvisories,
+    SQLiteAudit,
+    SQLiteCounters,
+    SQLiteDatabase,
+    SQLiteIdentity,
+    SQLitePackages,
+    SQLiteStorage,
+    SQLiteUsage,
+)
+from r13core.storage.sqlite import migrations as sqlite_module
+from tests.storage_contracts import (
+    CONCERNS,
+    AdvisoryStorageContract,
+    AuditStorageContract,
     BlobStoreContract,
+    ChangeSignalContract,
+    CountersStorageContract,
     IdentityStorageContract,
+    PackageStorageContract,
     StorageContract,
     UsageStorageContract,
     age_file,
 )
+from tests.storage_contracts.signals import OpenSignal
+
+# -- the contracts: the whole store, then each concern's class alone over the same schema --
 
 
 class TestSQLiteStorage(StorageContract):
@@ -26,17 +46,107 @@ class TestSQLiteStorage(StorageContract):
     def storage(self, tmp_path: Path) -> SQLiteStorage:
         return SQLiteStorage(tmp_path / "registry.sqlite3")
 
-
-class TestSQLiteIdentityStorage(IdentityStorageContract):
     @pytest.fixture
-    def storage(self, tmp_path: Path) -> SQLiteStorage:
-        return SQLiteStorage(tmp_path / "registry.sqlite3")
+    def twin(self, storage: SQLiteStorage) -> SQLiteStorage:
+        return SQLiteStorage(storage.path)
 
 
-class TestSQLiteUsageStorage(UsageStorageContract):
+class TestSQLitePackagesAlone(PackageStorageContract):
     @pytest.fixture
-    def storage(self, tmp_path: Path) -> SQLiteStorage:
-        return SQLiteStorage(tmp_path / "registry.sqlite3")
+    def storage(self, tmp_path: Path) -> SQLitePackages:
+        return SQLitePackages(tmp_path / "registry.sqlite3")
+
+
+class TestSQLiteIdentityAlone(IdentityStorageContract):
+    @pytest.fixture
+    def storage(self, tmp_path: Path) -> SQLiteIdentity:
+        return SQLiteIdentity(tmp_path / "registry.sqlite3")
+
+    @pytest.fixture
+    def twin(self, storage: SQLiteIdentity) -> SQLiteIdentity:
+        return SQLiteIdentity(storage.path)
+
+
+class TestSQLiteAuditAlone(AuditStorageContract):
+    @pytest.fixture
+    def storage(self, tmp_path: Path) -> SQLiteAudit:
+        return SQLiteAudit(tmp_path / "registry.sqlite3")
+
+
+class TestSQLiteAdvisoriesAlone(AdvisoryStorageContract):
+    @pytest.fixture
+    def storage(self, tmp_path: Path) -> SQLiteAdvisories:
+        return SQLiteAdvisories(tmp_path / "registry.sqlite3")
+
+
+class TestSQLiteCountersAlone(CountersStorageContract):
+    @pytest.fixture
+    def storage(self, tmp_path: Path) -> SQLiteCounters:
+        return SQLiteCounters(tmp_path / "registry.sqlite3")
+
+
+class TestSQLiteUsageAlone(UsageStorageContract):
+    @pytest.fixture
+    def storage(self, tmp_path: Path) -> SQLiteUsage:
+        return SQLiteUsage(tmp_path / "registry.sqlite3")
+
+
+class TestFileChangeSignal(ChangeSignalContract):
+    @pytest.fixture
+    def open_signal(self, tmp_path: Path) -> OpenSignal:
+        return lambda: FileChangeSignal(tmp_path / "registry.sqlite3-authgen")
+
+
+class TestFileBlobStore(BlobStoreContract):
+    @pytest.fixture
+    def blobs(self, tmp_path: Path) -> FileBlobStore:
+        return FileBlobStore(tmp_path / "blobs")
+
+
+def test_the_whole_contract_runs_every_test_of_every_concern() -> None:
+    # A test name shared by two concern suites would hide one of them in StorageContract.
+    names = [n for suite in CONCERNS for n in vars(suite) if n.startswith("test_")]
+    assert len(names) == len(set(names))
+    assert set(names) <= set(dir(StorageContract))
+
+
+def test_the_store_is_every_concern_over_one_file(tmp_path: Path) -> None:
+    concerns = (SQLitePackages, SQLiteIdentity, SQLiteAudit, SQLiteAdvisories, SQLiteCounters,
+                SQLiteUsage)  # fmt: skip
+    assert all(issubclass(SQLiteStorage, c) and issubclass(c, SQLiteDatabase) for c in concerns)
+    path = tmp_path / "registry.sqlite3"
+    SQLiteAudit(path).append_audit(1.0, "a", "x", "t", "ip", {})
+    SQLiteAdvisories(path).add_advisory("left-pad", {"title": "t"})
+    store = SQLiteStorage(path)
+    assert [e.actor for e in store.audit_events()] == ["a"]
+    assert [a.package for a in store.advisories()] == ["left-pad"]
+
+
+def test_a_write_that_changes_no_row_signals_nothing(tmp_path: Path) -> None:
+    # Every worker reloads its caches on a bump: a no-op must not cost them that.
+    storage = SQLiteStorage(tmp_path / "registry.sqlite3")
+    before = storage.auth_version()
+    assert not storage.revoke_key("ghost")
+    assert not storage.update_key(KeyRecord("ghost", "h", 1, 1.0, None, False))
+    assert not storage.remove_block("192.0.2.1")
+    assert not storage.remove_user("nobody")
+    assert not storage.update_user(UserRecord("nobody", "h", "reader", "", 1.0))
+    assert storage.auth_version() == before
+    assert storage.add_key(KeyRecord("k", "h", 1, 1.0, None, False))
+    assert storage.auth_version() != before
+
+
+def test_a_failed_write_rolls_back_and_signals_nothing(tmp_path: Path) -> None:
+    storage = SQLiteStorage(tmp_path / "registry.sqlite3")
+    before = storage.auth_version()
+    with pytest.raises(RuntimeError), storage._transaction(storage.auth_changes) as conn:
+        conn.execute("INSERT INTO ip_blocks (ip, reason, created) VALUES ('192.0.2.1', 'x', 1)")
+        raise RuntimeError("crash before commit")
+    assert storage.list_blocks() == []
+    assert storage.auth_version() == before
+    assert not storage._conn().in_transaction
+    storage.add_counters([("k", "l", 1)])  # the connection is usable again
+    assert storage.counters() == [("k", "l", 1)]
 
 
 def test_the_audit_log_refuses_updates_and_deletes(tmp_path: Path) -> None:
@@ -67,12 +177,6 @@ def test_a_version_2_database_migrates_and_keeps_its_keys(tmp_path: Path) -> Non
     conn.close()
     key = SQLiteStorage(path).get_key("admin")
     assert key is not None and key.permission == 3 and key.owner is None and key.cidr == ()
-
-
-class TestFileBlobStore(BlobStoreContract):
-    @pytest.fixture
-    def blobs(self, tmp_path: Path) -> FileBlobStore:
-        return FileBlobStore(tmp_path / "blobs")
 
 
 def test_database_runs_in_wal_mode_with_full_sync(tmp_path: Path) -> None:

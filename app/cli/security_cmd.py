@@ -17,8 +17,14 @@ from app.main import open_storage
 from r13core.audit import AuditLog
 from r13core.errors import NotFound
 from r13core.ratelimit import RateLimiter
-from r13core.security import MANUAL, Blocklist, SecuritySettings, forget, parse_client
-from r13core.storage.base import BlockRecord
+from r13core.security import (
+    MANUAL,
+    Blocklist,
+    BlockRecord,
+    SecuritySettings,
+    forget,
+    parse_client,
+)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

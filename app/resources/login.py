@@ -33,8 +33,7 @@ from app.http import read_body, read_json_object, send_media
 from app.security import SecurityServices
 from r13core.errors import BadRequest, NotFound, Unauthorized
 from r13core.keys import capped_days
-from r13core.storage.base import WebLoginRecord
-from r13core.users import User, check_name
+from r13core.users import User, WebLoginRecord, check_name
 
 WEB_LOGIN_SECONDS: Final = 600
 MAX_LOGIN_BODY: Final = 64 * 1024

@@ -1,4 +1,8 @@
-"""Tarballs as content-addressed files: ``<root>/sha512/ab/cd/<128 hex>``.
+"""Tarball bytes: the :class:`BlobStore` contract and its files implementation.
+
+A blob store keeps tarball bytes content-addressed by sha512
+(tests/storage_contracts/blobs.py is the contract). :class:`FileBlobStore`
+keeps them as files: ``<root>/sha512/ab/cd/<128 hex>``.
 
 A put writes a temp file in ``<root>/tmp``, fsyncs it, re-reads and verifies
 its sha512, renames it into place and fsyncs the directory. Only then may the
@@ -19,6 +23,7 @@ Paths come only from a validated hex digest, never from a client.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import fcntl
 import hashlib
@@ -26,12 +31,90 @@ import os
 import re
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol
 
 from r13core.datadir import FILE_MODE, make_private_dirs, open_private
 from r13core.errors import InvalidValue, R13Error
-from r13core.storage.base import BlobInfo, BlobStore
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    """A stored blob: sha512 hex digest, size, and whether this put created it."""
+
+    sha512: str
+    size: int
+    created: bool
+
+
+class BlobStore(Protocol):
+    """Content-addressed tarball bytes, named by their sha512 (lowercase hex)."""
+
+    @abc.abstractmethod
+    def put(self, data: bytes) -> BlobInfo:
+        """Store ``data`` durably and verified; a second put of the same bytes is a no-op."""
+
+    @abc.abstractmethod
+    def path(self, sha512: str) -> Path | None:
+        """A local file holding the blob (for sendfile), or None if absent."""
+
+    @abc.abstractmethod
+    def read(self, sha512: str) -> bytes | None:
+        """The blob's bytes, or None if absent."""
+
+    @abc.abstractmethod
+    def delete(self, sha512: str) -> bool:
+        """Remove a blob; False if it was absent."""
+
+    @abc.abstractmethod
+    def hashes(self) -> Iterator[str]:
+        """Every stored blob's sha512."""
+
+    @abc.abstractmethod
+    def hold(self) -> AbstractContextManager[None]:
+        """Shared hold: while any is held, no sweep or deletion removes a file.
+
+        A publish holds it from before its :meth:`put` until after its commit, so
+        a blob it reuses cannot vanish before the row that refers to it exists.
+        """
+
+    @abc.abstractmethod
+    def sweeping(self) -> AbstractContextManager[None]:
+        """Exclusive: waits until no :meth:`hold` is held; removals happen inside."""
+
+    @abc.abstractmethod
+    def orphans(self, known: set[str], *, min_age: float) -> list[Path]:
+        """Stored files that are not a blob in ``known``, older than ``min_age`` s (a list only).
+
+        Unreferenced blobs, temp files of puts that died, anything else found in the store.
+        """
+
+    @abc.abstractmethod
+    def remove_orphans(self, paths: Iterable[Path], known: set[str], *, min_age: float) -> int:
+        """Remove those of ``paths`` still unreferenced by ``known`` and older than ``min_age``.
+
+        Called inside :meth:`sweeping` with ``known`` read after the lock was taken.
+        Returns how many files went.
+        """
+
+    def prune(self) -> int:
+        """Remove empty containers (directories), when no other process uses the store."""
+        return 0
+
+    def sweep_orphans(self, known: set[str], *, min_age: float = 3600.0) -> int:
+        """Remove every orphan older than ``min_age`` s (see :meth:`orphans`); how many went.
+
+        The age guard keeps a sweep from deleting the file of a publish that has
+        written it but not yet committed when the caller's ``known`` is stale.
+        """
+        candidates = self.orphans(known, min_age=min_age)
+        if not candidates:
+            return 0
+        with self.sweeping():
+            return self.remove_orphans(candidates, known, min_age=min_age)
+
 
 _HEX_RE: Final = re.compile(r"[0-9a-f]{128}")
 _CHUNK: Final = 1 << 20

@@ -11,7 +11,7 @@ unpublished package keeps its history.
 from __future__ import annotations
 
 import abc
-from typing import Final
+from typing import Final, Protocol
 
 KINDS: Final = ("downloads", "publishes", "unpublishes")
 
@@ -19,8 +19,8 @@ Delta = tuple[str, str, str, int]
 """(day ``YYYY-MM-DD``, package, kind, count to add)."""
 
 
-class UsageStorage(abc.ABC):
-    """Per-package daily counters (tests/storage_contract.py: ``UsageStorageContract``)."""
+class UsageStorage(Protocol):
+    """Per-package daily counters (tests/storage_contracts/usage.py is the contract)."""
 
     @abc.abstractmethod
     def add_usage(self, deltas: list[Delta]) -> None:

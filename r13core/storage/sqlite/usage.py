@@ -1,45 +1,27 @@
-"""The usage concern (r13core/storage/usage.py) for the SQLite store (r13core/storage/sqlite.py).
+"""The usage concern (r13core/storage/usage.py) in SQLite.
 
-One table, ``package_usage (package, kind, day) -> count``, created by the
-store's migration 4. The primary key serves a package's series; an index on
-``(kind, day)`` serves the totals per day and the top of a range.
+One table, ``package_usage (package, kind, day) -> count`` (migration 4 in
+r13core/storage/sqlite/migrations.py). The primary key serves a package's
+series; an index on ``(kind, day)`` serves the totals per day and the top of a
+range.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
-from typing import Final
 
+from r13core.storage.sqlite.connection import SQLiteDatabase
 from r13core.storage.usage import Delta, UsageStorage
 
-MIGRATION: Final = (
-    """CREATE TABLE package_usage (
-        package TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        day TEXT NOT NULL,
-        count INTEGER NOT NULL,
-        PRIMARY KEY (package, kind, day)
-    ) WITHOUT ROWID""",
-    "CREATE INDEX package_usage_kind_day ON package_usage (kind, day)",
-)
 
-
-class SQLiteUsage(UsageStorage):
-    """The usage methods; the store provides the connection and the write transaction."""
-
-    def _conn(self) -> sqlite3.Connection:
-        raise NotImplementedError
-
-    def _immediate(self) -> AbstractContextManager[sqlite3.Connection]:
-        raise NotImplementedError
+class SQLiteUsage(SQLiteDatabase, UsageStorage):
+    """Per-package daily counts in the SQLite file."""
 
     def add_usage(self, deltas: list[Delta]) -> None:
         """Add the deltas in one transaction."""
         if not deltas:
             return
-        with self._immediate() as conn:
+        with self._transaction() as conn:
             conn.executemany(
                 "INSERT INTO package_usage (day, package, kind, count) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (package, kind, day) DO UPDATE SET count = count + excluded.count",

@@ -1,0 +1,146 @@
+"""The packages concern of storage: documents, tarball rows, tombstones, renders.
+
+One JSON document per package (the registry's own shape, see
+r13core/registry.py) with a change counter ``rev``, the tarball rows that point
+into the blob store (r13core/storage/blobs.py), the set of every version ever
+published (tombstones, so a version is never reused), a search summary per
+package and cached packument renders. Writes happen inside
+:meth:`PackageStorage.write`, one exclusive transaction; its commit is the
+publish point.
+
+``rev`` values come from one counter shared by all packages of a store and
+only grow, so ``(name, rev)`` never names two different states, even when a
+package is deleted and published again; caches keyed by it stay correct in
+every process. tests/storage_contracts/packages.py is the contract.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+JSONDict = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PackageRecord:
+    """A package's stored document and the rev of the change that wrote it."""
+
+    name: str
+    rev: int
+    doc: JSONDict
+
+
+@dataclass(frozen=True)
+class TarballRecord:
+    """A published version's tarball: the blob's sha512 (hex) and size."""
+
+    name: str
+    version: str
+    sha512: str
+    size: int
+
+
+@dataclass(frozen=True)
+class RenderRecord:
+    """Cached packument bytes for one package state.
+
+    ``key`` says what else the bytes depend on (the public URL), so a render
+    made for another URL is not served.
+    """
+
+    rev: int
+    key: str
+    body: bytes
+    gzip: bytes
+    etag: str
+
+
+class WriteTxn(Protocol):
+    """The operations allowed inside :meth:`PackageStorage.write` (one exclusive transaction)."""
+
+    @abc.abstractmethod
+    def package(self, name: str) -> PackageRecord | None:
+        """The package as of this transaction, or None."""
+
+    @abc.abstractmethod
+    def save_package(self, name: str, doc: JSONDict, *, summary: JSONDict | None = None) -> int:
+        """Insert or replace the package's document (and search summary); returns its new rev."""
+
+    @abc.abstractmethod
+    def delete_package(self, name: str) -> None:
+        """Remove the package, its tarball rows and renders (tombstones stay)."""
+
+    @abc.abstractmethod
+    def used_version(self, name: str, version: str) -> str | None:
+        """The sha512 of the first publish of ``name@version``, or None if never used."""
+
+    @abc.abstractmethod
+    def mark_used(self, name: str, version: str, sha512: str) -> None:
+        """Record that ``name@version`` is taken, forever (no-op if already recorded)."""
+
+    @abc.abstractmethod
+    def add_tarball(self, record: TarballRecord) -> None:
+        """Point ``name@version`` at a blob (replaces an existing row)."""
+
+    @abc.abstractmethod
+    def remove_tarball(self, name: str, version: str) -> None:
+        """Forget ``name@version``'s tarball row (the blob stays until a sweep)."""
+
+
+class PackageStorage(Protocol):
+    """Package state. Safe to use from several threads and (after fork) processes."""
+
+    @abc.abstractmethod
+    def write(self) -> AbstractContextManager[WriteTxn]:
+        """An exclusive write transaction: committed on normal exit, rolled back on error."""
+
+    @abc.abstractmethod
+    def package(self, name: str) -> PackageRecord | None:
+        """The committed package, or None."""
+
+    def package_rev(self, name: str) -> int | None:
+        """The package's current rev, or None if absent (backends make it a cheap lookup)."""
+        record = self.package(name)
+        return None if record is None else record.rev
+
+    @abc.abstractmethod
+    def packages(self) -> Iterator[PackageRecord]:
+        """Every package, in name order."""
+
+    @abc.abstractmethod
+    def summaries(self) -> Iterator[tuple[str, JSONDict]]:
+        """(name, search summary) of every package, by name; ``{}`` where none was saved."""
+
+    @abc.abstractmethod
+    def tarball(self, name: str, version: str) -> TarballRecord | None:
+        """The tarball row of ``name@version``, or None."""
+
+    @abc.abstractmethod
+    def used_version(self, name: str, version: str) -> str | None:
+        """The sha512 of the first publish of ``name@version``, or None if never used."""
+
+    @abc.abstractmethod
+    def blob_refs(self) -> set[str]:
+        """The sha512 of every blob a tarball row refers to."""
+
+    def blobs_in_use(self, hashes: Iterable[str]) -> set[str]:
+        """Those of ``hashes`` that some tarball row refers to (backends may index it)."""
+        return set(hashes) & self.blob_refs()
+
+    @abc.abstractmethod
+    def counts(self) -> tuple[int, int]:
+        """(packages, published versions)."""
+
+    # -- render cache -------------------------------------------------------
+
+    @abc.abstractmethod
+    def render(self, name: str, kind: str) -> RenderRecord | None:
+        """The cached render of ``kind`` for ``name`` (any rev; the caller checks)."""
+
+    @abc.abstractmethod
+    def save_render(self, name: str, kind: str, record: RenderRecord) -> bool:
+        """Cache a render; stored only if ``record.rev`` is still the package's rev."""

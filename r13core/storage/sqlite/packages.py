@@ -1,0 +1,187 @@
+"""The packages concern (r13core/storage/packages.py) in SQLite.
+
+Tables: ``packages (name, rev, doc, summary)``, ``tarballs (name, version,
+sha512, size)`` indexed by sha512, ``used_versions`` (tombstones, never
+deleted), ``renders (name, kind) -> rev, key, body, gzip, etag``, and the
+``meta`` row ``seq``: the one rev counter of the store, bumped inside the
+write transaction that saves a document.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+from r13core.storage.packages import (
+    JSONDict,
+    PackageRecord,
+    PackageStorage,
+    RenderRecord,
+    TarballRecord,
+    WriteTxn,
+)
+from r13core.storage.sqlite.connection import SQLiteDatabase, chunks, dumps
+
+
+def _package(conn: sqlite3.Connection, name: str) -> PackageRecord | None:
+    row = conn.execute("SELECT rev, doc FROM packages WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        return None
+    return PackageRecord(name, int(row[0]), json.loads(row[1]))
+
+
+def _used_version(conn: sqlite3.Connection, name: str, version: str) -> str | None:
+    row = conn.execute(
+        "SELECT sha512 FROM used_versions WHERE name = ? AND version = ?", (name, version)
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+class _Txn(WriteTxn):
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._c = conn
+
+    def package(self, name: str) -> PackageRecord | None:
+        return _package(self._c, name)
+
+    def save_package(self, name: str, doc: JSONDict, *, summary: JSONDict | None = None) -> int:
+        (rev,) = self._c.execute(
+            "UPDATE meta SET value = value + 1 WHERE key = 'seq' RETURNING value"
+        ).fetchone()
+        self._c.execute(
+            "INSERT INTO packages (name, rev, doc, summary) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET "
+            "rev = excluded.rev, doc = excluded.doc, summary = excluded.summary",
+            (name, rev, dumps(doc), dumps(summary or {})),
+        )
+        self._c.execute("DELETE FROM renders WHERE name = ?", (name,))
+        return int(rev)
+
+    def delete_package(self, name: str) -> None:
+        for table in ("packages", "tarballs", "renders"):
+            self._c.execute(f"DELETE FROM {table} WHERE name = ?", (name,))
+
+    def used_version(self, name: str, version: str) -> str | None:
+        return _used_version(self._c, name, version)
+
+    def mark_used(self, name: str, version: str, sha512: str) -> None:
+        self._c.execute(
+            "INSERT OR IGNORE INTO used_versions (name, version, sha512) VALUES (?, ?, ?)",
+            (name, version, sha512),
+        )
+
+    def add_tarball(self, record: TarballRecord) -> None:
+        self._c.execute(
+            "INSERT OR REPLACE INTO tarballs (name, version, sha512, size) VALUES (?, ?, ?, ?)",
+            (record.name, record.version, record.sha512, record.size),
+        )
+
+    def remove_tarball(self, name: str, version: str) -> None:
+        self._c.execute("DELETE FROM tarballs WHERE name = ? AND version = ?", (name, version))
+
+
+class SQLitePackages(SQLiteDatabase, PackageStorage):
+    """Package state in the SQLite file."""
+
+    @contextmanager
+    def write(self) -> Iterator[WriteTxn]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on any exception)."""
+        with self._transaction() as conn:
+            yield _Txn(conn)
+
+    def package(self, name: str) -> PackageRecord | None:
+        """The committed package, or None."""
+        return _package(self._conn(), name)
+
+    def package_rev(self, name: str) -> int | None:
+        """The package's rev, or None (without reading the document)."""
+        row = self._conn().execute("SELECT rev FROM packages WHERE name = ?", (name,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def packages(self) -> Iterator[PackageRecord]:
+        """Every package, by name."""
+        rows = self._conn().execute("SELECT name, rev, doc FROM packages ORDER BY name").fetchall()
+        for name, rev, doc in rows:
+            yield PackageRecord(name, int(rev), json.loads(doc))
+
+    def summaries(self) -> Iterator[tuple[str, JSONDict]]:
+        """(name, search summary) of every package, by name."""
+        rows = self._conn().execute("SELECT name, summary FROM packages ORDER BY name").fetchall()
+        for name, summary in rows:
+            yield name, json.loads(summary)
+
+    def tarball(self, name: str, version: str) -> TarballRecord | None:
+        """The tarball row, or None."""
+        row = (
+            self._conn()
+            .execute(
+                "SELECT sha512, size FROM tarballs WHERE name = ? AND version = ?",
+                (name, version),
+            )
+            .fetchone()
+        )
+        return None if row is None else TarballRecord(name, version, row[0], int(row[1]))
+
+    def used_version(self, name: str, version: str) -> str | None:
+        """The sha512 of the first publish of ``name@version``, or None."""
+        return _used_version(self._conn(), name, version)
+
+    def blob_refs(self) -> set[str]:
+        """Every referenced blob."""
+        return {r[0] for r in self._conn().execute("SELECT DISTINCT sha512 FROM tarballs")}
+
+    def blobs_in_use(self, hashes: Iterable[str]) -> set[str]:
+        """Those of ``hashes`` some tarball row refers to (indexed lookups)."""
+        found: set[str] = set()
+        conn = self._conn()
+        for chunk, marks in chunks(hashes):
+            rows = conn.execute(
+                f"SELECT DISTINCT sha512 FROM tarballs WHERE sha512 IN ({marks})", chunk
+            )
+            found.update(r[0] for r in rows)
+        return found
+
+    def counts(self) -> tuple[int, int]:
+        """(packages, versions)."""
+        conn = self._conn()
+        (packages,) = conn.execute("SELECT count(*) FROM packages").fetchone()
+        (versions,) = conn.execute("SELECT count(*) FROM tarballs").fetchone()
+        return int(packages), int(versions)
+
+    # -- render cache -----------------------------------------------------------
+
+    def render(self, name: str, kind: str) -> RenderRecord | None:
+        """The cached render, or None."""
+        row = (
+            self._conn()
+            .execute(
+                "SELECT rev, key, body, gzip, etag FROM renders WHERE name = ? AND kind = ?",
+                (name, kind),
+            )
+            .fetchone()
+        )
+        if row is None:
+            return None
+        return RenderRecord(int(row[0]), row[1], bytes(row[2]), bytes(row[3]), row[4])
+
+    def save_render(self, name: str, kind: str, record: RenderRecord) -> bool:
+        """Cache a render if its rev is still current (one statement: no race with a write)."""
+        cur = self._conn().execute(
+            "INSERT OR REPLACE INTO renders (name, kind, rev, key, body, gzip, etag) "
+            "SELECT ?, ?, ?, ?, ?, ?, ? WHERE EXISTS "
+            "(SELECT 1 FROM packages WHERE name = ? AND rev = ?)",
+            (
+                name,
+                kind,
+                record.rev,
+                record.key,
+                record.body,
+                record.gzip,
+                record.etag,
+                name,
+                record.rev,
+            ),
+        )
+        return cur.rowcount > 0

@@ -1,0 +1,209 @@
+"""The packages contract: documents, revs, the write transaction, tarball rows, renders.
+
+A backend's test class mixes in :class:`PackageStorageContract` and provides a
+``storage`` fixture giving a fresh, empty store (tests/test_storage_sqlite.py).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Final
+
+import pytest
+
+from r13core.storage.packages import PackageStorage, RenderRecord, TarballRecord
+
+SHA_A: Final = "a" * 128
+SHA_B: Final = "b" * 128
+
+
+class PackageStorageContract:
+    """Behaviour of :class:`r13core.storage.packages.PackageStorage`."""
+
+    @pytest.fixture
+    def storage(self) -> PackageStorage:
+        raise NotImplementedError("a backend's test class provides this fixture")
+
+    # -- packages -------------------------------------------------------------
+
+    def test_absent_package_reads_as_none(self, storage: PackageStorage) -> None:
+        assert storage.package("nope") is None
+        assert storage.package_rev("nope") is None
+        assert list(storage.packages()) == []
+
+    def test_saved_document_round_trips_with_a_positive_rev(self, storage: PackageStorage) -> None:
+        doc = {"name": "a", "versions": {"1.0.0": {"x": [1, 2, {"y": None}]}}, "ü": "ü"}
+        with storage.write() as tx:
+            rev = tx.save_package("a", doc)
+        record = storage.package("a")
+        assert record is not None
+        assert record.doc == doc
+        assert record.rev == rev > 0
+        assert storage.package_rev("a") == rev
+
+    def test_rev_grows_on_every_change_of_any_package(self, storage: PackageStorage) -> None:
+        revs = []
+        for name in ("a", "b", "a", "b"):
+            with storage.write() as tx:
+                revs.append(tx.save_package(name, {"name": name}))
+        assert revs == sorted(revs)
+        assert len(set(revs)) == 4
+
+    def test_a_recreated_package_never_gets_an_old_rev_back(self, storage: PackageStorage) -> None:
+        with storage.write() as tx:
+            first = tx.save_package("a", {"v": 1})
+        with storage.write() as tx:
+            tx.delete_package("a")
+        with storage.write() as tx:
+            again = tx.save_package("a", {"v": 2})
+        assert again > first
+
+    def test_write_sees_its_own_changes_before_commit(self, storage: PackageStorage) -> None:
+        with storage.write() as tx:
+            tx.save_package("a", {"v": 1})
+            inside = tx.package("a")
+            assert inside is not None and inside.doc == {"v": 1}
+
+    def test_an_exception_rolls_the_whole_transaction_back(self, storage: PackageStorage) -> None:
+        with storage.write() as tx:
+            tx.save_package("keep", {"v": 1})
+        with pytest.raises(RuntimeError), storage.write() as tx:
+            tx.save_package("keep", {"v": 2})
+            tx.save_package("new", {"v": 1})
+            tx.add_tarball(TarballRecord("new", "1.0.0", SHA_A, 3))
+            tx.mark_used("new", "1.0.0", SHA_A)
+            raise RuntimeError("crash before commit")
+        kept = storage.package("keep")
+        assert kept is not None and kept.doc == {"v": 1}
+        assert storage.package("new") is None
+        assert storage.tarball("new", "1.0.0") is None
+        assert storage.used_version("new", "1.0.0") is None
+
+    def test_summaries_are_saved_with_the_document(self, storage: PackageStorage) -> None:
+        with storage.write() as tx:
+            tx.save_package("b", {"v": 1}, summary={"name": "b", "n": 1})
+            tx.save_package("a", {"v": 1})
+        assert list(storage.summaries()) == [("a", {}), ("b", {"name": "b", "n": 1})]
+        with storage.write() as tx:
+            tx.save_package("b", {"v": 2}, summary={"name": "b", "n": 2})
+            tx.delete_package("a")
+        assert list(storage.summaries()) == [("b", {"name": "b", "n": 2})]
+
+    def test_packages_lists_every_package_in_name_order(self, storage: PackageStorage) -> None:
+        with storage.write() as tx:
+            for name in ("c", "@s/a", "a"):
+                tx.save_package(name, {"name": name})
+        assert [p.name for p in storage.packages()] == ["@s/a", "a", "c"]
+
+    def test_delete_removes_tarballs_and_renders_but_keeps_used_versions(
+        self, storage: PackageStorage
+    ) -> None:
+        with storage.write() as tx:
+            rev = tx.save_package("a", {"v": 1})
+            tx.add_tarball(TarballRecord("a", "1.0.0", SHA_A, 10))
+            tx.mark_used("a", "1.0.0", SHA_A)
+        assert storage.save_render("a", "full", RenderRecord(rev, "u", b"{}", b"gz", '"e"'))
+        with storage.write() as tx:
+            tx.delete_package("a")
+        assert storage.package("a") is None
+        assert storage.tarball("a", "1.0.0") is None
+        assert storage.render("a", "full") is None
+        assert storage.used_version("a", "1.0.0") == SHA_A
+        assert storage.blob_refs() == set()
+
+    # -- versions and tarballs ---------------------------------------------------
+
+    def test_used_versions_keep_the_first_hash(self, storage: PackageStorage) -> None:
+        with storage.write() as tx:
+            assert tx.used_version("a", "1.0.0") is None
+            tx.mark_used("a", "1.0.0", SHA_A)
+            tx.mark_used("a", "1.0.0", SHA_B)
+            assert tx.used_version("a", "1.0.0") == SHA_A
+        assert storage.used_version("a", "1.0.0") == SHA_A
+        assert storage.used_version("a", "2.0.0") is None
+
+    def test_tarball_rows_are_added_found_and_removed(self, storage: PackageStorage) -> None:
+        with storage.write() as tx:
+            tx.save_package("a", {})
+            tx.add_tarball(TarballRecord("a", "1.0.0", SHA_A, 10))
+            tx.add_tarball(TarballRecord("a", "2.0.0", SHA_B, 20))
+        assert storage.tarball("a", "1.0.0") == TarballRecord("a", "1.0.0", SHA_A, 10)
+        assert storage.blob_refs() == {SHA_A, SHA_B}
+        assert storage.counts() == (1, 2)
+        with storage.write() as tx:
+            tx.remove_tarball("a", "1.0.0")
+        assert storage.tarball("a", "1.0.0") is None
+        assert storage.blob_refs() == {SHA_B}
+
+    def test_package_rev_is_the_rev_of_the_stored_document(self, storage: PackageStorage) -> None:
+        with storage.write() as tx:
+            tx.save_package("a", {"v": 1})
+            tx.save_package("b", {"v": 1})
+        for name in ("a", "b"):
+            record = storage.package(name)
+            assert record is not None and storage.package_rev(name) == record.rev
+
+    def test_blobs_in_use_are_those_asked_for_that_a_row_refers_to(
+        self, storage: PackageStorage
+    ) -> None:
+        # More hashes than one statement may bind (backends query in slices).
+        asked = [f"{i:0128x}" for i in range(1200)]
+        with storage.write() as tx:
+            tx.save_package("a", {})
+            tx.add_tarball(TarballRecord("a", "1.0.0", asked[7], 1))
+            tx.add_tarball(TarballRecord("a", "2.0.0", asked[1100], 1))
+            tx.add_tarball(TarballRecord("a", "3.0.0", SHA_A, 1))
+        assert storage.blobs_in_use(asked) == {asked[7], asked[1100]}
+        assert storage.blobs_in_use(iter([SHA_A, SHA_B])) == {SHA_A}
+        assert storage.blobs_in_use([]) == set()
+
+    # -- render cache ---------------------------------------------------------------
+
+    def test_render_is_stored_only_for_the_current_rev(self, storage: PackageStorage) -> None:
+        with storage.write() as tx:
+            old = tx.save_package("a", {"v": 1})
+        with storage.write() as tx:
+            new = tx.save_package("a", {"v": 2})
+        assert not storage.save_render("a", "full", RenderRecord(old, "u", b"old", b"", '"o"'))
+        assert storage.render("a", "full") is None
+        record = RenderRecord(new, "u", b"new", b"gz", '"n"')
+        assert storage.save_render("a", "full", record)
+        assert storage.render("a", "full") == record
+        assert storage.render("a", "abbreviated") is None
+
+    def test_a_change_drops_the_cached_renders(self, storage: PackageStorage) -> None:
+        with storage.write() as tx:
+            rev = tx.save_package("a", {"v": 1})
+        storage.save_render("a", "full", RenderRecord(rev, "u", b"x", b"", '"x"'))
+        with storage.write() as tx:
+            tx.save_package("a", {"v": 2})
+        assert storage.render("a", "full") is None
+
+    def test_render_for_an_absent_package_is_refused(self, storage: PackageStorage) -> None:
+        assert not storage.save_render("ghost", "full", RenderRecord(1, "u", b"x", b"", '"x"'))
+
+    # -- concurrency ---------------------------------------------------------------------------
+
+    def test_concurrent_writers_lose_no_update(self, storage: PackageStorage) -> None:
+        with storage.write() as tx:
+            tx.save_package("counter", {"n": 0})
+        errors: list[BaseException] = []
+
+        def bump() -> None:
+            try:
+                for _ in range(10):
+                    with storage.write() as tx:
+                        record = tx.package("counter")
+                        assert record is not None
+                        tx.save_package("counter", {"n": record.doc["n"] + 1})
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=bump) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        record = storage.package("counter")
+        assert record is not None and record.doc == {"n": 40}
