@@ -296,7 +296,7 @@ def test_blob_files_are_laid_out_by_hash_prefix(tmp_path: Path) -> None:
 def test_blocks_from_before_kinds_become_auto_or_manual_by_their_reason(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Migration 4: blocks r13 made itself ("too many ...") are automatic; the rest
+    # Migration 5: blocks r13 made itself ("too many ...") are automatic; the rest
     # were an admin's and keep refusing everything.
     monkeypatch.setattr(sqlite_module, "_MIGRATIONS", sqlite_module._MIGRATIONS[:3])
     old = SQLiteStorage(tmp_path / "r.sqlite3")
