@@ -17,16 +17,6 @@ from tests.storage_contracts.packages import PackageStorageContract
 from tests.storage_contracts.signals import ChangeSignalContract, wait_until
 from tests.storage_contracts.usage import UsageStorageContract
 
-CONCERNS = (
-    PackageStorageContract,
-    IdentityStorageContract,
-    AuditStorageContract,
-    AdvisoryStorageContract,
-    CountersStorageContract,
-    UsageStorageContract,
-)
-"""The contract of each metadata concern, in the order of r13core.storage.Storage's bases."""
-
 
 class StorageContract(
     PackageStorageContract,
@@ -37,6 +27,10 @@ class StorageContract(
     UsageStorageContract,
 ):
     """Every metadata concern's contract, for a backend that is one object."""
+
+
+CONCERNS: tuple[type, ...] = StorageContract.__bases__
+"""The contract of each metadata concern, in the order of r13core.storage.Storage's bases."""
 
 
 __all__ = [
