@@ -1,6 +1,6 @@
 """Who is calling and whether they may: the app's side of r13core/access.py.
 
-The security middleware (app/security.py) parses the Authorization header and
+The security middleware (app/security_middleware.py) parses the Authorization header and
 authenticates the key once per request; :meth:`Guard.require` hands the
 identity, the action, the package, the client address and (for changes to an
 existing package) its maintainers to r13core's :class:`Policy` — the one place

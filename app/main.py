@@ -20,7 +20,7 @@ from app.monitoring import Monitoring
 from app.openapi import OpenAPI
 from app.resources import analytics, performance
 from app.resources.advisories import Advisories
-from app.resources.audit import AdvisoriesBulk, AuditQuick
+from app.resources.npm_audit import AdvisoriesBulk, AuditQuick
 from app.resources.dist_tags import PREFIX as PACKAGE_META_PREFIX
 from app.resources.dist_tags import ROUTES as PACKAGE_META_ROUTES
 from app.resources.dist_tags import PackageMeta
@@ -32,7 +32,7 @@ from app.resources.security import SecurityAudit, SecurityBlocks, SecurityKeys, 
 from app.resources.system import ConfigResource, Ping
 from app.resources.tokens import Tokens
 from app.resources.whoami import Whoami
-from app.security import SecurityMiddleware, SecurityServices, open_security
+from app.security_middleware import SecurityMiddleware, SecurityServices, open_security
 from app.service import RegistryService
 from r13core.config import Config13, ConfigStore
 from r13core.datadir import make_private_dirs, secure_data_dir
@@ -40,7 +40,7 @@ from r13core.keys import KeyStore
 from r13core.monitor import RegistryStats
 from r13core.names import PackageName
 from r13core.ratelimit import RateLimiter
-from r13core.security import SecuritySettings
+from r13core.abuse import SecuritySettings
 from r13core.settings import Settings
 from r13core.storage.base import Storage
 from r13core.usage import Analytics

@@ -17,7 +17,7 @@ from app.main import open_storage
 from r13core.errors import InvalidValue
 from r13core.keys import Permission
 from r13core.ratelimit import RateLimiter
-from r13core.security import (
+from r13core.abuse import (
     Blocklist,
     SecuritySettings,
     SecuritySettingsError,

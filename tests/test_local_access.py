@@ -16,7 +16,7 @@ import falcon.testing
 import pytest
 
 from app.main import create_app
-from r13core.security import SecuritySettings, is_local
+from r13core.abuse import SecuritySettings, is_local
 from r13core.settings import Settings
 from tests.security_app import PUBLIC, build
 

@@ -23,7 +23,7 @@ from r13core.patterns import (
     parse_pattern,
     parse_patterns,
 )
-from r13core.security import SecuritySettings
+from r13core.abuse import SecuritySettings
 from r13core.settings import Settings
 from r13core.users import Role, UserStore
 

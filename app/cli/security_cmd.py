@@ -17,7 +17,7 @@ from app.main import open_storage
 from r13core.audit import AuditLog
 from r13core.errors import NotFound
 from r13core.ratelimit import RateLimiter
-from r13core.security import MANUAL, Blocklist, SecuritySettings, forget, parse_client
+from r13core.abuse import MANUAL, Blocklist, SecuritySettings, forget, parse_client
 from r13core.storage.base import BlockRecord
 
 

@@ -22,7 +22,7 @@ from app.main import open_config, open_services
 from r13core.errors import NameTaken
 from r13core.keys import KeyStore, Permission
 from r13core.locks import InstanceLock
-from r13core.security import SecuritySettings
+from r13core.abuse import SecuritySettings
 from r13core.settings import Settings
 from r13core.sweeper import startup_sweep
 

@@ -13,7 +13,7 @@ when the user approves: an approval nobody collects expires with the login
 
 Logout (``DELETE /-/user/token/<token>``) puts the token in the URL: logs keep
 that path redacted (app/http.py ``redact_path``), and the security middleware
-never refuses a logout of a live token (app/security.py).
+never refuses a logout of a live token (app/security_middleware.py).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from urllib.parse import parse_qs
 import falcon
 
 from app.http import read_body, read_json_object, send_media
-from app.security import SecurityServices
+from app.security_middleware import SecurityServices
 from r13core.errors import BadRequest, NotFound, Unauthorized
 from r13core.keys import capped_days
 from r13core.storage.base import WebLoginRecord

@@ -1,7 +1,7 @@
 """``/_api/security/*``: keys, IP blocks, security metrics and the audit log (admin).
 
 ``POST /_api/security/keys`` is also open, without credentials, to a local
-request (from this machine and not through any proxy: app/security.py
+request (from this machine and not through any proxy: app/security_middleware.py
 ``request_is_local``) while no live admin key exists (how a fresh install that
 lost its first key gets one); after that, never.
 """
@@ -15,12 +15,12 @@ import falcon
 
 from app.auth import Guard
 from app.http import read_json_object, send_media
-from app.security import SecurityServices, request_is_local
+from app.security_middleware import SecurityServices, request_is_local
 from r13core.access import Action
 from r13core.errors import BadRequest, InvalidValue, NotFound
 from r13core.keys import Permission
 from r13core.ratelimit import RateLimiter
-from r13core.security import MANUAL, forget, parse_client
+from r13core.abuse import MANUAL, forget, parse_client
 
 MAX_BODY: Final = 64 * 1024
 _DURATION_RE: Final = re.compile(r"(\d+(?:\.\d+)?) ?(ms|s|m|h|d)?")

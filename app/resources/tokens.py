@@ -19,7 +19,7 @@ import falcon
 
 from app.auth import Guard
 from app.http import read_json_object, send_media
-from app.security import SecurityServices
+from app.security_middleware import SecurityServices
 from r13core.access import Action
 from r13core.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from r13core.keys import MAX_DAYS, KeyInfo, Permission, capped_days

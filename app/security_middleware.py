@@ -45,7 +45,7 @@ from r13core.errors import Unauthorized
 from r13core.keys import KeyStore
 from r13core.metrics import METHODS
 from r13core.ratelimit import Decision, RateLimiter
-from r13core.security import (
+from r13core.abuse import (
     AUTO,
     Blocklist,
     SecurityCounters,
@@ -141,7 +141,7 @@ def own_origins(public_url: str, allowed_hosts: tuple[str, ...]) -> frozenset[st
 
 
 def request_is_local(req: falcon.Request) -> bool:
-    """Whether ``req`` comes from this machine itself (r13core.security.is_local).
+    """Whether ``req`` comes from this machine itself (r13core.abuse.is_local).
 
     The one test for everything loopback clients may do without a key. The
     security middleware gives the trusted proxies; without it, none are.
