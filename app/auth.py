@@ -15,7 +15,8 @@ from typing import Any, Protocol
 import falcon
 
 from app.http import bearer_token
-from r13core.access import DEFAULT_POLICY, Action, Policy, is_admin
+from r13core.access import DEFAULT_POLICY, Action, Policy
+from r13core.audit import Actor
 from r13core.config import Config13, Feature
 from r13core.errors import NotFound, Unauthorized
 from r13core.keys import KeyInfo
@@ -29,9 +30,11 @@ class Authenticator(Protocol):
 
 
 _UNSET = object()
-_OWNED = frozenset(
-    {Action.PUBLISH, Action.UNPUBLISH, Action.DEPRECATE, Action.DIST_TAG, Action.OWNER}
-)
+
+
+def client_actor(req: falcon.Request, name: str) -> Actor:
+    """``name`` acting from this request's client address (as the audit log records it)."""
+    return Actor(name, getattr(req.context, "client_ip", "") or "")
 
 
 class Guard:
@@ -78,24 +81,31 @@ class Guard:
         """The caller's key if it may do ``action`` (on ``package``); else 401 or 403."""
         identity = self.identity(req)
         private = self._config().has(Feature.PRIVATE_REGISTRY)
-        name = None if package is None else str(package)
         client_ip = getattr(req.context, "client_ip", None)
-        self._policy.authorize(identity, action, private=private, package=name, client_ip=client_ip)
-        if (
-            name is not None
-            and action in _OWNED
-            and self._owners is not None
-            and identity is not None
-            and not is_admin(identity)
-        ):
+        self._policy.authorize(
+            identity,
+            action,
+            private=private,
+            package=None if package is None else str(package),
+            client_ip=client_ip,
+            find_owners=None if package is None else self._owners_of(package),
+        )
+        return identity
+
+    def _owners_of(self, package: PackageName) -> Callable[[], list[str] | None] | None:
+        lookup = self._owners
+        if lookup is None:
+            return None
+
+        def find_owners() -> list[str] | None:
             try:
-                owners = [str(m.get("name", "")) for m in self._owners(package)]  # type: ignore[arg-type]
+                return [str(m.get("name", "")) for m in lookup(package)]
             except NotFound:
                 # A new package: whoever may publish starts it. This early answer is a
                 # fast path; the registry decides again at commit (owner_check).
-                return identity
-            self._policy.check_owner(identity, action, name, owners)
-        return identity
+                return None
+
+        return find_owners
 
     def owner_check(
         self, req: falcon.Request, action: Action, package: PackageName
@@ -145,8 +155,14 @@ class Guard:
         )
 
     def actor(self, req: falcon.Request, action: Action, package: PackageName | None = None) -> str:
-        """Like :meth:`require` for a write: who acts (the key's owner, else the key id)."""
+        """Like :meth:`require` for a write: who acts (the key's owner, else ``key:<id>``)."""
+        return self.acting(req, action, package).name
+
+    def acting(
+        self, req: falcon.Request, action: Action, package: PackageName | None = None
+    ) -> Actor:
+        """Like :meth:`require` for a change: who acts, from where, for r13core's audit."""
         identity = self.require(req, action, package)
         if identity is None:  # authorize() lets no anonymous write through
             raise Unauthorized()
-        return identity.username
+        return client_actor(req, identity.username)

@@ -39,23 +39,22 @@ import falcon
 
 from app.auth import Guard
 from app.http import LOGOUT_PREFIX, bearer_token, raw_path
+from r13core.abuse import (
+    AUTO,
+    Blocklist,
+    SecurityCounters,
+    Strikes,
+    client_ip,
+    client_key,
+    is_local,
+)
 from r13core.access import Policy
 from r13core.audit import AuditLog
 from r13core.errors import Unauthorized
 from r13core.keys import KeyStore
 from r13core.metrics import METHODS
 from r13core.ratelimit import Decision, RateLimiter
-from r13core.abuse import (
-    AUTO,
-    Blocklist,
-    SecurityCounters,
-    SecuritySettings,
-    Strikes,
-    client_ip,
-    client_key,
-    is_local,
-)
-from r13core.settings import Settings
+from r13core.settings import SecuritySettings, Settings
 from r13core.storage.base import BlockRecord, Storage
 from r13core.users import UserStore
 
@@ -246,14 +245,14 @@ class SecurityMiddleware:
         self.blocks = services.blocks
         self.storage = services.storage
         self.counters = services.counters
-        self.strikes = Strikes(limiter, services.blocks, sec, on_block=self._blocked_now)
+        self.strikes = Strikes(
+            limiter, services.blocks, sec, on_block=self._blocked_now, audit=services.audit
+        )
 
     def _blocked_now(self, record: BlockRecord) -> None:
+        # Strikes audits the block itself (r13core/abuse.py); here it is logged and counted.
         log.warning("blocked %s (%s): %s", record.ip, record.kind, record.reason)
         self.counters.add("blocks", record.ip)
-        self.services.audit.safe_record(
-            "r13", "ip.block", record.ip, ip=record.ip, reason=record.reason, kind=record.kind
-        )
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         env = req.env
