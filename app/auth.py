@@ -2,9 +2,10 @@
 
 The security middleware (app/security_middleware.py) parses the Authorization header and
 authenticates the key once per request; :meth:`Guard.require` hands the
-identity, the action, the package, the client address and (for changes to an
-existing package) its maintainers to r13core's :class:`Policy` — the one place
-that knows the rules.
+identity, the action, the package, the client address and a lookup of the
+package's maintainers (called only when ownership decides) to r13core's
+:class:`Policy` — the one place that knows the rules. :meth:`Guard.acting` also
+names who acts, as the :class:`r13core.audit.Actor` that r13core's operations audit.
 """
 
 from __future__ import annotations
