@@ -2,9 +2,9 @@
 
 The security middleware (app/security_middleware.py) parses the Authorization header and
 authenticates the key once per request; :meth:`Guard.require` hands the
-identity, the action, the package, the client address and a lookup of the
-package's maintainers (called only when ownership decides) to r13core's
-:class:`Policy` — the one place that knows the rules. :meth:`Guard.acting` also
+identity, the action, the package, the client address and (when the policy says
+ownership decides) the package's maintainers to r13core's :class:`Policy` — the
+one place that knows the rules. :meth:`Guard.acting` also
 names who acts, as the :class:`r13core.audit.Actor` that r13core's operations audit.
 """
 
@@ -82,31 +82,19 @@ class Guard:
         """The caller's key if it may do ``action`` (on ``package``); else 401 or 403."""
         identity = self.identity(req)
         private = self._config().has(Feature.PRIVATE_REGISTRY)
+        name = None if package is None else str(package)
         client_ip = getattr(req.context, "client_ip", None)
-        self._policy.authorize(
-            identity,
-            action,
-            private=private,
-            package=None if package is None else str(package),
-            client_ip=client_ip,
-            find_owners=None if package is None else self._owners_of(package),
-        )
-        return identity
-
-    def _owners_of(self, package: PackageName) -> Callable[[], list[str] | None] | None:
-        lookup = self._owners
-        if lookup is None:
-            return None
-
-        def find_owners() -> list[str] | None:
+        policy = self._policy
+        policy.authorize(identity, action, private=private, package=name, client_ip=client_ip)
+        if name is not None and self._owners is not None and policy.owner_decides(identity, action):
             try:
-                return [str(m.get("name", "")) for m in lookup(package)]
+                owners = [str(m.get("name", "")) for m in self._owners(package)]  # type: ignore[arg-type]
             except NotFound:
                 # A new package: whoever may publish starts it. This early answer is a
                 # fast path; the registry decides again at commit (owner_check).
-                return None
-
-        return find_owners
+                return identity
+            policy.check_owner(identity, action, name, owners)
+        return identity
 
     def owner_check(
         self, req: falcon.Request, action: Action, package: PackageName

@@ -285,17 +285,14 @@ class Policy:
         package: str | None = None,
         client_ip: str | None = None,
         owners: Iterable[str] | None = None,
-        find_owners: Callable[[], Iterable[str] | None] | None = None,
     ) -> None:
         """Return if ``identity`` may do ``action`` on ``package``; raise why not.
 
         ``identity``: an authenticated key (None: no credentials). ``private``:
         the live PRIVATE_REGISTRY flag. ``client_ip``: where the request comes
         from (for the key's CIDR list). ``owners``: the names of the package's
-        maintainers when it exists (None for a new package or a read).
-        ``find_owners``: instead of ``owners``, a lookup called only when
-        ownership decides (a change by a key that is not an admin); it returns
-        None for a package that does not exist yet (whoever may publish starts it).
+        maintainers when it exists (None for a new package or a read); callers
+        that look them up only when needed ask :meth:`owner_decides` first.
         Raises Unauthorized (401) or Forbidden (403) with the reason.
         """
         if identity is not None:
@@ -333,8 +330,6 @@ class Policy:
                     if identity is None:
                         raise Unauthorized(f"{action.value} of {package} needs a key")
                     raise Forbidden(f"{identity.username!r} may not {action.value} {package}")
-        if owners is None and find_owners is not None and self.owner_decides(identity, action):
-            owners = find_owners()
         if owners is not None:
             self.check_owner(identity, action, package, owners)
 
