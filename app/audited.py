@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from app.security import REQUEST_IP
+from app.security_middleware import REQUEST_IP
 from app.service import RegistryService
 from r13core.audit import AuditLog
 from r13core.names import PackageName

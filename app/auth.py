@@ -1,10 +1,11 @@
 """Who is calling and whether they may: the app's side of r13core/access.py.
 
-The security middleware (app/security.py) parses the Authorization header and
+The security middleware (app/security_middleware.py) parses the Authorization header and
 authenticates the key once per request; :meth:`Guard.require` hands the
-identity, the action, the package, the client address and (for changes to an
-existing package) its maintainers to r13core's :class:`Policy` — the one place
-that knows the rules.
+identity, the action, the package, the client address and (when the policy says
+ownership decides) the package's maintainers to r13core's :class:`Policy` — the
+one place that knows the rules. :meth:`Guard.acting` also
+names who acts, as the :class:`r13core.audit.Actor` that r13core's operations audit.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Any, Protocol
 import falcon
 
 from app.http import bearer_token
-from r13core.access import DEFAULT_POLICY, Action, Policy, is_admin
+from r13core.access import DEFAULT_POLICY, Action, Policy
+from r13core.audit import Actor
 from r13core.config import Config13, Feature
 from r13core.errors import NotFound, Unauthorized
 from r13core.keys import KeyInfo
@@ -29,9 +31,11 @@ class Authenticator(Protocol):
 
 
 _UNSET = object()
-_OWNED = frozenset(
-    {Action.PUBLISH, Action.UNPUBLISH, Action.DEPRECATE, Action.DIST_TAG, Action.OWNER}
-)
+
+
+def client_actor(req: falcon.Request, name: str) -> Actor:
+    """``name`` acting from this request's client address (as the audit log records it)."""
+    return Actor(name, getattr(req.context, "client_ip", "") or "")
 
 
 class Guard:
@@ -80,21 +84,16 @@ class Guard:
         private = self._config().has(Feature.PRIVATE_REGISTRY)
         name = None if package is None else str(package)
         client_ip = getattr(req.context, "client_ip", None)
-        self._policy.authorize(identity, action, private=private, package=name, client_ip=client_ip)
-        if (
-            name is not None
-            and action in _OWNED
-            and self._owners is not None
-            and identity is not None
-            and not is_admin(identity)
-        ):
+        policy = self._policy
+        policy.authorize(identity, action, private=private, package=name, client_ip=client_ip)
+        if name is not None and self._owners is not None and policy.owner_decides(identity, action):
             try:
                 owners = [str(m.get("name", "")) for m in self._owners(package)]  # type: ignore[arg-type]
             except NotFound:
                 # A new package: whoever may publish starts it. This early answer is a
                 # fast path; the registry decides again at commit (owner_check).
                 return identity
-            self._policy.check_owner(identity, action, name, owners)
+            policy.check_owner(identity, action, name, owners)
         return identity
 
     def owner_check(
@@ -145,8 +144,14 @@ class Guard:
         )
 
     def actor(self, req: falcon.Request, action: Action, package: PackageName | None = None) -> str:
-        """Like :meth:`require` for a write: who acts (the key's owner, else the key id)."""
+        """Like :meth:`require` for a write: who acts (the key's owner, else ``key:<id>``)."""
+        return self.acting(req, action, package).name
+
+    def acting(
+        self, req: falcon.Request, action: Action, package: PackageName | None = None
+    ) -> Actor:
+        """Like :meth:`require` for a change: who acts, from where, for r13core's audit."""
         identity = self.require(req, action, package)
         if identity is None:  # authorize() lets no anonymous write through
             raise Unauthorized()
-        return identity.username
+        return client_actor(req, identity.username)

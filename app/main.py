@@ -20,29 +20,32 @@ from app.monitoring import Monitoring
 from app.openapi import OpenAPI
 from app.resources import analytics, performance
 from app.resources.advisories import Advisories
-from app.resources.audit import AdvisoriesBulk, AuditQuick
+from app.resources.audit_log import SecurityAuditLog
 from app.resources.dist_tags import PREFIX as PACKAGE_META_PREFIX
 from app.resources.dist_tags import ROUTES as PACKAGE_META_ROUTES
 from app.resources.dist_tags import PackageMeta
-from app.resources.login import CouchUser, Logout, TokenIssuer, WebLogin
+from app.resources.login import CouchUser, Logout, WebLogin
+from app.resources.npm_audit import AdvisoriesBulk, AuditQuick
 from app.resources.packages import ROUTES as PACKAGE_ROUTES
 from app.resources.packages import Packages
 from app.resources.search import Search
-from app.resources.security import SecurityAudit, SecurityBlocks, SecurityKeys, SecurityMetrics
+from app.resources.security import SecurityBlocks, SecurityKeys, SecurityMetrics
 from app.resources.system import ConfigResource, Ping
 from app.resources.tokens import Tokens
 from app.resources.whoami import Whoami
-from app.security import SecurityMiddleware, SecurityServices, open_security
+from app.security_middleware import SecurityMiddleware, SecurityServices, open_security
 from app.service import RegistryService
+from r13core.abuse import AbuseControl
 from r13core.config import Config13, ConfigStore
 from r13core.database import Storage, open_database
 from r13core.datadir import make_private_dirs, secure_data_dir
+from r13core.identity import Identity, expiry_days
 from r13core.keys import KeyStore
+from r13core.logins import Logins
 from r13core.monitor import RegistryStats
 from r13core.names import PackageName
 from r13core.ratelimit import RateLimiter
-from r13core.security import SecuritySettings
-from r13core.settings import Settings, database_url
+from r13core.settings import SecuritySettings, Settings, database_url
 from r13core.usage import Analytics
 
 log = logging.getLogger("r13")
@@ -174,30 +177,37 @@ def create_app(
     app.add_route("/_api/advisories", advisories)
     app.add_route("/_api/advisories/{advisory_id}", advisories, suffix="item")
     app.add_route("/_api/config", ConfigResource(store))
-    # Identity (docs/identity.md): npm login (legacy and web), logout, tokens, admin API.
+    # Identity (docs/identity.md): npm login (legacy and web), logout, tokens, admin API;
+    # each change is one call into r13core, which audits it.
     expiry = settings.api_key_expiry_ms
-    issuer = TokenIssuer(security, expiry)
-    app.add_route(
-        "/-/user/org.couchdb.user:{name}", CouchUser(security, issuer, firewall.auth_failed)
+    identity = Identity(
+        security.keys, security.users, security.audit, token_days=expiry_days(expiry)
     )
-    app.add_route("/-/user/token/{token}", Logout(security))
-    web = WebLogin(security, issuer, settings.public_url, firewall.auth_failed)
+    logins = Logins(
+        identity,
+        security.storage,
+        open_signup=security.settings.open_signup,
+        signup_role=security.settings.signup_role,
+    )
+    app.add_route("/-/user/org.couchdb.user:{name}", CouchUser(logins, firewall.auth_failed))
+    app.add_route("/-/user/token/{token}", Logout(identity))
+    web = WebLogin(logins, settings.public_url, firewall.auth_failed)
     app.add_route("/-/v1/login", web)
     app.add_route("/-/v1/login/{login_id}", web, suffix="page")
     app.add_route("/-/v1/done/{login_id}", web, suffix="done")
-    tokens = Tokens(security, guard, expiry)
+    tokens = Tokens(identity, guard)
     app.add_route("/-/npm/v1/tokens", tokens)
     app.add_route("/-/npm/v1/tokens/token/{key}", tokens, suffix="item")
-    security_keys = SecurityKeys(security, guard, expiry)
+    security_keys = SecurityKeys(identity, guard, expiry)
     app.add_route("/_api/security/keys", security_keys)
     app.add_route("/_api/security/keys/{key_id}", security_keys, suffix="item")
     app.add_route("/_api/security/keys/{key_id}/rotate", security_keys, suffix="rotate")
-    blocks = SecurityBlocks(security, guard, limiter)
+    blocks = SecurityBlocks(AbuseControl(security.blocks, security.audit, limiter), guard)
     app.add_route("/_api/security/blocks", blocks)
     app.add_route("/_api/security/blocks/{ip}", blocks, suffix="item")
     app.add_route("/_api/security/blocks/{ip}/{length}", blocks, suffix="prefix")
     app.add_route("/_api/security/metrics", SecurityMetrics(security, guard))
-    app.add_route("/_api/security/audit", SecurityAudit(security, guard))
+    app.add_route("/_api/security/audit", SecurityAuditLog(security.audit, guard))
     # Sinks read the raw path (names like @scope%2fname); later sinks are tried first,
     # and every route above wins over both.
     hosts = HostRebaser(settings.public_url, settings.allowed_hosts, listen_port=settings.port)

@@ -32,7 +32,7 @@ from prometheus_client.metrics_core import (
 )
 
 from app.http import redact_path
-from app.security import request_is_local
+from app.security_middleware import request_is_local
 from r13core.access import Action
 from r13core.config import ConfigStore, Feature
 from r13core.metrics import (
@@ -71,7 +71,7 @@ def can_read_monitoring(
     read for /metrics and /_api/config (``admin`` overrides the choice by
     path); a bad key is 401 and too weak a key 403 (raised). Without a key:
     anyone when PRIVATE_REGISTRY is off, and only local clients (a scraper or
-    admin on this machine, not through a proxy: app/security.py
+    admin on this machine, not through a proxy: app/security_middleware.py
     ``request_is_local``) when it is on.
     """
     guard = getattr(req.context, "guard", None)

@@ -17,7 +17,7 @@ from r13core.settings import Settings
 
 
 class BareMiddleware:
-    """Stands in for app.security.SecurityMiddleware."""
+    """Stands in for app.security_middleware.SecurityMiddleware."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         pass

@@ -23,8 +23,7 @@ from r13core.access import Action, Policy
 from r13core.config import ConfigStore, Feature
 from r13core.keys import KeyInfo, KeyStore, Permission, hash_secret, new_secret
 from r13core.ratelimit import RateLimiter
-from r13core.security import SecuritySettings
-from r13core.settings import Settings
+from r13core.settings import SecuritySettings, Settings
 from r13core.storage.sqlite import SQLiteStorage
 from tests.npm_builders import publish_body
 

@@ -89,7 +89,17 @@ def required_permission(action: Action, *, private: bool) -> Permission | None:
     return _NEEDS[action]
 
 
-__all__ = ["Action", "Policy", "Rule", "matches_any", "parse_rules", "required_permission"]
+__all__ = [
+    "Action",
+    "Policy",
+    "Rule",
+    "grants",
+    "is_admin",
+    "matches_any",
+    "may_revoke",
+    "parse_rules",
+    "required_permission",
+]
 
 
 def is_admin(identity: KeyInfo | None) -> bool:
@@ -97,6 +107,22 @@ def is_admin(identity: KeyInfo | None) -> bool:
     return (
         identity is not None and identity.permission >= Permission.ADMIN and not identity.packages
     )
+
+
+def grants(identity: KeyInfo, permission: Permission) -> bool:
+    """Whether ``identity``'s permission includes ``permission`` (read ⊂ write ⊂ admin)."""
+    return identity.permission >= permission
+
+
+def may_revoke(caller: KeyInfo, target: KeyInfo) -> bool:
+    """Whether ``caller`` may revoke the key ``target`` (``npm token revoke``).
+
+    Its own tokens (the same user's, or the very key it calls with); any key for an
+    admin (a key limited to packages never is one).
+    """
+    if target.id == caller.id or (caller.owner is not None and target.owner == caller.owner):
+        return True
+    return is_admin(caller)
 
 
 @dataclass(frozen=True)
@@ -265,7 +291,8 @@ class Policy:
         ``identity``: an authenticated key (None: no credentials). ``private``:
         the live PRIVATE_REGISTRY flag. ``client_ip``: where the request comes
         from (for the key's CIDR list). ``owners``: the names of the package's
-        maintainers when it exists (None for a new package or a read).
+        maintainers when it exists (None for a new package or a read); callers
+        that look them up only when needed ask :meth:`owner_decides` first.
         Raises Unauthorized (401) or Forbidden (403) with the reason.
         """
         if identity is not None:
@@ -335,6 +362,11 @@ class Policy:
         return visible
 
     @staticmethod
+    def owner_decides(identity: KeyInfo | None, action: Action) -> bool:
+        """Whether the package's maintainers matter for ``identity`` doing ``action``."""
+        return action in _OWNED and identity is not None and not is_admin(identity)
+
+    @staticmethod
     def check_owner(
         identity: KeyInfo | None, action: Action, package: str, owners: Iterable[str]
     ) -> None:
@@ -342,8 +374,9 @@ class Policy:
 
         ``owners`` are maintainer names as stored: user names, ``key:<id>`` for keys.
         """
-        if action not in _OWNED or identity is None or is_admin(identity):
+        if not Policy.owner_decides(identity, action):
             return
+        assert identity is not None
         if identity.username not in owners:
             raise Forbidden(
                 f"{identity.username!r} is not a maintainer of {package}; "

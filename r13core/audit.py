@@ -85,7 +85,9 @@ class Actor:
     CLI: ClassVar[str] = "cli"
     """``r13`` commands run on the data dir."""
     SYSTEM: ClassVar[str] = "r13"
-    """r13 itself (automatic blocks, bootstrap)."""
+    """r13 itself (automatic blocks, `r13 serve`'s first admin key)."""
+    BOOTSTRAP: ClassVar[str] = "bootstrap@loopback"
+    """A local request without credentials making a key while no admin key is live."""
 
     @classmethod
     def cli(cls) -> Actor:
@@ -127,6 +129,10 @@ class AuditLog:
             self.record(actor, action, target, ip=ip, **detail)
         except Exception:
             log.exception("could not append audit event %s %s", action, target)
+
+    def safe_record_by(self, actor: Actor, action: str, target: str = "", **detail: Any) -> None:
+        """:meth:`safe_record` for ``actor``: how domain operations audit what they did."""
+        self.safe_record(actor.name, action, target, ip=actor.address, **detail)
 
     def verify(self, *, head: tuple[int, str] | None = None, batch: int = 1000) -> ChainReport:
         """Walk the whole chain, oldest first; the first broken link, if any.

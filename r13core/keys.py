@@ -394,15 +394,14 @@ class KeyStore:
         self._invalidate()
         return _info(updated), secret
 
-    def has_live_admin(self) -> bool:
-        """Whether some unrevoked, unexpired key has admin permission."""
+    def live(self) -> builtins.list[KeyInfo]:
+        """Every key that works now: not revoked (nor its owner removed), not expired."""
         now = self._clock()
-        return any(
-            k.permission >= Permission.ADMIN
-            and not k.revoked
-            and (k.expires is None or k.expires.timestamp() > now)
+        return [
+            k
             for k in (_info(r) for r in self._db.list_keys())
-        )
+            if not k.revoked and (k.expires is None or k.expires.timestamp() > now)
+        ]
 
     def _invalidate(self) -> None:
         self._epoch += 1

@@ -28,7 +28,7 @@ the new key fails closed: :meth:`RateLimiter.check` returns a refusal
 (``allowed=False, remaining=0, full=True``) whose ``retry_after_ns`` is when
 the first of those slots goes idle; it does not raise. ``full`` tells such a
 refusal from one the key earned itself: callers never count it against the
-client (r13core/security.py ``Strikes``). Keys already in the table keep
+client (r13core/abuse.py ``Strikes``). Keys already in the table keep
 working normally, so a flood of new IPs cannot lift the limits of known
 clients. Size ``slots`` well above the number of keys active in one window
 (:meth:`RateLimiter.stats` reports ``busy``) to make this rare.

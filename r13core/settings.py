@@ -12,30 +12,46 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from r13core.access import Rule, load_rules
 from r13core.config import Feature
 from r13core.database import default_url
 from r13core.errors import InvalidValue
+from r13core.keys import IPNetwork, parse_cidrs
 from r13core.storage import parse_url
+from r13core.users import Role
 
 
 class SettingsError(InvalidValue):
     """An environment variable has a value r13 cannot use."""
 
 
-def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+class SecuritySettingsError(SettingsError):
+    """A security variable (identity, abuse control) has a value r13 cannot use."""
+
+
+def _int(
+    env: Mapping[str, str],
+    name: str,
+    default: int,
+    lo: int,
+    hi: int,
+    error: type[SettingsError] = SettingsError,
+) -> int:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
         value = int(raw.strip(), 10)
     except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a whole number") from None
+        raise error(f"{name}={raw!r} is not a whole number") from None
     if not lo <= value <= hi:
-        raise SettingsError(f"{name}={value} is out of range {lo}..{hi}")
+        raise error(f"{name}={value} is out of range {lo}..{hi}")
     return value
 
 
-def _bool(env: Mapping[str, str], name: str) -> bool | None:
+def _bool(
+    env: Mapping[str, str], name: str, error: type[SettingsError] = SettingsError
+) -> bool | None:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return None
@@ -44,7 +60,7 @@ def _bool(env: Mapping[str, str], name: str) -> bool | None:
         return True
     if value in ("0", "false", "no", "off"):
         return False
-    raise SettingsError(f"{name}={raw!r} must be 0 or 1")
+    raise error(f"{name}={raw!r} must be 0 or 1")
 
 
 def database_url(env: Mapping[str, str]) -> str | None:
@@ -137,4 +153,63 @@ class Settings:
             usage_flush_interval_ms=_int(env, "R13_USAGE_FLUSH_INTERVAL", 5000, 10, 86_400_000),
             feature_overrides=tuple(overrides),
             database_url=database_url(env),
+        )
+
+
+@dataclass(frozen=True)
+class SecuritySettings:
+    """Identity and abuse-control settings (``R13_*``; SECURITY_* are in :class:`Settings`)."""
+
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+    open_signup: bool = False
+    signup_role: Role = Role.READER
+    auth_rate_limit_max: int | None = None
+    """Requests per window on login and token routes (None: a tenth of the default)."""
+    block_auth_failures: int = 10
+    block_limit_violations: int = 100
+    block_anomalies: int = 20
+    block_window_ms: int = 600_000
+    block_duration_ms: int = 3_600_000
+    limiter_slots: int = 65536
+    ipv6_prefix: int = 64
+    """IPv6 clients are counted by this prefix for limits, strikes and blocks."""
+    rules: tuple[Rule, ...] = field(default=())
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> SecuritySettings:
+        """Parse ``env``; SecuritySettingsError names a bad variable."""
+        bad = SecuritySettingsError
+        try:
+            proxies = parse_cidrs(
+                p for p in env.get("R13_TRUSTED_PROXIES", "").split(",") if p.strip()
+            )
+        except InvalidValue as exc:
+            raise bad(f"R13_TRUSTED_PROXIES: {exc}") from None
+        signup = _bool(env, "R13_OPEN_SIGNUP", bad)
+        try:
+            role = Role.parse(env.get("R13_SIGNUP_ROLE", "reader") or "reader")
+        except InvalidValue as exc:
+            raise bad(f"R13_SIGNUP_ROLE: {exc}") from None
+        auth_max = _int(env, "R13_AUTH_RATE_LIMIT_MAX", 0, 0, 2**31, bad)
+        slots = _int(env, "R13_RATE_LIMIT_SLOTS", 65536, 64, 1 << 24, bad)
+        if slots & (slots - 1):
+            raise bad(f"R13_RATE_LIMIT_SLOTS={slots} is not a power of two")
+        rules_path = env.get("R13_ACCESS_RULES", "").strip()
+        try:
+            rules = load_rules(rules_path) if rules_path else ()
+        except InvalidValue as exc:
+            raise bad(f"R13_ACCESS_RULES: {exc}") from None
+        return cls(
+            trusted_proxies=proxies,
+            open_signup=bool(signup),
+            signup_role=role,
+            auth_rate_limit_max=auth_max or None,
+            block_auth_failures=_int(env, "R13_BLOCK_AUTH_FAILURES", 10, 0, 2**31, bad),
+            block_limit_violations=_int(env, "R13_BLOCK_LIMIT_VIOLATIONS", 100, 0, 2**31, bad),
+            block_anomalies=_int(env, "R13_BLOCK_ANOMALIES", 20, 0, 2**31, bad),
+            block_window_ms=_int(env, "R13_BLOCK_WINDOW", 600_000, 1000, 2**32, bad),
+            block_duration_ms=_int(env, "R13_BLOCK_DURATION", 3_600_000, 1000, 2**40, bad),
+            limiter_slots=slots,
+            ipv6_prefix=_int(env, "R13_IPV6_PREFIX", 64, 32, 128, bad),
+            rules=rules,
         )

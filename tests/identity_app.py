@@ -13,8 +13,7 @@ from app.main import create_app, open_storage
 from r13core.audit import AuditLog
 from r13core.config import Config13, ConfigStore, Feature
 from r13core.keys import KeyStore, Permission
-from r13core.security import SecuritySettings
-from r13core.settings import Settings
+from r13core.settings import SecuritySettings, Settings
 from r13core.storage.sqlite import SQLiteStorage
 from r13core.users import UserStore
 from tests.npm_builders import publish_body

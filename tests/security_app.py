@@ -9,9 +9,9 @@ from typing import Any
 import falcon.testing
 
 from app.main import create_app, open_storage
+from r13core.abuse import Blocklist
 from r13core.keys import KeyStore, Permission
-from r13core.security import Blocklist, SecuritySettings
-from r13core.settings import Settings
+from r13core.settings import SecuritySettings, Settings
 from r13core.storage.base import Storage
 from r13core.users import UserStore
 

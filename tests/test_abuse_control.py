@@ -14,17 +14,11 @@ from typing import Any
 import pytest
 
 from app.main import open_storage
+from r13core.abuse import Blocklist, Strikes, client_key, parse_client
 from r13core.errors import InvalidValue
 from r13core.keys import Permission
 from r13core.ratelimit import RateLimiter
-from r13core.security import (
-    Blocklist,
-    SecuritySettings,
-    SecuritySettingsError,
-    Strikes,
-    client_key,
-    parse_client,
-)
+from r13core.settings import SecuritySettings, SecuritySettingsError
 from r13core.storage.base import Storage
 from r13core.users import Role
 from tests.security_app import PW, App, build

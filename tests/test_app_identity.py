@@ -12,8 +12,7 @@ import pytest
 
 from app.main import create_app, open_storage
 from r13core.keys import KeyStore, Permission
-from r13core.security import SecuritySettings
-from r13core.settings import Settings
+from r13core.settings import SecuritySettings, Settings
 from r13core.users import Role, UserStore
 
 PUBLIC = "http://r13.test"

@@ -17,8 +17,7 @@ from app.main import create_app, open_storage
 from r13core.advisories import AuditLimits, Tree, measure_tree, parse_audit_body
 from r13core.errors import BadRequest, PayloadTooLarge
 from r13core.keys import KeyStore, Permission
-from r13core.security import SecuritySettings
-from r13core.settings import Settings
+from r13core.settings import SecuritySettings, Settings
 
 LIMITS = AuditLimits()
 LONG = 200  # characters per name on the chain: each old path string grew by this per level

@@ -11,8 +11,8 @@ import pytest
 
 from app.cli import build_parser, leaf_parsers, main
 from app.main import open_storage
+from r13core.abuse import Blocklist
 from r13core.keys import KeyStore
-from r13core.security import Blocklist
 from r13core.users import UserStore
 
 

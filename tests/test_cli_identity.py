@@ -9,9 +9,9 @@ import pytest
 
 from app.cli import main
 from app.main import open_storage
+from r13core.abuse import Blocklist
 from r13core.audit import AuditLog
 from r13core.keys import KeyStore, Permission
-from r13core.security import Blocklist
 from r13core.users import Role, UserStore
 
 

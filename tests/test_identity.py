@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from r13core.abuse import Blocklist, client_ip, normalize_ip
 from r13core.access import Action, Policy, Rule, parse_rules
 from r13core.errors import Forbidden, InvalidValue, NameTaken, NotFound, Unauthorized
 from r13core.keys import KeyInfo, KeyStore, Permission, parse_cidrs
-from r13core.security import Blocklist, SecuritySettings, client_ip, normalize_ip
+from r13core.settings import SecuritySettings
 from r13core.storage.sqlite import SQLiteStorage
 from r13core.users import Role, UserStore, hash_password, verify_password
 

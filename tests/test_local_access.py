@@ -16,8 +16,8 @@ import falcon.testing
 import pytest
 
 from app.main import create_app
-from r13core.security import SecuritySettings, is_local
-from r13core.settings import Settings
+from r13core.abuse import is_local
+from r13core.settings import SecuritySettings, Settings
 from tests.security_app import PUBLIC, build
 
 LOCAL_ONLY = ["/metrics", "/_api/config", "/_api/performance/alerts"]

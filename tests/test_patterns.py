@@ -23,8 +23,7 @@ from r13core.patterns import (
     parse_pattern,
     parse_patterns,
 )
-from r13core.security import SecuritySettings
-from r13core.settings import Settings
+from r13core.settings import SecuritySettings, Settings
 from r13core.users import Role, UserStore
 
 # The review's pattern: each extra "**a" multiplied a backtracking regex's time by ~40.

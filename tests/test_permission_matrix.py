@@ -24,8 +24,7 @@ from app.resources.packages import Packages
 from r13core.config import Feature
 from r13core.keys import KeyStore, Permission, hash_secret, new_secret
 from r13core.ratelimit import RateLimiter
-from r13core.security import SecuritySettings
-from r13core.settings import Settings
+from r13core.settings import SecuritySettings, Settings
 from r13core.storage.base import KeyRecord
 from r13core.users import Role, UserStore
 

@@ -72,9 +72,7 @@ def _run(argv: Sequence[str] | None) -> int:
     try:
         for change in secure_data_dir(Path(args.data)):
             print(f"r13: {change}", file=sys.stderr)
-        from app.cli.audit_hook import audited_config_change
-
-        status: int = audited_config_change(args, lambda: int(args.handler(args)))
+        status = int(args.handler(args))
     except (UsageError, R13Error, OSError) as exc:
         print(f"r13: {exc}", file=sys.stderr)
         return 2

@@ -1,4 +1,8 @@
-"""`r13 config show|set|enable|disable|export|import` on a data dir."""
+"""`r13 config show|set|enable|disable|export|import` on a data dir.
+
+Changes go through r13core/config_changes.py, which audits each one that changes the
+record (``config.change``, old -> new bytes).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,9 @@ import binascii
 import sys
 from pathlib import Path
 
+from app.cli import services
 from r13core.config import RECORD_SIZE, Config13, ConfigStore, Feature, TerminalMode, field_name
+from r13core.config_changes import ConfigChanges
 from r13core.errors import InvalidValue
 from r13core.settings import Settings
 
@@ -85,12 +91,15 @@ def _parse_value(name: str, text: str) -> int:
         raise InvalidValue(f"{name}: {text!r} is not a number") from None
 
 
+def _changes(args: argparse.Namespace, store: ConfigStore) -> ConfigChanges:
+    return ConfigChanges(store, services.audit(args))
+
+
 def set_field(args: argparse.Namespace) -> int:
     name = field_name(args.field)
     value = _parse_value(name, args.value)
     with _open(args) as store:
-        store.set_field(name, value)
-        store.save()
+        _changes(args, store).set_field(services.ACTOR, name, value)
         print(render(store.read()))
     return 0
 
@@ -98,8 +107,7 @@ def set_field(args: argparse.Namespace) -> int:
 def toggle(args: argparse.Namespace) -> int:
     flag = Feature.parse(args.flag)
     with _open(args) as store:
-        store.set_feature(flag, args.on)
-        store.save()
+        _changes(args, store).set_feature(services.ACTOR, flag, args.on)
         print(f"{flag.name} {'enabled' if args.on else 'disabled'}")
     return 0
 
@@ -137,7 +145,6 @@ def import_(args: argparse.Namespace) -> int:
     blob = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
     record = Config13.from_bytes(decode_import(blob))
     with _open(args) as store:
-        store.replace(record)
-        store.save()
+        _changes(args, store).replace(services.ACTOR, record)
         print(render(store.read()))
     return 0

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from app.main import open_storage
-from r13core.audit import AuditLog
-from r13core.keys import KeyInfo, KeyStore, Permission
-from r13core.users import UserStore
+from app.cli import services
+from r13core.keys import KeyInfo, Permission
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -50,11 +47,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     o.set_defaults(handler=rotate)
 
 
-def open_keys(args: argparse.Namespace) -> KeyStore:
-    """The key store of ``--data`` (created if absent)."""
-    return KeyStore(open_storage(Path(args.data)))
-
-
 def describe(info: KeyInfo) -> str:
     """One line per key, as `r13 keys list` prints it."""
     d = info.as_dict()
@@ -73,15 +65,9 @@ def describe(info: KeyInfo) -> str:
     return "  ".join([line, *extras])
 
 
-def _audit(args: argparse.Namespace, action: str, key_id: str) -> None:
-    AuditLog(open_storage(Path(args.data))).record("cli", action, key_id)
-
-
 def create(args: argparse.Namespace) -> int:
-    keys = open_keys(args)
-    if args.owner is not None:
-        UserStore(open_storage(Path(args.data))).get(args.owner)  # NotFound if absent
-    info, secret = keys.create(
+    info, secret = services.identity(args).create_key(
+        services.ACTOR,
         args.id,
         Permission[args.perm.upper()],
         args.expires,
@@ -90,28 +76,25 @@ def create(args: argparse.Namespace) -> int:
         cidr=args.cidr,
         packages=args.packages,
     )
-    _audit(args, "key.create", info.id)
     print(describe(info))
     print(secret)
     return 0
 
 
 def list_(args: argparse.Namespace) -> int:
-    for info in open_keys(args).list():
+    for info in services.identity(args).keys.list():
         print(describe(info))
     return 0
 
 
 def revoke(args: argparse.Namespace) -> int:
-    open_keys(args).revoke(args.id)
-    _audit(args, "key.revoke", args.id)
+    services.identity(args).revoke_key(services.ACTOR, args.id)
     print(f"revoked {args.id}")
     return 0
 
 
 def rotate(args: argparse.Namespace) -> int:
-    info, secret = open_keys(args).rotate(args.id)
-    _audit(args, "key.rotate", args.id)
+    info, secret = services.identity(args).rotate_key(services.ACTOR, args.id)
     print(describe(info))
     print(secret)
     return 0

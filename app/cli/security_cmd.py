@@ -8,23 +8,13 @@ audit log's hash chain (r13core/audit.py).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from app.main import open_storage
-from r13core.audit import AuditLog
-from r13core.errors import NotFound
+from app.cli import services
+from r13core.abuse import AbuseControl, BlockRecord
 from r13core.ratelimit import RateLimiter
-from r13core.security import (
-    MANUAL,
-    Blocklist,
-    BlockRecord,
-    SecuritySettings,
-    forget,
-    parse_client,
-)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -70,39 +60,26 @@ def describe(record: BlockRecord) -> str:
     return f"{record.ip:<43} until {_when(record.expires):<22} {record.kind:<6} {record.reason}"
 
 
-def _prefix() -> int:
-    # The same R13_IPV6_PREFIX the server counts by (a bad value stops here, named).
-    return SecuritySettings.from_env(os.environ).ipv6_prefix
-
-
 def blocks(args: argparse.Namespace) -> int:
-    for record in Blocklist(open_storage(Path(args.data)), ipv6_prefix=_prefix()).active():
+    for record in services.blocklist(args).active():
         print(describe(record))
     return 0
 
 
 def unblock(args: argparse.Namespace) -> int:
-    storage = open_storage(Path(args.data))
-    prefix = _prefix()
-    key = parse_client(args.ip, prefix)
-    if not Blocklist(storage, ipv6_prefix=prefix).unblock(key):
-        raise NotFound(f"{key} is not blocked")
-    # Forget its strikes in the running server's shared table too.
+    blocklist = services.blocklist(args)
+    # Its strikes are forgotten in the running server's shared table too.
     with RateLimiter(Path(args.data), "security") as limiter:
-        forget(limiter, key)
-    AuditLog(storage).record("cli", "ip.unblock", key)
+        abuse = AbuseControl(blocklist, services.audit(args), limiter)
+        key = abuse.unblock(services.ACTOR, args.ip)
     print(f"unblocked {key}")
     return 0
 
 
 def block(args: argparse.Namespace) -> int:
-    storage = open_storage(Path(args.data))
-    prefix = _prefix()
     seconds = None if args.minutes is None else args.minutes * 60
-    key = parse_client(args.ip, prefix)
-    record = Blocklist(storage, ipv6_prefix=prefix).block(key, args.reason, seconds, kind=MANUAL)
-    AuditLog(storage).record("cli", "ip.block", record.ip, reason=args.reason, kind=MANUAL)
-    print(describe(record))
+    abuse = AbuseControl(services.blocklist(args), services.audit(args))
+    print(describe(abuse.block(services.ACTOR, args.ip, args.reason, seconds)))
     return 0
 
 
@@ -118,7 +95,7 @@ def _head(text: str | None) -> tuple[int, str] | None:
 
 
 def audit(args: argparse.Namespace) -> int:
-    log = AuditLog(open_storage(Path(args.data)))
+    log = services.audit(args)
     if not args.verify:
         for event in reversed(log.page(limit=max(1, min(args.limit, 1000)))["events"]):
             print(f"{event['id']:>8} {event['time']} {event['actor']:<20} {event['action']:<18} "

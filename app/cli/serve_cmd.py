@@ -19,11 +19,9 @@ from urllib.parse import urlsplit
 
 from app.http import HostRebaser
 from app.main import open_config, open_services
-from r13core.errors import NameTaken
-from r13core.keys import KeyStore, Permission
+from r13core.identity import Identity
 from r13core.locks import InstanceLock
-from r13core.security import SecuritySettings
-from r13core.settings import Settings
+from r13core.settings import SecuritySettings, Settings
 from r13core.sweeper import startup_sweep
 
 ADMIN_KEY_FILE = "admin.key"
@@ -41,19 +39,13 @@ def npmrc_lines(public_url: str, secret: str) -> list[str]:
     return [f"registry={public_url.rstrip('/')}/", f"//{parts.netloc}{path}:_authToken={secret}"]
 
 
-def ensure_admin_key(data_dir: Path, keys: KeyStore, public_url: str) -> str | None:
-    """Create the first admin key unless one exists; returns its secret when created."""
-    if any(k.permission >= Permission.ADMIN and not k.revoked for k in keys.list()):
+def ensure_admin_key(data_dir: Path, identity: Identity, public_url: str) -> str | None:
+    """Create the first admin key unless one exists (r13core/identity.py
+    ``Identity.first_admin_key``); save and show it; returns its secret when created."""
+    made = identity.first_admin_key()
+    if made is None:
         return None
-    # The bootstrap key does not expire: it is how the operator makes every other key.
-    # Its id must be free among keys and user names (a user may be called "admin").
-    key_id, n = "admin", len(keys.list())
-    while True:
-        try:
-            _, secret = keys.create(key_id, Permission.ADMIN, None)
-            break
-        except NameTaken:
-            key_id, n = f"admin-{n}", n + 1
+    info, secret = made
     path = data_dir / ADMIN_KEY_FILE
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -62,7 +54,7 @@ def ensure_admin_key(data_dir: Path, keys: KeyStore, public_url: str) -> str | N
         out.flush()
         os.fsync(out.fileno())
     os.replace(tmp, path)
-    print(f"r13: created admin key {key_id!r}; saved in {path} (mode 0600).", file=sys.stderr)
+    print(f"r13: created admin key {info.id!r}; saved in {path} (mode 0600).", file=sys.stderr)
     print("r13: it is shown only now. To use it, put these lines in .npmrc:", file=sys.stderr)
     for line in npmrc_lines(public_url, secret):
         print(f"    {line}", file=sys.stderr)
@@ -82,7 +74,8 @@ def prepare(settings: Settings) -> InstanceLock:
         with open_config(settings) as config:
             services = open_services(settings, config)
             try:
-                ensure_admin_key(settings.data_dir, services.keys, settings.public_url)
+                identity = Identity.over(services.storage)
+                ensure_admin_key(settings.data_dir, identity, settings.public_url)
                 # Files left by publishes that crashed before their commit, and anything
                 # else no committed row refers to: safe only while no other process runs.
                 swept = startup_sweep(services.registry, instance)

@@ -9,11 +9,9 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
-from pathlib import Path
 
-from app.main import open_storage
-from r13core.audit import AuditLog
-from r13core.users import Role, User, UserStore
+from app.cli import services
+from r13core.users import Role, User
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -50,11 +48,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ro.set_defaults(handler=role)
 
 
-def _stores(args: argparse.Namespace) -> tuple[UserStore, AuditLog]:
-    storage = open_storage(Path(args.data))
-    return UserStore(storage), AuditLog(storage)
-
-
 def _password(args: argparse.Namespace) -> str:
     if args.password_stdin:
         return sys.stdin.readline().rstrip("\r\n")
@@ -72,27 +65,28 @@ def describe(user: User) -> str:
 
 
 def add(args: argparse.Namespace) -> int:
-    users, audit = _stores(args)
-    user = users.add(
-        args.name, _password(args), Role.parse(args.role), args.email, reclaim=args.reclaim
+    user = services.identity(args).add_user(
+        services.ACTOR,
+        args.name,
+        _password(args),
+        Role.parse(args.role),
+        args.email,
+        reclaim=args.reclaim,
     )
-    audit.record("cli", "user.add", user.name, role=user.role.value, reclaim=args.reclaim)
     print(describe(user))
     return 0
 
 
 def list_(args: argparse.Namespace) -> int:
-    users, _ = _stores(args)
-    for user in users.list():
+    for user in services.identity(args).users.list():
         print(describe(user))
     return 0
 
 
 def passwd(args: argparse.Namespace) -> int:
-    users, audit = _stores(args)
-    users.get(args.name)
-    revoked = users.set_password(args.name, _password(args))
-    audit.record("cli", "user.passwd", args.name, revoked=revoked)
+    identity = services.identity(args)
+    identity.users.get(args.name)  # an unknown user fails before the password is asked
+    revoked = identity.set_password(services.ACTOR, args.name, _password(args))
     print(f"password of {args.name} changed; {_tokens(revoked)} revoked")
     return 0
 
@@ -102,17 +96,15 @@ def _tokens(ids: list[str]) -> str:
 
 
 def remove(args: argparse.Namespace) -> int:
-    users, audit = _stores(args)
-    users.remove(args.name)
-    audit.record("cli", "user.remove", args.name)
+    services.identity(args).remove_user(services.ACTOR, args.name)
     print(f"removed {args.name}; its keys are revoked")
     return 0
 
 
 def role(args: argparse.Namespace) -> int:
-    users, audit = _stores(args)
-    user, revoked = users.set_role(args.name, Role.parse(args.role))
-    audit.record("cli", "user.role", user.name, role=user.role.value, revoked=revoked)
+    user, revoked = services.identity(args).set_role(
+        services.ACTOR, args.name, Role.parse(args.role)
+    )
     print(describe(user))
     if revoked:
         print(f"{_tokens(revoked)} above the new role revoked")

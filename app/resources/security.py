@@ -1,9 +1,14 @@
-"""``/_api/security/*``: keys, IP blocks, security metrics and the audit log (admin).
+"""``/_api/security/*``: keys, IP blocks and security metrics (admin).
+
+Each change is one call into r13core (r13core/identity.py for keys,
+r13core/abuse.py for blocks), which writes its audit event; the audit log itself
+is served by app/resources/audit_log.py.
 
 ``POST /_api/security/keys`` is also open, without credentials, to a local
-request (from this machine and not through any proxy: app/security.py
-``request_is_local``) while no live admin key exists (how a fresh install that
-lost its first key gets one); after that, never.
+request (from this machine and not through any proxy:
+app/security_middleware.py ``request_is_local``) while no live admin key exists
+(how a fresh install that lost its first key gets one); after that, never
+(r13core/identity.py ``Identity.may_bootstrap``).
 """
 
 from __future__ import annotations
@@ -13,14 +18,15 @@ from typing import Any, Final
 
 import falcon
 
-from app.auth import Guard
+from app.auth import Guard, client_actor
 from app.http import read_json_object, send_media
-from app.security import SecurityServices, request_is_local
+from app.security_middleware import SecurityServices, request_is_local
+from r13core.abuse import AbuseControl
 from r13core.access import Action
-from r13core.errors import BadRequest, InvalidValue, NotFound
+from r13core.audit import Actor
+from r13core.errors import BadRequest
+from r13core.identity import Identity, expiry_days
 from r13core.keys import Permission
-from r13core.ratelimit import RateLimiter
-from r13core.security import MANUAL, forget, parse_client
 
 MAX_BODY: Final = 64 * 1024
 _DURATION_RE: Final = re.compile(r"(\d+(?:\.\d+)?) ?(ms|s|m|h|d)?")
@@ -61,27 +67,25 @@ class SecurityKeys:
     """``GET|POST /_api/security/keys``, ``DELETE /_api/security/keys/{key_id}``,
     ``POST /_api/security/keys/{key_id}/rotate``."""
 
-    def __init__(self, services: SecurityServices, guard: Guard, default_expiry_ms: int) -> None:
-        self.services = services
+    def __init__(self, identity: Identity, guard: Guard, default_expiry_ms: int) -> None:
+        self.identity = identity
         self.guard = guard
-        self.default_expiry_ms = default_expiry_ms
+        self.default_days = expiry_days(default_expiry_ms)
 
-    def _admin(self, req: falcon.Request) -> str:
-        return self.guard.actor(req, Action.ADMIN)
+    def _admin(self, req: falcon.Request) -> Actor:
+        return self.guard.acting(req, Action.ADMIN)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         self._admin(req)
-        send_media(resp, {"keys": [k.as_dict() for k in self.services.keys.list()]})
+        send_media(resp, {"keys": [k.as_dict() for k in self.identity.keys.list()]})
         resp.cache_control = ["no-store"]
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         # Anything proxied is refused here: a proxy on this host connects from loopback.
-        bootstrap = (
-            self.guard.identity(req) is None
-            and request_is_local(req)
-            and not self.services.keys.has_live_admin()
+        bootstrap = self.guard.identity(req) is None and self.identity.may_bootstrap(
+            local=request_is_local(req)
         )
-        actor = "bootstrap@loopback" if bootstrap else self._admin(req)
+        actor = client_actor(req, Actor.BOOTSTRAP) if bootstrap else self._admin(req)
         body = read_json_object(req, MAX_BODY)
         key_id = body.get("id")
         if not isinstance(key_id, str):
@@ -89,7 +93,7 @@ class SecurityKeys:
         permission = parse_permission(body.get("permissions", "read"))
         expires_in = body.get("expiresIn")
         if expires_in is None:
-            days = self.default_expiry_ms / 86_400_000 if self.default_expiry_ms else None
+            days = self.default_days
         else:
             ms = parse_duration_ms(expires_in, "expiresIn")
             days = None if ms is None else ms / 86_400_000
@@ -103,7 +107,8 @@ class SecurityKeys:
         if not isinstance(cidr, list) or not isinstance(packages, list):
             raise BadRequest("cidr and packages must be lists")
         description = body.get("description", "")
-        info, secret = self.services.keys.create(
+        info, secret = self.identity.create_key(
+            actor,
             key_id,
             permission,
             days,
@@ -111,28 +116,21 @@ class SecurityKeys:
             cidr=cidr,
             packages=packages,
             description=description if isinstance(description, str) else "",
+            bootstrap=bootstrap,
         )
-        self.services.audit.safe_record(
-            actor, "key.create", info.id, ip=req.context.client_ip,
-            permission=permission.name.lower(), bootstrap=bootstrap,
-        )  # fmt: skip
         send_media(resp, {**info.as_dict(), "key": secret}, falcon.HTTP_201)
         resp.cache_control = ["no-store"]
 
     def on_delete_item(self, req: falcon.Request, resp: falcon.Response, key_id: str) -> None:
-        actor = self._admin(req)
-        self.services.keys.revoke(key_id)
-        self.services.audit.safe_record(actor, "key.revoke", key_id, ip=req.context.client_ip)
+        self.identity.revoke_key(self._admin(req), key_id)
         send_media(resp, {"ok": True, "revoked": key_id})
 
     def on_get_item(self, req: falcon.Request, resp: falcon.Response, key_id: str) -> None:
         self._admin(req)
-        send_media(resp, self.services.keys.get(key_id).as_dict())
+        send_media(resp, self.identity.keys.get(key_id).as_dict())
 
     def on_post_rotate(self, req: falcon.Request, resp: falcon.Response, key_id: str) -> None:
-        actor = self._admin(req)
-        info, secret = self.services.keys.rotate(key_id)
-        self.services.audit.safe_record(actor, "key.rotate", key_id, ip=req.context.client_ip)
+        info, secret = self.identity.rotate_key(self._admin(req), key_id)
         send_media(resp, {**info.as_dict(), "key": secret}, falcon.HTTP_201)
         resp.cache_control = ["no-store"]
 
@@ -155,32 +153,27 @@ class SecurityBlocks:
     Blocks made here are manual: they refuse everything, requests with a key too.
     """
 
-    def __init__(self, services: SecurityServices, guard: Guard, limiter: RateLimiter) -> None:
-        self.services = services
+    def __init__(self, abuse: AbuseControl, guard: Guard) -> None:
+        self.abuse = abuse
         self.guard = guard
-        self.limiter = limiter
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         self.guard.require(req, Action.ADMIN)
-        send_media(resp, {"blocks": [block_dict(b) for b in self.services.blocks.active()]})
+        send_media(resp, {"blocks": [block_dict(b) for b in self.abuse.blocks.active()]})
         resp.cache_control = ["no-store"]
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        actor = self.guard.actor(req, Action.ADMIN)
+        actor = self.guard.acting(req, Action.ADMIN)
         body = read_json_object(req, MAX_BODY)
         ip = body.get("ip")
         if not isinstance(ip, str):
             raise BadRequest("ip must be an IP address or an IPv6 prefix")
-        key = parse_client(ip, self.services.settings.ipv6_prefix)
+        client = self.abuse.client(ip)  # a bad address is refused before the duration
         duration = body.get("duration")
         ms = None if duration is None else parse_duration_ms(duration, "duration")
-        reason = body.get("reason") if isinstance(body.get("reason"), str) else "blocked by admin"
-        record = self.services.blocks.block(
-            key, str(reason)[:200], None if ms is None else ms / 1000, kind=MANUAL
-        )
-        self.services.audit.safe_record(
-            actor, "ip.block", key, ip=req.context.client_ip, reason=reason, kind=MANUAL
-        )
+        reason = body.get("reason")
+        reason = reason[:200] if isinstance(reason, str) else "blocked by admin"
+        record = self.abuse.block(actor, client, reason, None if ms is None else ms / 1000)
         send_media(resp, block_dict(record), falcon.HTTP_201)
 
     def on_delete_item(self, req: falcon.Request, resp: falcon.Response, ip: str) -> None:
@@ -192,12 +185,7 @@ class SecurityBlocks:
         self._unblock(req, resp, f"{ip}/{length}")
 
     def _unblock(self, req: falcon.Request, resp: falcon.Response, text: str) -> None:
-        actor = self.guard.actor(req, Action.ADMIN)
-        key = parse_client(text, self.services.settings.ipv6_prefix)
-        if not self.services.blocks.unblock(key):
-            raise NotFound(f"{key} is not blocked")
-        forget(self.limiter, key)
-        self.services.audit.safe_record(actor, "ip.unblock", key, ip=req.context.client_ip)
+        key = self.abuse.unblock(self.guard.acting(req, Action.ADMIN), text)
         send_media(resp, {"ok": True, "unblocked": key})
 
 
@@ -243,28 +231,4 @@ class SecurityMetrics:
             "keys": keys,
         }  # fmt: skip
         send_media(resp, body)
-        resp.cache_control = ["no-store"]
-
-
-class SecurityAudit:
-    """``GET /_api/security/audit?before=&limit=&action=&actor=``: newest first, paged."""
-
-    def __init__(self, services: SecurityServices, guard: Guard) -> None:
-        self.services = services
-        self.guard = guard
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self.guard.require(req, Action.ADMIN)
-        try:
-            before = req.get_param_as_int("before")
-            limit = req.get_param_as_int("limit", default=100)
-        except falcon.HTTPBadRequest:
-            raise InvalidValue("before and limit must be whole numbers") from None
-        page = self.services.audit.page(
-            before=before,
-            limit=limit if limit is not None else 100,
-            action=req.get_param("action"),
-            actor=req.get_param("actor"),
-        )
-        send_media(resp, page)
         resp.cache_control = ["no-store"]

@@ -19,10 +19,10 @@ import falcon
 
 from app.auth import Guard
 from app.http import read_json_object, send_media
-from app.security import SecurityServices
-from r13core.access import Action
-from r13core.errors import BadRequest, Forbidden, NotFound, Unauthorized
-from r13core.keys import MAX_DAYS, KeyInfo, Permission, capped_days
+from r13core.access import Action, grants
+from r13core.errors import BadRequest, Unauthorized
+from r13core.identity import Identity
+from r13core.keys import MAX_DAYS, KeyInfo, Permission
 
 MAX_TOKEN_BODY: Final = 64 * 1024
 
@@ -37,7 +37,7 @@ def token_object(info: KeyInfo) -> dict[str, Any]:
         "key": info.id,
         "token": "r13_…",
         "name": info.description or info.id,
-        "readonly": info.permission < Permission.WRITE,
+        "readonly": not grants(info, Permission.WRITE),
         "automation": False,
         "cidr_whitelist": [str(n) for n in info.cidr] or None,
         "packages": list(info.packages),
@@ -61,12 +61,11 @@ def _strings(body: dict[str, Any], *names: str) -> list[str]:
 
 
 class Tokens:
-    """The tokens routes (``suffix="item"`` for DELETE by key)."""
+    """The tokens routes (``suffix="item"`` for DELETE by key); r13core/identity.py decides."""
 
-    def __init__(self, services: SecurityServices, guard: Guard, default_expiry_ms: int) -> None:
-        self.services = services
+    def __init__(self, identity: Identity, guard: Guard) -> None:
+        self.identity = identity
         self.guard = guard
-        self.default_days = default_expiry_ms / 86_400_000 if default_expiry_ms else None
 
     def _caller(self, req: falcon.Request) -> KeyInfo:
         identity = self.guard.require(req, Action.READ)
@@ -75,37 +74,19 @@ class Tokens:
         return identity
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        identity = self._caller(req)
-        if identity.owner is not None:
-            keys = self.services.keys.owned_by(identity.owner)
-        else:
-            keys = [self.services.keys.get(identity.id)]
-        live = [k for k in keys if not k.revoked]
-        objects = [token_object(k) for k in live]
+        objects = [token_object(k) for k in self.identity.tokens_of(self._caller(req))]
         send_media(resp, {"objects": objects, "total": len(objects), "urls": {}})
         resp.cache_control = ["no-store"]
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        identity = self._caller(req)
-        if identity.owner is None:
-            raise Forbidden(
-                "tokens are made for users (npm login first); "
-                "admins make bare keys with POST /_api/security/keys"
-            )
+        owner = self.identity.token_owner(self._caller(req))
         body = read_json_object(req, MAX_TOKEN_BODY)
         password = body.get("password")
-        ip = req.context.client_ip
         if not isinstance(password, str):
             raise BadRequest("creating a token needs your password")
-        try:
-            user = self.services.users.authenticate(identity.owner, password)
-        except Unauthorized:
-            self.services.audit.safe_record(identity.owner, "token.create.failed", "", ip=ip)
-            raise
         readonly = body.get("readonly") is True or (
             body.get("packages_and_scopes_permission") == "read-only"
         )
-        permission = Permission.READ if readonly else Permission.WRITE
         expires = body.get("expires")
         if expires is None:
             requested = None
@@ -113,43 +94,27 @@ class Tokens:
             requested = min(float(expires), float(MAX_DAYS))
         else:
             raise BadRequest("expires must be a positive number of days")
-        days = capped_days(requested, self.default_days)
         cidr = _strings(body, "cidr_whitelist", "cidr")
         packages = _strings(body, "packages")
         packages += [s if "/" in s else f"{s.rstrip('/')}/*" for s in _strings(body, "scopes")]
         label = body.get("name") or body.get("description") or "npm token"
         if not isinstance(label, str):
             raise BadRequest("name must be a string")
-        info, secret = self.services.keys.create_token(
-            user.name,
-            min(permission, user.role.ceiling),
-            days,
+        info, secret = self.identity.create_token(
+            owner,
+            password,
+            req.context.client_ip,
+            readonly=readonly,
+            expires_days=requested,
             cidr=cidr,
             packages=packages,
-            description=label[:200],
+            label=label,
         )
-        self.services.audit.safe_record(
-            user.name, "token.create", info.id, ip=ip, readonly=readonly, cidr=cidr,
-            packages=packages,
-        )  # fmt: skip
         out = token_object(info)
         out["token"] = secret
         send_media(resp, out, falcon.HTTP_201)
         resp.cache_control = ["no-store"]
 
     def on_delete_item(self, req: falcon.Request, resp: falcon.Response, key: str) -> None:
-        identity = self._caller(req)
-        try:
-            target = self.services.keys.get(key)
-        except NotFound:
-            raise NotFound(f"no token {key!r}") from None
-        mine = (identity.owner is not None and target.owner == identity.owner) or (
-            target.id == identity.id
-        )
-        if not mine and not self.guard.allows(req, Action.ADMIN):
-            raise NotFound(f"no token {key!r}")
-        self.services.keys.revoke(key)
-        self.services.audit.safe_record(
-            identity.username, "token.revoke", key, ip=req.context.client_ip
-        )
+        self.identity.revoke_token(self._caller(req), key, req.context.client_ip)
         resp.status = falcon.HTTP_204

@@ -19,10 +19,9 @@ import falcon
 
 from app.cli.serve_cmd import prepare
 from app.main import create_app, open_storage
-from app.security import open_security
+from app.security_middleware import open_security
 from r13core.keys import KeyStore
-from r13core.security import SecuritySettings
-from r13core.settings import Settings
+from r13core.settings import SecuritySettings, Settings
 
 
 def clock() -> float:

@@ -1,5 +1,12 @@
 """Abuse control: client addresses, IP blocks, strikes that lead to blocks, shared counters.
 
+:class:`AbuseControl` holds the operations an admin does (block, unblock), each
+writing its own audit event (``ip.block``, ``ip.unblock``); an automatic block made
+by :class:`Strikes` is audited as r13's own ``ip.block`` (actor ``r13``, the address
+it blocked). The settings (R13_BLOCK_*, R13_IPV6_PREFIX, ...) are
+r13core/settings.py ``SecuritySettings``; the HTTP middleware that applies all of
+this per request is app/security_middleware.py.
+
 Everything here is shared by all worker processes of a data dir:
 
 * blocks live in the database (so they survive restarts) and each process
@@ -20,96 +27,18 @@ import ipaddress
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Final, Protocol
 
-from r13core.access import Rule, load_rules
-from r13core.errors import InvalidValue
-from r13core.keys import IPNetwork, parse_cidrs
+from r13core.audit import Actor, AuditLog
+from r13core.errors import InvalidValue, NotFound
+from r13core.keys import IPNetwork
+from r13core.settings import SecuritySettings
 from r13core.storage.counters import CountersStorage
 from r13core.storage.identity import BlockRecord as BlockRecord  # for the web layer
 from r13core.storage.identity import IdentityStorage
-from r13core.users import Role
 
 COUNTER_FLUSH_SECONDS: Final = 2.0
-
-
-class SecuritySettingsError(InvalidValue):
-    """A security variable has a value r13 cannot use."""
-
-
-def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw, 10)
-    except ValueError:
-        raise SecuritySettingsError(f"{name}={raw!r} is not a whole number") from None
-    if not lo <= value <= hi:
-        raise SecuritySettingsError(f"{name}={value} is out of range {lo}..{hi}")
-    return value
-
-
-@dataclass(frozen=True)
-class SecuritySettings:
-    """Identity and abuse-control settings (``R13_*``; SECURITY_* are in Settings)."""
-
-    trusted_proxies: tuple[IPNetwork, ...] = ()
-    open_signup: bool = False
-    signup_role: Role = Role.READER
-    auth_rate_limit_max: int | None = None
-    """Requests per window on login and token routes (None: a tenth of the default)."""
-    block_auth_failures: int = 10
-    block_limit_violations: int = 100
-    block_anomalies: int = 20
-    block_window_ms: int = 600_000
-    block_duration_ms: int = 3_600_000
-    limiter_slots: int = 65536
-    ipv6_prefix: int = 64
-    """IPv6 clients are counted by this prefix for limits, strikes and blocks."""
-    rules: tuple[Rule, ...] = field(default=())
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> SecuritySettings:
-        """Parse ``env``; SecuritySettingsError names a bad variable."""
-        try:
-            proxies = parse_cidrs(
-                p for p in env.get("R13_TRUSTED_PROXIES", "").split(",") if p.strip()
-            )
-        except InvalidValue as exc:
-            raise SecuritySettingsError(f"R13_TRUSTED_PROXIES: {exc}") from None
-        signup = env.get("R13_OPEN_SIGNUP", "").strip().lower()
-        if signup not in ("", "0", "1", "true", "false", "yes", "no", "on", "off"):
-            raise SecuritySettingsError(f"R13_OPEN_SIGNUP={signup!r} must be 0 or 1")
-        try:
-            role = Role.parse(env.get("R13_SIGNUP_ROLE", "reader") or "reader")
-        except InvalidValue as exc:
-            raise SecuritySettingsError(f"R13_SIGNUP_ROLE: {exc}") from None
-        auth_max = _int(env, "R13_AUTH_RATE_LIMIT_MAX", 0, 0, 2**31)
-        slots = _int(env, "R13_RATE_LIMIT_SLOTS", 65536, 64, 1 << 24)
-        if slots & (slots - 1):
-            raise SecuritySettingsError(f"R13_RATE_LIMIT_SLOTS={slots} is not a power of two")
-        rules_path = env.get("R13_ACCESS_RULES", "").strip()
-        try:
-            rules = load_rules(rules_path) if rules_path else ()
-        except InvalidValue as exc:
-            raise SecuritySettingsError(f"R13_ACCESS_RULES: {exc}") from None
-        return cls(
-            trusted_proxies=proxies,
-            open_signup=signup in ("1", "true", "yes", "on"),
-            signup_role=role,
-            auth_rate_limit_max=auth_max or None,
-            block_auth_failures=_int(env, "R13_BLOCK_AUTH_FAILURES", 10, 0, 2**31),
-            block_limit_violations=_int(env, "R13_BLOCK_LIMIT_VIOLATIONS", 100, 0, 2**31),
-            block_anomalies=_int(env, "R13_BLOCK_ANOMALIES", 20, 0, 2**31),
-            block_window_ms=_int(env, "R13_BLOCK_WINDOW", 600_000, 1000, 2**32),
-            block_duration_ms=_int(env, "R13_BLOCK_DURATION", 3_600_000, 1000, 2**40),
-            limiter_slots=slots,
-            ipv6_prefix=_int(env, "R13_IPV6_PREFIX", 64, 32, 128),
-            rules=rules,
-        )
 
 
 # -- client address -------------------------------------------------------------------
@@ -244,7 +173,7 @@ class Blocklist:
         self, db: IdentityStorage, *, ipv6_prefix: int = 64, clock: Callable[[], float] = time.time
     ) -> None:
         self._db = db
-        self._prefix = ipv6_prefix
+        self._prefix = self.ipv6_prefix = ipv6_prefix
         self._clock = clock
         self._blocks: dict[str, BlockRecord] = {}
         self._seen = threading.local()
@@ -340,7 +269,8 @@ class Strikes:
 
     Each kind is a shared GCRA bucket of ``threshold`` per ``window``: the strike
     that finds it empty is the one past the threshold, and the address is blocked.
-    A threshold of 0 turns that kind of blocking off.
+    A threshold of 0 turns that kind of blocking off. With ``audit``, each block is
+    recorded as ``ip.block`` by r13 itself (the blocked address as the event's address).
     """
 
     def __init__(
@@ -350,9 +280,11 @@ class Strikes:
         settings: SecuritySettings,
         *,
         on_block: Callable[[BlockRecord], None] | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         self._limiter = limiter
         self._blocks = blocks
+        self._audit = audit
         self._window = settings.block_window_ms
         self._duration = settings.block_duration_ms / 1000
         self._thresholds = {
@@ -382,6 +314,10 @@ class Strikes:
             return None
         record = self._blocks.block(key, f"too many {_KIND_TEXT[kind]}", self._duration, kind=AUTO)
         self.forgive(key)
+        if self._audit is not None:
+            self._audit.safe_record_by(
+                Actor.system(record.ip), "ip.block", record.ip, reason=record.reason, kind=AUTO
+            )
         if self._on_block is not None:
             self._on_block(record)
         return record
@@ -395,6 +331,50 @@ def forget(limiter: StrikeCounter, key: str) -> None:
     """Reset every strike bucket of client ``key`` in ``limiter``."""
     for kind in STRIKE_KINDS:
         limiter.reset(f"strike:{kind}:{key}")
+
+
+class AbuseControl:
+    """What an admin does about clients (the admin API, `r13 security`, the terminal),
+    each audited.
+
+    ``strikes``: the shared limiter the server counts strikes in; an unblock
+    forgets the client's strikes there too (None: nothing to forget them in).
+    """
+
+    def __init__(
+        self, blocks: Blocklist, audit: AuditLog, strikes: StrikeCounter | None = None
+    ) -> None:
+        self.blocks = blocks
+        self.audit = audit
+        self._strikes = strikes
+
+    def client(self, text: str) -> str:
+        """The client key an admin means by ``text`` (:func:`parse_client`)."""
+        return parse_client(text, self.blocks.ipv6_prefix)
+
+    def block(
+        self, actor: Actor, client: str, reason: str, duration_s: float | None
+    ) -> BlockRecord:
+        """Block ``client`` (an address; an IPv6 one blocks its prefix; or an IPv6 prefix)
+        for ``duration_s`` seconds (None: until unblocked). The block is manual: it
+        refuses every request from there, with a key too. InvalidValue for a bad client.
+        """
+        record = self.blocks.block(self.client(client), reason, duration_s, kind=MANUAL)
+        self.audit.safe_record_by(actor, "ip.block", record.ip, reason=reason, kind=MANUAL)
+        return record
+
+    def unblock(self, actor: Actor, client: str) -> str:
+        """Lift the block of ``client`` and forget its strikes; the client key lifted.
+
+        NotFound when it is not blocked.
+        """
+        key = self.client(client)
+        if not self.blocks.unblock(key):
+            raise NotFound(f"{key} is not blocked")
+        if self._strikes is not None:
+            forget(self._strikes, key)
+        self.audit.safe_record_by(actor, "ip.unblock", key)
+        return key
 
 
 _KIND_TEXT: Final = {

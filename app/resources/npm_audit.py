@@ -2,6 +2,7 @@
 
 Both answer only about packages the caller may read (the guard's ``reader``).
 The legacy tree is read under its own bounds (r13core/advisories.py ``AuditLimits``).
+Not r13's own audit log (who did what): that is app/resources/audit_log.py.
 """
 
 from __future__ import annotations

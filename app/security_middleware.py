@@ -39,6 +39,16 @@ import falcon
 
 from app.auth import Guard
 from app.http import LOGOUT_PREFIX, bearer_token, raw_path
+from r13core.abuse import (
+    AUTO,
+    Blocklist,
+    BlockRecord,
+    SecurityCounters,
+    Strikes,
+    client_ip,
+    client_key,
+    is_local,
+)
 from r13core.access import Policy
 from r13core.audit import AuditLog
 from r13core.database import Storage
@@ -46,18 +56,7 @@ from r13core.errors import Unauthorized
 from r13core.keys import KeyStore
 from r13core.metrics import METHODS
 from r13core.ratelimit import Decision, RateLimiter
-from r13core.security import (
-    AUTO,
-    Blocklist,
-    BlockRecord,
-    SecurityCounters,
-    SecuritySettings,
-    Strikes,
-    client_ip,
-    client_key,
-    is_local,
-)
-from r13core.settings import Settings
+from r13core.settings import SecuritySettings, Settings
 from r13core.users import UserStore
 
 log = logging.getLogger("r13.security")
@@ -142,7 +141,7 @@ def own_origins(public_url: str, allowed_hosts: tuple[str, ...]) -> frozenset[st
 
 
 def request_is_local(req: falcon.Request) -> bool:
-    """Whether ``req`` comes from this machine itself (r13core.security.is_local).
+    """Whether ``req`` comes from this machine itself (r13core.abuse.is_local).
 
     The one test for everything loopback clients may do without a key. The
     security middleware gives the trusted proxies; without it, none are.
@@ -247,14 +246,14 @@ class SecurityMiddleware:
         self.blocks = services.blocks
         self.storage = services.storage
         self.counters = services.counters
-        self.strikes = Strikes(limiter, services.blocks, sec, on_block=self._blocked_now)
+        self.strikes = Strikes(
+            limiter, services.blocks, sec, on_block=self._blocked_now, audit=services.audit
+        )
 
     def _blocked_now(self, record: BlockRecord) -> None:
+        # Strikes audits the block itself (r13core/abuse.py); here it is logged and counted.
         log.warning("blocked %s (%s): %s", record.ip, record.kind, record.reason)
         self.counters.add("blocks", record.ip)
-        self.services.audit.safe_record(
-            "r13", "ip.block", record.ip, ip=record.ip, reason=record.reason, kind=record.kind
-        )
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         env = req.env
