@@ -16,6 +16,7 @@ import falcon
 
 from app.http import bearer_token
 from r13core.access import DEFAULT_POLICY, Action, Policy, is_admin
+from r13core.audit import Actor
 from r13core.config import Config13, Feature
 from r13core.errors import NotFound, Unauthorized
 from r13core.keys import KeyInfo
@@ -150,3 +151,12 @@ class Guard:
         if identity is None:  # authorize() lets no anonymous write through
             raise Unauthorized()
         return identity.username
+
+
+def actor_of(req: falcon.Request, name: str) -> Actor:
+    """Who acts in ``req``: the principal ``name`` (:meth:`Guard.actor`) at the client address.
+
+    The address is the one the security middleware resolved (app/security.py:
+    the socket peer, or behind trusted proxies the client they name).
+    """
+    return Actor(name, str(getattr(req.context, "client_ip", "") or ""))

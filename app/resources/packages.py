@@ -21,7 +21,7 @@ from typing import Final
 
 import falcon
 
-from app.auth import Guard
+from app.auth import Guard, actor_of
 from app.http import (
     ABBREVIATED,
     HostRebaser,
@@ -39,8 +39,10 @@ from app.http import (
 )
 from app.service import RegistryService
 from r13core.access import Action
+from r13core.audit import Actor
 from r13core.errors import BadRequest, InvalidValue, NotFound
 from r13core.names import PackageName
+from r13core.registry import OwnerCheck
 
 READS = ("GET", "HEAD")
 
@@ -180,7 +182,7 @@ class Packages:
         self, req: falcon.Request, resp: falcon.Response, name: PackageName, rest: list[str]
     ) -> None:
         if not rest:
-            actor = self.guard.actor(req, Action.PUBLISH, name)
+            actor = actor_of(req, self.guard.actor(req, Action.PUBLISH, name))
             check_owner = self.guard.owner_check(req, Action.PUBLISH, name)
             body = read_json_object(req, self.max_body)
             created, document = self.registry.put_package(
@@ -188,25 +190,37 @@ class Packages:
             )
             send_media(resp, document, falcon.HTTP_201 if created else falcon.HTTP_200)
         elif len(rest) == 2 and rest[0] == "-rev":
-            actor = self.guard.actor(req, Action.UNPUBLISH, name)
+            actor, check_owner = self._unpublisher(req, name)
             body = read_json_object(req, self.max_body)
-            result = self.registry.put_package_rev(name, _rev(rest[1]), body, actor=actor)
+            result = self.registry.put_package_rev(
+                name, _rev(rest[1]), body, actor=actor, check_owner=check_owner
+            )
             send_media(resp, result, falcon.HTTP_201)
         else:
             raise falcon.HTTPNotFound(description="no such route")
+
+    def _unpublisher(self, req: falcon.Request, name: PackageName) -> tuple[Actor, OwnerCheck]:
+        """Who unpublishes (or changes owners), and the ownership check for the commit."""
+        actor = actor_of(req, self.guard.actor(req, Action.UNPUBLISH, name))
+        return actor, self.guard.owner_check(req, Action.UNPUBLISH, name)
 
     def _delete(
         self, req: falcon.Request, resp: falcon.Response, name: PackageName, rest: list[str]
     ) -> None:
         if len(rest) == 2 and rest[0] == "-rev":
-            actor = self.guard.actor(req, Action.UNPUBLISH, name)
+            actor, check_owner = self._unpublisher(req, name)
             refuse_large_body(req, self.max_body)
-            send_media(resp, self.registry.unpublish_package(name, _rev(rest[1]), actor=actor))
+            result = self.registry.unpublish_package(
+                name, _rev(rest[1]), actor=actor, check_owner=check_owner
+            )
+            send_media(resp, result)
         elif len(rest) == 4 and rest[0] == "-" and rest[2] == "-rev":
-            actor = self.guard.actor(req, Action.UNPUBLISH, name)
+            actor, check_owner = self._unpublisher(req, name)
             refuse_large_body(req, self.max_body)
             filename = _filename(rest[1])
-            result = self.registry.remove_tarball(name, filename, _rev(rest[3]), actor=actor)
+            result = self.registry.remove_tarball(
+                name, filename, _rev(rest[3]), actor=actor, check_owner=check_owner
+            )
             send_media(resp, result)
         elif not rest:
             raise BadRequest("unpublishing a package needs its _rev: DELETE /:pkg/-rev/:rev")
