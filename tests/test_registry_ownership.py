@@ -57,45 +57,45 @@ def write_doc(reg: Registry) -> dict[str, Any]:
 
 
 # Each change bob might make to alice's package, through the registry's API.
-Change = Callable[[Registry, OwnerCheck], object]
+Change = Callable[[Registry, OwnerCheck], None]
 
 
-def without_version(reg: Registry, check: OwnerCheck) -> object:
+def without_version(reg: Registry, check: OwnerCheck) -> None:
     doc = write_doc(reg)
     del doc["versions"]["1.1.0"]
-    return reg.put_package_rev(A, doc["_rev"], doc, actor=BOB, check_owner=check)
+    reg.put_package_rev(A, doc["_rev"], doc, actor=BOB, check_owner=check)
 
 
-def with_bob_as_owner(reg: Registry, check: OwnerCheck) -> object:
+def with_bob_as_owner(reg: Registry, check: OwnerCheck) -> None:
     owners = {"maintainers": [{"name": "bob", "email": ""}]}
-    return reg.put_package_rev(A, write_doc(reg)["_rev"], owners, actor=BOB, check_owner=check)
+    reg.put_package_rev(A, write_doc(reg)["_rev"], owners, actor=BOB, check_owner=check)
 
 
-def whole_package(reg: Registry, check: OwnerCheck) -> object:
-    return reg.unpublish_package(A, write_doc(reg)["_rev"], actor=BOB, check_owner=check)
+def whole_package(reg: Registry, check: OwnerCheck) -> None:
+    reg.unpublish_package(A, write_doc(reg)["_rev"], actor=BOB, check_owner=check)
 
 
-def one_tarball(reg: Registry, check: OwnerCheck) -> object:
+def one_tarball(reg: Registry, check: OwnerCheck) -> None:
     rev = write_doc(reg)["_rev"]
-    return reg.remove_tarball(A, "widget-1.1.0.tgz", rev, actor=BOB, check_owner=check)
+    reg.remove_tarball(A, "widget-1.1.0.tgz", rev, actor=BOB, check_owner=check)
 
 
-def tag_set(reg: Registry, check: OwnerCheck) -> object:
-    return reg.set_dist_tag(A, "beta", "1.1.0", actor=BOB, check_owner=check)
+def tag_set(reg: Registry, check: OwnerCheck) -> None:
+    reg.set_dist_tag(A, "beta", "1.1.0", actor=BOB, check_owner=check)
 
 
-def tag_removed(reg: Registry, check: OwnerCheck) -> object:
-    return reg.remove_dist_tag(A, "beta", actor=BOB, check_owner=check)
+def tag_removed(reg: Registry, check: OwnerCheck) -> None:
+    reg.remove_dist_tag(A, "beta", actor=BOB, check_owner=check)
 
 
-def deprecated(reg: Registry, check: OwnerCheck) -> object:
+def deprecated(reg: Registry, check: OwnerCheck) -> None:
     doc = write_doc(reg)
     doc["versions"]["1.0.0"]["deprecated"] = "bob says no"
-    return reg.put_package(A, doc, actor=BOB, check_owner=check)
+    reg.put_package(A, doc, actor=BOB, check_owner=check)
 
 
-def published(reg: Registry, check: OwnerCheck) -> object:
-    return reg.put_package(A, publish_body("widget", "6.6.6"), actor=BOB, check_owner=check)
+def published(reg: Registry, check: OwnerCheck) -> None:
+    reg.put_package(A, publish_body("widget", "6.6.6"), actor=BOB, check_owner=check)
 
 
 CHANGES: list[Change] = [
