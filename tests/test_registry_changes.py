@@ -15,14 +15,13 @@ from typing import Any
 
 import pytest
 
-from r13core.audit import Actor
 from r13core.errors import InvalidPublish, NotFound, RevConflict, VersionExists
 from r13core.names import PackageName
 from r13core.registry import Registry
 from r13core.registry.changes import Draft, change_package
 from r13core.registry.publish_checks import check_publish
 from r13core.tarball import Limits
-from tests.npm_builders import files_under, open_registry, package_tgz, publish_body
+from tests.npm_builders import files_under, package_tgz, publish_body, registry_with
 
 A = PackageName.parse("widget")
 
@@ -79,10 +78,7 @@ def test_a_new_package_needs_a_name_a_new_package_may_take() -> None:
 
 @pytest.fixture
 def reg(tmp_path: Path) -> Registry:
-    registry = open_registry(tmp_path)
-    for version in ("1.0.0", "1.1.0"):
-        registry.put_package(A, publish_body("widget", version), actor=Actor("alice"))
-    return registry
+    return registry_with(tmp_path, "widget", "1.0.0", "1.1.0")
 
 
 def stored(reg: Registry) -> tuple[int, dict[str, Any]]:

@@ -25,7 +25,7 @@ from r13core.names import PackageName
 from r13core.registry import OwnerCheck, Registry
 from r13core.users import Role, UserStore
 from tests.identity_app import PW, Served, serve
-from tests.npm_builders import open_registry, publish_body
+from tests.npm_builders import open_registry, publish_body, registry_with
 
 A = PackageName.parse("widget")
 BOB = Actor("bob", "203.0.113.9")
@@ -45,9 +45,7 @@ def only(owner: str, seen: list[list[str]] | None = None) -> OwnerCheck:
 
 @pytest.fixture
 def reg(tmp_path: Path) -> Registry:
-    registry = open_registry(tmp_path)
-    for version in ("1.0.0", "1.1.0"):
-        registry.put_package(A, publish_body("widget", version), actor=Actor("alice"))
+    registry = registry_with(tmp_path, "widget", "1.0.0", "1.1.0")
     registry.set_dist_tag(A, "beta", "1.0.0", actor=Actor("alice"))
     return registry
 
