@@ -19,11 +19,11 @@ from app.monitoring import Monitoring
 from app.openapi import OpenAPI
 from app.resources import analytics, performance
 from app.resources.advisories import Advisories
-from app.resources.audit import AdvisoriesBulk, AuditQuick
 from app.resources.dist_tags import PREFIX as PACKAGE_META_PREFIX
 from app.resources.dist_tags import ROUTES as PACKAGE_META_ROUTES
 from app.resources.dist_tags import PackageMeta
 from app.resources.login import CouchUser, Logout, TokenIssuer, WebLogin
+from app.resources.npm_audit import AdvisoriesBulk, AuditQuick
 from app.resources.packages import ROUTES as PACKAGE_ROUTES
 from app.resources.packages import Packages
 from app.resources.search import Search
