@@ -182,15 +182,14 @@ class Packages:
         self, req: falcon.Request, resp: falcon.Response, name: PackageName, rest: list[str]
     ) -> None:
         if not rest:
-            actor = actor_of(req, self.guard.actor(req, Action.PUBLISH, name))
-            check_owner = self.guard.owner_check(req, Action.PUBLISH, name)
+            actor, check_owner = self._writer(req, Action.PUBLISH, name)
             body = read_json_object(req, self.max_body)
             created, document = self.registry.put_package(
                 name, body, actor=actor, check_owner=check_owner
             )
             send_media(resp, document, falcon.HTTP_201 if created else falcon.HTTP_200)
         elif len(rest) == 2 and rest[0] == "-rev":
-            actor, check_owner = self._unpublisher(req, name)
+            actor, check_owner = self._writer(req, Action.UNPUBLISH, name)
             body = read_json_object(req, self.max_body)
             result = self.registry.put_package_rev(
                 name, _rev(rest[1]), body, actor=actor, check_owner=check_owner
@@ -199,23 +198,29 @@ class Packages:
         else:
             raise falcon.HTTPNotFound(description="no such route")
 
-    def _unpublisher(self, req: falcon.Request, name: PackageName) -> tuple[Actor, OwnerCheck]:
-        """Who unpublishes (or changes owners), and the ownership check for the commit."""
-        actor = actor_of(req, self.guard.actor(req, Action.UNPUBLISH, name))
-        return actor, self.guard.owner_check(req, Action.UNPUBLISH, name)
+    def _writer(
+        self, req: falcon.Request, action: Action, name: PackageName
+    ) -> tuple[Actor, OwnerCheck]:
+        """Who may do ``action`` on ``name`` (else 401/403), and the ownership check for the commit.
+
+        Unpublishing versions and changing owners (``PUT /:pkg/-rev/:rev``) are both
+        decided as UNPUBLISH, as npm sends them on the same route.
+        """
+        actor = actor_of(req, self.guard.actor(req, action, name))
+        return actor, self.guard.owner_check(req, action, name)
 
     def _delete(
         self, req: falcon.Request, resp: falcon.Response, name: PackageName, rest: list[str]
     ) -> None:
         if len(rest) == 2 and rest[0] == "-rev":
-            actor, check_owner = self._unpublisher(req, name)
+            actor, check_owner = self._writer(req, Action.UNPUBLISH, name)
             refuse_large_body(req, self.max_body)
             result = self.registry.unpublish_package(
                 name, _rev(rest[1]), actor=actor, check_owner=check_owner
             )
             send_media(resp, result)
         elif len(rest) == 4 and rest[0] == "-" and rest[2] == "-rev":
-            actor, check_owner = self._unpublisher(req, name)
+            actor, check_owner = self._writer(req, Action.UNPUBLISH, name)
             refuse_large_body(req, self.max_body)
             filename = _filename(rest[1])
             result = self.registry.remove_tarball(
