@@ -12,7 +12,6 @@ from typing import Any
 import falcon
 
 from app import errors
-from app.audited import AuditedRegistry
 from app.auth import Authenticator, Guard
 from app.housekeeping import Housekeeping
 from app.http import HostRebaser
@@ -149,7 +148,6 @@ def create_app(
     )
     registry.subscribe(monitoring.package_changed)
     housekeeping = Housekeeping(settings, registry)
-    registry = AuditedRegistry(registry, security.audit)
     guard = Guard(keys, store.read, policy=security.policy, owners=owners)
     limit = settings.max_body
     make_private_dirs(settings.data_dir)

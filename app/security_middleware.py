@@ -63,8 +63,6 @@ log = logging.getLogger("r13.security")
 
 # Routes where passwords are tried: the stricter limit applies.
 AUTH_PREFIXES: Final = ("/-/user/", "/-/v1/login", "/-/npm/v1/tokens")
-# The client address of the request being served (for audit events recorded deep down).
-REQUEST_IP: Final[contextvars.ContextVar[str]] = contextvars.ContextVar("r13_ip", default="")
 # Which strike a request counts when it earned several (the most telling first).
 STRIKE_ORDER: Final = ("auth", "anomaly", "limit")
 # The request being served, for strikes counted by resources (login failures).
@@ -267,7 +265,6 @@ class SecurityMiddleware:
         ctx.trusted_proxies = self.proxies  # for request_is_local
         ctx.guard = self.guard  # for hooks outside the resources (app/monitoring.py)
         ctx.strikable = strikable(req.method, env)
-        REQUEST_IP.set(ip)
         _REQUEST.set(ctx)
         path = req.path
         # Per-client limit (stricter where passwords are tried).

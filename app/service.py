@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from app.http import RenderedLike
+from r13core.audit import Actor
 from r13core.names import PackageName
-from r13core.registry import PackageChange
+from r13core.registry import OwnerCheck, PackageChange
 
 
 class BlobRefLike(Protocol):
@@ -32,7 +33,12 @@ class BlobRefLike(Protocol):
 
 
 class RegistryService(Protocol):
-    """The registry methods the resources call (one per request)."""
+    """The registry methods the resources call (one per request).
+
+    Every write takes who acts (the principal's name and the client address) and
+    records its own audit event once it has committed; package writes take the
+    ownership check that the registry makes again at commit.
+    """
 
     def packument(self, name: PackageName, *, abbreviated: bool) -> RenderedLike: ...
 
@@ -45,29 +51,53 @@ class RegistryService(Protocol):
         name: PackageName,
         body: dict[str, Any],
         *,
-        actor: str,
-        check_owner: Callable[[list[str]], None] | None = None,
+        actor: Actor,
+        check_owner: OwnerCheck | None = None,
     ) -> tuple[bool, dict[str, Any]]:
         """(created: a publish -> 201, the JSON to send). ``check_owner`` is called
         with the package's maintainers inside the write transaction."""
 
     def put_package_rev(
-        self, name: PackageName, rev: str, body: dict[str, Any], *, actor: str
+        self,
+        name: PackageName,
+        rev: str,
+        body: dict[str, Any],
+        *,
+        actor: Actor,
+        check_owner: OwnerCheck | None = None,
     ) -> dict[str, Any]: ...
 
-    def unpublish_package(self, name: PackageName, rev: str, *, actor: str) -> dict[str, Any]: ...
+    def unpublish_package(
+        self, name: PackageName, rev: str, *, actor: Actor, check_owner: OwnerCheck | None = None
+    ) -> dict[str, Any]: ...
 
     def remove_tarball(
-        self, name: PackageName, filename: str, rev: str, *, actor: str
+        self,
+        name: PackageName,
+        filename: str,
+        rev: str,
+        *,
+        actor: Actor,
+        check_owner: OwnerCheck | None = None,
     ) -> dict[str, Any]: ...
 
     def tarball(self, name: PackageName, filename: str) -> BlobRefLike: ...
 
     def dist_tags(self, name: PackageName) -> dict[str, str]: ...
 
-    def set_dist_tag(self, name: PackageName, tag: str, version: str, *, actor: str) -> None: ...
+    def set_dist_tag(
+        self,
+        name: PackageName,
+        tag: str,
+        version: str,
+        *,
+        actor: Actor,
+        check_owner: OwnerCheck | None = None,
+    ) -> None: ...
 
-    def remove_dist_tag(self, name: PackageName, tag: str, *, actor: str) -> None: ...
+    def remove_dist_tag(
+        self, name: PackageName, tag: str, *, actor: Actor, check_owner: OwnerCheck | None = None
+    ) -> None: ...
 
     def owners(self, name: PackageName) -> list[dict[str, Any]]: ...
 
@@ -84,11 +114,11 @@ class RegistryService(Protocol):
         self, tree: dict[str, Any], *, visible: Callable[[str], bool] | None = None
     ) -> dict[str, Any]: ...
 
-    def add_advisory(self, advisory: dict[str, Any], *, actor: str) -> dict[str, Any]: ...
+    def add_advisory(self, advisory: dict[str, Any], *, actor: Actor) -> dict[str, Any]: ...
 
     def list_advisories(self) -> list[dict[str, Any]]: ...
 
-    def remove_advisory(self, advisory_id: str, *, actor: str) -> None: ...
+    def remove_advisory(self, advisory_id: str, *, actor: Actor) -> None: ...
 
     def sweep(self, *, min_age: float = 3600.0, alone: bool = False) -> int: ...
 

@@ -1,8 +1,8 @@
 """The metadata database a process opens: the one named by R13_DATABASE_URL, else the data dir's.
 
 The web app and the CLI open storage through here and hand it to the domain
-objects (r13core/keys.py, r13core/users.py, r13core/security.py, r13core/audit.py,
-r13core/registry.py); they never import r13core.storage themselves
+objects (r13core/keys.py, r13core/users.py, r13core/abuse.py, r13core/audit.py,
+r13core/registry/); they never import r13core.storage themselves
 (tests/test_layout.py). Which backend serves a URL is decided in
 r13core/storage/backends.py; docs/storage.md describes the URLs.
 """

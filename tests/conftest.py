@@ -17,11 +17,12 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
 from app.main import create_app
+from r13core.audit import Actor
 from r13core.config import Config13, ConfigStore, Feature
 from r13core.errors import NotFound, Unauthorized
 from r13core.keys import KeyInfo, Permission
 from r13core.names import PackageName
-from r13core.registry import PackageChange
+from r13core.registry import OwnerCheck, PackageChange
 from r13core.settings import Settings
 
 PUBLIC_URL = "https://registry.example.test"
@@ -89,33 +90,54 @@ class FakeRegistry:
         self._known(name)
         return render({"name": str(name), "version": version_or_tag})
 
+    def _may_change(self, name: PackageName, check_owner: OwnerCheck | None) -> None:
+        """Ask the ownership check as the registry does at commit (absent: a new package)."""
+        if check_owner is not None and not name.bare.startswith("missing"):
+            check_owner([m["name"] for m in self.maintainers_of(name)])
+
     def put_package(
         self,
         name: PackageName,
         body: dict[str, Any],
         *,
-        actor: str,
-        check_owner: Callable[[list[str]], None] | None = None,
+        actor: Actor,
+        check_owner: OwnerCheck | None = None,
     ) -> tuple[bool, dict[str, Any]]:
-        self.calls.append(("put_package", str(name), body, actor))
-        if check_owner is not None and not name.bare.startswith("missing"):
-            check_owner([m["name"] for m in self.maintainers_of(name)])
+        self.calls.append(("put_package", str(name), body, actor.name))
+        self._may_change(name, check_owner)
         return bool(body.get("_attachments")), {"ok": True}
 
     def put_package_rev(
-        self, name: PackageName, rev: str, body: dict[str, Any], *, actor: str
+        self,
+        name: PackageName,
+        rev: str,
+        body: dict[str, Any],
+        *,
+        actor: Actor,
+        check_owner: OwnerCheck | None = None,
     ) -> dict[str, Any]:
-        self.calls.append(("put_package_rev", str(name), rev, body, actor))
+        self.calls.append(("put_package_rev", str(name), rev, body, actor.name))
+        self._may_change(name, check_owner)
         return {"ok": True}
 
-    def unpublish_package(self, name: PackageName, rev: str, *, actor: str) -> dict[str, Any]:
-        self.calls.append(("unpublish_package", str(name), rev, actor))
+    def unpublish_package(
+        self, name: PackageName, rev: str, *, actor: Actor, check_owner: OwnerCheck | None = None
+    ) -> dict[str, Any]:
+        self.calls.append(("unpublish_package", str(name), rev, actor.name))
+        self._may_change(name, check_owner)
         return {"ok": True}
 
     def remove_tarball(
-        self, name: PackageName, filename: str, rev: str, *, actor: str
+        self,
+        name: PackageName,
+        filename: str,
+        rev: str,
+        *,
+        actor: Actor,
+        check_owner: OwnerCheck | None = None,
     ) -> dict[str, Any]:
-        self.calls.append(("remove_tarball", str(name), filename, rev, actor))
+        self.calls.append(("remove_tarball", str(name), filename, rev, actor.name))
+        self._may_change(name, check_owner)
         return {"ok": True}
 
     def tarball(self, name: PackageName, filename: str) -> FakeBlob:
@@ -130,11 +152,23 @@ class FakeRegistry:
         self.calls.append(("dist_tags", str(name)))
         return {"latest": "1.0.0"}
 
-    def set_dist_tag(self, name: PackageName, tag: str, version: str, *, actor: str) -> None:
-        self.calls.append(("set_dist_tag", str(name), tag, version, actor))
+    def set_dist_tag(
+        self,
+        name: PackageName,
+        tag: str,
+        version: str,
+        *,
+        actor: Actor,
+        check_owner: OwnerCheck | None = None,
+    ) -> None:
+        self.calls.append(("set_dist_tag", str(name), tag, version, actor.name))
+        self._may_change(name, check_owner)
 
-    def remove_dist_tag(self, name: PackageName, tag: str, *, actor: str) -> None:
-        self.calls.append(("remove_dist_tag", str(name), tag, actor))
+    def remove_dist_tag(
+        self, name: PackageName, tag: str, *, actor: Actor, check_owner: OwnerCheck | None = None
+    ) -> None:
+        self.calls.append(("remove_dist_tag", str(name), tag, actor.name))
+        self._may_change(name, check_owner)
 
     def owners(self, name: PackageName) -> list[dict[str, Any]]:
         self.calls.append(("owners", str(name)))
@@ -163,16 +197,16 @@ class FakeRegistry:
         self.calls.append(("audit_quick", tree))
         return {"advisories": {}, "actions": [], "muted": [], "metadata": {}}
 
-    def add_advisory(self, advisory: dict[str, Any], *, actor: str) -> dict[str, Any]:
-        self.calls.append(("add_advisory", advisory, actor))
+    def add_advisory(self, advisory: dict[str, Any], *, actor: Actor) -> dict[str, Any]:
+        self.calls.append(("add_advisory", advisory, actor.name))
         return {"id": 1, **advisory}
 
     def list_advisories(self) -> list[dict[str, Any]]:
         self.calls.append(("list_advisories",))
         return []
 
-    def remove_advisory(self, advisory_id: str, *, actor: str) -> None:
-        self.calls.append(("remove_advisory", advisory_id, actor))
+    def remove_advisory(self, advisory_id: str, *, actor: Actor) -> None:
+        self.calls.append(("remove_advisory", advisory_id, actor.name))
         if advisory_id == "404":
             raise NotFound("no advisory 404")
 

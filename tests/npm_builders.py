@@ -11,7 +11,9 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+from r13core.audit import Actor
 from r13core.config import DEFAULT_FEATURES, Config13, Feature
+from r13core.names import PackageName
 from r13core.registry import Registry
 
 
@@ -119,6 +121,16 @@ PUBLIC_URL = "http://r13.test:4873"
 def open_registry(data_dir: Path, config: LiveConfig | None = None, **kw: Any) -> Registry:
     """A registry on SQLite + files under ``data_dir``, as a worker opens one."""
     return Registry.open(data_dir, public_url=PUBLIC_URL, config=config or LiveConfig(), **kw)
+
+
+def registry_with(data_dir: Path, name: str, *versions: str, owner: str = "alice") -> Registry:
+    """:func:`open_registry` with ``versions`` of ``name`` published by ``owner``."""
+    registry = open_registry(data_dir)
+    for version in versions:
+        registry.put_package(
+            PackageName.parse(name), publish_body(name, version), actor=Actor(owner)
+        )
+    return registry
 
 
 def files_under(root: Path) -> list[Path]:

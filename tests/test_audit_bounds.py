@@ -14,9 +14,9 @@ import falcon.testing
 import pytest
 
 from app.main import create_app, open_storage
-from r13core.advisories import AuditLimits, Tree, measure_tree, parse_audit_body
 from r13core.errors import BadRequest, PayloadTooLarge
 from r13core.keys import KeyStore, Permission
+from r13core.registry.advisories import AuditLimits, Tree, measure_tree, parse_audit_body
 from r13core.settings import SecuritySettings, Settings
 
 LIMITS = AuditLimits()

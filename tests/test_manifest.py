@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from r13core.errors import InvalidPublish
-from r13core.manifest import FROM_TARBALL, check_paths, clean_path, version_document
 from r13core.names import PackageName
+from r13core.registry.manifest import FROM_TARBALL, check_paths, clean_path, version_document
 from r13core.tarball import TarballInfo
 
 A = PackageName.parse("widget")

@@ -18,6 +18,7 @@ import pytest
 
 import r13core.storage.sqlite.migrations as sqlite_module
 from r13core.access import Action, Policy, parse_rules
+from r13core.audit import Actor
 from r13core.errors import Forbidden, NameTaken
 from r13core.keys import KeyStore, Permission, hash_secret, new_secret
 from r13core.names import PackageName
@@ -204,8 +205,12 @@ def test_migration_renames_bare_keys_and_reserves_names(
     )
     raw.commit()
     reg = open_registry(tmp_path)
-    reg.put_package(PackageName.parse("tool"), publish_body("tool", "1.0.0"), actor="ci-publish")
-    reg.put_package(PackageName.parse("other"), publish_body("other", "1.0.0"), actor="late-key")
+    reg.put_package(
+        PackageName.parse("tool"), publish_body("tool", "1.0.0"), actor=Actor("ci-publish")
+    )
+    reg.put_package(
+        PackageName.parse("other"), publish_body("other", "1.0.0"), actor=Actor("late-key")
+    )
     monkeypatch.undo()
 
     new = SQLiteStorage(path)

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from r13core.audit import Actor
 from r13core.config import Feature
 from r13core.errors import InvalidPublish, NotFound, VersionExists
 from r13core.names import PackageName
@@ -59,7 +60,7 @@ def abbreviated(reg: Registry, name: PackageName) -> dict[str, Any]:
 def test_publish_creates_the_package_with_our_dist_and_the_publisher_as_maintainer(
     reg: Registry,
 ) -> None:
-    created, answer = reg.put_package(S, publish_body(str(S), "1.0.0"), actor="alice")
+    created, answer = reg.put_package(S, publish_body(str(S), "1.0.0"), actor=Actor("alice"))
     assert created and answer["ok"] and answer["id"] == "@acme/widget"
     doc = full(reg, S)
     assert doc["_id"] == doc["name"] == "@acme/widget"
@@ -82,7 +83,7 @@ def test_abbreviated_packument_has_the_install_subset_with_time_and_modified(
     reg: Registry,
 ) -> None:
     body = publish_body("widget", "1.0.0", manifest={"dependencies": {"a": "^1"}, "bin": "x.js"})
-    reg.put_package(A, body, actor="alice")
+    reg.put_package(A, body, actor=Actor("alice"))
     doc = abbreviated(reg, A)
     assert set(doc) == {"name", "modified", "dist-tags", "time", "versions"}
     v = doc["versions"]["1.0.0"]
@@ -96,25 +97,25 @@ def test_abbreviated_packument_has_the_install_subset_with_time_and_modified(
 def test_packument_comes_with_gzip_and_an_etag_that_changes_with_the_package(
     reg: Registry,
 ) -> None:
-    reg.put_package(A, publish_body("widget", "1.0.0"), actor="alice")
+    reg.put_package(A, publish_body("widget", "1.0.0"), actor=Actor("alice"))
     first = reg.packument(A, abbreviated=False)
     assert gzip.decompress(first.gzip) == first.body
     assert first.etag.startswith('"') and first.etag.endswith('"')
     assert reg.packument(A, abbreviated=False) == first
     assert reg.packument(A, abbreviated=True).etag != first.etag
-    reg.put_package(A, publish_body("widget", "1.1.0"), actor="alice")
+    reg.put_package(A, publish_body("widget", "1.1.0"), actor=Actor("alice"))
     assert reg.packument(A, abbreviated=False).etag != first.etag
 
 
 def test_client_supplied_tarball_url_is_ignored(reg: Registry) -> None:
     body = publish_body("widget", "1.0.0")
     assert "elsewhere.invalid" in json.dumps(body)
-    reg.put_package(A, body, actor="alice")
+    reg.put_package(A, body, actor=Actor("alice"))
     assert "elsewhere.invalid" not in reg.packument(A, abbreviated=False).body.decode()
 
 
 def test_publish_without_client_integrity_stores_ours(reg: Registry) -> None:
-    reg.put_package(A, publish_body("widget", "1.0.0", with_dist=False), actor="alice")
+    reg.put_package(A, publish_body("widget", "1.0.0", with_dist=False), actor=Actor("alice"))
     dist = full(reg, A)["versions"]["1.0.0"]["dist"]
     assert dist["integrity"].startswith("sha512-")
     assert len(dist["shasum"]) == 40
@@ -123,14 +124,14 @@ def test_publish_without_client_integrity_stores_ours(reg: Registry) -> None:
 @pytest.mark.parametrize("attachment", ["widget-1.0.0.tgz", "@acme/widget-1.0.0.tgz"])
 def test_scoped_attachment_may_be_named_bare_or_full(reg: Registry, attachment: str) -> None:
     body = publish_body(str(S), "1.0.0", attachment_name=attachment)
-    reg.put_package(S, body, actor="alice")
+    reg.put_package(S, body, actor=Actor("alice"))
     assert "1.0.0" in full(reg, S)["versions"]
 
 
 def test_same_version_with_the_same_bytes_again_succeeds_once(reg: Registry) -> None:
     body = publish_body("widget", "1.0.0")
-    first = reg.put_package(A, copy.deepcopy(body), actor="alice")
-    second = reg.put_package(A, copy.deepcopy(body), actor="alice")
+    first = reg.put_package(A, copy.deepcopy(body), actor=Actor("alice"))
+    second = reg.put_package(A, copy.deepcopy(body), actor=Actor("alice"))
     assert first == second
     assert list(full(reg, A)["versions"]) == ["1.0.0"]
     assert reg.stats() == {"packages": 1, "versions": 1}
@@ -139,17 +140,17 @@ def test_same_version_with_the_same_bytes_again_succeeds_once(reg: Registry) -> 
 def test_same_version_with_other_bytes_is_refused_and_leaves_no_file(
     reg: Registry, tmp_path: Path
 ) -> None:
-    reg.put_package(A, publish_body("widget", "1.0.0"), actor="alice")
+    reg.put_package(A, publish_body("widget", "1.0.0"), actor=Actor("alice"))
     before = files_under(tmp_path / "blobs")
     other = package_tgz("widget", "1.0.0", extra_files={"new.js": "changed"})
     with pytest.raises(VersionExists, match="other contents"):
-        reg.put_package(A, publish_body("widget", "1.0.0", other), actor="alice")
+        reg.put_package(A, publish_body("widget", "1.0.0", other), actor=Actor("alice"))
     assert files_under(tmp_path / "blobs") == before
 
 
 def test_later_publish_adds_a_version_and_moves_latest(reg: Registry) -> None:
-    reg.put_package(A, publish_body("widget", "1.0.0"), actor="alice")
-    reg.put_package(A, publish_body("widget", "1.1.0"), actor="bob")
+    reg.put_package(A, publish_body("widget", "1.0.0"), actor=Actor("alice"))
+    reg.put_package(A, publish_body("widget", "1.1.0"), actor=Actor("bob"))
     doc = full(reg, A)
     assert list(doc["versions"]) == ["1.0.0", "1.1.0"]
     assert doc["dist-tags"] == {"latest": "1.1.0"}
@@ -157,21 +158,21 @@ def test_later_publish_adds_a_version_and_moves_latest(reg: Registry) -> None:
 
 
 def test_publish_with_another_tag_leaves_latest_alone(reg: Registry) -> None:
-    reg.put_package(A, publish_body("widget", "1.0.0"), actor="alice")
-    reg.put_package(A, publish_body("widget", "2.0.0-beta.1", tag="next"), actor="alice")
+    reg.put_package(A, publish_body("widget", "1.0.0"), actor=Actor("alice"))
+    reg.put_package(A, publish_body("widget", "2.0.0-beta.1", tag="next"), actor=Actor("alice"))
     assert full(reg, A)["dist-tags"] == {"latest": "1.0.0", "next": "2.0.0-beta.1"}
 
 
 def test_first_publish_under_another_tag_also_sets_latest(reg: Registry) -> None:
-    reg.put_package(A, publish_body("widget", "1.0.0-rc.1", tag="next"), actor="alice")
+    reg.put_package(A, publish_body("widget", "1.0.0-rc.1", tag="next"), actor=Actor("alice"))
     assert full(reg, A)["dist-tags"] == {"next": "1.0.0-rc.1", "latest": "1.0.0-rc.1"}
 
 
 def test_a_body_that_repeats_existing_versions_is_still_one_new_version(reg: Registry) -> None:
-    reg.put_package(A, publish_body("widget", "1.0.0"), actor="alice")
+    reg.put_package(A, publish_body("widget", "1.0.0"), actor=Actor("alice"))
     body = publish_body("widget", "1.1.0")
     body["versions"]["1.0.0"] = full(reg, A)["versions"]["1.0.0"]
-    reg.put_package(A, body, actor="alice")
+    reg.put_package(A, body, actor=Actor("alice"))
     assert list(full(reg, A)["versions"]) == ["1.0.0", "1.1.0"]
 
 
@@ -179,7 +180,7 @@ def test_readme_and_install_scripts_are_recorded(reg: Registry) -> None:
     tgz = package_tgz("widget", "1.0.0", scripts={"postinstall": "node x"})
     body = publish_body("widget", "1.0.0", tgz)
     body["readme"] = "# Widget"
-    reg.put_package(A, body, actor="alice")
+    reg.put_package(A, body, actor=Actor("alice"))
     doc = full(reg, A)
     assert doc["readme"] == "# Widget"
     assert doc["versions"]["1.0.0"]["hasInstallScript"] is True
@@ -187,7 +188,7 @@ def test_readme_and_install_scripts_are_recorded(reg: Registry) -> None:
 
 
 def test_one_version_by_number_or_tag(reg: Registry) -> None:
-    reg.put_package(A, publish_body("widget", "1.0.0"), actor="alice")
+    reg.put_package(A, publish_body("widget", "1.0.0"), actor=Actor("alice"))
     by_tag = json.loads(reg.version(A, "latest").body)
     by_number = json.loads(reg.version(A, "1.0.0").body)
     assert by_tag == by_number
@@ -202,7 +203,7 @@ def test_one_version_by_number_or_tag(reg: Registry) -> None:
 def test_unknown_package_and_tarball_are_not_found(reg: Registry) -> None:
     with pytest.raises(NotFound):
         reg.packument(A, abbreviated=True)
-    reg.put_package(A, publish_body("widget", "1.0.0"), actor="alice")
+    reg.put_package(A, publish_body("widget", "1.0.0"), actor=Actor("alice"))
     for filename in ("widget-2.0.0.tgz", "other-1.0.0.tgz", "../../x.tgz"):
         with pytest.raises(NotFound):
             reg.tarball(A, filename)
@@ -218,20 +219,22 @@ def _typed_body() -> dict[str, Any]:
 
 def test_types_are_marked_when_premium_types_is_on(reg: Registry, config: LiveConfig) -> None:
     config.set(Feature.PREMIUM_TYPES, True)
-    reg.put_package(A, _typed_body(), actor="alice")
+    reg.put_package(A, _typed_body(), actor=Actor("alice"))
     assert full(reg, A)["versions"]["1.0.0"]["_hasTypes"] is True
     assert reg.search("widget")["objects"][0]["package"]["hasTypes"] is True
 
 
 def test_types_are_not_marked_when_premium_types_is_off(reg: Registry) -> None:
-    reg.put_package(A, _typed_body(), actor="alice")
+    reg.put_package(A, _typed_body(), actor=Actor("alice"))
     assert "_hasTypes" not in full(reg, A)["versions"]["1.0.0"]
     assert "hasTypes" not in reg.search("widget")["objects"][0]["package"]
 
 
 def test_a_client_cannot_claim_types_it_does_not_ship(reg: Registry, config: LiveConfig) -> None:
     config.set(Feature.PREMIUM_TYPES, True)
-    reg.put_package(A, publish_body("widget", "1.0.0", manifest={"_hasTypes": True}), actor="a")
+    reg.put_package(
+        A, publish_body("widget", "1.0.0", manifest={"_hasTypes": True}), actor=Actor("a")
+    )
     assert "_hasTypes" not in full(reg, A)["versions"]["1.0.0"]
 
 
@@ -428,26 +431,26 @@ def test_bad_publish_is_refused_and_leaves_nothing_behind(
     body = publish_body("widget", "1.0.0")
     mutate(body)
     with pytest.raises(InvalidPublish, match=message.replace("(", r"\(").replace(".", r"\.")):
-        reg.put_package(A, body, actor="alice")
+        reg.put_package(A, body, actor=Actor("alice"))
     assert reg.storage.package("widget") is None
     assert reg.storage.used_version("widget", "1.0.0") is None
     assert files_under(tmp_path / "blobs") == []  # no blob, no temp file
     # and the good publish still goes through afterwards
-    reg.put_package(A, publish_body("widget", "1.0.0"), actor="alice")
+    reg.put_package(A, publish_body("widget", "1.0.0"), actor=Actor("alice"))
 
 
 def test_bad_version_number_is_refused(reg: Registry, tmp_path: Path) -> None:
     body = publish_body("widget", "1.0.0")
     body["_attachments"] = {"widget-1.0.tgz": _att(body)}
     with pytest.raises(InvalidPublish):
-        reg.put_package(A, body, actor="alice")
+        reg.put_package(A, body, actor=Actor("alice"))
     assert files_under(tmp_path / "blobs") == []
 
 
 def test_new_package_with_uppercase_name_is_refused(reg: Registry, tmp_path: Path) -> None:
     name = PackageName.parse("Widget")
     with pytest.raises(InvalidPublish, match="lowercase"):
-        reg.put_package(name, publish_body("Widget", "1.0.0"), actor="alice")
+        reg.put_package(name, publish_body("Widget", "1.0.0"), actor=Actor("alice"))
     assert files_under(tmp_path / "blobs") == []
 
 
@@ -459,7 +462,7 @@ def test_a_sigstore_bundle_may_come_with_the_tarball(reg: Registry) -> None:
         "data": base64.b64encode(bundle).decode(),
         "length": len(bundle),
     }
-    created, _ = reg.put_package(A, body, actor="alice")
+    created, _ = reg.put_package(A, body, actor=Actor("alice"))
     assert created
 
 
@@ -468,6 +471,6 @@ def test_a_gzip_bomb_is_refused_by_its_ratio_and_leaves_nothing(tmp_path: Path) 
     body = publish_body("widget", "1.0.0")
     _set_tgz(_bomb())(body)
     with pytest.raises(InvalidPublish, match="inflates more than 200:1"):
-        reg.put_package(A, body, actor="alice")
+        reg.put_package(A, body, actor=Actor("alice"))
     assert reg.storage.package("widget") is None
     assert files_under(tmp_path / "blobs") == []

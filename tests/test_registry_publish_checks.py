@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from r13core.audit import Actor
 from r13core.errors import BadRequest, Forbidden, InvalidPublish
 from r13core.names import PackageName
 from r13core.registry import Registry
@@ -74,7 +75,7 @@ def test_a_body_that_hides_what_the_tarball_installs_is_served_as_the_tarball_sa
     reg: Registry,
 ) -> None:
     tgz = package_tgz("widget", "1.0.0", **TRUTH)
-    reg.put_package(A, publish_body("widget", "1.0.0", tgz, manifest=LIES), actor="alice")
+    reg.put_package(A, publish_body("widget", "1.0.0", tgz, manifest=LIES), actor=Actor("alice"))
     for where, doc in served(reg).items():
         for field, value in TRUTH.items():
             if where == "abbreviated" and field in ("scripts",):
@@ -90,7 +91,7 @@ def test_a_body_that_claims_install_scripts_the_tarball_lacks_is_not_believed(
         "widget", "1.0.0", package_tgz("widget", "1.0.0"),
         manifest={"scripts": {"install": "x"}, "hasInstallScript": True},
     )  # fmt: skip
-    reg.put_package(A, body, actor="alice")
+    reg.put_package(A, body, actor=Actor("alice"))
     for doc in served(reg).values():
         assert "hasInstallScript" not in doc
         assert "scripts" not in doc
@@ -98,7 +99,7 @@ def test_a_body_that_claims_install_scripts_the_tarball_lacks_is_not_believed(
 
 def test_a_native_module_is_marked_as_running_an_install_script(reg: Registry) -> None:
     tgz = make_tgz({"package.json": package_json("widget", "1.0.0"), "binding.gyp": "{}"})
-    reg.put_package(A, publish_body("widget", "1.0.0", tgz), actor="alice")
+    reg.put_package(A, publish_body("widget", "1.0.0", tgz), actor=Actor("alice"))
     doc = served(reg)["abbreviated"]
     assert doc["hasInstallScript"] is True
     assert served(reg)["full"]["scripts"] == {"install": "node-gyp rebuild"}
@@ -127,7 +128,7 @@ def test_a_publish_holding_a_lone_surrogate_is_refused_and_stores_nothing(
     else:
         body["dist-tags"] = {"latest": "1.0.0", "note": "\ud800"}
     with pytest.raises(BadRequest, match="lone UTF-16 surrogate"):
-        reg.put_package(A, body, actor="alice")
+        reg.put_package(A, body, actor=Actor("alice"))
     assert reg.storage.package("widget") is None
     assert files_under(tmp_path / "blobs") == []
 
@@ -140,27 +141,27 @@ def test_a_publish_holding_a_value_json_cannot_carry_is_refused(reg: Registry, v
     body = publish_body("widget", "1.0.0")
     body["versions"]["1.0.0"]["x"] = value
     with pytest.raises(BadRequest):
-        reg.put_package(A, body, actor="alice")
+        reg.put_package(A, body, actor=Actor("alice"))
     assert reg.storage.package("widget") is None
 
 
 def test_a_deprecation_message_with_a_lone_surrogate_is_refused(reg: Registry) -> None:
-    reg.put_package(A, publish_body("widget", "1.0.0"), actor="alice")
+    reg.put_package(A, publish_body("widget", "1.0.0"), actor=Actor("alice"))
     before = reg.packument(A, abbreviated=False)
     doc = json.loads(before.body)
     doc["versions"]["1.0.0"]["deprecated"] = "use \ud800 instead"
     with pytest.raises(BadRequest, match="surrogate"):
-        reg.put_package(A, doc, actor="alice")
+        reg.put_package(A, doc, actor=Actor("alice"))
     with pytest.raises(BadRequest, match="surrogate"):
-        reg.put_package_rev(A, doc["_rev"], doc, actor="alice")
+        reg.put_package_rev(A, doc["_rev"], doc, actor=Actor("alice"))
     assert reg.packument(A, abbreviated=False) == before
 
 
 def test_maintainers_with_a_lone_surrogate_are_refused(reg: Registry) -> None:
-    reg.put_package(A, publish_body("widget", "1.0.0"), actor="alice")
+    reg.put_package(A, publish_body("widget", "1.0.0"), actor=Actor("alice"))
     rev = json.loads(reg.packument(A, abbreviated=False).body)["_rev"]
     with pytest.raises(BadRequest, match="surrogate"):
-        reg.put_package_rev(A, rev, {"maintainers": [{"name": "b\ud800b"}]}, actor="alice")
+        reg.put_package_rev(A, rev, {"maintainers": [{"name": "b\ud800b"}]}, actor=Actor("alice"))
     assert reg.owners(A) == [{"name": "alice", "email": ""}]
 
 
@@ -172,13 +173,13 @@ def test_an_advisory_with_a_lone_surrogate_is_refused(reg: Registry) -> None:
         "title": "bad \udfff",
     }
     with pytest.raises(BadRequest, match="surrogate"):
-        reg.add_advisory(advisory, actor="admin")
+        reg.add_advisory(advisory, actor=Actor("admin"))
     assert reg.list_advisories() == []
 
 
 def test_non_bmp_text_is_fine(reg: Registry) -> None:
     body = publish_body("widget", "1.0.0", manifest={"description": "emoji \U0001f600 ok"})
-    reg.put_package(A, body, actor="alice")
+    reg.put_package(A, body, actor=Actor("alice"))
     assert served(reg)["full"]["description"] == "emoji \U0001f600 ok"
 
 
@@ -196,10 +197,12 @@ def only(owner: str) -> Any:
 def test_a_publish_to_someone_elses_package_is_refused_before_any_file(
     reg: Registry, tmp_path: Path
 ) -> None:
-    reg.put_package(A, publish_body("widget", "1.0.0"), actor="alice")
+    reg.put_package(A, publish_body("widget", "1.0.0"), actor=Actor("alice"))
     files = files_under(tmp_path / "blobs")
     with pytest.raises(Forbidden):
-        reg.put_package(A, publish_body("widget", "2.0.0"), actor="bob", check_owner=only("bob"))
+        reg.put_package(
+            A, publish_body("widget", "2.0.0"), actor=Actor("bob"), check_owner=only("bob")
+        )
     assert files_under(tmp_path / "blobs") == files
     assert list(json.loads(reg.packument(A, abbreviated=False).body)["versions"]) == ["1.0.0"]
 
@@ -212,13 +215,13 @@ def test_a_package_created_while_a_publish_was_being_checked_is_not_taken_over(
 
     def victim_commits_first(data: bytes) -> Any:
         # Between the attacker's checks (package absent) and its transaction.
-        victim.put_package(A, publish_body("widget", "1.0.0"), actor="victim")
+        victim.put_package(A, publish_body("widget", "1.0.0"), actor=Actor("victim"))
         return real_put(data)
 
     attacker.blobs.put = victim_commits_first  # type: ignore[method-assign]
     hostile = publish_body("widget", "6.6.6", manifest={"scripts": {"postinstall": "evil"}})
     with pytest.raises(Forbidden):
-        attacker.put_package(A, hostile, actor="mallory", check_owner=only("mallory"))
+        attacker.put_package(A, hostile, actor=Actor("mallory"), check_owner=only("mallory"))
     doc = json.loads(victim.packument(A, abbreviated=False).body)
     assert list(doc["versions"]) == ["1.0.0"]
     assert doc["dist-tags"] == {"latest": "1.0.0"}
@@ -227,22 +230,22 @@ def test_a_package_created_while_a_publish_was_being_checked_is_not_taken_over(
 
 
 def test_a_maintainer_passes_the_check_at_commit(reg: Registry) -> None:
-    reg.put_package(A, publish_body("widget", "1.0.0"), actor="alice")
+    reg.put_package(A, publish_body("widget", "1.0.0"), actor=Actor("alice"))
     seen: list[list[str]] = []
 
     def check(owners: list[str]) -> None:
         seen.append(owners)
 
-    reg.put_package(A, publish_body("widget", "1.1.0"), actor="alice", check_owner=check)
+    reg.put_package(A, publish_body("widget", "1.1.0"), actor=Actor("alice"), check_owner=check)
     assert seen == [["alice"], ["alice"]]  # the fast refusal, then the decision at commit
 
 
 def test_a_deprecation_by_someone_else_is_refused(reg: Registry) -> None:
-    reg.put_package(A, publish_body("widget", "1.0.0"), actor="alice")
+    reg.put_package(A, publish_body("widget", "1.0.0"), actor=Actor("alice"))
     doc = json.loads(reg.packument(A, abbreviated=False).body)
     doc["versions"]["1.0.0"]["deprecated"] = "gone"
     with pytest.raises(Forbidden):
-        reg.put_package(A, doc, actor="bob", check_owner=only("bob"))
+        reg.put_package(A, doc, actor=Actor("bob"), check_owner=only("bob"))
     assert "deprecated" not in served(reg)["full"]
 
 
@@ -252,5 +255,5 @@ def test_an_unsafe_bin_in_the_tarball_is_refused_even_if_the_body_is_clean(
     tgz = package_tgz("widget", "1.0.0", bin={"widget": "../../../../bin/sh"})
     body = publish_body("widget", "1.0.0", tgz, manifest={"bin": {"widget": "cli.js"}})
     with pytest.raises(InvalidPublish, match=r"bin\['widget'\] .* leaves the package"):
-        reg.put_package(A, body, actor="alice")
+        reg.put_package(A, body, actor=Actor("alice"))
     assert files_under(tmp_path / "blobs") == []

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from r13core.audit import Actor
 from r13core.errors import BadRequest, InvalidValue, NotFound
 from r13core.names import PackageName
 from r13core.registry import Registry
@@ -17,7 +18,7 @@ def publish(reg: Registry, name: str, version: str = "1.0.0", **manifest: Any) -
     body = publish_body(name, version, manifest=manifest)
     if "description" in manifest:
         body["description"] = manifest["description"]
-    reg.put_package(PackageName.parse(name), body, actor="alice")
+    reg.put_package(PackageName.parse(name), body, actor=Actor("alice"))
 
 
 @pytest.fixture
@@ -111,15 +112,15 @@ ADVISORY = {
 
 
 def test_advisories_are_added_listed_and_removed(reg: Registry) -> None:
-    added = reg.add_advisory(ADVISORY, actor="admin")
+    added = reg.add_advisory(ADVISORY, actor=Actor("admin"))
     assert added["id"] > 0 and added["created_by"] == "admin"
     assert [a["id"] for a in reg.list_advisories()] == [added["id"]]
-    reg.remove_advisory(str(added["id"]), actor="admin")
+    reg.remove_advisory(str(added["id"]), actor=Actor("admin"))
     assert reg.list_advisories() == []
     with pytest.raises(NotFound):
-        reg.remove_advisory(added["id"], actor="admin")
+        reg.remove_advisory(added["id"], actor=Actor("admin"))
     with pytest.raises(NotFound):
-        reg.remove_advisory("not-a-number", actor="admin")
+        reg.remove_advisory("not-a-number", actor=Actor("admin"))
 
 
 @pytest.mark.parametrize(
@@ -136,15 +137,17 @@ def test_advisories_are_added_listed_and_removed(reg: Registry) -> None:
 )
 def test_bad_advisories_are_refused(reg: Registry, change: dict[str, Any]) -> None:
     with pytest.raises(InvalidValue):
-        reg.add_advisory({**ADVISORY, **change}, actor="admin")
+        reg.add_advisory({**ADVISORY, **change}, actor=Actor("admin"))
     assert reg.list_advisories() == []
 
 
 def test_bulk_audit_answers_advisories_whose_range_holds_a_requested_version(
     reg: Registry,
 ) -> None:
-    adv = reg.add_advisory(ADVISORY, actor="admin")
-    reg.add_advisory({**ADVISORY, "vulnerable_versions": ">=5.0.0", "title": "other"}, actor="a")
+    adv = reg.add_advisory(ADVISORY, actor=Actor("admin"))
+    reg.add_advisory(
+        {**ADVISORY, "vulnerable_versions": ">=5.0.0", "title": "other"}, actor=Actor("a")
+    )
     answer = reg.audit_bulk({"lodash": ["1.0.0", "1.3.0"], "chalk": ["1.0.0"]})
     assert list(answer) == ["lodash"]
     assert answer["lodash"] == [
@@ -161,7 +164,7 @@ def test_bulk_audit_answers_advisories_whose_range_holds_a_requested_version(
 
 
 def test_bulk_audit_is_empty_when_nothing_is_vulnerable(reg: Registry) -> None:
-    reg.add_advisory(ADVISORY, actor="admin")
+    reg.add_advisory(ADVISORY, actor=Actor("admin"))
     assert reg.audit_bulk({"lodash": ["1.2.0"], "unknown-pkg": ["0.0.1"]}) == {}
     assert reg.audit_bulk({}) == {}
 
@@ -193,7 +196,7 @@ LOCK_TREE = {
 
 
 def test_quick_audit_reports_findings_paths_actions_and_counts(reg: Registry) -> None:
-    adv = reg.add_advisory(ADVISORY, actor="admin")
+    adv = reg.add_advisory(ADVISORY, actor=Actor("admin"))
     report = reg.audit_quick(LOCK_TREE)
     assert set(report) == {"actions", "advisories", "muted", "metadata"}
     entry = report["advisories"][str(adv["id"])]
@@ -221,7 +224,7 @@ def test_quick_audit_of_a_clean_tree(reg: Registry) -> None:
 
 
 def test_quick_audit_skips_malformed_nodes(reg: Registry) -> None:
-    reg.add_advisory(ADVISORY, actor="admin")
+    reg.add_advisory(ADVISORY, actor=Actor("admin"))
     tree = {"dependencies": {"lodash": "1.0.0", "x": {"dependencies": []}, "ok": {"version": 1}}}
     assert reg.audit_quick(tree)["advisories"] == {}
     with pytest.raises(BadRequest):

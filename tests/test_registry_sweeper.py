@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from app.cli.serve_cmd import prepare
+from r13core.audit import Actor
 from r13core.errors import VersionExists
 from r13core.locks import InstanceLock
 from r13core.names import PackageName
@@ -67,7 +68,7 @@ def plant_orphans(data: Path) -> list[Path]:
 def reg(tmp_path: Path) -> Registry:
     registry = open_registry(tmp_path)
     for version in ("1.0.0", "2.0.0"):
-        registry.put_package(A, publish_body("widget", version), actor="alice")
+        registry.put_package(A, publish_body("widget", version), actor=Actor("alice"))
     return registry
 
 
@@ -187,7 +188,7 @@ def _publish_holds_store(data: Path, phase: Any, go: Any) -> None:
             go.wait(60)
 
     reg.storage.write = write  # type: ignore[method-assign]
-    reg.put_package(A, publish_body("widget", "3.0.0"), actor="alice")
+    reg.put_package(A, publish_body("widget", "3.0.0"), actor=Actor("alice"))
 
 
 def _try_exclusive(lock_path: Path) -> bool:
@@ -287,18 +288,18 @@ def test_unpublishing_a_version_deletes_its_file_and_keeps_its_number(
     gone = reg.tarball(A, "widget-2.0.0.tgz").path
     doc = for_write(reg)
     del doc["versions"]["2.0.0"]
-    reg.put_package_rev(A, doc["_rev"], doc, actor="alice")
+    reg.put_package_rev(A, doc["_rev"], doc, actor=Actor("alice"))
     assert not gone.exists()
     assert changes == [PackageChange("unpublish", "widget", ("2.0.0",))]
     with pytest.raises(VersionExists, match="cannot be reused"):
-        reg.put_package(A, publish_body("widget", "2.0.0"), actor="alice")
+        reg.put_package(A, publish_body("widget", "2.0.0"), actor=Actor("alice"))
     assert files_under(tmp_path / "blobs") == referenced(reg)
 
 
 def test_unpublishing_the_package_deletes_every_file(reg: Registry, tmp_path: Path) -> None:
     changes: list[PackageChange] = []
     reg.subscribe(changes.append)
-    reg.unpublish_package(A, for_write(reg)["_rev"], actor="alice")
+    reg.unpublish_package(A, for_write(reg)["_rev"], actor=Actor("alice"))
     assert files_under(tmp_path / "blobs") == []
     assert changes == [PackageChange("unpublish", "widget", ("1.0.0", "2.0.0"))]
 
@@ -308,7 +309,7 @@ def test_a_blob_another_live_row_refers_to_stays(reg: Registry, tmp_path: Path) 
     assert shared is not None
     with reg.storage.write() as tx:  # another row pointing at the same bytes
         tx.add_tarball(TarballRecord("mirror", "1.0.0", shared.sha512, shared.size))
-    reg.unpublish_package(A, for_write(reg)["_rev"], actor="alice")
+    reg.unpublish_package(A, for_write(reg)["_rev"], actor=Actor("alice"))
     assert [p.name for p in files_under(tmp_path / "blobs")] == [shared.sha512]
 
 
@@ -319,7 +320,7 @@ def test_an_unpublish_whose_file_deletion_failed_leaves_an_orphan_for_the_sweep(
         raise PermissionError("read-only file system")
 
     monkeypatch.setattr(reg.blobs, "delete", refuse)
-    reg.unpublish_package(A, for_write(reg)["_rev"], actor="alice")  # committed anyway
+    reg.unpublish_package(A, for_write(reg)["_rev"], actor=Actor("alice"))  # committed anyway
     monkeypatch.undo()
     assert len(files_under(tmp_path / "blobs")) == 2
     assert reg.sweep(min_age=0) == 2

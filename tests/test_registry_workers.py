@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from r13core.audit import Actor
 from r13core.errors import NotFound
 from r13core.names import PackageName
 from r13core.registry import Registry
@@ -28,17 +29,17 @@ def doc(reg: Registry, *, abbreviated: bool = False) -> dict[str, Any]:
 
 def test_a_change_made_by_one_worker_is_served_by_another(tmp_path: Path) -> None:
     one, two = open_registry(tmp_path), open_registry(tmp_path)
-    one.put_package(A, publish_body("widget", "1.0.0"), actor="alice")
+    one.put_package(A, publish_body("widget", "1.0.0"), actor=Actor("alice"))
     assert list(doc(two)["versions"]) == ["1.0.0"]  # two has now cached this state
     assert list(doc(two, abbreviated=True)["versions"]) == ["1.0.0"]
-    one.put_package(A, publish_body("widget", "1.1.0"), actor="alice")
+    one.put_package(A, publish_body("widget", "1.1.0"), actor=Actor("alice"))
     assert list(doc(two)["versions"]) == ["1.0.0", "1.1.0"]
     assert list(doc(two, abbreviated=True)["versions"]) == ["1.0.0", "1.1.0"]
     full = doc(one)
     full["versions"]["1.0.0"]["deprecated"] = "old"
-    one.put_package(A, full, actor="alice")
+    one.put_package(A, full, actor=Actor("alice"))
     assert doc(two, abbreviated=True)["versions"]["1.0.0"]["deprecated"] == "old"
-    one.unpublish_package(A, doc(one)["_rev"], actor="alice")
+    one.unpublish_package(A, doc(one)["_rev"], actor=Actor("alice"))
     with pytest.raises(NotFound):
         two.packument(A, abbreviated=True)
     with pytest.raises(NotFound):
@@ -47,10 +48,10 @@ def test_a_change_made_by_one_worker_is_served_by_another(tmp_path: Path) -> Non
 
 def test_a_package_recreated_elsewhere_is_not_served_from_an_old_cache(tmp_path: Path) -> None:
     one, two = open_registry(tmp_path), open_registry(tmp_path)
-    one.put_package(A, publish_body("widget", "1.0.0"), actor="alice")
+    one.put_package(A, publish_body("widget", "1.0.0"), actor=Actor("alice"))
     old = two.packument(A, abbreviated=False)
-    one.unpublish_package(A, doc(one)["_rev"], actor="alice")
-    one.put_package(A, publish_body("widget", "2.0.0"), actor="alice")
+    one.unpublish_package(A, doc(one)["_rev"], actor=Actor("alice"))
+    one.put_package(A, publish_body("widget", "2.0.0"), actor=Actor("alice"))
     new = two.packument(A, abbreviated=False)
     assert new.etag != old.etag
     assert list(json.loads(new.body)["versions"]) == ["2.0.0"]
@@ -60,21 +61,21 @@ def test_packuments_are_rendered_once_per_change_and_shared(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     one, two = open_registry(tmp_path), open_registry(tmp_path)
-    one.put_package(A, publish_body("widget", "1.0.0"), actor="alice")
+    one.put_package(A, publish_body("widget", "1.0.0"), actor=Actor("alice"))
     rendered = one.packument(A, abbreviated=False)
 
     def must_not_render(*args: Any) -> Any:
         raise AssertionError("rendered again although nothing changed")
 
-    monkeypatch.setattr(two, "_render_full", must_not_render)
-    monkeypatch.setattr(two, "_render_abbreviated", must_not_render)
+    monkeypatch.setattr(two.renderer, "render_full", must_not_render)
+    monkeypatch.setattr(two.renderer, "render_abbreviated", must_not_render)
     assert two.packument(A, abbreviated=False) == rendered
     assert two.packument(A, abbreviated=True) == one.packument(A, abbreviated=True)
 
 
 def test_a_worker_with_another_public_url_renders_its_own_urls(tmp_path: Path) -> None:
     one = open_registry(tmp_path)
-    one.put_package(A, publish_body("widget", "1.0.0"), actor="alice")
+    one.put_package(A, publish_body("widget", "1.0.0"), actor=Actor("alice"))
     one.packument(A, abbreviated=True)
     other = Registry.open(tmp_path, public_url="https://npm.example.test", config=one.config)
     url = doc(other, abbreviated=True)["versions"]["1.0.0"]["dist"]["tarball"]
@@ -106,7 +107,7 @@ def test_publish_that_dies_before_commit_leaves_only_an_orphan_file(tmp_path: Pa
     reg = open_registry(tmp_path)
     body = publish_body("widget", "1.0.0")
     with _failing_commit(reg), pytest.raises(OSError, match="power cut"):
-        reg.put_package(A, body, actor="alice")
+        reg.put_package(A, body, actor=Actor("alice"))
     with pytest.raises(NotFound):
         reg.packument(A, abbreviated=True)
     assert reg.storage.used_version("widget", "1.0.0") is None
@@ -114,7 +115,7 @@ def test_publish_that_dies_before_commit_leaves_only_an_orphan_file(tmp_path: Pa
     assert reg.sweep() == 0  # too fresh: it might belong to a publish in flight
     assert reg.sweep(min_age=0) == 1
     assert files_under(tmp_path / "blobs") == []
-    created, _ = reg.put_package(A, body, actor="alice")  # npm's retry
+    created, _ = reg.put_package(A, body, actor=Actor("alice"))  # npm's retry
     assert created
     assert reg.tarball(A, "widget-1.0.0.tgz").path.exists()
 
@@ -123,8 +124,8 @@ def test_retry_after_a_failed_commit_reuses_the_file_already_written(tmp_path: P
     reg = open_registry(tmp_path)
     body = publish_body("widget", "1.0.0")
     with _failing_commit(reg), pytest.raises(OSError):
-        reg.put_package(A, body, actor="alice")
-    reg.put_package(A, body, actor="alice")
+        reg.put_package(A, body, actor=Actor("alice"))
+    reg.put_package(A, body, actor=Actor("alice"))
     assert len(files_under(tmp_path / "blobs")) == 1
     assert reg.sweep(min_age=0) == 0
 
@@ -140,7 +141,7 @@ def _die_before_commit(data_dir: Path, body: dict[str, Any]) -> None:
             os._exit(17)  # the worker is killed between the writes and COMMIT
 
     reg.storage.write = write  # type: ignore[method-assign]
-    reg.put_package(A, body, actor="alice")
+    reg.put_package(A, body, actor=Actor("alice"))
 
 
 @fork
@@ -156,14 +157,14 @@ def test_a_worker_killed_mid_publish_leaves_the_registry_consistent(tmp_path: Pa
         reg.packument(A, abbreviated=False)
     assert reg.stats() == {"packages": 0, "versions": 0}
     assert reg.sweep(min_age=0) == 1
-    reg.put_package(A, body, actor="alice")
+    reg.put_package(A, body, actor=Actor("alice"))
     assert doc(reg)["dist-tags"] == {"latest": "1.0.0"}
 
 
 def _publish_many(data_dir: Path, versions: list[str]) -> None:
     reg = open_registry(data_dir)
     for version in versions:
-        reg.put_package(A, publish_body("widget", version), actor=f"pid{os.getpid()}")
+        reg.put_package(A, publish_body("widget", version), actor=Actor(f"pid{os.getpid()}"))
 
 
 @fork

@@ -23,7 +23,7 @@ from r13core.errors import InvalidValue
 from r13core.keys import KeyStore, Permission, looks_like_secret, new_secret, parse_cidrs
 from r13core.names import PackageName
 from r13core.patterns import parse_pattern
-from r13core.publish_checks import check_tag as _check_tag
+from r13core.registry.publish_checks import check_tag as _check_tag
 from r13core.semver import Range, Version, parse_version
 from r13core.storage.blobs import _check_hex
 from r13core.storage.sqlite import SQLiteStorage

@@ -24,12 +24,12 @@ class Advisories:
         send_media(resp, {"objects": self.registry.list_advisories()})
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        actor = self.guard.actor(req, Action.ADMIN)
+        actor = self.guard.acting(req, Action.ADMIN)
         advisory = read_json_object(req, self.max_body)
         send_media(resp, self.registry.add_advisory(advisory, actor=actor), falcon.HTTP_201)
 
     def on_delete_item(self, req: falcon.Request, resp: falcon.Response, advisory_id: str) -> None:
-        actor = self.guard.actor(req, Action.ADMIN)
+        actor = self.guard.acting(req, Action.ADMIN)
         refuse_large_body(req, self.max_body)
         if not advisory_id or len(advisory_id) > 128:
             raise InvalidValue("malformed advisory id")

@@ -87,16 +87,20 @@ class PackageMeta:
             send_media(resp, self.registry.dist_tags(name))
             resp.cache_control = ["no-cache"]
         elif len(rest) == 2 and rest[0] == "dist-tags" and method in ("PUT", "POST"):
-            actor = self.guard.actor(req, Action.DIST_TAG, name)
+            actor = self.guard.acting(req, Action.DIST_TAG, name)
+            check_owner = self.guard.owner_check(req, Action.DIST_TAG, name)
             version = read_json(req, self.max_body)
             if not isinstance(version, str):
                 raise BadRequest("the body must be a JSON string: the version to tag")
-            self.registry.set_dist_tag(name, _tag(rest[1]), version, actor=actor)
+            self.registry.set_dist_tag(
+                name, _tag(rest[1]), version, actor=actor, check_owner=check_owner
+            )
             send_media(resp, {"ok": True}, falcon.HTTP_201)
         elif len(rest) == 2 and rest[0] == "dist-tags" and method == "DELETE":
-            actor = self.guard.actor(req, Action.DIST_TAG, name)
+            actor = self.guard.acting(req, Action.DIST_TAG, name)
+            check_owner = self.guard.owner_check(req, Action.DIST_TAG, name)
             refuse_large_body(req, self.max_body)
-            self.registry.remove_dist_tag(name, _tag(rest[1]), actor=actor)
+            self.registry.remove_dist_tag(name, _tag(rest[1]), actor=actor, check_owner=check_owner)
             send_media(resp, {"ok": True})
         elif rest in (["owners"], ["collaborators"], ["dist-tags"]) or (
             len(rest) == 2 and rest[0] == "dist-tags"

@@ -1,7 +1,7 @@
 """npm audit: the bulk advisories endpoint and the legacy quick/full audit routes.
 
 Both answer only about packages the caller may read (the guard's ``reader``).
-The legacy tree is read under its own bounds (r13core/advisories.py ``AuditLimits``).
+The legacy tree is read under its own bounds (r13core/registry/advisories.py ``AuditLimits``).
 Not r13's own audit log (who did what): that is app/resources/audit_log.py.
 """
 
@@ -13,8 +13,8 @@ from app.auth import Guard
 from app.http import JSON_TYPES, media_type, read_body, read_json_object, send_media
 from app.service import RegistryService
 from r13core.access import Action
-from r13core.advisories import AuditLimits, parse_audit_body
 from r13core.errors import BadRequest, UnsupportedMediaType
+from r13core.registry.advisories import AuditLimits, parse_audit_body
 
 
 class AdvisoriesBulk:

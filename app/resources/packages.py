@@ -39,8 +39,10 @@ from app.http import (
 )
 from app.service import RegistryService
 from r13core.access import Action
+from r13core.audit import Actor
 from r13core.errors import BadRequest, InvalidValue, NotFound
 from r13core.names import PackageName
+from r13core.registry import OwnerCheck
 
 READS = ("GET", "HEAD")
 
@@ -180,33 +182,50 @@ class Packages:
         self, req: falcon.Request, resp: falcon.Response, name: PackageName, rest: list[str]
     ) -> None:
         if not rest:
-            actor = self.guard.actor(req, Action.PUBLISH, name)
-            check_owner = self.guard.owner_check(req, Action.PUBLISH, name)
+            actor, check_owner = self._writer(req, Action.PUBLISH, name)
             body = read_json_object(req, self.max_body)
             created, document = self.registry.put_package(
                 name, body, actor=actor, check_owner=check_owner
             )
             send_media(resp, document, falcon.HTTP_201 if created else falcon.HTTP_200)
         elif len(rest) == 2 and rest[0] == "-rev":
-            actor = self.guard.actor(req, Action.UNPUBLISH, name)
+            actor, check_owner = self._writer(req, Action.UNPUBLISH, name)
             body = read_json_object(req, self.max_body)
-            result = self.registry.put_package_rev(name, _rev(rest[1]), body, actor=actor)
+            result = self.registry.put_package_rev(
+                name, _rev(rest[1]), body, actor=actor, check_owner=check_owner
+            )
             send_media(resp, result, falcon.HTTP_201)
         else:
             raise falcon.HTTPNotFound(description="no such route")
+
+    def _writer(
+        self, req: falcon.Request, action: Action, name: PackageName
+    ) -> tuple[Actor, OwnerCheck]:
+        """Who may do ``action`` on ``name`` (else 401/403), and the ownership check for the commit.
+
+        Unpublishing versions and changing owners (``PUT /:pkg/-rev/:rev``) are both
+        decided as UNPUBLISH, as npm sends them on the same route.
+        """
+        actor = self.guard.acting(req, action, name)
+        return actor, self.guard.owner_check(req, action, name)
 
     def _delete(
         self, req: falcon.Request, resp: falcon.Response, name: PackageName, rest: list[str]
     ) -> None:
         if len(rest) == 2 and rest[0] == "-rev":
-            actor = self.guard.actor(req, Action.UNPUBLISH, name)
+            actor, check_owner = self._writer(req, Action.UNPUBLISH, name)
             refuse_large_body(req, self.max_body)
-            send_media(resp, self.registry.unpublish_package(name, _rev(rest[1]), actor=actor))
+            result = self.registry.unpublish_package(
+                name, _rev(rest[1]), actor=actor, check_owner=check_owner
+            )
+            send_media(resp, result)
         elif len(rest) == 4 and rest[0] == "-" and rest[2] == "-rev":
-            actor = self.guard.actor(req, Action.UNPUBLISH, name)
+            actor, check_owner = self._writer(req, Action.UNPUBLISH, name)
             refuse_large_body(req, self.max_body)
             filename = _filename(rest[1])
-            result = self.registry.remove_tarball(name, filename, _rev(rest[3]), actor=actor)
+            result = self.registry.remove_tarball(
+                name, filename, _rev(rest[3]), actor=actor, check_owner=check_owner
+            )
             send_media(resp, result)
         elif not rest:
             raise BadRequest("unpublishing a package needs its _rev: DELETE /:pkg/-rev/:rev")

@@ -1,6 +1,6 @@
 """The advisories concern of storage: security advisories as an admin entered them.
 
-r13core/advisories.py validates them and answers npm's audit requests from
+r13core/registry/advisories.py validates them and answers npm's audit requests from
 them. tests/storage_contracts/advisories.py is the contract.
 """
 

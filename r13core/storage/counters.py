@@ -1,6 +1,6 @@
 """The counters concern of storage: named counts shared by every process (security metrics).
 
-Workers add deltas in batches (r13core/security.py ``SecurityCounters``); any
+Workers add deltas in batches (r13core/abuse.py ``SecurityCounters``); any
 process reads the totals. tests/storage_contracts/counters.py is the contract.
 """
 

@@ -61,7 +61,7 @@ class BlockRecord:
     """A client refused until ``expires`` (POSIX seconds; None = until unblocked).
 
     ``ip`` is the client as limits count it: an IPv4 address, or an IPv6 prefix
-    (``2001:db8:1:2::/64``; see r13core/security.py ``client_key``). ``kind`` is
+    (``2001:db8:1:2::/64``; see r13core/abuse.py ``client_key``). ``kind`` is
     ``"manual"`` (an admin's: refuses everything) or ``"auto"`` (made by strikes:
     requests with a valid key still pass).
     """

@@ -1,7 +1,7 @@
 """The packages concern of storage: documents, tarball rows, tombstones, renders.
 
 One JSON document per package (the registry's own shape, see
-r13core/registry.py) with a change counter ``rev``, the tarball rows that point
+r13core/registry/) with a change counter ``rev``, the tarball rows that point
 into the blob store (r13core/storage/blobs.py), the set of every version ever
 published (tombstones, so a version is never reused), a search summary per
 package and cached packument renders. Writes happen inside

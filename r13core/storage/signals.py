@@ -1,6 +1,6 @@
 """Change signals: a cross-process "something changed" counter that is cheap to read.
 
-Each worker caches keys, users and blocks (r13core/keys.py, r13core/security.py)
+Each worker caches keys, users and blocks (r13core/keys.py, r13core/abuse.py)
 and compares the identity storage's signal on every request; every committed
 change to them bumps it, in whichever process the change is made (a worker, the
 CLI), so the next lookup anywhere reloads. A backend supplies its own signal:

@@ -4,7 +4,7 @@ Every client normalises a package.json differently before it sends the
 publish body (npm turns a string ``bin`` into an object and strips ``./``;
 pnpm keeps ``./``; yarn keeps ``man`` as written; bun sends extra fields).
 r13 serves the install-relevant fields from the tarball itself
-(r13core/manifest.py), so the same package.json gives the same served
+(r13core/registry/manifest.py), so the same package.json gives the same served
 version whichever client published it — and npm then installs it, links its
 bin and runs its install script.
 """

@@ -19,11 +19,8 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from r13core.names import PackageName
+from r13core.registry.documents import now
 from r13core.storage.packages import JSONDict, PackageStorage
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def search(
@@ -81,7 +78,7 @@ def search(
                 "searchScore": round(relevance, 6),
             }
         )
-    return {"objects": objects, "total": len(hits), "time": _now()}
+    return {"objects": objects, "total": len(hits), "time": now()}
 
 
 def _package(summary: JSONDict, public_url: str) -> JSONDict:

@@ -27,12 +27,12 @@ import json
 from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Final
 
 from r13core.errors import BadRequest, NotFound, PayloadTooLarge
 from r13core.jsonsafe import check_document, refuse_surrogates
 from r13core.names import MAX_NAME_LENGTH, PackageName
+from r13core.registry import documents
 from r13core.semver import Range
 from r13core.storage.advisories import AdvisoryRecord, AdvisoryStorage
 from r13core.storage.packages import JSONDict
@@ -43,7 +43,8 @@ _DEV, _OPTIONAL, _BUNDLED = 1, 2, 4
 Visible = Callable[[str], bool]
 
 
-def _everything(package: str) -> bool:
+def everything(package: str) -> bool:
+    """The ``visible`` of a caller who may read every package."""
     return True
 
 
@@ -64,10 +65,6 @@ class AuditLimits:
     max_paths: int = 100
     max_body: int = 16 * 1024 * 1024
     max_objects: int = 200_000
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 # -- the tree ---------------------------------------------------------------------------------
@@ -251,7 +248,7 @@ class Advisories:
         if not isinstance(cvss, dict):
             raise BadRequest("cvss must be an object")
         data["cvss"] = cvss
-        now = _now()
+        now = documents.now()
         data.update(created=now, updated=now, created_by=actor)
         advisory_id = self.storage.add_advisory(package, data)
         return {"id": advisory_id, **data}
@@ -270,7 +267,7 @@ class Advisories:
             raise NotFound(f"advisory {advisory_id!r} not found")
 
     def bulk(
-        self, request: dict[str, list[str]], *, visible: Visible = _everything
+        self, request: dict[str, list[str]], *, visible: Visible = everything
     ) -> dict[str, Any]:
         """``{name: [advisory]}`` for the requested versions inside an advisory's range.
 
@@ -300,7 +297,7 @@ class Advisories:
                 )
         return out
 
-    def quick(self, tree: dict[str, Any], *, visible: Visible = _everything) -> dict[str, Any]:
+    def quick(self, tree: dict[str, Any], *, visible: Visible = everything) -> dict[str, Any]:
         """The legacy report for a lockfile tree (see the module docstring for the bounds).
 
         Each vulnerable module instance is a finding (``version`` and at most

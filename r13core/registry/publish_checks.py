@@ -1,39 +1,61 @@
-"""The checks a publish body passes before anything is written (pure functions).
+"""The checks a publish passes before anything is written, as one pure function.
 
 :func:`check_publish` takes the body npm (or pnpm, yarn, bun) PUTs to ``/:pkg``
-and returns what the registry stores, or raises InvalidPublish with a message
-that names the failed check. The order is cheapest first; the tarball is
-decoded and inspected (r13core/tarball.py) only once the body's shape is right.
+and the package as it is now, and returns a :class:`PublishPlan`: everything
+the commit (r13core/registry/publish.py) needs — the version, the tarball's
+bytes and hashes, the version document to store, the dist-tags — or raises
+InvalidPublish with a message that names the failed check (VersionExists for
+a version number that was used before with other bytes). The order is
+cheapest first; the tarball is decoded and inspected (r13core/tarball.py) only
+once the body's shape is right, and the version document is built
+(r13core/registry/manifest.py) only for a version that is really new.
 docs/registry-api.md lists every check.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from dataclasses import dataclass
+import hashlib
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
-from r13core.errors import InvalidName, InvalidPublish, InvalidValue
+from r13core.errors import InvalidName, InvalidPublish, InvalidValue, VersionExists
 from r13core.names import PackageName
+from r13core.registry.manifest import version_document
 from r13core.semver import is_valid_range
-from r13core.tarball import Limits, TarballInfo, check_integrity, decode_attachment, inspect_tarball
+from r13core.tarball import Limits, check_integrity, decode_attachment, inspect_tarball
 
 JSONDict = dict[str, Any]
 MAX_SIGSTORE: Final = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
-class Publish:
-    """A publish that passed every check: the new version and what to store for it."""
+class PublishPlan:
+    """A publish that passed every check: everything its commit needs.
 
+    ``document`` is the version document to store (built from the tarball's
+    package.json, with r13's ``dist``, ``_id`` and ``_npmUser``; the commit adds
+    ``maintainers`` as the package has them then). ``retry`` marks an identical
+    retry of a version that is published with these very bytes: there is
+    nothing to write, the answer is the package as it is. ``versions`` are every
+    version the body names and ``tags`` its dist-tags: the commit checks them
+    again against the package inside its transaction.
+    """
+
+    name: str
     version: str
-    manifest: JSONDict  # versions[version] as the body sent it
+    publisher: str
     data: bytes  # the decoded tarball
-    integrity: str
-    shasum: str
-    info: TarballInfo
+    sha512: str  # hex, the blob's address
+    document: JSONDict
     tags: dict[str, str]
     readme: object
+    versions: tuple[str, ...]
+    retry: bool = False
+
+
+def _never_used(version: str) -> str | None:
+    return None
 
 
 def check_tag(tag: object) -> str:
@@ -110,20 +132,38 @@ def _tags(body: JSONDict, version: str, current: Collection[str]) -> dict[str, s
 
 
 def check_publish(
-    name: PackageName, body: JSONDict, current: Collection[str], limits: Limits
-) -> Publish:
-    """Every check on a publish body (InvalidPublish naming the failed one).
+    name: PackageName,
+    body: JSONDict,
+    limits: Limits,
+    *,
+    current: Collection[str] | None,
+    used: Callable[[str], str | None] = _never_used,
+    publisher: str = "",
+    mark_types: bool = False,
+) -> PublishPlan:
+    """Every check on a publish body (InvalidPublish naming the failed one); the plan.
 
-    ``current`` are the package's versions now (empty for a new package).
+    ``current`` are the package's versions now (None: no such package yet, so
+    the name must be one a new package may take); ``used(version)`` the sha512
+    a version number was first published with (versions stay used after an
+    unpublish), None if never. ``publisher`` goes into ``_npmUser`` (and is the
+    first maintainer of a new package); ``mark_types`` (PREMIUM_TYPES is on)
+    marks a version that ships TypeScript types with ``_hasTypes``.
     """
     key = str(name)
+    if current is None:
+        try:
+            PackageName.parse(key, new=True)
+        except InvalidName as exc:
+            raise InvalidPublish(str(exc)) from None
+    versions_now = current or ()
     if body.get("name") != key:
         raise InvalidPublish(f"body name {body.get('name')!r} does not match URL name {name}")
     if "_id" in body and body["_id"] != key:
         raise InvalidPublish(f"body _id {body['_id']!r} does not match URL name {name}")
     att_name, attachment, _ = _attachment(name, body["_attachments"])
     version = _version_of(name, att_name)
-    manifest = _manifest(key, version, body.get("versions"), current)
+    manifest = _manifest(key, version, body.get("versions"), versions_now)
     data = decode_attachment(
         attachment.get("data"), attachment.get("length"), limit=limits.max_tarball
     )
@@ -138,9 +178,35 @@ def check_publish(
             f"package.json in the tarball has version {info.manifest.get('version')!r}, "
             f"not {version}"
         )
-    tags = _tags(body, version, current)
+    tags = _tags(body, version, versions_now)
     readme = body.get("readme", manifest.get("readme"))
-    return Publish(version, manifest, data, integrity, shasum, info, tags, readme)
+    sha512 = hashlib.sha512(data).hexdigest()
+    plan = PublishPlan(
+        key, version, publisher, data, sha512, {}, tags, readme, tuple(body["versions"])
+    )
+    # A number used before is decided before the version document is built: an
+    # identical retry of a version stored under older rules must still succeed.
+    first = used(version)
+    if first is not None:
+        if version not in versions_now:
+            raise VersionExists(
+                f"{key}@{version} was published before and unpublished; a version cannot be reused"
+            )
+        if first != sha512:
+            raise VersionExists(f"{key}@{version} already exists with other contents")
+        return replace(plan, retry=True)
+    document = version_document(manifest, info, name)
+    document["_id"] = f"{key}@{version}"
+    document["_npmUser"] = {"name": publisher, "email": ""}
+    document["dist"] = {
+        "integrity": integrity,
+        "shasum": shasum,
+        "fileCount": info.file_count,
+        "unpackedSize": info.unpacked_size,
+    }
+    if mark_types and info.has_types:
+        document["_hasTypes"] = True
+    return replace(plan, document=document)
 
 
-__all__ = ["Publish", "check_publish", "check_tag"]
+__all__ = ["PublishPlan", "check_publish", "check_tag"]
