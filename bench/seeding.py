@@ -1,8 +1,9 @@
 """Seeding for the HTTP harness: real npm tarballs published through ``PUT /:pkg``.
 
-What bench/http.py reads back in its scenarios: ``Names`` says which packages, ``seed``
-publishes them exactly as npm does (base64 attachment, sha512 integrity, sha1 shasum)
-and checks they read back (version counts, one tarball's bytes).
+What bench/scenarios.py reads back in its scenarios: ``Names`` says which packages,
+``seed`` publishes them exactly as npm does (r13core/npm_pack.py: base64 attachment,
+sha512 integrity, sha1 shasum) and checks they read back (version counts, one tarball's
+bytes).
 """
 
 from __future__ import annotations
