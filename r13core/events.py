@@ -67,6 +67,7 @@ MAX_EVENT_BYTES: Final = 64 << 10  # one line, JSON included
 POLL_INTERVAL: Final = 0.05
 _TOPIC = re.compile(r"[a-z][a-z0-9_.-]{0,31}")
 _CHUNK = 1 << 20
+_SEQ_PREFIX = b'{"seq":'
 
 
 @dataclass(frozen=True)
@@ -286,13 +287,14 @@ class EventCursor:
             raise ValueError("limit must be >= 1")
         out: list[EventRecord] = []
         for _ in range(8):  # each turn moves on by a file; rotations racing us cost a turn
-            current, old = _stat(self.log.path), _stat(self.log.rotated)
+            current = _stat(self.log.path)
             if self._ino is not None and current is not None and current.st_ino == self._ino:
                 if current.st_size < self._offset:  # truncated in place (copytruncate)
                     self._offset = 0
                 if current.st_size == self._offset or self._read(self.log.path, limit, out):
                     return out
                 continue  # rotated while we read: look again
+            old = _stat(self.log.rotated)
             if self._ino is not None and old is not None and old.st_ino == self._ino:
                 # Our file was rotated: finish it, then start the new one.
                 if not self._read(self.log.rotated, limit, out) or len(out) >= limit:
@@ -330,12 +332,26 @@ class EventCursor:
                 pos = 0
                 while pos <= end and len(out) < limit:
                     nl = chunk.index(b"\n", pos)
-                    self._take(_parse(chunk[pos:nl]) if nl > pos else None, out)
+                    if nl > pos and not self._seen(chunk, pos):
+                        self._take(_parse(chunk[pos:nl]), out)
                     pos = nl + 1
                 self._offset += pos
             return True
         finally:
             os.close(fd)
+
+    def _seen(self, chunk: bytes, pos: int) -> bool:
+        """Whether the line at ``pos`` is one this cursor is past, from its prefix alone.
+
+        Lines start ``{"seq":<n>,`` (as :meth:`EventLog.append` writes them), so a
+        rescan skips what was delivered without parsing it; any other line is parsed.
+        """
+        if not chunk.startswith(_SEQ_PREFIX, pos):
+            return False
+        start = pos + len(_SEQ_PREFIX)
+        comma = chunk.find(b",", start, start + 21)
+        digits = chunk[start:comma] if comma > start else b""
+        return digits.isdigit() and int(digits) <= self.seq
 
     def _take(self, record: EventRecord | None, out: list[EventRecord]) -> None:
         if record is None or record.seq <= self.seq:
