@@ -47,6 +47,7 @@ blocks on it without yielding, which is harmless at that length.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -159,8 +160,16 @@ class EventLog:
             self._fd_pid = os.getpid()
         return self._fd
 
-    def _locked(self) -> _Held:
-        return _Held(self)
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[int]:
+        """Hold the append lock (the thread lock, then the flock); the lock file's fd."""
+        with self._thread_lock:
+            fd = self._lock_fd()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                yield fd
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
 
     def _read_counter(self, fd: int) -> int:
         raw = os.pread(fd, 8, 0)
@@ -193,10 +202,9 @@ class EventLog:
         return record
 
     def _write_line(self, line: bytes) -> None:
-        st = _stat(self.path)
-        if st is not None and st.st_size > self.max_bytes:
+        current = _stat(self.path)
+        if current is not None and current.st_size > self.max_bytes:
             os.replace(self.path, self.rotated)
-            st = None
         fd = open_private(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
         try:
             st = os.fstat(fd)
@@ -233,29 +241,6 @@ class EventLog:
             if self._fd >= 0 and self._fd_pid == os.getpid():
                 os.close(self._fd)
             self._fd, self._fd_pid = -1, 0
-
-
-class _Held:
-    """The append lock of an :class:`EventLog`: the thread lock, then the flock."""
-
-    def __init__(self, log: EventLog) -> None:
-        self.log = log
-
-    def __enter__(self) -> int:
-        self.log._thread_lock.acquire()
-        try:
-            fd = self.log._lock_fd()
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except BaseException:
-            self.log._thread_lock.release()
-            raise
-        return fd
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            fcntl.flock(self.log._fd, fcntl.LOCK_UN)
-        finally:
-            self.log._thread_lock.release()
 
 
 class EventCursor:
