@@ -206,3 +206,14 @@ def test_a_tail_during_concurrent_appends_and_rotations_sees_every_number_once(
     assert (tmp_path / (EVENTS_FILE + ".1")).exists()  # it did rotate, several times
     assert seen == sorted(set(seen)) and seen[-1] == total
     assert len(seen) + cursor.missed == total
+
+
+def test_only_the_events_module_opens_the_events_log() -> None:
+    root = Path(__file__).resolve().parents[1]
+    openers = sorted(
+        path.relative_to(root).as_posix()
+        for folder in ("r13core", "app")
+        for path in (root / folder).rglob("*.py")
+        if "events.jsonl" in path.read_text()
+    )
+    assert openers == ["r13core/events.py"]

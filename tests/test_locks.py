@@ -142,3 +142,15 @@ def test_the_lock_survives_an_exec_when_kept(tmp_path: Path) -> None:
         child.wait(60)
     with InstanceLock(tmp_path) as after:
         assert after.try_exclusive()  # the kernel dropped it with the process
+
+
+def test_nothing_but_the_locks_module_elects_a_leader() -> None:
+    # An election is a non-blocking exclusive flock; everything else asks r13core/locks.py.
+    root = Path(__file__).resolve().parents[1]
+    electing = sorted(
+        path.relative_to(root).as_posix()
+        for folder in ("r13core", "app")
+        for path in (root / folder).rglob("*.py")
+        if "LOCK_NB" in path.read_text()
+    )
+    assert electing == ["r13core/locks.py"]
