@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -80,6 +82,28 @@ def alternate(
             results[v.label].append(result)
             log(f"round {n + 1} {v.label:>8}: {result['rps']:9.1f} req/s")
     return driver, results
+
+
+def alternate_fresh(
+    prog: str,
+    path: str,
+    args: argparse.Namespace,
+    variants: Callable[[Path], list[Variant]],
+) -> tuple[Driver, dict[str, list[dict[str, Any]]]] | None:
+    """:func:`alternate` on a new data dir in a temporary directory, removed afterwards.
+
+    ``variants(data)`` may prepare the data dir first (publish a package). None
+    after a HarnessError, which is printed as ``prog: message``.
+    """
+    root = Path(tempfile.mkdtemp(prefix="r13-ab-"))
+    try:
+        data = root / "data"
+        return alternate(data, variants(data), path, args, log)
+    except HarnessError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return None
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def medians(results: dict[str, list[dict[str, Any]]]) -> dict[str, float]:

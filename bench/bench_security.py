@@ -22,10 +22,10 @@ from app.main import create_app, open_storage
 from r13core.access import Action, Policy
 from r13core.config import ConfigStore, Feature
 from r13core.keys import KeyInfo, KeyStore, Permission, hash_secret, new_secret
+from r13core.npm_pack import package_tarball, publish_document
 from r13core.ratelimit import RateLimiter
 from r13core.settings import SecuritySettings, Settings
 from r13core.storage.sqlite import SQLiteStorage
-from tests.npm_builders import publish_body
 
 
 @pytest.fixture
@@ -143,7 +143,9 @@ def apps(tmp_path: Path) -> Iterator[Apps]:
         _, secret = KeyStore(open_storage(tmp_path)).create("w", Permission.WRITE, None)
         secured = falcon.testing.TestClient(create_app(settings, security_settings=sec))
         key = {"Authorization": f"Bearer {secret}"}
-        r = secured.simulate_put("/small", json=publish_body("small", "1.0.0"), headers=key)
+        small = {"name": "small", "version": "1.0.0"}
+        body = publish_document(small, package_tarball(small))
+        r = secured.simulate_put("/small", json=body, headers=key)
         assert r.status_code == 201, r.text
         mp.setattr(main_module, "SecurityMiddleware", _Bare)
         bare = falcon.testing.TestClient(create_app(settings, security_settings=sec))

@@ -18,8 +18,9 @@ import zlib
 import pytest
 
 from r13core.errors import InvalidPublish
+from r13core.npm_pack import package_tarball
 from r13core.tarball import inspect_tarball
-from tests.npm_builders import make_tgz, manifest_member, package_json, tar_header
+from tests.npm_builders import manifest_member, tar_header
 
 _rng = random.Random(13)
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
@@ -37,10 +38,8 @@ def _text(size: int) -> bytes:
 
 
 def _package(files: int, size: int) -> bytes:
-    content: dict[str, bytes | str] = {"package.json": package_json("a", "1.0.0")}
-    for i in range(files):
-        content[f"lib/dir{i % 50}/file{i}.js"] = _text(size)
-    return make_tgz(content)
+    content = {f"lib/dir{i % 50}/file{i}.js": _text(size) for i in range(files)}
+    return package_tarball({"name": "a", "version": "1.0.0"}, content)
 
 
 SIZES = {"small-20-files": (20, 2000), "large-3000-files-20MB": (3000, 6000)}

@@ -11,14 +11,10 @@ workers. Prints req/s per run, the medians and their ratios to "off"; writes a J
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 
 from bench import ab
-from bench.load import HarnessError
 from bench.servers import exit_on_sigterm
 
 
@@ -27,19 +23,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ab.add_arguments(p, rounds=3, duration=6.0)
     args = p.parse_args(argv)
     exit_on_sigterm()
-    root = Path(tempfile.mkdtemp(prefix="r13-flagbench-"))
     variants = [
         ab.Variant("on", {"R13_FEATURE_METRICS": "1", "R13_FEATURE_LOGGING": "1"}),
         ab.Variant("metrics", {"R13_FEATURE_METRICS": "1", "R13_FEATURE_LOGGING": "0"}),
         ab.Variant("off", {"R13_FEATURE_METRICS": "0", "R13_FEATURE_LOGGING": "0"}),
     ]
-    try:
-        driver, results = ab.alternate(root / "data", variants, "/-/ping", args, ab.log)
-    except HarnessError as exc:
-        print(f"bench.flags_overhead: {exc}", file=sys.stderr)
+    run = ab.alternate_fresh("bench.flags_overhead", "/-/ping", args, lambda data: variants)
+    if run is None:
         return 2
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    driver, results = run
     med = ab.medians(results)
     on, metrics = med["on"] / med["off"], med["metrics"] / med["off"]
     print(f"median req/s: METRICS+LOGGING {med['on']:.1f}, METRICS only {med['metrics']:.1f}, "

@@ -10,7 +10,7 @@ updates (timeit, median of ``--repeat`` loops of ``--number`` requests, ns per r
   counts (``PROMETHEUS_MULTIPROC_DIR``: every update goes to a per-process mmap file);
 - ``prometheus_client, one process``: its default in-memory values (cannot be shared);
 - ``r13 C counters``: ``Metrics.request_start`` + ``request_end`` (shared memory, what
-  app/monitoring.py does).
+  app/monitoring/middleware.py does).
 
 prometheus_client picks its mode when it is first imported, so each of its two modes
 runs in a child process of this script.

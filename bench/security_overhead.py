@@ -13,9 +13,7 @@ run, the medians and the layer's share of the time per request; writes a JSON re
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -49,19 +47,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     ab.add_arguments(p, rounds=3, duration=6.0)
     args = p.parse_args(argv)
     exit_on_sigterm()
-    root = Path(tempfile.mkdtemp(prefix="r13-secbench-"))
-    try:
-        admin = publish_small(root / "data")
-        variants = [
+
+    def variants(data: Path) -> list[ab.Variant]:
+        admin = publish_small(data)
+        return [
             ab.Variant("with", {**WORKERS, "R13_FEATURE_PRIVATE_REGISTRY": "1"}, token=admin),
             ab.Variant("without", {**WORKERS, "R13_FEATURE_PRIVATE_REGISTRY": "0"}, argv=BARE),
         ]
-        driver, results = ab.alternate(root / "data", variants, "/small", args, ab.log)
-    except HarnessError as exc:
-        print(f"bench.security_overhead: {exc}", file=sys.stderr)
+
+    run = ab.alternate_fresh("bench.security_overhead", "/small", args, variants)
+    if run is None:
         return 2
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    driver, results = run
     med = ab.medians(results)
     share = 1 - med["with"] / med["without"]
     print(f"median with the layer {med['with']:.1f} req/s, without {med['without']:.1f} req/s")

@@ -1,20 +1,16 @@
 """Seeding for the HTTP harness: real npm tarballs published through ``PUT /:pkg``.
 
-What bench/http.py reads back in its scenarios: ``Names`` says which packages, ``seed``
-publishes them exactly as npm does (base64 attachment, sha512 integrity, sha1 shasum)
-and checks they read back (version counts, one tarball's bytes).
+What bench/scenarios.py reads back in its scenarios: ``Names`` says which packages,
+``seed`` publishes them exactly as npm does (r13core/npm_pack.py: base64 attachment,
+sha512 integrity, sha1 shasum) and checks they read back (version counts, one tarball's
+bytes).
 """
 
 from __future__ import annotations
 
-import base64
-import gzip
-import hashlib
 import http.client
-import io
 import json
 import os
-import tarfile
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -23,15 +19,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.load import FULL_ACCEPT, USER_AGENT, HarnessError, Target
+from r13core.npm_pack import package_tarball, publish_document
+from r13core.tarball import sri_sha512
+
+integrity_of = sri_sha512  # the sha512 SRI string of a tarball
 
 SCOPE = "@bench"
 
 
 # --------------------------------------------------------------------------- packages
-
-
-def bare_name(name: str) -> str:
-    return name.split("/", 1)[1] if name.startswith("@") else name
 
 
 def packument_path(name: str) -> str:
@@ -42,68 +38,28 @@ def packument_path(name: str) -> str:
     return f"/{name}"
 
 
-def make_tarball(name: str, version: str) -> bytes:
-    """A real npm tarball: gzip'd tar with package/package.json and package/index.js."""
-    manifest = {
+def bench_manifest(name: str, version: str) -> dict[str, Any]:
+    """The package.json of every benchmark package."""
+    return {
         "name": name,
         "version": version,
         "description": "r13 benchmark package",
         "main": "index.js",
         "license": "MIT",
     }
-    files = {
-        "package/package.json": json.dumps(manifest, indent=2).encode() + b"\n",
-        "package/index.js": f"module.exports = {json.dumps(name + '@' + version)};\n".encode(),
-    }
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for path, data in files.items():
-            info = tarfile.TarInfo(path)
-            info.size = len(data)
-            info.mode = 0o644
-            info.mtime = 499162500  # npm's fixed date (1985-10-26)
-            tar.addfile(info, io.BytesIO(data))
-    return gzip.compress(raw.getvalue(), compresslevel=9, mtime=0)
 
 
-def integrity_of(data: bytes) -> str:
-    return "sha512-" + base64.b64encode(hashlib.sha512(data).digest()).decode()
+def make_tarball(name: str, version: str) -> bytes:
+    """A real npm tarball: gzip'd tar with package/package.json and package/index.js."""
+    index = f"module.exports = {json.dumps(name + '@' + version)};\n"
+    return package_tarball(bench_manifest(name, version), {"index.js": index})
 
 
 def publish_body(target: Target, name: str, version: str) -> tuple[bytes, bytes]:
     """(JSON body of the npm publish request, the tarball bytes)."""
     tgz = make_tarball(name, version)
-    bare = bare_name(name)
-    filename = f"{bare}-{version}.tgz"
-    manifest: dict[str, Any] = {
-        "name": name,
-        "version": version,
-        "description": "r13 benchmark package",
-        "main": "index.js",
-        "license": "MIT",
-        "_id": f"{name}@{version}",
-        "dist": {
-            "integrity": integrity_of(tgz),
-            "shasum": hashlib.sha1(tgz).hexdigest(),
-            "tarball": f"{target.url}/{name}/-/{filename}",
-        },
-    }
-    body = {
-        "_id": name,
-        "name": name,
-        "description": "r13 benchmark package",
-        "dist-tags": {"latest": version},
-        "versions": {version: manifest},
-        "access": "public",
-        "_attachments": {
-            filename: {
-                "content_type": "application/octet-stream",
-                "data": base64.b64encode(tgz).decode(),
-                "length": len(tgz),
-            }
-        },
-    }
-    return json.dumps(body).encode(), tgz
+    document = publish_document(bench_manifest(name, version), tgz, registry=target.url)
+    return json.dumps(document).encode(), tgz
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ Two jobs, both built on the kernel dropping a lock when its holder dies:
   sampler, the blob sweeper). Every worker runs a thread that polls for an
   exclusive lock on the job's lock file; the holder leads until it stops or
   dies, and then another worker's thread takes over within a poll period.
+  :class:`LeaderJob` is the base of such a job (start, stop, ``leading``)
+  and :func:`every` its usual loop. Nothing else in r13 elects a leader.
 * :class:`InstanceLock` — who is running on this data dir. Every process of a
   running server holds ``<data>/.r13-instance.lock`` shared; ``r13 serve``
   does its start-up work that is only safe alone (removing every file no
@@ -24,6 +26,7 @@ import fcntl
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Final
@@ -102,6 +105,54 @@ class Leader:
         finally:
             self._leading = False
             os.close(fd)  # drops the lock
+
+
+class LeaderJob:
+    """A job that one process of the data dir runs while it holds ``lock_path``.
+
+    Subclasses implement :meth:`lead`; every process calls :meth:`start`
+    (after fork), and only the one that wins the election runs ``lead``.
+    """
+
+    def __init__(self, lock_path: str | os.PathLike[str], *, name: str, poll: float = 0.2) -> None:
+        self._leader = Leader(lock_path, self.lead, name=name, poll=poll)
+
+    def lead(self, stop: threading.Event) -> None:
+        """The job, run while this process leads; return soon after ``stop`` is set."""
+        raise NotImplementedError
+
+    @property
+    def leading(self) -> bool:
+        """Whether this process holds the lock and runs the job."""
+        return self._leader.leading
+
+    def start(self) -> None:
+        """Start the election thread (call it in each worker after fork)."""
+        self._leader.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the job (releasing the lock if held) and wait for its thread."""
+        self._leader.stop(timeout)
+
+
+def every(stop: threading.Event, interval: float, turn: Callable[[], object], *, what: str) -> None:
+    """Call ``turn`` every ``interval`` seconds until ``stop`` is set.
+
+    The period is kept from a deadline, so the time a turn takes does not
+    stretch it; after a turn that overran a whole period the schedule starts
+    again from now instead of running the missed turns back to back. An
+    exception in a turn is logged (as "``what`` failed") and the loop goes
+    on: a periodic job must never kill its worker.
+    """
+    deadline = time.monotonic() + interval
+    while not stop.wait(max(0.0, deadline - time.monotonic())):
+        deadline += interval
+        if deadline < time.monotonic():
+            deadline = time.monotonic() + interval
+        try:
+            turn()
+        except Exception:
+            log.exception("%s failed", what)
 
 
 class InstanceLock:

@@ -14,7 +14,7 @@ not happen (the process died right after the commit). Two sweeps remove them
   the admin key's first write). Otherwise it leaves the job to the running
   server's sweeper.
 * :class:`Sweeper` — every worker runs one; the one holding
-  ``<data>/.r13-sweeper.lock`` (:class:`r13core.locks.Leader`) sweeps every
+  ``<data>/.r13-sweeper.lock`` (:class:`r13core.locks.LeaderJob`) sweeps every
   ``interval`` seconds, keeping files younger than ``min_age`` seconds (a
   publish in flight). If its worker dies, another takes over.
 """
@@ -26,7 +26,7 @@ import threading
 from pathlib import Path
 from typing import Final, Protocol
 
-from r13core.locks import InstanceLock, Leader
+from r13core.locks import InstanceLock, LeaderJob, every
 
 log = logging.getLogger("r13.sweeper")
 
@@ -69,7 +69,7 @@ def remove_temp_files(data_dir: Path) -> int:
     return removed
 
 
-class Sweeper:
+class Sweeper(LeaderJob):
     """The periodic sweep, led by one process of the data dir (see the module docstring)."""
 
     def __init__(
@@ -83,25 +83,12 @@ class Sweeper:
     ) -> None:
         if interval <= 0 or min_age < 0:
             raise ValueError("interval must be > 0 and min_age >= 0")
+        super().__init__(Path(data_dir) / LOCK_FILE, name="r13-sweeper", poll=poll)
         self._registry = registry
         self._interval = interval
         self._min_age = min_age
-        self._leader = Leader(Path(data_dir) / LOCK_FILE, self._lead, name="r13-sweeper", poll=poll)
         self.removed = 0
         self.sweeps = 0
-
-    @property
-    def leading(self) -> bool:
-        """Whether this process is the one that sweeps."""
-        return self._leader.leading
-
-    def start(self) -> None:
-        """Start the election thread (call it in each worker after fork)."""
-        self._leader.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop sweeping (releasing the lock if held) and wait for the thread."""
-        self._leader.stop(timeout)
 
     def sweep_now(self) -> int:
         """One sweep with the age guard (what each period does)."""
@@ -112,9 +99,6 @@ class Sweeper:
             log.info("swept %d orphan file(s)", removed)
         return removed
 
-    def _lead(self, stop: threading.Event) -> None:
-        while not stop.wait(self._interval):
-            try:
-                self.sweep_now()
-            except Exception:  # keep sweeping later; never kill the worker
-                log.exception("sweep failed")
+    def lead(self, stop: threading.Event) -> None:
+        """Sweep every ``interval`` seconds until ``stop`` (a failed sweep is retried next time)."""
+        every(stop, self._interval, self.sweep_now, what="sweep")

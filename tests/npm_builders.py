@@ -1,33 +1,29 @@
-"""Builders for registry tests: real .tgz files and the publish bodies npm sends."""
+"""Builders for registry tests: real .tgz files and the publish bodies npm sends.
+
+The packages and publish documents come from r13core/npm_pack.py (shared with the
+benchmarks); the raw tar helpers at the end build hostile archives tarfile will not write.
+"""
 
 from __future__ import annotations
 
-import base64
 import gzip
-import hashlib
-import io
 import json
-import tarfile
 from pathlib import Path
 from typing import Any
 
+from r13core import npm_pack
 from r13core.audit import Actor
 from r13core.config import DEFAULT_FEATURES, Config13, Feature
 from r13core.names import PackageName
 from r13core.registry import Registry
+from r13core.tarball import sri_sha512
+
+sri = sri_sha512  # the sha512 SRI string of some bytes
 
 
 def make_tgz(files: dict[str, bytes | str], *, top: str = "package", mtime: int = 0) -> bytes:
     """A gzip'd tar with ``files`` (paths relative to ``top``; top="" for none)."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for path, content in files.items():
-            data = content.encode() if isinstance(content, str) else content
-            info = tarfile.TarInfo(f"{top}/{path}" if top else path)
-            info.size = len(data)
-            info.mtime = mtime
-            tar.addfile(info, io.BytesIO(data))
-    return gzip.compress(buf.getvalue(), mtime=0)
+    return npm_pack.pack(files, top=top, mtime=mtime)
 
 
 def package_json(name: str, version: str, **extra: Any) -> str:
@@ -39,15 +35,11 @@ def package_tgz(
     name: str, version: str, *, extra_files: dict[str, bytes | str] | None = None, **manifest: Any
 ) -> bytes:
     """A tarball as `npm pack` makes: package/package.json plus files."""
-    files: dict[str, bytes | str] = {"package.json": package_json(name, version, **manifest)}
-    files["index.js"] = f"module.exports = {json.dumps(name + '@' + version)};\n"
+    files: dict[str, bytes | str] = {
+        "index.js": f"module.exports = {json.dumps(name + '@' + version)};\n"
+    }
     files.update(extra_files or {})
-    return make_tgz(files)
-
-
-def sri(data: bytes) -> str:
-    """sha512 SRI of ``data``."""
-    return "sha512-" + base64.b64encode(hashlib.sha512(data).digest()).decode()
+    return npm_pack.package_tarball({"name": name, "version": version, **manifest}, files)
 
 
 def publish_body(
@@ -64,37 +56,16 @@ def publish_body(
     if tgz is None:
         tgz = package_tgz(name, version, **(manifest or {}))
     bare = name.rsplit("/", 1)[-1]
-    att = attachment_name or f"{name}-{version}.tgz"
-    man: dict[str, Any] = {
-        "name": name,
-        "version": version,
-        "description": f"the {bare} package",
-        "_id": f"{name}@{version}",
-        "_nodeVersion": "20.0.0",
-        "_npmVersion": "10.0.0",
-        **(manifest or {}),
-    }
-    if with_dist:
-        man["dist"] = {
-            "integrity": sri(tgz),
-            "shasum": hashlib.sha1(tgz).hexdigest(),
-            "tarball": f"http://elsewhere.invalid/{name}/-/{bare}-{version}.tgz",
-        }
-    return {
-        "_id": name,
-        "name": name,
-        "description": man["description"],
-        "dist-tags": {tag: version},
-        "versions": {version: man},
-        "access": None,
-        "_attachments": {
-            att: {
-                "content_type": "application/octet-stream",
-                "data": base64.b64encode(tgz).decode(),
-                "length": len(tgz),
-            }
-        },
-    }
+    man = {"name": name, "version": version, "description": f"the {bare} package"}
+    return npm_pack.publish_document(
+        {**man, **(manifest or {})},
+        tgz,
+        registry="http://elsewhere.invalid",
+        tag=tag,
+        access=None,
+        attachment=attachment_name,
+        with_dist=with_dist,
+    )
 
 
 class LiveConfig:

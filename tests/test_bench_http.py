@@ -68,7 +68,7 @@ class Handler(BaseHTTPRequestHandler):
         assert len(data) == att["length"]
         assert manifest["dist"]["shasum"] == hashlib.sha1(data).hexdigest()
         assert manifest["dist"]["integrity"] == seeding.integrity_of(data)
-        assert filename == f"{seeding.bare_name(name)}-{version}.tgz"
+        assert filename == f"{name}-{version}.tgz"  # as libnpmpublish names it, scope included
         tar_path = f"/{name}/-/{filename}"
         with self.server.lock:
             self.server.puts += 1

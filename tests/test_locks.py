@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from r13core.locks import InstanceLock, Leader
+from r13core.locks import InstanceLock, Leader, LeaderJob, every
 
 
 def wait_for(cond: Callable[[], bool], timeout: float = 30.0) -> None:
@@ -54,6 +54,51 @@ def test_a_leader_that_fails_lets_another_take_over(tmp_path: Path) -> None:
 def test_a_leader_refuses_a_nonsense_poll(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         Leader(tmp_path / "x.lock", lambda stop: None, name="x", poll=0)
+
+
+class Counting(LeaderJob):
+    """A job that counts its turns while it leads."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, name="counting", poll=0.01)
+        self.turns = 0
+
+    def lead(self, stop: threading.Event) -> None:
+        every(stop, 0.01, self.turn, what="counting")
+
+    def turn(self) -> None:
+        self.turns += 1
+
+
+def test_a_leader_job_runs_in_one_process_of_the_data_dir_at_a_time(tmp_path: Path) -> None:
+    a, b = Counting(tmp_path / "job.lock"), Counting(tmp_path / "job.lock")
+    a.start()
+    wait_for(lambda: a.leading and a.turns >= 3)
+    b.start()
+    seen = a.turns
+    wait_for(lambda: a.turns >= seen + 3)  # b had every chance to take the lock meanwhile
+    assert not b.leading and b.turns == 0
+    a.stop()
+    assert not a.leading
+    wait_for(lambda: b.leading and b.turns >= 3)
+    b.stop()
+
+
+def test_every_survives_a_failing_turn_and_stops_when_asked(tmp_path: Path) -> None:
+    stop = threading.Event()
+    turns: list[int] = []
+
+    def turn() -> None:
+        turns.append(len(turns))
+        if len(turns) == 2:
+            raise RuntimeError("one bad turn")
+        if len(turns) == 4:
+            stop.set()
+
+    loop = threading.Thread(target=every, args=(stop, 0.001, turn), kwargs={"what": "t"})
+    loop.start()
+    loop.join(60)
+    assert not loop.is_alive() and turns == [0, 1, 2, 3]
 
 
 def test_exclusive_only_while_no_one_holds_it_shared(tmp_path: Path) -> None:
@@ -97,3 +142,15 @@ def test_the_lock_survives_an_exec_when_kept(tmp_path: Path) -> None:
         child.wait(60)
     with InstanceLock(tmp_path) as after:
         assert after.try_exclusive()  # the kernel dropped it with the process
+
+
+def test_nothing_but_the_locks_module_elects_a_leader() -> None:
+    # An election is a non-blocking exclusive flock; everything else asks r13core/locks.py.
+    root = Path(__file__).resolve().parents[1]
+    electing = sorted(
+        path.relative_to(root).as_posix()
+        for folder in ("r13core", "app")
+        for path in (root / folder).rglob("*.py")
+        if "LOCK_NB" in path.read_text()
+    )
+    assert electing == ["r13core/locks.py"]

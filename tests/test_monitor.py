@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from r13core.config import ConfigStore, Feature
+from r13core.events import EventLog
 from r13core.metrics import BUCKETS, LATENCY_BOUNDS, Event, Metrics, Totals, bucket_of
 from r13core.monitor import (
     EVENTS_FILE,
@@ -245,6 +246,35 @@ def test_alerts_are_written_to_the_events_file(data_dir: Path, metrics: Metrics)
     assert [(x["seq"], x["topic"], x["data"]["rule"]) for x in lines] == [(1, "alert", "memory")]
     assert lines[0]["data"]["event"] == "raised"
     assert MonitorView(data_dir).alerts()["active"][0]["rule"] == "memory"
+
+
+def test_a_new_sampler_goes_on_numbering_the_events(data_dir: Path, metrics: Metrics) -> None:
+    first = make_sampler(data_dir, metrics, memory_percent=0.001, cpu_percent=1e9, alert_samples=1)
+    first.tick()
+    first.tick()  # raises the memory alert: event 1
+    second = make_sampler(data_dir, metrics, memory_percent=1e9, cpu_percent=1e9, alert_samples=1)
+    second.resume()
+    second.tick()  # the resumed alert clears: event 2, from another sampler
+    events = EventLog(data_dir).read_after(0)
+    assert [(e.seq, e.data["rule"], e.data["event"]) for e in events] == [
+        (1, "memory", "raised"),
+        (2, "memory", "cleared"),
+    ]
+
+
+def test_an_unwritable_events_log_does_not_stop_the_history(
+    data_dir: Path, metrics: Metrics
+) -> None:
+    (data_dir / "run").mkdir(exist_ok=True)
+    (data_dir / "run" / "events.lock").mkdir()  # the events log cannot be opened
+    sampler = make_sampler(
+        data_dir, metrics, memory_percent=0.001, cpu_percent=1e9, alert_samples=1
+    )
+    sampler.tick()
+    assert sampler.tick() is not None
+    view = MonitorView(data_dir)
+    assert [s["seq"] for s in view.history()] == [1]
+    assert view.alerts()["active"][0]["rule"] == "memory"  # kept, though not published
 
 
 def wait_for(cond: Callable[[], bool], timeout: float = 60.0) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from app.monitoring import _TRACE_ID
+from app.monitoring.middleware import TRACE_ID as _TRACE_ID
 from app.resources.security import parse_duration_ms
 from r13core.access import parse_rules
 from r13core.errors import InvalidValue
