@@ -20,7 +20,8 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Final
@@ -102,18 +103,36 @@ class SQLiteDatabase:
             self.path, timeout=self._busy_timeout_ms / 1000, isolation_level=None
         )
         conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
-        conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA foreign_keys = ON")
-        self._local.conn = conn
-        self._local.pid = pid
         if self._migrated_pid != pid:
             with self._lock:
                 if self._migrated_pid != pid:
+                    # WAL is kept in the file: set once per process, not per connection.
+                    # Switching needs a lock that SQLite's busy handler does not always
+                    # wait for (a new file, another process's first connection), so retry.
+                    self._while_busy(lambda: conn.execute("PRAGMA journal_mode = WAL"))
                     with immediate(conn):
                         migrate(conn)
                     self._migrated_pid = pid
+        self._local.conn = conn
+        self._local.pid = pid
         return conn
+
+    def _while_busy(self, step: Callable[[], object]) -> None:
+        """Run ``step``, again while SQLite answers "locked"/"busy", up to the busy timeout."""
+        deadline = time.monotonic() + self._busy_timeout_ms / 1000
+        pause = 0.005
+        while True:
+            try:
+                step()
+                return
+            except sqlite3.OperationalError as exc:
+                text = str(exc).lower()
+                if ("locked" not in text and "busy" not in text) or time.monotonic() > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
 
     @contextmanager
     def _transaction(self, changes: ChangeSignal | None = None) -> Iterator[sqlite3.Connection]:
