@@ -15,9 +15,9 @@ _settings = Settings.from_env()
 private_umask()
 umask = UMASK  # gunicorn's own (the control socket, worker temp files)
 
-bind = [f"{_settings.host}:{_settings.port}"]
-workers = _settings.workers
-threads = _settings.threads
+bind = [f"{_settings.server.host}:{_settings.server.port}"]
+workers = _settings.server.workers
+threads = _settings.server.threads
 worker_class = "gthread"
 preload_app = False  # each worker opens its own storage after fork
 graceful_timeout = 10

@@ -1,6 +1,6 @@
 """A running server's upkeep in each worker: the instance lock and the periodic sweep.
 
-Started by ``create_app`` only in a real server (``sampler_root_pid`` given),
+Started by ``create_app`` only in a real server (``root_pid`` given),
 after fork. The worker holds the data dir's instance lock shared for its whole
 life (so a second ``r13 serve`` on the same data dir never runs its
 alone-only start-up sweep under it, :mod:`r13core.locks`), and runs a
@@ -25,8 +25,8 @@ class Housekeeping:
         self.sweeper = Sweeper(
             registry,
             settings.data_dir,
-            interval=settings.sweep_interval_ms / 1000,
-            min_age=settings.sweep_min_age_ms / 1000,
+            interval=settings.housekeeping.sweep_interval_ms / 1000,
+            min_age=settings.housekeeping.sweep_min_age_ms / 1000,
         )
 
     def start(self) -> None:

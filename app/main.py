@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import falcon
 
 from app import errors
-from app.auth import Authenticator, Guard
+from app.auth import Guard
+from app.hosts import HostRebaser
 from app.housekeeping import Housekeeping
-from app.http import HostRebaser
 from app.monitoring import Monitoring
 from app.openapi import OpenAPI
 from app.resources import analytics, performance
@@ -32,127 +28,44 @@ from app.resources.security import SecurityBlocks, SecurityKeys, SecurityMetrics
 from app.resources.system import ConfigResource, Ping
 from app.resources.tokens import Tokens
 from app.resources.whoami import Whoami
-from app.security_middleware import SecurityMiddleware, SecurityServices, open_security
+from app.security_middleware import SecurityMiddleware
 from app.service import RegistryService
-from r13core.abuse import AbuseControl
-from r13core.config import Config13, ConfigStore
-from r13core.database import Storage, open_database
-from r13core.datadir import make_private_dirs, secure_data_dir
-from r13core.identity import Identity, expiry_days
-from r13core.keys import KeyStore
-from r13core.logins import Logins
-from r13core.monitor import RegistryStats
-from r13core.names import PackageName
-from r13core.ratelimit import RateLimiter
-from r13core.settings import SecuritySettings, Settings, database_url
-from r13core.usage import Analytics
+from r13core.services import Services
 
 log = logging.getLogger("r13")
 
 
-def open_config(settings: Settings) -> ConfigStore:
-    """Open the data dir's record, applying R13_FEATURE_* overrides.
-
-    The data dir is checked first (r13core/datadir.py): created 0700, refused
-    when another user owns it or others may write it, narrowed when older.
-    """
-    for change in secure_data_dir(settings.data_dir):
-        log.warning("r13: %s", change)
-    store = ConfigStore(settings.data_dir, defaults=Config13.defaults(settings.public_url))
-    current = store.read()
-    for flag, on in settings.feature_overrides:
-        if current.has(flag) != on:
-            current = store.set_feature(flag, on)
-    return store
-
-
-def open_storage(data_dir: Path, url: str | None = None) -> Storage:
-    """The metadata database: ``url``, else R13_DATABASE_URL, else ``data_dir``'s SQLite file.
-
-    Connections open lazily, per process (after fork) and thread.
-    """
-    make_private_dirs(data_dir)
-    return open_database(data_dir, url if url is not None else database_url(os.environ))
-
-
-@dataclass(frozen=True)
-class Services:
-    """The model objects one process uses: registry and keys over one storage."""
-
-    registry: RegistryService
-    keys: KeyStore
-    storage: Storage
-
-
-def open_services(settings: Settings, config: ConfigStore) -> Services:
-    """The registry and key store over the database (``settings.storage_url``) and the blobs.
-
-    Opening is cheap: the database connection is made lazily, so a worker that
-    calls this after fork gets its own.
-    """
-    from r13core.registry import Registry
-    from r13core.tarball import Limits
-
-    storage = open_storage(settings.data_dir, settings.storage_url)
-    registry = Registry.open(
-        settings.data_dir,
-        storage=storage,
-        public_url=settings.public_url,
-        config=config.read,
-        limits=Limits(max_tarball=settings.max_body),
-    )
-    return Services(registry, KeyStore(storage), storage)
-
-
 def create_app(
-    settings: Settings,
-    *,
-    config: ConfigStore | None = None,
-    registry: RegistryService | None = None,
-    keys: Authenticator | None = None,
-    registry_stats: RegistryStats | None = None,
-    sampler_root_pid: int | None = None,
-    security: SecurityServices | None = None,
-    security_settings: SecuritySettings | None = None,
-    owners: Callable[[PackageName], list[dict[str, Any]]] | None = None,
+    services: Services, *, root_pid: int | None = None
 ) -> falcon.App[falcon.Request, falcon.Response]:
-    """A WSGI app serving r13 for ``settings``.
+    """A WSGI app serving r13 with ``services`` (r13core/services.py, the one wiring).
 
-    ``sampler_root_pid`` (the gunicorn master's pid, given by app/wsgi.py)
-    marks a real server: this worker starts its monitor sampler over that
-    process tree, its usage flusher, holds the instance lock and runs the
-    sweeper's election (app/housekeeping.py).
-    ``security_settings`` default to the process environment (R13_TRUSTED_PROXIES,
-    R13_OPEN_SIGNUP, R13_ACCESS_RULES, R13_BLOCK_*...). Call it in each worker
-    after fork: it opens the shared rate-limiter table of the data dir.
-    ``owners`` looks up a package's maintainers for the ownership check
-    (default: the registry's ``owners``).
+    ``root_pid`` (the gunicorn master's pid, given by app/wsgi.py) marks a real
+    server: this worker then starts its monitor sampler over that process tree,
+    its usage flusher, holds the instance lock and runs the sweeper's election
+    (app/housekeeping.py). Call it in each worker after fork: the services map
+    the data dir's shared tables in this process.
     """
-    store = config if config is not None else open_config(settings)
-    storage = None
-    if registry is None or keys is None:
-        services = open_services(settings, store)
-        registry = registry if registry is not None else services.registry
-        storage = services.storage
-        if registry_stats is None:
-            registry_stats = services.registry.stats
-    if storage is None:  # identity, audit and usage live in the same database
-        storage = open_storage(settings.data_dir, settings.storage_url)
-    if security is None:
-        sec_settings = security_settings or SecuritySettings.from_env(os.environ)
-        security = open_security(storage, sec_settings)
-    keys = keys if keys is not None else security.keys
-    owners = owners if owners is not None else registry.owners
+    settings = services.settings
+    for notice in services.notices:
+        log.warning("r13: %s", notice)
+    store = services.config
+    services.apply_feature_overrides()
+    registry: RegistryService = services.registry
     monitoring = Monitoring(
-        settings, store, registry_stats=registry_stats, root_pid=sampler_root_pid, usage=storage
+        settings,
+        store,
+        registry_stats=registry.stats,
+        root_pid=root_pid,
+        usage=services.storage,
     )
     registry.subscribe(monitoring.package_changed)
     housekeeping = Housekeeping(settings, registry)
-    guard = Guard(keys, store.read, policy=security.policy, owners=owners)
-    limit = settings.max_body
-    make_private_dirs(settings.data_dir)
-    limiter = RateLimiter(settings.data_dir, "security", security.settings.limiter_slots)
-    firewall = SecurityMiddleware(settings, security, guard, limiter)
+    guard = Guard(
+        services.authenticator, store.read, policy=services.policy, owners=services.maintainers
+    )
+    limit = settings.server.max_body
+    firewall = SecurityMiddleware(services, guard)
     # The monitor first: its latency covers the other middleware. It also does
     # the worker header (X-R13-Worker) under DEBUG: each falcon middleware costs ~3 us.
     middleware: list[Any] = [monitoring.middleware, firewall]
@@ -177,19 +90,11 @@ def create_app(
     app.add_route("/_api/config", ConfigResource(store))
     # Identity (docs/identity.md): npm login (legacy and web), logout, tokens, admin API;
     # each change is one call into r13core, which audits it.
-    expiry = settings.api_key_expiry_ms
-    identity = Identity(
-        security.keys, security.users, security.audit, token_days=expiry_days(expiry)
-    )
-    logins = Logins(
-        identity,
-        security.storage,
-        open_signup=security.settings.open_signup,
-        signup_role=security.settings.signup_role,
-    )
+    identity, logins = services.identity, services.logins
+    expiry = settings.security.api_key_expiry_ms
     app.add_route("/-/user/org.couchdb.user:{name}", CouchUser(logins, firewall.auth_failed))
     app.add_route("/-/user/token/{token}", Logout(identity))
-    web = WebLogin(logins, settings.public_url, firewall.auth_failed)
+    web = WebLogin(logins, settings.server.public_url, firewall.auth_failed)
     app.add_route("/-/v1/login", web)
     app.add_route("/-/v1/login/{login_id}", web, suffix="page")
     app.add_route("/-/v1/done/{login_id}", web, suffix="done")
@@ -200,15 +105,16 @@ def create_app(
     app.add_route("/_api/security/keys", security_keys)
     app.add_route("/_api/security/keys/{key_id}", security_keys, suffix="item")
     app.add_route("/_api/security/keys/{key_id}/rotate", security_keys, suffix="rotate")
-    blocks = SecurityBlocks(AbuseControl(security.blocks, security.audit, limiter), guard)
+    blocks = SecurityBlocks(services.abuse, guard)
     app.add_route("/_api/security/blocks", blocks)
     app.add_route("/_api/security/blocks/{ip}", blocks, suffix="item")
     app.add_route("/_api/security/blocks/{ip}/{length}", blocks, suffix="prefix")
-    app.add_route("/_api/security/metrics", SecurityMetrics(security, guard))
-    app.add_route("/_api/security/audit", SecurityAuditLog(security.audit, guard))
+    app.add_route("/_api/security/metrics", SecurityMetrics(services, guard))
+    app.add_route("/_api/security/audit", SecurityAuditLog(services.audit, guard))
     # Sinks read the raw path (names like @scope%2fname); later sinks are tried first,
     # and every route above wins over both.
-    hosts = HostRebaser(settings.public_url, settings.allowed_hosts, listen_port=settings.port)
+    server = settings.server
+    hosts = HostRebaser(server.public_url, server.allowed_hosts, listen_port=server.port)
     app.add_sink(
         Packages(registry, guard, max_body=limit, hosts=hosts, on_download=monitoring.downloaded),
         prefix=r"/(?!-/|_)",
@@ -217,10 +123,10 @@ def create_app(
     app.add_route("/_api/openapi.json", OpenAPI())
     performance.add_routes(app, monitoring)
     analytics.add_routes(
-        app, analytics.AnalyticsResource(Analytics(storage), guard, monitoring.usage)
+        app, analytics.AnalyticsResource(services.analytics, guard, monitoring.usage)
     )
     monitoring.middleware.declare_routes(PACKAGE_ROUTES | PACKAGE_META_ROUTES)
-    if sampler_root_pid is not None:
+    if root_pid is not None:
         monitoring.start()
         housekeeping.start()
     return app

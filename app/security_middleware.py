@@ -32,7 +32,6 @@ import contextvars
 import json
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any, Final
 
 import falcon
@@ -41,23 +40,16 @@ from app.auth import Guard
 from app.http import LOGOUT_PREFIX, bearer_token, raw_path
 from r13core.abuse import (
     AUTO,
-    Blocklist,
     BlockRecord,
-    SecurityCounters,
     Strikes,
     client_ip,
     client_key,
     is_local,
 )
-from r13core.access import Policy
-from r13core.audit import AuditLog
-from r13core.database import Storage
 from r13core.errors import Unauthorized
-from r13core.keys import KeyStore
 from r13core.metrics import METHODS
-from r13core.ratelimit import Decision, RateLimiter
-from r13core.settings import SecuritySettings, Settings
-from r13core.users import UserStore
+from r13core.ratelimit import Decision
+from r13core.services import Services
 
 log = logging.getLogger("r13.security")
 
@@ -157,34 +149,6 @@ def request_is_local(req: falcon.Request) -> bool:
     return bool(local)
 
 
-@dataclass
-class SecurityServices:
-    """The identity and abuse-control objects one worker uses, over one storage."""
-
-    settings: SecuritySettings
-    storage: Storage
-    keys: KeyStore
-    users: UserStore
-    blocks: Blocklist
-    counters: SecurityCounters
-    audit: AuditLog
-    policy: Policy
-
-
-def open_security(storage: Storage, settings: SecuritySettings) -> SecurityServices:
-    """The security services over ``storage`` (cheap: connections open lazily)."""
-    return SecurityServices(
-        settings=settings,
-        storage=storage,
-        keys=KeyStore(storage),
-        users=UserStore(storage),
-        blocks=Blocklist(storage, ipv6_prefix=settings.ipv6_prefix),
-        counters=SecurityCounters(storage),
-        audit=AuditLog(storage),
-        policy=Policy(settings.rules),
-    )
-
-
 def _headers(resp: falcon.Response, decision: Decision, capacity: int, window_s: int) -> None:
     remaining = decision.remaining
     reset = -(-decision.reset_ns // 1_000_000_000)
@@ -218,34 +182,27 @@ def route_label(req: falcon.Request) -> str:
 
 
 class SecurityMiddleware:
-    """See the module docstring. ``guard`` authenticates; ``limiter`` is shared."""
+    """See the module docstring. ``guard`` authenticates; the limiter is shared."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        services: SecurityServices,
-        guard: Guard,
-        limiter: RateLimiter,
-    ) -> None:
-        if settings.rate_limit_max < 1 or settings.rate_limit_window_ms < 1:
+    def __init__(self, services: Services, guard: Guard) -> None:
+        server, sec = services.settings.server, services.settings.security
+        if sec.rate_limit_max < 1 or sec.rate_limit_window_ms < 1:
             raise ValueError("rate limits must be positive")
-        self.services = services
         self.guard = guard
-        self.limiter = limiter
-        self.window_ms = settings.rate_limit_window_ms
-        self.window_s = max(1, settings.rate_limit_window_ms // 1000)
-        self.capacity = settings.rate_limit_max
-        sec = services.settings
-        self.auth_capacity = sec.auth_rate_limit_max or max(1, settings.rate_limit_max // 10)
+        self.limiter = services.limiter
+        self.window_ms = sec.rate_limit_window_ms
+        self.window_s = max(1, sec.rate_limit_window_ms // 1000)
+        self.capacity = sec.rate_limit_max
+        self.auth_capacity = sec.auth_rate_limit_max or max(1, sec.rate_limit_max // 10)
         self.proxies = sec.trusted_proxies
         self.ipv6_prefix = sec.ipv6_prefix
-        self.origins = own_origins(settings.public_url, settings.allowed_hosts)
-        self.max_body = settings.max_body
+        self.origins = own_origins(server.public_url, server.allowed_hosts)
+        self.max_body = server.max_body
         self.blocks = services.blocks
         self.storage = services.storage
         self.counters = services.counters
         self.strikes = Strikes(
-            limiter, services.blocks, sec, on_block=self._blocked_now, audit=services.audit
+            self.limiter, services.blocks, sec, on_block=self._blocked_now, audit=services.audit
         )
 
     def _blocked_now(self, record: BlockRecord) -> None:

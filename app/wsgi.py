@@ -4,10 +4,11 @@ import os
 
 from app.main import create_app
 from r13core.datadir import private_umask
+from r13core.services import open_services
 from r13core.settings import Settings
 
 # Whatever gunicorn config loads this, what r13 writes stays its user's alone.
 private_umask()
 
 # Imported in each worker after fork; the worker's parent is the gunicorn master.
-application = create_app(Settings.from_env(), sampler_root_pid=os.getppid())
+application = create_app(open_services(Settings.from_env()), root_pid=os.getppid())

@@ -13,6 +13,7 @@ from typing import Any
 import falcon
 
 import app.main as main_module
+from r13core.services import open_services
 from r13core.settings import Settings
 
 
@@ -31,4 +32,4 @@ class BareMiddleware:
 
 
 setattr(main_module, "SecurityMiddleware", BareMiddleware)  # noqa: B010 - replaced on purpose
-application = main_module.create_app(Settings.from_env(), sampler_root_pid=os.getppid())
+application = main_module.create_app(open_services(Settings.from_env()), root_pid=os.getppid())

@@ -13,12 +13,22 @@ from typing import Any
 import falcon
 import pytest
 
-from app.main import create_app, open_config
+from app.main import create_app
 from app.monitoring import Monitoring
 from app.resources.system import Ping
+from r13core.config import ConfigStore
 from r13core.metrics import Metrics, PyMetrics
 from r13core.monitor import MonitorSettings, Sampler
+from r13core.services import open_services
 from r13core.settings import Settings
+
+
+def _record(settings: Settings) -> ConfigStore:
+    """The data dir's record with the settings' R13_FEATURE_* bits applied (as a server does)."""
+    services = open_services(settings)
+    services.apply_feature_overrides()
+    return services.config
+
 
 SIDES = ["c", "py"]
 
@@ -115,7 +125,7 @@ def wsgi_app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     """The same one-route app, without and with the monitor middleware (LOGGING off:
     the access log is a separate, opt-in cost)."""
     settings = Settings.from_env({"R13_DATA": str(tmp_path), "R13_FEATURE_LOGGING": "0"})
-    store = open_config(settings)
+    store = _record(settings)
     mon = Monitoring(settings, store)
     middleware: list[Any] = [mon.middleware] if request.param == "monitored" else []
     app: falcon.App[falcon.Request, falcon.Response] = falcon.App(
@@ -143,7 +153,7 @@ def test_middleware_hooks_alone(benchmark: Any, tmp_path: Path) -> None:
     """process_request + process_response of the monitor on one request."""
     benchmark.group = "middleware hooks"
     app: Any = create_app(
-        Settings.from_env({"R13_DATA": str(tmp_path), "R13_FEATURE_LOGGING": "0"})
+        open_services(Settings.from_env({"R13_DATA": str(tmp_path), "R13_FEATURE_LOGGING": "0"}))
     )
     mw = app._unprepared_middleware[0]
     req = falcon.Request(_environ("/-/ping"))
@@ -165,10 +175,9 @@ def test_scrape(benchmark: Any, tmp_path: Path) -> None:
     """GET /metrics body with 12 routes x 3 statuses counted."""
     benchmark.group = "scrape /metrics"
     settings = Settings.from_env({"R13_DATA": str(tmp_path), "R13_FEATURE_LOGGING": "0"})
-    from app.main import open_config
     from app.monitoring import Monitoring
 
-    store = open_config(settings)
+    store = _record(settings)
     mon = Monitoring(settings, store)
     for r in range(12):
         rid = mon.metrics.route_id(f"GET /route/{r}")

@@ -18,13 +18,16 @@ import falcon.testing
 import pytest
 
 import app.main as main_module
-from app.main import create_app, open_storage
+import r13core.services as services_module
+from app.main import create_app
 from r13core.access import Action, Policy
 from r13core.config import ConfigStore, Feature
+from r13core.database import open_database
 from r13core.keys import KeyInfo, KeyStore, Permission, hash_secret, new_secret
 from r13core.npm_pack import package_tarball, publish_document
 from r13core.ratelimit import RateLimiter
-from r13core.settings import SecuritySettings, Settings
+from r13core.services import open_services
+from r13core.settings import Settings
 from r13core.storage.sqlite import SQLiteStorage
 
 
@@ -135,20 +138,19 @@ def apps(tmp_path: Path) -> Iterator[Apps]:
         return limiters[-1]
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(main_module, "RateLimiter", opener)
+        mp.setattr(services_module, "RateLimiter", opener)
         env = {"R13_DATA": str(tmp_path), "R13_PUBLIC_URL": "http://r13.test",
                "SECURITY_RATE_LIMIT_MAX": "2147483647"}  # fmt: skip
         settings = Settings.from_env(env)
-        sec = SecuritySettings.from_env(env)
-        _, secret = KeyStore(open_storage(tmp_path)).create("w", Permission.WRITE, None)
-        secured = falcon.testing.TestClient(create_app(settings, security_settings=sec))
+        _, secret = KeyStore(open_database(tmp_path)).create("w", Permission.WRITE, None)
+        secured = falcon.testing.TestClient(create_app(open_services(settings)))
         key = {"Authorization": f"Bearer {secret}"}
         small = {"name": "small", "version": "1.0.0"}
         body = publish_document(small, package_tarball(small))
         r = secured.simulate_put("/small", json=body, headers=key)
         assert r.status_code == 201, r.text
         mp.setattr(main_module, "SecurityMiddleware", _Bare)
-        bare = falcon.testing.TestClient(create_app(settings, security_settings=sec))
+        bare = falcon.testing.TestClient(create_app(open_services(settings)))
         yield Apps(secured, bare, key)
     for lim in limiters:
         lim.close()

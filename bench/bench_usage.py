@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from app.main import open_config
 from app.monitoring import Monitoring
+from r13core.services import open_services
 from r13core.settings import Settings
 from r13core.storage.sqlite import SQLiteStorage
 from r13core.usage import UsageRecorder
@@ -45,7 +45,7 @@ def test_record_a_download_buffered(benchmark: Any, storage: SQLiteStorage) -> N
 @pytest.fixture
 def monitoring(tmp_path: Path) -> Iterator[Monitoring]:
     settings = Settings.from_env({"R13_DATA": str(tmp_path)})
-    store = open_config(settings)
+    store = open_services(settings).config
     mon = Monitoring(settings, store, usage=SQLiteStorage(tmp_path / "registry.sqlite3"))
     yield mon
     mon.metrics.close()

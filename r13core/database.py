@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Final
 
+from r13core.datadir import make_private_dirs
+
 # Re-exported: the type the web layer holds a storage by.
 from r13core.storage import Storage as Storage
 from r13core.storage import open_storage, sqlite_url
@@ -27,7 +29,9 @@ def default_url(data_dir: Path) -> str:
 def open_database(data_dir: Path, url: str | None = None) -> Storage:
     """The storage at ``url``, or the data dir's SQLite file when None.
 
-    Cheap: connections open lazily, per process (after fork) and thread.
-    InvalidValue if r13 cannot open the URL (r13core/storage/backends.py).
+    Cheap: connections open lazily, per process (after fork) and thread. The
+    data dir is created (0700) if absent. InvalidValue if r13 cannot open the URL
+    (r13core/storage/backends.py).
     """
+    make_private_dirs(Path(data_dir))
     return open_storage(default_url(data_dir) if url is None else url)

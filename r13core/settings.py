@@ -1,15 +1,25 @@
-"""Settings: read once from the environment into a frozen object.
+"""Settings: read once from the environment into one frozen object with sections.
 
-The unprefixed names come first (REGISTRY_PORT, SECURITY_*, METRICS_*, ALERT_*),
-then ``R13_*`` for the rest; README.md lists every one. A bad value stops start-up
-with a message that names the variable.
+:meth:`Settings.from_env` is the one place r13 reads its environment
+(tests/test_layout.py holds every other module to that). The unprefixed names
+come first (REGISTRY_PORT, SECURITY_*, METRICS_*, ALERT_*), then ``R13_*`` for
+the rest; README.md lists every one. A bad value stops start-up with a message
+that names the variable. The sections:
+
+* :class:`ServerSettings` — where and how the server listens, its public URL;
+* :class:`StorageSettings` — the data dir and the metadata database's URL;
+* :class:`SecuritySettings` — keys, rate limits, blocks, proxies, access rules;
+* :class:`MonitorSettings` — the sampler and its alert rules;
+* :class:`HousekeepingSettings` — the orphan sweep and the usage counts' flush;
+* ``features`` — ``R13_FEATURE_<NAME>=0|1`` bits forced on the 13-byte record.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from r13core.access import Rule, load_rules
@@ -63,6 +73,19 @@ def _bool(
     raise error(f"{name}={raw!r} must be 0 or 1")
 
 
+def _number(env: Mapping[str, str], name: str, default: float, lo: float, hi: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if math.isnan(value) or not lo <= value <= hi:
+        raise SettingsError(f"{name}={raw} is out of range {lo:g}..{hi:g}")
+    return value
+
+
 def database_url(env: Mapping[str, str]) -> str | None:
     """R13_DATABASE_URL, checked (r13core/storage/backends.py); None when unset or blank."""
     raw = env.get("R13_DATABASE_URL", "").strip()
@@ -76,44 +99,20 @@ def database_url(env: Mapping[str, str]) -> str | None:
 
 
 @dataclass(frozen=True)
-class Settings:
-    """Everything r13 reads from its environment, validated."""
+class ServerSettings:
+    """Where the server listens, how many workers, what it calls itself, how big a body."""
 
     host: str = "localhost"
     port: int = 4873
-    data_dir: Path = Path("var")
     workers: int = 2
     threads: int = 8
     public_url: str = "http://localhost:4873"
     allowed_hosts: tuple[str, ...] = ()
     max_body: int = 100 * 1024 * 1024
-    rate_limit_window_ms: int = 900_000
-    rate_limit_max: int = 1000
-    api_key_expiry_ms: int = 86_400_000
-    metrics_interval_ms: int = 1000
-    metrics_history: int = 60
-    alert_cpu: int = 80
-    alert_memory: int = 85
-    alert_latency_ms: int = 1000
-    # Housekeeping: the periodic orphan sweep, and how often each worker writes its
-    # buffered download/publish counts to the database.
-    sweep_interval_ms: int = 3_600_000
-    sweep_min_age_ms: int = 3_600_000
-    usage_flush_interval_ms: int = 5000
-    # R13_FEATURE_<NAME>=0|1: bits forced at start, as (flag, on) pairs.
-    feature_overrides: tuple[tuple[Feature, bool], ...] = field(default=())
-    # R13_DATABASE_URL: where metadata lives; None = the data dir's file (storage_url).
-    database_url: str | None = None
-
-    @property
-    def storage_url(self) -> str:
-        """The metadata database's URL: R13_DATABASE_URL, else ``sqlite:///<data>/registry.sqlite3``."""
-        return self.database_url if self.database_url is not None else default_url(self.data_dir)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Parse ``env`` (default: os.environ); SettingsError names a bad variable."""
-        env = os.environ if env is None else env
+    def from_env(cls, env: Mapping[str, str]) -> ServerSettings:
+        """REGISTRY_HOST, REGISTRY_PORT, R13_WORKERS, R13_THREADS, R13_PUBLIC_URL, ..."""
         host = env.get("REGISTRY_HOST", "localhost").strip() or "localhost"
         port = _int(env, "REGISTRY_PORT", 4873, 1, 65535)
         public_url = env.get("R13_PUBLIC_URL", "").strip().rstrip("/")
@@ -126,40 +125,93 @@ class Settings:
         allowed = tuple(
             h.strip().lower() for h in env.get("R13_ALLOWED_HOSTS", "").split(",") if h.strip()
         )
-        overrides = []
-        for flag in Feature:
-            on = _bool(env, f"R13_FEATURE_{flag.name}")
-            if on is not None:
-                overrides.append((flag, on))
         return cls(
             host=host,
             port=port,
-            data_dir=Path(env.get("R13_DATA", "var").strip() or "var"),
             workers=_int(env, "R13_WORKERS", 2, 1, 64),
             threads=_int(env, "R13_THREADS", 8, 1, 256),
             public_url=public_url,
             allowed_hosts=allowed,
             max_body=_int(env, "R13_MAX_BODY", 100 * 1024 * 1024, 1024, 2**40),
-            rate_limit_window_ms=_int(env, "SECURITY_RATE_LIMIT_WINDOW", 900_000, 1, 2**40),
-            rate_limit_max=_int(env, "SECURITY_RATE_LIMIT_MAX", 1000, 1, 2**31),
-            api_key_expiry_ms=_int(env, "SECURITY_API_KEY_EXPIRY", 86_400_000, 0, 2**50),
-            metrics_interval_ms=_int(env, "METRICS_COLLECTION_INTERVAL", 1000, 50, 3_600_000),
-            metrics_history=_int(env, "METRICS_HISTORY_SIZE", 60, 1, 100_000),
-            alert_cpu=_int(env, "ALERT_CPU_THRESHOLD", 80, 1, 100),
-            alert_memory=_int(env, "ALERT_MEMORY_THRESHOLD", 85, 1, 100),
-            alert_latency_ms=_int(env, "ALERT_LATENCY_THRESHOLD", 1000, 1, 3_600_000),
-            sweep_interval_ms=_int(env, "R13_SWEEP_INTERVAL", 3_600_000, 100, 2**40),
-            sweep_min_age_ms=_int(env, "R13_SWEEP_MIN_AGE", 3_600_000, 0, 2**40),
-            usage_flush_interval_ms=_int(env, "R13_USAGE_FLUSH_INTERVAL", 5000, 10, 86_400_000),
-            feature_overrides=tuple(overrides),
+        )
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """The data dir (record, blobs, logs, run state) and where metadata lives."""
+
+    data_dir: Path = Path("var")
+    database_url: str | None = None
+    """R13_DATABASE_URL; None: the data dir's SQLite file (:attr:`url`)."""
+
+    @property
+    def url(self) -> str:
+        """The metadata database's URL: R13_DATABASE_URL, else ``sqlite:///<data>/registry.sqlite3``."""
+        return self.database_url if self.database_url is not None else default_url(self.data_dir)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> StorageSettings:
+        """R13_DATA, R13_DATABASE_URL."""
+        return cls(
+            data_dir=Path(env.get("R13_DATA", "var").strip() or "var"),
             database_url=database_url(env),
         )
 
 
 @dataclass(frozen=True)
-class SecuritySettings:
-    """Identity and abuse-control settings (``R13_*``; SECURITY_* are in :class:`Settings`)."""
+class MonitorSettings:
+    """The sampler and its alert rules (METRICS_*, ALERT_*, R13_ALERT_*)."""
 
+    interval_ms: int = 1000
+    history: int = 60
+    cpu_percent: float = 80
+    memory_percent: float = 85
+    latency_ms: float = 1000
+    alert_samples: int = 3
+    error_rate_percent: float = 5
+    error_min_requests: int = 10
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> MonitorSettings:
+        """METRICS_COLLECTION_INTERVAL, METRICS_HISTORY_SIZE, ALERT_*, R13_ALERT_*."""
+        return cls(
+            interval_ms=_int(env, "METRICS_COLLECTION_INTERVAL", 1000, 50, 3_600_000),
+            history=_int(env, "METRICS_HISTORY_SIZE", 60, 1, 100_000),
+            cpu_percent=_int(env, "ALERT_CPU_THRESHOLD", 80, 1, 100),
+            memory_percent=_int(env, "ALERT_MEMORY_THRESHOLD", 85, 1, 100),
+            latency_ms=_int(env, "ALERT_LATENCY_THRESHOLD", 1000, 1, 3_600_000),
+            alert_samples=int(_number(env, "R13_ALERT_SAMPLES", 3, 1, 1000)),
+            error_rate_percent=_number(env, "R13_ALERT_ERROR_RATE", 5, 0, 100),
+            error_min_requests=int(_number(env, "R13_ALERT_ERROR_MIN_REQUESTS", 10, 1, 1e9)),
+        )
+
+
+@dataclass(frozen=True)
+class HousekeepingSettings:
+    """The periodic orphan sweep, and how often each worker writes its usage counts."""
+
+    sweep_interval_ms: int = 3_600_000
+    sweep_min_age_ms: int = 3_600_000
+    usage_flush_interval_ms: int = 5000
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> HousekeepingSettings:
+        """R13_SWEEP_INTERVAL, R13_SWEEP_MIN_AGE, R13_USAGE_FLUSH_INTERVAL."""
+        return cls(
+            sweep_interval_ms=_int(env, "R13_SWEEP_INTERVAL", 3_600_000, 100, 2**40),
+            sweep_min_age_ms=_int(env, "R13_SWEEP_MIN_AGE", 3_600_000, 0, 2**40),
+            usage_flush_interval_ms=_int(env, "R13_USAGE_FLUSH_INTERVAL", 5000, 10, 86_400_000),
+        )
+
+
+@dataclass(frozen=True)
+class SecuritySettings:
+    """Keys, rate limits, blocks, proxies and access rules (SECURITY_*, R13_*)."""
+
+    rate_limit_window_ms: int = 900_000
+    rate_limit_max: int = 1000
+    api_key_expiry_ms: int = 86_400_000
+    """The longest life of a key made through the API or by npm (0: no expiry)."""
     trusted_proxies: tuple[IPNetwork, ...] = ()
     open_signup: bool = False
     signup_role: Role = Role.READER
@@ -200,6 +252,9 @@ class SecuritySettings:
         except InvalidValue as exc:
             raise bad(f"R13_ACCESS_RULES: {exc}") from None
         return cls(
+            rate_limit_window_ms=_int(env, "SECURITY_RATE_LIMIT_WINDOW", 900_000, 1, 2**40, bad),
+            rate_limit_max=_int(env, "SECURITY_RATE_LIMIT_MAX", 1000, 1, 2**31, bad),
+            api_key_expiry_ms=_int(env, "SECURITY_API_KEY_EXPIRY", 86_400_000, 0, 2**50, bad),
             trusted_proxies=proxies,
             open_signup=bool(signup),
             signup_role=role,
@@ -213,3 +268,48 @@ class SecuritySettings:
             ipv6_prefix=_int(env, "R13_IPV6_PREFIX", 64, 32, 128, bad),
             rules=rules,
         )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything r13 reads from its environment, validated, by section."""
+
+    server: ServerSettings = field(default_factory=ServerSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
+    monitor: MonitorSettings = field(default_factory=MonitorSettings)
+    housekeeping: HousekeepingSettings = field(default_factory=HousekeepingSettings)
+    features: tuple[tuple[Feature, bool], ...] = ()
+    """R13_FEATURE_<NAME>=0|1: bits forced on the record at start, as (flag, on) pairs."""
+
+    @property
+    def data_dir(self) -> Path:
+        """The data dir (``storage.data_dir``): most parts of r13 keep something there."""
+        return self.storage.data_dir
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Parse ``env`` (default: the process environment); SettingsError names a bad variable."""
+        env = os.environ if env is None else env
+        features = []
+        for flag in Feature:
+            on = _bool(env, f"R13_FEATURE_{flag.name}")
+            if on is not None:
+                features.append((flag, on))
+        return cls(
+            server=ServerSettings.from_env(env),
+            storage=StorageSettings.from_env(env),
+            security=SecuritySettings.from_env(env),
+            monitor=MonitorSettings.from_env(env),
+            housekeeping=HousekeepingSettings.from_env(env),
+            features=tuple(features),
+        )
+
+    def with_data_dir(self, data_dir: Path) -> Settings:
+        """These settings for another data dir (``r13 --data DIR``)."""
+        return replace(self, storage=replace(self.storage, data_dir=Path(data_dir)))
+
+    def environment(self) -> dict[str, str]:
+        """The process environment with R13_DATA naming this data dir: what ``r13 serve``
+        hands to the gunicorn it starts, so its workers read the same settings."""
+        return {**os.environ, "R13_DATA": str(self.storage.data_dir)}

@@ -18,11 +18,12 @@ from hypothesis import settings as hypothesis_settings
 
 from app.main import create_app
 from r13core.audit import Actor
-from r13core.config import Config13, ConfigStore, Feature
+from r13core.config import ConfigStore, Feature
 from r13core.errors import NotFound, Unauthorized
 from r13core.keys import KeyInfo, Permission
 from r13core.names import PackageName
 from r13core.registry import OwnerCheck, PackageChange
+from r13core.services import open_services
 from r13core.settings import Settings
 
 PUBLIC_URL = "https://registry.example.test"
@@ -257,13 +258,15 @@ def harness(tmp_path: Path) -> Iterator[AppHarness]:
     settings = Settings.from_env(
         {"R13_DATA": str(tmp_path), "R13_PUBLIC_URL": PUBLIC_URL, "R13_MAX_BODY": "65536"}
     )
-    config = ConfigStore(tmp_path, defaults=Config13.defaults(PUBLIC_URL))
+    services = open_services(settings)
     registry = FakeRegistry(tmp_path)
-    app = create_app(
-        settings, config=config, registry=registry, keys=FakeKeys(), owners=registry.maintainers_of
+    # The app's collaborators, replaced before first use (r13core/services.py).
+    vars(services).update(
+        registry=registry, authenticator=FakeKeys(), maintainers=registry.maintainers_of
     )
-    yield AppHarness(falcon.testing.TestClient(app), registry, config)
-    config.close()
+    app = create_app(services)
+    yield AppHarness(falcon.testing.TestClient(app), registry, services.config)
+    services.close()
 
 
 @pytest.fixture
@@ -287,7 +290,7 @@ def _close_rate_limiters(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     A table stays in /dev/shm until its last user closes it; test processes
     build hundreds of apps, so each one's is closed when its test ends.
     """
-    import app.main as main_module
+    import r13core.services as services_module
     from r13core.ratelimit import RateLimiter
 
     opened: list[RateLimiter] = []
@@ -297,7 +300,7 @@ def _close_rate_limiters(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         opened.append(limiter)
         return limiter
 
-    monkeypatch.setattr(main_module, "RateLimiter", opener)
+    monkeypatch.setattr(services_module, "RateLimiter", opener)
     yield
     for limiter in opened:
         limiter.close()

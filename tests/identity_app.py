@@ -3,17 +3,21 @@ security-review tests: keys, users, logins and publishes the way clients make th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import falcon.testing
 
-from app.main import create_app, open_storage
+from app.main import create_app
 from r13core.audit import AuditLog
-from r13core.config import Config13, ConfigStore, Feature
+from r13core.config import ConfigStore, Feature
+from r13core.database import open_database
 from r13core.keys import KeyStore, Permission
-from r13core.settings import SecuritySettings, Settings
+from r13core.names import PackageName
+from r13core.services import open_services
+from r13core.settings import Settings
 from r13core.storage.sqlite import SQLiteStorage
 from r13core.users import UserStore
 from tests.npm_builders import publish_body
@@ -74,20 +78,27 @@ class Served:
         self.config.set_feature(Feature.PRIVATE_REGISTRY, on)
 
 
-def serve(data: Path, env: dict[str, str] | None = None, **app_options: Any) -> Served:
-    """r13 over ``data`` with ``env`` (R13_* security settings) and a root admin key."""
+def serve(
+    data: Path,
+    env: dict[str, str] | None = None,
+    *,
+    owners: Callable[[PackageName], list[dict[str, Any]]] | None = None,
+) -> Served:
+    """r13 over ``data`` with ``env`` (R13_* security settings) and a root admin key.
+
+    ``owners`` replaces the registry's maintainer lookup the app's early ownership
+    check uses (the answer at commit reads storage itself).
+    """
     full = {"R13_DATA": str(data), "R13_PUBLIC_URL": PUBLIC, **(env or {})}
-    storage = open_storage(data)
+    storage = open_database(data)
     assert isinstance(storage, SQLiteStorage)
     keys = KeyStore(storage)
     _, admin = keys.create("root", Permission.ADMIN, None)
-    config = ConfigStore(data, defaults=Config13.defaults(PUBLIC))
-    app = create_app(
-        Settings.from_env(full),
-        config=config,
-        security_settings=SecuritySettings.from_env(full),
-        **app_options,
-    )
+    services = open_services(Settings.from_env(full))
+    config = services.config
+    if owners is not None:
+        services.maintainers = owners
+    app = create_app(services)
     return Served(
         falcon.testing.TestClient(app),
         data,

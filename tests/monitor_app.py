@@ -12,6 +12,7 @@ import time
 import falcon
 
 from app.main import create_app
+from r13core.services import open_services
 from r13core.settings import Settings
 
 
@@ -35,7 +36,7 @@ class Fail:
         raise falcon.HTTPInternalServerError(description="on purpose")
 
 
-application = create_app(Settings.from_env(), sampler_root_pid=os.getppid())
+application = create_app(open_services(Settings.from_env()), root_pid=os.getppid())
 application.add_route("/_test/slow", Slow())
 application.add_route("/_test/burn", Burn())
 application.add_route("/_test/fail", Fail())

@@ -8,10 +8,12 @@ from typing import Any
 
 import falcon.testing
 
-from app.main import create_app, open_storage
+from app.main import create_app
 from r13core.abuse import Blocklist
+from r13core.database import open_database
 from r13core.keys import KeyStore, Permission
-from r13core.settings import SecuritySettings, Settings
+from r13core.services import open_services
+from r13core.settings import Settings
 from r13core.storage.base import Storage
 from r13core.users import UserStore
 
@@ -39,10 +41,10 @@ class App:
 def build(tmp_path: Path, env: dict[str, str] | None = None) -> App:
     """The app for ``env`` (R13_DATA and R13_PUBLIC_URL set), with an admin key."""
     env = {"R13_DATA": str(tmp_path), "R13_PUBLIC_URL": PUBLIC, **(env or {})}
-    storage = open_storage(tmp_path)
+    storage = open_database(tmp_path)
     keys = KeyStore(storage)
     _, admin = keys.create("root", Permission.ADMIN, None)
-    app = create_app(Settings.from_env(env), security_settings=SecuritySettings.from_env(env))
+    app = create_app(open_services(Settings.from_env(env)))
     return App(
         falcon.testing.TestClient(app),
         storage,

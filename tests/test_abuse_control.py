@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from app.main import open_storage
 from r13core.abuse import Blocklist, Strikes, client_key, parse_client
+from r13core.database import open_database
 from r13core.errors import InvalidValue
 from r13core.keys import Permission
 from r13core.ratelimit import RateLimiter
@@ -194,7 +194,7 @@ def test_a_full_limiter_table_never_strikes(tmp_path: Path) -> None:
 
 
 def open_storage_for(path: Path) -> Storage:
-    return open_storage(path)
+    return open_database(path)
 
 
 def test_a_full_limiter_table_answers_busy_without_striking(tmp_path: Path) -> None:

@@ -17,9 +17,11 @@ import falcon.testing
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.main import create_app, open_storage
-from r13core.config import Config13, ConfigStore, Feature
+from app.main import create_app
+from r13core.config import ConfigStore, Feature
+from r13core.database import open_database
 from r13core.keys import KeyStore, Permission
+from r13core.services import open_services
 from r13core.settings import Settings
 from tests.e2e.publish_body import publish_body, tarball
 
@@ -65,11 +67,12 @@ class World:
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
     settings = Settings.from_env({"R13_DATA": str(tmp_path), "R13_PUBLIC_URL": PUBLIC})
-    config = ConfigStore(tmp_path, defaults=Config13.defaults(PUBLIC))
-    keys = KeyStore(open_storage(tmp_path))
+    services = open_services(settings)
+    config = services.config
+    keys = KeyStore(open_database(tmp_path))
     auth = {p: {"Authorization": f"Bearer {keys.create(p.name.lower(), p, None)[1]}"}
             for p in Permission}  # fmt: skip
-    app = create_app(settings, config=config)
+    app = create_app(services)
     yield World(
         falcon.testing.TestClient(app),
         config,

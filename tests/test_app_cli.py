@@ -9,7 +9,7 @@ import pytest
 
 from app.cli import main
 from app.cli.serve_cmd import npmrc_lines, prepare
-from app.main import open_storage
+from r13core.database import open_database
 from r13core.keys import KeyStore, Permission
 from r13core.settings import Settings
 
@@ -19,7 +19,7 @@ def test_keys_create_list_revoke(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(["--data", data, "keys", "create", "--id", "ci", "--perm", "write"]) == 0
     secret = capsys.readouterr().out.strip().splitlines()[-1]
     assert secret.startswith("r13_")
-    info = KeyStore(open_storage(Path(data))).authenticate(secret)
+    info = KeyStore(open_database(Path(data))).authenticate(secret)
     assert (info.id, info.permission, info.expires) == ("ci", Permission.WRITE, None)
 
     assert main(["--data", data, "keys", "create", "--id", "tmp", "--perm", "read",
@@ -60,13 +60,13 @@ def test_first_start_creates_everything_and_one_admin_key(
     assert f"//h:1/npm/:_authToken={secret}" in printed
     assert (data / "config.r13").stat().st_size == 13
     assert (data / "registry.sqlite3").exists()
-    info = KeyStore(open_storage(data)).authenticate(secret)
+    info = KeyStore(open_database(data)).authenticate(secret)
     assert info.permission is Permission.ADMIN
 
     prepare(settings).release()  # a restart: no new key, nothing printed
     assert key_file.read_text().strip() == secret
     assert "_authToken" not in capsys.readouterr().err
-    assert len(KeyStore(open_storage(data)).list()) == 1
+    assert len(KeyStore(open_database(data)).list()) == 1
 
 
 def test_npmrc_lines() -> None:

@@ -9,13 +9,14 @@ import pytest
 
 from app.main import create_app
 from r13core.config import Config13, fnv1a32
+from r13core.services import open_services
 from r13core.settings import Settings, SettingsError
 
 
 @pytest.fixture
 def client(data_dir: Path) -> falcon.testing.TestClient:
     settings = Settings.from_env({"R13_DATA": str(data_dir), "R13_PUBLIC_URL": "http://r13.test"})
-    return falcon.testing.TestClient(create_app(settings))
+    return falcon.testing.TestClient(create_app(open_services(settings)))
 
 
 def test_ping_answers_an_empty_object(client: falcon.testing.TestClient) -> None:
@@ -47,7 +48,7 @@ def test_feature_overrides_from_the_environment_apply_at_start(data_dir: Path) -
         {"R13_DATA": str(data_dir), "R13_FEATURE_DEBUG": "1", "R13_FEATURE_METRICS": "0"}
     )
     body = (
-        falcon.testing.TestClient(create_app(settings))
+        falcon.testing.TestClient(create_app(open_services(settings)))
         .simulate_get("/_api/config", remote_addr="127.0.0.1")
         .json
     )

@@ -10,9 +10,11 @@ from typing import Any
 import falcon.testing
 import pytest
 
-from app.main import create_app, open_storage
+from app.main import create_app
+from r13core.database import open_database
 from r13core.keys import KeyStore, Permission
-from r13core.settings import SecuritySettings, Settings
+from r13core.services import open_services
+from r13core.settings import Settings
 from r13core.users import Role, UserStore
 
 PUBLIC = "http://r13.test"
@@ -32,10 +34,10 @@ class Real:
 
 def build(tmp_path: Path, env: dict[str, str] | None = None) -> Real:
     env = {"R13_DATA": str(tmp_path), "R13_PUBLIC_URL": PUBLIC, **(env or {})}
-    storage = open_storage(tmp_path)
+    storage = open_database(tmp_path)
     keys = KeyStore(storage)
     _, admin = keys.create("root", Permission.ADMIN, None)
-    app = create_app(Settings.from_env(env), security_settings=SecuritySettings.from_env(env))
+    app = create_app(open_services(Settings.from_env(env)))
     return Real(
         falcon.testing.TestClient(app),
         keys,
@@ -168,9 +170,7 @@ def test_admin_keys_api_create_list_rotate_revoke(real: Real) -> None:
 
 def test_bootstrap_key_from_loopback_only_while_no_admin_exists(tmp_path: Path) -> None:
     env = {"R13_DATA": str(tmp_path), "R13_PUBLIC_URL": PUBLIC}
-    client = falcon.testing.TestClient(
-        create_app(Settings.from_env(env), security_settings=SecuritySettings())
-    )
+    client = falcon.testing.TestClient(create_app(open_services(Settings.from_env(env))))
     remote = client.simulate_post(
         "/_api/security/keys", json={"id": "a", "permissions": "admin"}, remote_addr="192.0.2.1"
     )

@@ -17,6 +17,7 @@ from app.main import create_app
 from app.openapi import PATHS
 from r13core.config import ConfigStore, Feature
 from r13core.monitor import MonitorSettings, Sampler
+from r13core.services import open_services
 from r13core.settings import Settings
 
 FLAGS_OFF_PRIVATE = {"R13_FEATURE_PRIVATE_REGISTRY": "0"}
@@ -29,7 +30,7 @@ def env(data_dir: Path) -> dict[str, str]:
 
 @pytest.fixture
 def app(env: dict[str, str]) -> Iterator[falcon.App[falcon.Request, falcon.Response]]:
-    yield create_app(Settings.from_env(env))
+    yield create_app(open_services(Settings.from_env(env)))
 
 
 @pytest.fixture
@@ -162,7 +163,7 @@ def test_performance_endpoints_answer_from_the_sampler(
 
 
 def test_private_registry_limits_monitoring_to_loopback(data_dir: Path) -> None:
-    app = create_app(Settings.from_env({"R13_DATA": str(data_dir)}))
+    app = create_app(open_services(Settings.from_env({"R13_DATA": str(data_dir)})))
     client = falcon.testing.TestClient(app)
     assert client.simulate_get("/metrics", remote_addr="127.0.0.1").status_code == 200
     # No peer address at all (a Unix socket): nothing says it is this machine.

@@ -14,9 +14,10 @@ from typing import Any
 import falcon.testing
 import pytest
 
-from app.main import create_app, open_storage
-from r13core.config import Config13, ConfigStore
+from app.main import create_app
+from r13core.database import open_database
 from r13core.keys import KeyStore, Permission
+from r13core.services import open_services
 from r13core.settings import Settings
 from tests.e2e.publish_body import publish_body, tarball
 
@@ -45,11 +46,12 @@ def quote(name: str) -> str:
 @pytest.fixture
 def real(tmp_path: Path) -> Iterator[Real]:
     settings = Settings.from_env({"R13_DATA": str(tmp_path), "R13_PUBLIC_URL": PUBLIC})
-    config = ConfigStore(tmp_path, defaults=Config13.defaults(PUBLIC))
-    keys = KeyStore(open_storage(tmp_path))
+    services = open_services(settings)
+    config = services.config
+    keys = KeyStore(open_database(tmp_path))
     _, write = keys.create("writer", Permission.WRITE, None)
     _, read = keys.create("reader", Permission.READ, None)
-    app = create_app(settings, config=config)
+    app = create_app(services)
     yield Real(
         falcon.testing.TestClient(app),
         {"Authorization": f"Bearer {write}"},
@@ -112,11 +114,12 @@ def test_allowed_hosts_get_tarball_links_on_their_own_host(tmp_path: Path) -> No
             "R13_ALLOWED_HOSTS": "npm.corp:8080, mirror.internal",
         }
     )
-    config = ConfigStore(tmp_path, defaults=Config13.defaults(PUBLIC))
+    services = open_services(settings)
+    config = services.config
     config.set_feature("PRIVATE_REGISTRY", False)
-    keys = KeyStore(open_storage(tmp_path))
+    keys = KeyStore(open_database(tmp_path))
     _, write = keys.create("writer", Permission.WRITE, None)
-    client = falcon.testing.TestClient(create_app(settings, config=config))
+    client = falcon.testing.TestClient(create_app(services))
     data = tarball("multi", "1.0.0")
     put = client.simulate_put(
         "/multi",
@@ -243,7 +246,7 @@ def test_search_and_owners(real: Real) -> None:
 
 
 def test_gzip_audit_finds_an_advisory(real: Real, tmp_path: Path) -> None:
-    _, admin = KeyStore(open_storage(tmp_path)).create("admin", Permission.ADMIN, None)
+    _, admin = KeyStore(open_database(tmp_path)).create("admin", Permission.ADMIN, None)
     adv = {"module_name": "weak", "vulnerable_versions": "<2", "severity": "high", "title": "t"}
     added = real.client.simulate_post(
         "/_api/advisories", json=adv, headers={"Authorization": f"Bearer {admin}"}
@@ -260,7 +263,7 @@ def test_gzip_audit_finds_an_advisory(real: Real, tmp_path: Path) -> None:
 
 
 def test_a_revoked_key_is_401_at_once(real: Real, tmp_path: Path) -> None:
-    keys = KeyStore(open_storage(tmp_path))
+    keys = KeyStore(open_database(tmp_path))
     assert real.client.simulate_get("/-/v1/search", headers=real.read).status_code == 200
     keys.revoke("reader")
     r = real.client.simulate_get("/-/v1/search", headers=real.read)

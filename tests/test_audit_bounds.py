@@ -13,11 +13,13 @@ from typing import Any
 import falcon.testing
 import pytest
 
-from app.main import create_app, open_storage
+from app.main import create_app
+from r13core.database import open_database
 from r13core.errors import BadRequest, PayloadTooLarge
 from r13core.keys import KeyStore, Permission
 from r13core.registry.advisories import AuditLimits, Tree, measure_tree, parse_audit_body
-from r13core.settings import SecuritySettings, Settings
+from r13core.services import open_services
+from r13core.settings import Settings
 
 LIMITS = AuditLimits()
 LONG = 200  # characters per name on the chain: each old path string grew by this per level
@@ -46,8 +48,8 @@ def bomb(children: int) -> bytes:
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[falcon.testing.TestClient, dict[str, str]]]:
     env = {"R13_DATA": str(tmp_path), "R13_PUBLIC_URL": "http://r13.test"}
-    _, secret = KeyStore(open_storage(tmp_path)).create("root", Permission.ADMIN, None)
-    app = create_app(Settings.from_env(env), security_settings=SecuritySettings.from_env(env))
+    _, secret = KeyStore(open_database(tmp_path)).create("root", Permission.ADMIN, None)
+    app = create_app(open_services(Settings.from_env(env)))
     client = falcon.testing.TestClient(app)
     yield client, {"Authorization": f"Bearer {secret}"}
 

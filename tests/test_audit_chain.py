@@ -10,8 +10,8 @@ import pytest
 
 import r13core.storage.sqlite.migrations as sqlite_module
 from app.cli import main
-from app.main import open_storage
 from r13core.audit import AuditLog
+from r13core.database import open_database
 from r13core.storage.base import audit_hash
 from r13core.storage.sqlite import SQLiteStorage
 
@@ -23,7 +23,7 @@ def db_path(data: Path) -> Path:
 
 
 def write_events(data: Path, n: int = EVENTS) -> AuditLog:
-    log = AuditLog(open_storage(data))
+    log = AuditLog(open_database(data))
     for i in range(n):
         log.record(f"actor{i}", "key.create", f"k{i}", ip="192.0.2.1", n=i)
     return log
@@ -58,7 +58,7 @@ def test_audit_chain_detects_tampering(tmp_path: Path, capsys: pytest.CaptureFix
     assert verify(tmp_path) == 1
     err = capsys.readouterr().err
     assert "BROKEN at event 3" in err and "edited" in err
-    report = AuditLog(open_storage(tmp_path)).verify()
+    report = AuditLog(open_database(tmp_path)).verify()
     assert report.broken_at == 3 and report.head is not None and report.head[0] == 2
 
 
@@ -69,19 +69,19 @@ def test_a_removed_event_breaks_the_next_link(
     tamper(tmp_path, "DELETE FROM audit_log WHERE id = 3")
     assert verify(tmp_path) == 1
     assert "BROKEN at event 4" in capsys.readouterr().err
-    assert AuditLog(open_storage(tmp_path)).verify().reason.startswith("event(s) 3..3")
+    assert AuditLog(open_database(tmp_path)).verify().reason.startswith("event(s) 3..3")
 
 
 def test_an_edit_that_rehashes_its_own_event_breaks_the_next(tmp_path: Path) -> None:
     write_events(tmp_path)
-    storage = open_storage(tmp_path)
+    storage = open_database(tmp_path)
     (link,) = [x for x in storage.audit_links() if x.id == 3]
     forged = audit_hash(
         link.prev_hash, 3, link.at, "someone-else", link.action, link.target, link.ip,
         link.detail_text,
     )  # fmt: skip
     tamper(tmp_path, f"UPDATE audit_log SET actor = 'someone-else', hash = '{forged}' WHERE id = 3")
-    assert AuditLog(open_storage(tmp_path)).verify().broken_at == 4
+    assert AuditLog(open_database(tmp_path)).verify().broken_at == 4
 
 
 def test_a_rewritten_tail_or_a_truncation_is_caught_by_a_recorded_head(tmp_path: Path) -> None:
@@ -90,9 +90,9 @@ def test_a_rewritten_tail_or_a_truncation_is_caught_by_a_recorded_head(tmp_path:
     assert head is not None
     # Someone removes the last two events: the rest is a consistent chain...
     tamper(tmp_path, f"DELETE FROM audit_log WHERE id > {EVENTS - 2}")
-    assert AuditLog(open_storage(tmp_path)).verify().ok
+    assert AuditLog(open_database(tmp_path)).verify().ok
     # ...but not one that still holds the head recorded before.
-    report = AuditLog(open_storage(tmp_path)).verify(head=head)
+    report = AuditLog(open_database(tmp_path)).verify(head=head)
     assert not report.ok and report.broken_at == head[0] and "gone" in report.reason
     assert verify(tmp_path, "--head", f"{head[0]}:{head[1]}") == 1
 

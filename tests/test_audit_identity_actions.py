@@ -27,10 +27,12 @@ import pytest
 
 from app.cli import main
 from app.cli.serve_cmd import prepare
-from app.main import create_app, open_storage
+from app.main import create_app
 from r13core.audit import AuditLog
 from r13core.config import Config13, ConfigStore
-from r13core.settings import SecuritySettings, Settings
+from r13core.database import open_database
+from r13core.services import open_services
+from r13core.settings import Settings
 from r13core.users import Role, UserStore
 from tests.identity_app import PUBLIC, PW, Served, bearer, serve
 
@@ -252,9 +254,9 @@ def http_ip_block_automatic(tmp: Path) -> None:
 
 def http_key_create_bootstrap(tmp: Path) -> None:
     env = {"R13_DATA": str(tmp), "R13_PUBLIC_URL": PUBLIC}
-    app = create_app(Settings.from_env(env), security_settings=SecuritySettings.from_env(env))
+    app = create_app(open_services(Settings.from_env(env)))
     client = falcon.testing.TestClient(app)
-    audit = AuditLog(open_storage(tmp))
+    audit = AuditLog(open_database(tmp))
     with step(audit) as seen:
         r = client.simulate_post("/_api/security/keys", json={"id": "first", "permissions":
                                  "admin"}, remote_addr="127.0.0.1")  # fmt: skip
@@ -315,7 +317,7 @@ class Cli:
 
     @property
     def audit(self) -> AuditLog:
-        return AuditLog(open_storage(self.data))
+        return AuditLog(open_database(self.data))
 
     def __call__(self, *args: str, stdin: str = "") -> None:
         self.monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
@@ -464,7 +466,7 @@ def test_a_refused_action_writes_no_event(tmp_path: Path, monkeypatch: pytest.Mo
         assert main(["--data", str(r13.data), "users", "remove", "ghost"]) == 2
         assert main(["--data", str(r13.data), "security", "unblock", "192.0.2.1"]) == 2
     assert seen.events == []
-    assert UserStore(open_storage(r13.data)).list() == []
+    assert UserStore(open_database(r13.data)).list() == []
 
 
 # -- completeness ------------------------------------------------------------------------

@@ -128,6 +128,9 @@ def test_r13_data_environment_names_the_default_dir(
     data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("R13_DATA", str(data_dir))
-    from app.cli import build_parser
+    from app.cli import main
 
-    assert build_parser().parse_args(["config", "show"]).data == str(data_dir)
+    # The parser leaves --data unset; the one settings reader supplies R13_DATA.
+    assert not (data_dir / "config.r13").exists()
+    assert main(["config", "show"]) == 0
+    assert (data_dir / "config.r13").is_file()

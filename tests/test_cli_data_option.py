@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from app.cli import build_parser, leaf_parsers, main
-from app.main import open_storage
 from r13core.abuse import Blocklist
+from r13core.database import open_database
 from r13core.keys import KeyStore
 from r13core.users import UserStore
 
@@ -21,15 +21,15 @@ def _config(data: Path) -> bool:
 
 
 def _keys(data: Path) -> bool:
-    return [k.id for k in KeyStore(open_storage(data)).list()] == ["ci"]
+    return [k.id for k in KeyStore(open_database(data)).list()] == ["ci"]
 
 
 def _users(data: Path) -> bool:
-    return [u.name for u in UserStore(open_storage(data)).list()] == ["uma"]
+    return [u.name for u in UserStore(open_database(data)).list()] == ["uma"]
 
 
 def _security(data: Path) -> bool:
-    return [b.ip for b in Blocklist(open_storage(data)).active()] == ["10.1.2.3"]
+    return [b.ip for b in Blocklist(open_database(data)).active()] == ["10.1.2.3"]
 
 
 def _serve(data: Path) -> bool:
@@ -46,7 +46,7 @@ FAMILIES: dict[str, tuple[list[str], Callable[[Path], bool]]] = {
 }
 
 
-EXECS: list[list[str]] = []
+EXECS: list[tuple[list[str], dict[str, str]]] = []
 
 
 @pytest.fixture
@@ -57,7 +57,7 @@ def decoy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr("sys.stdin", io.StringIO("uma's long password\n"))
     EXECS.clear()
     # `r13 serve` ends by exec'ing gunicorn: record it instead of replacing the test process.
-    monkeypatch.setattr(os, "execv", lambda exe, argv: EXECS.append(argv))
+    monkeypatch.setattr(os, "execve", lambda exe, argv, env: EXECS.append((argv, env)))
     return path
 
 
@@ -74,9 +74,10 @@ def test_the_data_dir_is_taken_before_or_after_the_command(
     assert made(data)
     assert not decoy.exists()
     if family == "serve":
-        # gunicorn's workers find the data dir through the environment.
-        assert os.environ["R13_DATA"] == str(data)
-        assert EXECS and EXECS[0][-1] == "app.wsgi:application"
+        # gunicorn's workers find the data dir through the environment they are given.
+        argv, env = EXECS[0]
+        assert env["R13_DATA"] == str(data)
+        assert argv[-1] == "app.wsgi:application"
 
 
 def test_after_the_command_wins_when_both_are_given(tmp_path: Path, decoy: Path) -> None:

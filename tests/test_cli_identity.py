@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from app.cli import main
-from app.main import open_storage
 from r13core.abuse import Blocklist
 from r13core.audit import AuditLog
+from r13core.database import open_database
 from r13core.keys import KeyStore, Permission
 from r13core.users import Role, UserStore
 
@@ -20,7 +20,7 @@ def run(data: Path, *args: str) -> int:
 
 
 def actions(data: Path) -> list[str]:
-    events = AuditLog(open_storage(data)).page(limit=100)["events"]
+    events = AuditLog(open_database(data)).page(limit=100)["events"]
     return [e["action"] for e in reversed(events)]
 
 
@@ -29,7 +29,7 @@ def test_users_add_list_passwd_role_remove(
 ) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO("first password\n"))
     assert run(tmp_path, "users", "add", "alice", "--role", "reader", "--password-stdin") == 0
-    users = UserStore(open_storage(tmp_path))
+    users = UserStore(open_database(tmp_path))
     assert users.authenticate("alice", "first password").role is Role.READER
     assert run(tmp_path, "users", "list") == 0
     assert "alice" in capsys.readouterr().out
@@ -38,7 +38,7 @@ def test_users_add_list_passwd_role_remove(
     users.authenticate("alice", "second password")
     assert run(tmp_path, "users", "role", "alice", "admin") == 0
     assert users.get("alice").role is Role.ADMIN
-    keys = KeyStore(open_storage(tmp_path))
+    keys = KeyStore(open_database(tmp_path))
     _, secret = keys.create("alice-1", Permission.ADMIN, None, owner="alice")
     assert run(tmp_path, "users", "remove", "alice") == 0
     with pytest.raises(Exception, match="invalid"):
@@ -49,11 +49,11 @@ def test_users_add_list_passwd_role_remove(
 
 def test_security_block_blocks_unblock(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(tmp_path, "security", "block", "::ffff:192.0.2.7", "--minutes", "5") == 0
-    assert Blocklist(open_storage(tmp_path)).blocked("192.0.2.7") is not None
+    assert Blocklist(open_database(tmp_path)).blocked("192.0.2.7") is not None
     assert run(tmp_path, "security", "blocks") == 0
     assert "192.0.2.7" in capsys.readouterr().out
     assert run(tmp_path, "security", "unblock", "192.0.2.7") == 0
-    assert Blocklist(open_storage(tmp_path)).blocked("192.0.2.7") is None
+    assert Blocklist(open_database(tmp_path)).blocked("192.0.2.7") is None
     assert run(tmp_path, "security", "unblock", "192.0.2.7") == 2
     assert actions(tmp_path) == ["ip.block", "ip.unblock"]
 
@@ -61,17 +61,17 @@ def test_security_block_blocks_unblock(tmp_path: Path, capsys: pytest.CaptureFix
 def test_keys_with_limits_scopes_owner_and_rotation(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    UserStore(open_storage(tmp_path)).add("bob", "bob's password", Role.PUBLISHER)
+    UserStore(open_database(tmp_path)).add("bob", "bob's password", Role.PUBLISHER)
     assert run(tmp_path, "keys", "create", "--id", "ci", "--perm", "write", "--rate-limit", "9",
                "--cidr", "10.0.0.0/8", "--packages", "@acme/*", "--owner", "bob") == 0  # fmt: skip
     out = capsys.readouterr().out
     assert "owner bob" in out and "limit 9" in out and "@acme/*" in out
     old = out.strip().splitlines()[-1]
-    info = KeyStore(open_storage(tmp_path)).authenticate(old)
+    info = KeyStore(open_database(tmp_path)).authenticate(old)
     assert info.permission is Permission.WRITE  # bob is a publisher
     assert run(tmp_path, "keys", "rotate", "ci") == 0
     new = capsys.readouterr().out.strip().splitlines()[-1]
-    assert new != old and KeyStore(open_storage(tmp_path)).authenticate(new).id == "ci"
+    assert new != old and KeyStore(open_database(tmp_path)).authenticate(new).id == "ci"
     assert run(tmp_path, "keys", "create", "--id", "x", "--perm", "read", "--owner", "ghost") == 2
     assert actions(tmp_path) == ["key.create", "key.rotate"]
 
@@ -79,7 +79,7 @@ def test_keys_with_limits_scopes_owner_and_rotation(
 def test_config_changes_are_audited_with_old_and_new_bytes(tmp_path: Path) -> None:
     assert run(tmp_path, "config", "enable", "DEBUG") == 0
     assert run(tmp_path, "config", "show") == 0
-    (event,) = AuditLog(open_storage(tmp_path)).page()["events"]
+    (event,) = AuditLog(open_database(tmp_path)).page()["events"]
     assert event["action"] == "config.change" and event["detail"]["old"] != event["detail"]["new"]
 
 

@@ -17,11 +17,12 @@ from pathlib import Path
 import falcon.testing
 import pytest
 
-from app.http import HostRebaser, parse_host
-from app.main import create_app, open_storage
-from r13core.config import Config13, ConfigStore
+from app.hosts import HostRebaser, parse_host
+from app.main import create_app
+from r13core.database import open_database
 from r13core.errors import InvalidValue
 from r13core.keys import KeyStore, Permission
+from r13core.services import open_services
 from r13core.settings import Settings
 from tests.e2e.publish_body import publish_body, tarball
 
@@ -93,10 +94,11 @@ def test_hostile_host_headers(tmp_path: Path) -> None:
             "R13_ALLOWED_HOSTS": "npm.corp:8080,[2001:db8::5]",
         }
     )
-    config = ConfigStore(tmp_path, defaults=Config13.defaults(PUBLIC))
+    services = open_services(settings)
+    config = services.config
     config.set_feature("PRIVATE_REGISTRY", False)
-    _, write = KeyStore(open_storage(tmp_path)).create("w", Permission.WRITE, None)
-    client = falcon.testing.TestClient(create_app(settings, config=config))
+    _, write = KeyStore(open_database(tmp_path)).create("w", Permission.WRITE, None)
+    client = falcon.testing.TestClient(create_app(services))
     data = tarball("pkg", "1.0.0")
     put = client.simulate_put(
         "/pkg",

@@ -71,3 +71,70 @@ def test_app_reaches_storage_only_through_the_domain_modules() -> None:
         or name.startswith(("r13core.storage.", "sqlite3."))
     ]
     assert offenders == []
+
+
+def _environment_reads(path: Path) -> list[str]:
+    """Lines of ``path`` that read the process environment (``os.environ``, ``getenv``...)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in ("environ", "environb", "getenv"):
+            found.append(f"line {node.lineno}: .{node.attr}")
+        elif isinstance(node, ast.ImportFrom) and node.module == "os":
+            names = {a.name for a in node.names} & {"environ", "environb", "getenv"}
+            found += [f"line {node.lineno}: from os import {n}" for n in sorted(names)]
+    return found
+
+
+def test_nothing_outside_the_settings_module_reads_the_environment() -> None:
+    # One settings reader (r13core/settings.py): every part gets its values from
+    # the Settings object, so a variable is parsed, validated and named in one place.
+    offenders = {
+        path.relative_to(ROOT).as_posix(): found
+        for folder in ("r13core", "app")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        if path != ROOT / "r13core" / "settings.py" and (found := _environment_reads(path))
+    }
+    assert offenders == {}
+
+
+def test_the_environment_scan_sees_every_form_of_reading_it() -> None:
+    sample = ROOT / "tests" / "_layout_sample.py"
+    sample.write_text(
+        "import os\nfrom os import environ, getenv\n"
+        "a = os.environ['X']\nb = os.getenv('Y')\nc = environ.get('Z')\n"
+    )
+    try:
+        found = _environment_reads(sample)
+    finally:
+        sample.unlink()
+    assert found == [
+        "line 2: from os import environ",
+        "line 2: from os import getenv",
+        "line 3: .environ",
+        "line 4: .getenv",
+    ]
+
+
+def test_only_the_wiring_builds_the_app_s_collaborators() -> None:
+    # One wiring (r13core/services.py): the web layer and the CLI never open
+    # storage, the record or the shared tables themselves, so no second storage
+    # on the same file and no second copy of how the parts fit together.
+    builders = {"open_database", "open_storage", "ConfigStore", "RateLimiter", "Registry.open"}
+    offenders = []
+    for path in sorted((ROOT / "app").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Call):
+                func = node.func
+                name = func.id if isinstance(func, ast.Name) else ""
+                if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
+                    name = f"{func.value.id}.{func.attr}"
+                if name in builders:
+                    offenders.append(f"{path.relative_to(ROOT).as_posix()}:{node.lineno} {name}")
+    assert offenders == []
+
+
+def test_nothing_imports_the_tests_or_the_benches() -> None:
+    for folder in ("r13core", "app", "csrc"):
+        for path in (ROOT / folder).rglob("*.py"):
+            assert not {_top(n) for n in _imports(path)} & {"tests", "bench"}, path

@@ -17,7 +17,8 @@ import pytest
 
 from app.main import create_app
 from r13core.abuse import is_local
-from r13core.settings import SecuritySettings, Settings
+from r13core.services import open_services
+from r13core.settings import Settings
 from tests.security_app import PUBLIC, build
 
 LOCAL_ONLY = ["/metrics", "/_api/config", "/_api/performance/alerts"]
@@ -67,9 +68,7 @@ def test_loopback_forms_and_non_addresses() -> None:
 
 def test_bootstrap_key_route_refuses_anything_proxied(tmp_path: Path) -> None:
     env = {"R13_DATA": str(tmp_path), "R13_PUBLIC_URL": PUBLIC}
-    client = falcon.testing.TestClient(
-        create_app(Settings.from_env(env), security_settings=SecuritySettings())
-    )
+    client = falcon.testing.TestClient(create_app(open_services(Settings.from_env(env))))
     body = {"id": "boot", "permissions": "admin"}
     for headers in PROXY_HEADERS:
         proxied = client.simulate_post(
@@ -83,10 +82,7 @@ def test_bootstrap_key_route_refuses_anything_proxied(tmp_path: Path) -> None:
 def test_bootstrap_key_route_refuses_a_trusted_proxy(tmp_path: Path) -> None:
     env = {"R13_DATA": str(tmp_path), "R13_PUBLIC_URL": PUBLIC}
     client = falcon.testing.TestClient(
-        create_app(
-            Settings.from_env(env),
-            security_settings=SecuritySettings.from_env({"R13_TRUSTED_PROXIES": "127.0.0.0/8"}),
-        )
+        create_app(open_services(Settings.from_env({**env, "R13_TRUSTED_PROXIES": "127.0.0.0/8"})))
     )
     r = client.simulate_post(
         "/_api/security/keys", json={"id": "boot", "permissions": "admin"}, remote_addr="127.0.0.1"

@@ -91,13 +91,14 @@ def test_rates_come_from_the_difference_of_two_totals() -> None:
 
 
 def test_settings_of_the_monitor_are_validated() -> None:
-    s = Settings.from_env({"ALERT_CPU_THRESHOLD": "50", "METRICS_HISTORY_SIZE": "7"})
-    m = MonitorSettings.from_settings(s, {"R13_ALERT_SAMPLES": "2"})
+    env = {"ALERT_CPU_THRESHOLD": "50", "METRICS_HISTORY_SIZE": "7", "R13_ALERT_SAMPLES": "2"}
+    m = Settings.from_env(env).monitor
     assert (m.cpu_percent, m.history, m.alert_samples) == (50, 7, 2)
+    assert MonitorSettings.from_env(env) == m
     with pytest.raises(SettingsError, match="R13_ALERT_SAMPLES"):
-        MonitorSettings.from_settings(s, {"R13_ALERT_SAMPLES": "zero"})
+        Settings.from_env({"R13_ALERT_SAMPLES": "zero"})
     with pytest.raises(SettingsError, match="R13_ALERT_ERROR_RATE"):
-        MonitorSettings.from_settings(s, {"R13_ALERT_ERROR_RATE": "101"})
+        Settings.from_env({"R13_ALERT_ERROR_RATE": "101"})
 
 
 # -- alerts -------------------------------------------------------------------------

@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.main import create_app, open_storage
+from app.main import create_app
 from r13core.access import Action, Policy, parse_rules
+from r13core.database import open_database
 from r13core.errors import InvalidValue
 from r13core.keys import KeyInfo, KeyStore, Permission
 from r13core.names import MAX_NAME_LENGTH
@@ -23,7 +24,8 @@ from r13core.patterns import (
     parse_pattern,
     parse_patterns,
 )
-from r13core.settings import SecuritySettings, Settings
+from r13core.services import open_services
+from r13core.settings import Settings
 from r13core.users import Role, UserStore
 
 # The review's pattern: each extra "**a" multiplied a backtracking regex's time by ~40.
@@ -81,7 +83,7 @@ def test_nested_wildcards_are_refused_where_patterns_are_set() -> None:
 
 def test_every_entry_point_validates_patterns(tmp_path: Path) -> None:
     # Keys (admin API and CLI go through KeyStore.create), access rules, npm token create.
-    keys = KeyStore(open_storage(tmp_path))
+    keys = KeyStore(open_database(tmp_path))
     with pytest.raises(InvalidValue, match="wildcards"):
         keys.create("k", Permission.READ, None, packages=[PATHOLOGICAL])
     with pytest.raises(InvalidValue, match=f"more than {MAX_PATTERNS}"):
@@ -92,9 +94,9 @@ def test_every_entry_point_validates_patterns(tmp_path: Path) -> None:
     import falcon.testing
 
     env = {"R13_DATA": str(tmp_path), "R13_PUBLIC_URL": "http://r13.test"}
-    app = create_app(Settings.from_env(env), security_settings=SecuritySettings.from_env(env))
+    app = create_app(open_services(Settings.from_env(env)))
     client = falcon.testing.TestClient(app)
-    UserStore(open_storage(tmp_path)).add("rea", "a good password", Role.READER)
+    UserStore(open_database(tmp_path)).add("rea", "a good password", Role.READER)
     login = client.simulate_put(
         "/-/user/org.couchdb.user:rea", json={"name": "rea", "password": "a good password"}
     )

@@ -18,13 +18,15 @@ import falcon
 import falcon.testing
 import pytest
 
-from app.main import create_app, open_storage
+from app.main import create_app
 from app.resources.dist_tags import PackageMeta
 from app.resources.packages import Packages
 from r13core.config import Feature
+from r13core.database import open_database
 from r13core.keys import KeyStore, Permission, hash_secret, new_secret
 from r13core.ratelimit import RateLimiter
-from r13core.settings import SecuritySettings, Settings
+from r13core.services import open_services
+from r13core.settings import Settings
 from r13core.storage.base import KeyRecord
 from r13core.users import Role, UserStore
 
@@ -165,7 +167,7 @@ def route_table(app: falcon.App[falcon.Request, falcon.Response]) -> list[tuple[
     return routes
 
 
-def _settings(data: Path) -> tuple[Settings, SecuritySettings]:
+def _settings(data: Path) -> Settings:
     env = {
         "R13_DATA": str(data),
         "R13_PUBLIC_URL": "http://r13.test",
@@ -175,21 +177,20 @@ def _settings(data: Path) -> tuple[Settings, SecuritySettings]:
         "R13_BLOCK_ANOMALIES": "0",
         "R13_BLOCK_LIMIT_VIOLATIONS": "0",
     }
-    return Settings.from_env(env), SecuritySettings.from_env(env)
+    return Settings.from_env(env)
 
 
 def _discover() -> list[tuple[str, str]]:
     with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as mp:
         limiters: list[RateLimiter] = []
-        import app.main as main_module
+        import r13core.services as services_module
 
         def opener(*a: Any, **kw: Any) -> RateLimiter:
             limiters.append(RateLimiter(*a, **kw))
             return limiters[-1]
 
-        mp.setattr(main_module, "RateLimiter", opener)
-        settings, sec = _settings(Path(tmp))
-        routes = route_table(create_app(settings, security_settings=sec))
+        mp.setattr(services_module, "RateLimiter", opener)
+        routes = route_table(create_app(open_services(_settings(Path(tmp)))))
         for lim in limiters:
             lim.close()
     return routes
@@ -210,15 +211,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     data = tmp_path_factory.mktemp("matrix")
     with pytest.MonkeyPatch.context() as mp:
         limiters: list[RateLimiter] = []
-        import app.main as main_module
+        import r13core.services as services_module
 
         def opener(*a: Any, **kw: Any) -> RateLimiter:
             limiters.append(RateLimiter(*a, **kw))
             return limiters[-1]
 
-        mp.setattr(main_module, "RateLimiter", opener)
-        settings, sec = _settings(data)
-        storage = open_storage(data)
+        mp.setattr(services_module, "RateLimiter", opener)
+        settings = _settings(data)
+        storage = open_database(data)
         keys = KeyStore(storage)
         secrets: dict[str, str] = {}
         for perm in ("read", "write", "admin"):
@@ -241,7 +242,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         secrets["user"] = keys.create("uma-1", Permission.WRITE, None, owner="uma")[1]
         headers = {name: {"Authorization": f"Bearer {s}"} for name, s in secrets.items()}
         headers["anonymous"] = {}
-        app = create_app(settings, security_settings=sec)
+        app = create_app(open_services(settings))
         from r13core.config import ConfigStore
 
         config = ConfigStore(data)

@@ -22,8 +22,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from app.main import create_app, open_storage
+from app.main import create_app
+from r13core.database import open_database
 from r13core.keys import KeyStore, Permission
+from r13core.services import open_services
 from r13core.settings import Settings
 from tests.npm_builders import publish_body
 
@@ -35,9 +37,9 @@ def app(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[falcon.testing.TestClient, str]]:
     data = tmp_path_factory.mktemp("property") / "data"
-    key = KeyStore(open_storage(data)).create("writer", Permission.WRITE, None)[1]
+    key = KeyStore(open_database(data)).create("writer", Permission.WRITE, None)[1]
     settings_ = Settings.from_env({"R13_DATA": str(data), "R13_PUBLIC_URL": "http://r13.test"})
-    yield falcon.testing.TestClient(create_app(settings_)), key
+    yield falcon.testing.TestClient(create_app(open_services(settings_))), key
 
 
 # Lone surrogates, astral characters, quotes, NUL, and anything else.

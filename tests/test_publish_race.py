@@ -30,8 +30,10 @@ from typing import Any
 import falcon.testing
 import pytest
 
-from app.main import create_app, open_storage
+from app.main import create_app
+from r13core.database import open_database
 from r13core.keys import KeyStore, Permission
+from r13core.services import open_services
 from r13core.settings import Settings
 from r13core.storage.base import BlobInfo
 from r13core.storage.blobs import FileBlobStore
@@ -85,7 +87,7 @@ def _attacker(
                 return info
 
             FileBlobStore.put = put_then_wait  # type: ignore[method-assign]
-        app = create_app(_settings(data))
+        app = create_app(open_services(_settings(data)))
         env = falcon.testing.create_environ(
             method="PUT",
             path=f"/{NAME}",
@@ -108,7 +110,7 @@ def _attacker(
 
 
 def _keys(data: Path) -> dict[str, str]:
-    store = KeyStore(open_storage(data))
+    store = KeyStore(open_database(data))
     return {who: store.create(who, Permission.WRITE, None)[1] for who in ("mallory", "victim")}
 
 
@@ -136,7 +138,7 @@ def test_a_slow_first_publish_cannot_take_over_a_package_created_meanwhile(
     try:
         # The attacker's request passed the early check and waits at its pause point.
         assert reading.wait(120), f"the attacker's request never reached its {pause} pause"
-        client = falcon.testing.TestClient(create_app(_settings(data)))
+        client = falcon.testing.TestClient(create_app(open_services(_settings(data))))
         mine = _publish(client, keys["victim"], publish_body(NAME, "1.0.0"))
         assert mine.status_code == 201, mine.text
         before = client.simulate_get(

@@ -12,16 +12,20 @@ from pathlib import Path
 import falcon.testing
 import pytest
 
-from app.main import create_app, open_storage
+from app.main import create_app
 from app.resources import dist_tags, packages
+from r13core.database import open_database
 from r13core.keys import KeyStore, Permission
 from r13core.metrics import Metrics
+from r13core.services import open_services
 from r13core.settings import Settings
 
 
 @pytest.mark.filterwarnings("ignore:Unknown REQUEST_METHOD")
 def test_raw_path_segments_never_become_route_names(tmp_path: Path) -> None:
-    client = falcon.testing.TestClient(create_app(Settings.from_env({"R13_DATA": str(tmp_path)})))
+    client = falcon.testing.TestClient(
+        create_app(open_services(Settings.from_env({"R13_DATA": str(tmp_path)})))
+    )
     segments = [f"seg{i}-" + "x" * 70 for i in range(150)]
     for seg in segments:
         r = client.simulate_get(f"/-/package/pkg/{seg}", remote_addr="127.0.0.1")
@@ -34,7 +38,7 @@ def test_raw_path_segments_never_become_route_names(tmp_path: Path) -> None:
     with Metrics(tmp_path) as metrics:
         names = {metrics.route_name(rid) for rid in metrics.route_ids()}
     # The security metrics' per-route counters are named the same way.
-    _, admin = KeyStore(open_storage(tmp_path)).create("root", Permission.ADMIN, None)
+    _, admin = KeyStore(open_database(tmp_path)).create("root", Permission.ADMIN, None)
     m = client.simulate_get(
         "/_api/security/metrics",
         headers={"Authorization": f"Bearer {admin}"},

@@ -13,11 +13,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.cli import main
-from app.main import open_config, open_services
 from r13core.database import default_url, open_database
 from r13core.errors import InvalidValue
 from r13core.keys import Permission
-from r13core.settings import Settings, SettingsError
+from r13core.services import open_services
+from r13core.settings import Settings, SettingsError, StorageSettings
 from r13core.storage import open_storage, parse_url, sqlite_url
 from r13core.storage.backends import SQLiteTarget
 from r13core.storage.sqlite import SQLiteStorage
@@ -96,11 +96,11 @@ def test_a_url_r13_cannot_open_is_refused_with_the_reason(url: str, reason: str)
 
 
 def test_the_data_dir_default_is_its_sqlite_file(tmp_path: Path) -> None:
-    assert Settings(data_dir=tmp_path).storage_url == f"sqlite://{tmp_path}/registry.sqlite3"
-    assert Settings().storage_url == "sqlite:var/registry.sqlite3"
+    assert StorageSettings(data_dir=tmp_path).url == f"sqlite://{tmp_path}/registry.sqlite3"
+    assert Settings().storage.url == "sqlite:var/registry.sqlite3"
     env = {"R13_DATA": str(tmp_path / "d")}
-    assert Settings.from_env(env).storage_url == f"sqlite://{tmp_path}/d/registry.sqlite3"
-    assert default_url(tmp_path) == Settings(data_dir=tmp_path).storage_url
+    assert Settings.from_env(env).storage.url == f"sqlite://{tmp_path}/d/registry.sqlite3"
+    assert default_url(tmp_path) == StorageSettings(data_dir=tmp_path).url
     storage = open_database(tmp_path)
     assert isinstance(storage, SQLiteStorage)
     assert storage.path == tmp_path / "registry.sqlite3"
@@ -109,9 +109,9 @@ def test_the_data_dir_default_is_its_sqlite_file(tmp_path: Path) -> None:
 def test_r13_database_url_names_the_database(tmp_path: Path) -> None:
     url = sqlite_url(tmp_path / "meta.sqlite3")
     settings = Settings.from_env({"R13_DATA": str(tmp_path / "d"), "R13_DATABASE_URL": url})
-    assert settings.database_url == url and settings.storage_url == url
+    assert settings.storage.database_url == url and settings.storage.url == url
     blank = Settings.from_env({"R13_DATABASE_URL": "  "})
-    assert blank.database_url is None and blank.storage_url == "sqlite:var/registry.sqlite3"
+    assert blank.storage.database_url is None and blank.storage.url == "sqlite:var/registry.sqlite3"
 
 
 def test_a_bad_database_url_stops_start_up_naming_the_variable() -> None:
@@ -124,9 +124,12 @@ def test_a_bad_database_url_stops_start_up_naming_the_variable() -> None:
 
 def test_the_server_keeps_metadata_where_the_database_url_says(tmp_path: Path) -> None:
     database = tmp_path / "db" / "meta.sqlite3"
-    settings = Settings(data_dir=tmp_path / "data", database_url=sqlite_url(database))
-    services = open_services(settings, open_config(settings))
+    settings = Settings(
+        storage=StorageSettings(data_dir=tmp_path / "data", database_url=sqlite_url(database))
+    )
+    services = open_services(settings)
     services.keys.create("ci", Permission.WRITE, None)
+    assert services.registry.storage is services.storage  # one storage; blobs in the data dir
     assert SQLiteStorage(database).get_key("ci") is not None
     assert not (tmp_path / "data" / "registry.sqlite3").exists()
     assert (tmp_path / "data" / "blobs").is_dir()  # tarballs stay in the data dir

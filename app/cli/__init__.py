@@ -19,6 +19,8 @@ from pathlib import Path
 from app.cli import config_cmd, keys_cmd, security_cmd, serve_cmd, users_cmd
 from r13core.datadir import private_umask, secure_data_dir
 from r13core.errors import R13Error
+from r13core.services import Services
+from r13core.settings import Settings
 
 MODULES = [config_cmd, keys_cmd, serve_cmd, users_cmd, security_cmd]
 
@@ -28,13 +30,12 @@ class UsageError(Exception):
 
 
 DATA_HELP = "data dir (default: $R13_DATA or ./var)"
+UNSET = None  # --data not given: the settings' data dir (R13_DATA, else ./var)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="r13", description="r13, a private npm registry")
-    parser.add_argument(
-        "--data", default=os.environ.get("R13_DATA", "var"), metavar="DIR", help=DATA_HELP
-    )
+    parser.add_argument("--data", default=UNSET, metavar="DIR", help=DATA_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in MODULES:
         module.register(sub)
@@ -70,10 +71,20 @@ def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        for change in secure_data_dir(Path(args.data)):
+        # The one settings reader (r13core/settings.py); a bad variable stops here, named.
+        settings = Settings.from_env()
+        if args.data is UNSET:
+            args.data = settings.data_dir
+        args.data = Path(args.data)
+        args.settings = settings.with_data_dir(args.data)
+        for change in secure_data_dir(args.data):
             print(f"r13: {change}", file=sys.stderr)
         status = int(args.handler(args))
     except (UsageError, R13Error, OSError) as exc:
         print(f"r13: {exc}", file=sys.stderr)
         return 2
+    finally:
+        opened: Services | None = getattr(args, "services", None)
+        if opened is not None:
+            opened.close()
     return status

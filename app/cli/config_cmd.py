@@ -16,7 +16,6 @@ from app.cli import services
 from r13core.config import RECORD_SIZE, Config13, ConfigStore, Feature, TerminalMode, field_name
 from r13core.config_changes import ConfigChanges
 from r13core.errors import InvalidValue
-from r13core.settings import Settings
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -44,10 +43,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _open(args: argparse.Namespace) -> ConfigStore:
-    data = Path(args.data)
-    if not data.is_dir():
-        data.mkdir(parents=True, exist_ok=True)
-    return ConfigStore(data, defaults=Config13.defaults(Settings.from_env().public_url))
+    return services.of(args).config
 
 
 def render(cfg: Config13) -> str:
@@ -74,8 +70,8 @@ def render(cfg: Config13) -> str:
 
 
 def show(args: argparse.Namespace) -> int:
-    with _open(args) as store:
-        print(render(store.read()))
+    store = _open(args)
+    print(render(store.read()))
     return 0
 
 
@@ -91,30 +87,29 @@ def _parse_value(name: str, text: str) -> int:
         raise InvalidValue(f"{name}: {text!r} is not a number") from None
 
 
-def _changes(args: argparse.Namespace, store: ConfigStore) -> ConfigChanges:
-    return ConfigChanges(store, services.audit(args))
+def _changes(args: argparse.Namespace) -> ConfigChanges:
+    return services.of(args).config_changes
 
 
 def set_field(args: argparse.Namespace) -> int:
     name = field_name(args.field)
     value = _parse_value(name, args.value)
-    with _open(args) as store:
-        _changes(args, store).set_field(services.ACTOR, name, value)
-        print(render(store.read()))
+    store = _open(args)
+    _changes(args).set_field(services.ACTOR, name, value)
+    print(render(store.read()))
     return 0
 
 
 def toggle(args: argparse.Namespace) -> int:
     flag = Feature.parse(args.flag)
-    with _open(args) as store:
-        _changes(args, store).set_feature(services.ACTOR, flag, args.on)
-        print(f"{flag.name} {'enabled' if args.on else 'disabled'}")
+    _changes(args).set_feature(services.ACTOR, flag, args.on)
+    print(f"{flag.name} {'enabled' if args.on else 'disabled'}")
     return 0
 
 
 def export(args: argparse.Namespace) -> int:
-    with _open(args) as store:
-        raw = store.read_bytes()
+    store = _open(args)
+    raw = store.read_bytes()
     if args.format == "bin":
         sys.stdout.buffer.write(raw)
     elif args.format == "base64":
@@ -144,7 +139,7 @@ def decode_import(blob: bytes) -> bytes:
 def import_(args: argparse.Namespace) -> int:
     blob = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
     record = Config13.from_bytes(decode_import(blob))
-    with _open(args) as store:
-        _changes(args, store).replace(services.ACTOR, record)
-        print(render(store.read()))
+    store = _open(args)
+    _changes(args).replace(services.ACTOR, record)
+    print(render(store.read()))
     return 0

@@ -10,11 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 
 from app.cli import services
 from r13core.abuse import AbuseControl, BlockRecord
-from r13core.ratelimit import RateLimiter
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -67,11 +65,8 @@ def blocks(args: argparse.Namespace) -> int:
 
 
 def unblock(args: argparse.Namespace) -> int:
-    blocklist = services.blocklist(args)
     # Its strikes are forgotten in the running server's shared table too.
-    with RateLimiter(Path(args.data), "security") as limiter:
-        abuse = AbuseControl(blocklist, services.audit(args), limiter)
-        key = abuse.unblock(services.ACTOR, args.ip)
+    key = services.of(args).abuse.unblock(services.ACTOR, args.ip)
     print(f"unblocked {key}")
     return 0
 

@@ -17,11 +17,12 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from app.http import HostRebaser
-from app.main import open_config, open_services
+from app.cli import services
+from app.hosts import HostRebaser
 from r13core.identity import Identity
 from r13core.locks import InstanceLock
-from r13core.settings import SecuritySettings, Settings
+from r13core.services import Services, open_services
+from r13core.settings import Settings
 from r13core.sweeper import startup_sweep
 
 ADMIN_KEY_FILE = "admin.key"
@@ -64,33 +65,34 @@ def ensure_admin_key(data_dir: Path, identity: Identity, public_url: str) -> str
 def prepare(settings: Settings) -> InstanceLock:
     """Create what a first start needs (data dir, record, database, admin key); sweep orphans.
 
-    Runs in the process that then execs gunicorn; the database connection made
-    here is closed first, and every worker opens its own after fork. Returns
-    the data dir's instance lock, held shared: the caller keeps it while it
-    serves (or releases it).
+    Runs in the process that then execs gunicorn, over its own services (the one
+    wiring, r13core/services.py), closed before it returns: every worker opens
+    its own after fork. Returns the data dir's instance lock, held shared: the
+    caller keeps it while it serves (or releases it).
     """
-    instance = InstanceLock(settings.data_dir)
+    with open_services(settings) as services:
+        return _first_start(services)
+
+
+def _first_start(services: Services) -> InstanceLock:
+    settings = services.settings
+    instance = InstanceLock(services.data_dir)
     try:
-        with open_config(settings) as config:
-            services = open_services(settings, config)
-            try:
-                identity = Identity.over(services.storage)
-                ensure_admin_key(settings.data_dir, identity, settings.public_url)
-                # Files left by publishes that crashed before their commit, and anything
-                # else no committed row refers to: safe only while no other process runs.
-                swept = startup_sweep(services.registry, instance)
-                if swept is None:
-                    print(
-                        f"r13: another r13 process is using {settings.data_dir}; "
-                        "its sweeper removes orphan files",
-                        file=sys.stderr,
-                    )
-                    instance.shared()
-                elif swept:
-                    print(f"r13: removed {swept} orphan file(s) (unreferenced tarballs, temp "
-                          "files)", file=sys.stderr)  # fmt: skip
-            finally:
-                services.storage.close()
+        services.apply_feature_overrides()
+        ensure_admin_key(services.data_dir, services.identity, settings.server.public_url)
+        # Files left by publishes that crashed before their commit, and anything
+        # else no committed row refers to: safe only while no other process runs.
+        swept = startup_sweep(services.registry, instance)
+        if swept is None:
+            print(
+                f"r13: another r13 process is using {services.data_dir}; "
+                "its sweeper removes orphan files",
+                file=sys.stderr,
+            )
+            instance.shared()
+        elif swept:
+            print(f"r13: removed {swept} orphan file(s) (unreferenced tarballs, temp "
+                  "files)", file=sys.stderr)  # fmt: skip
     except BaseException:
         instance.release()
         raise
@@ -98,11 +100,9 @@ def prepare(settings: Settings) -> InstanceLock:
 
 
 def serve(args: argparse.Namespace) -> int:
-    os.environ["R13_DATA"] = str(args.data)
-    settings = Settings.from_env()
-    # Fail here, with one line naming the variable, rather than in every worker's boot.
-    SecuritySettings.from_env(os.environ)
-    HostRebaser(settings.public_url, settings.allowed_hosts, listen_port=settings.port)
+    settings = services.settings(args)  # a bad variable has stopped `r13` already, named
+    server = settings.server
+    HostRebaser(server.public_url, server.allowed_hosts, listen_port=server.port)
     instance = prepare(settings)
     instance.keep_across_exec()  # gunicorn's master holds it for the server's life
     argv = [
@@ -113,5 +113,5 @@ def serve(args: argparse.Namespace) -> int:
         "python:app.gunicorn_conf",
         "app.wsgi:application",
     ]
-    os.execv(sys.executable, argv)
+    os.execve(sys.executable, argv, settings.environment())
     return 0  # pragma: no cover

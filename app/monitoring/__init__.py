@@ -31,7 +31,7 @@ from app.monitoring.middleware import RequestMonitor
 from app.monitoring.prometheus import SharedCollector
 from r13core.config import ConfigStore
 from r13core.metrics import Metrics
-from r13core.monitor import MonitorSettings, MonitorView, RegistryStats, Sampler
+from r13core.monitor import MonitorView, RegistryStats, Sampler
 from r13core.settings import Settings
 from r13core.usage import Clock, UsageRecorder, UsageStorage
 
@@ -65,7 +65,7 @@ class Monitoring(UsageCounting):
     ) -> None:
         data = Path(settings.data_dir)
         self.store = store
-        self.settings = MonitorSettings.from_settings(settings)
+        self.settings = settings.monitor
         self.metrics = Metrics(data)
         self.view = MonitorView(data)
         self.access_log = JsonLines(data / "logs" / "access.log")
@@ -78,11 +78,8 @@ class Monitoring(UsageCounting):
             registry_stats=registry_stats,
             root_pid=root_pid,
         )
-        self.usage = (
-            None
-            if usage is None
-            else UsageRecorder(usage, interval=settings.usage_flush_interval_ms / 1000, clock=clock)
-        )
+        flush = settings.housekeeping.usage_flush_interval_ms / 1000
+        self.usage = None if usage is None else UsageRecorder(usage, interval=flush, clock=clock)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(SharedCollector(self.metrics, self.view))
         ensure_debug_handler()

@@ -22,9 +22,9 @@ from typing import Final
 import falcon
 
 from app.auth import Guard
+from app.hosts import HostRebaser
 from app.http import (
     ABBREVIATED,
-    HostRebaser,
     RenderedLike,
     decode_segment,
     not_modified,

@@ -20,13 +20,14 @@ import falcon
 
 from app.auth import Guard, client_actor
 from app.http import read_json_object, send_media
-from app.security_middleware import SecurityServices, request_is_local
+from app.security_middleware import request_is_local
 from r13core.abuse import AbuseControl
 from r13core.access import Action
 from r13core.audit import Actor
 from r13core.errors import BadRequest
 from r13core.identity import Identity, expiry_days
 from r13core.keys import Permission
+from r13core.services import Services
 
 MAX_BODY: Final = 64 * 1024
 _DURATION_RE: Final = re.compile(r"(\d+(?:\.\d+)?) ?(ms|s|m|h|d)?")
@@ -197,7 +198,7 @@ def _top(counts: dict[str, int], n: int = TOP) -> list[dict[str, Any]]:
 class SecurityMetrics:
     """``GET /_api/security/metrics``: counts over every worker (a couple of seconds behind)."""
 
-    def __init__(self, services: SecurityServices, guard: Guard) -> None:
+    def __init__(self, services: Services, guard: Guard) -> None:
         self.services = services
         self.guard = guard
 

@@ -2,8 +2,8 @@
 
 Split by job:
 
-* :mod:`~r13core.monitor.settings` — :class:`MonitorSettings` (interval,
-  history size, alert thresholds);
+* :class:`MonitorSettings` (interval, history size, alert thresholds) is the
+  monitor's section of :mod:`r13core.settings`, re-exported here;
 * :mod:`~r13core.monitor.rates` — counter deltas to per-second rates and
   latency percentiles (:func:`compute_rates`, :func:`percentile`);
 * :mod:`~r13core.monitor.processes` — CPU and memory of the gunicorn process
@@ -25,9 +25,9 @@ from r13core.monitor.alerts import ALERT_LOG_SIZE, AlertEngine, AlertRule, defau
 from r13core.monitor.processes import ProcessTree
 from r13core.monitor.rates import compute_rates, percentile, totals_fields
 from r13core.monitor.sampler import LOCK_FILE, RegistryStats, Sampler
-from r13core.monitor.settings import MonitorSettings
 from r13core.monitor.state import STATE_FILE, STATE_FORMAT, MonitorView
 from r13core.monitor.summary import SUMMARY_FIGURES, TOTAL_FIGURES, summarize
+from r13core.settings import MonitorSettings
 
 __all__ = [
     "ALERT_LOG_SIZE",

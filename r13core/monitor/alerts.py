@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from r13core.monitor.settings import MonitorSettings
+from r13core.settings import MonitorSettings
 
 ALERT_LOG_SIZE: Final = 100
 

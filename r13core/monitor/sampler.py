@@ -27,8 +27,8 @@ from r13core.metrics import Metrics, PyMetrics, Totals
 from r13core.monitor.alerts import AlertEngine, default_rules
 from r13core.monitor.processes import ProcessTree
 from r13core.monitor.rates import compute_rates, totals_fields
-from r13core.monitor.settings import MonitorSettings
 from r13core.monitor.state import STATE_FILE, MonitorView, remove_stale_temp_files, write_state
+from r13core.settings import MonitorSettings
 
 log = logging.getLogger("r13.monitor")
 

@@ -9,7 +9,6 @@ sleeping past the expiry and depending on how fast the machine got there.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 import time
@@ -18,10 +17,10 @@ from pathlib import Path
 import falcon
 
 from app.cli.serve_cmd import prepare
-from app.main import create_app, open_storage
-from app.security_middleware import open_security
+from app.main import create_app
 from r13core.keys import KeyStore
-from r13core.settings import SecuritySettings, Settings
+from r13core.services import open_services
+from r13core.settings import Settings
 
 
 def clock() -> float:
@@ -35,11 +34,9 @@ def clock() -> float:
 
 def build() -> falcon.App[falcon.Request, falcon.Response]:
     """The app of app/wsgi.py, with a key store on :func:`clock` (one per worker)."""
-    settings = Settings.from_env()
-    storage = open_storage(settings.data_dir)
-    security = open_security(storage, SecuritySettings.from_env(os.environ))
-    security = dataclasses.replace(security, keys=KeyStore(storage, clock=clock))
-    return create_app(settings, security=security, sampler_root_pid=os.getppid())
+    services = open_services(Settings.from_env())
+    services.keys = KeyStore(services.storage, clock=clock)  # before anything uses the keys
+    return create_app(services, root_pid=os.getppid())
 
 
 def main() -> None:

@@ -1,0 +1,207 @@
+"""The one wiring: every r13core object a process uses, built from :class:`Settings`.
+
+``open_services(settings)`` is called by each front end — the WSGI entry
+(app/wsgi.py, in each worker after fork), ``r13 serve`` before it starts
+gunicorn, and every ``r13`` command on a data dir — so they all build the same
+objects the same way, over ONE storage opened from ``settings.storage.url``
+(never a second one on the same file) and one data dir.
+
+Parts are built on first use (``functools.cached_property``): a command that
+only lists users never maps the rate limiter's shared table. A test may put a
+stand-in in place before first use (``services.registry = fake``; the web guard
+asks ``authenticator`` and ``maintainers``, so those can be replaced alone).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cached_property
+from typing import Any
+
+from r13core.abuse import AbuseControl, Blocklist, SecurityCounters
+from r13core.access import Policy
+from r13core.audit import Actor, AuditLog
+from r13core.config import Config13, ConfigStore
+from r13core.config_changes import ConfigChanges
+from r13core.database import Storage, open_database
+from r13core.datadir import make_private_dirs, secure_data_dir
+from r13core.identity import Identity, expiry_days
+from r13core.keys import KeyStore
+from r13core.logins import Logins
+from r13core.names import PackageName
+from r13core.ratelimit import RateLimiter
+from r13core.registry import Registry
+from r13core.settings import Settings
+from r13core.storage.blobs import FileBlobStore
+from r13core.tarball import Limits
+from r13core.usage import Analytics
+from r13core.users import UserStore
+
+LIMITER_TABLE = "security"
+"""The name of the shared rate-limiter table every worker of a data dir maps."""
+
+
+class Services:
+    """What one process of r13 works with, over one storage and one data dir.
+
+    ``notices`` lists what securing the data dir changed (an older install
+    narrowed to 0700/0600), for the caller to show.
+    """
+
+    def __init__(self, settings: Settings, *, storage: Storage | None = None) -> None:
+        self.settings = settings
+        self.data_dir = settings.storage.data_dir
+        # Checked before anything is opened in it (r13core/datadir.py).
+        self.notices = secure_data_dir(self.data_dir)
+        make_private_dirs(self.data_dir)
+        self.storage: Storage = (
+            storage if storage is not None else open_database(self.data_dir, settings.storage.url)
+        )
+
+    # -- the live record ------------------------------------------------------------
+
+    @cached_property
+    def config(self) -> ConfigStore:
+        """The 13-byte record of the data dir (created with the defaults if absent)."""
+        return ConfigStore(
+            self.data_dir, defaults=Config13.defaults(self.settings.server.public_url)
+        )
+
+    def apply_feature_overrides(self) -> Config13:
+        """Force the R13_FEATURE_* bits on the record (the server does it at start).
+
+        Each bit that changes is an audited change by r13 itself
+        (``config.change``); a bit already as asked changes nothing.
+        """
+        current = self.config.read()
+        for flag, on in self.settings.features:
+            if current.has(flag) != on:
+                current = self.config_changes.set_feature(Actor.system(), flag, on)
+        return current
+
+    @cached_property
+    def config_changes(self) -> ConfigChanges:
+        """Audited changes of the record (the CLI, the terminal, the live channel)."""
+        return ConfigChanges(self.config, self.audit)
+
+    # -- packages -----------------------------------------------------------------------
+
+    @cached_property
+    def registry(self) -> Registry:
+        """npm's package semantics over the storage and the blob files."""
+        return Registry(
+            self.storage,
+            FileBlobStore(self.data_dir / "blobs"),
+            public_url=self.settings.server.public_url,
+            config=self.config.read,
+            limits=Limits(max_tarball=self.settings.server.max_body),
+            audit=self.audit,
+        )
+
+    @cached_property
+    def maintainers(self) -> Callable[[PackageName], list[dict[str, Any]]]:
+        """A package's maintainers, for the web guard's early ownership check (the
+        registry's; the answer that counts is taken again at commit)."""
+        return self.registry.owners
+
+    @cached_property
+    def analytics(self) -> Analytics:
+        """Downloads and publishes per package and day."""
+        return Analytics(self.storage)
+
+    # -- identity, abuse control, the audit log ------------------------------------------
+
+    @cached_property
+    def audit(self) -> AuditLog:
+        """The append-only, hash-chained audit log."""
+        return AuditLog(self.storage)
+
+    @cached_property
+    def keys(self) -> KeyStore:
+        """API keys and npm tokens."""
+        return KeyStore(self.storage)
+
+    @cached_property
+    def authenticator(self) -> KeyStore:
+        """What turns a request's secret into a key (the key store, with its cache)."""
+        return self.keys
+
+    @cached_property
+    def users(self) -> UserStore:
+        """Users, roles and password hashes."""
+        return UserStore(self.storage)
+
+    @cached_property
+    def identity(self) -> Identity:
+        """The audited operations on keys, tokens and users."""
+        return Identity(
+            self.keys,
+            self.users,
+            self.audit,
+            token_days=expiry_days(self.settings.security.api_key_expiry_ms),
+        )
+
+    @cached_property
+    def logins(self) -> Logins:
+        """npm's login flows (legacy, web) and signup."""
+        security = self.settings.security
+        return Logins(
+            self.identity,
+            self.storage,
+            open_signup=security.open_signup,
+            signup_role=security.signup_role,
+        )
+
+    @cached_property
+    def policy(self) -> Policy:
+        """The one decision point, with R13_ACCESS_RULES."""
+        return Policy(self.settings.security.rules)
+
+    @cached_property
+    def blocks(self) -> Blocklist:
+        """IP blocks, shared by every worker and kept across restarts."""
+        return Blocklist(self.storage, ipv6_prefix=self.settings.security.ipv6_prefix)
+
+    @cached_property
+    def counters(self) -> SecurityCounters:
+        """The security metrics' counters."""
+        return SecurityCounters(self.storage)
+
+    @cached_property
+    def limiter(self) -> RateLimiter:
+        """The rate limiter's table in shared memory (mapped on first use)."""
+        return RateLimiter(self.data_dir, LIMITER_TABLE, self.settings.security.limiter_slots)
+
+    @cached_property
+    def abuse(self) -> AbuseControl:
+        """Audited block and unblock (forgetting the client's strikes in the limiter)."""
+        return AbuseControl(self.blocks, self.audit, self.limiter)
+
+    # -- life ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release what this process opened: the record's mapping, the limiter, connections."""
+        opened: dict[str, Any] = vars(self)
+        for name in ("limiter", "config"):
+            part = opened.get(name)
+            if part is not None:
+                part.close()
+        self.storage.close()
+
+    def __enter__(self) -> Services:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_services(settings: Settings, *, storage: Storage | None = None) -> Services:
+    """The services of ``settings`` (cheap: storage connects lazily, per process and thread).
+
+    Call it after fork in each worker. ``storage`` replaces the one the
+    settings name (a test's, or a backend made elsewhere).
+    """
+    return Services(settings, storage=storage)
+
+
+__all__ = ["LIMITER_TABLE", "Services", "open_services"]
