@@ -116,6 +116,12 @@ STEPS = [
         "prometheus_multiprocess.json",
     ),
     Step(
+        "two revisions through gunicorn (HEAD vs the working tree)",
+        ["-m", "bench.revisions", "--before", "HEAD", "--paths", "/small", "--rounds", "1",
+         *SHORT, "--clients", "1", "--json", "{out}/revisions.json"],
+        "revisions.json",
+    ),
+    Step(
         "package patterns: the old regex vs the automaton, one call each",
         ["-m", "bench.bench_patterns", "--max-repeat", "3",
          "--json", "{out}/bench_patterns.json"],
