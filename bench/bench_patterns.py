@@ -13,31 +13,18 @@ character. tests/test_patterns.py asserts the step count; this file shows time.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import pytest
 
 from r13core.names import MAX_NAME_LENGTH
 from r13core.patterns import Pattern
+from tests.glob_oracle import glob_regex
 
 ALMOST = "a" * (MAX_NAME_LENGTH - 1) + "b"
 
 
-def old_regex(pattern: str) -> re.Pattern[str]:
-    """What r13 did before: ``**`` -> ``.*``, ``*`` -> ``[^/]*``, anchored."""
-    out, i = [], 0
-    while i < len(pattern):
-        if pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif pattern[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        else:
-            out.append(re.escape(pattern[i]))
-            i += 1
-    return re.compile("".join(out))
+old_regex = glob_regex  # what r13 did before (tests/glob_oracle.py)
 
 
 @pytest.mark.benchmark(group="redos-pattern")

@@ -6,22 +6,13 @@
 #include "r13.h"
 
 #include <stdio.h>
-#include <stdlib.h>
-#include <time.h>
 
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
+#include "bench.h"
 
 int main(int argc, char **argv)
 {
-    if (argc != 3)
-        return 2;
-    long n = atol(argv[2]);
-    if (n < 10)
+    long n = bench_iterations(argc, argv, 10);
+    if (n == 0)
         return 2;
     r13_limiter lim;
     if (r13_limiter_open(&lim, argv[1], "bench", 1u << 20) != R13_OK)

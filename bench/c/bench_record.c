@@ -4,21 +4,13 @@
  * Usage: bench_record DIR ITERATIONS  -> prints "name ns_per_op" lines. */
 #include "../../csrc/record.c"
 
-#include <stdlib.h>
-#include <time.h>
-
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
+#include "bench.h"
 
 int main(int argc, char **argv)
 {
-    if (argc != 3)
+    long n = bench_iterations(argc, argv, 1);
+    if (n == 0)
         return 2;
-    long n = atol(argv[2]);
     static const uint8_t defaults[13] = {1, 0, 0, 0, 0, 0xe2, 0, 0, 0, 1, 24, 80, 0};
     r13_record rec;
     if (r13_record_open(&rec, argv[1], defaults) != R13_OK)
