@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.conftest import Server, free_port
+from tests.e2e.conftest import Server
 from tests.e2e.publish_body import publish_body, tarball
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 

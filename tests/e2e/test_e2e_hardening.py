@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 
 from r13core._ffi import segment_name
-from tests.e2e.conftest import R13, Server, free_port
+from tests.e2e.conftest import R13, Server
 from tests.e2e.publish_body import publish_body, tarball
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 PASSWORD = "correct horse battery"

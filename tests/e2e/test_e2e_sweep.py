@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from r13core.locks import InstanceLock
-from tests.e2e.conftest import Server, free_port
+from tests.e2e.conftest import Server
 from tests.e2e.publish_body import publish_body, tarball
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 
