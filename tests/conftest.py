@@ -307,16 +307,29 @@ def _close_rate_limiters(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _remove_shared_segments_left_by_tests() -> Iterator[None]:
-    """Tests kill processes on purpose and delete their data dirs: the shared-memory
-    segments those processes had (named after the dir's inode) would stay in /dev/shm.
-    Remove the ones created during this session once every test is done."""
-    shm = Path("/dev/shm")
-    before = {p.name for p in shm.glob("r13-*")} if shm.is_dir() else set()
+def _remove_shared_segments_left_by_tests(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[None]:
+    """Tests kill processes on purpose: the shared-memory segments those processes had
+    would stay in /dev/shm. Once every test is done, remove the ones of this session's
+    data dirs (each name ends with its dir's random id, kept in <data>/.r13-shm.id) that
+    no live process maps. Segments of other sessions, other checkouts and running
+    servers on the machine are never touched: only their owners know when they are
+    unused (one may be between its creation and its mapping)."""
     yield
+    shm = Path("/dev/shm")
     if not shm.is_dir():
         return
-    in_use: set[str] = set()  # mapped by a live process (another test run, a server)
+    ids: set[str] = set()
+    for id_file in tmp_path_factory.getbasetemp().rglob(".r13-shm.id"):
+        try:
+            ids.add(id_file.read_bytes().decode())
+        except (OSError, UnicodeDecodeError):
+            continue
+    mine = [p for p in shm.glob("r13-*") if p.name.rsplit("-", 1)[-1] in ids]
+    if not mine:
+        return
+    in_use: set[str] = set()  # mapped by a live process
     for maps in Path("/proc").glob("[0-9]*/maps"):
         try:
             text = maps.read_text()
@@ -325,6 +338,6 @@ def _remove_shared_segments_left_by_tests() -> Iterator[None]:
         in_use.update(
             line.rsplit("/", 1)[-1] for line in text.splitlines() if "/dev/shm/r13-" in line
         )
-    for p in shm.glob("r13-*"):
-        if p.name not in before and p.name not in in_use:
+    for p in mine:
+        if p.name not in in_use:
             p.unlink(missing_ok=True)

@@ -184,12 +184,15 @@ def test_bootstrap_key_from_loopback_only_while_no_admin_exists(tmp_path: Path) 
 
 
 def test_rate_limit_headers_and_429(tmp_path: Path) -> None:
-    real = build(tmp_path, {"SECURITY_RATE_LIMIT_MAX": "5", "SECURITY_RATE_LIMIT_WINDOW": "60000"})
+    # A day's window: no token comes back (one every 4.8 h) while the seven requests run,
+    # however slow the machine (a minute's came back every 12 s).
+    day = {"SECURITY_RATE_LIMIT_MAX": "5", "SECURITY_RATE_LIMIT_WINDOW": "86400000"}
+    real = build(tmp_path, day)
     statuses = []
     for _ in range(7):
         r = real.client.simulate_get("/-/ping", remote_addr="198.51.100.1")
         statuses.append(r.status_code)
-        assert r.headers["RateLimit-Policy"] == '"default";q=5;w=60'
+        assert r.headers["RateLimit-Policy"] == '"default";q=5;w=86400'
         assert "X-RateLimit-Remaining" in r.headers and r.headers["RateLimit"].startswith(
             '"default";r='
         )

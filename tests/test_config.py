@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from r13core._ffi import segment_name
 from r13core.config import (
     DEFAULT_FEATURES,
     RECORD_SIZE,
@@ -258,16 +259,20 @@ def test_live_copy_survives_while_someone_has_it(data_dir: Path) -> None:
         keeper.close()
 
 
+def _segments_of(data_dir: Path) -> set[str]:
+    """This data dir's segments in /dev/shm, whoever else has segments there: each name
+    carries the dir's random id (csrc/shm.c, kept in <data>/.r13-shm.id)."""
+    dir_id = (data_dir / ".r13-shm.id").read_bytes().decode()
+    return {n for n in os.listdir("/dev/shm") if n.startswith("r13-") and n.endswith(dir_id)}
+
+
 def test_last_close_removes_the_shared_segment(tmp_path: Path) -> None:
-    before = {n for n in os.listdir("/dev/shm") if n.startswith("r13-record-")}
     d = tmp_path / "solo"
     d.mkdir()
     store = ConfigStore(d)
-    during = {n for n in os.listdir("/dev/shm") if n.startswith("r13-record-")}
-    assert len(during - before) == 1
+    assert _segments_of(d) == {segment_name(d, "record").lstrip("/")}
     store.close()
-    after = {n for n in os.listdir("/dev/shm") if n.startswith("r13-record-")}
-    assert after == before
+    assert _segments_of(d) == set()
 
 
 @settings(max_examples=60)

@@ -16,7 +16,7 @@ import pytest
 from r13core.locks import InstanceLock, Leader, LeaderJob, every
 
 
-def wait_for(cond: Callable[[], bool], timeout: float = 30.0) -> None:
+def wait_for(cond: Callable[[], bool], timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         assert time.monotonic() < deadline, "condition not met in time"

@@ -278,7 +278,7 @@ def test_an_unwritable_events_log_does_not_stop_the_history(
     assert view.alerts()["active"][0]["rule"] == "memory"  # kept, though not published
 
 
-def wait_for(cond: Callable[[], bool], timeout: float = 60.0) -> None:
+def wait_for(cond: Callable[[], bool], timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         assert time.monotonic() < deadline, "condition not met in time"

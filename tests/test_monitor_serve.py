@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +21,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from r13core.monitor import MonitorView
-from tests.test_serve import free_port
+from tests.ports import bind_failed, free_port, listens_on
+from tests.workers import until_answered_by
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,8 +62,31 @@ class Server:
 
 @contextmanager
 def serve(tmp_path: Path, **env: str) -> Iterator[Server]:
+    for _ in range(5):  # another process may take the port before gunicorn binds it
+        server = _start(tmp_path, env)
+        if server is not None:
+            break
+    else:
+        raise RuntimeError("every port tried was taken")
+    try:
+        yield server
+    finally:
+        proc = server.proc
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _start(tmp_path: Path, env: dict[str, str]) -> Server | None:
+    """gunicorn over tests/monitor_app.py on a fresh data dir, once it answers; None if
+    its port was taken."""
     port = free_port()
     data = tmp_path / "var"
+    shutil.rmtree(data, ignore_errors=True)  # left by a start whose port was taken
     full = {
         **os.environ,
         "REGISTRY_HOST": "127.0.0.1",
@@ -74,34 +99,39 @@ def serve(tmp_path: Path, **env: str) -> Iterator[Server]:
         **env,
     }
     cmd = [sys.executable, "-m", "gunicorn", "--config", "python:app.gunicorn_conf"]
-    proc = subprocess.Popen(
-        [*cmd, "tests.monitor_app:application"],
-        env=full,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    log = tmp_path / "gunicorn.log"
+    with log.open("wb") as out:  # a file: a pipe nobody reads would block the workers
+        proc = subprocess.Popen(
+            [*cmd, "tests.monitor_app:application"],
+            env=full,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     server = Server(f"http://127.0.0.1:{port}", data, proc)
     deadline = time.monotonic() + 120  # generous: a loaded machine starts gunicorn slowly
     while True:
-        try:
-            server.get("/-/ping")
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError("the server did not start") from None
-            time.sleep(0.1)
-    try:
-        yield server
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+        if proc.poll() is not None:
+            if bind_failed(log.read_text()):
+                return None
+            raise RuntimeError(f"the server exited: {log.read_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            raise RuntimeError(f"the server did not start: {log.read_text()[-3000:]}")
+        # Only an answer from this server counts (tests/ports.py).
+        if listens_on(proc.pid, port):
             try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+                server.get("/-/ping")
+                return server
+            except OSError:
+                pass
+        time.sleep(0.1)
+
+
+def worker_of(answer: tuple[int, Any, dict[str, str]]) -> str:
+    """The pid of the worker that sent ``answer`` (DEBUG is on)."""
+    return answer[2].get("x-r13-worker", "")
 
 
 def wait_for(cond: Callable[[], Any], timeout: float = 120.0) -> Any:
@@ -117,12 +147,10 @@ def wait_for(cond: Callable[[], Any], timeout: float = 120.0) -> Any:
 def test_counters_are_exact_across_two_workers(tmp_path: Path) -> None:
     with serve(tmp_path) as srv:
         before = srv.ping_count()
-        workers = set()
-        for _ in range(300):  # a fresh connection each: both workers answer
-            _, _, headers = srv.get("/-/ping")
-            workers.add(headers["x-r13-worker"])
-        assert len(workers) == 2
-        assert srv.ping_count() == before + 300
+        # A fresh connection each, until both workers have answered (and 300 at least).
+        pings = until_answered_by(2, lambda: srv.get("/-/ping"), worker_of, at_least=300)
+        assert [status for status, _, _ in pings] == [200] * len(pings)
+        assert srv.ping_count() == before + len(pings)
         # The server is quiet now: wait (reading the sampler's file, not asking over HTTP,
         # which would count) for a sample taken after the last request: it counts them all.
         done = srv.requests
@@ -140,11 +168,18 @@ def test_counters_are_exact_across_two_workers(tmp_path: Path) -> None:
 
 
 def test_the_history_survives_the_death_of_the_sampling_worker(tmp_path: Path) -> None:
-    with serve(tmp_path) as srv:
+    # Ten minutes of samples: the first ones are still in the history when it is read,
+    # however long a loaded machine takes to get there (60 would be six seconds).
+    with serve(tmp_path, METRICS_HISTORY_SIZE="6000") as srv:
         first = wait_for(lambda: srv.get("/_api/performance/metrics")[1].get("seq", 0) >= 3 and
                          srv.json("/_api/performance/metrics"))  # fmt: skip
         victim = first["sampler_pid"]
+        # The counters outlive a worker while another process holds their segment: see
+        # that the other worker is up (it opened the counters before its first answer),
+        # however long it took to start. Killed alone, the victim would take them along.
+        until_answered_by(2, lambda: srv.get("/_api/performance/metrics"), worker_of)
         pings = srv.ping_count()
+        assert pings >= 1  # the start-up ping
         os.kill(victim, signal.SIGKILL)
 
         def taken_over() -> Any:

@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -28,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.ports import bind_failed, free_port, listens_on
 
 ROOT = Path(__file__).resolve().parent.parent
 VERSION = (ROOT / "r13core" / "_version.py").read_text().split('"')[1]
@@ -228,15 +229,9 @@ def test_installed_r13_config_show_makes_and_prints_the_record(
     assert not (installed.work / "var").exists()  # it used --data, not ./var
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _ping(url: str) -> tuple[int, bytes] | None:
     try:
-        with urllib.request.urlopen(url, timeout=2) as r:
+        with urllib.request.urlopen(url, timeout=60) as r:
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
@@ -246,19 +241,31 @@ def _ping(url: str) -> tuple[int, bytes] | None:
 
 @pytest.fixture
 def served(installed: Installed) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
-    port = _free_port()
-    data = installed.work.parent / "served"
+    """The installed `r13 serve`, once its master listens on its port (the answer the test
+    gets is then its own: tests/ports.py); another port if another process took it first."""
     log = installed.work.parent / "serve.log"
-    env = installed.env(REGISTRY_HOST="127.0.0.1", REGISTRY_PORT=str(port), R13_WORKERS="2")
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [str(installed.r13), "serve", "--data", str(data)],
-            cwd=installed.work,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    for attempt in range(5):
+        port = free_port()
+        data = installed.work.parent / f"served-{attempt}"
+        env = installed.env(REGISTRY_HOST="127.0.0.1", REGISTRY_PORT=str(port), R13_WORKERS="2")
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [str(installed.r13), "serve", "--data", str(data)],
+                cwd=installed.work,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 120  # generous: a loaded machine starts gunicorn slowly
+        while proc.poll() is None and not listens_on(proc.pid, port):
+            if time.monotonic() > deadline:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                raise AssertionError(f"r13 serve never listened: {log.read_text()[-3000:]}")
+            time.sleep(0.1)
+        if proc.poll() is None or not bind_failed(log.read_text()):
+            break
     try:
         yield proc, f"http://127.0.0.1:{port}", log
     finally:
@@ -279,7 +286,7 @@ def test_installed_r13_serve_answers_ping_and_stops_on_sigterm(
             time.sleep(0.2)
     assert answer == (200, b"{}"), log.read_text()[-3000:]
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=60) == 0, log.read_text()[-3000:]
+    assert proc.wait(timeout=120) == 0, log.read_text()[-3000:]
     text = log.read_text()
     assert "created admin key" in text and "Traceback" not in text
 

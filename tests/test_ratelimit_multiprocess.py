@@ -95,12 +95,21 @@ def test_processes_on_the_real_clock_admit_capacity_plus_refill(tmp_path: Path) 
 
 
 def test_a_process_killed_mid_work_does_not_stop_the_others(tmp_path: Path) -> None:
-    now = monotonic_ns()
+    # The key inserters fill the table for as long as they run, and how long that is
+    # depends on how fast the rest of this test gets scheduled: in half a second they
+    # fill all 65536 slots with buckets that are busy at their clock. So the workers and
+    # the last check run an hour later on the frozen clock, when every inserted bucket
+    # (12 s each) has refilled: idle, evictable, whatever the inserters managed to fill.
+    # To the inserters themselves the table still fills up: their inserts keep taking
+    # the table's mutex (a refusal of a full probe window is decided under it too).
+    start = monotonic_ns()
+    now = start + 3600 * 10**9
     out: Queue[int] = CTX.Queue()
     with RateLimiter(tmp_path, "mp", slots=1 << 16):
         inserting = [CTX.Event() for _ in range(2)]
         victims = [
-            CTX.Process(target=new_keys_forever, args=(str(tmp_path), now, ev)) for ev in inserting
+            CTX.Process(target=new_keys_forever, args=(str(tmp_path), start, ev))
+            for ev in inserting
         ]
         for v in victims:
             v.start()

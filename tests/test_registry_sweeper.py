@@ -37,7 +37,7 @@ A = PackageName.parse("widget")
 fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 
 
-def wait_for(cond: Callable[[], bool], timeout: float = 30.0) -> None:
+def wait_for(cond: Callable[[], bool], timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         assert time.monotonic() < deadline, "condition not met in time"

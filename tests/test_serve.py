@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,18 +16,15 @@ from pathlib import Path
 import pytest
 
 from app.cli import main as r13
+from tests.ports import bind_failed, free_port, listens_on
+from tests.workers import until_answered_by
 
 pytestmark = pytest.mark.slow
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def get(url: str) -> tuple[int, dict[str, object]]:
-    with urllib.request.urlopen(url, timeout=5) as resp:
+    """A GET on a fresh connection (generous timeout: a loaded machine answers slowly)."""
+    with urllib.request.urlopen(url, timeout=60) as resp:
         body = json.loads(resp.read())
         if isinstance(body, dict) and resp.headers.get("X-R13-Worker"):
             body["_worker"] = resp.headers["X-R13-Worker"]
@@ -36,8 +33,24 @@ def get(url: str) -> tuple[int, dict[str, object]]:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[bytes]]]:
+    for _ in range(5):  # another process may take the port before gunicorn binds it
+        started = _start(tmp_path)
+        if started is not None:
+            break
+    else:
+        raise RuntimeError("every port tried was taken")
+    url, data, proc = started
+    yield url, data, proc
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+
+
+def _start(tmp_path: Path) -> tuple[str, Path, subprocess.Popen[bytes]] | None:
+    """`r13 serve` on a fresh data dir, once it answers; None if its port was taken."""
     port = free_port()
     data = tmp_path / "var"
+    shutil.rmtree(data, ignore_errors=True)  # left by a start whose port was taken
     env = {
         **os.environ,
         "REGISTRY_HOST": "127.0.0.1",
@@ -46,27 +59,35 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[bytes]]
         "R13_WORKERS": "2",
         "R13_FEATURE_DEBUG": "1",
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    # Its output goes to a file: DEBUG logs a line per request, and a pipe nobody reads
+    # fills up after a few hundred of them and blocks the workers.
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "serve"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120  # generous: a loaded machine starts gunicorn slowly
     while True:
-        try:
-            get(url + "/-/ping")
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(proc.stderr.read().decode() if proc.stderr else "") from None
-            time.sleep(0.1)
-    yield url, data, proc
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
+        if proc.poll() is not None:
+            if bind_failed(log.read_text()):
+                return None
+            raise RuntimeError(log.read_text()[-3000:])
+        if time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            raise RuntimeError(log.read_text()[-3000:])
+        # Only an answer from this server counts (tests/ports.py).
+        if listens_on(proc.pid, port):
+            try:
+                get(url + "/-/ping")
+                return url, data, proc
+            except OSError:
+                pass
+        time.sleep(0.1)
 
 
 def test_serve_answers_ping_and_config(server: tuple[str, Path, subprocess.Popen[bytes]]) -> None:
@@ -86,16 +107,19 @@ def test_a_change_reaches_every_worker_on_the_next_request(
     server: tuple[str, Path, subprocess.Popen[bytes]],
 ) -> None:
     url, data, _ = server
+
+    def config() -> dict[str, object]:
+        return get(url + "/_api/config")[1]  # a fresh connection each (DEBUG names the worker)
+
+    # Both workers answer with the old value first: each has read the record before.
+    before = until_answered_by(2, config, lambda body: str(body.get("_worker", "")))
+    workers = {body["_worker"] for body in before}
+    assert {body["cols"] for body in before} == {80}
     assert r13(["--data", str(data), "config", "set", "cols", "177"]) == 0
-    # Fresh connections land on both workers (DEBUG names the worker).
-    seen: dict[object, set[object]] = {}
-    for _ in range(400):
-        body = get(url + "/_api/config")[1]
-        seen.setdefault(body["_worker"], set()).add(body["cols"])
-        if len(seen) == 2:
-            break
-    assert len(seen) == 2, "both workers should have answered"
-    assert all(cols == {177} for cols in seen.values())
+    # Then every answer, from each of those same workers, has the new one.
+    after = until_answered_by(2, config, lambda body: str(body.get("_worker", "")))
+    assert {body["_worker"] for body in after} == workers
+    assert [body["cols"] for body in after] == [177] * len(after)
 
 
 def test_sigterm_stops_the_server_cleanly(

@@ -239,9 +239,9 @@ def test_a_forked_worker_opens_its_own_connection_and_its_writes_are_seen(
     out = ctx.Queue()
     child = ctx.Process(target=_child_writes, args=(storage, id(parent_conn), out))
     child.start()
-    child.join(timeout=60)
+    assert out.get(timeout=120) is True  # before the join: the child's answer is waited for
+    child.join(timeout=120)
     assert child.exitcode == 0
-    assert out.get(timeout=5) is True
     record = storage.package("from-child")
     assert record is not None and record.doc["pid"] != os.getpid()
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,15 +21,10 @@ import pytest
 
 from tests.e2e.clients import ensure_clients
 from tests.e2e.clients import npm as machine_npm
+from tests.ports import bind_failed, free_port, listens_on
 
 R13 = Path(sys.executable).parent / "r13"
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -70,6 +65,29 @@ class Server:
         }
 
     def start(self, timeout: float = 120.0, *, ready: tuple[int, ...] = (200,)) -> None:
+        """Start it; return once it answers ``GET /-/ping`` with a status in ``ready``.
+
+        Only an answer from this server counts: its master must hold the port
+        (tests/ports.py). If another process took the port before the server could
+        bind it, a first start moves to a new port (removing the data dir the failed
+        start made); a restart keeps its port, which clients' config names, and fails.
+        """
+        first_start = self.proc is None
+        made_data = not self.data.exists()
+        for _ in range(5):
+            if self._launch(timeout, ready):
+                self.admin_key = (self.data / "admin.key").read_text().strip()
+                return
+            if not first_start:
+                raise RuntimeError(f"port {self.port} was taken: {self.log.read_text()[-3000:]}")
+            if made_data:
+                shutil.rmtree(self.data, ignore_errors=True)
+            self.port = free_port()
+        raise RuntimeError(f"every port tried was taken: {self.log.read_text()[-3000:]}")
+
+    def _launch(self, timeout: float, ready: tuple[int, ...]) -> bool:
+        """One launch: True once it answers, False if its port was taken; raises otherwise."""
+        logged = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as log:
             # A session of its own: the crash test kills the whole process group.
             self.proc = subprocess.Popen(
@@ -83,21 +101,28 @@ class Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"r13 serve exited: {self.log.read_text()[-3000:]}")
+                with self.log.open("rb") as log:
+                    log.seek(logged)
+                    text = log.read().decode(errors="replace")
+                if bind_failed(text):
+                    return False
+                raise RuntimeError(f"r13 serve exited: {text[-3000:]}")
+            if not listens_on(self.proc.pid, self.port):
+                time.sleep(0.1)
+                continue
+            wait = max(1.0, min(30.0, deadline - time.monotonic()))
             try:
-                with urllib.request.urlopen(self.url + "/-/ping", timeout=1) as r:
+                with urllib.request.urlopen(self.url + "/-/ping", timeout=wait) as r:
                     if r.status in ready:
-                        break
+                        return True
             except urllib.error.HTTPError as e:  # e.g. 403 while this address is blocked
                 if e.code in ready:
-                    break
-                time.sleep(0.1)
+                    return True
             except (OSError, urllib.error.URLError):
-                time.sleep(0.1)
-        else:
-            self.stop()
-            raise RuntimeError(f"r13 serve did not answer: {self.log.read_text()[-3000:]}")
-        self.admin_key = (self.data / "admin.key").read_text().strip()
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"r13 serve did not answer: {self.log.read_text()[-3000:]}")
 
     def stop(self) -> int | None:
         """SIGTERM by PID and wait: gunicorn stops its workers and exits."""
@@ -105,7 +130,7 @@ class Server:
             return None if self.proc is None else self.proc.returncode
         self.proc.send_signal(signal.SIGTERM)
         try:
-            return self.proc.wait(timeout=30)
+            return self.proc.wait(timeout=120)  # generous: a loaded machine stops slowly
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()

@@ -19,8 +19,10 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.conftest import Server, free_port
+from tests.e2e.conftest import Server
 from tests.e2e.publish_body import publish_body, tarball
+from tests.ports import free_port
+from tests.workers import until_answered_by
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +30,7 @@ NAME = "@count/me"
 
 
 def wait_for(what: str, probe: Callable[[], Any], done: Callable[[Any], bool]) -> Any:
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120  # generous: a loaded machine samples and flushes late
     while True:
         value = probe()
         if done(value):
@@ -79,15 +81,10 @@ def download(srv: Server, key: str) -> str:
 
 
 def download_on_both_workers(srv: Server, at_least: int) -> int:
-    """Download until both workers have sent some (bounded); how many downloads were made."""
+    """Download (a new connection each) until both workers have sent some and ``at_least``
+    were made; how many downloads were made. Bounded by time (tests/workers.py)."""
     key = srv.key("read")
-    workers: set[str] = set()
-    n = 0
-    while n < at_least or len(workers) < 2:
-        assert n < 2000, f"only workers {workers} answered"
-        workers.add(download(srv, key))
-        n += 1
-    return n
+    return len(until_answered_by(2, lambda: download(srv, key), str, at_least=at_least))
 
 
 def sample(srv: Server) -> dict[str, Any]:

@@ -41,8 +41,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Server, free_port
+from tests.e2e.conftest import Server
 from tests.e2e.publish_body import publish_body, tarball
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 

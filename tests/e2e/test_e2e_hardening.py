@@ -13,6 +13,7 @@ import socket
 import stat
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -20,8 +21,9 @@ from pathlib import Path
 import pytest
 
 from r13core._ffi import segment_name
-from tests.e2e.conftest import R13, Server, free_port
+from tests.e2e.conftest import R13, Server
 from tests.e2e.publish_body import publish_body, tarball
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 PASSWORD = "correct horse battery"
@@ -69,11 +71,12 @@ def test_data_dir_file_modes(tmp_path: Path, stop_later: list[Server]) -> None:
     login = {"name": "mo", "password": PASSWORD}
     assert srv.request("PUT", "/-/user/org.couchdb.user:mo", login)[0] == 201
     assert srv.request("GET", "/modes/-/modes-1.0.0.tgz", key=write)[0] == 200
-    # The sampler's files and the access log exist by now (written by the workers).
-    for _ in range(300):
-        if (srv.data / "run").is_dir() and any((srv.data / "run").iterdir()):
-            break
-        threading.Event().wait(0.1)
+    # The sampler's files and the access log exist by now (written by the workers); the
+    # sampler's first sample may come late on a loaded machine: wait for it, generously.
+    deadline = time.monotonic() + 120
+    while not ((srv.data / "run").is_dir() and any((srv.data / "run").iterdir())):
+        assert time.monotonic() < deadline, "the sampler wrote nothing"
+        time.sleep(0.1)
     found = {p.name for p in srv.data.rglob("*")}
     assert {"registry.sqlite3", "registry.sqlite3-wal", "admin.key", "config.r13"} <= found
     assert any(p.parent.name == "sha512" or "sha512" in p.parts for p in srv.data.rglob("*"))

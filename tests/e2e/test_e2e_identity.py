@@ -9,6 +9,7 @@ import pty
 import re
 import select
 import subprocess
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -43,7 +44,7 @@ def npm_tty(sandbox: Sandbox, args: list[str], answers: list[tuple[str, str]]) -
     os.close(slave)
     out = b""
     pending = list(answers)
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 180  # npm starts slowly on a loaded machine
     try:
         while time.monotonic() < deadline:
             ready, _, _ = select.select([master], [], [], 0.2)
@@ -61,7 +62,7 @@ def npm_tty(sandbox: Sandbox, args: list[str], answers: list[tuple[str, str]]) -
                     os.write(master, answer.encode() + b"\r")
             elif proc.poll() is not None:
                 break
-        assert proc.wait(timeout=30) == 0, out.decode(errors="replace")
+        assert proc.wait(timeout=60) == 0, out.decode(errors="replace")
     finally:
         os.close(master)
         if proc.poll() is None:
@@ -148,6 +149,10 @@ def test_web_login_through_the_approval_page(sandbox: Sandbox, server: Server, n
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         env=sandbox.env(), cwd=sandbox.root, text=True,
     )  # fmt: skip
+    # npm waits for the approval: if it never prints the login URL, end it (then the
+    # loop below sees the end of its output) rather than wait for ever.
+    watchdog = threading.Timer(180, proc.kill)
+    watchdog.start()
     try:
         assert proc.stdout is not None
         login_url = None
@@ -159,22 +164,24 @@ def test_web_login_through_the_approval_page(sandbox: Sandbox, server: Server, n
             seen += line
             found = re.search(r"(http://\S+/-/v1/login/\S+)", line)
             login_url = found.group(1) if found else None
+        watchdog.cancel()
         assert login_url, seen
-        with urllib.request.urlopen(login_url, timeout=30) as page:
+        with urllib.request.urlopen(login_url, timeout=60) as page:
             form = page.read().decode()
         assert '<form method="post"' in form and 'name="password"' in form
         wrong = urllib.parse.urlencode({"username": name, "password": "nope nope"}).encode()
         try:
-            urllib.request.urlopen(urllib.request.Request(login_url, data=wrong), timeout=30)
+            urllib.request.urlopen(urllib.request.Request(login_url, data=wrong), timeout=60)
             raise AssertionError("a wrong password was accepted")
         except urllib.error.HTTPError as e:
             assert e.code == 401
         right = urllib.parse.urlencode({"username": name, "password": PASSWORD}).encode()
-        with urllib.request.urlopen(urllib.request.Request(login_url, data=right), timeout=30) as r:
+        with urllib.request.urlopen(urllib.request.Request(login_url, data=right), timeout=60) as r:
             assert r.status == 200
-        out, _ = proc.communicate(timeout=90)
+        out, _ = proc.communicate(timeout=180)
         assert proc.returncode == 0, seen + out
     finally:
+        watchdog.cancel()
         if proc.poll() is None:
             proc.kill()
     assert whoami(sandbox, server) == name

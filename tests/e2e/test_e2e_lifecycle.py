@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Server, free_port
+from tests.e2e.conftest import Server
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 

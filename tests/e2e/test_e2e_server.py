@@ -11,6 +11,7 @@ import pytest
 
 from tests.e2e.conftest import R13, Sandbox, Server
 from tests.e2e.publish_body import publish_body, tarball
+from tests.workers import until_answered_by
 
 pytestmark = pytest.mark.slow
 
@@ -67,18 +68,36 @@ def test_a_forged_host_never_reaches_the_document(server: Server, scoped: str) -
 
 
 def test_the_private_flag_changes_every_worker_without_restart(server: Server, scoped: str) -> None:
-    def anonymous() -> set[int]:
-        # Fresh connections, so both workers answer some of them.
-        return {server.request("GET", "/@raw%2fpkg")[0] for _ in range(20)}
-
-    assert anonymous() == {401}
     config = [str(R13), "--data", str(server.data), "config"]
-    subprocess.run([*config, "disable", "PRIVATE_REGISTRY"], check=True, env=server.env())
+
+    def flip(action: str, flag: str) -> None:
+        subprocess.run([*config, action, flag], check=True, env=server.env(), timeout=60)
+
+    def anonymous() -> set[int]:
+        """Statuses of anonymous reads, a fresh connection each, until both workers
+        answered (DEBUG names the worker: tests/workers.py)."""
+
+        def ask() -> tuple[int, str]:
+            status, headers, _ = server.request("GET", "/@raw%2fpkg")
+            return status, headers.get("x-r13-worker", "")
+
+        return {status for status, _ in until_answered_by(2, ask, lambda a: a[1], at_least=20)}
+
+    status, _, body = server.request("GET", "/_api/config", key=server.admin_key)
+    assert status == 200, body
+    debug_was_on = json.loads(body)["features"]["DEBUG"]
+    flip("enable", "DEBUG")
     try:
-        assert anonymous() == {200}
+        assert anonymous() == {401}
+        flip("disable", "PRIVATE_REGISTRY")
+        try:
+            assert anonymous() == {200}
+        finally:
+            flip("enable", "PRIVATE_REGISTRY")
+        assert anonymous() == {401}
     finally:
-        subprocess.run([*config, "enable", "PRIVATE_REGISTRY"], check=True, env=server.env())
-    assert anonymous() == {401}
+        if not debug_was_on:
+            flip("disable", "DEBUG")
 
 
 @pytest.mark.parametrize(

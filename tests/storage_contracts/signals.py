@@ -23,7 +23,7 @@ OpenSignal = Callable[[], ChangeSignal]
 _WRAP = 2**64
 
 
-def wait_until(condition: Callable[[], bool], *, timeout: float = 30.0) -> None:
+def wait_until(condition: Callable[[], bool], *, timeout: float = 120.0) -> None:
     """Return once ``condition()`` holds; fail after a generous ``timeout`` (seconds)."""
     deadline = time.monotonic() + timeout
     while not condition():
