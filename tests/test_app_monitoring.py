@@ -211,3 +211,18 @@ def test_a_sink_can_name_its_route(
     client.simulate_get("/pkgs/a")
     client.simulate_get("/pkgs/b")
     assert requests_of(scrape(client), "/{package}") == 2
+
+
+def test_the_access_log_records_the_client_behind_a_trusted_proxy(data_dir: Path) -> None:
+    env = {
+        "R13_DATA": str(data_dir),
+        "R13_TRUSTED_PROXIES": "10.0.0.0/8",
+        **FLAGS_OFF_PRIVATE,
+    }
+    client = falcon.testing.TestClient(create_app(open_services(Settings.from_env(env))))
+    via_proxy = {"X-Forwarded-For": "203.0.113.7"}
+    client.simulate_get("/-/ping", remote_addr="10.1.2.3", headers=via_proxy)
+    # A peer that is no trusted proxy cannot name another client.
+    client.simulate_get("/-/ping", remote_addr="198.51.100.9", headers=via_proxy)
+    lines = [json.loads(x) for x in (data_dir / "logs" / "access.log").read_text().splitlines()]
+    assert [x["ip"] for x in lines] == ["203.0.113.7", "198.51.100.9"]

@@ -108,7 +108,8 @@ class RequestMonitor:
                 "bytes_in": size_in,
                 "bytes_out": out,
                 "ms": round(latency / 1e6, 3),
-                "ip": req.remote_addr,
+                # The client as the security layer resolved it (through trusted proxies).
+                "ip": ctx.get("client_ip") or req.remote_addr,
                 "trace_id": ctx.get("trace_id"),
                 "pid": os.getpid(),
             }
