@@ -15,6 +15,9 @@ import contextlib
 import errno
 import random
 import socket
+import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -69,3 +72,42 @@ def listens_on(pid: int, port: int) -> bool:
 def bind_failed(log_text: str) -> bool:
     """Whether gunicorn's log says it could not bind its address (the port was taken)."""
     return "Connection in use" in log_text
+
+
+class NeverAnswered(RuntimeError):
+    """The server kept running without answering in time (it is left running)."""
+
+
+def wait_until_serving(
+    proc: subprocess.Popen[bytes],
+    port: int,
+    log: Path,
+    answers: Callable[[], bool],
+    *,
+    timeout: float = 120.0,
+    log_from: int = 0,
+) -> bool:
+    """Wait until server ``proc`` holds ``port`` and ``answers()`` says it serves.
+
+    True then; False if it exited because another process had taken the port (the
+    caller picks another); raises RuntimeError if it exited otherwise, NeverAnswered if
+    ``timeout`` (generous: a loaded machine starts gunicorn slowly) ran out. Only an
+    answer from this server counts: ``answers`` is asked only while its master holds the
+    port, and an OSError from it counts as no answer yet. ``log_from``: where this
+    launch's output starts in ``log``.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            with log.open("rb") as f:
+                f.seek(log_from)
+                text = f.read().decode(errors="replace")
+            if bind_failed(text):
+                return False
+            raise RuntimeError(f"the server exited: {text[-3000:]}")
+        if listens_on(proc.pid, port):
+            with contextlib.suppress(OSError):
+                if answers():
+                    return True
+        time.sleep(0.1)
+    raise NeverAnswered(f"the server did not answer in {timeout:.0f} s: {log.read_text()[-3000:]}")

@@ -21,7 +21,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from r13core.monitor import MonitorView
-from tests.ports import bind_failed, free_port, listens_on
+from tests.ports import NeverAnswered, free_port, wait_until_serving
 from tests.workers import until_answered_by
 
 pytestmark = pytest.mark.slow
@@ -109,24 +109,14 @@ def _start(tmp_path: Path, env: dict[str, str]) -> Server | None:
             stderr=subprocess.STDOUT,
         )
     server = Server(f"http://127.0.0.1:{port}", data, proc)
-    deadline = time.monotonic() + 120  # generous: a loaded machine starts gunicorn slowly
-    while True:
-        if proc.poll() is not None:
-            if bind_failed(log.read_text()):
-                return None
-            raise RuntimeError(f"the server exited: {log.read_text()[-3000:]}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            proc.wait()
-            raise RuntimeError(f"the server did not start: {log.read_text()[-3000:]}")
-        # Only an answer from this server counts (tests/ports.py).
-        if listens_on(proc.pid, port):
-            try:
-                server.get("/-/ping")
-                return server
-            except OSError:
-                pass
-        time.sleep(0.1)
+    try:
+        if not wait_until_serving(proc, port, log, lambda: server.get("/-/ping")[0] > 0):
+            return None
+    except NeverAnswered:
+        proc.kill()
+        proc.wait()
+        raise
+    return server
 
 
 def worker_of(answer: tuple[int, Any, dict[str, str]]) -> str:

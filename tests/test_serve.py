@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from app.cli import main as r13
-from tests.ports import bind_failed, free_port, listens_on
+from tests.ports import NeverAnswered, free_port, wait_until_serving
 from tests.workers import until_answered_by
 
 pytestmark = pytest.mark.slow
@@ -70,24 +69,14 @@ def _start(tmp_path: Path) -> tuple[str, Path, subprocess.Popen[bytes]] | None:
             stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120  # generous: a loaded machine starts gunicorn slowly
-    while True:
-        if proc.poll() is not None:
-            if bind_failed(log.read_text()):
-                return None
-            raise RuntimeError(log.read_text()[-3000:])
-        if time.monotonic() > deadline:
-            proc.kill()
-            proc.wait()
-            raise RuntimeError(log.read_text()[-3000:])
-        # Only an answer from this server counts (tests/ports.py).
-        if listens_on(proc.pid, port):
-            try:
-                get(url + "/-/ping")
-                return url, data, proc
-            except OSError:
-                pass
-        time.sleep(0.1)
+    try:
+        if not wait_until_serving(proc, port, log, lambda: get(url + "/-/ping")[0] == 200):
+            return None
+    except NeverAnswered:
+        proc.kill()
+        proc.wait()
+        raise
+    return url, data, proc
 
 
 def test_serve_answers_ping_and_config(server: tuple[str, Path, subprocess.Popen[bytes]]) -> None:

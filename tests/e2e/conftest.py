@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ import pytest
 
 from tests.e2e.clients import ensure_clients
 from tests.e2e.clients import npm as machine_npm
-from tests.ports import bind_failed, free_port, listens_on
+from tests.ports import NeverAnswered, free_port, wait_until_serving
 
 R13 = Path(sys.executable).parent / "r13"
 REPO = Path(__file__).resolve().parents[2]
@@ -98,31 +97,21 @@ class Server:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                with self.log.open("rb") as log:
-                    log.seek(logged)
-                    text = log.read().decode(errors="replace")
-                if bind_failed(text):
-                    return False
-                raise RuntimeError(f"r13 serve exited: {text[-3000:]}")
-            if not listens_on(self.proc.pid, self.port):
-                time.sleep(0.1)
-                continue
-            wait = max(1.0, min(30.0, deadline - time.monotonic()))
+
+        def answers() -> bool:
             try:
-                with urllib.request.urlopen(self.url + "/-/ping", timeout=wait) as r:
-                    if r.status in ready:
-                        return True
+                with urllib.request.urlopen(self.url + "/-/ping", timeout=30) as r:
+                    return r.status in ready
             except urllib.error.HTTPError as e:  # e.g. 403 while this address is blocked
-                if e.code in ready:
-                    return True
-            except (OSError, urllib.error.URLError):
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"r13 serve did not answer: {self.log.read_text()[-3000:]}")
+                return e.code in ready
+
+        try:
+            return wait_until_serving(
+                self.proc, self.port, self.log, answers, timeout=timeout, log_from=logged
+            )
+        except NeverAnswered:
+            self.stop()
+            raise
 
     def stop(self) -> int | None:
         """SIGTERM by PID and wait: gunicorn stops its workers and exits."""
@@ -180,6 +169,23 @@ class Server:
 
 def _lower(items: Any) -> dict[str, str]:
     return {str(k).lower(): str(v) for k, v in items}
+
+
+def start_server(tmp_path: Path, **env: str) -> Server:
+    """A server of the test's own on ``tmp_path/data`` with ``env``, once it answers."""
+    srv = Server(data=tmp_path / "data", port=free_port(), log=tmp_path / "server.log")
+    srv.extra_env = env
+    srv.start()
+    return srv
+
+
+@pytest.fixture
+def stop_later() -> Iterator[list[Server]]:
+    """Servers a test appends here are stopped when it ends, whatever its outcome."""
+    servers: list[Server] = []
+    yield servers
+    for srv in servers:
+        srv.stop()
 
 
 @pytest.fixture(scope="session")

@@ -8,12 +8,11 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import R13, Server
+from tests.e2e.conftest import R13, Server, start_server
 from tests.ports import free_port
 from tests.workers import until_answered_by
 
@@ -21,18 +20,8 @@ pytestmark = pytest.mark.slow
 
 
 def start(tmp_path: Path, **env: str) -> Server:
-    srv = Server(data=tmp_path / "data", port=free_port(), log=tmp_path / "server.log")
-    srv.extra_env = {"R13_FEATURE_DEBUG": "1", **env}
-    srv.start()
-    return srv
-
-
-@pytest.fixture
-def stop_later() -> Iterator[list[Server]]:
-    servers: list[Server] = []
-    yield servers
-    for srv in servers:
-        srv.stop()
+    """A server of the test's own, with DEBUG on (answers name their worker)."""
+    return start_server(tmp_path, **{"R13_FEATURE_DEBUG": "1", **env})
 
 
 def hammer(

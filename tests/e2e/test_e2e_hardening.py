@@ -14,7 +14,6 @@ import stat
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -22,26 +21,12 @@ import pytest
 
 from r13core._ffi import segment_name
 from tests.e2e.conftest import R13, Server
+from tests.e2e.conftest import start_server as start
 from tests.e2e.publish_body import publish_body, tarball
 from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 PASSWORD = "correct horse battery"
-
-
-def start(tmp_path: Path, **env: str) -> Server:
-    srv = Server(data=tmp_path / "data", port=free_port(), log=tmp_path / "server.log")
-    srv.extra_env = env
-    srv.start()
-    return srv
-
-
-@pytest.fixture
-def stop_later() -> Iterator[list[Server]]:
-    servers: list[Server] = []
-    yield servers
-    for srv in servers:
-        srv.stop()
 
 
 def r13(srv: Server, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
