@@ -1,4 +1,5 @@
-"""The real app in process over a real data dir, for the abuse-control tests."""
+"""The real app in process over a real data dir, with an admin key: for the identity,
+abuse-control and local-access tests."""
 
 from __future__ import annotations
 
@@ -29,6 +30,9 @@ class App:
     users: UserStore
     admin: dict[str, str]
     data: Path
+
+    def bearer(self, secret: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {secret}"}
 
     def get(self, path: str, ip: str, **kw: Any) -> falcon.testing.Result:
         return self.client.simulate_get(path, remote_addr=ip, **kw)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,53 +10,25 @@ import falcon.testing
 import pytest
 
 from app.main import create_app
-from r13core.database import open_database
-from r13core.keys import KeyStore, Permission
+from r13core.keys import Permission
 from r13core.services import open_services
 from r13core.settings import Settings
-from r13core.users import Role, UserStore
-
-PUBLIC = "http://r13.test"
-PW = "a good password"
-
-
-@dataclass
-class Real:
-    client: falcon.testing.TestClient
-    keys: KeyStore
-    users: UserStore
-    admin: dict[str, str]
-
-    def bearer(self, secret: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {secret}"}
-
-
-def build(tmp_path: Path, env: dict[str, str] | None = None) -> Real:
-    env = {"R13_DATA": str(tmp_path), "R13_PUBLIC_URL": PUBLIC, **(env or {})}
-    storage = open_database(tmp_path)
-    keys = KeyStore(storage)
-    _, admin = keys.create("root", Permission.ADMIN, None)
-    app = create_app(open_services(Settings.from_env(env)))
-    return Real(
-        falcon.testing.TestClient(app),
-        keys,
-        UserStore(storage),
-        {"Authorization": f"Bearer {admin}"},
-    )
+from r13core.users import Role
+from tests.security_app import PUBLIC, PW, App, build
 
 
 @pytest.fixture
-def real(tmp_path: Path) -> Iterator[Real]:
+def real(tmp_path: Path) -> Iterator[App]:
     yield build(tmp_path)
 
 
-def login(real: Real, name: str, password: str = PW, **kw: Any) -> falcon.testing.Result:
+def login(real: App, name: str, password: str = PW, **kw: Any) -> falcon.testing.Result:
     return real.client.simulate_put(
         f"/-/user/org.couchdb.user:{name}", json={"name": name, "password": password}, **kw
     )
 
 
-def test_legacy_login_gives_a_token_capped_by_the_role(real: Real) -> None:
+def test_legacy_login_gives_a_token_capped_by_the_role(real: App) -> None:
     real.users.add("rea", PW, Role.READER)
     r = login(real, "rea")
     assert r.status_code == 201 and r.json["ok"] is True
@@ -77,7 +48,7 @@ def test_adduser_creates_a_user_only_with_open_signup(tmp_path: Path) -> None:
     assert real.users.get("newbie").role is Role.PUBLISHER
 
 
-def test_web_login_polls_202_until_the_form_is_posted(real: Real) -> None:
+def test_web_login_polls_202_until_the_form_is_posted(real: App) -> None:
     real.users.add("webby", PW, Role.PUBLISHER)
     start = real.client.simulate_post("/-/v1/login", json={}).json
     login_path = start["loginUrl"].removeprefix(PUBLIC)
@@ -99,7 +70,7 @@ def test_web_login_polls_202_until_the_form_is_posted(real: Real) -> None:
     assert real.client.simulate_get(done_path, query_string=query).status_code == 404  # once
 
 
-def test_npm10_token_body_and_revoke(real: Real) -> None:
+def test_npm10_token_body_and_revoke(real: App) -> None:
     real.users.add("tok", PW, Role.PUBLISHER)
     session = real.bearer(login(real, "tok").json["token"])
     r = real.client.simulate_post(
@@ -122,7 +93,7 @@ def test_npm10_token_body_and_revoke(real: Real) -> None:
     assert outside.status_code == 401
 
 
-def test_cidr_and_scope_answers(real: Real) -> None:
+def test_cidr_and_scope_answers(real: App) -> None:
     _, secret = real.keys.create("ci", Permission.WRITE, None, cidr=["10.0.0.0/8"],
                                  packages=["@acme/*"])  # fmt: skip
     h = real.bearer(secret)
@@ -134,7 +105,7 @@ def test_cidr_and_scope_answers(real: Real) -> None:
     assert inside.status_code == 404  # allowed; the package does not exist
 
 
-def test_every_bad_key_gets_the_same_401(real: Real) -> None:
+def test_every_bad_key_gets_the_same_401(real: App) -> None:
     _, revoked = real.keys.create("rv", Permission.READ, None)
     real.keys.revoke("rv")
     bodies = set()
@@ -145,7 +116,7 @@ def test_every_bad_key_gets_the_same_401(real: Real) -> None:
     assert len(bodies) == 1
 
 
-def test_admin_keys_api_create_list_rotate_revoke(real: Real) -> None:
+def test_admin_keys_api_create_list_rotate_revoke(real: App) -> None:
     r = real.client.simulate_post(
         "/_api/security/keys",
         json={"id": "ci", "permissions": ["read", "write"], "rateLimit": 50,
@@ -241,7 +212,7 @@ def test_forwarded_for_counts_only_behind_a_trusted_proxy(tmp_path: Path) -> Non
     assert spoofed.status_code == 200
 
 
-def test_audit_log_and_metrics(real: Real) -> None:
+def test_audit_log_and_metrics(real: App) -> None:
     real.users.add("aud", PW, Role.PUBLISHER)
     login(real, "aud", remote_addr="127.0.0.1")
     login(real, "aud", "bad password", remote_addr="127.0.0.1")
@@ -263,7 +234,7 @@ def test_audit_log_and_metrics(real: Real) -> None:
     assert real.client.simulate_get("/_api/security/metrics").status_code == 401
 
 
-def test_owners_are_enforced_on_publish_of_new_versions(real: Real) -> None:
+def test_owners_are_enforced_on_publish_of_new_versions(real: App) -> None:
     from tests.npm_builders import publish_body
 
     real.users.add("owner", PW, Role.PUBLISHER)
