@@ -21,6 +21,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Final
 
 from r13core.access import Rule, load_rules
 from r13core.config import Feature
@@ -29,6 +30,10 @@ from r13core.errors import InvalidValue
 from r13core.keys import IPNetwork, parse_cidrs
 from r13core.storage import parse_url
 from r13core.users import Role
+
+
+WORKER_CLASSES: Final = ("gevent", "gthread")
+"""The gunicorn workers r13 runs on (R13_WORKER_CLASS); docs/architecture.md says why gevent."""
 
 
 class SettingsError(InvalidValue):
@@ -109,10 +114,23 @@ class ServerSettings:
     public_url: str = "http://localhost:4873"
     allowed_hosts: tuple[str, ...] = ()
     max_body: int = 100 * 1024 * 1024
+    worker_class: str = "gevent"
+    """gunicorn's worker: ``gevent`` (greenlets, the default) or ``gthread`` (a thread pool)."""
+    worker_connections: int = 1000
+    """Connections one gevent worker serves at once; more wait in the listen queue."""
+    header_timeout_ms: int = 10_000
+    """How long a request line and its headers may take to arrive (gevent worker)."""
+    body_timeout_ms: int = 120_000
+    """How long a whole request body may take to arrive."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ServerSettings:
         """REGISTRY_HOST, REGISTRY_PORT, R13_WORKERS, R13_THREADS, R13_PUBLIC_URL, ..."""
+        worker_class = env.get("R13_WORKER_CLASS", "").strip().lower() or "gevent"
+        if worker_class not in WORKER_CLASSES:
+            raise SettingsError(
+                f"R13_WORKER_CLASS={worker_class!r} must be one of {', '.join(WORKER_CLASSES)}"
+            )
         host = env.get("REGISTRY_HOST", "localhost").strip() or "localhost"
         port = _int(env, "REGISTRY_PORT", 4873, 1, 65535)
         public_url = env.get("R13_PUBLIC_URL", "").strip().rstrip("/")
@@ -133,6 +151,10 @@ class ServerSettings:
             public_url=public_url,
             allowed_hosts=allowed,
             max_body=_int(env, "R13_MAX_BODY", 100 * 1024 * 1024, 1024, 2**40),
+            worker_class=worker_class,
+            worker_connections=_int(env, "R13_WORKER_CONNECTIONS", 1000, 1, 100_000),
+            header_timeout_ms=_int(env, "R13_HEADER_TIMEOUT", 10_000, 1000, 3_600_000),
+            body_timeout_ms=_int(env, "R13_BODY_TIMEOUT", 120_000, 1000, 86_400_000),
         )
 
 
