@@ -31,7 +31,6 @@ from r13core.keys import IPNetwork, parse_cidrs
 from r13core.storage import parse_url
 from r13core.users import Role
 
-
 WORKER_CLASSES: Final = ("gevent", "gthread")
 """The gunicorn workers r13 runs on (R13_WORKER_CLASS); docs/architecture.md says why gevent."""
 
