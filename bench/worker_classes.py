@@ -81,12 +81,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.worker_classes", description=__doc__)
     ab.add_arguments(p, rounds=3, duration=6.0)
     p.add_argument("--paths", default="/small,/-/ping", help="comma-separated GET paths")
+    p.add_argument("--classes", default=",".join(CLASSES), help="the order within a round")
     args = p.parse_args(argv)
     exit_on_sigterm()
 
     def variants(data: Path) -> list[ab.Variant]:
         admin = publish_small(data)
-        return [ab.Variant(c, {"R13_WORKER_CLASS": c}, token=admin) for c in CLASSES]
+        order = [c.strip() for c in args.classes.split(",")]
+        if sorted(order) != sorted(CLASSES):
+            raise HarnessError(f"--classes must name {', '.join(CLASSES)} once each")
+        return [ab.Variant(c, {"R13_WORKER_CLASS": c}, token=admin) for c in order]
 
     summary: dict[str, Any] = {}
     runs: dict[str, list[dict[str, Any]]] = {}
