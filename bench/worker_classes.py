@@ -9,7 +9,9 @@ first and every GET carries the admin key (PRIVATE_REGISTRY on, the default). Pr
 req/s, p99 and the workers' CPU time per request per run, the medians and
 gevent/gthread per path; writes a JSON report. The figures to read are the ratios within
 one run; on a machine other jobs load, CPU per request (user + system time of the worker
-processes over the measured run, divided by its requests) moves least.
+processes over the measured run, divided by its requests) moves least, and the CPU the
+workers got (cores: that time over the run's duration) shows how the scheduler shared the
+machine with the other jobs.
 """
 
 from __future__ import annotations
@@ -71,9 +73,11 @@ def alternate(
             if result["errors"] or not result["requests"]:
                 raise HarnessError(f"{v.label}: {result['errors']} errors: {result}")
             result["cpu_us_per_request"] = round(cpu * 1e6 / result["requests"], 1)
+            result["cpu_cores"] = round(cpu / args.duration, 3)  # the CPU the workers got
             results[v.label].append(result)
             ab.log(f"round {n + 1} {v.label:>8}: {result['rps']:9.1f} req/s, "
-                   f"{result['cpu_us_per_request']:7.1f} us CPU/request")  # fmt: skip
+                   f"{result['cpu_us_per_request']:7.1f} us CPU/request, "
+                   f"{result['cpu_cores']:.2f} cores")  # fmt: skip
     return driver, results
 
 
