@@ -22,7 +22,7 @@ the HTTP part of the request is over (middleware done, the request counted as a 
                 ws.send_text(message) if isinstance(message, str) else ws.send_bytes(message)
             # ws.close_code says why it ended (1000, 1001, 1009, 1006, ...)
 
-``app/wsgi.py`` wraps the falcon app in :meth:`WebSockets.wrap`, which writes
+``app/wsgi.py`` wraps the falcon app in :func:`serve_upgrades`, which writes
 the 101 itself and runs the session on the socket (``env['gunicorn.socket']``),
 then returns gunicorn's ``ALREADY_HANDLED`` so gunicorn writes no second
 response; the socket is shut down first, so gunicorn's keep-alive loop reads
@@ -103,6 +103,7 @@ __all__ = [
     "WebSockets",
     "prepare_bytes",
     "prepare_text",
+    "serve_upgrades",
 ]
 
 log = logging.getLogger("r13.websocket")
@@ -445,7 +446,7 @@ class WebSocket:
 
 @dataclass(frozen=True)
 class _Upgrade:
-    handshake_key: str
+    sockets: WebSockets
     subprotocol: str
     session: Callable[[WebSocket], None]
 
@@ -524,7 +525,7 @@ class WebSockets:
                 "too many WebSocket connections on this worker; retry later",
                 {"Retry-After": "5"},
             )
-        env[_ENV_KEY] = _Upgrade(key, chosen, session)
+        env[_ENV_KEY] = _Upgrade(self, chosen, session)
         resp.status = falcon.HTTP_101
         resp.set_header("Upgrade", "websocket")
         resp.set_header("Connection", "Upgrade")
@@ -532,37 +533,11 @@ class WebSockets:
         resp.set_header("Sec-WebSocket-Protocol", chosen)
         return chosen
 
-    # -- the WSGI wrapper (app/wsgi.py) ------------------------------------------------------
-
-    def wrap(self, app: Callable[..., Any]) -> Callable[..., Any]:
-        """A WSGI app that runs ``app`` and, for a request it accepted, the WebSocket."""
-        from gunicorn.workers.base_async import ALREADY_HANDLED
-
-        def application(env: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-            if "HTTP_UPGRADE" not in env:
-                return app(env, start_response)
-            captured: list[Any] = []
-
-            def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-                captured[:] = [status, headers, exc_info]
-                return lambda _data: None  # nothing may be written before the 101
-
-            body = app(env, capture)
-            upgrade = env.pop(_ENV_KEY, None)
-            if upgrade is None or not captured or not str(captured[0]).startswith("101"):
-                if captured:
-                    start_response(*captured)
-                return body
-            if hasattr(body, "close"):
-                body.close()
-            self._run(env["gunicorn.socket"], captured[0], captured[1], upgrade)
-            return ALREADY_HANDLED
-
-        return application
-
-    def _run(
+    def run(
         self, sock: socket.socket, status: str, headers: list[tuple[str, str]], up: _Upgrade
     ) -> None:
+        """Write the 101 and serve one accepted connection until it ends (the wrapper's
+        part, :func:`serve_upgrades`)."""
         head = [f"HTTP/1.1 {status}"]
         # A 101 has no body: falcon's default content type means nothing here.
         head += [f"{n}: {v}" for n, v in headers if n.lower() not in _NO_BODY_HEADERS]
@@ -602,3 +577,35 @@ class WebSockets:
         self.stopping = True
         for ws in list(self.connections):
             ws.close(CLOSE_GOING_AWAY, "server shutting down")
+
+
+def serve_upgrades(app: Callable[..., Any]) -> Callable[..., Any]:
+    """The WSGI app gunicorn runs (app/wsgi.py): ``app``, and after it, for a request
+    that a route accepted (:meth:`WebSockets.accept`), the WebSocket on its socket."""
+    from gunicorn.workers.base_async import ALREADY_HANDLED
+
+    def application(env: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if "HTTP_UPGRADE" not in env:
+            return app(env, start_response)
+        captured: list[Any] = []
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            captured[:] = [status, headers, exc_info]
+            return _no_write  # nothing may be written before the 101
+
+        body = app(env, capture)
+        upgrade: _Upgrade | None = env.pop(_ENV_KEY, None)
+        if upgrade is None or not captured or not str(captured[0]).startswith("101"):
+            if captured:
+                start_response(*captured)
+            return body
+        if hasattr(body, "close"):
+            body.close()
+        upgrade.sockets.run(env["gunicorn.socket"], captured[0], captured[1], upgrade)
+        return ALREADY_HANDLED
+
+    return application
+
+
+def _no_write(data: bytes) -> None:
+    raise RuntimeError("a WebSocket route wrote a body before its 101")
