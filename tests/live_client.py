@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import socket
 import struct
 import time
@@ -254,3 +255,32 @@ def close_code_of(frames: list[tuple[int, bytes]]) -> int | None:
         if opcode == 0x8:
             return struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
     return None
+
+
+def conforms(value: Any, schema: dict[str, Any]) -> bool:
+    """The subset of JSON Schema r13core/broadcasts.py uses: type, required, enum, pattern."""
+    kinds = schema.get("type")
+    if kinds is not None:
+        allowed = kinds if isinstance(kinds, list) else [kinds]
+        py: dict[str, Any] = {
+            "object": dict,
+            "array": list,
+            "string": str,
+            "number": (int, float),
+            "integer": int,
+            "null": type(None),
+        }
+        if not any(isinstance(value, py[k]) for k in allowed) or isinstance(value, bool):
+            return False
+    if "enum" in schema and value not in schema["enum"]:
+        return False
+    if "pattern" in schema and not re.fullmatch(schema["pattern"], value):
+        return False
+    if isinstance(value, dict):
+        if any(k not in value for k in schema.get("required", [])):
+            return False
+        props = schema.get("properties", {})
+        return all(conforms(v, props[k]) for k, v in value.items() if k in props)
+    if isinstance(value, list) and "items" in schema:
+        return all(conforms(v, schema["items"]) for v in value)
+    return True

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import signal
 import socket
 import struct
@@ -30,6 +29,7 @@ from tests.live_client import (
     Msg,
     client_frame,
     close_code_of,
+    conforms,
     open_live,
     raw_handshake,
     read_server_frames,
@@ -104,36 +104,6 @@ def set_flag(server: Server, bit: int, on: bool) -> bytes:
         return record_of(msg)
     finally:
         admin.close()
-
-
-def conforms(value: Any, schema: dict[str, Any]) -> bool:
-    """The subset of JSON Schema r13core/broadcasts.py uses: type, required, enum, pattern."""
-    kinds = schema.get("type")
-    if kinds is not None:
-        allowed = kinds if isinstance(kinds, list) else [kinds]
-        py: dict[str, Any] = {
-            "object": dict,
-            "array": list,
-            "string": str,
-            "number": (int, float),
-            "integer": int,
-            "null": type(None),
-        }
-        if not any(isinstance(value, py[k]) for k in allowed) or isinstance(value, bool):
-            return False
-    if "enum" in schema and value not in schema["enum"]:
-        return False
-    if "pattern" in schema:
-        if not re.fullmatch(schema["pattern"], value):
-            return False
-    if isinstance(value, dict):
-        if any(k not in value for k in schema.get("required", [])):
-            return False
-        props = schema.get("properties", {})
-        return all(conforms(v, props[k]) for k, v in value.items() if k in props)
-    if isinstance(value, list) and "items" in schema:
-        return all(conforms(v, schema["items"]) for v in value)
-    return True
 
 
 # -- reaching every worker ------------------------------------------------------------------
@@ -604,5 +574,46 @@ def test_shutdown_closes_every_socket_with_1001(tmp_path: Path) -> None:
         srv.proc.send_signal(signal.SIGTERM)
         assert [c.closed_code() for c in clients] == [1001] * len(clients)
         assert srv.proc.wait(timeout=120) == 0
+    finally:
+        srv.stop()
+
+
+# -- keepalive ------------------------------------------------------------------------------
+
+
+def test_a_silent_client_is_pinged_then_closed_and_one_that_answers_stays(
+    tmp_path: Path,
+) -> None:
+    srv = start_server(
+        tmp_path,
+        R13_WORKERS="1",
+        R13_LIVE_PING_INTERVAL="200",
+        R13_LIVE_IDLE_TIMEOUT="1000",
+        R13_LIVE_HEARTBEAT_INTERVAL="3600000",  # only WebSocket pings in this test
+        R13_FEATURE_METRICS="0",  # no samples on the channel either
+    )
+    try:
+        silent, rest = raw_handshake(srv.port, srv.admin_key)
+        frames = read_server_frames(silent, rest)
+        silent.close()
+        assert any(op == 0x9 for op, _ in frames), frames  # pinged first
+        assert close_code_of(frames) == 1011
+
+        talker, rest = raw_handshake(srv.port, srv.admin_key)
+        talker.settimeout(60)
+        buf, pings = bytearray(rest), 0
+        while pings < 8:  # 8 pings at 200 ms is past the 1 s idle limit: answered, it stays
+            chunk = talker.recv(4096)
+            assert chunk, "the server closed a connection that answered its pings"
+            buf += chunk
+            while len(buf) >= 2 and len(buf) >= 2 + (buf[1] & 0x7F):
+                opcode, n = buf[0] & 0x0F, buf[1] & 0x7F
+                payload = bytes(buf[2 : 2 + n])
+                del buf[: 2 + n]
+                assert opcode != 0x8, payload
+                if opcode == 0x9:
+                    pings += 1
+                    talker.sendall(client_frame(0xA, payload))
+        talker.close()
     finally:
         srv.stop()
