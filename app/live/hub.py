@@ -188,7 +188,7 @@ class Hub:
                 now = time.monotonic()
                 if now >= next_events:
                     next_events = now + self.events_interval
-                    for record in cursor.poll(200):
+                    for record in cursor.poll(1000):
                         self._broadcast(record)
                 if now >= next_keys:
                     next_keys = now + 1.0
