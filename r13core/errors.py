@@ -99,3 +99,7 @@ class PayloadTooLarge(R13Error):
 
 class UnsupportedMediaType(R13Error):
     """The body's content type or encoding is not one r13 reads."""
+
+
+class RequestTimeout(R13Error):
+    """The client did not send its whole request in time (a slow or stalled client)."""

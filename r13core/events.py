@@ -59,6 +59,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from r13core import locks
 from r13core.datadir import make_private_dirs, open_private
 
 EVENTS_FILE: Final = "run/events.jsonl"
@@ -165,7 +166,7 @@ class EventLog:
         """Hold the append lock (the thread lock, then the flock); the lock file's fd."""
         with self._thread_lock:
             fd = self._lock_fd()
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            locks.flock(fd, fcntl.LOCK_EX)  # other processes' appends: on the hub
             try:
                 yield fd
             finally:
