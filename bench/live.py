@@ -16,7 +16,7 @@
 4. **memory per open connection**: unique memory (USS) of every worker before and after
    ``--clients`` connections are opened, divided by their number;
 5. **small-packument req/s with ``--clients`` idle sockets open vs none**, in one run:
-   none, open, none again (ABA); the ratio is open / mean(none).
+   ``--rounds`` times none then open, alternated; the ratio of the medians.
 
 Raw sockets rather than a WebSocket library on the client side: the figures are the
 server's, and a library's threads would dominate them. Writes a JSON report.
@@ -330,6 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--events", type=int, default=2000)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--duration", type=float, default=6.0, help="measured s per req/s run")
+    p.add_argument("--rounds", type=int, default=3, help="req/s runs with and without")
     p.add_argument("--warmup", type=float, default=1.0)
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--load-clients", type=int, default=1, help="load processes")
@@ -378,24 +379,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         report["broadcast"] = broadcast_rate(port, token, data, args.broadcast_clients, args.events)
         print(f"broadcast: {report['broadcast']}", flush=True)
 
-        runs: dict[str, Any] = {}
-        runs["none"] = small_packument_rps(server, path, token, args)
-        sockets = open_clients(port, token, args.clients)
-        runs["open"] = small_packument_rps(server, path, token, args)
-        for c in sockets:
-            c.close()
-        time.sleep(0.5)
-        runs["none_again"] = small_packument_rps(server, path, token, args)
-        none = statistics.fmean([runs["none"]["rps"], runs["none_again"]["rps"]])
+        runs: dict[str, list[dict[str, Any]]] = {"none": [], "open": []}
+        for _ in range(args.rounds):  # alternated, so load from elsewhere hits both alike
+            runs["none"].append(small_packument_rps(server, path, token, args))
+            sockets = open_clients(port, token, args.clients)
+            runs["open"].append(small_packument_rps(server, path, token, args))
+            for c in sockets:
+                c.close()
+            time.sleep(0.5)
+        none = statistics.median(r["rps"] for r in runs["none"])
+        opened = statistics.median(r["rps"] for r in runs["open"])
         report["idle_sockets"] = {
             "clients": args.clients,
-            "rps_none": runs["none"]["rps"],
-            "rps_open": runs["open"]["rps"],
-            "rps_none_again": runs["none_again"]["rps"],
-            "ratio_open_over_none": round(runs["open"]["rps"] / none, 3) if none else None,
-            "errors": sum(r["errors"] for r in runs.values()),
+            "rounds": args.rounds,
+            "rps_none": [r["rps"] for r in runs["none"]],
+            "rps_open": [r["rps"] for r in runs["open"]],
+            "median_none": none,
+            "median_open": opened,
+            "ratio_open_over_none": round(opened / none, 3) if none else None,
         }
-        report["scenarios"] = {k: v for k, v in runs.items()}
+        report["scenarios"] = {
+            f"{label}-{i}": run for label, rs in runs.items() for i, run in enumerate(rs)
+        }
         print(f"small packument with idle sockets: {report['idle_sockets']}", flush=True)
     except HarnessError as exc:
         print(f"bench.live: {exc}", file=sys.stderr)
