@@ -321,6 +321,67 @@ def publish_small(server: Running, token: str) -> str:
     return "/" + name
 
 
+def _memory_and_change(
+    server: Running, port: int, token: str, args: argparse.Namespace, report: dict[str, Any]
+) -> None:
+    idle = RawLive(port, token)  # the hub runs from here on: count it in "before"
+    idle.next(is_config)
+    time.sleep(0.5)
+    before = workers_uss(server)
+    clients = open_clients(port, token, args.clients)
+    time.sleep(0.5)
+    after = workers_uss(server)
+    report["memory"] = {
+        "clients": args.clients,
+        "uss_before_bytes": before,
+        "uss_after_bytes": after,
+        "per_connection_kb": round((after - before) / args.clients / 1024, 2),
+    }
+    print(f"memory: {report['memory']}", flush=True)
+    report["change"] = change_fanout(port, token, clients, args.changes)
+    print(f"record change to every client: {report['change']}", flush=True)
+    for c in clients:
+        c.close()
+    idle.close()
+    time.sleep(0.5)
+
+
+def _idle_sockets(
+    server: Running,
+    port: int,
+    token: str,
+    path: str,
+    args: argparse.Namespace,
+    report: dict[str, Any],
+) -> None:
+    runs: dict[str, list[dict[str, Any]]] = {"none": [], "open": []}
+    for _ in range(args.rounds):  # alternated, so load from elsewhere hits both alike
+        runs["none"].append(small_packument_rps(server, path, token, args))
+        sockets = open_clients(port, token, args.clients)
+        runs["open"].append(small_packument_rps(server, path, token, args))
+        for c in sockets:
+            c.close()
+        time.sleep(0.5)
+    none = statistics.median(r["rps"] for r in runs["none"])
+    opened = statistics.median(r["rps"] for r in runs["open"])
+    report["idle_sockets"] = {
+        "clients": args.clients,
+        "rounds": args.rounds,
+        "rps_none": [r["rps"] for r in runs["none"]],
+        "rps_open": [r["rps"] for r in runs["open"]],
+        "median_none": none,
+        "median_open": opened,
+        "ratio_open_over_none": round(opened / none, 3) if none else None,
+    }
+    report["scenarios"] = {
+        f"{label}-{i}": run for label, rs in runs.items() for i, run in enumerate(rs)
+    }
+    print(f"small packument with idle sockets: {report['idle_sockets']}", flush=True)
+
+
+PARTS = ("heartbeat", "memory", "change", "broadcast", "idle")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.live", description=__doc__)
     p.add_argument("--clients", type=int, default=500)
@@ -335,8 +396,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--load-clients", type=int, default=1, help="load processes")
     p.add_argument("--driver", choices=("auto", "python", "wrk"), default="auto")
+    p.add_argument("--parts", default=",".join(PARTS), help="which figures (comma list)")
     p.add_argument("--json", dest="json_out")
     args = p.parse_args(argv)
+    parts = set(args.parts.split(","))
+    if not parts <= set(PARTS):
+        p.error(f"--parts: choose among {', '.join(PARTS)}")
     exit_on_sigterm()
     root = Path(tempfile.mkdtemp(prefix="r13-live-"))
     data = root / "data"
@@ -351,57 +416,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         token = server.token or ""
         path = publish_small(server, token)
-        report["heartbeat"] = heartbeat_rtt(port, token, args.heartbeats)
-        print(f"heartbeat round trip: {report['heartbeat']}", flush=True)
-
-        idle = RawLive(port, token)  # the hub runs from here on: count it in "before"
-        idle.next(is_config)
-        time.sleep(0.5)
-        before = workers_uss(server)
-        clients = open_clients(port, token, args.clients)
-        time.sleep(0.5)
-        after = workers_uss(server)
-        report["memory"] = {
-            "clients": args.clients,
-            "uss_before_bytes": before,
-            "uss_after_bytes": after,
-            "per_connection_kb": round((after - before) / args.clients / 1024, 2),
-        }
-        print(f"memory: {report['memory']}", flush=True)
-
-        report["change"] = change_fanout(port, token, clients, args.changes)
-        print(f"record change to every client: {report['change']}", flush=True)
-        for c in clients:
-            c.close()
-        idle.close()
-        time.sleep(0.5)
-
-        report["broadcast"] = broadcast_rate(port, token, data, args.broadcast_clients, args.events)
-        print(f"broadcast: {report['broadcast']}", flush=True)
-
-        runs: dict[str, list[dict[str, Any]]] = {"none": [], "open": []}
-        for _ in range(args.rounds):  # alternated, so load from elsewhere hits both alike
-            runs["none"].append(small_packument_rps(server, path, token, args))
-            sockets = open_clients(port, token, args.clients)
-            runs["open"].append(small_packument_rps(server, path, token, args))
-            for c in sockets:
-                c.close()
-            time.sleep(0.5)
-        none = statistics.median(r["rps"] for r in runs["none"])
-        opened = statistics.median(r["rps"] for r in runs["open"])
-        report["idle_sockets"] = {
-            "clients": args.clients,
-            "rounds": args.rounds,
-            "rps_none": [r["rps"] for r in runs["none"]],
-            "rps_open": [r["rps"] for r in runs["open"]],
-            "median_none": none,
-            "median_open": opened,
-            "ratio_open_over_none": round(opened / none, 3) if none else None,
-        }
-        report["scenarios"] = {
-            f"{label}-{i}": run for label, rs in runs.items() for i, run in enumerate(rs)
-        }
-        print(f"small packument with idle sockets: {report['idle_sockets']}", flush=True)
+        if "heartbeat" in parts:
+            report["heartbeat"] = heartbeat_rtt(port, token, args.heartbeats)
+            print(f"heartbeat round trip: {report['heartbeat']}", flush=True)
+        if parts & {"memory", "change"}:
+            _memory_and_change(server, port, token, args, report)
+        if "broadcast" in parts:
+            report["broadcast"] = broadcast_rate(
+                port, token, data, args.broadcast_clients, args.events
+            )
+            print(f"broadcast: {report['broadcast']}", flush=True)
+        if "idle" in parts:
+            _idle_sockets(server, port, token, path, args, report)
     except HarnessError as exc:
         print(f"bench.live: {exc}", file=sys.stderr)
         return 2

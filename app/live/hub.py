@@ -22,8 +22,9 @@ announced, and for a loop without inotify). Each time it
   feeds the monitor's WebSocket latency.
 
 Sends never block (app/live/websocket.py): one slow client cannot hold the loop.
-Polling the generation every 2 ms instead cost ~6 % of a core per idle worker
-(bench/RESULTS.md, "The live channel"); the watch costs nothing while nothing happens.
+Polling the generation every few milliseconds instead would wake every worker
+hundreds of times a second with nothing to do; the watch costs nothing while nothing
+happens, and a change still reaches every worker within a millisecond or so.
 """
 
 from __future__ import annotations
