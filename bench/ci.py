@@ -136,7 +136,8 @@ STEPS = [
     Step(
         "the live channel: heartbeats, a change to every client, broadcasts, memory",
         ["-m", "bench.live", "--clients", "40", "--heartbeats", "100", "--changes", "3",
-         "--broadcast-clients", "5", "--events", "50", "--rounds", "1", *SHORT,
+         "--broadcast-clients", "5", "--events", "50", "--rounds", "1",
+         "--idle-cpu-window", "0.5", *SHORT,
          "--json", "{out}/live.json"],
         "live.json",
     ),

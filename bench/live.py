@@ -287,6 +287,18 @@ def workers_uss(server: Running) -> int:
     return sum(p.memory_full_info().uss for p in master.children(recursive=True))
 
 
+def workers_cpu(server: Running, window: float) -> float:
+    """CPU (user + system) of every worker over ``window`` s, in % of one core."""
+    workers = psutil.Process(server.proc.pid).children(recursive=True)
+
+    def total() -> float:
+        return sum(sum(p.cpu_times()[:2]) for p in workers)
+
+    t0, c0 = time.monotonic(), total()
+    time.sleep(window)
+    return (total() - c0) / (time.monotonic() - t0) * 100
+
+
 def small_packument_rps(
     server: Running, path: str, token: str, args: argparse.Namespace
 ) -> dict[str, Any]:
@@ -355,9 +367,12 @@ def _idle_sockets(
     report: dict[str, Any],
 ) -> None:
     runs: dict[str, list[dict[str, Any]]] = {"none": [], "open": []}
+    idle_cpu: dict[str, list[float]] = {"none": [], "open": []}
     for _ in range(args.rounds):  # alternated, so load from elsewhere hits both alike
+        idle_cpu["none"].append(workers_cpu(server, args.idle_cpu_window))
         runs["none"].append(small_packument_rps(server, path, token, args))
         sockets = open_clients(port, token, args.clients)
+        idle_cpu["open"].append(workers_cpu(server, args.idle_cpu_window))
         runs["open"].append(small_packument_rps(server, path, token, args))
         for c in sockets:
             c.close()
@@ -372,6 +387,10 @@ def _idle_sockets(
         "median_none": none,
         "median_open": opened,
         "ratio_open_over_none": round(opened / none, 3) if none else None,
+        # CPU the workers burn with no requests at all, % of one core: what holding the
+        # sockets costs by itself (their heartbeats and monitor samples included).
+        "idle_cpu_percent_none": round(statistics.median(idle_cpu["none"]), 2),
+        "idle_cpu_percent_open": round(statistics.median(idle_cpu["open"]), 2),
     }
     report["scenarios"] = {
         f"{label}-{i}": run for label, rs in runs.items() for i, run in enumerate(rs)
@@ -392,6 +411,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--duration", type=float, default=6.0, help="measured s per req/s run")
     p.add_argument("--rounds", type=int, default=3, help="req/s runs with and without")
+    p.add_argument("--idle-cpu-window", type=float, default=3.0, help="s of idle CPU per run")
     p.add_argument("--warmup", type=float, default=1.0)
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--load-clients", type=int, default=1, help="load processes")

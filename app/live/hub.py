@@ -150,6 +150,11 @@ class Hub:
             if self.metrics is not None:
                 self.metrics.gauge_add(Gauge.WS_CONNECTIONS, -1)
 
+    def send(self, client: LiveClient, frame: Frame) -> None:
+        """Send ``frame`` to one client (an answer, an echo), counted in the monitor."""
+        client.send(frame)
+        self._count_out(1)
+
     def poke(self) -> None:
         """Look at the record now rather than at the next tick (after a local write)."""
         self._poke.set()
