@@ -177,10 +177,15 @@ def refusal(url: str, **kw: Any) -> tuple[int, dict[str, Any]]:
 
 
 def raw_handshake(
-    port: int, key: str, protocol: str = JSON, *, timeout: float = WAIT
+    port: int, key: str, protocol: str = JSON, *, timeout: float = WAIT, rcvbuf: int = 0
 ) -> tuple[socket.socket, bytes]:
-    """A socket past the handshake; (socket, bytes read after the 101's headers)."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    """A socket past the handshake; (socket, bytes read after the 101's headers).
+    ``rcvbuf``: a receive buffer this small (set before connecting)."""
+    s = socket.socket()
+    s.settimeout(timeout)
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.connect(("127.0.0.1", port))
     nonce = base64.b64encode(os.urandom(16)).decode()
     s.sendall(
         (
@@ -197,7 +202,21 @@ def raw_handshake(
         buf += chunk
     head, _, rest = buf.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 101"), head
+    HANDSHAKES[s.fileno()] = head.decode("latin-1")
     return s, rest
+
+
+HANDSHAKES: dict[int, str] = {}
+"""The 101 head of each raw socket by descriptor (for the worker that took it)."""
+
+
+def raw_worker(s: socket.socket) -> str:
+    """The X-R13-Worker of a raw socket's handshake (under DEBUG)."""
+    for line in HANDSHAKES.get(s.fileno(), "").split("\r\n"):
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "x-r13-worker":
+            return value.strip()
+    return ""
 
 
 def client_frame(

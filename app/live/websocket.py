@@ -310,7 +310,7 @@ class WebSocket:
         if self._dead:
             return
         if why:
-            log.info("websocket cut off: %s", why)
+            log.warning("websocket cut off: %s", why)
         self._dead = True
         self._pending.clear()
         if self.close_code is None:

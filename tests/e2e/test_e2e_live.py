@@ -6,6 +6,7 @@ r13's own WebSocket code. Every wait is for a condition, bounded by a generous t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import signal
@@ -33,6 +34,7 @@ from tests.live_client import (
     conforms,
     open_live,
     raw_handshake,
+    raw_worker,
     read_server_frames,
     refusal,
 )
@@ -639,3 +641,42 @@ def test_a_silent_client_is_pinged_then_closed_and_one_that_answers_stays(
         talker.close()
     finally:
         srv.stop()
+
+
+def test_a_client_that_never_reads_is_cut_off_and_holds_no_one_up(server: Server) -> None:
+    reader = open_live(server.url, key=server.admin_key)
+    reader.wait_for(lambda m: m.kind == "config")
+    # A socket on the reader's worker (so one hub sends both the same), with a receive
+    # buffer as small as the kernel allows, never read: what the server sends piles up
+    # in its buffer for that connection until the cap (256 KiB) cuts it off.
+    strays: list[socket.socket] = []
+    deadline = time.monotonic() + 120
+    while True:
+        assert time.monotonic() < deadline, "no socket landed on the reader's worker"
+        stuck, _ = raw_handshake(server.port, server.admin_key, rcvbuf=4096)
+        if raw_worker(stuck) == reader.worker:
+            break
+        strays.append(stuck)
+    for s in strays:
+        s.close()
+    log = EventLog(server.data)
+    filler = "x" * 30000
+    for batch in range(10):  # 200 alerts, 6 MB, to every admin connection
+        for i in range(batch * 20, batch * 20 + 20):
+            log.append("alert", {"event": "raised", "rule": "cpu", "n": i, "filler": filler})
+
+        # Paced by the reader, so no hub falls behind the log's rotation and skips some.
+        def last_of_batch(m: Msg, last: int = batch * 20 + 19) -> bool:
+            return m.kind == "broadcast" and m.fields["event"]["data"].get("n") == last
+
+        got = reader.wait_for(last_of_batch)
+        assert got.fields["event"]["data"]["filler"] == filler
+    reader.close()
+    # The stuck one was cut: reading now drains what the kernel held, then the end.
+    stuck.settimeout(60)
+    with contextlib.suppress(ConnectionResetError):
+        while stuck.recv(1 << 20):
+            pass
+    stuck.close()
+    assert "websocket cut off: send buffer full" in server.log.read_text()
+    assert server.request("GET", "/-/ping")[0] == 200
