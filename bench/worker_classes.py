@@ -9,7 +9,10 @@ first and every GET carries the admin key (PRIVATE_REGISTRY on, the default). Pr
 req/s, p99 and the workers' CPU time per request per run, the medians and
 gevent/gthread per path; writes a JSON report. The figures to read are the ratios within
 one run; on a machine other jobs load, CPU per request (user + system time of the worker
-processes over the measured run, divided by its requests) moves least.
+processes over the measured run, divided by its requests) moves least, and the CPU the
+workers got (cores: that time over the run's duration) and the time their threads spent
+runnable but waiting for a CPU (``queued``, from /proc/<pid>/task/*/schedstat) show how
+the scheduler shared the machine with the other jobs.
 """
 
 from __future__ import annotations
@@ -34,16 +37,18 @@ from bench.servers import exit_on_sigterm, free_port, start_r13
 CLASSES = ("gevent", "gthread")
 
 
-def _workers_cpu(master: int) -> float:
-    """User + system seconds of the master's children (the workers) so far."""
-    total = 0.0
+def _workers_cpu(master: int) -> tuple[float, float]:
+    """(CPU seconds, seconds runnable but waiting for a CPU) of the master's children (the
+    workers) so far, summed over their threads (Linux ``/proc/<pid>/task/*/schedstat``)."""
+    run = wait = 0
     for child in psutil.Process(master).children():
-        try:
-            t = child.cpu_times()
-        except psutil.Error:
-            continue
-        total += t.user + t.system
-    return total
+        for stat in Path(f"/proc/{child.pid}/task").glob("*/schedstat"):
+            try:
+                on_cpu, queued, _ = stat.read_text().split()
+            except (OSError, ValueError):
+                continue  # a thread that just ended
+            run, wait = run + int(on_cpu), wait + int(queued)
+    return run / 1e9, wait / 1e9
 
 
 def alternate(
@@ -63,17 +68,21 @@ def alternate(
                 common = {"concurrency": args.concurrency, "clients": args.clients}
                 if args.warmup > 0:  # outside the CPU count
                     load(driver, target, request, duration=args.warmup, warmup=0, **common)
-                before = _workers_cpu(server.proc.pid)
+                cpu0, queued0 = _workers_cpu(server.proc.pid)
                 result = load(driver, target, request, duration=args.duration, warmup=0, **common)
-                cpu = _workers_cpu(server.proc.pid) - before
+                cpu1, queued1 = _workers_cpu(server.proc.pid)
+                cpu, queued = cpu1 - cpu0, queued1 - queued0
             finally:
                 server.stop()
             if result["errors"] or not result["requests"]:
                 raise HarnessError(f"{v.label}: {result['errors']} errors: {result}")
             result["cpu_us_per_request"] = round(cpu * 1e6 / result["requests"], 1)
+            result["cpu_cores"] = round(cpu / args.duration, 3)  # the CPU the workers got
+            result["queued_s"] = round(queued, 3)  # runnable, waiting for a CPU
             results[v.label].append(result)
             ab.log(f"round {n + 1} {v.label:>8}: {result['rps']:9.1f} req/s, "
-                   f"{result['cpu_us_per_request']:7.1f} us CPU/request")  # fmt: skip
+                   f"{result['cpu_us_per_request']:7.1f} us CPU/request, "
+                   f"{result['cpu_cores']:.2f} cores, {queued:.1f} s queued")  # fmt: skip
     return driver, results
 
 
