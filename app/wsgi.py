@@ -2,6 +2,7 @@
 
 import os
 
+from app.live.websocket import serve_upgrades
 from app.main import create_app
 from app.slow_clients import BodyDeadline
 from r13core.datadir import private_umask
@@ -13,7 +14,10 @@ private_umask()
 
 # Imported in each worker after fork; the worker's parent is the gunicorn master.
 _settings = Settings.from_env()
-application = BodyDeadline(
-    create_app(open_services(_settings), root_pid=os.getppid()),
-    _settings.server.body_timeout_ms / 1000,
+# serve_upgrades (outermost) runs the WebSockets a route accepted (app/live/websocket.py).
+application = serve_upgrades(
+    BodyDeadline(
+        create_app(open_services(_settings), root_pid=os.getppid()),
+        _settings.server.body_timeout_ms / 1000,
+    )
 )

@@ -134,6 +134,14 @@ STEPS = [
         "slow_clients.json",
     ),
     Step(
+        "the live channel: heartbeats, a change to every client, broadcasts, memory",
+        ["-m", "bench.live", "--clients", "40", "--heartbeats", "100", "--changes", "3",
+         "--broadcast-clients", "5", "--events", "50", "--rounds", "1",
+         "--idle-cpu-window", "0.5", *SHORT,
+         "--json", "{out}/live.json"],
+        "live.json",
+    ),
+    Step(
         "package patterns: the old regex vs the automaton, one call each",
         ["-m", "bench.bench_patterns", "--max-repeat", "3",
          "--json", "{out}/bench_patterns.json"],

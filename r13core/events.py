@@ -217,6 +217,14 @@ class EventLog:
         finally:
             os.close(fd)
 
+    def nudge(self) -> None:
+        """Make the log grow by an empty line, which readers skip: whoever watches the
+        file (the live channel's hubs, through inotify) wakes now. For a change that
+        is visible elsewhere already (the 13-byte record in shared memory) and whose
+        own event comes later, after its audit commit (r13core/config_changes.py)."""
+        with self._locked():
+            self._write_line(b"\n")
+
     def last_seq(self) -> int:
         """The number of the last event appended (0 before the first)."""
         with self._locked() as fd:

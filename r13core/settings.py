@@ -11,6 +11,7 @@ that names the variable. The sections:
 * :class:`SecuritySettings` — keys, rate limits, blocks, proxies, access rules;
 * :class:`MonitorSettings` — the sampler and its alert rules;
 * :class:`HousekeepingSettings` — the orphan sweep and the usage counts' flush;
+* :class:`LiveSettings` — the live channel's WebSocket limits and timers;
 * ``features`` — ``R13_FEATURE_<NAME>=0|1`` bits forced on the 13-byte record.
 """
 
@@ -226,6 +227,35 @@ class HousekeepingSettings:
 
 
 @dataclass(frozen=True)
+class LiveSettings:
+    """The live channel's WebSockets (docs/live.md): limits and timers, per worker."""
+
+    max_message: int = 65536
+    ping_interval_ms: int = 20_000
+    idle_timeout_ms: int = 60_000
+    heartbeat_interval_ms: int = 5000
+    max_connections: int = 1000
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> LiveSettings:
+        """R13_LIVE_MAX_MESSAGE, R13_LIVE_PING_INTERVAL, R13_LIVE_IDLE_TIMEOUT,
+        R13_LIVE_HEARTBEAT_INTERVAL, R13_LIVE_MAX_CONNECTIONS."""
+        ping = _int(env, "R13_LIVE_PING_INTERVAL", 20_000, 100, 3_600_000)
+        idle = _int(env, "R13_LIVE_IDLE_TIMEOUT", 60_000, 200, 86_400_000)
+        if idle <= ping:
+            raise SettingsError(
+                f"R13_LIVE_IDLE_TIMEOUT={idle} must be longer than R13_LIVE_PING_INTERVAL={ping}"
+            )
+        return cls(
+            max_message=_int(env, "R13_LIVE_MAX_MESSAGE", 65536, 16, 16 << 20),
+            ping_interval_ms=ping,
+            idle_timeout_ms=idle,
+            heartbeat_interval_ms=_int(env, "R13_LIVE_HEARTBEAT_INTERVAL", 5000, 50, 3_600_000),
+            max_connections=_int(env, "R13_LIVE_MAX_CONNECTIONS", 1000, 1, 100_000),
+        )
+
+
+@dataclass(frozen=True)
 class SecuritySettings:
     """Keys, rate limits, blocks, proxies and access rules (SECURITY_*, R13_*)."""
 
@@ -300,6 +330,7 @@ class Settings:
     security: SecuritySettings = field(default_factory=SecuritySettings)
     monitor: MonitorSettings = field(default_factory=MonitorSettings)
     housekeeping: HousekeepingSettings = field(default_factory=HousekeepingSettings)
+    live: LiveSettings = field(default_factory=LiveSettings)
     features: tuple[tuple[Feature, bool], ...] = ()
     """R13_FEATURE_<NAME>=0|1: bits forced on the record at start, as (flag, on) pairs."""
 
@@ -323,6 +354,7 @@ class Settings:
             security=SecuritySettings.from_env(env),
             monitor=MonitorSettings.from_env(env),
             housekeeping=HousekeepingSettings.from_env(env),
+            live=LiveSettings.from_env(env),
             features=tuple(features),
         )
 
