@@ -99,3 +99,7 @@ class PayloadTooLarge(R13Error):
 
 class UnsupportedMediaType(R13Error):
     """The body's content type or encoding is not one r13 reads."""
+
+
+class TerminalOff(Forbidden):
+    """The record's terminalMode is 0: the terminal is refused (locally and remotely)."""
