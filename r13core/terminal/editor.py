@@ -76,6 +76,7 @@ class LineEditor:
         self.cursor = 0
         self._pending = ""  # an escape sequence not yet complete, or keys after a line
         self._discard = False  # inside an overlong escape sequence, dropped to its end
+        self._queued = False  # _pending holds keys typed after a finished line
         self._after_cr = False  # a CR was the last key: a following LF is the same Enter
         self._hist_index: int | None = None  # None: editing the new line
         self._draft = ""  # the new line, kept while walking the history
@@ -128,6 +129,7 @@ class LineEditor:
         out = Edit()
         data = self._pending + data
         self._pending = ""
+        self._queued = False
         i = 0
         while i < len(data) and not out.eof:
             ch = data[i]
@@ -154,13 +156,14 @@ class LineEditor:
             self._key(ch, out)
             if out.lines:  # one line at a time: its output goes before what follows
                 self._pending = data[i:]
+                self._queued = bool(self._pending)
                 break
         return out
 
     @property
     def waiting(self) -> bool:
         """Whether keystrokes after a finished line wait for the next :meth:`feed`."""
-        return bool(self._pending) and not self._pending.startswith(ESC)
+        return self._queued
 
     def _key(self, ch: str, out: Edit) -> None:
         if ch in "\r\n":
