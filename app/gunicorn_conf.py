@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from gunicorn import util
 
+from app.live.lifecycle import attach_worker
 from r13core.datadir import UMASK, private_umask
 from r13core.settings import Settings
 
@@ -17,8 +19,15 @@ umask = UMASK  # gunicorn's own (the control socket, worker temp files)
 
 bind = [f"{_settings.server.host}:{_settings.server.port}"]
 workers = _settings.server.workers
-threads = _settings.server.threads
-worker_class = "gthread"
+# gevent (the default): one greenlet per connection, so slow and long-lived connections
+# cost a greenlet each, not a thread of a fixed pool (docs/architecture.md, "Server model").
+worker_class = _settings.server.worker_class
+threads = _settings.server.threads  # gthread only
+worker_connections = _settings.server.worker_connections  # gevent only
+# The gevent worker reads each request line and its headers under this timeout (its
+# keep-alive wait for the next request is the same one): a client that trickles header
+# bytes is dropped. gunicorn takes whole seconds.
+keepalive = max(1, math.ceil(_settings.server.header_timeout_ms / 1000))
 preload_app = False  # each worker opens its own storage after fork
 graceful_timeout = 10
 accesslog = None
@@ -45,6 +54,20 @@ def json_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
     util.write_nonblock(sock, head.encode("latin-1") + body)
 
 
+if worker_class == "gevent":
+    import gevent  # gunicorn's master imports it too, for the worker class; it patches nothing
+
+    def post_request(worker: Any, req: Any, environ: Any, resp: Any) -> None:
+        """Give the hub a turn after every response (fairness).
+
+        Without it a connection whose next request is already buffered keeps the hub,
+        and under saturation the others wait: p90 in the hundreds of ms (bench/RESULTS.md).
+        """
+        gevent.sleep(0)
+
+
 def post_fork(server: Any, worker: Any) -> None:
-    """In each worker, gunicorn's parser errors leave as JSON (write_error is their one writer)."""
+    """In each worker, gunicorn's parser errors leave as JSON (write_error is their one writer);
+    the WebSockets watch the worker to close with 1001 when it stops (app/live/lifecycle.py)."""
     util.write_error = json_error
+    attach_worker(worker)

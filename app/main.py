@@ -11,6 +11,10 @@ from app import errors
 from app.auth import Guard
 from app.hosts import HostRebaser
 from app.housekeeping import Housekeeping
+from app.live.channel import LiveChannel
+from app.live.hub import Hub
+from app.live.lifecycle import worker_alive
+from app.live.websocket import WebSockets, WebSocketSettings
 from app.monitoring import Monitoring
 from app.openapi import OpenAPI
 from app.resources import analytics, performance
@@ -28,7 +32,7 @@ from app.resources.security import SecurityBlocks, SecurityKeys, SecurityMetrics
 from app.resources.system import ConfigResource, Ping
 from app.resources.tokens import Tokens
 from app.resources.whoami import Whoami
-from app.security_middleware import SecurityMiddleware
+from app.security_middleware import SecurityMiddleware, own_origins
 from app.service import RegistryService
 from r13core.services import Services
 
@@ -120,6 +124,7 @@ def create_app(
         prefix=r"/(?!-/|_)",
     )
     app.add_sink(PackageMeta(registry, guard, max_body=limit), prefix=PACKAGE_META_PREFIX)
+    app.add_route("/_api/live", live_channel(services, guard, monitoring))
     app.add_route("/_api/openapi.json", OpenAPI())
     performance.add_routes(app, monitoring)
     analytics.add_routes(
@@ -130,3 +135,40 @@ def create_app(
         monitoring.start()
         housekeeping.start()
     return app
+
+
+def live_channel(services: Services, guard: Guard, monitoring: Monitoring) -> LiveChannel:
+    """``GET /_api/live`` (docs/live.md): this worker's WebSockets, its fan-out hub, the
+    channel's resource."""
+    settings = services.settings
+    live = settings.live
+    sockets = WebSockets(
+        WebSocketSettings(
+            max_message=live.max_message,
+            ping_interval=live.ping_interval_ms / 1000,
+            idle_timeout=live.idle_timeout_ms / 1000,
+            max_connections=live.max_connections,
+        ),
+        alive=worker_alive,
+    )
+    channel: LiveChannel
+    hub = Hub(
+        services.config,
+        services.events,
+        authenticate=lambda secret, version: guard.authenticate(secret, version=version),
+        auth_version=services.storage.auth_version,
+        reader=lambda identity, address: channel.reader(identity, address),
+        metrics=monitoring.metrics,
+        heartbeat_interval=live.heartbeat_interval_ms / 1000,
+    )
+    server = settings.server
+    channel = LiveChannel(
+        sockets,
+        hub,
+        guard,
+        services.policy,
+        services.config,
+        services.config_changes,
+        own_origins(server.public_url, server.allowed_hosts),
+    )
+    return channel

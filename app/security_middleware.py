@@ -201,6 +201,7 @@ class SecurityMiddleware:
         self.blocks = services.blocks
         self.storage = services.storage
         self.counters = services.counters
+        self.security_events = services.security_events
         self.strikes = Strikes(
             self.limiter, services.blocks, sec, on_block=self._blocked_now, audit=services.audit
         )
@@ -278,6 +279,7 @@ class SecurityMiddleware:
                 _refuse(resp, falcon.HTTP_429, "the server is busy; retry later")
                 return
             self.counters.add("rate_limited", key)
+            self.security_events.refused("limit", ip, route=route_label(req))
             self._strike(ctx, key, "limit")
             _refuse(resp, falcon.HTTP_429, "too many requests; retry later")
 
@@ -325,6 +327,7 @@ class SecurityMiddleware:
             ctx = None
         key = ctx.client_key if ctx is not None else client_key(ip, self.ipv6_prefix)
         self.counters.add("auth_failures", key)
+        self.security_events.refused("auth_failure", ip)
         self._strike(ctx, key, "auth")
 
     def anomaly(self, key: str, kind: str, *, ctx: Any = None, strike: bool = False) -> None:

@@ -2,6 +2,7 @@
 
 import os
 
+from app.live.websocket import serve_upgrades
 from app.main import create_app
 from r13core.datadir import private_umask
 from r13core.services import open_services
@@ -11,4 +12,5 @@ from r13core.settings import Settings
 private_umask()
 
 # Imported in each worker after fork; the worker's parent is the gunicorn master.
-application = create_app(open_services(Settings.from_env()), root_pid=os.getppid())
+# serve_upgrades runs the WebSockets a route accepted (app/live/websocket.py).
+application = serve_upgrades(create_app(open_services(Settings.from_env()), root_pid=os.getppid()))

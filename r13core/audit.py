@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Final
@@ -28,6 +28,9 @@ from r13core.storage.audit import AUDIT_GENESIS, AuditRecord, AuditStorage
 
 log = logging.getLogger("r13.audit")
 MAX_PAGE: Final = 1000
+
+OnRecord = Callable[[str, str, str, str, Mapping[str, Any]], None]
+"""A hook after each stored audit event: (actor, action, target, ip, detail)."""
 
 
 def _iso(at: float) -> str:
@@ -103,15 +106,27 @@ class Actor:
 class AuditLog:
     """Appends events to storage and pages through them."""
 
-    def __init__(self, db: AuditStorage, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        db: AuditStorage,
+        *,
+        clock: Callable[[], float] = time.time,
+        on_record: OnRecord | None = None,
+    ) -> None:
         self._db = db
         self._clock = clock
+        self.on_record = on_record
+        """Called after each stored event with (actor, action, target, ip, detail): the
+        live channel's broadcasts (r13core/broadcasts.py). Its failures are its own."""
 
     def record(
         self, actor: str, action: str, target: str = "", *, ip: str = "", **detail: Any
     ) -> int:
         """Append one event (e.g. ``("alice", "key.create", "ci-1", ip="10.0.0.1")``)."""
-        return self._db.append_audit(self._clock(), actor, action, target, ip, detail)
+        event_id = self._db.append_audit(self._clock(), actor, action, target, ip, detail)
+        if self.on_record is not None:
+            self.on_record(actor, action, target, ip, detail)
+        return event_id
 
     def record_by(self, actor: Actor, action: str, target: str = "", **detail: Any) -> int:
         """:meth:`record` for ``actor`` (its name and address)."""

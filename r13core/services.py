@@ -21,10 +21,12 @@ from typing import Any
 from r13core.abuse import AbuseControl, Blocklist, SecurityCounters
 from r13core.access import Policy
 from r13core.audit import Actor, AuditLog
+from r13core.broadcasts import AuditBroadcaster, SecurityEvents
 from r13core.config import Config13, ConfigStore
 from r13core.config_changes import ConfigChanges
 from r13core.database import Storage, open_database
 from r13core.datadir import make_private_dirs, secure_data_dir
+from r13core.events import EventLog
 from r13core.identity import Identity, expiry_days
 from r13core.keys import KeyStore
 from r13core.logins import Logins
@@ -113,8 +115,21 @@ class Services:
 
     @cached_property
     def audit(self) -> AuditLog:
-        """The append-only, hash-chained audit log."""
-        return AuditLog(self.storage)
+        """The append-only, hash-chained audit log; each audited change is also
+        broadcast on the live channel (r13core/broadcasts.py)."""
+        return AuditLog(self.storage, on_record=AuditBroadcaster(self.events))
+
+    # -- the live channel's events ------------------------------------------------------
+
+    @cached_property
+    def events(self) -> EventLog:
+        """The events log every worker's live channel tails (r13core/events.py)."""
+        return EventLog(self.data_dir)
+
+    @cached_property
+    def security_events(self) -> SecurityEvents:
+        """Refused requests (bad keys, rate limits) as live events, throttled per client."""
+        return SecurityEvents(self.events)
 
     @cached_property
     def keys(self) -> KeyStore:

@@ -11,6 +11,7 @@ that names the variable. The sections:
 * :class:`SecuritySettings` — keys, rate limits, blocks, proxies, access rules;
 * :class:`MonitorSettings` — the sampler and its alert rules;
 * :class:`HousekeepingSettings` — the orphan sweep and the usage counts' flush;
+* :class:`LiveSettings` — the live channel's WebSocket limits and timers;
 * ``features`` — ``R13_FEATURE_<NAME>=0|1`` bits forced on the 13-byte record.
 """
 
@@ -21,6 +22,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Final
 
 from r13core.access import Rule, load_rules
 from r13core.config import Feature
@@ -29,6 +31,9 @@ from r13core.errors import InvalidValue
 from r13core.keys import IPNetwork, parse_cidrs
 from r13core.storage import parse_url
 from r13core.users import Role
+
+WORKER_CLASSES: Final = ("gevent", "gthread")
+"""The gunicorn workers r13 runs on (R13_WORKER_CLASS); docs/architecture.md says why gevent."""
 
 
 class SettingsError(InvalidValue):
@@ -109,10 +114,23 @@ class ServerSettings:
     public_url: str = "http://localhost:4873"
     allowed_hosts: tuple[str, ...] = ()
     max_body: int = 100 * 1024 * 1024
+    worker_class: str = "gevent"
+    """gunicorn's worker: ``gevent`` (greenlets, the default) or ``gthread`` (a thread pool)."""
+    worker_connections: int = 1000
+    """Connections one gevent worker serves at once; more wait in the listen queue."""
+    header_timeout_ms: int = 10_000
+    """How long a request line and its headers may take to arrive (gevent worker)."""
+    body_timeout_ms: int = 120_000
+    """How long a whole request body may take to arrive."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ServerSettings:
         """REGISTRY_HOST, REGISTRY_PORT, R13_WORKERS, R13_THREADS, R13_PUBLIC_URL, ..."""
+        worker_class = env.get("R13_WORKER_CLASS", "").strip().lower() or "gevent"
+        if worker_class not in WORKER_CLASSES:
+            raise SettingsError(
+                f"R13_WORKER_CLASS={worker_class!r} must be one of {', '.join(WORKER_CLASSES)}"
+            )
         host = env.get("REGISTRY_HOST", "localhost").strip() or "localhost"
         port = _int(env, "REGISTRY_PORT", 4873, 1, 65535)
         public_url = env.get("R13_PUBLIC_URL", "").strip().rstrip("/")
@@ -133,6 +151,10 @@ class ServerSettings:
             public_url=public_url,
             allowed_hosts=allowed,
             max_body=_int(env, "R13_MAX_BODY", 100 * 1024 * 1024, 1024, 2**40),
+            worker_class=worker_class,
+            worker_connections=_int(env, "R13_WORKER_CONNECTIONS", 1000, 1, 100_000),
+            header_timeout_ms=_int(env, "R13_HEADER_TIMEOUT", 10_000, 1000, 3_600_000),
+            body_timeout_ms=_int(env, "R13_BODY_TIMEOUT", 120_000, 1000, 86_400_000),
         )
 
 
@@ -201,6 +223,35 @@ class HousekeepingSettings:
             sweep_interval_ms=_int(env, "R13_SWEEP_INTERVAL", 3_600_000, 100, 2**40),
             sweep_min_age_ms=_int(env, "R13_SWEEP_MIN_AGE", 3_600_000, 0, 2**40),
             usage_flush_interval_ms=_int(env, "R13_USAGE_FLUSH_INTERVAL", 5000, 10, 86_400_000),
+        )
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    """The live channel's WebSockets (docs/live.md): limits and timers, per worker."""
+
+    max_message: int = 65536
+    ping_interval_ms: int = 20_000
+    idle_timeout_ms: int = 60_000
+    heartbeat_interval_ms: int = 5000
+    max_connections: int = 1000
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> LiveSettings:
+        """R13_LIVE_MAX_MESSAGE, R13_LIVE_PING_INTERVAL, R13_LIVE_IDLE_TIMEOUT,
+        R13_LIVE_HEARTBEAT_INTERVAL, R13_LIVE_MAX_CONNECTIONS."""
+        ping = _int(env, "R13_LIVE_PING_INTERVAL", 20_000, 100, 3_600_000)
+        idle = _int(env, "R13_LIVE_IDLE_TIMEOUT", 60_000, 200, 86_400_000)
+        if idle <= ping:
+            raise SettingsError(
+                f"R13_LIVE_IDLE_TIMEOUT={idle} must be longer than R13_LIVE_PING_INTERVAL={ping}"
+            )
+        return cls(
+            max_message=_int(env, "R13_LIVE_MAX_MESSAGE", 65536, 16, 16 << 20),
+            ping_interval_ms=ping,
+            idle_timeout_ms=idle,
+            heartbeat_interval_ms=_int(env, "R13_LIVE_HEARTBEAT_INTERVAL", 5000, 50, 3_600_000),
+            max_connections=_int(env, "R13_LIVE_MAX_CONNECTIONS", 1000, 1, 100_000),
         )
 
 
@@ -279,6 +330,7 @@ class Settings:
     security: SecuritySettings = field(default_factory=SecuritySettings)
     monitor: MonitorSettings = field(default_factory=MonitorSettings)
     housekeeping: HousekeepingSettings = field(default_factory=HousekeepingSettings)
+    live: LiveSettings = field(default_factory=LiveSettings)
     features: tuple[tuple[Feature, bool], ...] = ()
     """R13_FEATURE_<NAME>=0|1: bits forced on the record at start, as (flag, on) pairs."""
 
@@ -302,6 +354,7 @@ class Settings:
             security=SecuritySettings.from_env(env),
             monitor=MonitorSettings.from_env(env),
             housekeeping=HousekeepingSettings.from_env(env),
+            live=LiveSettings.from_env(env),
             features=tuple(features),
         )
 

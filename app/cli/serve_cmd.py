@@ -1,4 +1,4 @@
-"""`r13 serve`: gunicorn with the gthread worker hosting app.wsgi:application.
+"""`r13 serve`: gunicorn (the gevent worker by default) hosting app.wsgi:application.
 
 On first start it creates the data dir, the record, the database and an admin
 key; the key goes to ``<data>/admin.key`` (mode 0600) and is printed once with
@@ -29,7 +29,7 @@ ADMIN_KEY_FILE = "admin.key"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("serve", help="start the registry (gunicorn, gthread workers)")
+    p = sub.add_parser("serve", help="start the registry (gunicorn, gevent workers)")
     p.set_defaults(handler=serve)
 
 

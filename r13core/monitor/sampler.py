@@ -134,6 +134,10 @@ class Sampler(LeaderJob):
             return None
         self.history.append(sample)
         del self.history[: -self.settings.history]
+        try:  # every worker's live channel sends it to its clients (topic "metrics")
+            self.events.append("metrics", sample)
+        except (OSError, ValueError) as exc:
+            log.warning("cannot publish the sample in the events log: %s", exc)
         for event in self.alerts.feed(sample):
             log.warning("alert %s %s: %s", event["event"], event["rule"], event.get("value"))
             try:
