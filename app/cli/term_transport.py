@@ -8,6 +8,7 @@ client.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from typing import Any, Final, Protocol
@@ -83,8 +84,9 @@ class RemoteTransport:
         from websockets.sync.client import connect
 
         target = terminal_url(url)
+        self._stack = contextlib.ExitStack()
         try:
-            self.ws = connect(
+            opening = connect(
                 target,
                 subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
                 additional_headers={"Authorization": f"Bearer {key}"},
@@ -92,6 +94,7 @@ class RemoteTransport:
                 proxy=None,
                 open_timeout=30,
             )
+            self.ws = self._stack.enter_context(opening)
         except InvalidStatus as exc:
             raise TerminalUnavailable(f"{target}: {_refusal(exc.response)}") from None
         except (InvalidHandshake, OSError, TimeoutError) as exc:
@@ -145,7 +148,7 @@ class RemoteTransport:
                 return
 
     def close(self) -> None:
-        self.ws.close()
+        self._stack.close()
 
 
 def _refusal(response: Any) -> str:
