@@ -70,7 +70,9 @@ def test_line_mode_session_completes_enables_debug_saves_and_the_record_changes(
     child.expect("DEBUG off -> on")
     child.expect("r13>")
     assert record(data_dir).has(Feature.DEBUG)
-    child.send("\x1b[A\x1b[A\r")  # up twice: the `enable DEBUG` line from history
+    # ctrl-p twice (history up; one byte each, so no escape sequence can arrive split and
+    # be read as a lone ESC on a loaded machine): the `enable DEBUG` line from history.
+    child.send("\x10\x10\r")
     child.expect("staged: enable DEBUG")
     child.expect("r13>")
     child.send("bogus\r")
@@ -120,6 +122,13 @@ def test_r13_term_reads_a_script_from_a_pipe(data_dir: Path) -> None:
     assert "terminal       line, 40 rows x 80 cols" in done.stdout
     assert record(data_dir).has(Feature.DEBUG) and record(data_dir).rows == 40
     assert "\x1b[" not in done.stdout  # no colour when the output is not a terminal
+
+
+def test_a_script_with_a_failed_command_exits_1(data_dir: Path) -> None:
+    done = r13(data_dir, "term", stdin="enable DEBUG\nsave\nkeys revoke nobody\n")
+    assert done.returncode == 1
+    assert "no key 'nobody'" in done.stdout
+    assert record(data_dir).has(Feature.DEBUG)  # the commands before it ran
 
 
 def test_key_without_url_is_refused(data_dir: Path) -> None:

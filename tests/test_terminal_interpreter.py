@@ -282,9 +282,14 @@ def test_history_lists_the_commands_of_the_session(term: Interpreter) -> None:
     ]
 
 
-def test_clear_and_exit_tell_the_front_end(term: Interpreter) -> None:
+def test_clear_and_exit_tell_the_front_end(services: Services, term: Interpreter) -> None:
     assert term.run("clear").clear
     assert term.run("exit").exit and term.run("quit").exit
+    # Leaving with unsaved edits says they are dropped; nothing is applied.
+    term.run("enable DEBUG")
+    reply = term.run("exit")
+    assert reply.exit and "1 staged edit(s) not saved: dropped" in reply.text
+    assert not services.config.read().has(Feature.DEBUG) and events(services) == []
 
 
 @pytest.mark.parametrize(

@@ -185,6 +185,28 @@ def test_r13_term_over_the_network_enables_debug_and_live_clients_see_it(
     assert any("key:root" in line and "config.change" in line for line in audit.splitlines())
 
 
+def test_r13_term_on_the_server_s_data_dir_reaches_the_live_channel_too(server: Server) -> None:
+    with live(server) as ws:
+        assert not record_on_live(ws, lambda r: True).has(Feature.DEBUG)
+        env = {**os.environ, "TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1"}
+        child = pexpect.spawn(
+            sys.executable, ["-m", "app.cli", "--data", str(server.data), "term"],
+            cwd=str(ROOT), env=env, encoding="utf-8", timeout=WAIT, dimensions=(24, 100),
+        )  # fmt: skip
+        child.expect("r13>")
+        child.send("enable DEBUG\r")
+        child.expect("staged: enable DEBUG")
+        child.expect("r13>")
+        child.send("save\r")
+        child.expect("DEBUG off -> on")
+        assert record_on_live(ws, lambda r: r.has(Feature.DEBUG)).has(Feature.DEBUG)
+        child.send("exit\r")
+        child.expect(pexpect.EOF)
+        child.close()
+    audit = r13(server.data, "security", "audit", "--limit", "3").stdout.splitlines()
+    assert any(" cli " in line and "config.change" in line for line in audit)
+
+
 def test_raw_mode_over_the_network_echoes_and_edits_on_the_server(server: Server) -> None:
     r13(server.data, "config", "set", "terminalMode", "raw")
     child = pexpect.spawn(

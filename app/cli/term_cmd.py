@@ -104,10 +104,13 @@ class Screen:
         self.prompt = "r13> "
         self.more = False
         self.ended = False
+        self.failed = False  # a command answered with an error
 
     def show(self, messages: Iterable[Message]) -> None:
         for m in messages:
             kind = m.get("type")
+            if kind == "output" and m.get("error"):
+                self.failed = True
             if kind == "output" and m.get("text"):
                 text = str(m["text"])
                 if m.get("error") and self.colour:
@@ -138,7 +141,8 @@ class LineFrontEnd:
 
     def run(self, hello: list[Message]) -> int:
         self.screen.show(hello)
-        read = self._prompt_toolkit() if sys.stdin.isatty() else _plain_reader()
+        interactive = sys.stdin.isatty()
+        read = self._prompt_toolkit() if interactive else _plain_reader()
         while not self.screen.ended:
             try:
                 text = read(self.screen.prompt)
@@ -147,7 +151,8 @@ class LineFrontEnd:
             except EOFError:
                 text = "q" if self.screen.more else "exit"
             self.screen.show(self.transport.send({"type": "line", "text": text}))
-        return 0
+        # A script (lines from a pipe) fails when one of its commands failed.
+        return 1 if self.screen.failed and not interactive else 0
 
     def _prompt_toolkit(self) -> Reader:
         from prompt_toolkit import PromptSession

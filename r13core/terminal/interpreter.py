@@ -163,7 +163,7 @@ class Interpreter:
             "packages search": c.packages_search,
             "history": lambda a: self._bare(a, "history") or self._history(),
             "clear": lambda a: self._bare(a, "clear") or Reply(clear=True),
-            "exit": lambda a: self._bare(a, "exit") or Reply(["bye"], exit=True),
+            "exit": lambda a: self._bare(a, "exit") or self._exit(),
         }
 
     @staticmethod
@@ -208,6 +208,13 @@ class Interpreter:
         if first not in self._table:
             raise _Usage(f"unknown command {words[0]!r}; type help for the list")
         return first, words[1:]
+
+    def _exit(self) -> Reply:
+        if not self.staged:
+            return Reply(["bye"], exit=True)
+        count = len(self.staged.edits)
+        self.staged.clear()
+        return Reply([f"{count} staged edit(s) not saved: dropped", "bye"], exit=True)
 
     def _remember(self, text: str) -> None:
         if not self.history or self.history[-1] != text:
