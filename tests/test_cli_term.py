@@ -9,7 +9,6 @@ timeouts; nothing is timed.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,19 +17,13 @@ import pexpect
 import pytest
 
 from r13core.config import Config13, Feature
+from tests.terminal_pty import ROOT, WAIT, spawn_r13
 
 R13 = [sys.executable, "-m", "app.cli"]
-ROOT = Path(__file__).resolve().parent.parent
-WAIT = 60
 
 
 def spawn(data: Path, *args: str) -> pexpect.spawn:
-    env = {**os.environ, "TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1", "R13_DATA": str(data)}
-    child = pexpect.spawn(
-        R13[0], [*R13[1:], "term", *args], cwd=str(ROOT), env=env, encoding="utf-8",
-        timeout=WAIT, dimensions=(24, 100),
-    )  # fmt: skip
-    return child
+    return spawn_r13("term", *args, env={"R13_DATA": str(data)})
 
 
 def r13(data: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:

@@ -87,6 +87,9 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/_api/security/metrics"): "admin",
     ("GET", "/_api/security/audit"): "admin",
     ("GET", "/_api/openapi.json"): "open",
+    # The WebSocket terminal (app/live/terminal.py): admin only, like the admin API; the
+    # in-process client makes no handshake, so an admin gets 426/503, never 401/403.
+    ("GET", "/_dashboard/terminal"): "admin",
     ("GET", "/_api/performance/metrics"): "monitoring",
     ("GET", "/_api/performance/summary"): "monitoring",
     ("GET", "/_api/performance/alerts"): "monitoring",

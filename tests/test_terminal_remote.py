@@ -29,11 +29,9 @@ from websockets.sync.client import ClientConnection, connect
 
 from r13core.config import Config13, Feature
 from tests.ports import NeverAnswered, free_port, wait_until_serving
+from tests.terminal_pty import ROOT, WAIT, spawn_r13
 
 pytestmark = pytest.mark.slow
-
-ROOT = Path(__file__).resolve().parent.parent
-WAIT = 60
 
 
 @dataclass
@@ -161,11 +159,7 @@ def test_r13_term_over_the_network_enables_debug_and_live_clients_see_it(
     for ws in watchers:
         first = record_on_live(ws, lambda r: True)
         assert not first.has(Feature.DEBUG)
-    env = {**os.environ, "TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1"}
-    child = pexpect.spawn(
-        sys.executable, ["-m", "app.cli", "term", "--url", server.url, "--key", server.admin],
-        cwd=str(ROOT), env=env, encoding="utf-8", timeout=WAIT, dimensions=(24, 100),
-    )  # fmt: skip
+    child = spawn_r13("term", "--url", server.url, "--key", server.admin)
     child.expect("r13>")
     child.send("enable DEBUG\r")
     child.expect("staged: enable DEBUG")
@@ -188,11 +182,7 @@ def test_r13_term_over_the_network_enables_debug_and_live_clients_see_it(
 def test_r13_term_on_the_server_s_data_dir_reaches_the_live_channel_too(server: Server) -> None:
     with live(server) as ws:
         assert not record_on_live(ws, lambda r: True).has(Feature.DEBUG)
-        env = {**os.environ, "TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1"}
-        child = pexpect.spawn(
-            sys.executable, ["-m", "app.cli", "--data", str(server.data), "term"],
-            cwd=str(ROOT), env=env, encoding="utf-8", timeout=WAIT, dimensions=(24, 100),
-        )  # fmt: skip
+        child = spawn_r13("--data", str(server.data), "term")
         child.expect("r13>")
         child.send("enable DEBUG\r")
         child.expect("staged: enable DEBUG")
@@ -209,10 +199,7 @@ def test_r13_term_on_the_server_s_data_dir_reaches_the_live_channel_too(server: 
 
 def test_raw_mode_over_the_network_echoes_and_edits_on_the_server(server: Server) -> None:
     r13(server.data, "config", "set", "terminalMode", "raw")
-    child = pexpect.spawn(
-        sys.executable, ["-m", "app.cli", "term", "--url", server.url, "--key", server.admin],
-        cwd=str(ROOT), encoding="utf-8", timeout=WAIT, dimensions=(24, 100),
-    )  # fmt: skip
+    child = spawn_r13("term", "--url", server.url, "--key", server.admin)
     child.expect_exact("r13> ")
     child.send("enabel\x7f\x7fle DEBUG\x01\x1b[C\x05\r")
     child.expect_exact("staged: enable DEBUG")

@@ -37,6 +37,7 @@ log = logging.getLogger("r13.terminal")
 
 SUBPROTOCOL = "r13.term.v1"
 POLICY_VIOLATION = 1008
+INTERNAL_ERROR = 1011
 
 
 class TerminalResource:
@@ -82,7 +83,15 @@ class TerminalResource:
             except ValueError:
                 _send(ws, [{"type": "error", "text": "a message is one JSON object"}])
                 continue
-            _send(ws, session.receive(decoded))
+            try:
+                answer = session.receive(decoded)
+            except Exception:  # a fault of r13's (storage, disk), never of the input
+                log.exception("terminal session of %s failed", session.interpreter.actor.name)
+                _send(ws, [{"type": "bye", "reason": "internal error (see the server log)"}])
+                ws.close(INTERNAL_ERROR, "internal error")
+                _drain(ws)
+                break
+            _send(ws, answer)
             if session.closed:
                 ws.close(1000, "bye")
                 _drain(ws)

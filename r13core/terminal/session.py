@@ -195,8 +195,9 @@ class TerminalSession:
             edit = self.editor.feed(data)
             data = ""
             screen += edit.echo
-            if edit.eof:
-                return [_screen(screen + "bye\r\n"), *self._bye("end of input")]
+            if edit.eof:  # ctrl-d on an empty line: as `exit` (unsaved edits are named)
+                screen += self._show(self.interpreter.run("exit"))
+                return [_screen(screen), *self._bye("end of input")]
             if not edit.lines:
                 break
             reply = self.interpreter.run(edit.lines[0])
