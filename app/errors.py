@@ -28,6 +28,7 @@ STATUS_OF: list[tuple[type[Exception], str]] = [
     (errors.PayloadTooLarge, falcon.HTTP_413),
     (errors.UnsupportedMediaType, falcon.HTTP_415),
     (errors.LimiterFull, falcon.HTTP_429),
+    (errors.RequestTimeout, falcon.HTTP_408),
 ]
 
 

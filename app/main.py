@@ -167,6 +167,9 @@ def live_channel(services: Services, guard: Guard, monitoring: Monitoring) -> Li
         metrics=monitoring.metrics,
         heartbeat_interval=live.heartbeat_interval_ms / 1000,
     )
+    # A change made in this worker reaches its own clients before it is even durable,
+    # like every request here already sees it (the other workers wake on the events log).
+    services.config_changes.on_applied(hub.check_record)
     server = settings.server
     channel = LiveChannel(
         sockets,

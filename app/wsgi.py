@@ -4,6 +4,7 @@ import os
 
 from app.live.websocket import serve_upgrades
 from app.main import create_app
+from app.slow_clients import BodyDeadline
 from r13core.datadir import private_umask
 from r13core.services import open_services
 from r13core.settings import Settings
@@ -12,5 +13,11 @@ from r13core.settings import Settings
 private_umask()
 
 # Imported in each worker after fork; the worker's parent is the gunicorn master.
-# serve_upgrades runs the WebSockets a route accepted (app/live/websocket.py).
-application = serve_upgrades(create_app(open_services(Settings.from_env()), root_pid=os.getppid()))
+_settings = Settings.from_env()
+# serve_upgrades (outermost) runs the WebSockets a route accepted (app/live/websocket.py).
+application = serve_upgrades(
+    BodyDeadline(
+        create_app(open_services(_settings), root_pid=os.getppid()),
+        _settings.server.body_timeout_ms / 1000,
+    )
+)

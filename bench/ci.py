@@ -122,6 +122,26 @@ STEPS = [
         "revisions.json",
     ),
     Step(
+        "gevent worker vs gthread worker through gunicorn",
+        ["-m", "bench.worker_classes", "--paths", "/-/ping", "--rounds", "1", *SHORT,
+         "--clients", "1", "--json", "{out}/worker_classes.json"],
+        "worker_classes.json",
+    ),
+    Step(
+        "ping while slow clients trickle headers, gevent vs gthread",
+        ["-m", "bench.slow_clients", "--connections", "8", "--duration", "1",
+         "--ping-timeout", "2", "--json", "{out}/slow_clients.json"],
+        "slow_clients.json",
+    ),
+    Step(
+        "the live channel: heartbeats, a change to every client, broadcasts, memory",
+        ["-m", "bench.live", "--clients", "40", "--heartbeats", "100", "--changes", "3",
+         "--broadcast-clients", "5", "--events", "50", "--rounds", "1",
+         "--idle-cpu-window", "0.5", *SHORT,
+         "--json", "{out}/live.json"],
+        "live.json",
+    ),
+    Step(
         "package patterns: the old regex vs the automaton, one call each",
         ["-m", "bench.bench_patterns", "--max-repeat", "3",
          "--json", "{out}/bench_patterns.json"],

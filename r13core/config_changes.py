@@ -15,11 +15,14 @@ made each bit). The record itself and its C core are in r13core/config.py.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Final
 
 from r13core.audit import Actor, AuditLog
 from r13core.config import Config13, ConfigStore, Feature
+
+log = logging.getLogger("r13.config")
 
 TARGET: Final = "config.r13"
 
@@ -30,10 +33,23 @@ class ConfigChanges:
     def __init__(self, store: ConfigStore, audit: AuditLog) -> None:
         self.store = store
         self.audit = audit
+        self._announcers: list[Callable[[], None]] = []
+
+    def on_applied(self, announce: Callable[[], None]) -> None:
+        """Call ``announce()`` as soon as a change is in the shared record, before it is
+        made durable and audited (an fsync and a database commit later): the live
+        channel tells its clients then (r13core/services.py, app/main.py)."""
+        self._announcers.append(announce)
 
     def _change(self, actor: Actor, apply: Callable[[], Config13]) -> Config13:
         old = self.store.read_bytes()
         new = apply()
+        if new.to_bytes() != old:
+            for announce in self._announcers:
+                try:
+                    announce()
+                except Exception:  # the change stands; the hubs still see it on their tick
+                    log.exception("could not announce a record change")
         self.store.save()
         raw = new.to_bytes()
         if raw != old:

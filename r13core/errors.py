@@ -103,3 +103,7 @@ class UnsupportedMediaType(R13Error):
 
 class TerminalOff(Forbidden):
     """The record's terminalMode is 0: the terminal is refused (locally and remotely)."""
+
+
+class RequestTimeout(R13Error):
+    """The client did not send its whole request in time (a slow or stalled client)."""

@@ -59,6 +59,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from r13core import locks
 from r13core.datadir import make_private_dirs, open_private
 
 EVENTS_FILE: Final = "run/events.jsonl"
@@ -165,7 +166,7 @@ class EventLog:
         """Hold the append lock (the thread lock, then the flock); the lock file's fd."""
         with self._thread_lock:
             fd = self._lock_fd()
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            locks.flock(fd, fcntl.LOCK_EX)  # other processes' appends: on the hub
             try:
                 yield fd
             finally:
@@ -215,6 +216,14 @@ class EventLog:
             self._after_mine = (st.st_ino, st.st_size + len(line))
         finally:
             os.close(fd)
+
+    def nudge(self) -> None:
+        """Make the log grow by an empty line, which readers skip: whoever watches the
+        file (the live channel's hubs, through inotify) wakes now. For a change that
+        is visible elsewhere already (the 13-byte record in shared memory) and whose
+        own event comes later, after its audit commit (r13core/config_changes.py)."""
+        with self._locked():
+            self._write_line(b"\n")
 
     def last_seq(self) -> int:
         """The number of the last event appended (0 before the first)."""

@@ -39,10 +39,10 @@ from __future__ import annotations
 
 import json
 import struct
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from enum import IntEnum
+from threading import get_native_id as _thread_id
 from typing import Any, TypeAlias, TypeVar
 
 from r13core import _ffi
@@ -238,11 +238,16 @@ _SERVER = Direction.FROM_SERVER
 
 # ---- the C path ------------------------------------------------------------
 
-# Allocating structs and buffers costs more than the C call itself, so each
+# Allocating structs and buffers costs more than the C call itself, so each OS
 # thread keeps one set (cffi releases the GIL around C calls: threads must not
-# share them). The encoder's frame points at `inbuf` for good; payloads are
-# copied in by slice assignment, which is cheaper than ffi.from_buffer().
-_tls = threading.local()
+# share them). Keyed by the OS thread's id, not by threading.local: under gevent's
+# monkey-patching threading.local is per greenlet, and the live channel's greenlet
+# per connection would each hold 128 KB of buffers. Greenlets of one thread may
+# share a set: none can switch inside encode() or decode() (no I/O, no yield).
+# The encoder's frame points at `inbuf` for good; payloads are copied in by slice
+# assignment, which is cheaper than ffi.from_buffer().
+_SCRATCH: dict[int, _Scratch] = {}
+_SCRATCH_MAX = 1024  # thread ids are reused; a process with more threads starts over
 
 
 class _Scratch:
@@ -260,7 +265,9 @@ class _Scratch:
 
 
 def _new_scratch() -> _Scratch:
-    scratch = _tls.scratch = _Scratch()
+    if len(_SCRATCH) >= _SCRATCH_MAX:
+        _SCRATCH.clear()
+    scratch = _SCRATCH[_thread_id()] = _Scratch()
     return scratch
 
 
@@ -271,9 +278,8 @@ def encode(frame: Frame) -> bytes:
     :class:`~r13core.errors.InvalidValue` for a frame that would not decode
     (see the module docstring for which).
     """
-    try:
-        s = _tls.scratch
-    except AttributeError:
+    s = _SCRATCH.get(_thread_id())
+    if s is None:
         s = _new_scratch()
     f = s.enc
     cls = type(frame)
@@ -338,9 +344,8 @@ def decode(data: bytes, direction: Direction) -> Frame:
     """
     if type(data) is not bytes:
         data = bytes(data)
-    try:
-        s = _tls.scratch
-    except AttributeError:
+    s = _SCRATCH.get(_thread_id())
+    if s is None:
         s = _new_scratch()
     out = s.dec
     try:

@@ -14,6 +14,9 @@ Two jobs, both built on the kernel dropping a lock when its holder dies:
   committed row refers to, whatever its age) only if it gets the lock
   exclusively, i.e. when no other server process of the data dir is alive.
 
+And one helper every other flock of r13 goes through: :func:`flock` waits for a
+contended lock without blocking gevent's hub (r13core/cooperative.py says why).
+
 flock locks belong to an open file description, not to a process or a
 thread: two opens of the same file compete even inside one process, and a
 description shared through ``fork`` or ``exec`` keeps its lock for every
@@ -31,11 +34,42 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
+from r13core import cooperative
 from r13core.datadir import open_private
 
 log = logging.getLogger("r13.locks")
 
 INSTANCE_LOCK: Final = ".r13-instance.lock"
+FIRST_PAUSE: Final = 0.001
+"""Seconds between the first two attempts of a contended :func:`flock` under gevent."""
+LONGEST_PAUSE: Final = 0.05
+"""The pause doubles up to this, so a lock freed after a long hold is noticed within it."""
+
+
+def flock(fd: int, operation: int) -> None:
+    """``fcntl.flock(fd, operation)`` (LOCK_SH or LOCK_EX) without blocking gevent's hub.
+
+    An uncontended lock costs one non-blocking attempt, as a blocking call would.
+    A contended one, under gevent, is retried after a cooperative sleep (other
+    greenlets run meanwhile, maybe the one holding the lock through another
+    descriptor of this process); in plain threads it waits in the kernel.
+    """
+    try:
+        fcntl.flock(fd, operation | fcntl.LOCK_NB)
+        return
+    except BlockingIOError:
+        pass
+    if not cooperative.patched():
+        fcntl.flock(fd, operation)
+        return
+    pause = FIRST_PAUSE
+    while True:
+        time.sleep(pause)  # patched: a turn of the hub
+        try:
+            fcntl.flock(fd, operation | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pause = min(pause * 2, LONGEST_PAUSE)
 
 
 class Leader:
@@ -190,8 +224,12 @@ class InstanceLock:
         return True
 
     def shared(self) -> None:
-        """Hold the lock shared (waits while another process holds it exclusively)."""
-        fcntl.flock(self._open(), fcntl.LOCK_SH)
+        """Hold the lock shared (waits while another process holds it exclusively).
+
+        ``r13 serve`` holds it exclusively for its start-up sweep: a worker waits on
+        gevent's hub then, not in the kernel (r13core/cooperative.py).
+        """
+        flock(self._open(), fcntl.LOCK_SH)
 
     def keep_across_exec(self) -> None:
         """Let a program this process execs (gunicorn) inherit the descriptor, and the lock."""

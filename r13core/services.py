@@ -84,7 +84,9 @@ class Services:
     @cached_property
     def config_changes(self) -> ConfigChanges:
         """Audited changes of the record (the CLI, the terminal, the live channel)."""
-        return ConfigChanges(self.config, self.audit)
+        changes = ConfigChanges(self.config, self.audit)
+        changes.on_applied(self.events.nudge)  # every worker's live channel wakes at once
+        return changes
 
     # -- packages -----------------------------------------------------------------------
 

@@ -217,3 +217,14 @@ def test_only_the_events_module_opens_the_events_log() -> None:
         if "events.jsonl" in path.read_text()
     )
     assert openers == ["r13core/events.py"]
+
+
+def test_a_nudge_grows_the_log_but_is_no_event(tmp_path: Path) -> None:
+    log = EventLog(tmp_path)
+    log.append("alert", {"n": 1})
+    cursor = log.cursor(0)
+    size = (tmp_path / EVENTS_FILE).stat().st_size
+    log.nudge()
+    assert (tmp_path / EVENTS_FILE).stat().st_size > size  # a watcher of the file wakes
+    log.append("alert", {"n": 2})
+    assert [(e.seq, e.data["n"]) for e in cursor.poll()] == [(1, 1), (2, 2)]

@@ -129,19 +129,21 @@ class LiveChannel:
         try:
             frame = self._decode(client, message)
         except InvalidValue as exc:
-            client.send(ErrorFrame(ErrorCode.INVALID_VALUE, str(exc)))
+            self.hub.send(client, ErrorFrame(ErrorCode.INVALID_VALUE, str(exc)))
             return
         except FrameError as exc:
-            client.send(ErrorFrame(ErrorCode.MALFORMED, str(exc)))
+            self.hub.send(client, ErrorFrame(ErrorCode.MALFORMED, str(exc)))
             return
         if isinstance(frame, Heartbeat):
             if not self.hub.heartbeat_echoed(client, frame):
-                client.send(frame)
+                self.hub.send(client, frame)
             return
         if isinstance(frame, ConfigWrite | FeatureToggle):
             self._write(client, frame)
             return
-        client.send(ErrorFrame(ErrorCode.UNSUPPORTED, "a client does not send this frame"))
+        self.hub.send(
+            client, ErrorFrame(ErrorCode.UNSUPPORTED, "a client does not send this frame")
+        )
 
     def _decode(self, client: LiveClient, message: str | bytes) -> Frame:
         if client.binary:
@@ -158,7 +160,9 @@ class LiveChannel:
                 client.identity, Action.ADMIN, private=True, client_ip=client.address
             )
         except (Forbidden, Unauthorized) as exc:
-            client.send(ErrorFrame(ErrorCode.FORBIDDEN, f"changing the record needs: {exc}"))
+            self.hub.send(
+                client, ErrorFrame(ErrorCode.FORBIDDEN, f"changing the record needs: {exc}")
+            )
             return
         actor = Actor(client.identity.username, client.address)
         before = self.store.generation()
@@ -168,16 +172,16 @@ class LiveChannel:
             else:
                 self.changes.set_feature(actor, frame.bit, frame.on)
         except InvalidValue as exc:
-            client.send(ErrorFrame(ErrorCode.INVALID_VALUE, str(exc)))
+            self.hub.send(client, ErrorFrame(ErrorCode.INVALID_VALUE, str(exc)))
             return
         except R13Error as exc:
             log.error("live config write failed: %s", exc)
-            client.send(ErrorFrame(ErrorCode.INTERNAL, "the record could not be written"))
+            self.hub.send(client, ErrorFrame(ErrorCode.INTERNAL, "the record could not be written"))
             return
         if self.store.generation() == before:
             # Nothing moved (the bytes were already so): the writer still gets an answer.
             generation, raw = self.store.snapshot()
-            client.send(frames.ConfigState(generation & 0xFFFFFFFF, raw))
+            self.hub.send(client, frames.ConfigState(generation & 0xFFFFFFFF, raw))
         self.hub.poke()
 
 

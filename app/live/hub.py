@@ -1,13 +1,17 @@
 """One greenlet per worker that fans the live state out to that worker's connections.
 
-While the worker has live-channel clients, :class:`Hub` runs one loop that
+While the worker has live-channel clients, :class:`Hub` runs one loop. It wakes
+when the events log grows (an inotify watch through the gevent loop's stat
+watcher: every audited record change, publish or block appends there, in any
+process), when a connection of this worker wrote the record (:meth:`Hub.poke`),
+and at the latest every ``interval`` s (50 ms: the fallback for a change nothing
+announced, and for a loop without inotify). Each time it
 
-- reads the record's generation every ``generation_interval`` s (a seqlock read
-  in shared memory, ~0.2 µs): when it moved — a change made by any worker, the
-  CLI or the terminal — every client gets the new record (0x01), encoded once
-  per subprotocol;
-- tails the events log (r13core/events.py) every ``events_interval`` s: each
-  event becomes a broadcast (0x05) to the clients allowed to see its topic
+- reads the record's generation (a seqlock read in shared memory, ~0.2 µs): when
+  it moved — a change made by any worker, the CLI or the terminal — every client
+  gets the new record (0x01), encoded once per subprotocol;
+- tails the events log (r13core/events.py; one ``stat`` when nothing is new):
+  each event becomes a broadcast (0x05) to the clients allowed to see its topic
   (r13core/broadcasts.py: admin-only topics, package events only for packages
   the key may read);
 - watches the identity storage's change signal (an 8-byte read) and, once a
@@ -18,6 +22,9 @@ While the worker has live-channel clients, :class:`Hub` runs one loop that
   feeds the monitor's WebSocket latency.
 
 Sends never block (app/live/websocket.py): one slow client cannot hold the loop.
+Polling the generation every few milliseconds instead would wake every worker
+hundreds of times a second with nothing to do; the watch costs nothing while nothing
+happens, and a change still reaches every worker within a millisecond or so.
 """
 
 from __future__ import annotations
@@ -104,8 +111,7 @@ class Hub:
         auth_version: Callable[[], object],
         reader: Callable[[KeyInfo, str], Callable[[str], bool]],
         metrics: Metrics | None = None,
-        generation_interval: float = 0.002,
-        events_interval: float = 0.05,
+        interval: float = 0.05,
         heartbeat_interval: float = 5.0,
     ) -> None:
         self.store = store
@@ -114,8 +120,7 @@ class Hub:
         self.auth_version = auth_version
         self.reader = reader
         self.metrics = metrics
-        self.generation_interval = generation_interval
-        self.events_interval = events_interval
+        self.interval = interval
         self.heartbeat_interval = heartbeat_interval
         self.clients: set[LiveClient] = set()
         self._loop: gevent.Greenlet[Any, Any] | None = None
@@ -144,6 +149,11 @@ class Hub:
             self.clients.discard(client)
             if self.metrics is not None:
                 self.metrics.gauge_add(Gauge.WS_CONNECTIONS, -1)
+
+    def send(self, client: LiveClient, frame: Frame) -> None:
+        """Send ``frame`` to one client (an answer, an echo), counted in the monitor."""
+        client.send(frame)
+        self._count_out(1)
 
     def poke(self) -> None:
         """Look at the record now rather than at the next tick (after a local write)."""
@@ -177,33 +187,52 @@ class Hub:
     # -- the loop -------------------------------------------------------------------------
 
     def _run(self, cursor: EventCursor) -> None:
+        watch = self._watch_events()
         auth = self.auth_version()
         now = time.monotonic()
-        next_events = now + self.events_interval
         next_keys = now + 1.0
         next_beat = now + self.heartbeat_interval
-        while self.clients:
-            try:
-                self._check_record()
-                now = time.monotonic()
-                if now >= next_events:
-                    next_events = now + self.events_interval
-                    for record in cursor.poll(200):
+        try:
+            while self.clients:
+                try:
+                    self.check_record()
+                    for record in cursor.poll(1000):
                         self._broadcast(record)
-                if now >= next_keys:
-                    next_keys = now + 1.0
-                    version = self.auth_version()
-                    self._check_keys(version, changed=version != auth)
-                    auth = version
-                if now >= next_beat:
-                    next_beat = now + self.heartbeat_interval
-                    self._send_heartbeats()
-            except Exception:
-                log.exception("live channel fan-out failed; carrying on")
-            self._poke.wait(self.generation_interval)
-            self._poke.clear()
+                    now = time.monotonic()
+                    if now >= next_keys:
+                        next_keys = now + 1.0
+                        version = self.auth_version()
+                        self._check_keys(version, changed=version != auth)
+                        auth = version
+                    if now >= next_beat:
+                        next_beat = now + self.heartbeat_interval
+                        self._send_heartbeats()
+                except Exception:
+                    log.exception("live channel fan-out failed; carrying on")
+                self._poke.wait(self.interval)
+                self._poke.clear()
+        finally:
+            if watch is not None:
+                watch.stop()
 
-    def _check_record(self) -> None:
+    def _watch_events(self) -> Any:
+        """An inotify-backed stat watcher on the events log that pokes the loop (None if
+        this gevent loop has none: the interval alone then paces the loop)."""
+        stat = getattr(gevent.get_hub().loop, "stat", None)
+        if stat is None:
+            return None
+        try:
+            watch = stat(str(self.events.path), 0.0)
+            watch.start(self._poke.set)
+        except (OSError, ValueError, TypeError) as exc:
+            log.info("no watch on the events log (%s): polling every %g s", exc, self.interval)
+            return None
+        return watch
+
+    def check_record(self) -> None:
+        """Send the record to every client if its generation moved (never blocks)."""
+        if not self.clients:
+            return
         generation, raw = self.store.snapshot()
         if generation == self._generation:
             return

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Protocol
 
+from r13core import locks
 from r13core.datadir import FILE_MODE, make_private_dirs, open_private
 from r13core.errors import InvalidValue, R13Error
 
@@ -225,7 +226,9 @@ class FileBlobStore(BlobStore):
         # description, so threads sharing one would release each other's lock.
         fd = open_private(self._lock_path)
         try:
-            fcntl.flock(fd, mode)
+            # A sweep holds it for a while: wait on the hub, not in the kernel (a
+            # publish of this very worker may hold it shared, waiting for its turn).
+            locks.flock(fd, mode)
             yield
         finally:
             os.close(fd)

@@ -21,6 +21,7 @@ import threading
 from pathlib import Path
 from typing import Final, Protocol
 
+from r13core import locks
 from r13core.datadir import open_private
 
 
@@ -66,7 +67,7 @@ class FileChangeSignal(ChangeSignal):
             if self._pid != os.getpid() or self._map is None:
                 # After fork, an inherited descriptor would share its flock with the parent.
                 fd = open_private(self.path)
-                fcntl.flock(fd, fcntl.LOCK_EX)
+                locks.flock(fd, fcntl.LOCK_EX)
                 try:
                     if os.fstat(fd).st_size < _U64.size:
                         os.ftruncate(fd, _U64.size)
@@ -87,7 +88,7 @@ class FileChangeSignal(ChangeSignal):
     def bump(self) -> None:
         """Add one to the counter (wrapping at 2**64) under an exclusive lock."""
         mapped = self._open()
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        locks.flock(self._fd, fcntl.LOCK_EX)  # held for one 8-byte add
         try:
             _U64.pack_into(mapped, 0, (_U64.unpack_from(mapped)[0] + 1) & (2**64 - 1))
         finally:

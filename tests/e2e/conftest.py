@@ -1,4 +1,4 @@
-"""A real r13 (`r13 serve`: gunicorn, gthread, 2 workers) on a free port, and client sandboxes."""
+"""A real r13 (`r13 serve`: gunicorn, gevent worker, 2 workers) on a free port; client sandboxes."""
 
 from __future__ import annotations
 

@@ -1,13 +1,28 @@
 """One SQLite file: its connections and the one write-transaction helper.
 
-Connections are opened lazily, one per (process, thread): gunicorn forks
+Connections are opened lazily, one per (process, OS thread): gunicorn forks
 workers after the app may have been built, and a SQLite connection must not
 cross a fork, so a pid change opens a fresh one; gthread workers run several
-threads, each with its own connection. WAL mode with ``synchronous=FULL``: a
-committed change survives a power cut. Every write goes through
-:meth:`SQLiteDatabase._transaction`, which starts with ``BEGIN IMMEDIATE`` so
-two writers never both read-then-upgrade (SQLite serialises writers itself;
-``busy_timeout`` makes one wait for the other instead of failing at once).
+threads, each with its own connection. Under the gevent worker every greenlet
+of the worker shares its one OS thread's connection (r13core/cooperative.py):
+not one per client connection (an open SQLite connection holds three
+descriptors; a worker holds up to R13_WORKER_CONNECTIONS clients). WAL mode
+with ``synchronous=FULL``: a committed change survives a power cut.
+
+Every write goes through :meth:`SQLiteDatabase._transaction`, which starts with
+``BEGIN IMMEDIATE`` so two writers never both read-then-upgrade. Writers of one
+process first take the process's write gate, a ``threading.RLock`` (a gevent
+lock when gevent has patched the worker): a second writer waits there, on the
+hub, never inside SQLite, whose busy handler sleeps in C and would stop every
+greenlet of the worker until the first writer (which it keeps from running)
+gives up at the busy timeout. Writers of other processes are waited for by
+SQLite's busy handler under threads, and by non-blocking attempts with a
+cooperative sleep between them under gevent. The rule that makes the shared
+connection and the gate safe: nothing inside a write transaction may yield to
+the hub (no socket I/O, no sleep, no wait on a lock another greenlet may hold).
+Request bodies are read, tarballs written and fsynced, before the transaction
+begins; listeners and the audit event run after it commits.
+tests/test_gevent_safety.py runs the writes under a greenlet switch tracer.
 
 Each concern's SQLite class (r13core/storage/sqlite/packages.py, identity.py,
 ...) is a :class:`SQLiteDatabase`; r13core/storage/sqlite/__init__.py composes
@@ -17,6 +32,7 @@ them into one :class:`~r13core.storage.sqlite.SQLiteStorage`.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -26,10 +42,13 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Final
 
+from r13core import cooperative
 from r13core.datadir import FILE_MODE, narrow_file
 from r13core.storage.packages import JSONDict
 from r13core.storage.signals import ChangeSignal
 from r13core.storage.sqlite.migrations import migrate
+
+log = logging.getLogger("r13.storage")
 
 # SQLite's default limit of host parameters per statement is 999 (older builds).
 _CHUNK: Final = 500
@@ -49,9 +68,17 @@ def chunks(values: Iterable[str]) -> Iterator[tuple[list[str], str]]:
 
 
 @contextmanager
-def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` on ``conn``; ``ROLLBACK`` on any exception."""
-    conn.execute("BEGIN IMMEDIATE")
+def immediate(
+    conn: sqlite3.Connection, begin: Callable[[], object] | None = None
+) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` on ``conn``; ``ROLLBACK`` on any exception.
+
+    ``begin`` replaces the plain ``BEGIN IMMEDIATE`` (the cooperative one under gevent).
+    """
+    if begin is None:
+        conn.execute("BEGIN IMMEDIATE")
+    else:
+        begin()
     try:
         yield conn
         conn.execute("COMMIT")
@@ -68,9 +95,12 @@ class SQLiteDatabase:
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout_ms: int = 30_000) -> None:
         self.path = Path(path)
         self._busy_timeout_ms = busy_timeout_ms
-        self._local = threading.local()
+        self._local: Any = None
+        self._local_pid = -1
         self._migrated_pid = -1
         self._lock = threading.Lock()
+        self._gate: Any = None
+        self._writer: int | None = None
 
     def _private_files(self) -> None:
         """The database is created 0600, so SQLite makes its -wal and -shm 0600 too.
@@ -90,11 +120,35 @@ class SQLiteDatabase:
         for suffix in ("", "-wal", "-shm"):
             narrow_file(str(self.path) + suffix)
 
+    def _per_process(self) -> None:
+        """The connection holder and the write gate of this process, made after fork.
+
+        Made in the process that uses them, so they are gevent's when gevent has
+        patched it (a lock made before patching would block the hub), and never a
+        lock some thread of the parent held at fork.
+        """
+        with self._lock:
+            if self._local_pid != os.getpid():
+                self._local = cooperative.thread_local()
+                self._gate = threading.RLock()
+                self._writer = None
+                self._local_pid = os.getpid()
+
+    @property
+    def writer(self) -> int | None:
+        """``threading.get_ident()`` of the greenlet or thread inside a write transaction."""
+        return self._writer
+
     def _conn(self) -> sqlite3.Connection:
         """This thread's connection (opened, and the file migrated, on first use)."""
         pid = os.getpid()
+        if self._local_pid != pid:
+            self._per_process()
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is not None and getattr(self._local, "pid", None) == pid:
+            writer = self._writer
+            if writer is not None and writer != threading.get_ident() and conn.in_transaction:
+                return self._stray_reader()
             return conn
         # New thread, or a forked child holding its parent's connection: never reuse
         # (and never close) an inherited one; open our own.
@@ -119,10 +173,25 @@ class SQLiteDatabase:
         self._local.pid = pid
         return conn
 
-    def _while_busy(self, step: Callable[[], object]) -> None:
+    def _stray_reader(self) -> sqlite3.Connection:
+        """A connection of its own for a greenlet that runs while another is mid-transaction.
+
+        That only happens if something yielded inside a write transaction (a bug: see
+        the module's docstring). The shared connection would show this greenlet the
+        other's uncommitted rows; a fresh one (closed when dropped) sees committed data.
+        """
+        log.error("a greenlet yielded inside a write transaction of %s", self.path)
+        timeout = self._busy_timeout_ms / 1000
+        conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+        conn.execute("PRAGMA foreign_keys = ON")
+        return conn
+
+    def _while_busy(
+        self, step: Callable[[], object], first_pause: float = 0.005, longest: float = 0.1
+    ) -> None:
         """Run ``step``, again while SQLite answers "locked"/"busy", up to the busy timeout."""
         deadline = time.monotonic() + self._busy_timeout_ms / 1000
-        pause = 0.005
+        pause = first_pause
         while True:
             try:
                 step()
@@ -131,21 +200,43 @@ class SQLiteDatabase:
                 text = str(exc).lower()
                 if ("locked" not in text and "busy" not in text) or time.monotonic() > deadline:
                     raise
-            time.sleep(pause)
-            pause = min(pause * 2, 0.1)
+            time.sleep(pause)  # under gevent, a turn of the hub
+            pause = min(pause * 2, longest)
+
+    def _begin_cooperatively(self, conn: sqlite3.Connection) -> None:
+        """``BEGIN IMMEDIATE`` that waits for another process's writer on the hub.
+
+        With the busy timeout at 0, SQLite answers "busy" at once instead of sleeping
+        in C; the retries sleep cooperatively (no transaction is open meanwhile).
+        """
+        conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            self._while_busy(lambda: conn.execute("BEGIN IMMEDIATE"), 0.001, 0.02)
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
 
     @contextmanager
     def _transaction(self, changes: ChangeSignal | None = None) -> Iterator[sqlite3.Connection]:
         """A write transaction on this thread's connection (see :func:`immediate`).
 
-        ``changes`` is bumped once the commit has succeeded, if the transaction
-        changed any row (never for a rollback), so a process that sees the bump
-        reads the committed change.
+        Taken under the process's write gate (see the module's docstring). ``changes``
+        is bumped once the commit has succeeded, if the transaction changed any row
+        (never for a rollback), so a process that sees the bump reads the committed
+        change.
         """
-        conn = self._conn()
-        before = conn.total_changes
-        with immediate(conn):
-            yield conn
+        if self._local_pid != os.getpid():
+            self._per_process()
+        with self._gate:  # first: the shared connection is ours once we hold it
+            conn = self._conn()
+            begin = (lambda: self._begin_cooperatively(conn)) if cooperative.patched() else None
+            before = conn.total_changes
+            outer = self._writer
+            self._writer = threading.get_ident()
+            try:
+                with immediate(conn, begin):
+                    yield conn
+            finally:
+                self._writer = outer
         if changes is not None and conn.total_changes != before:
             changes.bump()
 
@@ -157,6 +248,8 @@ class SQLiteDatabase:
 
     def close(self) -> None:
         """Close this thread's connection (other threads' close when they end)."""
+        if self._local_pid != os.getpid():
+            return  # nothing opened in this process
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is not None and getattr(self._local, "pid", None) == os.getpid():
             conn.close()
