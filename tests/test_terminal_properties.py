@@ -53,7 +53,8 @@ def test_save_equals_the_edits_applied_one_by_one(edits: list[tuple[object, ...]
                 line = f"set {name} {value}"
                 canonical = {"terminalMode": "terminal_mode", "registryHash": "registry_hash"}
                 try:
-                    candidate = expected.with_field(canonical.get(str(name), str(name)), value)
+                    canonical_name = canonical.get(str(name), str(name))
+                    candidate = expected.with_field(canonical_name, int(str(value)))
                 except InvalidValue:
                     candidate = None
             else:
