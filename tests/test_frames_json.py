@@ -39,7 +39,7 @@ def outcome(call: Any) -> Any:
         return ("FrameError", exc.code)
 
 
-@settings(deadline=None, max_examples=400)
+@settings(max_examples=400)
 @given(client_frames)
 def test_a_client_frame_is_valid_in_json_exactly_when_it_is_valid_in_binary(frame: Any) -> None:
     binary = outcome(lambda: frames.decode(frames.encode(frame), Direction.FROM_CLIENT))
@@ -51,7 +51,7 @@ def test_a_client_frame_is_valid_in_json_exactly_when_it_is_valid_in_binary(fram
     assert outcome(lambda: decode_json(as_json)) == binary
 
 
-@settings(deadline=None, max_examples=200)
+@settings(max_examples=200)
 @given(st.text(max_size=200))
 def test_any_text_decodes_or_raises_a_frame_error(text: str) -> None:
     try:

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from r13core.events import EventLog
 from r13core.monitor import MonitorView
 from tests.ports import NeverAnswered, free_port, wait_until_serving
 from tests.workers import until_answered_by
@@ -221,8 +222,9 @@ def _all_cleared(srv: Server, rule: str) -> list[dict[str, Any]] | None:
 
 
 def _events(srv: Server, rule: str) -> list[str]:
-    lines = (srv.data / "run" / "events.jsonl").read_text().splitlines()
-    return [e["data"]["event"] for e in map(json.loads, lines) if e["data"]["rule"] == rule]
+    # The log also carries every sample (topic "metrics") for the live channel.
+    alerts = [e for e in EventLog(srv.data).read_after(0) if e.topic == "alert"]
+    return [e.data["event"] for e in alerts if e.data["rule"] == rule]
 
 
 def test_slow_requests_raise_and_then_clear_a_latency_alert(tmp_path: Path) -> None:

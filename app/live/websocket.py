@@ -151,7 +151,7 @@ class WebSocketSettings:
     idle_timeout: float = 60.0
     close_timeout: float = 5.0
     send_timeout: float = 10.0
-    max_pending: int = 1 << 20
+    max_pending: int = 256 << 10
     max_connections: int = 1000
 
     def __post_init__(self) -> None:

@@ -11,6 +11,7 @@ import random
 import signal
 import socket
 import struct
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ import pytest
 
 from r13core.broadcasts import SCHEMAS
 from r13core.events import EventLog
-from tests.e2e.conftest import Server, start_server
+from tests.e2e.conftest import R13, Server, start_server
 from tests.e2e.publish_body import publish_body, tarball
 from tests.live_client import (
     BINARY,
@@ -140,6 +141,27 @@ def test_a_change_sent_on_one_connection_reaches_connections_on_every_worker(
         for c in clients:
             c.close()
         set_flag(server, BINARY_BIT, False)
+
+
+def test_a_change_made_by_the_cli_reaches_connections_on_every_worker(server: Server) -> None:
+    clients = on_every_worker(server, server.admin_key)
+    try:
+        start = record_of(clients[-1].wait_for(lambda m: m.kind == "config"))
+        for c in clients[:-1]:
+            c.wait_for(lambda m: m.kind == "config")
+        on = not bool(flags(start) >> PREMIUM_BIT & 1)
+        subprocess.run(
+            [str(R13), "--data", str(server.data), "config",
+             "enable" if on else "disable", "PREMIUM_TYPES"],
+            env=server.env(), check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+        for c in clients:
+            c.wait_for(
+                lambda m: m.kind == "config" and bool(flags(record_of(m)) >> PREMIUM_BIT & 1) == on
+            )
+    finally:
+        for c in clients:
+            c.close()
 
 
 def test_the_http_api_sees_a_change_made_on_the_channel(server: Server) -> None:
