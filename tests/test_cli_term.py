@@ -9,6 +9,7 @@ timeouts; nothing is timed.
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 from pathlib import Path
@@ -129,3 +130,18 @@ def test_key_without_url_is_refused(data_dir: Path) -> None:
     assert done.returncode == 2 and "give --url too" in done.stderr
     done = r13(data_dir, "term", "--url", "http://127.0.0.1:9")
     assert done.returncode == 2 and "--url needs --key" in done.stderr
+
+
+def test_colour_only_when_asked_for() -> None:
+    from app.cli.term_cmd import Screen
+
+    plain, coloured = io.StringIO(), io.StringIO()
+    messages = [
+        {"type": "output", "text": "unknown command 'x'", "error": True},
+        {"type": "screen", "data": "\x1b[31mbad\x1b[0m\r\n\rr13> \x1b[K"},
+    ]
+    Screen(plain, colour=False).show(messages)
+    Screen(coloured, colour=True).show(messages)
+    # Without colour: no SGR codes at all, the cursor controls of raw mode stay.
+    assert plain.getvalue() == "unknown command 'x'\nbad\r\n\rr13> \x1b[K"
+    assert coloured.getvalue().startswith("\x1b[31munknown command 'x'\x1b[0m\n\x1b[31mbad")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import codecs
 import os
+import re
 import select
 import sys
 import termios
@@ -41,6 +42,8 @@ from r13core.terminal.interpreter import Interpreter, complete
 from r13core.terminal.session import TerminalSession
 
 RED, BOLD, RESET = "\x1b[31m", "\x1b[1m", "\x1b[0m"
+COLOUR_CODES = re.compile(r"\x1b\[[0-9;]*m")
+"""SGR sequences (colours, bold, reverse): dropped from raw mode's screen without colour."""
 Reader = Callable[[str], str]
 """Reads one line after a prompt (EOFError at the end of input)."""
 
@@ -117,7 +120,8 @@ class Screen:
                     text = RED + text + RESET
                 self.out.write(text + "\n")
             elif kind == "screen":
-                self.out.write(str(m.get("data", "")))
+                data = str(m.get("data", ""))
+                self.out.write(data if self.colour else COLOUR_CODES.sub("", data))
             elif kind == "clear":
                 self.out.write("\x1b[2J\x1b[H" if self.out.isatty() else "")
             elif kind == "prompt":
