@@ -136,7 +136,7 @@ def test_colour_only_when_asked_for() -> None:
     from app.cli.term_cmd import Screen
 
     plain, coloured = io.StringIO(), io.StringIO()
-    messages = [
+    messages: list[dict[str, object]] = [
         {"type": "output", "text": "unknown command 'x'", "error": True},
         {"type": "screen", "data": "\x1b[31mbad\x1b[0m\r\n\rr13> \x1b[K"},
     ]
