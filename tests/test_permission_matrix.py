@@ -87,6 +87,7 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/_api/security/metrics"): "admin",
     ("GET", "/_api/security/audit"): "admin",
     ("GET", "/_api/openapi.json"): "open",
+    ("GET", "/_api/live"): "live",
     # The WebSocket terminal (app/live/terminal.py): admin only, like the admin API; the
     # in-process client makes no handshake, so an admin gets 426/503, never 401/403.
     ("GET", "/_dashboard/terminal"): "admin",
@@ -138,6 +139,9 @@ RULES: dict[str, dict[str, Any]] = {
         "wrong_scope": 403,
         "user": 403,
     },
+    # The live channel (app/live/channel.py): a key with read, even while the registry is
+    # public (the handshake itself is refused with 426 here: no Upgrade headers).
+    "live": {**_BAD, "read": OK, "write": OK, "admin": OK, "wrong_scope": OK, "user": OK},
     "monitoring_read": {
         **_BAD,
         "anonymous": OK,
