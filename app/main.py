@@ -14,6 +14,7 @@ from app.housekeeping import Housekeeping
 from app.live.channel import LiveChannel
 from app.live.hub import Hub
 from app.live.lifecycle import worker_alive
+from app.live.terminal import TerminalResource
 from app.live.websocket import WebSockets, WebSocketSettings
 from app.monitoring import Monitoring
 from app.openapi import OpenAPI
@@ -124,7 +125,12 @@ def create_app(
         prefix=r"/(?!-/|_)",
     )
     app.add_sink(PackageMeta(registry, guard, max_body=limit), prefix=PACKAGE_META_PREFIX)
-    app.add_route("/_api/live", live_channel(services, guard, monitoring))
+    channel = live_channel(services, guard, monitoring)
+    app.add_route("/_api/live", channel)
+    # The terminal (docs/terminal.md) shares the worker's WebSockets (cap, shutdown).
+    origins = own_origins(server.public_url, server.allowed_hosts)
+    terminal = TerminalResource(channel.sockets, guard, services, origins)
+    app.add_route("/_dashboard/terminal", terminal)
     app.add_route("/_api/openapi.json", OpenAPI())
     performance.add_routes(app, monitoring)
     analytics.add_routes(

@@ -96,6 +96,8 @@ int r13_record_write(r13_record *rec, size_t offset, const uint8_t *data,
                      size_t len, r13_snapshot *out);
 int r13_record_set_bit(r13_record *rec, unsigned bit, int on, r13_snapshot *out);
 int r13_record_replace(r13_record *rec, const uint8_t *bytes, r13_snapshot *out);
+int r13_record_patch(r13_record *rec, const uint8_t *mask, const uint8_t *values,
+                     r13_snapshot *out);
 int r13_record_save(r13_record *rec);
 
 int r13_limiter_open(r13_limiter *lim, const char *dir, const char *name,

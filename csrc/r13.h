@@ -142,6 +142,13 @@ int r13_record_write(r13_record *rec, size_t offset, const uint8_t *data,
 int r13_record_set_bit(r13_record *rec, unsigned bit, int on, r13_snapshot *out);
 int r13_record_replace(r13_record *rec, const uint8_t bytes[R13_RECORD_SIZE],
                        r13_snapshot *out);
+/*
+ * Several edits in one change: every bit set in `mask` takes its value from
+ * `values`, every other bit keeps the live record's (so a change another
+ * process made to other bits in the meantime is kept). The terminal's `save`.
+ */
+int r13_record_patch(r13_record *rec, const uint8_t mask[R13_RECORD_SIZE],
+                     const uint8_t values[R13_RECORD_SIZE], r13_snapshot *out);
 /* fsync the file: makes the last write durable. */
 int r13_record_save(r13_record *rec);
 

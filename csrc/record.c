@@ -186,10 +186,10 @@ static int writer_lock(r13_record *rec, int *repaired)
     return rc == 0 ? R13_OK : R13_ESHM;
 }
 
-typedef enum { OP_WRITE, OP_BIT, OP_REPLACE } rec_op;
+typedef enum { OP_WRITE, OP_BIT, OP_REPLACE, OP_PATCH } rec_op;
 
 static int update(r13_record *rec, rec_op op, size_t offset, const uint8_t *data,
-                  size_t len, unsigned bit, int on, r13_snapshot *out)
+                  size_t len, unsigned bit, int on, const uint8_t *mask, r13_snapshot *out)
 {
     if (rec == NULL || rec->seg.addr == NULL || rec->file_fd < 0)
         return R13_EINVAL;
@@ -198,7 +198,9 @@ static int update(r13_record *rec, rec_op op, size_t offset, const uint8_t *data
         return R13_ERANGE;
     if (op == OP_BIT && bit >= 32)
         return R13_ERANGE;
-    if (op == OP_REPLACE && data == NULL)
+    if ((op == OP_REPLACE || op == OP_PATCH) && data == NULL)
+        return R13_EINVAL;
+    if (op == OP_PATCH && mask == NULL)
         return R13_EINVAL;
 
     rec_seg *s = seg_of(rec);
@@ -217,6 +219,9 @@ static int update(r13_record *rec, rec_op op, size_t offset, const uint8_t *data
         uint32_t flags = get_u32(next + R13_OFF_FLAGS);
         flags = on ? (flags | (UINT32_C(1) << bit)) : (flags & ~(UINT32_C(1) << bit));
         put_u32(next + R13_OFF_FLAGS, flags);
+    } else if (op == OP_PATCH) {
+        for (size_t i = 0; i < R13_RECORD_SIZE; i++)
+            next[i] = (uint8_t)((cur[i] & (uint8_t)~mask[i]) | (data[i] & mask[i]));
     } else {
         memcpy(next, data, R13_RECORD_SIZE);
     }
@@ -246,18 +251,24 @@ static int update(r13_record *rec, rec_op op, size_t offset, const uint8_t *data
 int r13_record_write(r13_record *rec, size_t offset, const uint8_t *data, size_t len,
                      r13_snapshot *out)
 {
-    return update(rec, OP_WRITE, offset, data, len, 0, 0, out);
+    return update(rec, OP_WRITE, offset, data, len, 0, 0, NULL, out);
 }
 
 int r13_record_set_bit(r13_record *rec, unsigned bit, int on, r13_snapshot *out)
 {
-    return update(rec, OP_BIT, 0, NULL, 0, bit, on, out);
+    return update(rec, OP_BIT, 0, NULL, 0, bit, on, NULL, out);
 }
 
 int r13_record_replace(r13_record *rec, const uint8_t bytes[R13_RECORD_SIZE],
                        r13_snapshot *out)
 {
-    return update(rec, OP_REPLACE, 0, bytes, R13_RECORD_SIZE, 0, 0, out);
+    return update(rec, OP_REPLACE, 0, bytes, R13_RECORD_SIZE, 0, 0, NULL, out);
+}
+
+int r13_record_patch(r13_record *rec, const uint8_t mask[R13_RECORD_SIZE],
+                     const uint8_t values[R13_RECORD_SIZE], r13_snapshot *out)
+{
+    return update(rec, OP_PATCH, 0, values, R13_RECORD_SIZE, 0, 0, mask, out);
 }
 
 int r13_record_save(r13_record *rec)

@@ -226,6 +226,19 @@ class Config13(_Fields):
         }
 
 
+def apply_patch(
+    record: bytes | bytearray, mask: bytes | bytearray, values: bytes | bytearray
+) -> bytes:
+    """``record`` with the bits set in ``mask`` taken from ``values`` (the C patch's oracle)."""
+    _check_patch(mask, values)
+    return bytes((r & ~m | v & m) & 0xFF for r, m, v in zip(record, mask, values, strict=True))
+
+
+def _check_patch(mask: bytes | bytearray, values: bytes | bytearray) -> None:
+    if len(mask) != RECORD_SIZE or len(values) != RECORD_SIZE:
+        raise InvalidValue(f"a patch is a {RECORD_SIZE}-byte mask and {RECORD_SIZE} values")
+
+
 def _check_write(offset: int, data: bytes) -> None:
     if not data or offset < 0 or offset + len(data) > RECORD_SIZE:
         raise InvalidValue(
@@ -355,6 +368,18 @@ class ConfigStore(NativeHandle):
         rc = lib.r13_record_replace(self._rec, data, ptr)
         return self._finish(rc, buf, "replacing the record")
 
+    def patch(self, mask: bytes, values: bytes) -> Config13:
+        """Several edits as one change: bits set in ``mask`` come from ``values``.
+
+        Every other bit keeps the live value at the moment of the change
+        (:func:`apply_patch`), so the terminal's staged edits never undo a
+        change another process made to other bits meanwhile.
+        """
+        _check_patch(mask, values)
+        buf, ptr, _ = self._buffer()
+        rc = lib.r13_record_patch(self._rec, bytes(mask), bytes(values), ptr)
+        return self._finish(rc, buf, "applying staged edits")
+
     def save(self) -> None:
         """Make the last change durable (fsync)."""
         check(lib.r13_record_save(self._rec), f"saving {self.path}")
@@ -449,6 +474,14 @@ class PyConfigStore:
             if len(data) != RECORD_SIZE:
                 raise InvalidValue(f"a record is {RECORD_SIZE} bytes, not {len(data)}")
             buf[:] = data
+
+        return self._update(change)
+
+    def patch(self, mask: bytes, values: bytes) -> Config13:
+        _check_patch(mask, values)
+
+        def change(buf: bytearray) -> None:
+            buf[:] = apply_patch(bytes(buf), mask, values)
 
         return self._update(change)
 

@@ -1,6 +1,6 @@
 """Changing the 13-byte record, audited: set a field, toggle a flag, write bytes, replace it.
 
-Every way to change the live record (`r13 config`, next the terminal and the live
+Every way to change the live record (`r13 config`, the terminal's ``save``, the live
 channel's 0x01/0x02 frames) goes through :class:`ConfigChanges`: the change is applied
 to the shared record (every worker sees it on its next read), made durable (fsync), and
 then — when the record really changed — one ``config.change`` event is appended with
@@ -67,6 +67,12 @@ class ConfigChanges:
     def write_bytes(self, actor: Actor, offset: int, data: bytes) -> Config13:
         """Write ``data`` at ``offset`` (the live channel's config frame)."""
         return self._change(actor, lambda: self.store.write_bytes(offset, data))
+
+    def patch(self, actor: Actor, mask: bytes, values: bytes) -> Config13:
+        """Apply several edits as ONE change (the terminal's ``save``): the bits set in
+        ``mask`` take their value from ``values``, the others stay as they are live.
+        One ``config.change`` event, or none when nothing changed."""
+        return self._change(actor, lambda: self.store.patch(mask, values))
 
     def replace(self, actor: Actor, record: Config13 | bytes) -> Config13:
         """Replace the whole record (`r13 config import`)."""

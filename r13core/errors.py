@@ -101,5 +101,9 @@ class UnsupportedMediaType(R13Error):
     """The body's content type or encoding is not one r13 reads."""
 
 
+class TerminalOff(Forbidden):
+    """The record's terminalMode is 0: the terminal is refused (locally and remotely)."""
+
+
 class RequestTimeout(R13Error):
     """The client did not send its whole request in time (a slow or stalled client)."""

@@ -38,6 +38,16 @@ def test_r13core_never_imports_the_web_layer() -> None:
         assert not tops & {"app", "falcon", "gunicorn", "tests", "bench"}, path
 
 
+def test_the_terminal_s_core_knows_no_screen_keyboard_or_socket() -> None:
+    """r13core/terminal/ is pure: the front ends (app/cli/term_cmd.py, app/live/terminal.py)
+    own prompt_toolkit, the tty and the WebSocket; the interpreter, the session and the
+    editor take and give text and dicts."""
+    front_end = {"prompt_toolkit", "websockets", "wsproto", "gevent", "termios", "tty", "socket"}
+    for path in (ROOT / "r13core" / "terminal").rglob("*.py"):
+        tops = {_top(n) for n in _imports(path)}
+        assert not tops & front_end, path
+
+
 def test_app_is_not_imported_by_anything_but_itself() -> None:
     for folder in ("r13core", "csrc"):
         for path in (ROOT / folder).rglob("*.py"):

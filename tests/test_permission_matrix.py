@@ -88,6 +88,9 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/_api/security/audit"): "admin",
     ("GET", "/_api/openapi.json"): "open",
     ("GET", "/_api/live"): "live",
+    # The WebSocket terminal (app/live/terminal.py): admin only, like the admin API; the
+    # in-process client makes no handshake, so an admin gets 426/503, never 401/403.
+    ("GET", "/_dashboard/terminal"): "admin",
     ("GET", "/_api/performance/metrics"): "monitoring",
     ("GET", "/_api/performance/summary"): "monitoring",
     ("GET", "/_api/performance/alerts"): "monitoring",

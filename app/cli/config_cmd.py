@@ -13,9 +13,10 @@ import sys
 from pathlib import Path
 
 from app.cli import services
-from r13core.config import RECORD_SIZE, Config13, ConfigStore, Feature, TerminalMode, field_name
+from r13core.config import RECORD_SIZE, Config13, ConfigStore, Feature, field_name
 from r13core.config_changes import ConfigChanges
 from r13core.errors import InvalidValue
+from r13core.textforms import parse_field_value, render_record
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -46,27 +47,8 @@ def _open(args: argparse.Namespace) -> ConfigStore:
     return services.of(args).config
 
 
-def render(cfg: Config13) -> str:
-    """The record as `r13 config show` prints it."""
-    raw = cfg.to_bytes()
-    lines = [
-        f"version        {cfg.version}",
-        f"registryHash   0x{cfg.registry_hash:08x} ({cfg.registry_hash})",
-        f"featureFlags   0x{cfg.feature_flags:08x}",
-    ]
-    for flag in Feature:
-        lines.append(f"  {'on ' if cfg.has(flag) else 'off'} {flag.name}")
-    extra = cfg.feature_flags & ~0xFF
-    if extra:
-        lines.append(f"  reserved bits 0x{extra:08x}")
-    lines += [
-        f"terminalMode   {cfg.terminal_mode} ({TerminalMode(cfg.terminal_mode).name.lower()})",
-        f"rows           {cfg.rows}",
-        f"cols           {cfg.cols}",
-        f"reserved       {cfg.reserved}",
-        f"hex            {' '.join(f'{b:02x}' for b in raw)}",
-    ]
-    return "\n".join(lines)
+render = render_record
+"""The record as `r13 config show` prints it (r13core/textforms.py)."""
 
 
 def show(args: argparse.Namespace) -> int:
@@ -75,25 +57,13 @@ def show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_value(name: str, text: str) -> int:
-    if name == "terminal_mode" and not text.strip().lstrip("-").isdigit():
-        try:
-            return int(TerminalMode[text.strip().upper()])
-        except KeyError:
-            raise InvalidValue(f"terminalMode must be 0..2 or off/line/raw, not {text!r}") from None
-    try:
-        return int(text.strip(), 0)
-    except ValueError:
-        raise InvalidValue(f"{name}: {text!r} is not a number") from None
-
-
 def _changes(args: argparse.Namespace) -> ConfigChanges:
     return services.of(args).config_changes
 
 
 def set_field(args: argparse.Namespace) -> int:
     name = field_name(args.field)
-    value = _parse_value(name, args.value)
+    value = parse_field_value(name, args.value)
     store = _open(args)
     _changes(args).set_field(services.ACTOR, name, value)
     print(render(store.read()))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from app.cli import services
-from r13core.keys import KeyInfo, Permission
+from r13core.keys import Permission
+from r13core.textforms import add_key_options, describe_key
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -14,29 +15,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     c = actions.add_parser("create", help="create a key and print its secret (shown once)")
     c.add_argument("--id", required=True, help="a label, unique among keys")
     c.add_argument("--perm", required=True, choices=[p.name.lower() for p in Permission])
-    c.add_argument("--expires", type=float, default=None, metavar="DAYS", help="default: never")
-    c.add_argument(
-        "--rate-limit",
-        type=int,
-        default=None,
-        metavar="N",
-        help="its own requests per SECURITY_RATE_LIMIT_WINDOW (default: the global)",
-    )
-    c.add_argument(
-        "--cidr",
-        action="append",
-        default=[],
-        metavar="BLOCK",
-        help="allowed client addresses, e.g. 10.0.0.0/8 (repeatable)",
-    )
-    c.add_argument(
-        "--packages",
-        action="append",
-        default=[],
-        metavar="PATTERN",
-        help="packages it may touch, e.g. '@mycompany/*' (repeatable)",
-    )
-    c.add_argument("--owner", default=None, help="make it a token of this user")
+    add_key_options(c)
     c.set_defaults(handler=create)
     actions.add_parser("list", help="every key (never the secrets)").set_defaults(handler=list_)
     r = actions.add_parser("revoke", help="revoke a key at once")
@@ -47,22 +26,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     o.set_defaults(handler=rotate)
 
 
-def describe(info: KeyInfo) -> str:
-    """One line per key, as `r13 keys list` prints it."""
-    d = info.as_dict()
-    state = "revoked" if info.revoked else "active"
-    expires = d["expires"] or "never"
-    line = (
-        f"{d['id']:<24} {d['permission']:<6} {state:<8} created {d['created']}  expires {expires}"
-    )
-    extras = [f"owner {info.owner}"] if info.owner else []
-    if info.rate_limit:
-        extras.append(f"limit {info.rate_limit}")
-    if info.cidr:
-        extras.append("cidr " + ",".join(str(n) for n in info.cidr))
-    if info.packages:
-        extras.append("packages " + ",".join(info.packages))
-    return "  ".join([line, *extras])
+describe = describe_key
 
 
 def create(args: argparse.Namespace) -> int:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, datetime
 
 from app.cli import services
-from r13core.abuse import AbuseControl, BlockRecord
+from r13core.abuse import AbuseControl
+from r13core.textforms import describe_block
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -47,15 +47,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     a.set_defaults(handler=audit)
 
 
-def _when(at: float | None) -> str:
-    if at is None:
-        return "never"
-    return datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def describe(record: BlockRecord) -> str:
-    """One line per block: the address or IPv6 prefix, until when, its kind, why."""
-    return f"{record.ip:<43} until {_when(record.expires):<22} {record.kind:<6} {record.reason}"
+describe = describe_block
 
 
 def blocks(args: argparse.Namespace) -> int:

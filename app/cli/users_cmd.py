@@ -11,7 +11,8 @@ import getpass
 import sys
 
 from app.cli import services
-from r13core.users import Role, User
+from r13core.textforms import describe_user
+from r13core.users import Role
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -59,9 +60,7 @@ def _password(args: argparse.Namespace) -> str:
     return first
 
 
-def describe(user: User) -> str:
-    """One line per user, as `r13 users list` prints it."""
-    return f"{user.name:<24} {user.role.value:<10} {user.email}"
+describe = describe_user
 
 
 def add(args: argparse.Namespace) -> int:

@@ -76,6 +76,28 @@ static void test_updates(const char *base)
     CHECK(r13_record_set_bit(&rec, 31, 1, &s) == R13_OK && (s.bytes[8] & 0x80));
     CHECK(r13_record_set_bit(&rec, 2, 0, &s) == R13_OK && !(s.bytes[5] & 4));
     CHECK(r13_record_replace(&rec, DEFAULTS, &s) == R13_OK);
+
+    /* A patch takes the masked bits from `values` and keeps every other bit,
+     * including one another handle changed after the patch was prepared. */
+    uint8_t mask[13] = {0}, values[13] = {0};
+    mask[5] = 0x04;   /* DEBUG */
+    values[5] = 0x04;
+    mask[10] = 0xFF;  /* rows */
+    values[10] = 40;
+    values[11] = 99;  /* cols: not in the mask, so ignored */
+    CHECK(r13_record_set_bit(&other, 0, 1, NULL) == R13_OK);
+    uint64_t before = s.generation + 1;
+    CHECK(r13_record_patch(&rec, mask, values, &s) == R13_OK);
+    CHECK(s.generation == before + 1);
+    CHECK((s.bytes[5] & 0x05) == 0x05 && s.bytes[10] == 40 && s.bytes[11] == DEFAULTS[11]);
+    /* An invalid result (terminal mode 3) is refused and changes nothing. */
+    mask[9] = 0xFF;
+    values[9] = 3;
+    CHECK(r13_record_patch(&rec, mask, values, NULL) == R13_EMODE);
+    CHECK(r13_record_generation(&rec, &g0) == R13_OK && g0 == s.generation);
+    CHECK(r13_record_patch(&rec, NULL, values, NULL) == R13_EINVAL);
+    CHECK(r13_record_patch(&rec, mask, NULL, NULL) == R13_EINVAL);
+    CHECK(r13_record_replace(&rec, DEFAULTS, &s) == R13_OK);
     CHECK(r13_record_save(&rec) == R13_OK);
 
     /* The file holds what the live copy holds. */
