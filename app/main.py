@@ -13,7 +13,7 @@ from app.hosts import HostRebaser
 from app.housekeeping import Housekeeping
 from app.monitoring import Monitoring
 from app.openapi import OpenAPI
-from app.resources import analytics, performance
+from app.resources import analytics, performance, uplink
 from app.resources.advisories import Advisories
 from app.resources.audit_log import SecurityAuditLog
 from app.resources.dist_tags import PREFIX as PACKAGE_META_PREFIX
@@ -60,6 +60,7 @@ def create_app(
         usage=services.storage,
     )
     registry.subscribe(monitoring.package_changed)
+    services.uplink.count = monitoring.metrics.count  # cache hits, upstream latency, errors
     housekeeping = Housekeeping(settings, registry)
     guard = Guard(
         services.authenticator, store.read, policy=services.policy, owners=services.maintainers
@@ -120,6 +121,7 @@ def create_app(
         prefix=r"/(?!-/|_)",
     )
     app.add_sink(PackageMeta(registry, guard, max_body=limit), prefix=PACKAGE_META_PREFIX)
+    uplink.add_routes(app, uplink.UplinkAdmin(services.uplink, guard, max_body=limit))
     app.add_route("/_api/openapi.json", OpenAPI())
     performance.add_routes(app, monitoring)
     analytics.add_routes(

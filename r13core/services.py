@@ -34,6 +34,7 @@ from r13core.registry import Registry
 from r13core.settings import Settings
 from r13core.storage.blobs import FileBlobStore
 from r13core.tarball import Limits
+from r13core.uplink import Uplink
 from r13core.usage import Analytics
 from r13core.users import UserStore
 
@@ -87,14 +88,36 @@ class Services:
     # -- packages -----------------------------------------------------------------------
 
     @cached_property
+    def blobs(self) -> FileBlobStore:
+        """Tarball bytes, local and cached from the upstream (content-addressed files)."""
+        return FileBlobStore(self.data_dir / "blobs")
+
+    @cached_property
     def registry(self) -> Registry:
-        """npm's package semantics over the storage and the blob files."""
+        """npm's package semantics over the storage and the blob files, with the uplink."""
         return Registry(
             self.storage,
-            FileBlobStore(self.data_dir / "blobs"),
+            self.blobs,
             public_url=self.settings.server.public_url,
             config=self.config.read,
             limits=Limits(max_tarball=self.settings.server.max_body),
+            audit=self.audit,
+            uplink=self.uplink,
+        )
+
+    @cached_property
+    def uplink(self) -> Uplink:
+        """The upstream registry (R13_UPLINK_URL): used while PROXY_MODE is on."""
+        return Uplink(
+            self.settings.uplink,
+            self.storage,
+            self.blobs,
+            data_dir=self.data_dir,
+            public_url=self.settings.server.public_url,
+            config=self.config.read,
+            policy=self.policy,
+            via=f"r13-{self.config.read().registry_hash:08x}",
+            max_tarball=self.settings.server.max_body,
             audit=self.audit,
         )
 
@@ -182,6 +205,9 @@ class Services:
     def close(self) -> None:
         """Release what this process opened: the record's mapping, the limiter, connections."""
         opened: dict[str, Any] = vars(self)
+        uplink = opened.get("uplink")
+        if uplink is not None:
+            uplink.close()
         for name in ("limiter", "config"):
             part = opened.get(name)
             if part is not None:

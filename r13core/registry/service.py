@@ -25,11 +25,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from r13core.audit import Actor, AuditLog
 from r13core.config import Config13, Feature
-from r13core.errors import BadRequest, InvalidName, NotFound
+from r13core.errors import BadRequest, ExistsUpstream, InvalidName, NotFound
 from r13core.jsonsafe import check_document
 from r13core.names import PackageName
 from r13core.registry import maintenance, metadata
@@ -42,6 +42,9 @@ from r13core.registry.search import search as search_packages
 from r13core.registry.storage import RegistryStorage
 from r13core.storage.blobs import BlobStore
 from r13core.tarball import Limits, sri_from_hex
+
+if TYPE_CHECKING:
+    from r13core.uplink import Proxied, ProxiedBlob, Uplink
 
 log = logging.getLogger("r13.registry")
 
@@ -80,8 +83,11 @@ class Registry:
         limits: Limits | None = None,
         audit_limits: AuditLimits | None = None,
         audit: AuditLog | None = None,
+        uplink: Uplink | None = None,
     ) -> None:
         self.storage = storage
+        self.uplink = uplink
+        """The upstream registry (r13core/uplink/): asked only for names missing here."""
         self.blobs = blobs
         self.renderer = Renderer(storage, public_url)
         self.advisories = Advisories(storage, audit_limits)
@@ -142,21 +148,51 @@ class Registry:
 
     # -- reading ----------------------------------------------------------------------
 
-    def packument(self, name: PackageName, *, abbreviated: bool) -> Rendered:
-        """The full or abbreviated packument (from the render cache); NotFound if absent."""
-        return self.renderer.packument(name, abbreviated=abbreviated)
+    def _proxying(self) -> Uplink | None:
+        uplink = self.uplink
+        return uplink if uplink is not None and uplink.enabled() else None
+
+    def packument(
+        self, name: PackageName, *, abbreviated: bool, via: str = ""
+    ) -> Rendered | Proxied:
+        """The full or abbreviated packument; NotFound if absent here and (with PROXY_MODE)
+        upstream. A local package always wins: the upstream is asked only when the
+        name has never existed here (r13core/uplink/policy.py). ``via``: the
+        request's ``Via`` header, passed on (loop detection)."""
+        try:
+            return self.renderer.packument(name, abbreviated=abbreviated)
+        except NotFound:
+            uplink = self._proxying()
+            if uplink is None:
+                raise
+        return uplink.packument(name, abbreviated=abbreviated, via=via)
 
     def packument_for_write(self, name: PackageName) -> Rendered:
         """The current full packument with ``_rev`` (for ``?write=true``)."""
         # The cache is validated against the committed rev on every call: already fresh.
         return self.renderer.packument(name, abbreviated=False)
 
-    def version(self, name: PackageName, version_or_tag: str) -> Rendered:
-        """One version object, by version or dist-tag; NotFound if neither."""
+    def version(
+        self, name: PackageName, version_or_tag: str, *, via: str = ""
+    ) -> Rendered | Proxied:
+        """One version object, by version or dist-tag; NotFound if neither (local first)."""
+        if self.storage.package_rev(str(name)) is None:
+            uplink = self._proxying()
+            if uplink is not None:
+                return uplink.version(name, version_or_tag, via=via)
         return self.renderer.version(name, version_or_tag)
 
-    def tarball(self, name: PackageName, filename: str) -> BlobRef:
-        """The stored tarball behind ``filename`` (``bare-1.2.3.tgz``); NotFound if none."""
+    def tarball(self, name: PackageName, filename: str, *, via: str = "") -> BlobRef | ProxiedBlob:
+        """The tarball behind ``filename`` (``bare-1.2.3.tgz``): the stored one, or (with
+        PROXY_MODE, for a name that was never local) the upstream's, checked against
+        its integrity; NotFound if none."""
+        if self.storage.package_rev(str(name)) is None:
+            uplink = self._proxying()
+            if uplink is not None:
+                return uplink.tarball(name, filename, via=via)
+        return self._local_tarball(name, filename)
+
+    def _local_tarball(self, name: PackageName, filename: str) -> BlobRef:
         try:
             version = name.version_of_file(filename)
         except InvalidName:
@@ -210,6 +246,7 @@ class Registry:
             change = metadata.update_metadata(self.storage, name, body, check_owner)
             self._record(actor, "package.update", key, versions=[])
             return False, {"ok": True, "id": key, "rev": rev_string(key, _rev(change))}
+        self._refuse_shadowing(name)
         published = publish(
             self.storage,
             self.blobs,
@@ -224,6 +261,20 @@ class Registry:
             self._notify(PackageChange("publish", key, (published.value,)))
         self._record(actor, "publish", key, versions=sorted(body.get("versions") or {}))
         return True, {"ok": True, "id": key, "rev": rev_string(key, _rev(published))}
+
+    def _refuse_shadowing(self, name: PackageName) -> None:
+        """ExistsUpstream for the first publish of a name the upstream has (PROXY_MODE on),
+        unless an admin allowed it (``r13 uplink allow NAME``, docs/uplinks.md)."""
+        uplink = self._proxying()
+        if uplink is None or self.storage.name_in_use(str(name)):
+            return
+        if uplink.shadows_upstream(name):
+            raise ExistsUpstream(
+                f"{name} exists on the upstream registry: publishing it here would shadow "
+                f"it for everyone using this registry. An admin can allow it with "
+                f"`r13 uplink allow {name}` (or PUT /_api/uplink/overrides/{name.url}), "
+                "or publish under a private scope"
+            )
 
     def put_package_rev(
         self,

@@ -128,17 +128,47 @@ class SQLitePackages(SQLiteDatabase, PackageStorage):
         """The sha512 of the first publish of ``name@version``, or None."""
         return _used_version(self._conn(), name, version)
 
+    def name_in_use(self, name: str) -> bool:
+        """A package row, or a tombstone of one of its versions (two indexed lookups)."""
+        conn = self._conn()
+        return (
+            conn.execute("SELECT 1 FROM packages WHERE name = ?", (name,)).fetchone() is not None
+            or conn.execute(
+                "SELECT 1 FROM used_versions WHERE name = ? LIMIT 1", (name,)
+            ).fetchone()
+            is not None
+        )
+
+    def scope_in_use(self, scope: str) -> bool:
+        """A range scan of the name index: ``'@s/' <= name < '@s0'`` ('0' follows '/')."""
+        low, high = scope + "/", scope + "0"
+        conn = self._conn()
+        for table in ("packages", "used_versions"):
+            row = conn.execute(
+                f"SELECT 1 FROM {table} WHERE name >= ? AND name < ? LIMIT 1", (low, high)
+            ).fetchone()
+            if row is not None:
+                return True
+        return False
+
     def blob_refs(self) -> set[str]:
-        """Every referenced blob."""
-        return {r[0] for r in self._conn().execute("SELECT DISTINCT sha512 FROM tarballs")}
+        """Every referenced blob: local tarballs' and the uplink cache's."""
+        return {
+            r[0]
+            for r in self._conn().execute(
+                "SELECT sha512 FROM tarballs UNION SELECT sha512 FROM uplink_tarballs"
+            )
+        }
 
     def blobs_in_use(self, hashes: Iterable[str]) -> set[str]:
-        """Those of ``hashes`` some tarball row refers to (indexed lookups)."""
+        """Those of ``hashes`` some tarball row (local or cached) refers to (indexed lookups)."""
         found: set[str] = set()
         conn = self._conn()
         for chunk, marks in chunks(hashes):
             rows = conn.execute(
-                f"SELECT DISTINCT sha512 FROM tarballs WHERE sha512 IN ({marks})", chunk
+                f"SELECT sha512 FROM tarballs WHERE sha512 IN ({marks}) "
+                f"UNION SELECT sha512 FROM uplink_tarballs WHERE sha512 IN ({marks})",
+                chunk + chunk,
             )
             found.update(r[0] for r in rows)
         return found
