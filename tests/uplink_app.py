@@ -56,8 +56,14 @@ class ProxyApp:
         )
 
 
-def build(data: Path, upstream_url: str, env: dict[str, str] | None = None) -> ProxyApp:
-    """The app with PROXY_MODE on, reads open to anyone, the uplink at ``upstream_url``."""
+def build(
+    data: Path, upstream_url: str, env: dict[str, str] | None = None, *, keys: bool = True
+) -> ProxyApp:
+    """The app with PROXY_MODE on, reads open to anyone, the uplink at ``upstream_url``.
+
+    ``keys=False`` for a second app on the same data dir (another worker): the
+    first made the admin and writer keys.
+    """
     full_env = {
         "R13_DATA": str(data),
         "R13_PUBLIC_URL": PUBLIC,
@@ -69,9 +75,11 @@ def build(data: Path, upstream_url: str, env: dict[str, str] | None = None) -> P
         **(env or {}),
     }
     services = open_services(Settings.from_env(full_env))
-    keys = KeyStore(services.storage)
-    _, admin = keys.create("root", Permission.ADMIN, None)
-    _, writer = keys.create("ci", Permission.WRITE, None)
+    admin = writer = ""
+    if keys:
+        store = KeyStore(services.storage)
+        _, admin = store.create("root", Permission.ADMIN, None)
+        _, writer = store.create("ci", Permission.WRITE, None)
     clock = Clock()
     services.uplink.clock = clock
     services.uplink.breaker.clock = clock

@@ -208,15 +208,15 @@ class FaultyUpstream:
                 if name not in upstream.tarballs:
                     return 404, b'{"error":"not found"}', "application/json", {}
                 abbreviated = "vnd.npm.install-v1" in (self.headers.get("Accept") or "")
-                text = json.dumps(upstream.packument(name, abbreviated=abbreviated)).encode()
-                etag = '"' + hashlib.sha1(text).hexdigest() + '"'
+                raw = json.dumps(upstream.packument(name, abbreviated=abbreviated)).encode()
+                etag = '"' + hashlib.sha1(raw).hexdigest() + '"'
                 if self.headers.get("If-None-Match") == etag:
                     self.send_response(304)
                     self.send_header("ETag", etag)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return -1, b"", "", {}
-                return 200, text, "application/json", {"ETag": etag}
+                return 200, raw, "application/json", {"ETag": etag}
 
             def do_GET(self) -> None:
                 self._serve("GET")

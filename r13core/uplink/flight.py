@@ -76,6 +76,12 @@ class SingleFlight(Generic[T]):
                 self._calls.pop(key, None)
             call.done.set()
 
+    def waiters(self, key: Any) -> int:
+        """How many callers wait for the call in flight for ``key`` (0 if none)."""
+        with self._lock:
+            call = self._calls.get(key)
+            return 0 if call is None else call.waiters
+
     def in_flight(self) -> int:
         """How many keys are being fetched now (for tests and the monitor)."""
         with self._lock:
