@@ -108,11 +108,15 @@ class RegistryService(Protocol):
         """``visible``: which packages the caller may read; the rest are not searched."""
 
     def audit_bulk(
-        self, request: dict[str, list[str]], *, visible: Callable[[str], bool] | None = None
+        self,
+        request: dict[str, list[str]],
+        *,
+        visible: Callable[[str], bool] | None = None,
+        via: str = "",
     ) -> dict[str, Any]: ...
 
     def audit_quick(
-        self, tree: dict[str, Any], *, visible: Callable[[str], bool] | None = None
+        self, tree: dict[str, Any], *, visible: Callable[[str], bool] | None = None, via: str = ""
     ) -> dict[str, Any]: ...
 
     def add_advisory(self, advisory: dict[str, Any], *, actor: Actor) -> dict[str, Any]: ...

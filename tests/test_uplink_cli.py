@@ -1,4 +1,4 @@
-"""`r13 cache stats | prune | verify`, `r13 uplink`, `r13 mirror`, and a restart with a warm cache."""
+"""`r13 cache`, `r13 uplink`, `r13 mirror`, and a restart with a warm cache."""
 
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from r13core.audit import Actor, AuditLog
 from r13core.config import Config13, Feature
-from r13core.errors import BadRequest, ExistsUpstream, InvalidName, NotFound
+from r13core.errors import BadRequest, ExistsUpstream, InvalidName, NotFound, UpstreamError
 from r13core.jsonsafe import check_document
 from r13core.names import PackageName
 from r13core.registry import maintenance, metadata
@@ -365,10 +365,30 @@ class Registry:
     def search(
         self, text: str, size: int = 20, offset: int = 0, *, visible: Visible | None = None
     ) -> dict[str, Any]:
-        """npm's ``/-/v1/search``: :func:`r13core.registry.search.search` over this storage."""
-        return search_packages(
+        """npm's ``/-/v1/search``: :func:`r13core.registry.search.search` over this storage,
+        then (PROXY_MODE, R13_UPLINK_SEARCH) the upstream's results, marked
+        ``flags.upstream`` (r13core/uplink/forward.py)."""
+        local = search_packages(
             self.storage, text, size, offset, public_url=self.public_url, visible=visible
         )
+        uplink = self._proxying()
+        if uplink is None or not uplink.settings.search or not text.strip():
+            return local
+        from r13core.uplink import forward
+
+        room = size - len(local["objects"])
+        if room <= 0:
+            return local
+        start = max(0, offset - int(local["total"]))
+        exclude = {o["package"]["name"] for o in local["objects"]}
+        try:
+            objects, total = forward.upstream_search(uplink, text, room, start, exclude=exclude)
+        except UpstreamError as exc:
+            local["upstream_error"] = str(exc)
+            return local
+        local["objects"] = local["objects"] + objects
+        local["total"] = int(local["total"]) + total
+        return local
 
     def add_advisory(self, advisory: dict[str, Any], *, actor: Actor) -> dict[str, Any]:
         """Store an advisory (admin API): :meth:`Advisories.add`. Audit: ``advisory.add``."""
@@ -389,16 +409,35 @@ class Registry:
         self._record(actor, "advisory.remove", str(advisory_id))
 
     def audit_bulk(
-        self, request: dict[str, list[str]], *, visible: Visible | None = None
+        self, request: dict[str, list[str]], *, visible: Visible | None = None, via: str = ""
     ) -> dict[str, Any]:
-        """``POST /-/npm/v1/security/advisories/bulk``: :meth:`Advisories.bulk`."""
-        return self.advisories.bulk(request, visible=visible or everything)
+        """``POST /-/npm/v1/security/advisories/bulk``: :meth:`Advisories.bulk`, merged with
+        the upstream's answer while PROXY_MODE is on (r13core/uplink/forward.py)."""
+        local = self.advisories.bulk(request, visible=visible or everything)
+        uplink = self._proxying()
+        if uplink is None:
+            return local
+        from r13core.uplink import forward
+
+        seen = visible or everything
+        asked = {n: v for n, v in request.items() if isinstance(n, str) and seen(n)}
+        return forward.merge_bulk(local, forward.upstream_bulk(uplink, asked, via=via))
 
     def audit_quick(
-        self, tree: dict[str, Any], *, visible: Visible | None = None
+        self, tree: dict[str, Any], *, visible: Visible | None = None, via: str = ""
     ) -> dict[str, Any]:
-        """Legacy ``/-/npm/v1/security/audits(/quick)``: :meth:`Advisories.quick`."""
-        return self.advisories.quick(tree, visible=visible or everything)
+        """Legacy ``/-/npm/v1/security/audits(/quick)``: :meth:`Advisories.quick`, with the
+        upstream's advisories for the tree's proxyable modules while PROXY_MODE is on."""
+        seen = visible or everything
+        uplink = self._proxying()
+        if uplink is None:
+            return self.advisories.quick(tree, visible=seen)
+        from r13core.uplink import forward
+
+        versions = self.advisories.tree_versions(tree)
+        asked = {n: v for n, v in versions.items() if seen(n)}
+        extra = forward.as_records(forward.upstream_bulk(uplink, asked, via=via))
+        return self.advisories.quick(tree, visible=seen, extra=extra)
 
     # -- maintenance ----------------------------------------------------------------------
 

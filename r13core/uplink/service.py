@@ -192,6 +192,10 @@ class Uplink:
             while len(self._dists) > _LRU:
                 self._dists.popitem(last=False)
 
+    def call_upstream(self, work: Callable[[], Any]) -> Any:
+        """Run one upstream exchange through the breaker, counting it (audit, search)."""
+        return self._upstream(work)
+
     def _upstream(self, work: Callable[[], Any]) -> Any:
         """Run one upstream exchange through the breaker, counting it."""
         if not self.breaker.allow():
