@@ -58,6 +58,7 @@ def create_app(
         registry_stats=registry.stats,
         root_pid=root_pid,
         usage=services.storage,
+        uplink_state=lambda: services.uplink.breaker.state().as_dict(),
     )
     registry.subscribe(monitoring.package_changed)
     services.uplink.count = monitoring.metrics.count  # cache hits, upstream latency, errors
