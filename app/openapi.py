@@ -13,6 +13,7 @@ import falcon
 
 from app.openapi_analytics import ANALYTICS_PATHS
 from app.openapi_security import SECURITY_PATHS
+from app.openapi_uplink import UPLINK_PATHS
 from r13core._version import __version__
 
 _ERROR: Final = {"$ref": "#/components/schemas/Error"}
@@ -270,6 +271,7 @@ PATHS: Final[dict[str, Any]] = {
     },
     **SECURITY_PATHS,
     **ANALYTICS_PATHS,
+    **UPLINK_PATHS,
 }
 
 

@@ -118,6 +118,7 @@ class FaultyUpstream:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # head and body are two writes
 
             def log_message(self, format: str, *args: Any) -> None:
                 return

@@ -19,6 +19,11 @@ from r13core.names import PackageName
 from r13core.uplink import Uplink
 
 
+def _name(first: str, bare: str | None) -> PackageName:
+    """``name`` alone, or ``@scope/bare`` from the two segments (the ``@`` may be left out)."""
+    return PackageName.parse(f"@{first.lstrip('@')}/{bare}" if bare else first)
+
+
 class UplinkAdmin:
     """Admin view and overrides of the uplink."""
 
@@ -44,9 +49,9 @@ class UplinkAdmin:
     def on_put_override(
         self, req: falcon.Request, resp: falcon.Response, name: str, bare: str | None = None
     ) -> None:
-        package = PackageName.parse(f"{name}/{bare}" if bare else name)
         actor = self.guard.acting(req, Action.ADMIN)
         refuse_large_body(req, self.max_body)
+        package = _name(name, bare)
         added = self.uplink.allow_publish(package, actor=actor)
         send_media(
             resp, {"ok": True, "name": str(package)}, falcon.HTTP_201 if added else falcon.HTTP_200
@@ -55,9 +60,9 @@ class UplinkAdmin:
     def on_delete_override(
         self, req: falcon.Request, resp: falcon.Response, name: str, bare: str | None = None
     ) -> None:
-        package = PackageName.parse(f"{name}/{bare}" if bare else name)
         actor = self.guard.acting(req, Action.ADMIN)
         refuse_large_body(req, self.max_body)
+        package = _name(name, bare)
         if not self.uplink.disallow_publish(package, actor=actor):
             raise NotFound(f"no override for {package}")
         send_media(resp, {"ok": True})

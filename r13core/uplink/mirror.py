@@ -75,7 +75,7 @@ def _package_lock(doc: dict[str, Any]) -> Wanted:
         for name, meta in deps.items():
             if isinstance(meta, dict):
                 version = meta.get("version")
-                if isinstance(version, str) and not re.match(r"^(file|git|link|http)", version):
+                if isinstance(version, str) and not version.startswith(_NOT_REGISTRY):
                     _add(wanted, name, version)
                 walk(meta.get("dependencies"))
 
@@ -83,8 +83,9 @@ def _package_lock(doc: dict[str, Any]) -> Wanted:
     return wanted
 
 
-_PNPM_KEY = re.compile(r"^  ['\"]?/?([^'\"\s]+?)['\"]?:\s*$")
-_PNPM_V5 = re.compile(r"^(@[^/@]+/[^/@]+|[^/@][^/@]*)/(\d[^/_]*)(?:_.*)?$")
+_NOT_REGISTRY = ("file:", "git", "link:", "http")
+_PNPM_KEY = re.compile(r"  ['\"]?/?([^'\"\s]+?)['\"]?:\s*")
+_PNPM_V5 = re.compile(r"(@[^/@]+/[^/@]+|[^/@][^/@]*)/(\d[^/_]*)(?:_.*)?")
 
 
 def _pnpm_lock(text: str) -> Wanted:
@@ -96,16 +97,16 @@ def _pnpm_lock(text: str) -> Wanted:
             continue
         if section != "packages":
             continue
-        match = _PNPM_KEY.match(line)
+        match = _PNPM_KEY.fullmatch(line)
         if match is None:
             continue
         key = match.group(1).split("(", 1)[0]  # v6+: peer suffixes in parentheses
-        v5 = _PNPM_V5.match(key)
+        v5 = _PNPM_V5.fullmatch(key)
         if v5 is not None:  # /name/1.0.0 or /@scope/name/1.0.0_peer@1.0.0
             name, version = v5.group(1), v5.group(2)
         else:  # v6 /name@1.0.0, v9 name@1.0.0
             name, _, version = key.rpartition("@")
-        if name and version and re.match(r"^\d", version):
+        if name and version and version[:1].isdigit():
             _add(wanted, name, version)
     return wanted
 
