@@ -99,3 +99,17 @@ class PayloadTooLarge(R13Error):
 
 class UnsupportedMediaType(R13Error):
     """The body's content type or encoding is not one r13 reads."""
+
+
+class SignatureError(R13Error):
+    """A version's registry signature is missing, made by an unknown or expired key, or
+    does not verify (r13core/signatures.py). ``reason`` is one of ``missing``,
+    ``unknown-key``, ``expired-key``, ``invalid``, ``malformed``.
+
+    Raised when r13 checks an upstream's version before serving or caching it: the
+    version is refused (HTTP 502, the upstream sent something that cannot be trusted).
+    """
+
+    def __init__(self, message: str, reason: str = "invalid") -> None:
+        super().__init__(message)
+        self.reason = reason

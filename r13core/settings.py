@@ -11,6 +11,7 @@ that names the variable. The sections:
 * :class:`SecuritySettings` — keys, rate limits, blocks, proxies, access rules;
 * :class:`MonitorSettings` — the sampler and its alert rules;
 * :class:`HousekeepingSettings` — the orphan sweep and the usage counts' flush;
+* :class:`UplinkSettings` — the upstream registry (its URL);
 * ``features`` — ``R13_FEATURE_<NAME>=0|1`` bits forced on the 13-byte record.
 """
 
@@ -271,6 +272,21 @@ class SecuritySettings:
 
 
 @dataclass(frozen=True)
+class UplinkSettings:
+    """The upstream registry (R13_UPLINK_URL)."""
+
+    url: str = "https://registry.npmjs.org"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> UplinkSettings:
+        """R13_UPLINK_URL (default: the public npm registry)."""
+        url = env.get("R13_UPLINK_URL", "").strip().rstrip("/") or cls.url
+        if not url.startswith(("http://", "https://")):
+            raise SettingsError(f"R13_UPLINK_URL={url!r} must start with http:// or https://")
+        return cls(url=url)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything r13 reads from its environment, validated, by section."""
 
@@ -279,6 +295,7 @@ class Settings:
     security: SecuritySettings = field(default_factory=SecuritySettings)
     monitor: MonitorSettings = field(default_factory=MonitorSettings)
     housekeeping: HousekeepingSettings = field(default_factory=HousekeepingSettings)
+    uplink: UplinkSettings = field(default_factory=UplinkSettings)
     features: tuple[tuple[Feature, bool], ...] = ()
     """R13_FEATURE_<NAME>=0|1: bits forced on the record at start, as (flag, on) pairs."""
 
@@ -302,6 +319,7 @@ class Settings:
             security=SecuritySettings.from_env(env),
             monitor=MonitorSettings.from_env(env),
             housekeeping=HousekeepingSettings.from_env(env),
+            uplink=UplinkSettings.from_env(env),
             features=tuple(features),
         )
 
