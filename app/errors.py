@@ -28,6 +28,8 @@ STATUS_OF: list[tuple[type[Exception], str]] = [
     (errors.PayloadTooLarge, falcon.HTTP_413),
     (errors.UnsupportedMediaType, falcon.HTTP_415),
     (errors.LimiterFull, falcon.HTTP_429),
+    # An upstream's version whose registry signature fails: refused, never served unsigned.
+    (errors.SignatureError, falcon.HTTP_502),
 ]
 
 

@@ -4,8 +4,9 @@ The npm registry signs every version it serves: an ECDSA P-256 signature
 (SHA-256, DER, base64) over ``"<name>@<version>:<integrity>"``, listed in the
 version's ``dist.signatures`` as ``{keyid, sig}``; its public keys are served
 at ``/-/npm/v1/keys`` as ``{keys: [{expires, keyid, keytype, scheme, key}]}``
-with ``key`` the base64 DER SubjectPublicKeyInfo and ``keyid`` ``"SHA256:"`` +
-the unpadded base64 of the SHA-256 of that DER. npm's client (pacote, which
+with ``key`` the base64 DER SubjectPublicKeyInfo and ``keyid`` the key's
+OpenSSH fingerprint (``"SHA256:"`` + the unpadded base64 of the SHA-256 of its
+SSH wire blob; :func:`keyid_of`). npm's client (pacote, which
 ``npm audit signatures`` drives) checks every signature of a version: its key
 must be known, must not have expired before the version's publish time
 (``time[version]``), and the signature must verify. A registry that serves
@@ -44,9 +45,29 @@ MAX_SIG_CHARS: Final = 512
 
 
 def keyid_of(der: bytes) -> str:
-    """npm's key id of a DER SubjectPublicKeyInfo: ``SHA256:<unpadded base64 of sha256>``."""
-    digest = hashlib.sha256(der).digest()
+    """npm's key id of a DER SubjectPublicKeyInfo: its OpenSSH fingerprint.
+
+    ``SHA256:`` + the unpadded base64 of the SHA-256 of the key's SSH wire
+    blob (``string "ecdsa-sha2-nistp256", string "nistp256", string Q``) —
+    what ``ssh-keygen -l`` prints, and why the keytype is spelled the SSH way.
+    (Not the SHA-256 of the DER: npm's ``SHA256:jl3bwswu...`` is the fingerprint.)
+    InvalidValue unless ``der`` is a P-256 public key.
+    """
+    key = _load_p256(der, "key")
+    line = key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    blob = base64.b64decode(line.split()[1])
+    digest = hashlib.sha256(blob).digest()
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def _load_p256(der: bytes, what: str) -> ec.EllipticCurvePublicKey:
+    try:
+        key = serialization.load_der_public_key(der)
+    except (ValueError, UnsupportedAlgorithm):
+        raise InvalidValue(f"{what} is not a DER public key") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise InvalidValue(f"{what} is not an ECDSA P-256 key")
+    return key
 
 
 def signed_message(name: str, version: str, integrity: str) -> bytes:
@@ -108,7 +129,7 @@ class PublicKey:
         if entry.usable:
             entry.public_key()  # decodes: InvalidValue if it is not a P-256 key
             if keyid_of(entry.der) != keyid:
-                raise InvalidValue(f"key {keyid[:80]!r}: keyid is not the SHA-256 of the key")
+                raise InvalidValue(f"key {keyid[:80]!r}: keyid is not the key's fingerprint")
         return entry
 
     def as_json(self) -> dict[str, Any]:
@@ -139,14 +160,7 @@ class PublicKey:
         loaded: ec.EllipticCurvePublicKey | None = self.__dict__.get("_loaded")
         if loaded is not None:
             return loaded
-        try:
-            key = serialization.load_der_public_key(self.der)
-        except (ValueError, UnsupportedAlgorithm):
-            raise InvalidValue(f"key {self.keyid[:80]!r} is not a DER public key") from None
-        if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(
-            key.curve, ec.SECP256R1
-        ):
-            raise InvalidValue(f"key {self.keyid[:80]!r} is not an ECDSA P-256 key")
+        key = _load_p256(self.der, f"key {self.keyid[:80]!r}")
         self.__dict__["_loaded"] = key
         return key
 
@@ -286,6 +300,31 @@ def verify_version(
     return tuple(verified)
 
 
+def verify_upstream_version(
+    version_doc: Mapping[str, Any],
+    upstream_keys: KeySet | Iterable[PublicKey],
+    *,
+    published: str | None,
+    expected_name: str,
+    expected_version: str,
+) -> tuple[str, ...]:
+    """The uplink's rule for a proxied version: :func:`verify_version` when the upstream
+    publishes keys; when it publishes none (a registry that does not sign, or one
+    whose keys could not be fetched yet), nothing to check — ``()`` — as npm's
+    client does. A version that fails is refused (SignatureError), never served
+    unsigned."""
+    keyset = upstream_keys if isinstance(upstream_keys, KeySet) else KeySet(upstream_keys)
+    if not len(keyset):
+        return ()
+    return verify_version(
+        version_doc,
+        keyset,
+        published=published,
+        expected_name=expected_name,
+        expected_version=expected_version,
+    )
+
+
 def _published(text: str, what: str) -> datetime:
     try:
         return parse_time(text, f"{what} publish time")
@@ -305,5 +344,6 @@ __all__ = [
     "public_key_der",
     "sign",
     "signed_message",
+    "verify_upstream_version",
     "verify_version",
 ]
