@@ -38,7 +38,10 @@ OLD_NPM_KEY = "SHA256:jl3bwswu80PjjokCgh0o2w5c2U4LhQAE57gj9cz1kzA"
 NEW_NPM_KEY = "SHA256:DhQ8wR5APBvFHLF/+Tc+AYvPOdTpcIDqOhxsBHRwC7U"
 # The npm registry's signature of typescript@5.4.5 (its dist.signatures, published
 # 2024-04-10T14:25:19.427Z, before the old key's expiry).
-TYPESCRIPT_545_SIG = "MEUCIQC/EuYEcwumIh3BWR4qQd2ePcVqj994eiB0Nr62t4tU7wIga9Vr8kSDkXAsFoDBGj074mtGYD8EAyykePA9Hppu2z4="
+TYPESCRIPT_545_SIG = (
+    "MEUCIQC/EuYEcwumIh3BWR4qQd2ePcVqj994eiB0Nr62t4tU7wIga9Vr8kSDkXAsFoDBGj074mtGYD8EAyykePA9"
+    "Hppu2z4="
+)
 TYPESCRIPT_545_PUBLISHED = "2024-04-10T14:25:19.427Z"
 # A version the npm registry signed with its current key (its packument's version document).
 STELLAR = {
