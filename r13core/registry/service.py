@@ -107,6 +107,7 @@ class Registry:
         config: Callable[[], Config13],
         limits: Limits | None = None,
         audit: AuditLog | None = None,
+        signer: Signer | None = None,
     ) -> Registry:
         """Over ``storage`` (default: ``data_dir/registry.sqlite3``) and ``data_dir/blobs/``."""
         from r13core.database import open_database
@@ -121,6 +122,7 @@ class Registry:
             config=config,
             limits=limits,
             audit=audit,
+            signer=signer,
         )
 
     def subscribe(self, listener: Listener) -> None:
