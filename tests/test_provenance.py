@@ -10,14 +10,28 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import falcon
+import falcon.testing
 import pytest
 
+from app import errors
+from app.auth import Guard
+from app.resources.signing import Attestations
 from r13core import npm_pack
 from r13core.audit import Actor
+from r13core.config import Feature
 from r13core.errors import InvalidPublish, NotFound
 from r13core.names import PackageName
 from r13core.registry import Registry
-from r13core.registry.attestations import MAX_BUNDLE, attestations_url, check_bundle, purl
+from r13core.registry.attestations import (
+    ATTESTATIONS_PATH,
+    MAX_BUNDLE,
+    attestations_url,
+    check_bundle,
+    purl,
+)
+from r13core.services import open_services
+from r13core.settings import Settings
 from r13core.users import Role
 from tests.identity_app import PUBLIC, PW, Served, quote, serve
 from tests.npm_builders import PUBLIC_URL, open_registry, package_tgz, publish_body
@@ -258,3 +272,37 @@ def test_attestations_are_read_like_the_package(served: tuple[Served, dict[str, 
     assert s.client.simulate_get(path, headers=alice).status_code == 200
     s.set_private(False)
     assert s.client.simulate_get(path).status_code == 200
+
+
+def test_attestations_of_names_that_are_not_local_come_from_the_upstream_hook(
+    tmp_path: Path,
+) -> None:
+    # What the uplink wires: the route asks it only for what the registry does not have.
+    services = open_services(Settings.from_env({"R13_DATA": str(tmp_path / "data")}))
+    services.config.set_feature(Feature.PRIVATE_REGISTRY, False)
+    registry = services.registry
+    registry.put_package(W, body_with_provenance("widget", "1.0.0"), actor=Actor("alice"))
+    asked: list[tuple[str, str]] = []
+    upstream_answer = {"attestations": [{"predicateType": "p", "bundle": {"b": 1}}]}
+
+    def upstream(name: PackageName, version: str) -> dict[str, Any]:
+        asked.append((str(name), version))
+        if str(name) == "gone":
+            raise NotFound("the upstream has none")
+        return upstream_answer
+
+    app = falcon.App()
+    errors.install(app)
+    guard = Guard(services.authenticator, services.config.read, policy=services.policy)
+    app.add_sink(Attestations(registry, guard, upstream=upstream), prefix=ATTESTATIONS_PATH)
+    client = falcon.testing.TestClient(app)
+    local = client.simulate_get("/-/npm/v1/attestations/widget@1.0.0")
+    assert local.status_code == 200 and asked == []
+    proxied = client.simulate_get("/-/npm/v1/attestations/@sigstore%2fcore@2.0.0")
+    assert (proxied.status_code, proxied.json) == (200, upstream_answer)
+    assert asked == [("@sigstore/core", "2.0.0")]
+    assert client.simulate_get("/-/npm/v1/attestations/gone@1.0.0").status_code == 404
+    # A local package never falls through to the upstream, even for a version it lacks.
+    assert client.simulate_get("/-/npm/v1/attestations/widget@9.9.9").status_code == 404
+    assert asked == [("@sigstore/core", "2.0.0"), ("gone", "1.0.0")]
+    services.close()

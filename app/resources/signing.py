@@ -44,8 +44,9 @@ class RegistryKeys:
 class Attestations:
     """The sink for ``/-/npm/v1/attestations/<name>@<version>``.
 
-    A local package answers with what its publish kept; any other name goes to
-    ``upstream`` when one is given (the uplink passes the upstream's through).
+    A local package answers with what its publish kept (404 when it has none); any
+    other name goes to ``upstream`` when one is given (the uplink passes the
+    upstream's through).
     """
 
     def __init__(
@@ -68,7 +69,14 @@ class Attestations:
         try:
             document = self.registry.attestations(name, version)
         except NotFound:
-            if self.upstream is None:
-                raise
+            if self.upstream is None or self._local(name):
+                raise  # a local package never takes anything from the upstream
             document = self.upstream(name, version)
         send_media(resp, document)
+
+    def _local(self, name: PackageName) -> bool:
+        try:
+            self.registry.dist_tags(name)
+        except NotFound:
+            return False
+        return True
