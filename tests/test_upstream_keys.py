@@ -22,7 +22,7 @@ from app.main import create_app
 from r13core.audit import Actor
 from r13core.config import Feature
 from r13core.services import SIGNING_DIR, open_services
-from r13core.settings import Settings
+from r13core.settings import Settings, SettingsError
 from r13core.signatures import PublicKey, parse_keys, public_key_der
 from r13core.upstream_keys import CACHE_FILE, UpstreamKeys
 
@@ -169,3 +169,12 @@ def test_the_keys_route_serves_r13s_keys_and_the_upstreams_when_proxying(
     listed = parse_keys(client.simulate_get("/-/npm/v1/keys").json)
     assert listed == [old, new, *theirs]
     services.config.close()
+
+
+def test_the_uplink_url_setting_defaults_to_the_npm_registry_and_is_checked() -> None:
+    assert Settings.from_env({}).uplink.url == "https://registry.npmjs.org"
+    assert Settings.from_env({"R13_UPLINK_URL": "http://10.0.0.5:4873/"}).uplink.url == (
+        "http://10.0.0.5:4873"
+    )
+    with pytest.raises(SettingsError, match="R13_UPLINK_URL"):
+        Settings.from_env({"R13_UPLINK_URL": "registry.npmjs.org"})
