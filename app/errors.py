@@ -32,6 +32,8 @@ STATUS_OF: list[tuple[type[Exception], str]] = [
     (errors.UpstreamTimeout, falcon.HTTP_504),
     (errors.UpstreamError, falcon.HTTP_502),  # IntegrityMismatch
     (errors.LoopDetected, falcon.HTTP_508),
+    # An upstream's version whose registry signature fails: refused, never served unsigned.
+    (errors.SignatureError, falcon.HTTP_502),
 ]
 
 

@@ -25,11 +25,13 @@ from app.resources.packages import ROUTES as PACKAGE_ROUTES
 from app.resources.packages import Packages
 from app.resources.search import Search
 from app.resources.security import SecurityBlocks, SecurityKeys, SecurityMetrics
+from app.resources.signing import ATTESTATIONS_ROUTE, Attestations, RegistryKeys
 from app.resources.system import ConfigResource, Ping
 from app.resources.tokens import Tokens
 from app.resources.whoami import Whoami
 from app.security_middleware import SecurityMiddleware
 from app.service import RegistryService
+from r13core.registry.attestations import ATTESTATIONS_PATH
 from r13core.services import Services
 
 log = logging.getLogger("r13")
@@ -90,6 +92,8 @@ def create_app(
     app.add_route("/_api/advisories", advisories)
     app.add_route("/_api/advisories/{advisory_id}", advisories, suffix="item")
     app.add_route("/_api/config", ConfigResource(store))
+    # Signatures and provenance (docs/signatures.md).
+    app.add_route("/-/npm/v1/keys", RegistryKeys(services.registry_keys))
     # Identity (docs/identity.md): npm login (legacy and web), logout, tokens, admin API;
     # each change is one call into r13core, which audits it.
     identity, logins = services.identity, services.logins
@@ -123,12 +127,18 @@ def create_app(
     )
     app.add_sink(PackageMeta(registry, guard, max_body=limit), prefix=PACKAGE_META_PREFIX)
     uplink.add_routes(app, uplink.UplinkAdmin(services.uplink, guard, max_body=limit))
+    app.add_sink(
+        Attestations(registry, guard, upstream=services.uplink.attestations),
+        prefix=ATTESTATIONS_PATH,
+    )
     app.add_route("/_api/openapi.json", OpenAPI())
     performance.add_routes(app, monitoring)
     analytics.add_routes(
         app, analytics.AnalyticsResource(services.analytics, guard, monitoring.usage)
     )
-    monitoring.middleware.declare_routes(PACKAGE_ROUTES | PACKAGE_META_ROUTES)
+    monitoring.middleware.declare_routes(
+        PACKAGE_ROUTES | PACKAGE_META_ROUTES | {ATTESTATIONS_ROUTE}
+    )
     if root_pid is not None:
         monitoring.start()
         housekeeping.start()

@@ -84,6 +84,9 @@ class RegistryService(Protocol):
 
     def tarball(self, name: PackageName, filename: str, *, via: str = "") -> BlobRefLike: ...
 
+    def attestations(self, name: PackageName, version: str) -> dict[str, Any]:
+        """``{attestations: [...]}`` of a local version; NotFound when it has none."""
+
     def dist_tags(self, name: PackageName) -> dict[str, str]: ...
 
     def set_dist_tag(

@@ -129,3 +129,17 @@ class LoopDetected(R13Error):
 
 class ExistsUpstream(Conflict):
     """A first publish of a name the upstream already has, without the admin override."""
+
+
+class SignatureError(R13Error):
+    """A version's registry signature is missing, made by an unknown or expired key, or
+    does not verify (r13core/signatures.py). ``reason`` is one of ``missing``,
+    ``unknown-key``, ``expired-key``, ``invalid``, ``malformed``.
+
+    Raised when r13 checks an upstream's version before serving or caching it: the
+    version is refused (HTTP 502, the upstream sent something that cannot be trusted).
+    """
+
+    def __init__(self, message: str, reason: str = "invalid") -> None:
+        super().__init__(message)
+        self.reason = reason

@@ -31,6 +31,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from r13core.signatures import PublicKey, public_key_der, sign
 from tests.npm_builders import package_tgz
 
 
@@ -44,6 +45,9 @@ class FaultyUpstream:
     def __init__(self) -> None:
         self.tarballs: dict[str, dict[str, bytes]] = {}
         self.advisories: dict[str, list[dict[str, Any]]] = {}
+        self.signing_key: Any = None  # an EC private key: versions signed, keys served
+        self.bad_signatures: set[tuple[str, str]] = set()
+        self.attestations: dict[str, dict[str, Any]] = {}
         self.modes: dict[str, str] = {}
         self.default_mode = "ok"
         self.counts: collections.Counter[str] = collections.Counter()
@@ -81,6 +85,10 @@ class FaultyUpstream:
             }
             if not abbreviated:
                 doc["description"] = f"{name} from upstream"
+            if self.signing_key is not None:
+                signed_version = "0.0.0" if (name, version) in self.bad_signatures else version
+                sig = sign(self.signing_key, name, signed_version, integrity(data))
+                doc["dist"]["signatures"] = [{"keyid": self.keyid(), "sig": sig}]
             versions[version] = doc
         latest = sorted(self.tarballs[name])[-1]
         out: dict[str, Any] = {"name": name, "dist-tags": {"latest": latest}, "versions": versions}
@@ -91,6 +99,14 @@ class FaultyUpstream:
         else:
             out["modified"] = "2020-01-01T00:00:00.000Z"
         return out
+
+    def keyid(self) -> str:
+        return PublicKey.from_der(public_key_der(self.signing_key)).keyid
+
+    def keys_document(self) -> dict[str, Any]:
+        if self.signing_key is None:
+            return {"keys": []}
+        return {"keys": [PublicKey.from_der(public_key_der(self.signing_key)).as_json()]}
 
     # -- life ---------------------------------------------------------------------------
 
@@ -183,6 +199,15 @@ class FaultyUpstream:
                         body = gzip.decompress(body)
                     asked = json.loads(body or b"{}")
                     found = {n: upstream.advisories[n] for n in asked if n in upstream.advisories}
+                    return 200, json.dumps(found).encode(), "application/json", {}
+                if path == "/-/npm/v1/keys":
+                    doc = upstream.keys_document()
+                    return 200, json.dumps(doc).encode(), "application/json", {}
+                if path.startswith("/-/npm/v1/attestations/"):
+                    spec = unquote(path[len("/-/npm/v1/attestations/") :])
+                    found = upstream.attestations.get(spec)
+                    if found is None:
+                        return 404, b'{"error":"not found"}', "application/json", {}
                     return 200, json.dumps(found).encode(), "application/json", {}
                 if path == "/-/v1/search":
                     text = parse_qs(urlsplit(self.path).query).get("text", [""])[0]

@@ -34,11 +34,13 @@ from r13core.jsonsafe import check_document
 from r13core.names import PackageName
 from r13core.registry import maintenance, metadata
 from r13core.registry.advisories import Advisories, AuditLimits, Visible, everything
+from r13core.registry.attestations import attestations_document
 from r13core.registry.changes import Committed, OwnerCheck
 from r13core.registry.documents import existing, rev_string
 from r13core.registry.publish import publish
 from r13core.registry.render import BlobRef, Rendered, Renderer
 from r13core.registry.search import search as search_packages
+from r13core.registry.signing import Signer, sign_unsigned
 from r13core.registry.storage import RegistryStorage
 from r13core.storage.blobs import BlobStore
 from r13core.tarball import Limits, sri_from_hex
@@ -71,6 +73,8 @@ class Registry:
 
     ``config`` returns the live record; flags are read on every call. ``audit``
     is where writes record themselves (default: the audit log of ``storage``).
+    ``signer`` signs every version published (r13core/registry/signing.py; the
+    wiring passes the data dir's key ring); without one versions go unsigned.
     """
 
     def __init__(
@@ -84,10 +88,12 @@ class Registry:
         audit_limits: AuditLimits | None = None,
         audit: AuditLog | None = None,
         uplink: Uplink | None = None,
+        signer: Signer | None = None,
     ) -> None:
         self.storage = storage
         self.uplink = uplink
         """The upstream registry (r13core/uplink/): asked only for names missing here."""
+        self.signer = signer
         self.blobs = blobs
         self.renderer = Renderer(storage, public_url)
         self.advisories = Advisories(storage, audit_limits)
@@ -107,6 +113,7 @@ class Registry:
         config: Callable[[], Config13],
         limits: Limits | None = None,
         audit: AuditLog | None = None,
+        signer: Signer | None = None,
     ) -> Registry:
         """Over ``storage`` (default: ``data_dir/registry.sqlite3``) and ``data_dir/blobs/``."""
         from r13core.database import open_database
@@ -121,6 +128,7 @@ class Registry:
             config=config,
             limits=limits,
             audit=audit,
+            signer=signer,
         )
 
     def subscribe(self, listener: Listener) -> None:
@@ -203,6 +211,31 @@ class Registry:
             raise NotFound(f"tarball {filename!r} of {name} not found")
         return BlobRef(path, row.size, sri_from_hex(row.sha512), f'"{row.sha512[:40]}"')
 
+    def attestations(self, name: PackageName, version: str) -> dict[str, Any]:
+        """``GET /-/npm/v1/attestations/<name>@<version>``: the provenance kept at publish.
+
+        ``{attestations: [{predicateType, bundle}]}``; NotFound when the package,
+        the version or its attestations are not here (r13core/registry/attestations.py).
+        """
+        record = existing(self.storage, str(name))
+        return attestations_document(record.doc, record.name, version)
+
+    def sign_unsigned(self, *, actor: Actor) -> tuple[int, int]:
+        """Sign every stored version that has no signature yet (the migration of
+        r13core/registry/signing.py); ``(packages, versions)`` signed.
+
+        Audit: ``signing.backfill`` (``packages``, ``versions``) when any was signed.
+        """
+        if self.signer is None:
+            return (0, 0)
+        packages, versions = sign_unsigned(self.storage, self.signer)
+        if versions:
+            # Not an HTTP write (r13 serve and `r13 keys signing backfill` run it).
+            self.audit.safe_record_by(
+                actor, "signing.backfill", "", packages=packages, versions=versions
+            )
+        return packages, versions
+
     def dist_tags(self, name: PackageName) -> dict[str, str]:
         """The package's dist-tags; NotFound if absent."""
         return dict(existing(self.storage, str(name)).doc["dist-tags"])
@@ -256,6 +289,7 @@ class Registry:
             publisher=actor.name,
             mark_types=self.config().has(Feature.PREMIUM_TYPES),
             check_owner=check_owner,
+            signer=self.signer,
         )
         if published.value is not None:
             self._notify(PackageChange("publish", key, (published.value,)))

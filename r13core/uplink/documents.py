@@ -12,12 +12,20 @@ checked against them.
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Callable
 from typing import Any
 
-from r13core.errors import InvalidValue, UpstreamError
+from r13core.errors import InvalidValue, SignatureError, UpstreamError
 from r13core.names import PackageName
 from r13core.registry.render import Rendered
 from r13core.storage.uplink_cache import DistRecord
+
+log = logging.getLogger("r13.uplink")
+
+VersionCheck = Callable[[PackageName, dict[str, Any], "str | None"], None]
+"""Checks one upstream version document (its registry signature) given its publish time;
+raises SignatureError to refuse it (r13core/signatures.py ``verify_upstream_version``)."""
 
 
 def parse_document(name: PackageName, body: bytes) -> dict[str, Any]:
@@ -34,15 +42,29 @@ def parse_document(name: PackageName, body: bytes) -> dict[str, Any]:
 
 
 def rewrite(
-    name: PackageName, doc: dict[str, Any], public_url: str
+    name: PackageName, doc: dict[str, Any], public_url: str, check: VersionCheck | None = None
 ) -> tuple[Rendered, list[DistRecord]]:
-    """``doc`` with r13's tarball links, rendered; and each version's upstream dist."""
+    """``doc`` with r13's tarball links, rendered; and each version's upstream dist.
+
+    ``check`` refuses a version (its registry signature fails): it is left out of the
+    served document, its dist is not noted (so its tarball is never fetched), and a
+    dist-tag naming it is dropped — never served unsigned.
+    """
     base = public_url.rstrip("/")
     dists: list[DistRecord] = []
     versions: dict[str, Any] = {}
+    found_times = doc.get("time")
+    times: dict[str, Any] = found_times if isinstance(found_times, dict) else {}
     for version, manifest in (doc.get("versions") or {}).items():
         if not isinstance(manifest, dict):
             continue
+        if check is not None:
+            published = times.get(version)
+            try:
+                check(name, manifest, published if isinstance(published, str) else None)
+            except SignatureError as exc:
+                log.warning("refused %s@%s from the upstream: %s", name, version, exc)
+                continue
         try:
             local_path = name.tarball_path(str(version))
         except InvalidValue:
@@ -67,6 +89,9 @@ def rewrite(
         versions[str(version)] = out
     served = {k: v for k, v in doc.items() if k not in ("_attachments", "versions")}
     served["versions"] = versions
+    tags = served.get("dist-tags")
+    if isinstance(tags, dict):
+        served["dist-tags"] = {t: v for t, v in tags.items() if v in versions}
     if "name" not in served:
         served["name"] = str(name)
     return Rendered.of(served), dists
@@ -82,4 +107,4 @@ def version_document(
     return manifest if isinstance(manifest, dict) else None
 
 
-__all__ = ["parse_document", "rewrite", "version_document"]
+__all__ = ["VersionCheck", "parse_document", "rewrite", "version_document"]

@@ -57,7 +57,7 @@ from r13core.storage.uplink_cache import (
 from r13core.tarball import sri_from_hex
 from r13core.uplink.breaker import CircuitBreaker
 from r13core.uplink.client import Upstream
-from r13core.uplink.documents import parse_document, rewrite, version_document
+from r13core.uplink.documents import VersionCheck, parse_document, rewrite, version_document
 from r13core.uplink.flight import SingleFlight, across_workers
 from r13core.uplink.policy import ProxyPolicy
 from r13core.uplink.tarballs import spool
@@ -125,7 +125,7 @@ class Uplink:
         audit: AuditLog | None = None,
         clock: Callable[[], int] = _now_ms,
         count: Counter | None = None,
-        verify: Callable[[PackageName, dict[str, Any]], None] | None = None,
+        check_version: VersionCheck | None = None,
     ) -> None:
         self.settings = settings
         self.storage = storage
@@ -137,8 +137,9 @@ class Uplink:
         self.count = count
         self.audit = audit
         self.max_tarball = max_tarball
-        self.verify = verify
-        """Checks a packument before it is served or cached (the Signatures part hooks in here)."""
+        self.check_version = check_version
+        """Checks each upstream version (its registry signature, r13core/signatures.py)
+        before it is served or cached; a refused version is left out."""
         self.client = Upstream(
             settings.url,
             token=settings.token,
@@ -305,9 +306,7 @@ class Uplink:
             self.storage.touch_packument(str(name), kind, now)
             return _served(cached, "revalidated")
         doc = parse_document(name, answer.body)
-        if self.verify is not None:
-            self.verify(name, doc)
-        rendered, dists = rewrite(name, doc, self.public_url)
+        rendered, dists = rewrite(name, doc, self.public_url, self.check_version)
         self._remember_dists(dists)
         if caching:
             self.storage.save_packument(
@@ -422,6 +421,24 @@ class Uplink:
             if attempt == 0:
                 self.packument(name, abbreviated=True, via=via)
         raise NotFound(f"version {version} of {name} not found upstream")
+
+    def attestations(self, name: PackageName, version: str, *, via: str = "") -> dict[str, Any]:
+        """The upstream's ``/-/npm/v1/attestations/<name>@<version>``, passed through
+        (provenance of a proxied version); NotFound when it has none or PROXY_MODE is off."""
+        if not self.enabled():
+            raise NotFound(f"no attestations for {name}@{version}")
+        self._guard(name, via)
+        path = f"{self.client.base_path}/-/npm/v1/attestations/{name.url}@{version}"
+        answer = self._upstream(lambda: self.client.get_document(path, via=via))
+        if answer is None or answer.status != 200:
+            raise NotFound(f"no attestations for {name}@{version}")
+        try:
+            doc = json.loads(answer.body)
+        except ValueError:
+            raise UpstreamError("the upstream sent malformed attestations") from None
+        if not isinstance(doc, dict):
+            raise UpstreamError("the upstream sent malformed attestations")
+        return doc
 
     # -- before a publish ---------------------------------------------------------------
 
