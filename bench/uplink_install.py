@@ -74,10 +74,12 @@ def _install(project: Path, registry: str, work: Path) -> float:
 
 
 def _prune(data: Path, env: dict[str, str]) -> None:
-    subprocess.run(
+    out = subprocess.run(
         [str(R13), "--data", str(data), "cache", "prune"],
-        env={**os.environ, **env}, check=True, capture_output=True, timeout=120,
+        env={**os.environ, **env}, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
+    if out.returncode != 0:
+        raise RuntimeError(f"r13 cache prune failed ({out.returncode}):\n{out.stderr[-3000:]}")
 
 
 def run(packages: int, rounds: int, work: Path) -> dict[str, Any]:

@@ -205,10 +205,10 @@ class FaultyUpstream:
                     return 200, json.dumps(doc).encode(), "application/json", {}
                 if path.startswith("/-/npm/v1/attestations/"):
                     spec = unquote(path[len("/-/npm/v1/attestations/") :])
-                    found = upstream.attestations.get(spec)
-                    if found is None:
+                    bundle = upstream.attestations.get(spec)
+                    if bundle is None:
                         return 404, b'{"error":"not found"}', "application/json", {}
-                    return 200, json.dumps(found).encode(), "application/json", {}
+                    return 200, json.dumps(bundle).encode(), "application/json", {}
                 if path == "/-/v1/search":
                     text = parse_qs(urlsplit(self.path).query).get("text", [""])[0]
                     objects = [
