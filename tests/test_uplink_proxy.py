@@ -97,7 +97,7 @@ def test_a_cached_packument_is_revalidated_with_its_etag_after_the_max_age(
     revalidated = app.get("/left-pad")
     assert revalidated.headers["X-R13-Cache"] == "REVALIDATED"
     assert upstream.count("/left-pad") == 2
-    assert upstream.seen_headers[-1].get("If-None-Match")
+    assert upstream.seen_by_path["/left-pad"].get("If-None-Match")
     # Fresh again from the 304: no third request.
     assert app.get("/left-pad").headers["X-R13-Cache"] == "HIT"
     assert upstream.count("/left-pad") == 2
@@ -365,13 +365,13 @@ def test_a_request_that_already_passed_through_us_is_refused_as_a_loop(
     assert upstream.count("/left-pad") == 0
     # Another registry's Via is passed on, with ours after it.
     assert app.get("/left-pad", headers={"Via": "1.1 other"}).status_code == 200
-    assert upstream.seen_headers[-1]["Via"] == f"1.1 other, 1.1 {me}"
+    assert upstream.seen_by_path["/left-pad"]["Via"] == f"1.1 other, 1.1 {me}"
 
 
 def test_the_uplink_token_is_sent_upstream(tmp_path: Path, upstream: FaultyUpstream) -> None:
     app = build(tmp_path, upstream.url, {"R13_UPLINK_TOKEN": "s3cret"})
     app.get("/left-pad")
-    assert upstream.seen_headers[-1]["Authorization"] == "Bearer s3cret"
+    assert upstream.seen_by_path["/left-pad"]["Authorization"] == "Bearer s3cret"
 
 
 def test_the_tarball_bytes_match_a_fresh_pack(app: ProxyApp, upstream: FaultyUpstream) -> None:

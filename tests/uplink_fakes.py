@@ -52,6 +52,7 @@ class FaultyUpstream:
         self.default_mode = "ok"
         self.counts: collections.Counter[str] = collections.Counter()
         self.seen_headers: list[dict[str, str]] = []
+        self.seen_by_path: dict[str, dict[str, str]] = {}  # the last request's headers
         self.gate = threading.Event()
         self.gate.set()
         self.release = threading.Event()
@@ -160,6 +161,7 @@ class FaultyUpstream:
                 with upstream._lock:
                     upstream.counts[path] += 1
                     upstream.seen_headers.append(dict(self.headers.items()))
+                    upstream.seen_by_path[path] = dict(self.headers.items())
                 body = b""
                 if method == "POST":
                     body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
