@@ -378,3 +378,17 @@ def test_the_tarball_bytes_match_a_fresh_pack(app: ProxyApp, upstream: FaultyUps
     data = package_tgz("exact", "1.0.0", description="x")
     upstream.add("exact", "1.0.0", tgz=data)
     assert app.get("/exact/-/exact-1.0.0.tgz").content == data
+
+
+def test_a_scope_that_becomes_private_stops_being_proxied_at_once(
+    app: ProxyApp, upstream: FaultyUpstream
+) -> None:
+    upstream.add("@team/util", "1.0.0")
+    assert app.get("/@team%2futil").status_code == 200  # proxied (and the decision remembered)
+    assert app.get("/@team%2futil").headers["X-R13-Cache"] == "HIT"
+    app.services.uplink.allow_publish(PackageName.parse("@team/core"), actor=Actor("root"))
+    assert app.publish("@team/core", publish_body("@team/core", "1.0.0")).status_code == 201
+    # @team now has a local package: its other names are never served from upstream,
+    # not even from the cache filled before.
+    assert app.get("/@team%2futil").status_code == 404
+    assert app.get("/@team/util/-/util-1.0.0.tgz").status_code == 404

@@ -119,6 +119,12 @@ class PackageStorage(Protocol):
         """
         return self.package_rev(name) is not None
 
+    def packages_version(self) -> object:
+        """A value that changes whenever any package changes, in any process (a change
+        signal): callers may cache answers about packages while it stays equal. The
+        default is a new object each time (never equal: nothing is cached)."""
+        return object()
+
     def scope_in_use(self, scope: str) -> bool:
         """Whether some local package (or unpublished one) has the scope ``@scope``."""
         prefix = scope + "/"

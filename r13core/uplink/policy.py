@@ -14,9 +14,15 @@ A name is never asked of the upstream when:
 
 The same decision guards the publish check (r13core/uplink/service.py): a
 private or local name is never looked up upstream before a publish either.
+
+Decisions are remembered per process while the storage's package-change signal
+(``PackageStorage.packages_version``) stays the same: any commit that adds or
+removes a package anywhere moves it, and the next decision is made afresh.
 """
 
 from __future__ import annotations
+
+import threading
 
 from r13core.access import Policy
 from r13core.names import PackageName
@@ -38,6 +44,9 @@ class ProxyPolicy:
         self.policy = policy
         self.uplink_name = uplink_name
         self.private_scopes = frozenset(s.lower() for s in private_scopes)
+        self._seen: dict[str, str | None] = {}
+        self._seen_at: object = None
+        self._lock = threading.Lock()
 
     def private_scope(self, name: PackageName) -> bool:
         """Whether ``name``'s scope is private (listed, or it has a local package)."""
@@ -53,7 +62,22 @@ class ProxyPolicy:
         return rule is not None and rule.proxy is not None and self.uplink_name not in rule.proxy
 
     def why_not(self, name: PackageName) -> str | None:
-        """Why ``name`` may not be proxied, or None when it may."""
+        """Why ``name`` may not be proxied, or None when it may (remembered, see above)."""
+        version = self.storage.packages_version()
+        key = str(name)
+        with self._lock:
+            if version == self._seen_at and key in self._seen:
+                return self._seen[key]
+        reason = self._decide(name)
+        with self._lock:
+            if version != self._seen_at:
+                self._seen, self._seen_at = {}, version
+            if len(self._seen) >= 65536:
+                self._seen.clear()
+            self._seen[key] = reason
+        return reason
+
+    def _decide(self, name: PackageName) -> str | None:
         if self.ruled_out(name):
             return "the access rules do not proxy it"
         if self.private_scope(name):

@@ -68,6 +68,7 @@ INSTALL_ACCEPT: Final = "application/vnd.npm.install-v1+json; q=1.0, application
 STALE_WARNING: Final = '110 r13 "Response is Stale"'
 REVALIDATION_FAILED: Final = '111 r13 "Revalidation Failed"'
 _LRU: Final = 4096
+_MEMO_BYTES: Final = 64 * 1024 * 1024
 
 
 class UplinkStorage(PackageStorage, UplinkCacheStorage, Protocol):
@@ -164,6 +165,8 @@ class Uplink:
         self._flight: SingleFlight[Any] = SingleFlight()
         self._dists: OrderedDict[tuple[str, str], DistRecord] = OrderedDict()
         self._docs: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
+        self._memo: OrderedDict[tuple[str, str], CachedPackument] = OrderedDict()
+        self._memo_bytes = 0
         self._lock = threading.Lock()
 
     # -- flags --------------------------------------------------------------------------
@@ -240,7 +243,7 @@ class Uplink:
         self._guard(name, via)
         kind = ABBREVIATED if abbreviated else FULL
         caching = self.caching()
-        cached = self.storage.cached_packument(str(name), kind) if caching else None
+        cached = self._cached_packument(name, kind) if caching else None
         if cached is not None and self._fresh(cached):
             self._count(Event.CACHE_HITS)
             return _served(cached, "hit")
@@ -261,6 +264,38 @@ class Uplink:
             self._count(Event.UPLINK_STALE)
             return _served(stale, "stale", REVALIDATION_FAILED)
 
+    def _cached_packument(self, name: PackageName, kind: str) -> CachedPackument | None:
+        """The cached packument: from this process's memo while fresh, else the storage.
+
+        The memo saves reading the document from the database on every hit; a copy
+        another worker refreshed meanwhile is seen once this one's is past the max age
+        (a packument is served up to the max age old either way).
+        """
+        key = (str(name), kind)
+        with self._lock:
+            memo = self._memo.get(key)
+        if memo is not None and self._fresh(memo):
+            return memo
+        found = self.storage.cached_packument(str(name), kind)
+        self._remember(found, key)
+        return found
+
+    def _remember(self, record: CachedPackument | None, key: tuple[str, str]) -> None:
+        with self._lock:
+            old = self._memo.pop(key, None)
+            if old is not None:
+                self._memo_bytes -= len(old.body) + len(old.gzip)
+            if record is None:
+                return
+            size = len(record.body) + len(record.gzip)
+            if size > _MEMO_BYTES // 8:
+                return  # too big to keep: a few would push everything else out
+            self._memo[key] = record
+            self._memo_bytes += size
+            while len(self._memo) > _LRU or self._memo_bytes > _MEMO_BYTES:
+                _, dropped = self._memo.popitem(last=False)
+                self._memo_bytes -= len(dropped.body) + len(dropped.gzip)
+
     def _fresh(self, cached: CachedPackument) -> bool:
         return self.clock() - cached.fetched_ms < self.settings.max_age_ms
 
@@ -277,6 +312,7 @@ class Uplink:
         with across_workers(self.data_dir, f"doc\0{name}\0{kind}"):
             again = self.storage.cached_packument(str(name), kind)
             if again is not None and self._fresh(again):
+                self._remember(again, (str(name), kind))
                 return _served(again, "hit")  # another worker fetched it meanwhile
             return self._fetch_document(name, kind, again or cached, via, caching)
 
@@ -296,25 +332,38 @@ class Uplink:
             lambda: self.client.get_document(path, accept=accept, etag=etag, via=via)
         )
         now = self.clock()
+        key = (str(name), kind)
         if answer is None:
             if cached is not None:
                 self.storage.remove_packument(str(name), kind)  # gone upstream
+                self._remember(None, key)
             raise NotFound(f"package {name} not found (here or upstream)")
         if answer.status == 304:
             if cached is None:
                 raise UpstreamError("the upstream answered 304 to an unconditional request")
             self.storage.touch_packument(str(name), kind, now)
+            self._remember(
+                CachedPackument(
+                    cached.name,
+                    kind,
+                    cached.upstream_etag,
+                    now,
+                    cached.body,
+                    cached.gzip,
+                    cached.etag,
+                ),
+                key,
+            )
             return _served(cached, "revalidated")
         doc = parse_document(name, answer.body)
         rendered, dists = rewrite(name, doc, self.public_url, self.check_version)
         self._remember_dists(dists)
         if caching:
-            self.storage.save_packument(
-                CachedPackument(
-                    str(name), kind, answer.etag, now, rendered.body, rendered.gzip, rendered.etag
-                ),
-                dists,
+            record = CachedPackument(
+                str(name), kind, answer.etag, now, rendered.body, rendered.gzip, rendered.etag
             )
+            self.storage.save_packument(record, dists)
+            self._remember(record, key)
         return Proxied(rendered.body, rendered.gzip, rendered.etag, "miss", None, abbreviated)
 
     def version(self, name: PackageName, version_or_tag: str, *, via: str = "") -> Proxied:

@@ -10,9 +10,11 @@ write transaction that saves a document.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from r13core.storage.packages import (
     JSONDict,
@@ -22,6 +24,7 @@ from r13core.storage.packages import (
     TarballRecord,
     WriteTxn,
 )
+from r13core.storage.signals import FileChangeSignal
 from r13core.storage.sqlite.connection import SQLiteDatabase, chunks, dumps
 
 
@@ -83,13 +86,23 @@ class _Txn(WriteTxn):
 
 
 class SQLitePackages(SQLiteDatabase, PackageStorage):
-    """Package state in the SQLite file."""
+    """Package state in the SQLite file; every committed package change bumps
+    ``<db>-pkggen`` (:attr:`package_changes`), which the uplink's proxy policy caches by."""
+
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout_ms: int = 30_000) -> None:
+        super().__init__(path, busy_timeout_ms=busy_timeout_ms)
+        self.package_changes = FileChangeSignal(Path(f"{self.path}-pkggen"))
 
     @contextmanager
     def write(self) -> Iterator[WriteTxn]:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on any exception)."""
-        with self._transaction() as conn:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on any exception); a commit
+        that changed anything bumps :attr:`package_changes`."""
+        with self._transaction(self.package_changes) as conn:
             yield _Txn(conn)
+
+    def packages_version(self) -> object:
+        """The package-change signal's counter (one 8-byte load from a shared mapping)."""
+        return self.package_changes.version()
 
     def package(self, name: str) -> PackageRecord | None:
         """The committed package, or None."""
