@@ -10,14 +10,15 @@ read raises :class:`~r13core.errors.RequestTimeout` (408, app/errors.py) and the
 connection's reading side is shut, so gunicorn closes it after the answer instead
 of reading the rest of that body as the next request.
 
-Under gevent the deadline holds exactly (a ``gevent.Timeout`` around each read);
-under gthread each wait for bytes is bounded by the time left (a socket timeout).
+Under gevent a ``gevent.Timeout`` bounds each read by the time left; under gthread a
+timer thread shuts the connection's reading side at the deadline.
 """
 
 from __future__ import annotations
 
 import contextlib
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -36,17 +37,23 @@ class DeadlineInput:
         self._sock = sock
         self._deadline = deadline
         self._timeout = timeout
+        self._timer: threading.Timer | None = None
+        self._expired = False
 
-    def _expired(self) -> RequestTimeout:
+    def _error(self) -> RequestTimeout:
+        self._shut()
+        return RequestTimeout(f"the request body did not arrive within {self._timeout:g} s")
+
+    def _shut(self) -> None:
+        self._expired = True
         if self._sock is not None:
             with contextlib.suppress(OSError):
                 self._sock.shutdown(socket.SHUT_RD)  # the rest of this body is never read
-        return RequestTimeout(f"the request body did not arrive within {self._timeout:g} s")
 
     def _within(self, read: Callable[[], bytes]) -> bytes:
         left = self._deadline - time.monotonic()
         if left <= 0:
-            raise self._expired()
+            raise self._error()
         if cooperative.patched():
             import gevent
 
@@ -57,17 +64,28 @@ class DeadlineInput:
             except gevent.Timeout as exc:
                 if exc is not timer:
                     raise
-                raise self._expired() from None
-        if self._sock is None:
-            return read()
+                raise self._error() from None
+        # Threads: a read loops over recv until it has its bytes, so a socket timeout
+        # (per recv) would not bound it. A timer shuts the reading side at the deadline;
+        # the blocked recv then sees the end of the stream.
+        if self._timer is None and self._sock is not None:
+            self._timer = threading.Timer(left, self._shut)
+            self._timer.daemon = True
+            self._timer.start()
         try:
-            self._sock.settimeout(left)
-            return read()
-        except TimeoutError:
-            raise self._expired() from None
-        finally:
-            with contextlib.suppress(OSError):
-                self._sock.settimeout(None)
+            data = read()
+        except Exception:
+            if self._expired:
+                raise self._error() from None
+            raise
+        if self._expired:
+            raise self._error()
+        return data
+
+    def cancel(self) -> None:
+        """Stop the deadline's timer (the app has returned: it reads no more of this body)."""
+        if self._timer is not None:
+            self._timer.cancel()
 
     def read(self, size: int | None = -1) -> bytes:
         """Up to ``size`` bytes of the body (all of it for -1 or None)."""
@@ -99,11 +117,16 @@ class BodyDeadline:
         self.timeout = timeout
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        if environ.get("CONTENT_LENGTH") or environ.get("HTTP_TRANSFER_ENCODING"):
-            environ["wsgi.input"] = DeadlineInput(
-                environ["wsgi.input"],
-                environ.get("gunicorn.socket"),
-                time.monotonic() + self.timeout,
-                self.timeout,
-            )
-        return self.app(environ, start_response)
+        if not (environ.get("CONTENT_LENGTH") or environ.get("HTTP_TRANSFER_ENCODING")):
+            return self.app(environ, start_response)
+        body = DeadlineInput(
+            environ["wsgi.input"],
+            environ.get("gunicorn.socket"),
+            time.monotonic() + self.timeout,
+            self.timeout,
+        )
+        environ["wsgi.input"] = body
+        try:
+            return self.app(environ, start_response)  # falcon has read what it reads
+        finally:
+            body.cancel()

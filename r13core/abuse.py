@@ -30,6 +30,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Final, Protocol
 
+from r13core import cooperative
 from r13core.audit import Actor, AuditLog
 from r13core.errors import InvalidValue, NotFound
 from r13core.keys import IPNetwork
@@ -176,7 +177,7 @@ class Blocklist:
         self._prefix = self.ipv6_prefix = ipv6_prefix
         self._clock = clock
         self._blocks: dict[str, BlockRecord] = {}
-        self._seen = threading.local()
+        self._seen = cooperative.thread_local()  # per OS thread: one refresh per change
         self._lock = threading.Lock()
 
     def key(self, ip: str) -> str:
@@ -196,7 +197,6 @@ class Blocklist:
         if version is None:
             version = self._db.auth_version()
         if getattr(self._seen, "version", None) != version:
-            self._seen.version = version
             blocks: dict[str, BlockRecord] = {}
             for b in self._db.list_blocks():
                 # Rows from before IPv6 prefixes (or another R13_IPV6_PREFIX) still apply
@@ -207,6 +207,7 @@ class Blocklist:
                     blocks[key] = b
             with self._lock:
                 self._blocks = blocks
+            self._seen.version = version  # after the blocks it names are in place
         return self._blocks
 
     def blocked(self, key: str, *, version: object = None) -> BlockRecord | None:

@@ -21,10 +21,10 @@ import enum
 import fcntl
 import os
 import struct
-import threading
 from pathlib import Path
 from typing import Any, Final, NamedTuple, Self
 
+from r13core import cooperative
 from r13core._ffi import NativeHandle, check, check_attach, ffi, lib
 from r13core.errors import InvalidValue, RecordFileError
 
@@ -251,7 +251,7 @@ class ConfigStore(NativeHandle):
         if ffi.sizeof("r13_snapshot") != _SNAPSHOT.size:
             raise ImportError("r13_snapshot layout differs from what r13core expects: rebuild")
         self._rec = ffi.new("r13_record *")
-        self._local = threading.local()
+        self._local = cooperative.thread_local()  # greenlets never switch inside C
         self._cached: tuple[int, Config13] = (0, Config13())
         default_bytes = (defaults or Config13()).to_bytes()
         rc = lib.r13_record_open(self._rec, os.fsencode(data_dir), default_bytes)
@@ -266,8 +266,9 @@ class ConfigStore(NativeHandle):
     # -- reading -------------------------------------------------------------
 
     def _buffer(self) -> tuple[bytearray, Any, memoryview]:
-        # One snapshot buffer per thread: the C call runs without the GIL, so
-        # threads must not share it. Python owns the memory; C only fills it.
+        # One snapshot buffer per OS thread: the C call runs without the GIL, so
+        # threads must not share it (greenlets of one thread may: none switches
+        # between the C call and the unpacking). Python owns the memory; C only fills it.
         # The third item views the generation as a u64 without unpacking.
         try:
             triple: tuple[bytearray, Any, memoryview] = self._local.triple

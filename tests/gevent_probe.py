@@ -17,6 +17,7 @@ import contextlib  # noqa: E402
 import json  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -27,6 +28,7 @@ import greenlet  # noqa: E402
 
 from r13core.audit import Actor  # noqa: E402
 from r13core.keys import Permission  # noqa: E402
+from r13core.locks import InstanceLock, LeaderJob  # noqa: E402
 from r13core.names import PackageName  # noqa: E402
 from r13core.services import open_services  # noqa: E402
 from r13core.settings import Settings  # noqa: E402
@@ -204,6 +206,42 @@ def blob_lock_other_process(data: Path) -> dict[str, Any]:
     return _wait_behind(hold, HOLD_FLOCK, lock_path)
 
 
+def instance_lock_other_process(data: Path) -> dict[str, Any]:
+    """A worker's shared instance lock waits for `r13 serve`'s exclusive hold on the hub."""
+    lock = InstanceLock(data)
+    result = _wait_behind(lock.shared, HOLD_FLOCK, lock.path)
+    result["held"] = lock.held
+    lock.release()
+    return result
+
+
+class _Job(LeaderJob):
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, name="probe-leader", poll=0.01)
+        self.turns = 0
+
+    def lead(self, stop: threading.Event) -> None:
+        while not stop.wait(0.005):
+            self.turns += 1
+
+
+def leader_elsewhere(data: Path) -> dict[str, Any]:
+    """A leader election while another process leads: the hub runs; then this one leads."""
+    job = _Job(data / "probe.lock")
+    with _held_elsewhere(HOLD_FLOCK, job._leader.path) as release:
+        ticker = Ticker()
+        job.start()
+        ran = _wait_for(lambda: ticker.ticks >= 50)
+        result: dict[str, Any] = {"ran": ran, "ticks_while_held": ticker.ticks}
+        result["led_while_held"] = job.leading
+        release()
+        result["leads_after"] = _wait_for(lambda: job.leading and job.turns >= 3)
+        ticker.stop()
+    job.stop()
+    result["leading_after_stop"] = job.leading
+    return result
+
+
 def writes_never_yield(data: Path, yield_inside: bool) -> dict[str, Any]:
     """Publishes, keys, usage counts, audit and config changes from several greenlets at
     once, under a tracer that records every switch away from a greenlet that is inside a
@@ -338,6 +376,8 @@ def main() -> None:
         "two_writers_bare": lambda: two_writers(data, bare=True),
         "sqlite_other_process": lambda: sqlite_other_process(data),
         "blob_lock_other_process": lambda: blob_lock_other_process(data),
+        "instance_lock_other_process": lambda: instance_lock_other_process(data),
+        "leader_elsewhere": lambda: leader_elsewhere(data),
         "writes_never_yield": lambda: writes_never_yield(data, yield_inside=False),
         "writes_yield_control": lambda: writes_never_yield(data, yield_inside=True),
         "uplink_never_yields": lambda: uplink_never_yields(data),

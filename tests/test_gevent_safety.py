@@ -70,6 +70,24 @@ def test_a_publish_waits_for_another_process_sweep_on_the_hub(tmp_path: Path) ->
     assert result["done"] == ["ok"]
 
 
+def test_a_worker_waits_for_the_instance_lock_on_the_hub(tmp_path: Path) -> None:
+    # `r13 serve` holds it exclusively for its start-up sweep; a worker's shared hold waits.
+    result = probe("instance_lock_other_process", tmp_path)
+    assert result["ran"] and result["ticks_while_held"] >= 50
+    assert result["done_while_held"] == []
+    assert result["done"] == ["ok"] and result["held"] is True
+
+
+def test_a_leader_election_never_blocks_the_hub(tmp_path: Path) -> None:
+    # Another process leads (the sampler's or the sweeper's lock): this worker's election
+    # polls without blocking, and takes over once the other lets go.
+    result = probe("leader_elsewhere", tmp_path)
+    assert result["ran"] and result["ticks_while_held"] >= 50
+    assert result["led_while_held"] is False
+    assert result["leads_after"] is True
+    assert result["leading_after_stop"] is False
+
+
 def test_no_write_transaction_yields_to_the_hub(tmp_path: Path) -> None:
     # Publishes (tarball written and fsynced, then one transaction), key creation, audit
     # events, usage flushes and record changes from five greenlets at once, under a

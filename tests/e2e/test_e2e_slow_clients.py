@@ -132,10 +132,16 @@ def test_a_client_trickling_headers_is_disconnected_after_the_header_timeout(
         assert ping(srv) == 200  # the server itself carries on
 
 
+@pytest.mark.parametrize("worker_class", ["gevent", "gthread"])
 def test_a_client_trickling_a_body_gets_408_and_is_disconnected(
-    tmp_path: Path, stop_later: list[Server]
+    tmp_path: Path, stop_later: list[Server], worker_class: str
 ) -> None:
-    srv = start_server(tmp_path, R13_BODY_TIMEOUT="1000", R13_HEADER_TIMEOUT="600000")
+    srv = start_server(
+        tmp_path,
+        R13_WORKER_CLASS=worker_class,
+        R13_BODY_TIMEOUT="1000",
+        R13_HEADER_TIMEOUT="600000",
+    )
     stop_later.append(srv)
     s = socket.create_connection(("127.0.0.1", srv.port), timeout=GENEROUS)
     try:
