@@ -22,13 +22,18 @@ STATUS_OF: list[tuple[type[Exception], str]] = [
     (errors.RecordFileError, falcon.HTTP_500),
     (errors.InvalidValue, falcon.HTTP_400),  # InvalidName, InvalidPublish, BadRequest
     (errors.NotFound, falcon.HTTP_404),
-    (errors.Conflict, falcon.HTTP_409),  # VersionExists, RevConflict
+    (errors.Conflict, falcon.HTTP_409),  # VersionExists, RevConflict, ExistsUpstream
     (errors.Unauthorized, falcon.HTTP_401),
     (errors.Forbidden, falcon.HTTP_403),
     (errors.PayloadTooLarge, falcon.HTTP_413),
     (errors.UnsupportedMediaType, falcon.HTTP_415),
     (errors.LimiterFull, falcon.HTTP_429),
     (errors.RequestTimeout, falcon.HTTP_408),
+    (errors.UpstreamTimeout, falcon.HTTP_504),
+    (errors.UpstreamError, falcon.HTTP_502),  # IntegrityMismatch
+    (errors.LoopDetected, falcon.HTTP_508),
+    # An upstream's version whose registry signature fails: refused, never served unsigned.
+    (errors.SignatureError, falcon.HTTP_502),
 ]
 
 

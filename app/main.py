@@ -18,7 +18,7 @@ from app.live.terminal import TerminalResource
 from app.live.websocket import WebSockets, WebSocketSettings
 from app.monitoring import Monitoring
 from app.openapi import OpenAPI
-from app.resources import analytics, performance
+from app.resources import analytics, performance, uplink
 from app.resources.advisories import Advisories
 from app.resources.audit_log import SecurityAuditLog
 from app.resources.dist_tags import PREFIX as PACKAGE_META_PREFIX
@@ -30,11 +30,13 @@ from app.resources.packages import ROUTES as PACKAGE_ROUTES
 from app.resources.packages import Packages
 from app.resources.search import Search
 from app.resources.security import SecurityBlocks, SecurityKeys, SecurityMetrics
+from app.resources.signing import ATTESTATIONS_ROUTE, Attestations, RegistryKeys
 from app.resources.system import ConfigResource, Ping
 from app.resources.tokens import Tokens
 from app.resources.whoami import Whoami
 from app.security_middleware import SecurityMiddleware, own_origins
 from app.service import RegistryService
+from r13core.registry.attestations import ATTESTATIONS_PATH
 from r13core.services import Services
 
 log = logging.getLogger("r13")
@@ -63,8 +65,10 @@ def create_app(
         registry_stats=registry.stats,
         root_pid=root_pid,
         usage=services.storage,
+        uplink_state=lambda: services.uplink.breaker.state().as_dict(),
     )
     registry.subscribe(monitoring.package_changed)
+    services.uplink.count = monitoring.metrics.count  # cache hits, upstream latency, errors
     housekeeping = Housekeeping(settings, registry)
     guard = Guard(
         services.authenticator, store.read, policy=services.policy, owners=services.maintainers
@@ -93,6 +97,8 @@ def create_app(
     app.add_route("/_api/advisories", advisories)
     app.add_route("/_api/advisories/{advisory_id}", advisories, suffix="item")
     app.add_route("/_api/config", ConfigResource(store))
+    # Signatures and provenance (docs/signatures.md).
+    app.add_route("/-/npm/v1/keys", RegistryKeys(services.registry_keys))
     # Identity (docs/identity.md): npm login (legacy and web), logout, tokens, admin API;
     # each change is one call into r13core, which audits it.
     identity, logins = services.identity, services.logins
@@ -131,12 +137,19 @@ def create_app(
     origins = own_origins(server.public_url, server.allowed_hosts)
     terminal = TerminalResource(channel.sockets, guard, services, origins)
     app.add_route("/_dashboard/terminal", terminal)
+    uplink.add_routes(app, uplink.UplinkAdmin(services.uplink, guard, max_body=limit))
+    app.add_sink(
+        Attestations(registry, guard, upstream=services.uplink.attestations),
+        prefix=ATTESTATIONS_PATH,
+    )
     app.add_route("/_api/openapi.json", OpenAPI())
     performance.add_routes(app, monitoring)
     analytics.add_routes(
         app, analytics.AnalyticsResource(services.analytics, guard, monitoring.usage)
     )
-    monitoring.middleware.declare_routes(PACKAGE_ROUTES | PACKAGE_META_ROUTES)
+    monitoring.middleware.declare_routes(
+        PACKAGE_ROUTES | PACKAGE_META_ROUTES | {ATTESTATIONS_ROUTE}
+    )
     if root_pid is not None:
         monitoring.start()
         housekeeping.start()

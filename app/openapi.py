@@ -14,6 +14,7 @@ import falcon
 from app.openapi_analytics import ANALYTICS_PATHS
 from app.openapi_live import LIVE_PATHS
 from app.openapi_security import SECURITY_PATHS
+from app.openapi_uplink import UPLINK_PATHS
 from r13core._version import __version__
 
 _ERROR: Final = {"$ref": "#/components/schemas/Error"}
@@ -76,6 +77,20 @@ SAMPLE: Final[dict[str, Any]] = {
         "unpublishes_total": {"type": "integer"},
         "downloads_total": {"type": "integer"},
         "cache_hit_rate": _NUM,
+        "cache_hits_total": {"type": "integer"},
+        "cache_misses_total": {"type": "integer"},
+        "uplink_requests_per_s": {"type": "number"},
+        "uplink_errors_per_s": {"type": "number"},
+        "uplink_stale_per_s": {"type": "number"},
+        "uplink_latency_ms": _NUM,
+        "uplink_requests_total": {"type": "integer"},
+        "uplink_errors_total": {"type": "integer"},
+        "uplink_stale_total": {"type": "integer"},
+        "uplink_breaker": {
+            "type": ["string", "null"],
+            "enum": ["closed", "open", "half-open", None],
+        },
+        "uplink_breaker_failures": {"type": ["integer", "null"]},
         "ws_connections": {"type": "integer"},
         "ws_messages_per_s": {"type": "number"},
         "ws_heartbeat_ms": _NUM,
@@ -258,6 +273,7 @@ PATHS: Final[dict[str, Any]] = {
     **SECURITY_PATHS,
     **ANALYTICS_PATHS,
     **LIVE_PATHS,
+    **UPLINK_PATHS,
 }
 
 

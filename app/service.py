@@ -40,11 +40,12 @@ class RegistryService(Protocol):
     ownership check that the registry makes again at commit.
     """
 
-    def packument(self, name: PackageName, *, abbreviated: bool) -> RenderedLike: ...
+    def packument(self, name: PackageName, *, abbreviated: bool, via: str = "") -> RenderedLike:
+        """Local first; with PROXY_MODE the upstream's (``via``: the request's Via header)."""
 
     def packument_for_write(self, name: PackageName) -> RenderedLike: ...
 
-    def version(self, name: PackageName, version_or_tag: str) -> RenderedLike: ...
+    def version(self, name: PackageName, version_or_tag: str, *, via: str = "") -> RenderedLike: ...
 
     def put_package(
         self,
@@ -81,7 +82,10 @@ class RegistryService(Protocol):
         check_owner: OwnerCheck | None = None,
     ) -> dict[str, Any]: ...
 
-    def tarball(self, name: PackageName, filename: str) -> BlobRefLike: ...
+    def tarball(self, name: PackageName, filename: str, *, via: str = "") -> BlobRefLike: ...
+
+    def attestations(self, name: PackageName, version: str) -> dict[str, Any]:
+        """``{attestations: [...]}`` of a local version; NotFound when it has none."""
 
     def dist_tags(self, name: PackageName) -> dict[str, str]: ...
 
@@ -107,11 +111,15 @@ class RegistryService(Protocol):
         """``visible``: which packages the caller may read; the rest are not searched."""
 
     def audit_bulk(
-        self, request: dict[str, list[str]], *, visible: Callable[[str], bool] | None = None
+        self,
+        request: dict[str, list[str]],
+        *,
+        visible: Callable[[str], bool] | None = None,
+        via: str = "",
     ) -> dict[str, Any]: ...
 
     def audit_quick(
-        self, tree: dict[str, Any], *, visible: Callable[[str], bool] | None = None
+        self, tree: dict[str, Any], *, visible: Callable[[str], bool] | None = None, via: str = ""
     ) -> dict[str, Any]: ...
 
     def add_advisory(self, advisory: dict[str, Any], *, actor: Actor) -> dict[str, Any]: ...

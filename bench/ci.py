@@ -142,6 +142,12 @@ STEPS = [
         "live.json",
     ),
     Step(
+        "npm install through r13's uplink vs from its upstream, cold and warm",
+        ["-m", "bench.uplink_install", "--packages", "3", "--rounds", "1",
+         "--json", "{out}/uplink_install.json"],
+        "uplink_install.json",
+    ),
+    Step(
         "package patterns: the old regex vs the automaton, one call each",
         ["-m", "bench.bench_patterns", "--max-repeat", "3",
          "--json", "{out}/bench_patterns.json"],

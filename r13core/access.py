@@ -133,24 +133,28 @@ class Rule:
     ``$read``/``$write``/``$admin`` (a key with at least that permission; a key
     limited to packages is never ``$admin``), user names (``alice`` or
     ``user:alice``: the user's tokens) or ``key:<id>`` (that key). ``proxy``
-    names uplinks (kept for the proxy feature).
+    names the uplinks the pattern's names may be fetched from when PROXY_MODE is
+    on (r13core/uplink/policy.py): None (the field left out) keeps the default
+    (proxied), ``[]`` keeps them local.
     """
 
     pattern: str
     access: tuple[str, ...] = ("$all",)
     publish: tuple[str, ...] = ("$write",)
     unpublish: tuple[str, ...] = ("$write",)
-    proxy: tuple[str, ...] = ()
+    proxy: tuple[str, ...] | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready fields."""
-        return {
+        """JSON-ready fields (``proxy`` only when the rule sets it)."""
+        out: dict[str, Any] = {
             "package": self.pattern,
             "access": list(self.access),
             "publish": list(self.publish),
             "unpublish": list(self.unpublish),
-            "proxy": list(self.proxy),
         }
+        if self.proxy is not None:
+            out["proxy"] = list(self.proxy)
+        return out
 
 
 def _who(value: object, where: str) -> tuple[str, ...]:
@@ -188,7 +192,7 @@ def parse_rules(doc: object) -> tuple[Rule, ...]:
                 _who(entry.get("access", list(default.access)), f"{where}.access"),
                 _who(entry.get("publish", list(default.publish)), f"{where}.publish"),
                 _who(entry.get("unpublish", list(default.unpublish)), f"{where}.unpublish"),
-                _who(entry.get("proxy", []), f"{where}.proxy"),
+                _who(entry["proxy"], f"{where}.proxy") if "proxy" in entry else None,
             )
         )
     return tuple(rules)

@@ -107,3 +107,43 @@ class TerminalOff(Forbidden):
 
 class RequestTimeout(R13Error):
     """The client did not send its whole request in time (a slow or stalled client)."""
+
+
+# -- uplink errors (docs/uplinks.md) --
+
+
+class UpstreamError(R13Error):
+    """The upstream registry could not give a usable answer (down, 5xx, reset, bad bytes).
+
+    Raised only when no cached copy could stand in; the app answers 502.
+    """
+
+
+class UpstreamTimeout(UpstreamError):
+    """The upstream did not answer within the uplink's timeouts; the app answers 504."""
+
+
+class IntegrityMismatch(UpstreamError):
+    """Bytes from the upstream do not match the integrity its packument states (never cached)."""
+
+
+class LoopDetected(R13Error):
+    """A request already passed through this registry (its ``Via`` names us): a proxy loop."""
+
+
+class ExistsUpstream(Conflict):
+    """A first publish of a name the upstream already has, without the admin override."""
+
+
+class SignatureError(R13Error):
+    """A version's registry signature is missing, made by an unknown or expired key, or
+    does not verify (r13core/signatures.py). ``reason`` is one of ``missing``,
+    ``unknown-key``, ``expired-key``, ``invalid``, ``malformed``.
+
+    Raised when r13 checks an upstream's version before serving or caching it: the
+    version is refused (HTTP 502, the upstream sent something that cannot be trusted).
+    """
+
+    def __init__(self, message: str, reason: str = "invalid") -> None:
+        super().__init__(message)
+        self.reason = reason

@@ -45,6 +45,10 @@ class Event(enum.IntEnum):
     WS_HEARTBEATS = 6
     WS_HEARTBEAT_NS = 7  # sum of heartbeat round trips, ns
     UNPUBLISHES = 8  # versions unpublished
+    UPLINK_REQUESTS = 9  # requests that reached the upstream and got an answer
+    UPLINK_ERRORS = 10  # upstream failures (timeouts, resets, 5xx, bad integrity, breaker open)
+    UPLINK_LATENCY_NS = 11  # sum of the answered requests' latency, ns
+    UPLINK_STALE = 12  # cached copies served because the upstream failed
 
 
 class Gauge(enum.IntEnum):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import hashlib
 import io
 import json
 import tarfile
@@ -79,6 +80,67 @@ def package_tarball(
     everything: dict[str, bytes | str] = {"package.json": package_json(manifest)}
     everything.update(files or {})
     return pack(everything, **pack_options)
+
+
+SIGSTORE_BUNDLE: Final = "application/vnd.dev.sigstore.bundle.v0.3+json"
+SLSA_PROVENANCE_V1: Final = "https://slsa.dev/provenance/v1"
+
+
+def provenance_bundle(
+    name: str,
+    version: str,
+    tarball: bytes,
+    *,
+    predicate_type: str = SLSA_PROVENANCE_V1,
+    subject: str | None = None,
+    sha512_hex: str | None = None,
+) -> dict[str, Any]:
+    """A Sigstore bundle shaped as ``npm publish --provenance`` makes one (v0.3, DSSE).
+
+    Its in-toto statement names ``pkg:npm/<name>@<version>`` (or ``subject``) and the
+    tarball's sha512 (or ``sha512_hex``). The certificate, signature and log entry
+    are placeholders: only Sigstore's CA and log can make real ones.
+    """
+    purl = "pkg:npm/" + (("%40" + name[1:]) if name.startswith("@") else name) + "@" + version
+    statement = {
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [
+            {
+                "name": subject or purl,
+                "digest": {"sha512": sha512_hex or hashlib.sha512(tarball).hexdigest()},
+            }
+        ],
+        "predicateType": predicate_type,
+        "predicate": {"buildDefinition": {"buildType": "https://example.invalid/r13-tests"}},
+    }
+    payload = base64.b64encode(json.dumps(statement).encode()).decode()
+    return {
+        "mediaType": SIGSTORE_BUNDLE,
+        "verificationMaterial": {
+            "certificate": {"rawBytes": base64.b64encode(b"placeholder certificate").decode()},
+            "tlogEntries": [{"logIndex": "1", "integratedTime": "1700000000"}],
+        },
+        "dsseEnvelope": {
+            "payload": payload,
+            "payloadType": "application/vnd.in-toto+json",
+            "signatures": [{"sig": base64.b64encode(b"placeholder signature").decode()}],
+        },
+    }
+
+
+def with_provenance(document: dict[str, Any], bundle: Mapping[str, Any]) -> dict[str, Any]:
+    """``document`` (a publish body) with ``bundle`` attached as libnpmpublish attaches it:
+    ``<name>-<version>.sigstore``, the bundle's JSON text as ``data`` (not base64), its
+    length in UTF-16 code units and the bundle's ``mediaType`` as content type."""
+    (version,) = document["versions"]
+    text = json.dumps(bundle, separators=(",", ":"))
+    attachments = dict(document["_attachments"])
+    attachments[f"{document['name']}-{version}.sigstore"] = {
+        "content_type": bundle.get("mediaType"),
+        "data": text,
+        "length": len(text.encode("utf-16-le")) // 2,
+    }
+    return {**document, "_attachments": attachments}
 
 
 def attachment_name(name: str, version: str) -> str:

@@ -22,7 +22,7 @@ from r13core.abuse import AbuseControl, Blocklist, SecurityCounters
 from r13core.access import Policy
 from r13core.audit import Actor, AuditLog
 from r13core.broadcasts import AuditBroadcaster, SecurityEvents
-from r13core.config import Config13, ConfigStore
+from r13core.config import Config13, ConfigStore, Feature
 from r13core.config_changes import ConfigChanges
 from r13core.database import Storage, open_database
 from r13core.datadir import make_private_dirs, secure_data_dir
@@ -34,13 +34,19 @@ from r13core.names import PackageName
 from r13core.ratelimit import RateLimiter
 from r13core.registry import Registry
 from r13core.settings import Settings
+from r13core.signatures import verify_upstream_version
+from r13core.signing_keys import SigningKeys
 from r13core.storage.blobs import FileBlobStore
 from r13core.tarball import Limits
+from r13core.uplink import Uplink
+from r13core.upstream_keys import UpstreamKeys
 from r13core.usage import Analytics
 from r13core.users import UserStore
 
 LIMITER_TABLE = "security"
 """The name of the shared rate-limiter table every worker of a data dir maps."""
+SIGNING_DIR = "signing"
+"""Where the signing key ring and the upstream's keys live in the data dir."""
 
 
 class Services:
@@ -91,16 +97,72 @@ class Services:
     # -- packages -----------------------------------------------------------------------
 
     @cached_property
+    def blobs(self) -> FileBlobStore:
+        """Tarball bytes, local and cached from the upstream (content-addressed files)."""
+        return FileBlobStore(self.data_dir / "blobs")
+
+    @cached_property
     def registry(self) -> Registry:
-        """npm's package semantics over the storage and the blob files."""
+        """npm's package semantics over the storage and the blob files, with the uplink."""
         return Registry(
             self.storage,
-            FileBlobStore(self.data_dir / "blobs"),
+            self.blobs,
             public_url=self.settings.server.public_url,
             config=self.config.read,
             limits=Limits(max_tarball=self.settings.server.max_body),
             audit=self.audit,
+            uplink=self.uplink,
+            signer=self.signing_keys,
         )
+
+    @cached_property
+    def uplink(self) -> Uplink:
+        """The upstream registry (R13_UPLINK_URL): used while PROXY_MODE is on."""
+        return Uplink(
+            self.settings.uplink,
+            self.storage,
+            self.blobs,
+            data_dir=self.data_dir,
+            public_url=self.settings.server.public_url,
+            config=self.config.read,
+            policy=self.policy,
+            via=f"r13-{self.config.read().registry_hash:08x}",
+            max_tarball=self.settings.server.max_body,
+            audit=self.audit,
+            check_version=self._check_upstream_version,
+        )
+
+    def _check_upstream_version(
+        self, name: PackageName, version_doc: dict[str, Any], published: str | None
+    ) -> None:
+        """The uplink's signature rule (r13core/signatures.py): against the upstream's keys."""
+        version = version_doc.get("version")
+        verify_upstream_version(
+            version_doc,
+            self.upstream_keys.current(),
+            published=published,
+            expected_name=str(name),
+            expected_version=version if isinstance(version, str) else "",
+        )
+
+    @cached_property
+    def signing_keys(self) -> SigningKeys:
+        """r13's signing key ring, ``<data>/signing/`` (r13core/signing_keys.py)."""
+        return SigningKeys(self.data_dir / SIGNING_DIR, self.audit)
+
+    @cached_property
+    def upstream_keys(self) -> UpstreamKeys:
+        """The uplink's public signing keys, fetched and cached (r13core/upstream_keys.py)."""
+        return UpstreamKeys(self.settings.uplink.url, self.data_dir / SIGNING_DIR)
+
+    def registry_keys(self) -> dict[str, Any]:
+        """``GET /-/npm/v1/keys``: r13's keys (rotated ones too), then the upstream's
+        when PROXY_MODE is on (proxied versions keep the upstream's signatures)."""
+        keys = [key.as_json() for key in self.signing_keys.public_keys()]
+        if self.config.read().has(Feature.PROXY_MODE):
+            seen = {key["keyid"] for key in keys}
+            keys += [k.as_json() for k in self.upstream_keys.current() if k.keyid not in seen]
+        return {"keys": keys}
 
     @cached_property
     def maintainers(self) -> Callable[[PackageName], list[dict[str, Any]]]:
@@ -199,6 +261,9 @@ class Services:
     def close(self) -> None:
         """Release what this process opened: the record's mapping, the limiter, connections."""
         opened: dict[str, Any] = vars(self)
+        uplink = opened.get("uplink")
+        if uplink is not None:
+            uplink.close()
         for name in ("limiter", "config"):
             part = opened.get(name)
             if part is not None:

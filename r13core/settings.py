@@ -12,6 +12,7 @@ that names the variable. The sections:
 * :class:`MonitorSettings` — the sampler and its alert rules;
 * :class:`HousekeepingSettings` — the orphan sweep and the usage counts' flush;
 * :class:`LiveSettings` — the live channel's WebSocket limits and timers;
+* :class:`UplinkSettings` — the upstream registry, its cache and its circuit breaker;
 * ``features`` — ``R13_FEATURE_<NAME>=0|1`` bits forced on the 13-byte record.
 """
 
@@ -226,6 +227,76 @@ class HousekeepingSettings:
         )
 
 
+DEFAULT_UPLINK_URL: Final = "https://registry.npmjs.org"
+
+
+def _scopes(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    out = []
+    for raw in env.get(name, "").replace(" ", ",").split(","):
+        scope = raw.strip().lower()
+        if not scope:
+            continue
+        if not scope.startswith("@"):
+            scope = "@" + scope
+        body = scope[1:]
+        if not body or not all(c.isalnum() or c in "-._~" for c in body) or body[0] in "._":
+            raise SettingsError(f"{name}: {raw.strip()!r} is not an npm scope (@name)")
+        out.append(scope)
+    return tuple(sorted(set(out)))
+
+
+@dataclass(frozen=True)
+class UplinkSettings:
+    """The upstream registry (PROXY_MODE), its cache (CACHE_ENABLED) and breaker (R13_UPLINK_*).
+
+    docs/uplinks.md explains each; the flags themselves live on the 13-byte record.
+    """
+
+    url: str = DEFAULT_UPLINK_URL
+    token: str | None = None
+    name: str = "npmjs"
+    """What ``proxy`` in R13_ACCESS_RULES calls this uplink."""
+    private_scopes: tuple[str, ...] = ()
+    """Scopes never asked of the upstream, besides every scope with a local package."""
+    max_age_ms: int = 120_000
+    """How long a cached packument is served before it is revalidated (ETag)."""
+    connect_timeout_ms: int = 3_000
+    timeout_ms: int = 15_000
+    """The longest wait for any one read from the upstream (headers or a chunk of body)."""
+    max_fails: int = 3
+    """Failures in a row that open the circuit breaker."""
+    fail_timeout_ms: int = 30_000
+    """How long an open breaker refuses before it lets one probe through."""
+    search: bool = True
+    """Whether /-/v1/search adds the upstream's results (marked) while PROXY_MODE is on."""
+    pool_size: int = 8
+    """Idle keep-alive connections kept to the upstream, per worker."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> UplinkSettings:
+        """R13_UPLINK_URL, R13_UPLINK_TOKEN, R13_PRIVATE_SCOPES, R13_UPLINK_* (README.md)."""
+        url = env.get("R13_UPLINK_URL", "").strip().rstrip("/") or DEFAULT_UPLINK_URL
+        if not url.startswith(("http://", "https://")) or len(url.split("/", 3)[2]) == 0:
+            raise SettingsError(f"R13_UPLINK_URL={url!r} must be an http:// or https:// URL")
+        name = env.get("R13_UPLINK_NAME", "").strip() or "npmjs"
+        if not all(c.isalnum() or c in "-_." for c in name):
+            raise SettingsError(f"R13_UPLINK_NAME={name!r}: letters, digits, - _ . only")
+        search = _bool(env, "R13_UPLINK_SEARCH")
+        return cls(
+            url=url,
+            token=env.get("R13_UPLINK_TOKEN", "").strip() or None,
+            name=name,
+            private_scopes=_scopes(env, "R13_PRIVATE_SCOPES"),
+            max_age_ms=_int(env, "R13_UPLINK_MAXAGE", 120_000, 0, 2**40),
+            connect_timeout_ms=_int(env, "R13_UPLINK_CONNECT_TIMEOUT", 3_000, 10, 600_000),
+            timeout_ms=_int(env, "R13_UPLINK_TIMEOUT", 15_000, 10, 3_600_000),
+            max_fails=_int(env, "R13_UPLINK_MAX_FAILS", 3, 1, 1_000_000),
+            fail_timeout_ms=_int(env, "R13_UPLINK_FAIL_TIMEOUT", 30_000, 10, 86_400_000),
+            search=True if search is None else search,
+            pool_size=_int(env, "R13_UPLINK_POOL", 8, 0, 1024),
+        )
+
+
 @dataclass(frozen=True)
 class LiveSettings:
     """The live channel's WebSockets (docs/live.md): limits and timers, per worker."""
@@ -331,6 +402,7 @@ class Settings:
     monitor: MonitorSettings = field(default_factory=MonitorSettings)
     housekeeping: HousekeepingSettings = field(default_factory=HousekeepingSettings)
     live: LiveSettings = field(default_factory=LiveSettings)
+    uplink: UplinkSettings = field(default_factory=UplinkSettings)
     features: tuple[tuple[Feature, bool], ...] = ()
     """R13_FEATURE_<NAME>=0|1: bits forced on the record at start, as (flag, on) pairs."""
 
@@ -355,6 +427,7 @@ class Settings:
             monitor=MonitorSettings.from_env(env),
             housekeeping=HousekeepingSettings.from_env(env),
             live=LiveSettings.from_env(env),
+            uplink=UplinkSettings.from_env(env),
             features=tuple(features),
         )
 

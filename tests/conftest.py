@@ -76,7 +76,7 @@ class FakeRegistry:
         if name.bare.startswith("missing"):
             raise NotFound(f"no package {name}")
 
-    def packument(self, name: PackageName, *, abbreviated: bool) -> FakeRendered:
+    def packument(self, name: PackageName, *, abbreviated: bool, via: str = "") -> FakeRendered:
         self.calls.append(("packument", str(name), abbreviated))
         self._known(name)
         return render(self._doc(name, abbreviated=abbreviated))
@@ -86,7 +86,7 @@ class FakeRegistry:
         self._known(name)
         return render(self._doc(name, _rev="1-abc"))
 
-    def version(self, name: PackageName, version_or_tag: str) -> FakeRendered:
+    def version(self, name: PackageName, version_or_tag: str, *, via: str = "") -> FakeRendered:
         self.calls.append(("version", str(name), version_or_tag))
         self._known(name)
         return render({"name": str(name), "version": version_or_tag})
@@ -141,7 +141,7 @@ class FakeRegistry:
         self._may_change(name, check_owner)
         return {"ok": True}
 
-    def tarball(self, name: PackageName, filename: str) -> FakeBlob:
+    def tarball(self, name: PackageName, filename: str, *, via: str = "") -> FakeBlob:
         self.calls.append(("tarball", str(name), filename))
         self._known(name)
         path = self.tmp / "blob.tgz"
@@ -187,13 +187,17 @@ class FakeRegistry:
         return {"objects": [], "total": 0, "time": "now"}
 
     def audit_bulk(
-        self, request: dict[str, list[str]], *, visible: Callable[[str], bool] | None = None
+        self,
+        request: dict[str, list[str]],
+        *,
+        visible: Callable[[str], bool] | None = None,
+        via: str = "",
     ) -> dict[str, Any]:
         self.calls.append(("audit_bulk", request))
         return {}
 
     def audit_quick(
-        self, tree: dict[str, Any], *, visible: Callable[[str], bool] | None = None
+        self, tree: dict[str, Any], *, visible: Callable[[str], bool] | None = None, via: str = ""
     ) -> dict[str, Any]:
         self.calls.append(("audit_quick", tree))
         return {"advisories": {}, "actions": [], "muted": [], "metadata": {}}

@@ -308,6 +308,66 @@ def writes_never_yield(data: Path, yield_inside: bool) -> dict[str, Any]:
     }
 
 
+def uplink_never_yields(data: Path) -> dict[str, Any]:
+    """Greenlets missing the same upstream packages and tarballs at once, under the switch
+    tracer, while the upstream holds its answers: the worker's hub stays free (a ticker
+    advances), no greenlet yields inside a transaction, one upstream request per thing."""
+    from tests.uplink_fakes import FaultyUpstream
+
+    upstream = FaultyUpstream().start()
+    names = ["alpha", "beta", "@s/gamma"]
+    for name in names:
+        upstream.add(name, "1.0.0")
+    env = {"R13_DATA": str(data), "R13_UPLINK_URL": upstream.url}
+    services = open_services(Settings.from_env(env))
+    services.config_changes.set_feature(Actor.cli(), "PROXY_MODE", True)
+    storage = services.storage
+    assert isinstance(storage, SQLiteStorage)
+    violations: list[str] = []
+    switches = 0
+
+    def trace(event: str, args: Any) -> None:
+        nonlocal switches
+        if event in ("switch", "throw"):
+            origin, _target = args
+            switches += 1
+            writer = storage.writer
+            if writer is not None and id(origin) == writer:
+                violations.append(repr(origin))
+
+    got: list[str] = []
+
+    def client(name: str) -> None:
+        package = PackageName.parse(name)
+        services.registry.packument(package, abbreviated=True)
+        blob = services.registry.tarball(package, package.tarball_file("1.0.0"))
+        got.append(f"{name}:{blob.size > 0}")
+
+    ticker = Ticker()
+    upstream.gate.clear()
+    previous = greenlet.settrace(trace)
+    try:
+        greenlets = [gevent.spawn(client, n) for n in names for _ in range(3)]
+        held = _wait_for(lambda: upstream.count("/alpha") >= 1)
+        before = ticker.ticks
+        gevent.sleep(0.2)  # the upstream holds every answer meanwhile
+        ticks_while_waiting = ticker.ticks - before
+        upstream.gate.set()
+        gevent.joinall(greenlets, timeout=GENEROUS, raise_error=True)
+    finally:
+        greenlet.settrace(previous)
+        ticker.stop()
+        upstream.stop()
+    return {
+        "held": held,
+        "ticks_while_waiting": ticks_while_waiting,
+        "violations": violations,
+        "switches": switches,
+        "got": sorted(got),
+        "upstream_requests": dict(upstream.counts),
+    }
+
+
 def main() -> None:
     scenario, data = sys.argv[1], Path(sys.argv[2])
     data.mkdir(parents=True, exist_ok=True)
@@ -320,6 +380,7 @@ def main() -> None:
         "leader_elsewhere": lambda: leader_elsewhere(data),
         "writes_never_yield": lambda: writes_never_yield(data, yield_inside=False),
         "writes_yield_control": lambda: writes_never_yield(data, yield_inside=True),
+        "uplink_never_yields": lambda: uplink_never_yields(data),
     }
     result = runs[scenario]()
     result["patched"] = monkey.is_module_patched("threading")

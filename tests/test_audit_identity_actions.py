@@ -28,18 +28,28 @@ import pytest
 from app.cli import main
 from app.cli.serve_cmd import prepare
 from app.main import create_app
-from r13core.audit import AuditLog
+from r13core.audit import Actor, AuditLog
 from r13core.config import Config13, ConfigStore
 from r13core.database import open_database
-from r13core.services import open_services
+from r13core.names import PackageName
+from r13core.services import SIGNING_DIR, open_services
 from r13core.settings import Settings
+from r13core.signing_keys import SigningKeys
 from r13core.users import Role, UserStore
 from tests.identity_app import PUBLIC, PW, Served, bearer, serve
+from tests.npm_builders import open_registry, publish_body
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENT = "198.51.100.7"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
-OPERATIONS = ("identity.py", "logins.py", "abuse.py", "config_changes.py")
+OPERATIONS = (
+    "identity.py",
+    "logins.py",
+    "abuse.py",
+    "config_changes.py",
+    "signing_keys.py",
+    "registry/service.py",
+)
 
 
 @dataclass
@@ -354,8 +364,40 @@ def cli_key_create_serve(r13: Cli) -> None:
     r13("config", "show")  # the data dir exists, its log is empty
     with step(r13.audit) as seen:
         prepare(settings).release()  # what `r13 serve` does before it execs gunicorn
-    seen.one("key.create", actor="r13", ip="", target="admin", permission="admin",
-             bootstrap=True)  # fmt: skip
+    # The first start also makes the signing key (cli_signing_* below).
+    assert sorted(e["action"] for e in seen.events) == ["key.create", "signing.create"]
+    seen.only("key.create", actor="r13", ip="", target="admin", permission="admin",
+              bootstrap=True)  # fmt: skip
+
+
+def cli_signing_create_serve(r13: Cli) -> None:
+    settings = Settings.from_env({"R13_DATA": str(r13.data), "R13_PUBLIC_URL": PUBLIC})
+    r13("config", "show")
+    with step(r13.audit) as seen:
+        prepare(settings).release()
+    keyid = SigningKeys(r13.data / SIGNING_DIR, r13.audit).active_keyid()
+    seen.only("signing.create", actor="r13", ip="", target=keyid)
+    with step(r13.audit) as again:
+        prepare(settings).release()  # a second start makes no key
+    assert again.events == []
+
+
+def cli_signing_rotate(r13: Cli) -> None:
+    r13("keys", "signing", "list")  # the ring is made on first use (by r13 itself)
+    ring = SigningKeys(r13.data / SIGNING_DIR, r13.audit)
+    old = ring.active_keyid()
+    seen = r13.one("keys", "signing", "rotate")
+    new = ring.active_keyid()
+    assert new != old
+    seen.one("signing.rotate", actor="cli", ip="", target=new, previous=old)
+
+
+def cli_signing_backfill(r13: Cli) -> None:
+    r13("keys", "signing", "list")
+    unsigned = open_registry(r13.data)  # no signer: versions stored as before signing
+    unsigned.put_package(PackageName.parse("old"), publish_body("old", "1.0.0"), actor=Actor("a"))
+    seen = r13.one("keys", "signing", "backfill")
+    seen.one("signing.backfill", actor="cli", ip="", target="", packages=1, versions=1)
 
 
 def cli_user_add(r13: Cli) -> None:
@@ -427,8 +469,11 @@ def cli_config_import(r13: Cli) -> None:
 CLI: dict[str, Callable[[Cli], None]] = {
     "key.create": cli_key_create,
     "key.create/serve": cli_key_create_serve,
+    "signing.create/serve": cli_signing_create_serve,
     "key.rotate": cli_key_rotate,
     "key.revoke": cli_key_revoke,
+    "signing.rotate": cli_signing_rotate,
+    "signing.backfill": cli_signing_backfill,
     "user.add": cli_user_add,
     "user.passwd": cli_user_passwd,
     "user.role": cli_user_role,

@@ -96,7 +96,8 @@ def test_no_write_transaction_yields_to_the_hub(tmp_path: Path) -> None:
     assert result["violations"] == []
     assert result["switches"] > 20  # the greenlets did interleave
     assert result["packages"] == 8
-    assert result["audit_events"] == 20 and result["audit_broken_at"] is None
+    # 20 writes, and the signing key r13 makes (and audits) at the first publish.
+    assert result["audit_events"] == 21 and result["audit_broken_at"] is None
 
 
 def test_the_switch_tracer_sees_a_yield_inside_a_transaction(tmp_path: Path) -> None:
@@ -104,3 +105,19 @@ def test_the_switch_tracer_sees_a_yield_inside_a_transaction(tmp_path: Path) -> 
     result = probe("writes_yield_control", tmp_path)
     assert len(result["violations"]) == 1 and "yielder" in result["violations"][0]
     assert result["packages"] == 8
+
+
+def test_proxied_fetches_wait_on_the_hub_and_never_yield_inside_a_transaction(
+    tmp_path: Path,
+) -> None:
+    # Nine greenlets miss three upstream packages (packument, then tarball) at once while
+    # the upstream holds its answers: the hub keeps running other greenlets, each thing is
+    # asked of the upstream once (single flight), and caching them yields in no transaction.
+    result = probe("uplink_never_yields", tmp_path)
+    assert result["held"] is True
+    assert result["ticks_while_waiting"] >= 10
+    assert result["violations"] == []
+    assert result["got"] == sorted(f"{n}:True" for n in ["alpha", "beta", "@s/gamma"] * 3)
+    requests = result["upstream_requests"]
+    for path in ("/alpha", "/beta", "/@s%2Fgamma", "/alpha/-/alpha-1.0.0.tgz"):
+        assert requests[path] == 1, requests

@@ -21,6 +21,7 @@ import pytest
 from app.main import create_app
 from app.resources.dist_tags import PackageMeta
 from app.resources.packages import Packages
+from app.resources.signing import Attestations
 from r13core.config import Feature
 from r13core.database import open_database
 from r13core.keys import KeyStore, Permission, hash_secret, new_secret
@@ -41,6 +42,7 @@ SINK_ROUTES: dict[type, list[tuple[str, str]]] = {
         ("DELETE", "/:pkg/-rev/:rev"),
         ("DELETE", "/:pkg/-/:file/-rev/:rev"),
     ],
+    Attestations: [("GET", "/-/npm/v1/attestations/:pkg@:version")],
     PackageMeta: [
         ("GET", "/-/package/:pkg/owners"),
         ("GET", "/-/package/:pkg/collaborators"),
@@ -74,6 +76,13 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/_api/advisories"): "admin",
     ("POST", "/_api/advisories"): "admin",
     ("DELETE", "/_api/advisories/{advisory_id}"): "admin",
+    ("GET", "/_api/uplink"): "admin",
+    ("POST", "/_api/uplink/breaker/reset"): "admin",
+    ("GET", "/_api/uplink/overrides"): "admin",
+    ("PUT", "/_api/uplink/overrides/{name}"): "admin",
+    ("DELETE", "/_api/uplink/overrides/{name}"): "admin",
+    ("PUT", "/_api/uplink/overrides/{name}/{bare}"): "admin",
+    ("DELETE", "/_api/uplink/overrides/{name}/{bare}"): "admin",
     ("GET", "/_api/config"): "monitoring_read",
     ("GET", "/_api/security/keys"): "admin",
     ("POST", "/_api/security/keys"): "admin",
@@ -108,6 +117,8 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("DELETE", "/:pkg/-rev/:rev"): "write_pkg",
     ("DELETE", "/:pkg/-/:file/-rev/:rev"): "write_pkg",
     ("GET", "/-/package/:pkg/owners"): "read_pkg",
+    ("GET", "/-/npm/v1/attestations/:pkg@:version"): "read_pkg",
+    ("GET", "/-/npm/v1/keys"): "open",
     ("GET", "/-/package/:pkg/collaborators"): "read_pkg",
     ("GET", "/-/package/:pkg/dist-tags"): "read_pkg",
     ("PUT", "/-/package/:pkg/dist-tags/:tag"): "write_pkg",
@@ -272,6 +283,7 @@ _PARAMS = {
     "{key_id}": "nope",
     "{ip}": "192.0.2.77",
     "{length}": "64",
+    "{bare}": "pkg",
     ":pkg": "@scope%2fpkg",
     ":version": "1.0.0",
     ":file.tgz": "pkg-1.0.0.tgz",

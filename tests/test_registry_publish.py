@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from r13core import npm_pack
 from r13core.audit import Actor
 from r13core.config import Feature
 from r13core.errors import InvalidPublish, NotFound, VersionExists
@@ -455,15 +456,13 @@ def test_new_package_with_uppercase_name_is_refused(reg: Registry, tmp_path: Pat
 
 
 def test_a_sigstore_bundle_may_come_with_the_tarball(reg: Registry) -> None:
+    # As libnpmpublish sends it: the bundle's JSON text, not base64
+    # (tests/test_provenance.py has every check made on it).
     body = publish_body("widget", "1.0.0")
-    bundle = b'{"mediaType":"application/vnd.dev.sigstore.bundle+json;version=0.2"}'
-    body["_attachments"]["widget-1.0.0.sigstore"] = {
-        "content_type": "application/vnd.dev.sigstore.bundle+json;version=0.2",
-        "data": base64.b64encode(bundle).decode(),
-        "length": len(bundle),
-    }
-    created, _ = reg.put_package(A, body, actor=Actor("alice"))
+    bundle = npm_pack.provenance_bundle("widget", "1.0.0", package_tgz("widget", "1.0.0"))
+    created, _ = reg.put_package(A, npm_pack.with_provenance(body, bundle), actor=Actor("alice"))
     assert created
+    assert reg.attestations(A, "1.0.0")["attestations"][0]["bundle"] == bundle
 
 
 def test_a_gzip_bomb_is_refused_by_its_ratio_and_leaves_nothing(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from r13core.storage.sqlite import (
     SQLiteIdentity,
     SQLitePackages,
     SQLiteStorage,
+    SQLiteUplinkCache,
     SQLiteUsage,
 )
 from r13core.storage.sqlite import migrations as sqlite_module
@@ -33,6 +34,7 @@ from tests.storage_contracts import (
     IdentityStorageContract,
     PackageStorageContract,
     StorageContract,
+    UplinkCacheStorageContract,
     UsageStorageContract,
     age_file,
 )
@@ -89,6 +91,12 @@ class TestSQLiteUsageAlone(UsageStorageContract):
     @pytest.fixture
     def storage(self, tmp_path: Path) -> SQLiteUsage:
         return SQLiteUsage(tmp_path / "registry.sqlite3")
+
+
+class TestSQLiteUplinkCacheAlone(UplinkCacheStorageContract):
+    @pytest.fixture
+    def storage(self, tmp_path: Path) -> SQLiteUplinkCache:
+        return SQLiteUplinkCache(tmp_path / "registry.sqlite3")
 
 
 class TestFileChangeSignal(ChangeSignalContract):

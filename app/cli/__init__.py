@@ -16,13 +16,31 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from app.cli import config_cmd, keys_cmd, security_cmd, serve_cmd, term_cmd, users_cmd
+from app.cli import (
+    cache_cmd,
+    config_cmd,
+    keys_cmd,
+    mirror_cmd,
+    security_cmd,
+    serve_cmd,
+    term_cmd,
+    users_cmd,
+)
 from r13core.datadir import private_umask, secure_data_dir
 from r13core.errors import R13Error
 from r13core.services import Services
 from r13core.settings import Settings
 
-MODULES = [config_cmd, keys_cmd, serve_cmd, users_cmd, security_cmd, term_cmd]
+MODULES = [
+    config_cmd,
+    keys_cmd,
+    serve_cmd,
+    users_cmd,
+    security_cmd,
+    term_cmd,
+    cache_cmd,
+    mirror_cmd,
+]
 
 
 class UsageError(Exception):

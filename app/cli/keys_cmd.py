@@ -1,10 +1,10 @@
-"""`r13 keys create|list|revoke` on a data dir."""
+"""`r13 keys create|list|revoke|rotate` on a data dir (and `r13 keys signing`, signing_cmd.py)."""
 
 from __future__ import annotations
 
 import argparse
 
-from app.cli import services
+from app.cli import services, signing_cmd
 from r13core.keys import Permission
 from r13core.textforms import add_key_options, describe_key
 
@@ -24,6 +24,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     o = actions.add_parser("rotate", help="a new secret for a key (the old one stops at once)")
     o.add_argument("id")
     o.set_defaults(handler=rotate)
+    signing_cmd.register(actions)
 
 
 describe = describe_key

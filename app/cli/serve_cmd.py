@@ -1,8 +1,9 @@
 """`r13 serve`: gunicorn (the gevent worker by default) hosting app.wsgi:application.
 
-On first start it creates the data dir, the record, the database and an admin
-key; the key goes to ``<data>/admin.key`` (mode 0600) and is printed once with
-the ``.npmrc`` lines that use it. When no other process of the data dir is
+On first start it creates the data dir, the record, the database, the signing
+key (and signs any version stored without a signature) and an admin key; the
+admin key goes to ``<data>/admin.key`` (mode 0600) and is printed once with the
+``.npmrc`` lines that use it. When no other process of the data dir is
 running it removes every file in the blob store that no committed row refers
 to (r13core/sweeper.py). Then the process becomes gunicorn (exec), so
 SIGTERM/SIGINT reach gunicorn's master directly and stop it cleanly; the
@@ -19,6 +20,7 @@ from urllib.parse import urlsplit
 
 from app.cli import services
 from app.hosts import HostRebaser
+from r13core.audit import Actor
 from r13core.identity import Identity
 from r13core.locks import InstanceLock
 from r13core.services import Services, open_services
@@ -62,6 +64,19 @@ def ensure_admin_key(data_dir: Path, identity: Identity, public_url: str) -> str
     return secret
 
 
+def ensure_signatures(services: Services) -> None:
+    """The signing key (made on first start) and a signature on every stored version
+    (versions published before r13 signed: r13core/registry/signing.py)."""
+    if services.signing_keys.ensure():
+        keyid = services.signing_keys.active_keyid()
+        print(f"r13: created signing key {keyid} in {services.signing_keys.directory}",
+              file=sys.stderr)  # fmt: skip
+    packages, versions = services.registry.sign_unsigned(actor=Actor.system())
+    if versions:
+        print(f"r13: signed {versions} older version(s) of {packages} package(s)",
+              file=sys.stderr)  # fmt: skip
+
+
 def prepare(settings: Settings) -> InstanceLock:
     """Create what a first start needs (data dir, record, database, admin key); sweep orphans.
 
@@ -80,6 +95,7 @@ def _first_start(services: Services) -> InstanceLock:
     try:
         services.apply_feature_overrides()
         ensure_admin_key(services.data_dir, services.identity, settings.server.public_url)
+        ensure_signatures(services)
         # Files left by publishes that crashed before their commit, and anything
         # else no committed row refers to: safe only while no other process runs.
         swept = startup_sweep(services.registry, instance)

@@ -20,7 +20,9 @@ the sampler (r13core/monitor/; started only in a real server, see
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 
@@ -62,6 +64,7 @@ class Monitoring(UsageCounting):
         root_pid: int | None = None,
         usage: UsageStorage | None = None,
         clock: Clock = time.time,
+        uplink_state: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
         data = Path(settings.data_dir)
         self.store = store
@@ -77,6 +80,7 @@ class Monitoring(UsageCounting):
             config=store,
             registry_stats=registry_stats,
             root_pid=root_pid,
+            uplink_state=uplink_state,
         )
         flush = settings.housekeeping.usage_flush_interval_ms / 1000
         self.usage = None if usage is None else UsageRecorder(usage, interval=flush, clock=clock)

@@ -109,8 +109,19 @@ class SharedCollector:
             (Event.DOWNLOADS, "r13_downloads", "Tarballs downloaded (200 answers to GET)."),
             (Event.CACHE_HITS, "r13_uplink_cache_hits", "Uplink requests answered from cache."),
             (Event.CACHE_MISSES, "r13_uplink_cache_misses", "Uplink requests not in cache."),
-        ):
+            (Event.UPLINK_REQUESTS, "r13_uplink_requests", "Requests the upstream answered."),
+            (Event.UPLINK_ERRORS, "r13_uplink_errors",
+             "Upstream failures: timeouts, resets, 5xx, bad integrity, breaker open."),
+            (Event.UPLINK_STALE, "r13_uplink_stale_served",
+             "Cached copies served because the upstream failed."),
+        ):  # fmt: skip
             yield CounterMetricFamily(name, text, value=totals.event(event))
+        yield CounterMetricFamily(
+            "r13_uplink_latency_seconds",
+            "Time the upstream took over every answered request, in seconds (sum).",
+            value=totals.event(Event.UPLINK_LATENCY_NS) / 1e9,
+            unit="seconds",
+        )
         ws = CounterMetricFamily(
             "r13_websocket_messages",
             "Live-channel WebSocket messages, by direction.",
@@ -155,6 +166,16 @@ class SharedCollector:
                     else ("seconds" if name.endswith("_seconds") else "")
                 )
                 yield GaugeMetricFamily(name, text, value=float(value) * scale, unit=unit)
+        breaker = sample.get("uplink_breaker")
+        if breaker is not None:
+            states = GaugeMetricFamily(
+                "r13_uplink_breaker",
+                "1 for the uplink circuit breaker's current state, else 0.",
+                labels=["state"],
+            )
+            for state in ("closed", "open", "half-open"):
+                states.add_metric([state], 1.0 if breaker == state else 0.0)
+            yield states
         alerts = GaugeMetricFamily(
             "r13_alert_active", "1 while the alert rule is raised, else 0.", labels=["rule"]
         )

@@ -33,7 +33,9 @@ class AdvisoriesBulk:
             if not isinstance(versions, list) or not all(isinstance(v, str) for v in versions):
                 raise BadRequest("each package must map to a list of version strings")
             request[name] = versions
-        send_media(resp, self.registry.audit_bulk(request, visible=self.guard.reader(req)))
+        visible = self.guard.reader(req)
+        via = req.get_header("Via") or ""
+        send_media(resp, self.registry.audit_bulk(request, visible=visible, via=via))
 
 
 class AuditQuick:
@@ -60,4 +62,6 @@ class AuditQuick:
                 f"expected Content-Type application/json, not {kind or 'nothing'!r}"
             )
         tree = parse_audit_body(read_body(req, self.max_body), self.limits)
-        send_media(resp, self.registry.audit_quick(tree, visible=self.guard.reader(req)))
+        visible = self.guard.reader(req)
+        via = req.get_header("Via") or ""
+        send_media(resp, self.registry.audit_quick(tree, visible=visible, via=via))

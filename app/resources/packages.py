@@ -43,6 +43,7 @@ from r13core.audit import Actor
 from r13core.errors import BadRequest, InvalidValue, NotFound
 from r13core.names import PackageName
 from r13core.registry import OwnerCheck
+from r13core.uplink import Proxied, ProxiedBlob
 
 READS = ("GET", "HEAD")
 
@@ -87,6 +88,13 @@ def route_template(rest: list[str]) -> str:
     return "/{package}/*"
 
 
+def _proxied_headers(resp: falcon.Response, cache: str, warning: str | None) -> None:
+    """How an upstream package was served: ``X-R13-Cache`` and, when stale, ``Warning``."""
+    resp.set_header("X-R13-Cache", cache.upper())
+    if warning:
+        resp.set_header("Warning", warning)
+
+
 class Packages:
     """The sink for ``/:pkg...``."""
 
@@ -127,6 +135,7 @@ class Packages:
     def _read(
         self, req: falcon.Request, resp: falcon.Response, name: PackageName, rest: list[str]
     ) -> None:
+        via = req.get_header("Via") or ""
         if not rest:
             self.guard.require(req, Action.READ, name)
             if req.get_param_as_bool("write", default=False):
@@ -134,11 +143,17 @@ class Packages:
                 resp.cache_control = ["no-cache"]
             else:
                 abbreviated = ABBREVIATED in (req.get_header("Accept") or "")
-                rendered = self.registry.packument(name, abbreviated=abbreviated)
+                rendered = self.registry.packument(name, abbreviated=abbreviated, via=via)
+                if isinstance(rendered, Proxied):
+                    _proxied_headers(resp, rendered.cache, rendered.warning)
+                    abbreviated = rendered.abbreviated  # a stale full copy may stand in
                 self._send(req, resp, rendered, ABBREVIATED if abbreviated else falcon.MEDIA_JSON)
         elif len(rest) == 1:
             self.guard.require(req, Action.READ, name)
-            self._send(req, resp, self.registry.version(name, decode_segment(rest[0])))
+            rendered = self.registry.version(name, decode_segment(rest[0]), via=via)
+            if isinstance(rendered, Proxied):
+                _proxied_headers(resp, rendered.cache, rendered.warning)
+            self._send(req, resp, rendered)
         elif len(rest) == 2 and rest[0] == "-":
             self.guard.require(req, Action.READ, name)
             self._tarball(req, resp, name, _filename(rest[1]))
@@ -159,11 +174,18 @@ class Packages:
     def _tarball(
         self, req: falcon.Request, resp: falcon.Response, name: PackageName, filename: str
     ) -> None:
-        blob = self.registry.tarball(name, filename)
+        blob = self.registry.tarball(name, filename, via=req.get_header("Via") or "")
+        temporary = isinstance(blob, ProxiedBlob) and blob.temporary
+        if isinstance(blob, ProxiedBlob):
+            _proxied_headers(resp, blob.cache, None)
+        if temporary and req.method == "HEAD":
+            blob.path.unlink(missing_ok=True)
         resp.content_type = "application/octet-stream"
         resp.set_header("ETag", blob.etag)
         resp.cache_control = ["public", "max-age=31536000", "immutable"]
         if not_modified(req, blob.etag):
+            if temporary:
+                blob.path.unlink(missing_ok=True)
             send_not_modified(resp)
             return
         if req.method == "HEAD":
@@ -173,6 +195,8 @@ class Packages:
             stream = blob.path.open("rb")
         except FileNotFoundError:  # unpublished (and its file deleted) since the lookup
             raise NotFound(f"tarball {filename!r} of {name} not found") from None
+        if temporary:
+            blob.path.unlink()  # an upstream tarball not kept (CACHE_ENABLED off): gone once sent
         # falcon hands a readable stream to wsgi.file_wrapper: gunicorn sends it with sendfile.
         resp.set_stream(stream, blob.size)
         if self.on_download is not None:

@@ -54,6 +54,7 @@ def compute_rates(prev: Totals, cur: Totals, dt: float) -> dict[str, Any]:
     lat_sum = max(0, cur.latency_sum_ns - prev.latency_sum_ns)
     ev = [max(0, a - b) for a, b in zip(cur.events, prev.events, strict=True)]
     hits, misses = ev[Event.CACHE_HITS], ev[Event.CACHE_MISSES]
+    answered = ev[Event.UPLINK_REQUESTS]
     beats = ev[Event.WS_HEARTBEATS]
     return {
         "interval_s": round(dt, 4),
@@ -74,6 +75,12 @@ def compute_rates(prev: Totals, cur: Totals, dt: float) -> dict[str, Any]:
             cur.events[Event.UNPUBLISHES], prev.events[Event.UNPUBLISHES], dt
         ),
         "cache_hit_rate": round(hits / (hits + misses), 4) if hits + misses else None,
+        "uplink_requests_per_s": _rate(answered, 0, dt),
+        "uplink_errors_per_s": _rate(ev[Event.UPLINK_ERRORS], 0, dt),
+        "uplink_stale_per_s": _rate(ev[Event.UPLINK_STALE], 0, dt),
+        "uplink_latency_ms": round(ev[Event.UPLINK_LATENCY_NS] / answered / 1e6, 3)
+        if answered
+        else None,
         "ws_messages_per_s": round((ev[Event.WS_MESSAGES_IN] + ev[Event.WS_MESSAGES_OUT]) / dt, 3)
         if dt > 0
         else 0.0,
@@ -92,6 +99,11 @@ def totals_fields(cur: Totals) -> dict[str, Any]:
         "publishes_total": cur.events[Event.PUBLISHES],
         "downloads_total": cur.events[Event.DOWNLOADS],
         "unpublishes_total": cur.events[Event.UNPUBLISHES],
+        "cache_hits_total": cur.events[Event.CACHE_HITS],
+        "cache_misses_total": cur.events[Event.CACHE_MISSES],
+        "uplink_requests_total": cur.events[Event.UPLINK_REQUESTS],
+        "uplink_errors_total": cur.events[Event.UPLINK_ERRORS],
+        "uplink_stale_total": cur.events[Event.UPLINK_STALE],
         "active_requests": max(0, cur.gauges[Gauge.ACTIVE_REQUESTS]),
         "ws_connections": max(0, cur.gauges[Gauge.WS_CONNECTIONS]),
         "workers": cur.processes,

@@ -55,6 +55,7 @@ class Sampler(LeaderJob):
         registry_stats: RegistryStats | None = None,
         root_pid: int | None = None,
         events: EventLog | None = None,
+        uplink_state: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         super().__init__(self.data_dir / LOCK_FILE, name="r13-sampler")
@@ -62,6 +63,8 @@ class Sampler(LeaderJob):
         self.settings = settings
         self.config = config
         self.registry_stats = registry_stats
+        self.uplink_state = uplink_state
+        """The uplink's circuit breaker (r13core/uplink/breaker.py): its state in each sample."""
         self.events = events if events is not None else EventLog(self.data_dir)
         self.tree = ProcessTree(root_pid if root_pid is not None else os.getpid())
         self.rules = default_rules(settings)
@@ -87,6 +90,19 @@ class Sampler(LeaderJob):
         except Exception:
             log.exception("registry stats failed")
             return {"packages": None, "versions": None}
+
+    def _uplink(self) -> dict[str, Any]:
+        if self.uplink_state is None:
+            return {"uplink_breaker": None, "uplink_breaker_failures": None}
+        try:
+            state = self.uplink_state()
+            return {
+                "uplink_breaker": state.get("state"),
+                "uplink_breaker_failures": state.get("failures"),
+            }
+        except Exception:
+            log.exception("uplink state failed")
+            return {"uplink_breaker": None, "uplink_breaker_failures": None}
 
     def _config(self) -> dict[str, Any]:
         if self.config is None:
@@ -124,6 +140,7 @@ class Sampler(LeaderJob):
             **compute_rates(prev, cur, now - prev_t),
             **totals_fields(cur),
             **self._registry(),
+            **self._uplink(),
             **config,
         }
 

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from r13core.errors import BadRequest, NotFound, PayloadTooLarge
+from r13core.errors import BadRequest, InvalidValue, NotFound, PayloadTooLarge
 from r13core.jsonsafe import check_document, refuse_surrogates
 from r13core.names import MAX_NAME_LENGTH, PackageName
 from r13core.registry import documents
@@ -297,14 +297,30 @@ class Advisories:
                 )
         return out
 
-    def quick(self, tree: dict[str, Any], *, visible: Visible = everything) -> dict[str, Any]:
+    def tree_versions(self, tree: dict[str, Any]) -> dict[str, list[str]]:
+        """``{name: [versions]}`` of every module in a legacy audit tree (for the upstream)."""
+        measure_tree(tree, self.limits)
+        flat = Tree.walk(tree)
+        out: dict[str, set[str]] = {}
+        for i in flat.modules():
+            out.setdefault(flat.names[i], set()).add(flat.versions[i] or "")
+        return {name: sorted(versions) for name, versions in out.items()}
+
+    def quick(
+        self,
+        tree: dict[str, Any],
+        *,
+        visible: Visible = everything,
+        extra: Iterable[AdvisoryRecord] = (),
+    ) -> dict[str, Any]:
         """The legacy report for a lockfile tree (see the module docstring for the bounds).
 
         Each vulnerable module instance is a finding (``version`` and at most
         ``max_paths`` of its ``paths``, ``a>b>c``); ``actions`` are ``review``
         actions (r13 does not compute upgrade targets); ``metadata.vulnerabilities``
         counts every vulnerable path per severity. Packages the caller may not
-        read get no advisory.
+        read get no advisory. ``extra``: advisories from elsewhere (the upstream's,
+        r13core/uplink/forward.py) reported beside the stored ones.
         """
         measure_tree(tree, self.limits)
         flat = Tree.walk(tree)
@@ -322,8 +338,13 @@ class Advisories:
         vulns = dict.fromkeys(SEVERITIES, 0)
         advisories: dict[str, JSONDict] = {}
         actions: list[JSONDict] = []
-        for adv in self.storage.advisories(names) if names else []:
-            matcher = Range.parse(adv.data["vulnerable_versions"])
+        stored = list(self.storage.advisories(names)) if names else []
+        wanted = set(names)
+        for adv in stored + [a for a in extra if a.package in wanted]:
+            try:
+                matcher = Range.parse(adv.data["vulnerable_versions"])
+            except InvalidValue:
+                continue  # an upstream range r13 cannot read: not reported as a match
             hit = [i for i in by_name[adv.package] if matcher.matches(flat.versions[i] or "")]
             if not hit:
                 continue

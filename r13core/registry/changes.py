@@ -79,6 +79,7 @@ class Draft:
         for v in versions:
             del doc["versions"][v]
             doc["time"].pop(v, None)
+            doc.get("attestations", {}).pop(v, None)
             self.tx.remove_tarball(self.name, v)
             self.removed.append(v)
         tags = {t: v for t, v in doc["dist-tags"].items() if v in doc["versions"]}

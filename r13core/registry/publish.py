@@ -11,6 +11,7 @@ publish is about to refer to.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from r13core.errors import InvalidPublish, VersionExists
@@ -18,6 +19,7 @@ from r13core.names import PackageName
 from r13core.registry.changes import Committed, Draft, OwnerCheck, change_package
 from r13core.registry.documents import copy_top_fields, owner_names
 from r13core.registry.publish_checks import PublishPlan, check_publish
+from r13core.registry.signing import Signer, signed
 from r13core.storage.blobs import BlobStore
 from r13core.storage.packages import JSONDict, PackageStorage, TarballRecord
 from r13core.tarball import Limits
@@ -33,8 +35,12 @@ def publish(
     publisher: str,
     mark_types: bool,
     check_owner: OwnerCheck | None,
+    signer: Signer | None = None,
 ) -> Committed[str | None]:
     """``PUT /:pkg`` with ``_attachments``; the committed change (value: the new version).
+
+    ``signer`` signs the new version (``dist.signatures``, r13core/registry/signing.py)
+    before the commit; without one the version is stored unsigned.
 
     ``check_owner`` is asked once before any work (a fast refusal, before any
     file is written) and again inside the commit's transaction. An identical
@@ -57,6 +63,8 @@ def publish(
         if plan.retry:
             assert found is not None  # check_publish: a retry is of a version still there
             return Committed(key, None, found.rev)
+        if signer is not None:
+            plan = replace(plan, document=signed(plan.document, key, plan.version, signer))
         return commit_publish(storage, blobs, plan, check_owner)
 
 
@@ -99,6 +107,9 @@ def commit_publish(
                 raise InvalidPublish(f"dist-tag {tag!r} points at unknown version {target!r}")
         stored = {**plan.document, "maintainers": doc["maintainers"]}
         doc["versions"][version] = stored
+        if plan.attestation is not None:
+            # Kept beside the versions, never rendered: served by the attestations route.
+            doc.setdefault("attestations", {})[version] = [plan.attestation.as_json()]
         doc["time"][version] = draft.now
         doc["dist-tags"].update(plan.tags)
         doc["dist-tags"].setdefault("latest", version)

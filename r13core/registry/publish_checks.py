@@ -17,16 +17,16 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
-from typing import Any, Final
+from typing import Any
 
 from r13core.errors import InvalidName, InvalidPublish, InvalidValue, VersionExists
 from r13core.names import PackageName
+from r13core.registry.attestations import Attestation, check_bundle, stored_dist
 from r13core.registry.manifest import version_document
 from r13core.semver import is_valid_range
 from r13core.tarball import Limits, check_integrity, decode_attachment, inspect_tarball
 
 JSONDict = dict[str, Any]
-MAX_SIGSTORE: Final = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,9 @@ class PublishPlan:
 
     ``document`` is the version document to store (built from the tarball's
     package.json, with r13's ``dist``, ``_id`` and ``_npmUser``; the commit adds
-    ``maintainers`` as the package has them then). ``retry`` marks an identical
+    ``maintainers`` as the package has them then). ``attestation`` is the
+    provenance bundle that came with it (r13core/registry/attestations.py).
+    ``retry`` marks an identical
     retry of a version that is published with these very bytes: there is
     nothing to write, the answer is the package as it is. ``versions`` are every
     version the body names and ``tags`` its dist-tags: the commit checks them
@@ -52,6 +54,7 @@ class PublishPlan:
     readme: object
     versions: tuple[str, ...]
     retry: bool = False
+    attestation: Attestation | None = None
 
 
 def _never_used(version: str) -> str | None:
@@ -82,11 +85,6 @@ def _attachment(name: PackageName, attachments: object) -> tuple[str, JSONDict, 
     attachment = attachments[tgz[0]]
     if not isinstance(attachment, dict):
         raise InvalidPublish(f"attachment {tgz[0]!r} must be an object")
-    for extra in sigstore:
-        bundle = attachments[extra]
-        if not isinstance(bundle, dict):
-            raise InvalidPublish(f"attachment {extra!r} must be an object")
-        decode_attachment(bundle.get("data"), bundle.get("length"), limit=MAX_SIGSTORE)
     return tgz[0], attachment, sigstore
 
 
@@ -161,7 +159,7 @@ def check_publish(
         raise InvalidPublish(f"body name {body.get('name')!r} does not match URL name {name}")
     if "_id" in body and body["_id"] != key:
         raise InvalidPublish(f"body _id {body['_id']!r} does not match URL name {name}")
-    att_name, attachment, _ = _attachment(name, body["_attachments"])
+    att_name, attachment, sigstore = _attachment(name, body["_attachments"])
     version = _version_of(name, att_name)
     manifest = _manifest(key, version, body.get("versions"), versions_now)
     data = decode_attachment(
@@ -181,8 +179,26 @@ def check_publish(
     tags = _tags(body, version, versions_now)
     readme = body.get("readme", manifest.get("readme"))
     sha512 = hashlib.sha512(data).hexdigest()
+    attestation = None
+    for bundle_name in sigstore:
+        attestation = check_bundle(
+            bundle_name,
+            body["_attachments"][bundle_name],
+            name=name,
+            version=version,
+            sha512_hex=sha512,
+        )
     plan = PublishPlan(
-        key, version, publisher, data, sha512, {}, tags, readme, tuple(body["versions"])
+        key,
+        version,
+        publisher,
+        data,
+        sha512,
+        {},
+        tags,
+        readme,
+        tuple(body["versions"]),
+        attestation=attestation,
     )
     # A number used before is decided before the version document is built: an
     # identical retry of a version stored under older rules must still succeed.
@@ -204,6 +220,8 @@ def check_publish(
         "fileCount": info.file_count,
         "unpackedSize": info.unpacked_size,
     }
+    if attestation is not None:
+        document["dist"]["attestations"] = stored_dist(attestation.predicate_type)
     if mark_types and info.has_types:
         document["_hasTypes"] = True
     return replace(plan, document=document)

@@ -22,6 +22,7 @@ from typing import Any, Final
 
 from r13core.errors import NotFound
 from r13core.names import PackageName
+from r13core.registry.attestations import rendered_dist
 from r13core.registry.documents import TOP_FIELDS, existing, rev_string
 from r13core.storage.packages import JSONDict, PackageRecord, PackageStorage, RenderRecord
 
@@ -153,7 +154,7 @@ class Renderer:
 
     def _version_out(self, name: str, version: str, manifest: JSONDict) -> JSONDict:
         out = dict(manifest)
-        dist = dict(out.get("dist") or {})
+        dist = rendered_dist(dict(out.get("dist") or {}), self.public_url, name, version)
         dist["tarball"] = f"{self.public_url}/{PackageName.parse(name).tarball_path(version)}"
         out["dist"] = dist
         return out

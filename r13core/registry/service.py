@@ -25,23 +25,28 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from r13core.audit import Actor, AuditLog
 from r13core.config import Config13, Feature
-from r13core.errors import BadRequest, InvalidName, NotFound
+from r13core.errors import BadRequest, ExistsUpstream, InvalidName, NotFound, UpstreamError
 from r13core.jsonsafe import check_document
 from r13core.names import PackageName
 from r13core.registry import maintenance, metadata
 from r13core.registry.advisories import Advisories, AuditLimits, Visible, everything
+from r13core.registry.attestations import attestations_document
 from r13core.registry.changes import Committed, OwnerCheck
 from r13core.registry.documents import existing, rev_string
 from r13core.registry.publish import publish
 from r13core.registry.render import BlobRef, Rendered, Renderer
 from r13core.registry.search import search as search_packages
+from r13core.registry.signing import Signer, sign_unsigned
 from r13core.registry.storage import RegistryStorage
 from r13core.storage.blobs import BlobStore
 from r13core.tarball import Limits, sri_from_hex
+
+if TYPE_CHECKING:
+    from r13core.uplink import Proxied, ProxiedBlob, Uplink
 
 log = logging.getLogger("r13.registry")
 
@@ -68,6 +73,8 @@ class Registry:
 
     ``config`` returns the live record; flags are read on every call. ``audit``
     is where writes record themselves (default: the audit log of ``storage``).
+    ``signer`` signs every version published (r13core/registry/signing.py; the
+    wiring passes the data dir's key ring); without one versions go unsigned.
     """
 
     def __init__(
@@ -80,8 +87,13 @@ class Registry:
         limits: Limits | None = None,
         audit_limits: AuditLimits | None = None,
         audit: AuditLog | None = None,
+        uplink: Uplink | None = None,
+        signer: Signer | None = None,
     ) -> None:
         self.storage = storage
+        self.uplink = uplink
+        """The upstream registry (r13core/uplink/): asked only for names missing here."""
+        self.signer = signer
         self.blobs = blobs
         self.renderer = Renderer(storage, public_url)
         self.advisories = Advisories(storage, audit_limits)
@@ -101,6 +113,7 @@ class Registry:
         config: Callable[[], Config13],
         limits: Limits | None = None,
         audit: AuditLog | None = None,
+        signer: Signer | None = None,
     ) -> Registry:
         """Over ``storage`` (default: ``data_dir/registry.sqlite3``) and ``data_dir/blobs/``."""
         from r13core.database import open_database
@@ -115,6 +128,7 @@ class Registry:
             config=config,
             limits=limits,
             audit=audit,
+            signer=signer,
         )
 
     def subscribe(self, listener: Listener) -> None:
@@ -142,21 +156,51 @@ class Registry:
 
     # -- reading ----------------------------------------------------------------------
 
-    def packument(self, name: PackageName, *, abbreviated: bool) -> Rendered:
-        """The full or abbreviated packument (from the render cache); NotFound if absent."""
-        return self.renderer.packument(name, abbreviated=abbreviated)
+    def _proxying(self) -> Uplink | None:
+        uplink = self.uplink
+        return uplink if uplink is not None and uplink.enabled() else None
+
+    def packument(
+        self, name: PackageName, *, abbreviated: bool, via: str = ""
+    ) -> Rendered | Proxied:
+        """The full or abbreviated packument; NotFound if absent here and (with PROXY_MODE)
+        upstream. A local package always wins: the upstream is asked only when the
+        name has never existed here (r13core/uplink/policy.py). ``via``: the
+        request's ``Via`` header, passed on (loop detection)."""
+        try:
+            return self.renderer.packument(name, abbreviated=abbreviated)
+        except NotFound:
+            uplink = self._proxying()
+            if uplink is None:
+                raise
+        return uplink.packument(name, abbreviated=abbreviated, via=via)
 
     def packument_for_write(self, name: PackageName) -> Rendered:
         """The current full packument with ``_rev`` (for ``?write=true``)."""
         # The cache is validated against the committed rev on every call: already fresh.
         return self.renderer.packument(name, abbreviated=False)
 
-    def version(self, name: PackageName, version_or_tag: str) -> Rendered:
-        """One version object, by version or dist-tag; NotFound if neither."""
+    def version(
+        self, name: PackageName, version_or_tag: str, *, via: str = ""
+    ) -> Rendered | Proxied:
+        """One version object, by version or dist-tag; NotFound if neither (local first)."""
+        if self.storage.package_rev(str(name)) is None:
+            uplink = self._proxying()
+            if uplink is not None:
+                return uplink.version(name, version_or_tag, via=via)
         return self.renderer.version(name, version_or_tag)
 
-    def tarball(self, name: PackageName, filename: str) -> BlobRef:
-        """The stored tarball behind ``filename`` (``bare-1.2.3.tgz``); NotFound if none."""
+    def tarball(self, name: PackageName, filename: str, *, via: str = "") -> BlobRef | ProxiedBlob:
+        """The tarball behind ``filename`` (``bare-1.2.3.tgz``): the stored one, or (with
+        PROXY_MODE, for a name that was never local) the upstream's, checked against
+        its integrity; NotFound if none."""
+        if self.storage.package_rev(str(name)) is None:
+            uplink = self._proxying()
+            if uplink is not None:
+                return uplink.tarball(name, filename, via=via)
+        return self._local_tarball(name, filename)
+
+    def _local_tarball(self, name: PackageName, filename: str) -> BlobRef:
         try:
             version = name.version_of_file(filename)
         except InvalidName:
@@ -166,6 +210,31 @@ class Registry:
         if row is None or path is None:
             raise NotFound(f"tarball {filename!r} of {name} not found")
         return BlobRef(path, row.size, sri_from_hex(row.sha512), f'"{row.sha512[:40]}"')
+
+    def attestations(self, name: PackageName, version: str) -> dict[str, Any]:
+        """``GET /-/npm/v1/attestations/<name>@<version>``: the provenance kept at publish.
+
+        ``{attestations: [{predicateType, bundle}]}``; NotFound when the package,
+        the version or its attestations are not here (r13core/registry/attestations.py).
+        """
+        record = existing(self.storage, str(name))
+        return attestations_document(record.doc, record.name, version)
+
+    def sign_unsigned(self, *, actor: Actor) -> tuple[int, int]:
+        """Sign every stored version that has no signature yet (the migration of
+        r13core/registry/signing.py); ``(packages, versions)`` signed.
+
+        Audit: ``signing.backfill`` (``packages``, ``versions``) when any was signed.
+        """
+        if self.signer is None:
+            return (0, 0)
+        packages, versions = sign_unsigned(self.storage, self.signer)
+        if versions:
+            # Not an HTTP write (r13 serve and `r13 keys signing backfill` run it).
+            self.audit.safe_record_by(
+                actor, "signing.backfill", "", packages=packages, versions=versions
+            )
+        return packages, versions
 
     def dist_tags(self, name: PackageName) -> dict[str, str]:
         """The package's dist-tags; NotFound if absent."""
@@ -210,6 +279,7 @@ class Registry:
             change = metadata.update_metadata(self.storage, name, body, check_owner)
             self._record(actor, "package.update", key, versions=[])
             return False, {"ok": True, "id": key, "rev": rev_string(key, _rev(change))}
+        self._refuse_shadowing(name)
         published = publish(
             self.storage,
             self.blobs,
@@ -219,11 +289,26 @@ class Registry:
             publisher=actor.name,
             mark_types=self.config().has(Feature.PREMIUM_TYPES),
             check_owner=check_owner,
+            signer=self.signer,
         )
         if published.value is not None:
             self._notify(PackageChange("publish", key, (published.value,)))
         self._record(actor, "publish", key, versions=sorted(body.get("versions") or {}))
         return True, {"ok": True, "id": key, "rev": rev_string(key, _rev(published))}
+
+    def _refuse_shadowing(self, name: PackageName) -> None:
+        """ExistsUpstream for the first publish of a name the upstream has (PROXY_MODE on),
+        unless an admin allowed it (``r13 uplink allow NAME``, docs/uplinks.md)."""
+        uplink = self._proxying()
+        if uplink is None or self.storage.name_in_use(str(name)):
+            return
+        if uplink.shadows_upstream(name):
+            raise ExistsUpstream(
+                f"{name} exists on the upstream registry: publishing it here would shadow "
+                f"it for everyone using this registry. An admin can allow it with "
+                f"`r13 uplink allow {name}` (or PUT /_api/uplink/overrides/{name.url}), "
+                "or publish under a private scope"
+            )
 
     def put_package_rev(
         self,
@@ -314,10 +399,30 @@ class Registry:
     def search(
         self, text: str, size: int = 20, offset: int = 0, *, visible: Visible | None = None
     ) -> dict[str, Any]:
-        """npm's ``/-/v1/search``: :func:`r13core.registry.search.search` over this storage."""
-        return search_packages(
+        """npm's ``/-/v1/search``: :func:`r13core.registry.search.search` over this storage,
+        then (PROXY_MODE, R13_UPLINK_SEARCH) the upstream's results, marked
+        ``flags.upstream`` (r13core/uplink/forward.py)."""
+        local = search_packages(
             self.storage, text, size, offset, public_url=self.public_url, visible=visible
         )
+        uplink = self._proxying()
+        if uplink is None or not uplink.settings.search or not text.strip():
+            return local
+        from r13core.uplink import forward
+
+        room = size - len(local["objects"])
+        if room <= 0:
+            return local
+        start = max(0, offset - int(local["total"]))
+        exclude = {o["package"]["name"] for o in local["objects"]}
+        try:
+            objects, total = forward.upstream_search(uplink, text, room, start, exclude=exclude)
+        except UpstreamError as exc:
+            local["upstream_error"] = str(exc)
+            return local
+        local["objects"] = local["objects"] + objects
+        local["total"] = int(local["total"]) + total
+        return local
 
     def add_advisory(self, advisory: dict[str, Any], *, actor: Actor) -> dict[str, Any]:
         """Store an advisory (admin API): :meth:`Advisories.add`. Audit: ``advisory.add``."""
@@ -338,16 +443,35 @@ class Registry:
         self._record(actor, "advisory.remove", str(advisory_id))
 
     def audit_bulk(
-        self, request: dict[str, list[str]], *, visible: Visible | None = None
+        self, request: dict[str, list[str]], *, visible: Visible | None = None, via: str = ""
     ) -> dict[str, Any]:
-        """``POST /-/npm/v1/security/advisories/bulk``: :meth:`Advisories.bulk`."""
-        return self.advisories.bulk(request, visible=visible or everything)
+        """``POST /-/npm/v1/security/advisories/bulk``: :meth:`Advisories.bulk`, merged with
+        the upstream's answer while PROXY_MODE is on (r13core/uplink/forward.py)."""
+        local = self.advisories.bulk(request, visible=visible or everything)
+        uplink = self._proxying()
+        if uplink is None:
+            return local
+        from r13core.uplink import forward
+
+        seen = visible or everything
+        asked = {n: v for n, v in request.items() if isinstance(n, str) and seen(n)}
+        return forward.merge_bulk(local, forward.upstream_bulk(uplink, asked, via=via))
 
     def audit_quick(
-        self, tree: dict[str, Any], *, visible: Visible | None = None
+        self, tree: dict[str, Any], *, visible: Visible | None = None, via: str = ""
     ) -> dict[str, Any]:
-        """Legacy ``/-/npm/v1/security/audits(/quick)``: :meth:`Advisories.quick`."""
-        return self.advisories.quick(tree, visible=visible or everything)
+        """Legacy ``/-/npm/v1/security/audits(/quick)``: :meth:`Advisories.quick`, with the
+        upstream's advisories for the tree's proxyable modules while PROXY_MODE is on."""
+        seen = visible or everything
+        uplink = self._proxying()
+        if uplink is None:
+            return self.advisories.quick(tree, visible=seen)
+        from r13core.uplink import forward
+
+        versions = self.advisories.tree_versions(tree)
+        asked = {n: v for n, v in versions.items() if seen(n)}
+        extra = forward.as_records(forward.upstream_bulk(uplink, asked, via=via))
+        return self.advisories.quick(tree, visible=seen, extra=extra)
 
     # -- maintenance ----------------------------------------------------------------------
 

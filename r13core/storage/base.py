@@ -9,7 +9,8 @@ contract suite under tests/storage_contracts/ (docs/storage.md):
 * audit (r13core/storage/audit.py): the append-only, hash-chained log;
 * advisories (r13core/storage/advisories.py);
 * counters (r13core/storage/counters.py): shared security counters;
-* usage (r13core/storage/usage.py): per-package daily counts.
+* usage (r13core/storage/usage.py): per-package daily counts;
+* uplink cache (r13core/storage/uplink_cache.py): what r13 keeps of the upstream.
 
 A backend is one object implementing all of them (:class:`Storage`), opened
 from a URL (r13core/storage/backends.py); code that needs one concern types
@@ -45,6 +46,13 @@ from r13core.storage.packages import (
     WriteTxn,
 )
 from r13core.storage.signals import ChangeSignal
+from r13core.storage.uplink_cache import (
+    CacheCounts,
+    CachedPackument,
+    CachedTarball,
+    DistRecord,
+    UplinkCacheStorage,
+)
 from r13core.storage.usage import UsageStorage
 
 
@@ -55,6 +63,7 @@ class Storage(
     AdvisoryStorage,
     CountersStorage,
     UsageStorage,
+    UplinkCacheStorage,
     Protocol,
 ):
     """Every storage concern in one object: what a backend implements."""
@@ -74,9 +83,13 @@ __all__ = [
     "BlobInfo",
     "BlobStore",
     "BlockRecord",
+    "CacheCounts",
+    "CachedPackument",
+    "CachedTarball",
     "ChangeSignal",
     "CountRow",
     "CountersStorage",
+    "DistRecord",
     "IdentityStorage",
     "JSONDict",
     "KeyRecord",
@@ -86,6 +99,7 @@ __all__ = [
     "RenderRecord",
     "Storage",
     "TarballRecord",
+    "UplinkCacheStorage",
     "UsageStorage",
     "UserRecord",
     "WebLoginRecord",

@@ -104,6 +104,24 @@ class BlobStore(Protocol):
         """Remove empty containers (directories), when no other process uses the store."""
         return 0
 
+    def spool_dir(self) -> Path:
+        """Where a caller may write a temp file that :meth:`put_file` then adopts."""
+        raise NotImplementedError
+
+    def put_file(self, path: Path, sha512: str) -> BlobInfo:
+        """Adopt the file at ``path`` whose sha512 the caller computed as it wrote it.
+
+        Backends that keep files move it into place; the file is gone afterwards.
+        """
+        try:
+            info = self.put(path.read_bytes())
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        if info.sha512 != sha512:
+            raise R13Error(f"blob {sha512[:16]}... did not verify after writing")
+        return info
+
     def sweep_orphans(self, known: set[str], *, min_age: float = 3600.0) -> int:
         """Remove every orphan older than ``min_age`` s (see :meth:`orphans`); how many went.
 
@@ -191,6 +209,35 @@ class FileBlobStore(BlobStore):
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
         return BlobInfo(sha512, len(data), created=True)
+
+    def spool_dir(self) -> Path:
+        """``<root>/tmp``: a temp file there is on the blobs' file system (rename is atomic);
+        one left by a process that died is an orphan the sweep removes."""
+        return self._tmp
+
+    def put_file(self, path: Path, sha512: str) -> BlobInfo:
+        """Adopt a spooled file (fsync, rename into place, fsync dir); idempotent."""
+        final = self._path(sha512)
+        try:
+            size = os.stat(path).st_size
+            try:
+                os.utime(final)
+                if os.stat(final).st_size == size:
+                    return BlobInfo(sha512, size, created=False)
+            except FileNotFoundError:
+                pass
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            make_private_dirs(final.parent)
+            os.replace(path, final)
+            _fsync_dir(final.parent)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        return BlobInfo(sha512, size, created=True)
 
     def path(self, sha512: str) -> Path | None:
         """The blob's file, or None if absent."""

@@ -111,6 +111,25 @@ class PackageStorage(Protocol):
     def packages(self) -> Iterator[PackageRecord]:
         """Every package, in name order."""
 
+    def name_in_use(self, name: str) -> bool:
+        """Whether ``name`` is local: a package now, or one whose versions were all unpublished.
+
+        The uplink never asks the upstream about such a name (docs/uplinks.md).
+        Backends make it an indexed lookup.
+        """
+        return self.package_rev(name) is not None
+
+    def packages_version(self) -> object:
+        """A value that changes whenever any package changes, in any process (a change
+        signal): callers may cache answers about packages while it stays equal. The
+        default is a new object each time (never equal: nothing is cached)."""
+        return object()
+
+    def scope_in_use(self, scope: str) -> bool:
+        """Whether some local package (or unpublished one) has the scope ``@scope``."""
+        prefix = scope + "/"
+        return any(r.name.startswith(prefix) for r in self.packages())
+
     @abc.abstractmethod
     def summaries(self) -> Iterator[tuple[str, JSONDict]]:
         """(name, search summary) of every package, by name; ``{}`` where none was saved."""
@@ -125,7 +144,7 @@ class PackageStorage(Protocol):
 
     @abc.abstractmethod
     def blob_refs(self) -> set[str]:
-        """The sha512 of every blob a tarball row refers to."""
+        """The sha512 of every blob a tarball row refers to (local, or a cached upstream one)."""
 
     def blobs_in_use(self, hashes: Iterable[str]) -> set[str]:
         """Those of ``hashes`` that some tarball row refers to (backends may index it)."""

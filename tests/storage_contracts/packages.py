@@ -157,6 +157,29 @@ class PackageStorageContract:
         assert storage.blobs_in_use(iter([SHA_A, SHA_B])) == {SHA_A}
         assert storage.blobs_in_use([]) == set()
 
+    def test_a_name_stays_in_use_after_its_last_version_is_unpublished(
+        self, storage: PackageStorage
+    ) -> None:
+        assert not storage.name_in_use("a")
+        with storage.write() as tx:
+            tx.save_package("a", {})
+            tx.mark_used("a", "1.0.0", SHA_A)
+        assert storage.name_in_use("a")
+        with storage.write() as tx:
+            tx.delete_package("a")
+        assert storage.name_in_use("a")  # its tombstones keep it local
+        assert not storage.name_in_use("ab")
+
+    def test_a_scope_is_in_use_while_any_of_its_names_is(self, storage: PackageStorage) -> None:
+        with storage.write() as tx:
+            tx.save_package("@team/a", {})
+            tx.save_package("@teamwork/b", {})
+            tx.save_package("team", {})
+        assert storage.scope_in_use("@team")
+        assert storage.scope_in_use("@teamwork")
+        assert not storage.scope_in_use("@tea")
+        assert not storage.scope_in_use("@other")
+
     # -- render cache ---------------------------------------------------------------
 
     def test_render_is_stored_only_for_the_current_rev(self, storage: PackageStorage) -> None:

@@ -257,6 +257,44 @@ _MIGRATIONS: Final[tuple[Migration, ...]] = (
     principals,
     # 7: the audit log becomes a hash chain.
     audit_chain,
+    # 8: the uplink cache (r13core/storage/uplink_cache.py): proxied packuments by name
+    # and kind with the upstream's ETag and fetch time, each version's upstream tarball
+    # URL and integrity, verified tarballs (blobs shared with local ones), and the
+    # admin overrides for publishing a name the upstream has.
+    (
+        """CREATE TABLE uplink_packuments (
+            name TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            upstream_etag TEXT,
+            fetched_ms INTEGER NOT NULL,
+            body BLOB NOT NULL,
+            gzip BLOB NOT NULL,
+            etag TEXT NOT NULL,
+            PRIMARY KEY (name, kind)
+        )""",
+        """CREATE TABLE uplink_dists (
+            name TEXT NOT NULL,
+            version TEXT NOT NULL,
+            url TEXT NOT NULL,
+            integrity TEXT NOT NULL,
+            shasum TEXT NOT NULL,
+            PRIMARY KEY (name, version)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE uplink_tarballs (
+            name TEXT NOT NULL,
+            version TEXT NOT NULL,
+            sha512 TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            fetched_ms INTEGER NOT NULL,
+            PRIMARY KEY (name, version)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX uplink_tarballs_sha512 ON uplink_tarballs (sha512)",
+        """CREATE TABLE uplink_overrides (
+            name TEXT PRIMARY KEY,
+            actor TEXT NOT NULL,
+            created_ms INTEGER NOT NULL
+        ) WITHOUT ROWID""",
+    ),
 )
 
 

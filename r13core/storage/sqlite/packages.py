@@ -10,9 +10,11 @@ write transaction that saves a document.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from r13core.storage.packages import (
     JSONDict,
@@ -22,6 +24,7 @@ from r13core.storage.packages import (
     TarballRecord,
     WriteTxn,
 )
+from r13core.storage.signals import FileChangeSignal
 from r13core.storage.sqlite.connection import SQLiteDatabase, chunks, dumps
 
 
@@ -83,13 +86,23 @@ class _Txn(WriteTxn):
 
 
 class SQLitePackages(SQLiteDatabase, PackageStorage):
-    """Package state in the SQLite file."""
+    """Package state in the SQLite file; every committed package change bumps
+    ``<db>-pkggen`` (:attr:`package_changes`), which the uplink's proxy policy caches by."""
+
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout_ms: int = 30_000) -> None:
+        super().__init__(path, busy_timeout_ms=busy_timeout_ms)
+        self.package_changes = FileChangeSignal(Path(f"{self.path}-pkggen"))
 
     @contextmanager
     def write(self) -> Iterator[WriteTxn]:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on any exception)."""
-        with self._transaction() as conn:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on any exception); a commit
+        that changed anything bumps :attr:`package_changes`."""
+        with self._transaction(self.package_changes) as conn:
             yield _Txn(conn)
+
+    def packages_version(self) -> object:
+        """The package-change signal's counter (one 8-byte load from a shared mapping)."""
+        return self.package_changes.version()
 
     def package(self, name: str) -> PackageRecord | None:
         """The committed package, or None."""
@@ -128,17 +141,47 @@ class SQLitePackages(SQLiteDatabase, PackageStorage):
         """The sha512 of the first publish of ``name@version``, or None."""
         return _used_version(self._conn(), name, version)
 
+    def name_in_use(self, name: str) -> bool:
+        """A package row, or a tombstone of one of its versions (two indexed lookups)."""
+        conn = self._conn()
+        return (
+            conn.execute("SELECT 1 FROM packages WHERE name = ?", (name,)).fetchone() is not None
+            or conn.execute(
+                "SELECT 1 FROM used_versions WHERE name = ? LIMIT 1", (name,)
+            ).fetchone()
+            is not None
+        )
+
+    def scope_in_use(self, scope: str) -> bool:
+        """A range scan of the name index: ``'@s/' <= name < '@s0'`` ('0' follows '/')."""
+        low, high = scope + "/", scope + "0"
+        conn = self._conn()
+        for table in ("packages", "used_versions"):
+            row = conn.execute(
+                f"SELECT 1 FROM {table} WHERE name >= ? AND name < ? LIMIT 1", (low, high)
+            ).fetchone()
+            if row is not None:
+                return True
+        return False
+
     def blob_refs(self) -> set[str]:
-        """Every referenced blob."""
-        return {r[0] for r in self._conn().execute("SELECT DISTINCT sha512 FROM tarballs")}
+        """Every referenced blob: local tarballs' and the uplink cache's."""
+        return {
+            r[0]
+            for r in self._conn().execute(
+                "SELECT sha512 FROM tarballs UNION SELECT sha512 FROM uplink_tarballs"
+            )
+        }
 
     def blobs_in_use(self, hashes: Iterable[str]) -> set[str]:
-        """Those of ``hashes`` some tarball row refers to (indexed lookups)."""
+        """Those of ``hashes`` some tarball row (local or cached) refers to (indexed lookups)."""
         found: set[str] = set()
         conn = self._conn()
         for chunk, marks in chunks(hashes):
             rows = conn.execute(
-                f"SELECT DISTINCT sha512 FROM tarballs WHERE sha512 IN ({marks})", chunk
+                f"SELECT sha512 FROM tarballs WHERE sha512 IN ({marks}) "
+                f"UNION SELECT sha512 FROM uplink_tarballs WHERE sha512 IN ({marks})",
+                chunk + chunk,
             )
             found.update(r[0] for r in rows)
         return found
