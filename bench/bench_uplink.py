@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import http.client
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -100,8 +99,3 @@ def test_cold_through_r13(benchmark: Any, setup: tuple[ProxyApp, FaultyUpstream]
         benchmark(_get, app, "/proxied-pkg")
     finally:
         app.services.config.set_feature(Feature.CACHE_ENABLED, True)
-
-
-def test_pieces_are_in_place(tmp_path: Path) -> None:
-    """Not a benchmark: the module's fixtures work without pytest-benchmark's machinery."""
-    assert VERSIONS[0] == "1.0.0"
