@@ -27,11 +27,13 @@ from app.resources.dist_tags import PackageMeta
 from app.resources.login import CouchUser, Logout, WebLogin
 from app.resources.npm_audit import AdvisoriesBulk, AuditQuick
 from app.resources.packages import ROUTES as PACKAGE_ROUTES
+from app.resources.package_overview import PackageOverview
 from app.resources.packages import Packages
 from app.resources.search import Search
 from app.resources.security import SecurityBlocks, SecurityKeys, SecurityMetrics
 from app.resources.system import ConfigResource, Ping
 from app.resources.tokens import Tokens
+from app.resources.users import Users
 from app.resources.whoami import Whoami
 from app.security_middleware import SecurityMiddleware, own_origins
 from app.service import RegistryService
@@ -116,6 +118,12 @@ def create_app(
     app.add_route("/_api/security/blocks/{ip}/{length}", blocks, suffix="prefix")
     app.add_route("/_api/security/metrics", SecurityMetrics(services, guard))
     app.add_route("/_api/security/audit", SecurityAuditLog(services.audit, guard))
+    # The dashboard's Users and Packages sections (docs/dashboard.md).
+    users = Users(identity, guard)
+    app.add_route("/_api/users", users)
+    app.add_route("/_api/users/{name}", users, suffix="item")
+    app.add_route("/_api/users/{name}/password", users, suffix="password")
+    app.add_route("/_api/packages/overview", PackageOverview(registry, guard))
     # Sinks read the raw path (names like @scope%2fname); later sinks are tried first,
     # and every route above wins over both.
     server = settings.server

@@ -12,6 +12,7 @@ from typing import Any, Final
 import falcon
 
 from app.openapi_analytics import ANALYTICS_PATHS
+from app.openapi_dashboard import DASHBOARD_PATHS
 from app.openapi_live import LIVE_PATHS
 from app.openapi_security import SECURITY_PATHS
 from r13core._version import __version__
@@ -258,6 +259,7 @@ PATHS: Final[dict[str, Any]] = {
     **SECURITY_PATHS,
     **ANALYTICS_PATHS,
     **LIVE_PATHS,
+    **DASHBOARD_PATHS,
 }
 
 

@@ -33,6 +33,7 @@ something is decided in r13core/access.py.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable
 
 from r13core.access import is_admin, may_revoke
@@ -278,6 +279,14 @@ class Identity:
         revoked = self.users.set_password(name, password)
         self.audit.safe_record_by(actor, "user.passwd", name, revoked=revoked)
         return revoked
+
+    def reset_password(self, actor: Actor, name: str) -> tuple[str, list[str]]:
+        """A new random password (returned once, never stored in clear) and the ids of
+        the tokens revoked with the old one; audited as ``user.passwd`` (generated)."""
+        password = secrets.token_urlsafe(18)
+        revoked = self.users.set_password(name, password)
+        self.audit.safe_record_by(actor, "user.passwd", name, revoked=revoked, generated=True)
+        return password, revoked
 
     def set_role(self, actor: Actor, name: str, role: Role) -> tuple[User, list[str]]:
         """A new role; the tokens above its ceiling are revoked (the user and their ids)."""
