@@ -18,7 +18,7 @@ from app.live.terminal import TerminalResource
 from app.live.websocket import WebSockets, WebSocketSettings
 from app.monitoring import Monitoring
 from app.openapi import OpenAPI
-from app.resources import analytics, performance
+from app.resources import analytics, dashboard, performance
 from app.resources.advisories import Advisories
 from app.resources.audit_log import SecurityAuditLog
 from app.resources.dist_tags import PREFIX as PACKAGE_META_PREFIX
@@ -139,6 +139,7 @@ def create_app(
     origins = own_origins(server.public_url, server.allowed_hosts)
     terminal = TerminalResource(channel.sockets, guard, services, origins)
     app.add_route("/_dashboard/terminal", terminal)
+    dashboard.add_routes(app, dashboard.StaticFiles())
     app.add_route("/_api/openapi.json", OpenAPI())
     performance.add_routes(app, monitoring)
     analytics.add_routes(
