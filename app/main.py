@@ -26,8 +26,8 @@ from app.resources.dist_tags import ROUTES as PACKAGE_META_ROUTES
 from app.resources.dist_tags import PackageMeta
 from app.resources.login import CouchUser, Logout, WebLogin
 from app.resources.npm_audit import AdvisoriesBulk, AuditQuick
-from app.resources.packages import ROUTES as PACKAGE_ROUTES
 from app.resources.package_overview import PackageOverview
+from app.resources.packages import ROUTES as PACKAGE_ROUTES
 from app.resources.packages import Packages
 from app.resources.search import Search
 from app.resources.security import SecurityBlocks, SecurityKeys, SecurityMetrics

@@ -125,7 +125,10 @@ DASHBOARD_PATHS: Final[dict[str, Any]] = {
         "delete": {
             "summary": "Remove a user and revoke its keys; the name stays reserved "
             "(admin; audited as user.remove)",
-            "responses": {"200": _json("Removed", {"type": "object"}), **_errors("401", "403", "404")},
+            "responses": {
+                "200": _json("Removed", {"type": "object"}),
+                **_errors("401", "403", "404"),
+            },
         },
     },
     "/_api/users/{name}/password": {

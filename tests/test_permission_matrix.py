@@ -100,6 +100,16 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/_api/analytics/publishes"): "admin",
     ("GET", "/_api/analytics/unpublishes"): "admin",
     ("GET", "/_api/analytics/top"): "admin",
+    # The dashboard's Users section (app/resources/users.py).
+    ("GET", "/_api/users"): "admin",
+    ("POST", "/_api/users"): "admin",
+    ("GET", "/_api/users/{name}"): "admin",
+    ("PATCH", "/_api/users/{name}"): "admin",
+    ("DELETE", "/_api/users/{name}"): "admin",
+    ("POST", "/_api/users/{name}/password"): "admin",
+    # The Packages section: read first, then read on the package named by ?name= (here
+    # none is given, so a key scoped to other packages gets the 400, not a 403).
+    ("GET", "/_api/packages/overview"): "read",
     ("GET", "/:pkg"): "read_pkg",
     ("GET", "/:pkg/:version"): "read_pkg",
     ("GET", "/:pkg/-/:file.tgz"): "read_pkg",

@@ -28,6 +28,7 @@ class PackageOverview:
         self.guard = guard
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.guard.require(req, Action.READ)
         raw = req.get_param("name")
         if not raw:
             raise BadRequest("name is required")

@@ -35,8 +35,8 @@ from r13core.names import PackageName
 from r13core.registry import maintenance, metadata
 from r13core.registry.advisories import Advisories, AuditLimits, Visible, everything
 from r13core.registry.changes import Committed, OwnerCheck
-from r13core.registry.overview import package_overview
 from r13core.registry.documents import existing, rev_string
+from r13core.registry.overview import package_overview
 from r13core.registry.publish import publish
 from r13core.registry.render import BlobRef, Rendered, Renderer
 from r13core.registry.search import search as search_packages
