@@ -150,7 +150,7 @@ def test_no_readme_is_empty_and_a_huge_one_is_cut() -> None:
                 "<noscript>",
                 "=",
             ]
-        )  # fmt: skip
+        )
         | st.text(max_size=8),
         max_size=40,
     )
