@@ -31,6 +31,7 @@ from app.resources.packages import ROUTES as PACKAGE_ROUTES
 from app.resources.packages import Packages
 from app.resources.search import Search
 from app.resources.security import SecurityBlocks, SecurityKeys, SecurityMetrics
+from app.resources.session import SessionResource
 from app.resources.system import ConfigResource, Ping
 from app.resources.tokens import Tokens
 from app.resources.users import Users
@@ -38,6 +39,7 @@ from app.resources.whoami import Whoami
 from app.security_middleware import SecurityMiddleware, own_origins
 from app.service import RegistryService
 from r13core.services import Services
+from r13core.sessions import Sessions
 
 log = logging.getLogger("r13")
 
@@ -118,6 +120,11 @@ def create_app(
     app.add_route("/_api/security/blocks/{ip}/{length}", blocks, suffix="prefix")
     app.add_route("/_api/security/metrics", SecurityMetrics(services, guard))
     app.add_route("/_api/security/audit", SecurityAuditLog(services.audit, guard))
+    sessions = Sessions(identity)
+    app.add_route(
+        "/_api/session",
+        SessionResource(sessions, guard, settings.server.public_url, firewall.auth_failed),
+    )
     # The dashboard's Users and Packages sections (docs/dashboard.md).
     users = Users(identity, guard)
     app.add_route("/_api/users", users)

@@ -84,7 +84,7 @@ class StaticFiles:
         files: dict[str, bytes] = {}
         if root.is_dir():
             for path in sorted(root.rglob("*")):
-                if path.is_file() and path.name != "index.html":
+                if path.is_file() and path.name != "index.html" and not path.name.startswith("."):
                     files[path.relative_to(root).as_posix()] = path.read_bytes()
         digest = hashlib.sha256()
         for name, body in files.items():
