@@ -103,7 +103,13 @@ def create_app(
     expiry = settings.security.api_key_expiry_ms
     app.add_route("/-/user/org.couchdb.user:{name}", CouchUser(logins, firewall.auth_failed))
     app.add_route("/-/user/token/{token}", Logout(identity))
-    web = WebLogin(logins, settings.server.public_url, firewall.auth_failed)
+    files = dashboard.StaticFiles()
+    web = WebLogin(
+        logins,
+        settings.server.public_url,
+        firewall.auth_failed,
+        stylesheet=files.base + "css/dashboard.css",
+    )
     app.add_route("/-/v1/login", web)
     app.add_route("/-/v1/login/{login_id}", web, suffix="page")
     app.add_route("/-/v1/done/{login_id}", web, suffix="done")
@@ -146,7 +152,7 @@ def create_app(
     origins = own_origins(server.public_url, server.allowed_hosts)
     terminal = TerminalResource(channel.sockets, guard, services, origins)
     app.add_route("/_dashboard/terminal", terminal)
-    dashboard.add_routes(app, dashboard.StaticFiles())
+    dashboard.add_routes(app, files)
     app.add_route("/_api/openapi.json", OpenAPI())
     performance.add_routes(app, monitoring)
     analytics.add_routes(

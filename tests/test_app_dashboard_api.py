@@ -4,6 +4,7 @@ sanitised on the server)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -168,3 +169,39 @@ def test_overview_errors_and_access(real: Served) -> None:
     reader = real.key("r", Permission.READ)
     r = c.simulate_get("/_api/packages/overview", params={"name": "open"}, headers=reader)
     assert r.status_code == 200
+
+
+def test_the_web_login_page_wears_the_dashboard_stylesheet_and_runs_no_script(
+    real: Served,
+) -> None:
+    c = real.client
+    real.users.add("walt", PW, Role.PUBLISHER)
+    start = c.simulate_post("/-/v1/login", json={}).json
+    page_path = start["loginUrl"].removeprefix("http://r13.test")
+    page = c.simulate_get(page_path)
+    assert page.status_code == 200
+    csp = page.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in csp and "style-src 'self'" in csp
+    assert "unsafe-inline" not in csp and "script-src" not in csp
+    assert "<script" not in page.text and "style=" not in page.text and "<style" not in page.text
+    href = re.search(r'<link rel="stylesheet" href="([^"]+)"', page.text)
+    assert href is not None
+    css = c.simulate_get(href.group(1))
+    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+    assert ".login" in css.text  # the dashboard's own sign-in form look
+    wrong = c.simulate_post(
+        page_path,
+        body="username=walt&password=nope",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert wrong.status_code == 401 and "Wrong user name or password." in wrong.text
+    assert 'value="walt"' in wrong.text
+    done = c.simulate_post(
+        page_path,
+        body=f"username=walt&password={PW.replace(' ', '+')}",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert done.status_code == 200 and "Signed in as walt" in done.text
+    assert href.group(1) in done.text
+    token = c.simulate_get(start["doneUrl"].removeprefix("http://r13.test")).json
+    assert token["username"] == "walt" and token["token"].startswith("r13_")
