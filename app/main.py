@@ -32,7 +32,7 @@ from app.resources.packages import Packages
 from app.resources.search import Search
 from app.resources.security import SecurityBlocks, SecurityKeys, SecurityMetrics
 from app.resources.session import SessionResource
-from app.resources.system import ConfigResource, Ping
+from app.resources.system import ConfigLayout, ConfigResource, Ping
 from app.resources.tokens import Tokens
 from app.resources.users import Users
 from app.resources.whoami import Whoami
@@ -97,6 +97,7 @@ def create_app(
     app.add_route("/_api/advisories", advisories)
     app.add_route("/_api/advisories/{advisory_id}", advisories, suffix="item")
     app.add_route("/_api/config", ConfigResource(store))
+    app.add_route("/_api/config/layout", ConfigLayout(store))
     # Identity (docs/identity.md): npm login (legacy and web), logout, tokens, admin API;
     # each change is one call into r13core, which audits it.
     identity, logins = services.identity, services.logins

@@ -72,6 +72,7 @@ class Session:
         """The login's answer (never the secret)."""
         expires = self.info.expires
         return {
+            "signed_in": True,
             "username": self.principal.partition(":")[2],
             "principal": self.principal,
             "session": self.info.id,

@@ -81,15 +81,20 @@ class SessionResource:
         )
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if self.guard.identity(req) is None:
+            # Not signed in is an answer, not an error: the page asks on every load.
+            send_media(resp, {"signed_in": False})
+            resp.cache_control = ["no-store"]
+            return
         identity = self.guard.require(req, Action.ADMIN)
-        if identity is None:  # authorize() refuses an anonymous admin action
-            raise Unauthorized()
+        assert identity is not None  # identity() found one
         principal = principal_of(identity)
         secret = str(getattr(req.context, "token", "") or "")
         expires = identity.expires
         send_media(
             resp,
             {
+                "signed_in": True,
                 "username": principal.partition(":")[2],
                 "principal": principal,
                 "session": identity.id,

@@ -101,7 +101,9 @@ async function start() {
   });
   window.addEventListener("hashchange", () => { if (state.session) show(location.hash.slice(1)); });
   try {
-    signedIn(await api("GET", "/_api/session"));
+    const session = await api("GET", "/_api/session");
+    if (session.signed_in) signedIn(session);
+    else showLogin();
   } catch {
     showLogin();
   }
