@@ -46,10 +46,13 @@ export async function mount(root, ctx) {
       box.replaceChildren(panel(ctx, title, chart.node));
       box.dataset.points = String(days.length);
     };
-    tiles.replaceChildren(
+    tiles.replaceChildren(...[
       tile(ctx, `downloads ${all.from} – ${all.to}`, all.total, "none", "downloads"),
       tile(ctx, "versions published", pubs.total, "none", "publishes"),
-      tile(ctx, "packages downloaded", ranked.packages.length >= 10 ? "10+" : ranked.packages.length, "none", "packages"));
+      ranked.packages.length
+        ? tile(ctx, `top: ${ranked.packages[0].package}`, ranked.packages[0].count, "none", "top")
+        : null,
+    ].filter(Boolean));
     await draw(downloads, "Downloads per day, all packages", [{ label: "downloads", values: all.days.map((d) => d.count) }]);
     await draw(perPackage, chosen ? `Downloads per day: ${chosen}` : "Downloads per day, top packages",
       each.map((s) => ({ label: s.package, values: s.days.map((d) => d.count) })));

@@ -81,7 +81,7 @@ export async function mount(root, ctx) {
     const readme = el("div", { class: "readme", id: "readme" });
     if (o.readmeHtml) readme.append(...readmeNodes(ctx, o.readmeHtml));
     else readme.append(el("p", { class: "note" }, "No README."));
-    detail.replaceChildren(
+    detail.replaceChildren(...[
       el("h1", { id: "package-name" }, o.name, ...badges),
       o.description ? el("p", {}, o.description) : null,
       el("div", { class: "grid" },
@@ -89,8 +89,9 @@ export async function mount(root, ctx) {
         panel(ctx, "Owners", table(ctx, ["name", "email"], o.maintainers.map((m) => [m.name || "", m.email || ""])))),
       panel(ctx, `Versions (${o.versions.length})`, table(ctx, ["version", "published", "tags", "types", "deprecated"],
         o.versions.map((v) => [v.version, when(v.published), v.tags.join(", "), v.types ? "yes" : "", v.deprecated || ""]),
-        { id: "versions-table" })),
-      panel(ctx, "README", readme));
+        { id: "versions-table", class: "wide" })),
+      panel(ctx, "README", readme),
+    ].filter(Boolean));
     detail.scrollIntoView({ block: "start" });
   }
 

@@ -68,7 +68,7 @@ export async function mount(root, ctx) {
         k.revoked ? "" : el("span", { class: "bar" },
           el("button", { class: "small", onclick: () => rotate(k.id) }, "Rotate"),
           el("button", { class: "small danger", dataset: { revoke: k.id }, onclick: (e) => revoke(k.id, e.currentTarget) }, "Revoke")),
-      ]), { id: "keys-table" }));
+      ]), { id: "keys-table", class: "wide" }));
   }
 
   function showSecret(info) {
@@ -145,7 +145,7 @@ export async function mount(root, ctx) {
       table(ctx, ["#", "time", "actor", "action", "target", "client", "detail"], page.events.map((e) => [
         String(e.id), when(e.time), e.actor, e.action, e.target, e.ip || "—",
         Object.keys(e.detail || {}).length ? JSON.stringify(e.detail) : "",
-      ]), { id: "audit-table" }),
+      ]), { id: "audit-table", class: "wide" }),
       el("div", { class: "pager" }, newer, older));
   }
   filter.addEventListener("submit", (event) => { event.preventDefault(); pages = [null]; loadAudit(); });
