@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import Dialog
 
 from tests.browser.conftest import Watched, go, screenshot, sign_in, wait_section
 from tests.e2e.clients import ensure_clients
@@ -178,7 +179,12 @@ def test_a_hostile_readme_is_inert_in_the_packages_section(
     w = new_page()
     page = w.page
     dialogs: list[str] = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+
+    def on_dialog(dialog: Dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
     sign_in(w, dash_server, section="packages")
     page.fill("input[name=q]", name)
     page.press("input[name=q]", "Enter")
