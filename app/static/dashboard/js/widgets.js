@@ -36,15 +36,17 @@ export function tile(ctx, label, value, state, name) {
     ctx.el("div", { class: "value" }, String(value)), ctx.el("div", { class: "label" }, label));
 }
 
-// A uPlot chart of day series: days ["YYYY-MM-DD"], series [{label, values}]. Returns
-// {node, destroy}. The width follows the box (a ResizeObserver), so a phone fits.
-export async function dayChart(ctx, days, series) {
+// A uPlot chart of day series in ``host`` (an element already in the page): days
+// ["YYYY-MM-DD"], series [{label, values}]. Returns {node, destroy}. It is made at its
+// box's width and follows it (a ResizeObserver), so a phone fits.
+export async function dayChart(ctx, host, days, series) {
   const { default: uPlot } = await import("../vendor/uPlot.esm.js");
   const node = ctx.el("div", { class: "chart" });
+  host.append(node);
   const xs = days.map((d) => Date.parse(`${d}T00:00:00Z`) / 1000);
   const colours = ["#4fb3ff", "#3fbf7f", "#e6b400", "#ff5c5c", "#b58cff", "#ff9f43"];
   const opts = {
-    width: 600, height: 220,
+    width: Math.max(240, Math.floor(node.clientWidth || 600)), height: 220,
     scales: { x: { time: true } },
     axes: [{ stroke: "#8a96a3", grid: { stroke: "#2a3440" } },
       { stroke: "#8a96a3", grid: { stroke: "#2a3440" } }],
@@ -59,6 +61,5 @@ export async function dayChart(ctx, days, series) {
   };
   const observer = new ResizeObserver(fit);
   observer.observe(node);
-  requestAnimationFrame(fit);
   return { node, plot, destroy: () => { observer.disconnect(); plot.destroy(); } };
 }

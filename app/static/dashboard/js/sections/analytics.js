@@ -41,9 +41,9 @@ export async function mount(root, ctx) {
     charts = [];
     const days = all.days.map((d) => d.day);
     const draw = async (box, title, series) => {
-      const chart = await dayChart(ctx, days, series);
-      charts.push(chart);
-      box.replaceChildren(panel(ctx, title, chart.node));
+      const holder = panel(ctx, title);
+      box.replaceChildren(holder);
+      charts.push(await dayChart(ctx, holder, days, series));
       box.dataset.points = String(days.length);
     };
     tiles.replaceChildren(...[
