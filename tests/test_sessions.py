@@ -61,7 +61,7 @@ def test_a_wrong_password_or_a_non_admin_is_refused_and_audited(identity: Identi
 
 
 def test_an_admin_key_opens_a_session_bound_like_the_key(identity: Identity) -> None:
-    info, secret = identity.create_key(ROOT, "ops", Permission.ADMIN, None, cidr=["10.0.0.0/8"])
+    _, secret = identity.create_key(ROOT, "ops", Permission.ADMIN, None, cidr=["10.0.0.0/8"])
     session = Sessions(identity).with_key(secret, "10.1.2.3")
     held = identity.keys.authenticate(session.secret)
     assert principal_of(held) == "key:ops" and held.owner is None

@@ -90,8 +90,8 @@ def test_a_state_changing_call_needs_the_csrf_token(dash_server: Server, new_pag
     script = """async ([method, path, token]) => {
         const headers = {"Content-Type": "application/json"};
         if (token !== null) headers["X-R13-CSRF"] = token;
-        const r = await fetch(path, {method, headers, credentials: "same-origin",
-            body: method === "GET" ? undefined : JSON.stringify({id: "csrf-probe", permission: "read"})});
+        const body = JSON.stringify({id: "csrf-probe", permission: "read"});
+        const r = await fetch(path, {method, headers, credentials: "same-origin", body});
         return [r.status, await r.text()];
     }"""
     status, body = page.evaluate(script, ["POST", "/_api/security/keys", None])
@@ -130,9 +130,7 @@ def test_a_chart_receives_new_points_from_the_live_channel(
         "(s) => document.getElementById('section').dataset.lastSeq !== s", arg=seq or ""
     )
     last = int(page.get_attribute("#section", "data-last-seq") or "0")
-    status, _, body = dash_server.request(
-        "GET", "/_api/performance/history", key=dash_server.admin_key
-    )
+    _, _, body = dash_server.request("GET", "/_api/performance/history", key=dash_server.admin_key)
     assert last in [s["seq"] for s in json.loads(body)["samples"]]
     assert page.text_content("[data-tile='workers'] .value") == "3"
     screenshot(w, "performance")
@@ -277,6 +275,6 @@ def test_logout_ends_every_session_of_that_admin(dash_server: Server, new_page: 
     a.page.wait_for_selector("#login:not([hidden])")
     # The other browser's live channel is closed by the revocation; it returns to the form.
     b.page.wait_for_selector("#login:not([hidden])")
-    status, _, body = dash_server.request("GET", "/_api/session")
+    _, _, body = dash_server.request("GET", "/_api/session")
     assert json.loads(body) == {"signed_in": False}
     assert not [c for c in a.page.context.cookies() if c["name"] == "r13_session"]
