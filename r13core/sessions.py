@@ -100,7 +100,7 @@ class Sessions:
                     self.hours / 24,
                     owner=owner,
                     # A session opened with a key is bound where that key is.
-                    cidr=() if like is None else like.cidr,
+                    cidr=() if like is None else [str(n) for n in like.cidr],
                     rate_limit=None if like is None else like.rate_limit,
                     description=SESSION_OF + principal,
                 )

@@ -20,6 +20,7 @@ function ctxFor() {
     live: {
       on: (topic, fn) => state.live.on(topic, fn),
       record: () => state.live.record(),
+      send: (frame) => state.live.send(frame),
     },
   };
 }
@@ -68,6 +69,14 @@ function signedIn(session) {
   document.getElementById("logout").hidden = false;
   document.getElementById("who").textContent = session.username;
   state.live = new Live();
+  // A logout elsewhere (every session of this principal ends) closes the live channel:
+  // ask whether this session still stands, and return to the login form if not.
+  state.live.on("status", (status) => {
+    if (status !== "closed") return;
+    api("GET", "/_api/session")
+      .then((now) => { if (!now.signed_in && state.session) showLogin(); })
+      .catch(() => {});
+  });
   show(location.hash.slice(1));
 }
 
