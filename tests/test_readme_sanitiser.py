@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from html.parser import HTMLParser
 
 import pytest
@@ -159,3 +161,44 @@ def test_any_mix_of_hostile_pieces_comes_out_inert(pieces: list[str]) -> None:
     text = "".join(pieces)
     assert_inert(render_readme(text))
     assert_inert(sanitize_html(text))
+
+
+def test_a_text_is_rendered_once_per_worker() -> None:
+    text = "# cached\n\nonce " + "x" * 100
+    first = render_readme(text)
+    assert render_readme(text) is first
+
+
+GEVENT_PROBE = """
+from gevent import monkey
+monkey.patch_all()
+import gevent
+from r13core.cooperative import patched
+from r13core.readme import render_readme
+
+assert patched()
+ticks = []
+def ticker():
+    while True:
+        ticks.append(1)
+        gevent.sleep(0.001)
+g = gevent.spawn(ticker)
+gevent.sleep(0)
+before = len(ticks)
+part = "## part {}\\n\\nsome *text* and `code` [l](https://e.x/{})\\n\\n"
+text = "".join(part.format(i, i) for i in range(3000))
+html = render_readme(text)
+during = len(ticks) - before
+g.kill()
+assert "<h2>part 0</h2>" in html
+print(during)
+"""
+
+
+def test_rendering_under_gevent_leaves_the_hub_running() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", GEVENT_PROBE], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    # Other greenlets ran while the README was rendered (in the thread pool, not the hub).
+    assert int(out.stdout.strip()) > 0
