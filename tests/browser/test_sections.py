@@ -86,6 +86,8 @@ def test_security_creates_a_key_shows_its_secret_once_and_revokes_it(
     assert secret not in page.content()
     page.click("[data-revoke='ci-browser']")  # arms
     page.click("[data-revoke='ci-browser']")  # revokes
+    page.wait_for_selector("[data-key='ci-browser']", state="detached")  # hidden once revoked
+    page.check("#show-revoked")
     page.wait_for_selector("[data-key='ci-browser'] .badge:has-text('revoked')")
     status, _, _ = dash_server.request("GET", "/-/whoami", key=secret)
     assert status == 401

@@ -56,8 +56,12 @@ export async function mount(root, ctx) {
     await loadStatus();
   }
 
+  // Revoked keys (dashboard sessions that ended among them) are hidden unless asked for.
+  const showRevoked = el("input", { type: "checkbox", id: "show-revoked" });
+  showRevoked.addEventListener("change", () => { loadKeys().catch((err) => toast(err.message)); });
   async function loadKeys() {
-    const { keys: list } = await api("GET", "/_api/security/keys");
+    const { keys: all } = await api("GET", "/_api/security/keys");
+    const list = showRevoked.checked ? all : all.filter((k) => !k.revoked);
     keys.replaceChildren(table(ctx,
       ["id", "permission", "owner", "expires", "limit", "CIDR", "packages", "last used", ""],
       list.map((k) => [
@@ -156,7 +160,8 @@ export async function mount(root, ctx) {
     offenders,
     panel(ctx, "Active blocks", blocks),
     panel(ctx, "Live security events", events),
-    panel(ctx, "API keys", form, secretBox, keys),
+    panel(ctx, "API keys", form, secretBox,
+      el("label", { class: "bar note" }, showRevoked, "show revoked keys"), keys),
     panel(ctx, "Audit log", filter, audit),
   );
   await Promise.all([loadStatus(), loadKeys(), loadAudit()]);
