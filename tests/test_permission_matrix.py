@@ -75,6 +75,20 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("POST", "/_api/advisories"): "admin",
     ("DELETE", "/_api/advisories/{advisory_id}"): "admin",
     ("GET", "/_api/config"): "monitoring_read",
+    ("GET", "/_api/config/layout"): "monitoring_read",
+    # The dashboard (app/resources/dashboard.py, session.py): the page and its files are
+    # the same for everyone (the data needs a session); signing in depends on the body
+    # alone; "who am I" answers anyone (signed_in false without a key) but refuses a
+    # lesser key; signing out is an admin's.
+    ("GET", "/_dashboard"): "open",
+    ("HEAD", "/_dashboard"): "open",
+    ("GET", "/_dashboard/"): "open",
+    ("HEAD", "/_dashboard/"): "open",
+    ("GET", "/_dashboard/static/{digest}/{path:path}"): "open",
+    ("HEAD", "/_dashboard/static/{digest}/{path:path}"): "open",
+    ("POST", "/_api/session"): "open",
+    ("GET", "/_api/session"): "session",
+    ("DELETE", "/_api/session"): "admin",
     ("GET", "/_api/security/keys"): "admin",
     ("POST", "/_api/security/keys"): "admin",
     ("GET", "/_api/security/keys/{key_id}"): "admin",
@@ -152,6 +166,15 @@ RULES: dict[str, dict[str, Any]] = {
     # The live channel (app/live/channel.py): a key with read, even while the registry is
     # public (the handshake itself is refused with 426 here: no Upgrade headers).
     "live": {**_BAD, "read": OK, "write": OK, "admin": OK, "wrong_scope": OK, "user": OK},
+    "session": {
+        **_BAD,
+        "anonymous": OK,
+        "read": 403,
+        "write": 403,
+        "admin": OK,
+        "wrong_scope": 403,
+        "user": 403,
+    },
     "monitoring_read": {
         **_BAD,
         "anonymous": OK,
@@ -282,6 +305,8 @@ _PARAMS = {
     "{key_id}": "nope",
     "{ip}": "192.0.2.77",
     "{length}": "64",
+    "{digest}": "0000000000000000",
+    "{path:path}": "js/main.js",
     ":pkg": "@scope%2fpkg",
     ":version": "1.0.0",
     ":file.tgz": "pkg-1.0.0.tgz",

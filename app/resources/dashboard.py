@@ -109,7 +109,6 @@ def security_headers(resp: falcon.Response) -> None:
 
 def _send(req: falcon.Request, resp: falcon.Response, asset: Asset, cache: str) -> None:
     security_headers(resp)
-    resp.content_type = asset.content_type
     resp.etag = asset.etag
     resp.cache_control = [cache]
     resp.vary = ["Accept-Encoding"]
@@ -118,6 +117,7 @@ def _send(req: falcon.Request, resp: falcon.Response, asset: Asset, cache: str) 
     ):
         resp.status = falcon.HTTP_304
         return
+    resp.content_type = asset.content_type
     accepts = (req.get_header("Accept-Encoding") or "").lower()
     if asset.gzipped is not None and "gzip" in accepts:
         resp.set_header("Content-Encoding", "gzip")

@@ -110,6 +110,6 @@ class SessionResource:
         if identity is None:
             raise Unauthorized()
         ended = self.sessions.logout(identity, req.context.client_ip)
-        resp.unset_cookie(COOKIE, path="/")
+        resp.unset_cookie(COOKIE, path="/", same_site="Strict")
         send_media(resp, {"ok": True, "ended": ended})
         resp.cache_control = ["no-store"]
