@@ -110,7 +110,7 @@ def test_no_readme_is_empty_and_a_huge_one_is_cut() -> None:
     assert html.count("x") <= MAX_README + 10
 
 
-@settings(deadline=None, max_examples=300)
+@settings(max_examples=300)
 @given(
     st.lists(
         st.sampled_from(
