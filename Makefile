@@ -16,7 +16,14 @@ serve: build
 test: build
 	bash tests/run.sh
 
-build: $(NATIVE)
+VENDOR := app/static/dashboard/vendor/.built
+
+build: $(NATIVE) $(VENDOR)
+
+# The dashboard's libraries from npm (dashboard/package-lock.json), copied into app/static/.
+$(VENDOR): dashboard/package.json dashboard/package-lock.json dashboard/vendor.py | $(PY)
+	$(PY) dashboard/vendor.py
+	touch $@
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -37,4 +44,4 @@ lint: build
 	$(VENV)/bin/mypy
 
 clean:
-	rm -rf build r13core/_native* $(NATIVE) *.egg-info
+	rm -rf build r13core/_native* $(NATIVE) *.egg-info app/static/dashboard/vendor

@@ -18,7 +18,7 @@ from app.live.terminal import TerminalResource
 from app.live.websocket import WebSockets, WebSocketSettings
 from app.monitoring import Monitoring
 from app.openapi import OpenAPI
-from app.resources import analytics, performance, uplink
+from app.resources import analytics, dashboard, performance, uplink
 from app.resources.advisories import Advisories
 from app.resources.audit_log import SecurityAuditLog
 from app.resources.dist_tags import PREFIX as PACKAGE_META_PREFIX
@@ -26,18 +26,22 @@ from app.resources.dist_tags import ROUTES as PACKAGE_META_ROUTES
 from app.resources.dist_tags import PackageMeta
 from app.resources.login import CouchUser, Logout, WebLogin
 from app.resources.npm_audit import AdvisoriesBulk, AuditQuick
+from app.resources.package_overview import PackageOverview
 from app.resources.packages import ROUTES as PACKAGE_ROUTES
 from app.resources.packages import Packages
 from app.resources.search import Search
 from app.resources.security import SecurityBlocks, SecurityKeys, SecurityMetrics
+from app.resources.session import SessionResource
 from app.resources.signing import ATTESTATIONS_ROUTE, Attestations, RegistryKeys
-from app.resources.system import ConfigResource, Ping
+from app.resources.system import ConfigLayout, ConfigResource, Ping
 from app.resources.tokens import Tokens
+from app.resources.users import Users
 from app.resources.whoami import Whoami
 from app.security_middleware import SecurityMiddleware, own_origins
 from app.service import RegistryService
 from r13core.registry.attestations import ATTESTATIONS_PATH
 from r13core.services import Services
+from r13core.sessions import Sessions
 
 log = logging.getLogger("r13")
 
@@ -99,13 +103,20 @@ def create_app(
     app.add_route("/_api/config", ConfigResource(store))
     # Signatures and provenance (docs/signatures.md).
     app.add_route("/-/npm/v1/keys", RegistryKeys(services.registry_keys))
+    app.add_route("/_api/config/layout", ConfigLayout(store))
     # Identity (docs/identity.md): npm login (legacy and web), logout, tokens, admin API;
     # each change is one call into r13core, which audits it.
     identity, logins = services.identity, services.logins
     expiry = settings.security.api_key_expiry_ms
     app.add_route("/-/user/org.couchdb.user:{name}", CouchUser(logins, firewall.auth_failed))
     app.add_route("/-/user/token/{token}", Logout(identity))
-    web = WebLogin(logins, settings.server.public_url, firewall.auth_failed)
+    files = dashboard.StaticFiles()
+    web = WebLogin(
+        logins,
+        settings.server.public_url,
+        firewall.auth_failed,
+        stylesheet=files.base + "css/dashboard.css",
+    )
     app.add_route("/-/v1/login", web)
     app.add_route("/-/v1/login/{login_id}", web, suffix="page")
     app.add_route("/-/v1/done/{login_id}", web, suffix="done")
@@ -122,6 +133,17 @@ def create_app(
     app.add_route("/_api/security/blocks/{ip}/{length}", blocks, suffix="prefix")
     app.add_route("/_api/security/metrics", SecurityMetrics(services, guard))
     app.add_route("/_api/security/audit", SecurityAuditLog(services.audit, guard))
+    sessions = Sessions(identity)
+    app.add_route(
+        "/_api/session",
+        SessionResource(sessions, guard, settings.server.public_url, firewall.auth_failed),
+    )
+    # The dashboard's Users and Packages sections (docs/dashboard.md).
+    users = Users(identity, guard)
+    app.add_route("/_api/users", users)
+    app.add_route("/_api/users/{name}", users, suffix="item")
+    app.add_route("/_api/users/{name}/password", users, suffix="password")
+    app.add_route("/_api/packages/overview", PackageOverview(registry, guard))
     # Sinks read the raw path (names like @scope%2fname); later sinks are tried first,
     # and every route above wins over both.
     server = settings.server
@@ -142,6 +164,7 @@ def create_app(
         Attestations(registry, guard, upstream=services.uplink.attestations),
         prefix=ATTESTATIONS_PATH,
     )
+    dashboard.add_routes(app, files)
     app.add_route("/_api/openapi.json", OpenAPI())
     performance.add_routes(app, monitoring)
     analytics.add_routes(

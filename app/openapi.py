@@ -12,6 +12,7 @@ from typing import Any, Final
 import falcon
 
 from app.openapi_analytics import ANALYTICS_PATHS
+from app.openapi_dashboard import DASHBOARD_PATHS
 from app.openapi_live import LIVE_PATHS
 from app.openapi_security import SECURITY_PATHS
 from app.openapi_uplink import UPLINK_PATHS
@@ -178,6 +179,30 @@ PATHS: Final[dict[str, Any]] = {
             "responses": {"200": _json("The record", {"type": "object"})},
         }
     },
+    "/_api/config/layout": {
+        "get": {
+            "summary": "The record's fields (offset, size, maximum, meaning), flags (bit, meaning)",
+            "responses": {"200": _json("The layout", {"type": "object"})},
+        }
+    },
+    "/_api/session": {
+        "post": {
+            "summary": "Sign in to the dashboard (admin user's password or admin key): sets "
+            "the HttpOnly r13_session cookie; the body carries the CSRF token (docs/dashboard.md)",
+            "responses": {
+                "201": _json("The session", {"type": "object"}),
+                **_errors("400", "401", "403"),
+            },
+        },
+        "get": {
+            "summary": "The current session, or signed_in false",
+            "responses": {"200": _json("The session", {"type": "object"}), **_errors("401", "403")},
+        },
+        "delete": {
+            "summary": "Sign out: end every session of the caller's user or key, clear the cookie",
+            "responses": {"200": _json("The ended sessions", {"type": "object"}), **_errors("403")},
+        },
+    },
     "/_api/openapi.json": {
         "get": {
             "summary": "This document",
@@ -274,6 +299,7 @@ PATHS: Final[dict[str, Any]] = {
     **ANALYTICS_PATHS,
     **LIVE_PATHS,
     **UPLINK_PATHS,
+    **DASHBOARD_PATHS,
 }
 
 

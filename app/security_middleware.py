@@ -50,11 +50,16 @@ from r13core.errors import Unauthorized
 from r13core.metrics import METHODS
 from r13core.ratelimit import Decision
 from r13core.services import Services
+from r13core.sessions import csrf_matches, is_session
 
 log = logging.getLogger("r13.security")
 
 # Routes where passwords are tried: the stricter limit applies.
-AUTH_PREFIXES: Final = ("/-/user/", "/-/v1/login", "/-/npm/v1/tokens")
+AUTH_PREFIXES: Final = ("/-/user/", "/-/v1/login", "/-/npm/v1/tokens", "/_api/session")
+# The dashboard's session cookie and the header its CSRF token comes back in
+# (app/resources/session.py, r13core/sessions.py).
+SESSION_COOKIE: Final = "r13_session"
+CSRF_HEADER: Final = "X-R13-CSRF"
 # Which strike a request counts when it earned several (the most telling first).
 STRIKE_ORDER: Final = ("auth", "anomaly", "limit")
 # The request being served, for strikes counted by resources (login failures).
@@ -235,6 +240,18 @@ class SecurityMiddleware:
         # One cheap read tells whether keys or blocks changed anywhere since this thread looked.
         version = self.storage.auth_version()
         token = bearer_token(req)
+        ctx.via_cookie = False
+        if token is None:
+            token = self._session_token(req, version)
+            if token is not None:
+                ctx.via_cookie = True
+                if req.method in UNSAFE_METHODS and not csrf_matches(
+                    token, req.get_header(CSRF_HEADER)
+                ):
+                    _headers(resp, decision, capacity, self.window_s)
+                    self.counters.add("anomalies", "csrf")
+                    _refuse(resp, falcon.HTTP_403, f"missing or wrong CSRF token ({CSRF_HEADER})")
+                    return
         ctx.token = token
         identity = None
         block = self.blocks.blocked(key, version=version)
@@ -282,6 +299,30 @@ class SecurityMiddleware:
             self.security_events.refused("limit", ip, route=route_label(req))
             self._strike(ctx, key, "limit")
             _refuse(resp, falcon.HTTP_429, "too many requests; retry later")
+
+    def _session_token(self, req: falcon.Request, version: object) -> str | None:
+        """The dashboard session's secret from the cookie when it may stand for a key.
+
+        The one place a cookie becomes a credential. Ignored (the request is anonymous)
+        on a request another site made (Sec-Fetch-Site / Origin, as for writes: the
+        live channel's and the terminal's WebSocket handshakes included), on a new
+        sign-in (``POST /_api/session``), and when the session has ended or expired (an
+        old cookie is no attack: no strike). Never a bearer key in a cookie: only
+        sessions (r13core/sessions.py) are accepted there.
+        """
+        values = req.get_cookie_values(SESSION_COOKIE)
+        if not values:
+            return None
+        if req.method == "POST" and req.path == "/_api/session":
+            return None
+        if cross_site(req.env, self.origins):
+            return None
+        secret = values[0]
+        try:
+            info = self.guard.authenticate(secret, version=version)
+        except Unauthorized:
+            return None
+        return secret if is_session(info) else None
 
     def _strike(self, ctx: Any, key: str, kind: str) -> None:
         """Note a strike of ``kind`` against the request ``ctx``; it is counted (once) when

@@ -89,6 +89,8 @@ class RegistryService(Protocol):
 
     def dist_tags(self, name: PackageName) -> dict[str, str]: ...
 
+    def overview(self, name: PackageName) -> dict[str, Any]: ...
+
     def set_dist_tag(
         self,
         name: PackageName,

@@ -148,6 +148,12 @@ STEPS = [
         "uplink_install.json",
     ),
     Step(
+        "the dashboard: TTFB, first chart, page weight, FPS (Chromium)",
+        ["-m", "bench.dashboard", "--rounds", "1", "--ttfb-requests", "100",
+         "--fps-samples", "10", "--json", "{out}/dashboard.json"],
+        "dashboard.json",
+    ),
+    Step(
         "package patterns: the old regex vs the automaton, one call each",
         ["-m", "bench.bench_patterns", "--max-repeat", "3",
          "--json", "{out}/bench_patterns.json"],

@@ -83,6 +83,26 @@ FIELDS: Final[dict[str, tuple[int, int, int]]] = {
     "cols": (0x0B, 1, 0xFF),
     "reserved": (0x0C, 1, 0xFF),
 }
+# What each field and flag means (README.md's record table; GET /_api/config/layout).
+FIELD_MEANINGS: Final[dict[str, str]] = {
+    "version": "record format version, 1",
+    "registry_hash": "u32 LE; FNV-1a of the public URL unless set",
+    "feature_flags": "u32 LE; bits 0-7 the flags below, bits 8-31 reserved and preserved",
+    "terminal_mode": "the admin terminal: 0 off, 1 line, 2 raw",
+    "rows": "terminal rows",
+    "cols": "terminal columns",
+    "reserved": "preserved as written",
+}
+FEATURE_MEANINGS: Final[dict[str, str]] = {
+    "PREMIUM_TYPES": "publish marks versions that ship TypeScript types",
+    "PRIVATE_REGISTRY": "every read needs a key (off: anyone may read and install)",
+    "DEBUG": "a debug line per request and the X-R13-Worker response header",
+    "PROXY_MODE": "a package missing here is fetched from the uplink (R13_UPLINK_URL)",
+    "BINARY_PROTOCOL": "offer the live channel's binary frames (r13.v1)",
+    "CACHE_ENABLED": "the uplink keeps packuments (revalidated) and checked tarballs",
+    "METRICS": "the monitor samples (charts, alerts, /metrics)",
+    "LOGGING": "a log line per request (the access log)",
+}
 # The camelCase names of the README's record table, accepted everywhere a field is named.
 _ALIASES: Final = {
     "registryhash": "registry_hash",

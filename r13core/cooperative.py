@@ -14,7 +14,8 @@ hangs. This module is how r13core waits instead:
   kernel's own wait under threads, where only the calling thread waits);
 * :func:`thread_local` is per OS thread also under gevent (one SQLite connection
   per worker, shared by its greenlets: r13core/storage/sqlite/connection.py);
-* :func:`patched` says whether gevent has patched this process.
+* :func:`patched` says whether gevent has patched this process;
+* :func:`off_hub` runs long pure-Python work in gevent's thread pool.
 
 Nothing here imports gevent unless gevent is already loaded: a CLI command or a
 test in plain threads never pays for it.
@@ -24,7 +25,10 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def patched() -> bool:
@@ -44,3 +48,18 @@ def thread_local() -> Any:
 
         return monkey.get_original("threading", "local")()
     return threading.local()
+
+
+def off_hub(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)``, in gevent's thread pool when gevent has patched this process.
+
+    For pure-Python work that takes long (rendering a README: r13core/readme.py): on the
+    hub it would stop every greenlet of the worker until it returned; in a pool thread
+    the hub keeps running (the GIL is handed over every switch interval). ``fn`` must
+    not use greenlet-local state or r13core's storage. Without gevent: called here.
+    """
+    if patched():
+        import gevent
+
+        return gevent.get_hub().threadpool.apply(fn, args)  # type: ignore[no-any-return]
+    return fn(*args)

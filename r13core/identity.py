@@ -33,6 +33,7 @@ something is decided in r13core/access.py.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable
 
 from r13core.access import is_admin, may_revoke
@@ -45,6 +46,13 @@ from r13core.users import Role, User, UserStore
 FIRST_ADMIN_ID = "admin"
 """The id of `r13 serve`'s first admin key (``admin-N`` when a user or key has it)."""
 MAX_TOKEN_LABEL = 200
+SESSION_OF = "dashboard session of "
+"""How a dashboard session's description begins (r13core/sessions.py): then its principal."""
+
+
+def _ended(ids: list[str]) -> dict[str, list[str]]:
+    """The audit detail naming the sessions a key change ended (none: no detail)."""
+    return {"sessions": ids} if ids else {}
 
 
 def expiry_days(ms: int) -> float | None:
@@ -151,13 +159,27 @@ class Identity:
         """A new secret for ``key_id``, the old one dead at once; NotFound, or InvalidValue
         for a revoked key."""
         info, secret = self.keys.rotate(key_id)
-        self.audit.safe_record_by(actor, "key.rotate", key_id)
+        ended = self.end_sessions(f"key:{key_id}")
+        self.audit.safe_record_by(actor, "key.rotate", key_id, **_ended(ended))
         return info, secret
 
     def revoke_key(self, actor: Actor, key_id: str) -> None:
-        """Revoke ``key_id`` at once, in every worker; NotFound if unknown."""
+        """Revoke ``key_id`` at once, in every worker, and the dashboard sessions opened
+        with it; NotFound if unknown."""
         self.keys.revoke(key_id)
-        self.audit.safe_record_by(actor, "key.revoke", key_id)
+        ended = self.end_sessions(f"key:{key_id}")
+        self.audit.safe_record_by(actor, "key.revoke", key_id, **_ended(ended))
+
+    def end_sessions(self, principal: str) -> list[str]:
+        """Revoke every live dashboard session of ``principal`` (``user:<name>`` or
+        ``key:<id>``, r13core/sessions.py); the ids revoked."""
+        mark = SESSION_OF + principal
+        ended = []
+        for info in self.keys.live():
+            if info.id.startswith("session-") and info.description == mark:
+                self.keys.revoke(info.id)
+                ended.append(info.id)
+        return ended
 
     # -- npm tokens (login, `npm token`, logout) ---------------------------------------
 
@@ -278,6 +300,14 @@ class Identity:
         revoked = self.users.set_password(name, password)
         self.audit.safe_record_by(actor, "user.passwd", name, revoked=revoked)
         return revoked
+
+    def reset_password(self, actor: Actor, name: str) -> tuple[str, list[str]]:
+        """A new random password (returned once, never stored in clear) and the ids of
+        the tokens revoked with the old one; audited as ``user.passwd`` (generated)."""
+        password = secrets.token_urlsafe(18)
+        revoked = self.users.set_password(name, password)
+        self.audit.safe_record_by(actor, "user.passwd", name, revoked=revoked, generated=True)
+        return password, revoked
 
     def set_role(self, actor: Actor, name: str, role: Role) -> tuple[User, list[str]]:
         """A new role; the tokens above its ceiling are revoked (the user and their ids)."""

@@ -12,6 +12,8 @@ $V/ruff format --check .
 $V/mypy
 # pnpm, yarn classic and bun at pinned versions for the end-to-end tests (cached in .tools/).
 $V/python -m tests.e2e.clients
+# Debian's Chromium for the dashboard's browser tests (tests/browser/), installed when missing.
+$V/python -m tests.browser.chromium
 $V/python -m pytest "$@"
 if [ "$#" -eq 0 ]; then
     # JSON reports land in bench/results/ci/ (git-ignored).

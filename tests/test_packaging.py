@@ -113,6 +113,10 @@ def test_the_wheel_holds_every_package_the_c_core_and_the_static_files(dists: Di
     sources |= {str(p.relative_to(dists.tree)) for p in (dists.tree / "app").rglob("*.py")}
     assert sources <= names
     assert {"r13core/py.typed", "app/py.typed", *STATIC} <= names
+    # The dashboard, with the libraries the build copied from npm (never in git).
+    dash = "app/static/dashboard/"
+    assert {dash + "index.html", dash + "js/main.js", dash + "vendor/uPlot.esm.js"} <= names
+    assert {dash + "vendor/xterm.mjs", dash + "vendor/xterm.css"} <= names
     native = [n for n in names if n.startswith("r13core/_native")]
     assert native == ["r13core/_native.abi3.so"]
     assert not [n for n in names if n.split("/")[0] in ("tests", "bench", "csrc")]
@@ -126,10 +130,11 @@ def test_the_sdist_holds_what_a_build_from_source_needs(dists: Dists) -> None:
     }
     assert "csrc/build_native.py" in c_sources and "csrc/r13.h" in c_sources
     needed = {"pyproject.toml", "setup.py", "MANIFEST.in", "README.md", *c_sources, *STATIC}
+    needed |= {"dashboard/package.json", "dashboard/package-lock.json", "dashboard/vendor.py"}
     assert needed <= names, needed - names
     assert {f"{pkg}/__init__.py" for pkg in _packages(dists.tree)} <= names
     assert not [n for n in names if n.endswith((".so", ".o", ".pyc"))]
-    assert not [n for n in names if n.startswith(("tests/", "bench/"))]
+    assert not [n for n in names if n.startswith(("tests/", "bench/", "dashboard/node_modules"))]
 
 
 @dataclass

@@ -84,6 +84,20 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("PUT", "/_api/uplink/overrides/{name}/{bare}"): "admin",
     ("DELETE", "/_api/uplink/overrides/{name}/{bare}"): "admin",
     ("GET", "/_api/config"): "monitoring_read",
+    ("GET", "/_api/config/layout"): "monitoring_read",
+    # The dashboard (app/resources/dashboard.py, session.py): the page and its files are
+    # the same for everyone (the data needs a session); signing in depends on the body
+    # alone; "who am I" answers anyone (signed_in false without a key) but refuses a
+    # lesser key; signing out is an admin's.
+    ("GET", "/_dashboard"): "open",
+    ("HEAD", "/_dashboard"): "open",
+    ("GET", "/_dashboard/"): "open",
+    ("HEAD", "/_dashboard/"): "open",
+    ("GET", "/_dashboard/static/{digest}/{path:path}"): "open",
+    ("HEAD", "/_dashboard/static/{digest}/{path:path}"): "open",
+    ("POST", "/_api/session"): "open",
+    ("GET", "/_api/session"): "session",
+    ("DELETE", "/_api/session"): "admin",
     ("GET", "/_api/security/keys"): "admin",
     ("POST", "/_api/security/keys"): "admin",
     ("GET", "/_api/security/keys/{key_id}"): "admin",
@@ -109,6 +123,16 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/_api/analytics/publishes"): "admin",
     ("GET", "/_api/analytics/unpublishes"): "admin",
     ("GET", "/_api/analytics/top"): "admin",
+    # The dashboard's Users section (app/resources/users.py).
+    ("GET", "/_api/users"): "admin",
+    ("POST", "/_api/users"): "admin",
+    ("GET", "/_api/users/{name}"): "admin",
+    ("PATCH", "/_api/users/{name}"): "admin",
+    ("DELETE", "/_api/users/{name}"): "admin",
+    ("POST", "/_api/users/{name}/password"): "admin",
+    # The Packages section: read first, then read on the package named by ?name= (here
+    # none is given, so a key scoped to other packages gets the 400, not a 403).
+    ("GET", "/_api/packages/overview"): "read",
     ("GET", "/:pkg"): "read_pkg",
     ("GET", "/:pkg/:version"): "read_pkg",
     ("GET", "/:pkg/-/:file.tgz"): "read_pkg",
@@ -153,6 +177,15 @@ RULES: dict[str, dict[str, Any]] = {
     # The live channel (app/live/channel.py): a key with read, even while the registry is
     # public (the handshake itself is refused with 426 here: no Upgrade headers).
     "live": {**_BAD, "read": OK, "write": OK, "admin": OK, "wrong_scope": OK, "user": OK},
+    "session": {
+        **_BAD,
+        "anonymous": OK,
+        "read": 403,
+        "write": 403,
+        "admin": OK,
+        "wrong_scope": 403,
+        "user": 403,
+    },
     "monitoring_read": {
         **_BAD,
         "anonymous": OK,
@@ -284,6 +317,8 @@ _PARAMS = {
     "{ip}": "192.0.2.77",
     "{length}": "64",
     "{bare}": "pkg",
+    "{digest}": "0000000000000000",
+    "{path:path}": "js/main.js",
     ":pkg": "@scope%2fpkg",
     ":version": "1.0.0",
     ":file.tgz": "pkg-1.0.0.tgz",

@@ -81,32 +81,53 @@ class Logout:
         send_media(resp, {"ok": True})
 
 
-_PAGE: Final = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>r13 — npm login</title>
+# The sign-in page npm's web login opens, in the dashboard's look: its stylesheet (under
+# its digest URL, app/resources/dashboard.py) and its classes; no script, no inline style.
+_HEAD: Final = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<style>body{{font:16px system-ui,sans-serif;max-width:24rem;margin:3rem auto;padding:0 1rem}}
-label{{display:block;margin:.8rem 0 .2rem}}input{{width:100%;padding:.4rem;box-sizing:border-box}}
-button{{margin-top:1rem;padding:.5rem 1rem}}.msg{{color:#a00}}</style></head>
-<body><h1>Sign in to r13</h1><p>npm is waiting for you to approve a login.</p>
-{message}<form method="post" action="{action}">
-<label for="username">User name</label>
+<link rel="stylesheet" href="{stylesheet}"></head>
+<body class="signin"><header class="top"><span class="brand">r13</span></header><main>
+"""
+_PAGE: Final = (
+    _HEAD
+    + """<form method="post" action="{action}" class="login">
+<h1>Sign in to r13</h1><p class="note">npm is waiting for you to approve a login.</p>
+<label for="username">User name
 <input id="username" name="username" autocomplete="username" required value="{username}">
-<label for="password">Password</label>
+</label>
+<label for="password">Password
 <input id="password" name="password" type="password" autocomplete="current-password" required>
-<button type="submit">Sign in</button></form></body></html>
+</label>
+<button type="submit">Sign in and approve</button>
+<p class="error" role="alert">{message}</p></form></main></body></html>
 """
-_DONE: Final = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>r13 — signed in</title></head>
-<body><h1>Signed in as {username}</h1><p>You can close this page; npm has its token.</p>
-</body></html>
+)
+_DONE: Final = (
+    _HEAD
+    + """<div class="login" id="approved"><h1>Signed in as {username}</h1>
+<p class="note">You can close this page; npm has its token.</p></div></main></body></html>
 """
+)
+_CSP: Final = (
+    "default-src 'none'; style-src 'self'; form-action 'self'; base-uri 'none'; "
+    "frame-ancestors 'none'"
+)
 
 
 class WebLogin:
     """``POST /-/v1/login``, ``GET|POST /-/v1/login/{id}``, ``GET /-/v1/done/{id}``."""
 
-    def __init__(self, logins: Logins, public_url: str, on_failure: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        logins: Logins,
+        public_url: str,
+        on_failure: Callable[[str], None],
+        *,
+        stylesheet: str = "",
+    ) -> None:
         self.logins = logins
+        self.stylesheet = stylesheet
         self.public_url = public_url.rstrip("/")
         self.on_failure = on_failure
 
@@ -123,20 +144,23 @@ class WebLogin:
         )
         resp.cache_control = ["no-store"]
 
-    def _page(
-        self, resp: falcon.Response, login_id: str, *, message: str = "", username: str = ""
-    ) -> None:
+    def _headers(self, resp: falcon.Response) -> None:
         resp.content_type = falcon.MEDIA_HTML
         resp.cache_control = ["no-store"]
         resp.set_header("X-Frame-Options", "DENY")
-        resp.set_header(
-            "Content-Security-Policy",
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
-        )
+        resp.set_header("X-Content-Type-Options", "nosniff")
+        resp.set_header("Content-Security-Policy", _CSP)
+
+    def _page(
+        self, resp: falcon.Response, login_id: str, *, message: str = "", username: str = ""
+    ) -> None:
+        self._headers(resp)
         resp.text = _PAGE.format(
+            title="r13 — npm login",
+            stylesheet=html.escape(self.stylesheet, quote=True),
             action=html.escape(f"/-/v1/login/{login_id}", quote=True),
             username=html.escape(username, quote=True),
-            message=f'<p class="msg">{html.escape(message)}</p>' if message else "",
+            message=html.escape(message),
         )
 
     def on_get_page(self, req: falcon.Request, resp: falcon.Response, login_id: str) -> None:
@@ -156,9 +180,12 @@ class WebLogin:
             self._page(resp, login_id, message="Wrong user name or password.", username=username)
             resp.status = falcon.HTTP_401
             return
-        resp.content_type = falcon.MEDIA_HTML
-        resp.cache_control = ["no-store"]
-        resp.text = _DONE.format(username=html.escape(user.name))
+        self._headers(resp)
+        resp.text = _DONE.format(
+            title="r13 — signed in",
+            stylesheet=html.escape(self.stylesheet, quote=True),
+            username=html.escape(user.name),
+        )
 
     def on_get_done(self, req: falcon.Request, resp: falcon.Response, login_id: str) -> None:
         done = self.logins.collect_web(

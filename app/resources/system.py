@@ -5,7 +5,15 @@ from __future__ import annotations
 import falcon
 
 from app.monitoring import require_monitoring_access
-from r13core.config import Config13, ConfigStore
+from r13core.config import (
+    FEATURE_MEANINGS,
+    FIELD_MEANINGS,
+    FIELDS,
+    Config13,
+    ConfigStore,
+    Feature,
+    TerminalMode,
+)
 
 
 class Ping:
@@ -30,3 +38,40 @@ class ConfigResource:
         body["generation"] = generation
         resp.media = body
         resp.cache_control = ["no-store"]
+
+
+_CAMEL = {"registry_hash": "registryHash", "feature_flags": "featureFlags"}
+
+
+def record_layout() -> dict[str, object]:
+    """Where each field of the record lies and what each flag means (README's table)."""
+    return {
+        "size": 13,
+        "fields": [
+            {
+                "name": _CAMEL.get(name, "terminalMode" if name == "terminal_mode" else name),
+                "offset": offset,
+                "size": size,
+                "max": limit,
+                "meaning": FIELD_MEANINGS[name],
+            }
+            for name, (offset, size, limit) in FIELDS.items()
+        ],
+        "features": [
+            {"name": f.name, "bit": f.bit_length() - 1, "meaning": FEATURE_MEANINGS[f.name or ""]}
+            for f in Feature
+        ],
+        "terminalModes": {str(m.value): m.name.lower() for m in TerminalMode},
+    }
+
+
+class ConfigLayout:
+    """``GET /_api/config/layout``: the record's fields and flags (what the dashboard and
+    scripts label the bytes with); readable like ``GET /_api/config``."""
+
+    def __init__(self, store: ConfigStore) -> None:
+        self.store = store
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        require_monitoring_access(req, self.store, admin=False)
+        resp.media = record_layout()

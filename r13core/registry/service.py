@@ -37,6 +37,7 @@ from r13core.registry.advisories import Advisories, AuditLimits, Visible, everyt
 from r13core.registry.attestations import attestations_document
 from r13core.registry.changes import Committed, OwnerCheck
 from r13core.registry.documents import existing, rev_string
+from r13core.registry.overview import package_overview
 from r13core.registry.publish import publish
 from r13core.registry.render import BlobRef, Rendered, Renderer
 from r13core.registry.search import search as search_packages
@@ -243,6 +244,10 @@ class Registry:
     def owners(self, name: PackageName) -> list[dict[str, Any]]:
         """The package's maintainers ``[{name, email}]``; NotFound if absent."""
         return [dict(m) for m in existing(self.storage, str(name)).doc["maintainers"]]
+
+    def overview(self, name: PackageName) -> dict[str, Any]:
+        """The dashboard's view of one package (r13core/registry/overview.py); NotFound."""
+        return package_overview(self.storage, str(name))
 
     def stats(self) -> dict[str, int]:
         """Counts for monitoring: packages and published versions."""
