@@ -242,6 +242,32 @@ def leader_elsewhere(data: Path) -> dict[str, Any]:
     return result
 
 
+class SwitchesInsideWrites:
+    """While entered, records every greenlet switch (and how many) away from a greenlet
+    that is inside a write transaction of ``storage``: none may happen."""
+
+    def __init__(self, storage: SQLiteStorage) -> None:
+        self.storage = storage
+        self.violations: list[str] = []
+        self.switches = 0
+        self._previous: Any = None
+
+    def _trace(self, event: str, args: Any) -> None:
+        if event in ("switch", "throw"):
+            origin, _target = args
+            self.switches += 1
+            writer = self.storage.writer
+            if writer is not None and id(origin) == writer:
+                self.violations.append(repr(origin))
+
+    def __enter__(self) -> SwitchesInsideWrites:
+        self._previous = greenlet.settrace(self._trace)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        greenlet.settrace(self._previous)
+
+
 def writes_never_yield(data: Path, yield_inside: bool) -> dict[str, Any]:
     """Publishes, keys, usage counts, audit and config changes from several greenlets at
     once, under a tracer that records every switch away from a greenlet that is inside a
@@ -249,17 +275,7 @@ def writes_never_yield(data: Path, yield_inside: bool) -> dict[str, Any]:
     services = open_services(Settings.from_env({"R13_DATA": str(data)}))
     storage = services.storage
     assert isinstance(storage, SQLiteStorage)
-    violations: list[str] = []
-    switches = 0
-
-    def trace(event: str, args: Any) -> None:
-        nonlocal switches
-        if event in ("switch", "throw"):
-            origin, _target = args
-            switches += 1
-            writer = storage.writer
-            if writer is not None and id(origin) == writer:
-                violations.append(repr(origin))
+    tracer = SwitchesInsideWrites(storage)
 
     def publisher(who: str) -> None:
         for i in range(4):
@@ -288,22 +304,19 @@ def writes_never_yield(data: Path, yield_inside: bool) -> dict[str, Any]:
             gevent.sleep(0)
 
     jobs = [publisher, publisher, identity, identity]
-    previous = greenlet.settrace(trace)
-    try:
+    with tracer:
         greenlets = [gevent.spawn(job, f"g{n}") for n, job in enumerate(jobs)]
         greenlets.append(gevent.spawn(usage_and_config))
         if yield_inside:
             greenlets.append(gevent.spawn(yielder))
         gevent.joinall(greenlets, timeout=GENEROUS, raise_error=True)
-    finally:
-        greenlet.settrace(previous)
     packages = sum(1 for _ in storage.packages())
     chain = services.audit.verify()
     return {
         "audit_events": chain.checked,
         "audit_broken_at": chain.broken_at,
-        "violations": violations,
-        "switches": switches,
+        "violations": tracer.violations,
+        "switches": tracer.switches,
         "packages": packages,
     }
 
@@ -323,17 +336,7 @@ def uplink_never_yields(data: Path) -> dict[str, Any]:
     services.config_changes.set_feature(Actor.cli(), "PROXY_MODE", True)
     storage = services.storage
     assert isinstance(storage, SQLiteStorage)
-    violations: list[str] = []
-    switches = 0
-
-    def trace(event: str, args: Any) -> None:
-        nonlocal switches
-        if event in ("switch", "throw"):
-            origin, _target = args
-            switches += 1
-            writer = storage.writer
-            if writer is not None and id(origin) == writer:
-                violations.append(repr(origin))
+    tracer = SwitchesInsideWrites(storage)
 
     got: list[str] = []
 
@@ -345,24 +348,23 @@ def uplink_never_yields(data: Path) -> dict[str, Any]:
 
     ticker = Ticker()
     upstream.gate.clear()
-    previous = greenlet.settrace(trace)
     try:
-        greenlets = [gevent.spawn(client, n) for n in names for _ in range(3)]
-        held = _wait_for(lambda: upstream.count("/alpha") >= 1)
-        before = ticker.ticks
-        gevent.sleep(0.2)  # the upstream holds every answer meanwhile
-        ticks_while_waiting = ticker.ticks - before
-        upstream.gate.set()
-        gevent.joinall(greenlets, timeout=GENEROUS, raise_error=True)
+        with tracer:
+            greenlets = [gevent.spawn(client, n) for n in names for _ in range(3)]
+            held = _wait_for(lambda: upstream.count("/alpha") >= 1)
+            before = ticker.ticks
+            gevent.sleep(0.2)  # the upstream holds every answer meanwhile
+            ticks_while_waiting = ticker.ticks - before
+            upstream.gate.set()
+            gevent.joinall(greenlets, timeout=GENEROUS, raise_error=True)
     finally:
-        greenlet.settrace(previous)
         ticker.stop()
         upstream.stop()
     return {
         "held": held,
         "ticks_while_waiting": ticks_while_waiting,
-        "violations": violations,
-        "switches": switches,
+        "violations": tracer.violations,
+        "switches": tracer.switches,
         "got": sorted(got),
         "upstream_requests": dict(upstream.counts),
     }
