@@ -25,6 +25,8 @@ from r13core.names import PackageName
 from r13core.registry import OwnerCheck, PackageChange
 from r13core.services import open_services
 from r13core.settings import Settings
+from tests import pgserver
+from tests.pgserver import PostgresServer
 
 PUBLIC_URL = "https://registry.example.test"
 
@@ -345,3 +347,21 @@ def _remove_shared_segments_left_by_tests(
     for p in mine:
         if p.name not in in_use:
             p.unlink(missing_ok=True)
+
+
+# -- PostgreSQL: one real server per test session (tests/pgserver.py), a database per test --
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL cluster of this session's own, started on first use, stopped at the end."""
+    with pgserver.running() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_url(pg_server: PostgresServer) -> Iterator[str]:
+    """The URL of a new, empty database, dropped (sessions ended) after the test."""
+    url = pg_server.create_database()
+    yield url
+    pg_server.drop_database(url)

@@ -14,6 +14,8 @@ $V/mypy
 $V/python -m tests.e2e.clients
 # Debian's Chromium for the dashboard's browser tests (tests/browser/), installed when missing.
 $V/python -m tests.browser.chromium
+# Debian's PostgreSQL server and nginx for the multi-node tests (tests/pgserver.py), when missing.
+$V/python -m tests.pgserver
 $V/python -m pytest "$@"
 if [ "$#" -eq 0 ]; then
     # JSON reports land in bench/results/ci/ (git-ignored).
