@@ -79,11 +79,9 @@ def ensure_installed() -> tuple[Path, Path]:
     return bindir, NGINX
 
 
-def _as_postgres() -> dict[str, object]:
-    """subprocess arguments that run a command as the postgres user when we are root."""
-    if os.geteuid() != 0:
-        return {}
-    return {"user": "postgres", "group": "postgres", "extra_groups": []}
+def _postgres_user() -> str | None:
+    """Who runs the server's commands: the postgres user when we are root, else ourselves."""
+    return "postgres" if os.geteuid() == 0 else None
 
 
 class PostgresServer:
@@ -94,9 +92,10 @@ class PostgresServer:
     """
 
     def __init__(self, *, fsync: bool = False, max_connections: int = 300) -> None:
-        self.bindir = pg_bindir()
-        if self.bindir is None:
+        bindir = pg_bindir()
+        if bindir is None:
             raise RuntimeError("PostgreSQL is not installed: run python -m tests.pgserver")
+        self.bindir: Path = bindir
         self.fsync = fsync
         self.max_connections = max_connections
         self.dir = Path(tempfile.mkdtemp(prefix="r13-pg-"))
@@ -108,13 +107,16 @@ class PostgresServer:
     # -- lifecycle --
 
     def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        user = _postgres_user()
         return subprocess.run(
             [str(self.bindir / args[0]), *args[1:]],
             capture_output=True,
             text=True,
             check=False,
             cwd=self.dir,
-            **_as_postgres(),  # type: ignore[arg-type]
+            user=user,
+            group=user,
+            extra_groups=[] if user else None,
         )
 
     def start(self) -> PostgresServer:
