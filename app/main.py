@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 from typing import Any
 
@@ -21,6 +22,7 @@ from app.openapi import OpenAPI
 from app.resources import analytics, dashboard, performance, uplink
 from app.resources.advisories import Advisories
 from app.resources.audit_log import SecurityAuditLog
+from app.resources.cluster import ClusterNodes
 from app.resources.dist_tags import PREFIX as PACKAGE_META_PREFIX
 from app.resources.dist_tags import ROUTES as PACKAGE_META_ROUTES
 from app.resources.dist_tags import PackageMeta
@@ -63,6 +65,8 @@ def create_app(
     store = services.config
     services.apply_feature_overrides()
     registry: RegistryService = services.registry
+    # A node of a cluster (docs/cluster.md): its sampler's leader writes the heartbeat.
+    heartbeat = services.heartbeat(root_pid or 0) if services.cluster is not None else None
     monitoring = Monitoring(
         settings,
         store,
@@ -70,6 +74,8 @@ def create_app(
         root_pid=root_pid,
         usage=services.storage,
         uplink_state=lambda: services.uplink.breaker.state().as_dict(),
+        events=services.events,
+        on_turn=heartbeat.beat if heartbeat is not None else None,
     )
     registry.subscribe(monitoring.package_changed)
     services.uplink.count = monitoring.metrics.count  # cache hits, upstream latency, errors
@@ -133,6 +139,7 @@ def create_app(
     app.add_route("/_api/security/blocks/{ip}/{length}", blocks, suffix="prefix")
     app.add_route("/_api/security/metrics", SecurityMetrics(services, guard))
     app.add_route("/_api/security/audit", SecurityAuditLog(services.audit, guard))
+    app.add_route("/_api/cluster", ClusterNodes(services, guard))
     sessions = Sessions(identity)
     app.add_route(
         "/_api/session",
@@ -176,6 +183,10 @@ def create_app(
     if root_pid is not None:
         monitoring.start()
         housekeeping.start()
+        if services.cluster is not None:  # one worker of the node listens to the others
+            listener = services.cluster_listener()
+            listener.start()
+            atexit.register(listener.stop)
     return app
 
 

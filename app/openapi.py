@@ -12,6 +12,7 @@ from typing import Any, Final
 import falcon
 
 from app.openapi_analytics import ANALYTICS_PATHS
+from app.openapi_cluster import CLUSTER_PATHS
 from app.openapi_dashboard import DASHBOARD_PATHS
 from app.openapi_live import LIVE_PATHS
 from app.openapi_security import SECURITY_PATHS
@@ -300,6 +301,7 @@ PATHS: Final[dict[str, Any]] = {
     **LIVE_PATHS,
     **UPLINK_PATHS,
     **DASHBOARD_PATHS,
+    **CLUSTER_PATHS,
 }
 
 

@@ -410,6 +410,11 @@ class ConfigStore(NativeHandle):
         lib.r13_record_close(self._rec)
 
 
+def feature_bit(flag: Feature | int | str) -> int:
+    """The bit number (0..31) of a single Feature, its name or a bit number; InvalidValue."""
+    return _bit_of(flag)
+
+
 def _bit_of(flag: Feature | int | str) -> int:
     if isinstance(flag, str):
         flag = Feature.parse(flag)

@@ -14,9 +14,9 @@ asks ``authenticator`` and ``maintainers``, so those can be replaced alone).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from r13core.abuse import AbuseControl, Blocklist, SecurityCounters
 from r13core.access import Policy
@@ -42,6 +42,14 @@ from r13core.uplink import Uplink
 from r13core.upstream_keys import UpstreamKeys
 from r13core.usage import Analytics
 from r13core.users import UserStore
+
+if TYPE_CHECKING:  # psycopg is the postgres extra: imported only by a node of a cluster
+    from r13core.cluster import Cluster
+    from r13core.cluster.heartbeat import Heartbeat
+    from r13core.cluster.listener import ClusterListener, NodeSignal
+    from r13core.cluster.ratelimit import ClusterRateLimiter
+    from r13core.cluster.record import SharedRecord
+
 
 LIMITER_TABLE = "security"
 """The name of the shared rate-limiter table every worker of a data dir maps."""
@@ -70,10 +78,79 @@ class Services:
 
     @cached_property
     def config(self) -> ConfigStore:
-        """The 13-byte record of the data dir (created with the defaults if absent)."""
-        return ConfigStore(
+        """The 13-byte record of the data dir (created with the defaults if absent).
+
+        On a node of a cluster it is brought to the database's record first (the first
+        node seeds the database with its own): r13core/cluster/record.py.
+        """
+        store = ConfigStore(
             self.data_dir, defaults=Config13.defaults(self.settings.server.public_url)
         )
+        if self.cluster is not None:
+            self._shared_record(store).load()
+        return store
+
+    # -- the cluster (R13_DATABASE_URL=postgresql://..., docs/cluster.md) ------------------
+
+    @cached_property
+    def cluster(self) -> Cluster | None:
+        """This node's place in a cluster; None with SQLite (one machine)."""
+        if not self.settings.clustered:
+            return None
+        from r13core.cluster import Cluster
+
+        return Cluster.of(self.settings)
+
+    def _shared_record(self, store: ConfigStore | None = None) -> SharedRecord:
+        opened: dict[str, Any] = vars(self)
+        if "_shared" not in opened:
+            from r13core.cluster.record import SharedRecord
+
+            assert self.cluster is not None
+            opened["_shared"] = SharedRecord(
+                self.cluster.db, store if store is not None else self.config, self.data_dir
+            )
+        shared: SharedRecord = opened["_shared"]
+        return shared
+
+    def storage_signals(self) -> Mapping[str, NodeSignal]:
+        """The storage's change signals by name (a PostgreSQL storage's; {} otherwise)."""
+        signals = getattr(self.storage, "signals", None)
+        return {} if signals is None else dict(signals())
+
+    def cluster_listener(self) -> ClusterListener:
+        """The node's listener (a leader job: one worker of the node listens); a node only."""
+        from r13core.cluster.events import ClusterEventLog
+        from r13core.cluster.listener import ClusterListener
+
+        cluster = self.cluster
+        events = self.events
+        assert cluster is not None and isinstance(events, ClusterEventLog)
+        return ClusterListener(
+            cluster.db,
+            self.data_dir,
+            cluster.node_id,
+            events=events,
+            record=self._shared_record(),
+            signals=self.storage_signals,
+        )
+
+    def heartbeat(self, pid: int) -> Heartbeat:
+        """The node's heartbeat row writer (its sampler's leader beats); a node only."""
+        from r13core.cluster.heartbeat import Heartbeat
+
+        assert self.cluster is not None
+        return Heartbeat(self.cluster.db, self.cluster.node_id, self.cluster.node_url, pid=pid)
+
+    def cluster_view(self) -> dict[str, Any]:
+        """``GET /_api/cluster``: every node, its last heartbeat, alive or stale; totals.
+        On one machine (SQLite): ``{"clustered": false, ...}`` with this node alone."""
+        cluster = self.cluster
+        if cluster is None:
+            return {"clustered": False, "node": None, "nodes": [], "total": None}
+        from r13core.cluster.heartbeat import cluster_view
+
+        return cluster_view(cluster.db, cluster.node_id, cluster.stale_after_ms)
 
     def apply_feature_overrides(self) -> Config13:
         """Force the R13_FEATURE_* bits on the record (the server does it at start).
@@ -90,7 +167,9 @@ class Services:
     @cached_property
     def config_changes(self) -> ConfigChanges:
         """Audited changes of the record (the CLI, the terminal, the live channel)."""
-        changes = ConfigChanges(self.config, self.audit)
+        store = self.config
+        shared = self._shared_record(store) if self.cluster is not None else None
+        changes = ConfigChanges(store, self.audit, shared=shared)
         changes.on_applied(self.events.nudge)  # every worker's live channel wakes at once
         return changes
 
@@ -187,7 +266,13 @@ class Services:
 
     @cached_property
     def events(self) -> EventLog:
-        """The events log every worker's live channel tails (r13core/events.py)."""
+        """The events log every worker's live channel tails (r13core/events.py); on a
+        node of a cluster, also published to and fed by the other nodes
+        (r13core/cluster/events.py)."""
+        if self.cluster is not None:
+            from r13core.cluster.events import ClusterEventLog
+
+            return ClusterEventLog(self.data_dir, self.cluster.db, self.cluster.node_id)
         return EventLog(self.data_dir)
 
     @cached_property
@@ -247,9 +332,15 @@ class Services:
         return SecurityCounters(self.storage)
 
     @cached_property
-    def limiter(self) -> RateLimiter:
-        """The rate limiter's table in shared memory (mapped on first use)."""
-        return RateLimiter(self.data_dir, LIMITER_TABLE, self.settings.security.limiter_slots)
+    def limiter(self) -> RateLimiter | ClusterRateLimiter:
+        """The rate limiter's table in shared memory (mapped on first use); with
+        R13_RATE_LIMIT_SCOPE=cluster on a node, the cluster's (r13core/cluster/ratelimit.py)."""
+        slots = self.settings.security.limiter_slots
+        if self.cluster is not None and self.settings.cluster.rate_limit_scope == "cluster":
+            from r13core.cluster.ratelimit import ClusterRateLimiter
+
+            return ClusterRateLimiter(self.cluster.db, slots)
+        return RateLimiter(self.data_dir, LIMITER_TABLE, slots)
 
     @cached_property
     def abuse(self) -> AbuseControl:
@@ -268,6 +359,9 @@ class Services:
             part = opened.get(name)
             if part is not None:
                 part.close()
+        cluster = opened.get("cluster")
+        if cluster is not None:
+            cluster.db.close()
         self.storage.close()
 
     def __enter__(self) -> Services:

@@ -13,6 +13,7 @@ that names the variable. The sections:
 * :class:`HousekeepingSettings` — the orphan sweep and the usage counts' flush;
 * :class:`LiveSettings` — the live channel's WebSocket limits and timers;
 * :class:`UplinkSettings` — the upstream registry, its cache and its circuit breaker;
+* :class:`ClusterSettings` — this node's name and URL among several over PostgreSQL;
 * ``features`` — ``R13_FEATURE_<NAME>=0|1`` bits forced on the 13-byte record.
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -392,6 +394,51 @@ class SecuritySettings:
         )
 
 
+RATE_LIMIT_SCOPES: Final = ("node", "cluster")
+"""R13_RATE_LIMIT_SCOPE: limits counted by each node (like nginx's limit_req) or by all."""
+_NODE_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """This node among several over one PostgreSQL (docs/cluster.md).
+
+    Cluster mode is on exactly when R13_DATABASE_URL is ``postgresql://``
+    (:attr:`Settings.clustered`); with SQLite these settings change nothing.
+    """
+
+    node_id: str | None = None
+    """R13_NODE_ID; None: the id kept in ``<data>/node-id`` (made once: host name + suffix)."""
+    node_url: str | None = None
+    """R13_NODE_URL: the URL this node advertises to the others (default R13_PUBLIC_URL)."""
+    rate_limit_scope: str = "node"
+    """R13_RATE_LIMIT_SCOPE: ``node`` (each node counts its own) or ``cluster`` (the database)."""
+    stale_after_ms: int = 10_000
+    """R13_NODE_STALE_AFTER: a node whose last heartbeat is older is listed as stale."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ClusterSettings:
+        """R13_NODE_ID, R13_NODE_URL, R13_RATE_LIMIT_SCOPE, R13_NODE_STALE_AFTER."""
+        node_id = env.get("R13_NODE_ID", "").strip() or None
+        if node_id is not None and not _NODE_ID.fullmatch(node_id):
+            raise SettingsError(
+                f"R13_NODE_ID={node_id!r}: 1-63 letters, digits, . _ - (starting with one "
+                "letter or digit)"
+            )
+        node_url = env.get("R13_NODE_URL", "").strip().rstrip("/") or None
+        if node_url is not None and not node_url.startswith(("http://", "https://")):
+            raise SettingsError(f"R13_NODE_URL={node_url!r} must start with http:// or https://")
+        scope = env.get("R13_RATE_LIMIT_SCOPE", "").strip().lower() or "node"
+        if scope not in RATE_LIMIT_SCOPES:
+            raise SettingsError(f"R13_RATE_LIMIT_SCOPE={scope!r} must be node or cluster")
+        return cls(
+            node_id=node_id,
+            node_url=node_url,
+            rate_limit_scope=scope,
+            stale_after_ms=_int(env, "R13_NODE_STALE_AFTER", 10_000, 100, 86_400_000),
+        )
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything r13 reads from its environment, validated, by section."""
@@ -403,6 +450,7 @@ class Settings:
     housekeeping: HousekeepingSettings = field(default_factory=HousekeepingSettings)
     live: LiveSettings = field(default_factory=LiveSettings)
     uplink: UplinkSettings = field(default_factory=UplinkSettings)
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
     features: tuple[tuple[Feature, bool], ...] = ()
     """R13_FEATURE_<NAME>=0|1: bits forced on the record at start, as (flag, on) pairs."""
 
@@ -410,6 +458,12 @@ class Settings:
     def data_dir(self) -> Path:
         """The data dir (``storage.data_dir``): most parts of r13 keep something there."""
         return self.storage.data_dir
+
+    @property
+    def clustered(self) -> bool:
+        """Whether this is a node of a cluster: R13_DATABASE_URL is ``postgresql://``."""
+        url = self.storage.database_url or ""
+        return url.startswith(("postgresql:", "postgres:"))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -428,6 +482,7 @@ class Settings:
             housekeeping=HousekeepingSettings.from_env(env),
             live=LiveSettings.from_env(env),
             uplink=UplinkSettings.from_env(env),
+            cluster=ClusterSettings.from_env(env),
             features=tuple(features),
         )
 

@@ -109,6 +109,7 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("DELETE", "/_api/security/blocks/{ip}/{length}"): "admin",
     ("GET", "/_api/security/metrics"): "admin",
     ("GET", "/_api/security/audit"): "admin",
+    ("GET", "/_api/cluster"): "admin",
     ("GET", "/_api/openapi.json"): "open",
     ("GET", "/_api/live"): "live",
     # The WebSocket terminal (app/live/terminal.py): admin only, like the admin API; the

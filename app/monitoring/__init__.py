@@ -32,6 +32,7 @@ from app.monitoring.logs import JsonLines, ensure_debug_handler
 from app.monitoring.middleware import RequestMonitor
 from app.monitoring.prometheus import SharedCollector
 from r13core.config import ConfigStore
+from r13core.events import EventLog
 from r13core.metrics import Metrics
 from r13core.monitor import MonitorView, RegistryStats, Sampler
 from r13core.settings import Settings
@@ -65,6 +66,8 @@ class Monitoring(UsageCounting):
         usage: UsageStorage | None = None,
         clock: Clock = time.time,
         uplink_state: Callable[[], Mapping[str, Any]] | None = None,
+        events: EventLog | None = None,
+        on_turn: Callable[[Mapping[str, Any] | None], None] | None = None,
     ) -> None:
         data = Path(settings.data_dir)
         self.store = store
@@ -81,6 +84,8 @@ class Monitoring(UsageCounting):
             registry_stats=registry_stats,
             root_pid=root_pid,
             uplink_state=uplink_state,
+            events=events,
+            on_turn=on_turn,
         )
         flush = settings.housekeeping.usage_flush_interval_ms / 1000
         self.usage = None if usage is None else UsageRecorder(usage, interval=flush, clock=clock)

@@ -56,8 +56,13 @@ class Sampler(LeaderJob):
         root_pid: int | None = None,
         events: EventLog | None = None,
         uplink_state: Callable[[], Mapping[str, Any]] | None = None,
+        on_turn: Callable[[Mapping[str, Any] | None], None] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.on_turn = on_turn
+        """Called after every turn of the leading sampler with its sample (None when it
+        took none: METRICS off, a baseline): a cluster node's heartbeat
+        (r13core/cluster/heartbeat.py)."""
         super().__init__(self.data_dir / LOCK_FILE, name="r13-sampler")
         self.metrics = metrics
         self.settings = settings
@@ -220,14 +225,21 @@ class Sampler(LeaderJob):
         self._idle = not self._enabled()
         if not self._idle and self._prev is None:
             self.collect()  # baseline
+        if self.on_turn is not None:
+            self.on_turn(None)  # a new leader says it is alive at once
         every(stop, self.settings.interval_ms / 1000, self._turn, what="sample")
 
     def _turn(self) -> None:
-        if not self._enabled():
-            # METRICS off: no samples; resume from a fresh baseline later.
-            self._idle, self._prev = True, None
-        elif self._idle:
-            self._idle = False
-            self.collect()
-        else:
-            self.tick()
+        sample = None
+        try:
+            if not self._enabled():
+                # METRICS off: no samples; resume from a fresh baseline later.
+                self._idle, self._prev = True, None
+            elif self._idle:
+                self._idle = False
+                self.collect()
+            else:
+                sample = self.tick()
+        finally:
+            if self.on_turn is not None:
+                self.on_turn(sample)

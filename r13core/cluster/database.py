@@ -1,0 +1,63 @@
+"""The cluster's connections to PostgreSQL: one per process for its writes, one to listen.
+
+The storage backend keeps its own pool for registry data (r13core/storage/postgres/);
+the cluster's few statements (the record's row, events, heartbeats, cluster-wide
+rate limits) go through one autocommit connection per process and OS thread
+(:func:`r13core.cooperative.thread_local`: a gevent worker's greenlets share it,
+taking turns on a lock that is gevent's once the worker is patched). psycopg waits
+on gevent's hub when gevent has patched the process, so a statement never stops
+the worker. A connection that fails is dropped and the next use opens a new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+
+from r13core import cooperative
+
+CONNECT_TIMEOUT = 5
+"""Seconds a new connection may take before the attempt fails."""
+
+
+class ClusterDB:
+    """Connections to the cluster's database at ``url`` (see the module docstring)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._local = cooperative.thread_local()
+
+    def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
+        """A new autocommit connection of the caller's own (the listener's)."""
+        return psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT, **kwargs)
+
+    @contextlib.contextmanager
+    def use(self) -> Iterator[psycopg.Connection[Any]]:
+        """This process's connection, held alone while the block runs."""
+        slot = self._local
+        if getattr(slot, "pid", None) != os.getpid():
+            slot.pid, slot.conn, slot.lock = os.getpid(), None, threading.Lock()
+        with slot.lock:
+            conn: psycopg.Connection[Any] | None = slot.conn
+            if conn is None or conn.closed:
+                conn = slot.conn = self.connect()
+            try:
+                yield conn
+            except psycopg.OperationalError:
+                slot.conn = None  # a broken connection: the next use opens a new one
+                with contextlib.suppress(Exception):
+                    conn.close()
+                raise
+
+    def close(self) -> None:
+        """Close this process's connection (reopened by the next use)."""
+        slot = self._local
+        conn = getattr(slot, "conn", None) if getattr(slot, "pid", None) == os.getpid() else None
+        if conn is not None:
+            slot.conn = None
+            conn.close()
