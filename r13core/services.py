@@ -44,9 +44,9 @@ from r13core.usage import Analytics
 from r13core.users import UserStore
 
 if TYPE_CHECKING:  # psycopg is the postgres extra: imported only by a node of a cluster
-    from r13core.cluster import Cluster
     from r13core.cluster.heartbeat import Heartbeat
     from r13core.cluster.listener import ClusterListener, NodeSignal
+    from r13core.cluster.node import Cluster
     from r13core.cluster.ratelimit import ClusterRateLimiter
     from r13core.cluster.record import SharedRecord
 
@@ -97,9 +97,9 @@ class Services:
         """This node's place in a cluster; None with SQLite (one machine)."""
         if not self.settings.clustered:
             return None
-        from r13core.cluster import Cluster
+        from r13core.cluster.node import Cluster
 
-        return Cluster.of(self.settings)
+        return Cluster.of(self.settings, self.storage)
 
     def _shared_record(self, store: ConfigStore | None = None) -> SharedRecord:
         opened: dict[str, Any] = vars(self)

@@ -1,8 +1,9 @@
 """The cluster's connections to PostgreSQL: one per process for its writes, one to listen.
 
-The storage backend keeps its own pool for registry data (r13core/storage/postgres/);
-the cluster's few statements (the record's row, events, heartbeats, cluster-wide
-rate limits) go through one autocommit connection per process and OS thread
+A node borrows the PostgreSQL storage's pool (r13core/storage/postgres/connection.py)
+for the cluster's few statements (the record's row, events, heartbeats,
+cluster-wide rate limits); without one (tests of the parts alone) they go
+through one autocommit connection per process and OS thread
 (:func:`r13core.cooperative.thread_local`: a gevent worker's greenlets share it,
 taking turns on a lock that is gevent's once the worker is patched). psycopg waits
 on gevent's hub when gevent has patched the process, so a statement never stops
@@ -14,7 +15,8 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 import psycopg
@@ -25,11 +27,21 @@ CONNECT_TIMEOUT = 5
 """Seconds a new connection may take before the attempt fails."""
 
 
-class ClusterDB:
-    """Connections to the cluster's database at ``url`` (see the module docstring)."""
+Pooled = Callable[[], AbstractContextManager[psycopg.Connection[Any]]]
+"""A pool's "lend me an autocommit connection" (the PostgreSQL storage's ``connection``)."""
 
-    def __init__(self, url: str) -> None:
+
+class ClusterDB:
+    """Connections to the cluster's database at ``url`` (see the module docstring).
+
+    ``pooled``: the storage's pool to borrow from instead of a connection of its
+    own per process (the storage applies the migrations, the cluster's tables
+    included, on its first connection).
+    """
+
+    def __init__(self, url: str, *, pooled: Pooled | None = None) -> None:
         self.url = url
+        self.pooled = pooled
         self._local = cooperative.thread_local()
 
     def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
@@ -38,7 +50,11 @@ class ClusterDB:
 
     @contextlib.contextmanager
     def use(self) -> Iterator[psycopg.Connection[Any]]:
-        """This process's connection, held alone while the block runs."""
+        """This process's connection (or one from the pool), held alone while the block runs."""
+        if self.pooled is not None:
+            with self.pooled() as pooled:
+                yield pooled
+            return
         slot = self._local
         if getattr(slot, "pid", None) != os.getpid():
             slot.pid, slot.conn, slot.lock = os.getpid(), None, threading.Lock()

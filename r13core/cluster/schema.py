@@ -1,4 +1,5 @@
-"""The cluster's tables in PostgreSQL (one migration step of the PostgreSQL backend).
+"""The cluster's tables in PostgreSQL: one migration step of the PostgreSQL backend
+(:data:`STATEMENTS`, appended to r13core/storage/postgres/migrations.py).
 
 - ``r13_record``: the 13-byte record of truth, one row, with a version that every
   change moves on by one (the database orders concurrent changes);
@@ -11,9 +12,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import psycopg
+if TYPE_CHECKING:  # the migrations list imports this module without loading psycopg
+    import psycopg
 
 EVENTS_KEEP_SECONDS: Final = 3600
 """Events older than this are deleted by the heartbeat (a node away longer resyncs whole)."""
@@ -54,8 +56,8 @@ STATEMENTS: Final[tuple[str, ...]] = (
 
 
 def ensure_schema(conn: psycopg.Connection[Any]) -> None:
-    """Create the cluster's tables if they are missing (idempotent; for tests and
-    databases whose migrations ran before this step existed)."""
+    """Create the cluster's tables if they are missing (idempotent: the statements of the
+    migration step, for tests of the cluster's parts on a bare database)."""
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(1313001)")
         for statement in STATEMENTS:

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from r13core.cluster.schema import STATEMENTS as CLUSTER_STATEMENTS
 from r13core.errors import SchemaTooNew
 
 MIGRATION_LOCK: Final = 0x7231335F4D494752  # "r13_MIGR": the advisory lock every migrator takes
@@ -218,6 +219,10 @@ MIGRATIONS: Final[list[Step]] = [
         _BASE,
     ),
     Step("the audit log is append-only (triggers)", _AUDIT_APPEND_ONLY),
+    Step(
+        "the cluster: the record's row, events of every node, heartbeats, rate limits",
+        CLUSTER_STATEMENTS,
+    ),
 ]
 
 
