@@ -10,8 +10,8 @@ nodes publishing to one package at once leave a valid document.
 from __future__ import annotations
 
 import base64
-import hashlib
 import contextlib
+import hashlib
 import json
 import subprocess
 import threading
