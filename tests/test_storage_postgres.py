@@ -9,9 +9,11 @@ is a fraction of that and isolates just as well (nothing here names a schema).
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import multiprocessing
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,7 +22,7 @@ from urllib.parse import quote
 import psycopg
 import pytest
 
-from r13core.errors import InvalidValue, SchemaPending, SchemaTooNew, StorageUnavailable
+from r13core.errors import InvalidValue, R13Error, SchemaPending, SchemaTooNew, StorageUnavailable
 from r13core.storage import open_storage, parse_url
 from r13core.storage.identity import KeyRecord, UserRecord
 from r13core.storage.postgres import (
@@ -36,12 +38,14 @@ from r13core.storage.postgres import (
     PostgresStorage,
 )
 from r13core.storage.postgres import migrations as pg_migrations
+from r13core.storage.postgres.blobs import CHUNK, ROW_PREFIX, PgBlobStore
 from r13core.storage.postgres.signals import CHANNEL
 from r13core.storage.signals import FileChangeSignal
 from tests.pgserver import PostgresServer
 from tests.storage_contracts import (
     AdvisoryStorageContract,
     AuditStorageContract,
+    BlobStoreContract,
     ChangeSignalContract,
     CountersStorageContract,
     IdentityStorageContract,
@@ -50,7 +54,7 @@ from tests.storage_contracts import (
     UplinkCacheStorageContract,
     UsageStorageContract,
 )
-from tests.storage_contracts.signals import OpenSignal
+from tests.storage_contracts.signals import OpenSignal, wait_until
 
 D = TypeVar("D", bound=PgDatabase)
 _schemas = itertools.count(1)
@@ -308,3 +312,141 @@ def test_postgres_urls_open_a_postgres_storage_and_never_show_the_password(
     with pytest.raises(InvalidValue) as bad:
         open_storage("postgres://r13:hunter2@db:nope/r13")
     assert "hunter2" not in str(bad.value)
+
+
+# -- the blob store in the database --------------------------------------------------------
+
+
+class TestPgBlobStore(BlobStoreContract):
+    @pytest.fixture
+    def blobs(self, opened: _Opened, tmp_path: Path) -> PgBlobStore:
+        return PgBlobStore(opened(PgDatabase), tmp_path / "blob-cache")
+
+
+def test_a_blob_of_many_chunks_streams_into_a_verified_node_copy(
+    opened: _Opened, tmp_path: Path
+) -> None:
+    db = opened(PgDatabase)
+    node_a = PgBlobStore(db, tmp_path / "a")
+    node_b = PgBlobStore(opened(PgDatabase), tmp_path / "b")
+    data = os.urandom(CHUNK * 3 + 123)
+    info = node_a.put(data)
+    assert info.created and info.size == len(data)
+    assert db.fetchone("SELECT chunks, size FROM blobs") == (4, len(data))
+    copy = node_b.path(info.sha512)  # the other node had never seen it
+    assert copy is not None and copy.read_bytes() == data
+    assert copy.is_relative_to(tmp_path / "b")
+    assert list((tmp_path / "b" / "tmp").iterdir()) == []
+    spooled = node_b.spool_dir() / "up.tgz"
+    spooled.write_bytes(data[::-1])
+    other = node_b.put_file(spooled, hashlib.sha512(data[::-1]).hexdigest())
+    assert not spooled.exists() and node_a.read(other.sha512) == data[::-1]
+    with pytest.raises(R13Error, match="did not verify"):
+        bad = node_b.spool_dir() / "bad.tgz"
+        bad.write_bytes(b"not what the caller hashed")
+        node_b.put_file(bad, "0" * 128)
+    assert set(node_a.hashes()) == {info.sha512, other.sha512}
+
+
+def test_an_orphan_row_of_a_publish_that_died_is_swept_everywhere(
+    opened: _Opened, tmp_path: Path
+) -> None:
+    blobs = PgBlobStore(opened(PgDatabase), tmp_path / "cache")
+    kept = blobs.put(b"committed")
+    died = blobs.put(b"a publish that died before its commit")
+    assert blobs.path(died.sha512) is not None  # this node had a copy too
+    found = blobs.orphans({kept.sha512}, min_age=0)
+    assert ROW_PREFIX / died.sha512 in found
+    assert blobs.sweep_orphans({kept.sha512}, min_age=0) >= 1
+    assert blobs.read(died.sha512) is None and blobs.path(died.sha512) is None
+    assert blobs.read(kept.sha512) == b"committed"
+    assert blobs.db.fetchone("SELECT count(*) FROM blob_chunks")[0] == 1
+
+
+def test_a_sweep_on_one_node_waits_for_a_hold_on_another(opened: _Opened, tmp_path: Path) -> None:
+    holder = PgBlobStore(opened(PgDatabase), tmp_path / "a")
+    sweeper = PgBlobStore(opened(PgDatabase), tmp_path / "b")
+    swept = threading.Event()
+
+    def sweep() -> None:
+        with sweeper.sweeping():
+            swept.set()
+
+    with holder.hold():
+        thread = threading.Thread(target=sweep)
+        thread.start()
+        waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        wait_until(lambda: holder.db.fetchone(waiting)[0] == 1)
+        assert not swept.is_set()
+    thread.join(timeout=120)
+    assert swept.is_set()
+
+
+# -- two nodes publishing to one package at once ----------------------------------------------
+
+
+def _publisher(
+    url: str, data_dir: Path, versions: list[tuple[str, str]], start: Any, out: Any
+) -> None:
+    from r13core.audit import Actor
+    from r13core.errors import Conflict
+    from r13core.names import PackageName
+    from r13core.registry import Registry
+    from tests.npm_builders import PUBLIC_URL, LiveConfig, publish_body
+
+    storage = PostgresStorage(url, data_dir=data_dir)
+    registry = Registry(
+        storage, PgBlobStore(storage, data_dir / "blobs"), public_url=PUBLIC_URL,
+        config=LiveConfig(),
+    )  # fmt: skip
+    bodies = [(name, version, publish_body(name, version)) for name, version in versions]
+    storage.counts()  # connected and migrated before the race starts
+    results = []
+    for name, version, body in bodies:
+        start.wait(timeout=120)
+        try:
+            registry.put_package(PackageName.parse(name), body, actor=Actor("alice"))
+            results.append((name, version, "ok"))
+        except Conflict:
+            results.append((name, version, "409"))
+    storage.close()
+    out.put(results)
+
+
+def test_two_nodes_publishing_one_package_at_once_keep_both_versions_or_409(
+    opened: _Opened, tmp_path: Path
+) -> None:
+    rounds = 15
+    storage = opened(PostgresStorage)
+    storage.counts()  # migrate once, before the nodes start
+    ctx = multiprocessing.get_context("fork")
+    start, out = ctx.Barrier(2), ctx.Queue()
+    plans = [
+        [(f"race-{i}", f"1.0.{i}") for i in range(rounds)],
+        [(f"race-{i}", f"2.0.{i}") for i in range(rounds)],
+    ]
+    nodes = [
+        ctx.Process(
+            target=_publisher, args=(opened.url, tmp_path / f"node{n}", plans[n], start, out)
+        )
+        for n in range(2)
+    ]
+    for node in nodes:
+        node.start()
+    results = [r for _ in nodes for r in out.get(timeout=300)]
+    for node in nodes:
+        node.join(timeout=120)
+        assert node.exitcode == 0
+    accepted = [(name, version) for name, version, status in results if status == "ok"]
+    assert len(results) == 2 * rounds
+    assert len(accepted) >= rounds  # at most one of each round may lose, never both
+    for i in range(rounds):
+        record = storage.package(f"race-{i}")
+        assert record is not None
+        versions = set(record.doc["versions"])
+        mine = {version for name, version in accepted if name == f"race-{i}"}
+        assert versions == mine  # every acknowledged version, nothing else
+        for version in versions:
+            row = storage.tarball(f"race-{i}", version)
+            assert row is not None and storage.used_version(f"race-{i}", version) == row.sha512
+        assert record.doc["dist-tags"]["latest"] in versions
