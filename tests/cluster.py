@@ -145,7 +145,7 @@ def start_cluster(
     database_url: str,
     n: int = 3,
     *,
-    shared_blobs: bool = True,
+    shared_blobs: bool = False,
     env: dict[str, str] | None = None,
 ) -> Iterator[Cluster]:
     """``n`` nodes over ``database_url`` behind nginx, stopped (by PID) when the block ends."""

@@ -22,6 +22,7 @@ from typing import Any
 import psycopg
 
 from r13core import cooperative
+from r13core.errors import StorageUnavailable
 
 CONNECT_TIMEOUT = 5
 """Seconds a new connection may take before the attempt fails."""
@@ -50,7 +51,19 @@ class ClusterDB:
 
     @contextlib.contextmanager
     def use(self) -> Iterator[psycopg.Connection[Any]]:
-        """This process's connection (or one from the pool), held alone while the block runs."""
+        """This process's connection (or one from the pool), held alone while the block runs.
+
+        StorageUnavailable (503 over HTTP) when the server cannot be reached.
+        """
+        try:
+            with self._use() as conn:
+                yield conn
+        except psycopg.OperationalError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StorageUnavailable(f"the cluster's database cannot be reached: {first}") from None
+
+    @contextlib.contextmanager
+    def _use(self) -> Iterator[psycopg.Connection[Any]]:
         if self.pooled is not None:
             with self.pooled() as pooled:
                 yield pooled

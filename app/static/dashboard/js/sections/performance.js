@@ -1,7 +1,9 @@
 // Performance: charts over the history window (GET /_api/performance/history once), then
 // every new sample from the live channel's "metrics" topic (no polling); tiles from the
 // latest sample; alerts from GET /_api/performance/alerts, fetched again when an
-// "alert" event arrives.
+// "alert" event arrives. On a node of a cluster, a Nodes panel lists every node from
+// GET /_api/cluster (heartbeats, alive/stale, latest figures, the cluster total),
+// fetched again every few samples.
 import uPlot from "../../vendor/uPlot.esm.js";
 
 const CHARTS = [
@@ -27,6 +29,22 @@ const TILES = [
   ["memory_rss_bytes", "memory (RSS)", (v) => (v === null || v === undefined ? "—" : `${fmt(v / 1048576, 0)} MiB`)],
   ["ws_connections", "WebSocket connections", (v) => fmt(v, 0)],
   ["workers", "workers", (v) => fmt(v, 0)],
+];
+
+const fig = (key, digits, unit = "") => (n) => {
+  const v = n.sample ? n.sample[key] : null;
+  return v === null || v === undefined ? "—" : `${fmt(v, digits)}${unit}`;
+};
+const NODE_COLUMNS = [
+  ["node", (n) => n.node + (n.self ? " (this one)" : "")],
+  ["url", (n) => n.url || "—"],
+  ["state", (n) => n.state],
+  ["last heartbeat", (n) => `${fmt(n.age_ms / 1000, 1)} s ago`, "num"],
+  ["requests/s", fig("requests_per_s", 1), "num"],
+  ["p99", fig("latency_p99_ms", 1, " ms"), "num"],
+  ["CPU %", fig("cpu_percent", 1), "num"],
+  ["memory", (n) => (n.sample && n.sample.memory_rss_bytes ? `${fmt(n.sample.memory_rss_bytes / 1048576, 0)} MiB` : "—"), "num"],
+  ["WebSockets", fig("ws_connections", 0), "num"],
 ];
 
 function fmt(value, digits) {
@@ -59,8 +77,14 @@ export async function mount(root, ctx) {
   const grid = el("div", { class: "grid charts" });
   const activeList = el("tbody");
   const recentList = el("tbody");
+  const nodeList = el("tbody");
+  const nodesPanel = el("div", { class: "panel", hidden: true, dataset: { panel: "nodes" } },
+    el("h2", {}, "Nodes"),
+    el("div", { class: "scroll" }, el("table", { class: "nodes" },
+      el("thead", {}, el("tr", {}, NODE_COLUMNS.map(([h]) => el("th", {}, h)))),
+      nodeList)));
   root.append(
-    el("h1", {}, "Performance"), disabled, tiles, grid,
+    el("h1", {}, "Performance"), disabled, tiles, nodesPanel, grid,
     el("div", { class: "grid" },
       el("div", { class: "panel" }, el("h2", {}, "Active alerts"), alertTable(activeList)),
       el("div", { class: "panel" }, el("h2", {}, "Recent alerts"), alertTable(recentList))),
@@ -71,6 +95,28 @@ export async function mount(root, ctx) {
       el("thead", {}, el("tr", {}, ["rule", "metric", "threshold", "value", "peak", "start", "end"].map((h) => el("th", {}, h)))),
       body));
   }
+
+  function renderNodes(view) {
+    nodesPanel.hidden = !view.clustered;
+    if (!view.clustered) return;
+    const row = (n) => el("tr", { class: n.state === "stale" ? "alert-active" : "", dataset: { node: n.node } },
+      ...NODE_COLUMNS.map(([, get, cls]) => el("td", cls ? { class: cls } : {}, get(n))));
+    const total = view.total || {};
+    const sum = el("tr", { class: "total", dataset: { node: "total" } },
+      el("td", {}, `cluster (${total.alive ?? 0}/${total.nodes ?? 0} alive)`), el("td", {}), el("td", {}), el("td", {}),
+      el("td", { class: "num" }, fmt(total.requests_per_s, 1)), el("td", {}),
+      el("td", { class: "num" }, fmt(total.cpu_percent, 1)),
+      el("td", { class: "num" }, total.memory_rss_bytes ? `${fmt(total.memory_rss_bytes / 1048576, 0)} MiB` : "—"),
+      el("td", { class: "num" }, fmt(total.ws_connections, 0)));
+    nodeList.replaceChildren(...(view.nodes || []).map(row), sum);
+    root.dataset.nodes = String((view.nodes || []).length);
+  }
+  let sinceNodes = 0;
+  function refreshNodes() {
+    sinceNodes = 0;
+    api("GET", "/_api/cluster").then(renderNodes).catch(() => { nodesPanel.hidden = true; });
+  }
+  refreshNodes();
 
   function renderAlerts(data) {
     rules = data.rules || rules;
@@ -144,6 +190,7 @@ export async function mount(root, ctx) {
     }
     renderTiles(s);
     root.dataset.lastSeq = String(s.seq);
+    if (!nodesPanel.hidden && ++sinceNodes >= 5) refreshNodes();
   }
 
   // bench/dashboard.py reads this mark: the time from navigation to a chart with data.
