@@ -159,6 +159,18 @@ STEPS = [
          "--json", "{out}/bench_patterns.json"],
         "bench_patterns.json",
     ),
+    Step(
+        "several nodes: a record change across nodes, reads through nginx (PostgreSQL)",
+        ["-m", "bench.cluster_propagation", "--nodes", "2", "--changes", "5",
+         "--duration", "1", "--json", "{out}/cluster_propagation.json"],
+        "cluster_propagation.json",
+    ),
+    Step(
+        "cluster-wide rate limits: one check, and GET /-/ping through a node",
+        ["-m", "bench.cluster_ratelimit", "--checks", "200", "--duration", "1",
+         "--rounds", "1", "--json", "{out}/cluster_ratelimit.json"],
+        "cluster_ratelimit.json",
+    ),
 ]  # fmt: skip
 
 

@@ -10,7 +10,8 @@ gevent, 2 workers each) behind a real nginx (tests/cluster.py), then:
    writes ``rows`` through node 0's client ``--changes`` times; for each change and each
    OTHER node, the time from the send on node 0 until that node's client received the
    new record. The send-to-commit part is included (an upper bound of commit-to-client);
-   p50/p99 over every (change, node) pair;
+   p50/p99 over every (change, node) pair, and the same for node 0's own client (the
+   single-machine path, as a baseline on the same loaded machine);
 2. **read scaling**: ``GET`` of a small packument through the balancer with wrk
    (``-t2 -c32 --duration``) in front of all nodes, then in front of node 0 alone
    (nginx reconfigured); the ratio. On a 2-core machine the nodes share the same two
@@ -83,6 +84,7 @@ def propagation(cluster: Cluster, changes: int) -> dict[str, Any]:
     for s in stampers:
         s.start()
     latencies: list[float] = []
+    local: list[float] = []
     try:
         for i in range(changes):
             rows = 30 + i % 200
@@ -91,6 +93,7 @@ def propagation(cluster: Cluster, changes: int) -> dict[str, Any]:
                     s.seen.pop(rows, None)
             sent = time.perf_counter()
             lives[0].send_write(0x0A, bytes([rows]))
+            local.append((stampers[0].wait(rows, sent) - sent) * 1000)
             for s in stampers[1:]:
                 latencies.append((s.wait(rows, sent) - sent) * 1000)
     finally:
@@ -102,6 +105,8 @@ def propagation(cluster: Cluster, changes: int) -> dict[str, Any]:
         "p50_ms": round(statistics.median(latencies), 2),
         "p99_ms": round(_quantile(latencies, 0.99), 2),
         "max_ms": round(max(latencies), 2),
+        "same_node_p50_ms": round(statistics.median(local), 2),
+        "same_node_p99_ms": round(_quantile(local, 0.99), 2),
     }
 
 
@@ -149,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--changes", type=int, default=200)
     parser.add_argument("--duration", type=int, default=6)
     parser.add_argument("--no-scaling", action="store_true")
+    parser.add_argument("--json", type=Path, help="also write the report to this file")
     args = parser.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="r13-cluster-bench-"))
     env = {"SECURITY_RATE_LIMIT_MAX": "2147483647", "R13_LOGGING": "0"}
@@ -164,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(root, ignore_errors=True)
     json.dump(report, sys.stdout, indent=2)
     print()
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
 

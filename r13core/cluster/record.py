@@ -86,8 +86,9 @@ class SharedRecord:
             if version <= have and not force:
                 return False
             if self.store.read_bytes() != raw:
+                # No fsync here: the database holds the record durably and a node loads
+                # it at start; a local change is made durable by ConfigChanges after.
                 self.store.replace(value)
-                self.store.save()
             os.pwrite(fd, version.to_bytes(8, "little"), 0)
             return True
         finally:
