@@ -80,7 +80,8 @@ def test_npm_publishes_to_one_node_and_installs_from_another(
     assert json.loads(body)["versions"]["1.0.0"]["dist"]["integrity"] == entry["integrity"]
     # The bytes live in the database; neither node keeps a files store.
     with psycopg.connect(url) as conn:
-        assert conn.execute("SELECT count(*) FROM blobs").fetchone()[0] >= 1
+        row = conn.execute("SELECT count(*) FROM blobs").fetchone()
+        assert row is not None and row[0] >= 1
     for node in (one, two):
         assert not (node.data / "blobs").exists()
 
