@@ -66,6 +66,10 @@ def measure(variant: str, pg: pgserver.PostgresServer | None, args: argparse.Nam
         log(f"{variant} answers on {server.url}")
         path = run_harness(variant, server.url, server.token, args)
         return json.loads(path.read_text())
+    except HarnessError:
+        for server_log in tmp.glob("r13-*.log"):  # why, before the dir goes
+            log(f"{variant}'s log ends:\n{server_log.read_text(errors='replace')[-4000:]}")
+        raise
     finally:
         if server is not None:
             server.stop()
