@@ -551,3 +551,28 @@ def test_a_query_waiting_in_the_database_does_not_stop_other_greenlets(
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split()[-1] == "20"
+
+
+def test_a_lost_session_is_storage_unavailable_and_the_next_call_reconnects(
+    opened: _Opened,
+) -> None:
+    storage = opened(PostgresStorage)
+    storage.add_counters([("k", "l", 1)])
+    with storage.connect() as admin:  # end every other session of this database
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    with pytest.raises(StorageUnavailable) as caught:
+        storage.counters()
+    assert str(caught.value).startswith("PostgreSQL at postgresql://postgres@127.0.0.1:")
+    wait_until(lambda: _answers(storage))
+    assert storage.counters() == [("k", "l", 1)]
+
+
+def _answers(storage: PostgresStorage) -> bool:
+    try:
+        storage.counters()
+    except StorageUnavailable:
+        return False
+    return True
