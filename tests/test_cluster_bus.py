@@ -18,6 +18,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from r13core.audit import Actor
 from r13core.cluster.database import ClusterDB
 from r13core.cluster.events import ClusterEventLog
 from r13core.cluster.heartbeat import Heartbeat, cluster_view
@@ -29,7 +30,10 @@ from r13core.cluster.schema import ensure_schema
 from r13core.config import Config13, ConfigStore, Feature
 from r13core.config_changes import _feature_edit, _field_edit
 from r13core.events import EventLog
+from r13core.services import open_services
+from r13core.settings import Settings
 from r13core.storage.signals import FileChangeSignal
+from tests.pgserver import PostgresServer
 
 
 def wait_for(what: Callable[[], bool], timeout: float = 30.0) -> None:
@@ -70,10 +74,26 @@ class Node:
         )
 
 
+@pytest.fixture(scope="module")
+def database(pg_server: PostgresServer) -> Iterator[str]:
+    """One database for the module, with the cluster's tables (emptied for each test)."""
+    url = pg_server.create_database()
+    with psycopg.connect(url, autocommit=True) as conn:
+        ensure_schema(conn)
+    yield url
+    pg_server.drop_database(url)
+
+
+@pytest.fixture
+def pg_url(database: str) -> str:
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute("TRUNCATE r13_record, r13_events, r13_nodes, r13_rate_limits")
+        conn.execute("ALTER SEQUENCE r13_events_seq RESTART")
+    return database
+
+
 @pytest.fixture
 def nodes(pg_url: str, tmp_path: Path) -> Iterator[list[Node]]:
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        ensure_schema(conn)
     made = []
     for name in ("a", "b"):
         data = tmp_path / name
@@ -249,3 +269,31 @@ def test_a_node_id_is_made_once_and_kept(tmp_path: Path) -> None:
     assert first == node_id(tmp_path) == (tmp_path / "node-id").read_text().strip()
     assert node_id(tmp_path / "other") != first
     assert node_id(tmp_path, "edge-1") == "edge-1"
+
+
+def test_nodes_wired_by_the_services_change_the_record_through_the_database(
+    pg_server: PostgresServer, tmp_path: Path
+) -> None:
+    url = pg_server.create_database()
+    opened = []
+    try:
+        for name in ("a", "b"):
+            env = {"R13_DATA": str(tmp_path / name), "R13_DATABASE_URL": url, "R13_NODE_ID": name}
+            opened.append(open_services(Settings.from_env(env)))
+        a, b = opened
+        assert a.settings.clustered and a.cluster is not None and a.cluster.node_id == "a"
+        a.config_changes.set_feature(Actor.cli(), Feature.DEBUG, True)
+        assert b.config.read().has(Feature.DEBUG)  # b starts from the database's record
+        b.config_changes.set_field(Actor.cli(), "rows", 40)
+        row = Config13.from_bytes(a._shared_record().fetch()[1])  # type: ignore[index]
+        assert row.rows == 40 and row.has(Feature.DEBUG)
+        # Each change was audited once, where it was made, and published to the others.
+        with psycopg.connect(url) as conn:
+            published = conn.execute(
+                "SELECT origin, topic FROM r13_events WHERE topic = 'config' ORDER BY id"
+            ).fetchall()
+        assert published == [("a", "config"), ("b", "config")]
+    finally:
+        for services in opened:
+            services.close()
+        pg_server.drop_database(url)

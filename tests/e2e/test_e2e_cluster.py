@@ -19,6 +19,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,10 @@ def wait_for(what: Callable[[], bool], timeout: float = 60.0) -> None:
     while not what():
         assert time.monotonic() < deadline, "condition never came true"
         time.sleep(0.02)
+
+
+def _status_is(url: str, key: str | None, status: int) -> bool:
+    return call(url, "GET", "", key=key)[0] == status
 
 
 def call(
@@ -143,7 +148,7 @@ def test_a_key_revoked_on_one_node_is_refused_on_every_other(cluster: Cluster) -
         call(cluster.nodes[0].url, "DELETE", "/_api/security/keys/revoke-me", key=admin)[0] == 200
     )
     for node in cluster.nodes[1:]:
-        wait_for(lambda n=node: call(n.url, "GET", "/-/whoami", key=secret)[0] == 401)
+        wait_for(partial(_status_is, node.url + "/-/whoami", secret, 401))
 
 
 def test_an_ip_blocked_on_one_node_is_blocked_on_every_other(cluster: Cluster) -> None:
@@ -157,7 +162,7 @@ def test_an_ip_blocked_on_one_node_is_blocked_on_every_other(cluster: Cluster) -
     assert status in (200, 201), body
     try:
         for node in cluster.nodes:
-            wait_for(lambda n=node: call(n.url, "GET", "/-/ping")[0] == 403)
+            wait_for(partial(_status_is, node.url + "/-/ping", None, 403))
     finally:
         # A manual block refuses even the admin's key: lift it with the CLI on node 0's
         # data dir (the same database), as an operator locked out would.
@@ -166,7 +171,7 @@ def test_an_ip_blocked_on_one_node_is_blocked_on_every_other(cluster: Cluster) -
             env=cluster.nodes[0].env(), check=True, capture_output=True, timeout=120,
         )  # fmt: skip
     for node in cluster.nodes:
-        wait_for(lambda n=node: call(n.url, "GET", "/-/ping")[0] == 200)
+        wait_for(partial(_status_is, node.url + "/-/ping", None, 200))
 
 
 def test_two_nodes_publishing_one_package_at_once_leave_a_valid_document(cluster: Cluster) -> None:
@@ -205,7 +210,8 @@ def test_the_cluster_lists_every_node_alive(cluster: Cluster) -> None:
     def listed() -> dict[str, Any]:
         status, body = call(cluster.url, "GET", "/_api/cluster", key=admin)
         assert status == 200
-        return json.loads(body)
+        view: dict[str, Any] = json.loads(body)
+        return view
 
     wait_for(lambda: {n["node"] for n in listed()["nodes"] if n["state"] == "alive"}
              == {"node0", "node1", "node2"})  # fmt: skip
