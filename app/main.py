@@ -66,7 +66,7 @@ def create_app(
     services.apply_feature_overrides()
     registry: RegistryService = services.registry
     # A node of a cluster (docs/cluster.md): its sampler's leader writes the heartbeat.
-    heartbeat = services.heartbeat(root_pid or 0) if services.cluster is not None else None
+    heartbeat = services.heartbeat() if services.cluster is not None else None
     monitoring = Monitoring(
         settings,
         store,

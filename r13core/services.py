@@ -143,12 +143,12 @@ class Services:
             signals=self.storage_signals,
         )
 
-    def heartbeat(self, pid: int) -> Heartbeat:
+    def heartbeat(self) -> Heartbeat:
         """The node's heartbeat row writer (its sampler's leader beats); a node only."""
         from r13core.cluster.heartbeat import Heartbeat
 
         assert self.cluster is not None
-        return Heartbeat(self.cluster.db, self.cluster.node_id, self.cluster.node_url, pid=pid)
+        return Heartbeat(self.cluster.db, self.cluster.node_id, self.cluster.node_url)
 
     def cluster_view(self) -> dict[str, Any]:
         """``GET /_api/cluster``: every node, its last heartbeat, alive or stale; totals.

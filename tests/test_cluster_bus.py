@@ -243,8 +243,8 @@ def test_metrics_samples_stay_on_their_node(nodes: list[Node], pg_url: str) -> N
 
 def test_heartbeats_list_every_node_alive_or_stale(nodes: list[Node], pg_url: str) -> None:
     a, b = nodes
-    Heartbeat(a.db, "a", "http://a:4873", pid=1).beat({"requests_per_s": 10.0, "workers": 2})
-    Heartbeat(b.db, "b", "http://b:4873", pid=2).beat({"requests_per_s": 5.0, "workers": 2})
+    Heartbeat(a.db, "a", "http://a:4873").beat({"requests_per_s": 10.0, "workers": 2})
+    Heartbeat(b.db, "b", "http://b:4873").beat({"requests_per_s": 5.0, "workers": 2})
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute("UPDATE r13_nodes SET heartbeat = now() - interval '1 hour' WHERE node_id='b'")
     view = cluster_view(a.db, "a", 10_000)

@@ -304,6 +304,32 @@ def test_only_one_sampler_leads_and_another_takes_over(data_dir: Path, metrics: 
     b.stop()
 
 
+def test_the_leader_calls_on_turn_every_turn_even_when_it_fails(
+    data_dir: Path, metrics: Metrics
+) -> None:
+    """A cluster node's heartbeat rides on_turn (r13core/cluster/heartbeat.py): it is
+    called at once by a new leader (None), then with each sample; a failing one (the
+    database down) never stops the sampling."""
+    sampler = make_sampler(data_dir, metrics)
+    seen: list[dict[str, Any] | None] = []
+
+    def beat(sample: Any) -> None:
+        seen.append(None if sample is None else dict(sample))
+        raise OSError("the database is down")
+
+    sampler.on_turn = beat
+    sampler.start()
+    try:
+        wait_for(lambda: sum(1 for s in seen if s is not None) >= 3)
+    finally:
+        sampler.stop()
+    assert seen[0] is None
+    samples = [s for s in seen if s is not None]
+    assert [s["seq"] for s in samples] == list(
+        range(samples[0]["seq"], samples[0]["seq"] + len(samples))
+    )
+
+
 def test_metrics_off_stops_sampling(data_dir: Path, metrics: Metrics, store: ConfigStore) -> None:
     store.set_feature(Feature.METRICS, False)
     sampler = make_sampler(data_dir, metrics, store)

@@ -1,6 +1,6 @@
 """Heartbeats: each node's row in ``r13_nodes``, written by its sampler's leader each tick.
 
-A row holds the node's id, advertised URL, pid of the sampling worker, when it
+A row holds the node's id, advertised URL, pid of the worker that samples, when it
 started, its last heartbeat (the database's clock, so nodes' clocks need not
 agree) and a summary of its latest sample (:data:`SAMPLE_FIGURES`).
 :func:`cluster_view` lists every node with its age and ``alive``/``stale``
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Mapping
 from typing import Any, Final
@@ -62,11 +63,10 @@ def summarize(sample: Mapping[str, Any] | None) -> dict[str, Any] | None:
 class Heartbeat:
     """Writes this node's row (call :meth:`beat` each sampler tick)."""
 
-    def __init__(self, db: ClusterDB, node_id: str, url: str, *, pid: int) -> None:
+    def __init__(self, db: ClusterDB, node_id: str, url: str) -> None:
         self.db = db
         self.node_id = node_id
         self.url = url
-        self.pid = pid
         self.started = time.time()
         self._beats = 0
         self._last: dict[str, Any] | None = None
@@ -75,6 +75,9 @@ class Heartbeat:
         """Upsert the row with the latest sample (the previous one kept while METRICS is off)."""
         if sample is not None:
             self._last = summarize(sample)
+            started = sample.get("server_started")  # the gunicorn master's start
+            if isinstance(started, int | float) and not isinstance(started, bool):
+                self.started = float(started)
         text = json.dumps(self._last) if self._last is not None else None
         with self.db.use() as conn:
             conn.execute(
@@ -82,7 +85,7 @@ class Heartbeat:
                 "VALUES (%s, %s, %s, to_timestamp(%s), now(), %s) "
                 "ON CONFLICT (node_id) DO UPDATE SET url = excluded.url, pid = excluded.pid, "
                 "started = excluded.started, heartbeat = now(), sample = excluded.sample",
-                (self.node_id, self.url, self.pid, self.started, text),
+                (self.node_id, self.url, os.getpid(), self.started, text),
             )
             if self._beats % PRUNE_EVERY == 0:
                 conn.execute(

@@ -226,7 +226,10 @@ class Sampler(LeaderJob):
         if not self._idle and self._prev is None:
             self.collect()  # baseline
         if self.on_turn is not None:
-            self.on_turn(None)  # a new leader says it is alive at once
+            try:
+                self.on_turn(None)  # a new leader says it is alive at once
+            except Exception:  # e.g. the database is down: the next turns try again
+                log.exception("the first heartbeat failed")
         every(stop, self.settings.interval_ms / 1000, self._turn, what="sample")
 
     def _turn(self) -> None:
