@@ -147,3 +147,15 @@ class SignatureError(R13Error):
     def __init__(self, message: str, reason: str = "invalid") -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class BackupError(R13Error):
+    """A backup could not be made, or a restore could not be done (the message says why)."""
+
+
+class BackupCorrupt(BackupError):
+    """A backup is damaged or is not what its manifest says; the message names what differs."""
+
+
+class NotEmpty(BackupError):
+    """A restore's target (a data dir or a database) already holds something."""

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from app.cli import (
+    backup_cmd,
     cache_cmd,
     config_cmd,
     keys_cmd,
@@ -40,6 +41,7 @@ MODULES = [
     term_cmd,
     cache_cmd,
     mirror_cmd,
+    backup_cmd,
 ]
 
 
