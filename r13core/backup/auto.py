@@ -33,8 +33,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Protocol
 
+from r13core.backup.create import backend_of
 from r13core.backup.manifest import MANIFEST
 from r13core.locks import LeaderJob
+from r13core.settings import Settings
 
 log = logging.getLogger("r13.backup")
 
@@ -169,3 +171,23 @@ class AutoBackups(LeaderJob):
         finally:
             if self._cluster is not None:
                 self._cluster.release()
+
+
+def auto_backups(settings: Settings) -> AutoBackups | None:
+    """The automatic backups ``settings`` ask for (R13_BACKUP_EVERY), or None."""
+    every = settings.backup.every_ms
+    if not every:
+        return None
+    cluster: ClusterLock | None = None
+    if backend_of(settings.storage.url) == "postgresql":
+        from r13core.backup.postgres import AdvisoryLock
+
+        cluster = AdvisoryLock(settings.storage.url)
+    env = settings.environment()
+    return AutoBackups(
+        settings.data_dir,
+        settings.backup.directory_for(settings.data_dir),
+        interval=every / 1000,
+        run=lambda: run_child(env),
+        cluster=cluster,
+    )
