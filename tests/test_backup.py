@@ -95,8 +95,9 @@ def copy_backup(src: Path, dst: Path) -> Path:
     return dst
 
 
-def test_restore_serves_exactly_what_was_backed_up(seeded: tuple[Path, Path], tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_restore_serves_exactly_what_was_backed_up(
+    seeded: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     data, backup = seeded
     assert r13("--data", str(tmp_path / "restored"), "restore", str(backup), "--quiet") == 0
     assert "every hash matches" in capsys.readouterr().out
