@@ -69,7 +69,7 @@ def served(data: Path) -> dict[str, Any]:
             out[name] = doc
             for version in doc["versions"]:
                 ref = sv.registry.tarball(pkg, pkg.tarball_file(version))
-                out[f"{name}@{version}"] = Path(ref.path).read_bytes()  # type: ignore[union-attr]
+                out[f"{name}@{version}"] = Path(ref.path).read_bytes()
         out["events"] = [e["action"] for e in sv.audit.page(limit=500)["events"]]
         return out
 
@@ -174,7 +174,7 @@ def _first_tarball(backup: Path) -> Path:
     return backup / blob_path(sorted(Manifest.read(backup).tarballs)[0])
 
 
-CORRUPTIONS: dict[str, tuple[Callable[[Path], None], str]] = {
+CORRUPTIONS: dict[str, tuple[Callable[[Path], object], str]] = {
     "flipped byte in a tarball": (lambda b: _flip(_first_tarball(b)), "is damaged: its sha512"),
     "missing tarball": (lambda b: _first_tarball(b).unlink(), "is missing from the backup"),
     "missing key file": (
@@ -250,6 +250,7 @@ def test_a_backup_that_fails_midway_leaves_nothing_that_looks_like_a_backup(
         for i in range(3):
             publish(sv, f"p{i}", "1.0.0")
         import r13core.backup.create as create
+        import r13core.backup.datafiles as datafiles
 
         copied = []
 
@@ -259,7 +260,7 @@ def test_a_backup_that_fails_midway_leaves_nothing_that_looks_like_a_backup(
                 raise OSError(28, "No space left on device")
             real(*args, **kwargs)
 
-        real = create.copy_verified
+        real = datafiles.copy_verified
         monkeypatch.setattr(create, "copy_verified", failing)
         with pytest.raises(OSError, match="No space"):
             create_backup(source_of(sv), tmp_path / "b")
