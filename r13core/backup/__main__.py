@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 
 from r13core.audit import Actor
 from r13core.backup.auto import backup_name, prune
-from r13core.backup.create import one_at_a_time
 from r13core.backup.service import backup
 from r13core.datadir import make_private_dirs, private_umask
 from r13core.services import open_services
@@ -25,10 +25,14 @@ def main() -> int:
     directory = settings.backup.directory_for(settings.data_dir)
     make_private_dirs(directory)
     with open_services(settings) as services:
-        result = backup(services, directory / backup_name(time.time()),
-                        actor=Actor.system(), link=settings.backup.link)  # fmt: skip
-        with one_at_a_time(services.data_dir):
-            pruned = prune(directory, settings.backup.keep)
+        pruned: list[Path] = []
+
+        def prune_old() -> None:  # under the backup lock, once the new one is in place
+            pruned.extend(prune(directory, settings.backup.keep))
+
+        dest = directory / backup_name(time.time())
+        result = backup(services, dest, actor=Actor.system(), link=settings.backup.link,
+                        then=prune_old)  # fmt: skip
         for path in pruned:
             services.audit.record_by(Actor.system(), "backup.prune", str(path))
     json.dump(

@@ -114,13 +114,14 @@ def one_at_a_time(data_dir: Path) -> Iterator[None]:
 
 
 def create_backup(source: BackupSource, dest: Path, *, link: bool = False,
-                  progress: Progress | None = None,
-                  clock: Callable[[], float] = time.time) -> BackupResult:  # fmt: skip
+                  progress: Progress | None = None, clock: Callable[[], float] = time.time,
+                  then: Callable[[], object] | None = None) -> BackupResult:  # fmt: skip
     """Back up ``source`` into the new directory ``dest``; see the module docstring.
 
     ``link`` hard-links tarballs into the backup instead of copying them when DEST is
     on the data dir's file system (no space used, but the same disk: for frequent
-    local snapshots, not instead of a copy elsewhere).
+    local snapshots, not instead of a copy elsewhere). ``then`` runs once the backup is
+    in place, still under the data dir's backup lock (the automatic backups' prune).
     """
     progress = progress or Silent()
     dest = Path(dest).absolute()
@@ -148,6 +149,9 @@ def create_backup(source: BackupSource, dest: Path, *, link: bool = False,
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        else:
+            if then is not None:
+                then()
         finally:
             shutil.rmtree(staging, ignore_errors=True)
             progress.close()

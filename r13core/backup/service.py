@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,9 +28,13 @@ def source_of(services: Services) -> BackupSource:
 
 
 def backup(services: Services, dest: Path, *, actor: Actor, link: bool = False,
-           progress: Progress | None = None) -> BackupResult:  # fmt: skip
-    """Back up the registry into ``dest``; audited as ``backup.create`` by ``actor``."""
-    result = create_backup(source_of(services), dest, link=link, progress=progress)
+           progress: Progress | None = None,
+           then: Callable[[], object] | None = None) -> BackupResult:  # fmt: skip
+    """Back up the registry into ``dest``; audited as ``backup.create`` by ``actor``.
+
+    ``then`` runs under the backup lock once the backup is in place (see create_backup).
+    """
+    result = create_backup(source_of(services), dest, link=link, progress=progress, then=then)
     m = result.manifest
     services.audit.record_by(
         actor,
