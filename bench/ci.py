@@ -154,6 +154,12 @@ STEPS = [
         "dashboard.json",
     ),
     Step(
+        "backup and restore MB/s (SQLite)",
+        ["-m", "bench.backup_restore", "--tarballs", "20", "--size", "4096", "--rounds", "1",
+         "--json", "{out}/backup_restore.json"],
+        "backup_restore.json",
+    ),
+    Step(
         "package patterns: the old regex vs the automaton, one call each",
         ["-m", "bench.bench_patterns", "--max-repeat", "3",
          "--json", "{out}/bench_patterns.json"],

@@ -38,7 +38,7 @@ from r13core import locks
 from r13core.backup import datafiles
 from r13core.backup import sqlite as sqlite_backup
 from r13core.backup.datafiles import DirSync, copy_verified, stage_blobs, write_file
-from r13core.backup.digest import fsync_dir, hash_file
+from r13core.backup.digest import fsync_dir, hash_file, sync_filesystem
 from r13core.backup.manifest import FileEntry, Manifest, blob_path
 from r13core.backup.progress import Progress, Silent
 from r13core.datadir import make_private_dirs, open_private
@@ -144,7 +144,7 @@ def create_backup(source: BackupSource, dest: Path, *, link: bool = False,
                 manifest = postgres_backup.snapshot_into(source, tmp, staging, link=link,
                                                   progress=progress, clock=clock)  # fmt: skip
             manifest.write(tmp)
-            fsync_dir(tmp)
+            sync_filesystem(tmp)  # every file of the backup on disk before it gets its name
             _commit(tmp, dest)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -184,10 +184,9 @@ def copy_staged(staging: Path, tmp: Path, tarballs: dict[str, int], *, link: boo
     dirs = DirSync()
     for sha512, size in sorted(tarballs.items()):
         rel = blob_path(sha512)
-        copy_verified(staging / rel, tmp / rel, "sha512", sha512, size, link=link,
+        copy_verified(staging / sha512, tmp / rel, "sha512", sha512, size, link=link,
                       advance=progress.advance, dirs=dirs,
                       what=f"tarball {sha512[:16]}... in the blob store")  # fmt: skip
-    dirs.sync()
 
 
 def _sqlite(source: BackupSource, tmp: Path, staging: Path, *, link: bool, progress: Progress,

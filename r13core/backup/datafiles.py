@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Final
 
 from r13core import locks
-from r13core.backup.digest import copy_hashing, fsync_dir
-from r13core.backup.manifest import FileEntry, blob_path
+from r13core.backup.digest import copy_hashing, sync_filesystem
+from r13core.backup.manifest import FileEntry
 from r13core.datadir import FILE_MODE, make_private_dirs, open_private
 from r13core.errors import BackupCorrupt, BackupError
 
@@ -109,7 +109,7 @@ def link_or_copy(src: Path, dst: Path) -> None:
 
 def stage_blobs(store_path: Callable[[str], Path | None], hashes: Iterable[str],
                 staging: Path) -> None:  # fmt: skip
-    """Hard-link every blob of ``hashes`` from the store into ``staging`` (its layout).
+    """Hard-link every blob of ``hashes`` from the store into ``staging/<sha512>`` (flat).
 
     Called while the blob store is held (no sweep or deletion can run): a link costs
     microseconds, and once made the bytes stay whatever the store does next (blobs
@@ -122,22 +122,27 @@ def stage_blobs(store_path: Callable[[str], Path | None], hashes: Iterable[str],
                 f"tarball {sha512[:16]}... is referenced by a row but missing from the "
                 "blob store: the data dir is damaged (nothing was backed up)"
             )
-        link_or_copy(src, staging / blob_path(sha512))
+        link_or_copy(src, staging / sha512)
 
 
 class DirSync:
-    """The directories a copy created, fsynced once at the end."""
+    """The directories a copy creates (each made once), and the one flush at the end.
+
+    Files are not fsynced one by one: :meth:`sync` flushes the whole file system once
+    (r13core/backup/digest.py ``sync_filesystem``) before the caller renames the tree
+    into place.
+    """
 
     def __init__(self) -> None:
         self.dirs: set[Path] = set()
 
     def parent_of(self, path: Path) -> None:
-        make_private_dirs(path.parent)
-        self.dirs.add(path.parent)
+        if path.parent not in self.dirs:
+            make_private_dirs(path.parent)
+            self.dirs.add(path.parent)
 
-    def sync(self) -> None:
-        for d in sorted(self.dirs, key=lambda p: len(p.parts), reverse=True):
-            fsync_dir(d)
+    def sync(self, root: Path) -> None:
+        sync_filesystem(root)
         self.dirs.clear()
 
 
@@ -146,7 +151,8 @@ def copy_verified(src: Path, dst: Path, algorithm: str, expected: str, size: int
                   dirs: DirSync) -> None:  # fmt: skip
     """Copy (or, with ``link``, hard-link) ``src`` to ``dst`` and check its hash and size.
 
-    The bytes are read once either way: hashed while copied, or after linking.
+    The bytes are read once either way: hashed while copied, or after linking. Not
+    fsynced here: see :class:`DirSync`.
     BackupCorrupt names ``what`` when they are not the expected ones.
     """
     dirs.parent_of(dst)
@@ -166,8 +172,6 @@ def copy_verified(src: Path, dst: Path, algorithm: str, expected: str, size: int
                 fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
                 with os.fdopen(fd, "wb") as out:
                     digest, got = copy_hashing(f, out, algorithm, advance)
-                    out.flush()
-                    os.fsync(out.fileno())
     except FileNotFoundError:
         raise BackupCorrupt(f"{what} is missing") from None
     if digest != expected:

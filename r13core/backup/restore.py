@@ -107,7 +107,7 @@ def copy_files(src: Path, staging: Path, manifest: Manifest, progress: Progress,
     for rel, algorithm, digest, size in sorted(items):
         copy_verified(src / rel, staging / rel, algorithm, digest, size, link=False,
                       advance=progress.advance, what=_what(rel), dirs=dirs)  # fmt: skip
-    dirs.sync()
+    dirs.sync(staging)
 
 
 def check_data_files(staging: Path, manifest: Manifest) -> None:
