@@ -119,7 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         b, r = statistics.median(res["backup_s"]), statistics.median(res["restore_s"])
         print(f"{res['backend']:>10}: {res['tarballs']} tarballs, "
               f"{res['backup_bytes'] / 1e6:.1f} MB - backup {res['backup_mb_s']} MB/s "
-              f"(median {b:.2f} s), restore {res['restore_mb_s']} MB/s (median {r:.2f} s)")  # fmt: skip
+              f"(median {b:.2f} s), restore {res['restore_mb_s']} MB/s "
+              f"(median {r:.2f} s)")  # fmt: skip
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"results": results}, indent=2))
