@@ -159,3 +159,15 @@ class BackupCorrupt(BackupError):
 
 class NotEmpty(BackupError):
     """A restore's target (a data dir or a database) already holds something."""
+
+
+class SchemaTooNew(R13Error):
+    """The database's schema is newer than this r13 knows: refused, nothing touched."""
+
+
+class SchemaPending(R13Error):
+    """The database lacks migrations and R13_AUTO_MIGRATE=0: run ``r13 db migrate``."""
+
+
+class StorageUnavailable(R13Error):
+    """The database server cannot be reached (down, refused, timed out); the app answers 503."""

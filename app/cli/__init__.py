@@ -20,6 +20,7 @@ from app.cli import (
     backup_cmd,
     cache_cmd,
     config_cmd,
+    db_cmd,
     keys_cmd,
     mirror_cmd,
     security_cmd,
@@ -34,6 +35,7 @@ from r13core.settings import Settings
 
 MODULES = [
     config_cmd,
+    db_cmd,
     keys_cmd,
     serve_cmd,
     users_cmd,

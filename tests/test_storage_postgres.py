@@ -1,0 +1,452 @@
+"""The PostgreSQL backend: the same storage contracts SQLite passes, plus what only it promises.
+
+One PostgreSQL cluster per session (tests/conftest.py ``pg_server``) and one
+database for this module; each test gets a SCHEMA of its own in it (its URL
+carries ``options=-csearch_path=<schema>``), migrated from empty and dropped
+after the test. A fresh database per test costs a CREATE DATABASE each; a schema
+is a fraction of that and isolates just as well (nothing here names a schema).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import multiprocessing
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import psycopg
+import pytest
+
+from r13core.errors import InvalidValue, R13Error, SchemaPending, SchemaTooNew, StorageUnavailable
+from r13core.storage import open_storage, parse_url
+from r13core.storage.identity import KeyRecord, UserRecord
+from r13core.storage.postgres import (
+    NotifyingSignal,
+    PgAdvisories,
+    PgAudit,
+    PgCounters,
+    PgDatabase,
+    PgIdentity,
+    PgPackages,
+    PgUplinkCache,
+    PgUsage,
+    PostgresStorage,
+)
+from r13core.storage.postgres import migrations as pg_migrations
+from r13core.storage.postgres.blobs import CHUNK, ROW_PREFIX, PgBlobStore
+from r13core.storage.postgres.signals import CHANNEL
+from r13core.storage.signals import FileChangeSignal
+from tests.pgserver import PostgresServer
+from tests.storage_contracts import (
+    AdvisoryStorageContract,
+    AuditStorageContract,
+    BlobStoreContract,
+    ChangeSignalContract,
+    CountersStorageContract,
+    IdentityStorageContract,
+    PackageStorageContract,
+    StorageContract,
+    UplinkCacheStorageContract,
+    UsageStorageContract,
+)
+from tests.storage_contracts.signals import OpenSignal, wait_until
+
+D = TypeVar("D", bound=PgDatabase)
+_schemas = itertools.count(1)
+
+
+@pytest.fixture(scope="module")
+def pg_module_db(pg_server: PostgresServer) -> Iterator[str]:
+    """One database for this module's tests (each test works in a schema of its own)."""
+    url = pg_server.create_database("r13_storage")
+    yield url
+    pg_server.drop_database(url)
+
+
+@pytest.fixture
+def schema_url(pg_module_db: str) -> Iterator[str]:
+    """The URL of a new, empty schema (search_path set by the URL); dropped after the test."""
+    name = f"t{os.getpid()}_{next(_schemas)}"
+    with psycopg.connect(pg_module_db, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {name}")
+    yield f"{pg_module_db}?options={quote(f'-csearch_path={name}')}"
+    with psycopg.connect(pg_module_db, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {name} CASCADE")
+
+
+class _Opened:
+    """Opens handles of one class on the test's schema; closes their pools after the test."""
+
+    def __init__(self, url: str, data_dir: Path) -> None:
+        self.url = url
+        self.data_dir = data_dir
+        self.handles: list[PgDatabase] = []
+
+    def __call__(self, cls: type[D]) -> D:
+        handle = cls(self.url, data_dir=self.data_dir, pool_size=4)
+        self.handles.append(handle)
+        return handle
+
+
+@pytest.fixture
+def opened(schema_url: str, tmp_path: Path) -> Iterator[_Opened]:
+    opener = _Opened(schema_url, tmp_path / "node")
+    yield opener
+    for handle in opener.handles:
+        handle.close()
+
+
+# -- the contracts: the whole store, then each concern's class alone over the same schema --
+
+
+class TestPostgresStorage(StorageContract):
+    @pytest.fixture
+    def storage(self, opened: _Opened) -> PostgresStorage:
+        return opened(PostgresStorage)
+
+    @pytest.fixture
+    def twin(self, opened: _Opened, storage: PostgresStorage) -> PostgresStorage:
+        return opened(PostgresStorage)
+
+
+class TestPgPackagesAlone(PackageStorageContract):
+    @pytest.fixture
+    def storage(self, opened: _Opened) -> PgPackages:
+        return opened(PgPackages)
+
+
+class TestPgIdentityAlone(IdentityStorageContract):
+    @pytest.fixture
+    def storage(self, opened: _Opened) -> PgIdentity:
+        return opened(PgIdentity)
+
+    @pytest.fixture
+    def twin(self, opened: _Opened, storage: PgIdentity) -> PgIdentity:
+        return opened(PgIdentity)
+
+
+class TestPgAuditAlone(AuditStorageContract):
+    @pytest.fixture
+    def storage(self, opened: _Opened) -> PgAudit:
+        return opened(PgAudit)
+
+
+class TestPgAdvisoriesAlone(AdvisoryStorageContract):
+    @pytest.fixture
+    def storage(self, opened: _Opened) -> PgAdvisories:
+        return opened(PgAdvisories)
+
+
+class TestPgCountersAlone(CountersStorageContract):
+    @pytest.fixture
+    def storage(self, opened: _Opened) -> PgCounters:
+        return opened(PgCounters)
+
+
+class TestPgUsageAlone(UsageStorageContract):
+    @pytest.fixture
+    def storage(self, opened: _Opened) -> PgUsage:
+        return opened(PgUsage)
+
+
+class TestPgUplinkCacheAlone(UplinkCacheStorageContract):
+    @pytest.fixture
+    def storage(self, opened: _Opened) -> PgUplinkCache:
+        return opened(PgUplinkCache)
+
+
+class TestNotifyingSignal(ChangeSignalContract):
+    @pytest.fixture
+    def open_signal(self, opened: _Opened, tmp_path: Path) -> OpenSignal:
+        db = opened(PgDatabase)
+        return lambda: NotifyingSignal("auth", FileChangeSignal(tmp_path / "pg-authgen"), db.notify)
+
+
+# -- what only PostgreSQL promises -------------------------------------------------------
+
+
+def test_the_store_is_every_concern_over_one_database(opened: _Opened) -> None:
+    opened(PgAudit).append_audit(1.0, "a", "x", "t", "ip", {})
+    opened(PgAdvisories).add_advisory("left-pad", {"title": "t"})
+    store = opened(PostgresStorage)
+    assert [e.actor for e in store.audit_events()] == ["a"]
+    assert [a.package for a in store.advisories()] == ["left-pad"]
+
+
+def test_a_write_that_changes_no_row_signals_nothing(opened: _Opened) -> None:
+    storage = opened(PostgresStorage)
+    before = storage.auth_version()
+    assert not storage.revoke_key("ghost")
+    assert not storage.update_key(KeyRecord("ghost", "h", 1, 1.0, None, False))
+    assert not storage.remove_block("192.0.2.1")
+    assert not storage.remove_user("nobody")
+    assert not storage.update_user(UserRecord("nobody", "h", "reader", "", 1.0))
+    assert storage.auth_version() == before
+    assert storage.add_key(KeyRecord("k", "h", 1, 1.0, None, False))
+    assert storage.auth_version() != before
+
+
+def test_a_failed_write_rolls_back_and_signals_nothing(opened: _Opened) -> None:
+    storage = opened(PostgresStorage)
+    before = storage.auth_version()
+    with pytest.raises(RuntimeError), storage.transaction(storage.auth_changes) as txn:
+        txn.execute("INSERT INTO ip_blocks (ip, reason, created) VALUES ('192.0.2.1', 'x', 1)")
+        raise RuntimeError("crash before commit")
+    assert storage.list_blocks() == []
+    assert storage.auth_version() == before
+    storage.add_counters([("k", "l", 1)])  # the pool's connection is usable again
+    assert storage.counters() == [("k", "l", 1)]
+
+
+def test_the_audit_log_refuses_updates_deletes_and_truncate(opened: _Opened) -> None:
+    storage = opened(PostgresStorage)
+    storage.append_audit(1.0, "a", "x", "t", "ip", {})
+    for sql in ("UPDATE audit_log SET actor = 'b'", "DELETE FROM audit_log", "TRUNCATE audit_log"):
+        with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
+            storage.execute(sql)
+    assert len(storage.audit_links()) == 1
+
+
+def test_a_bump_is_committed_then_sent_as_a_notification(opened: _Opened) -> None:
+    storage = opened(PostgresStorage)
+    signals = storage.signals()
+    assert set(signals) == {"auth", "packages"}
+    assert signals["auth"] is storage.auth_changes and signals["packages"].name == "packages"
+    assert isinstance(signals["auth"].local, FileChangeSignal)
+    assert signals["auth"].local.path.parent == opened.data_dir.absolute()
+    with storage.connect() as listener:
+        listener.execute(f"LISTEN {CHANNEL}")
+        with storage.write() as tx:
+            tx.save_package("a", {"v": 1})
+        storage.revoke_key("ghost")  # changes nothing: no notification
+        assert storage.add_key(KeyRecord("k", "h", 1, 1.0, None, False))
+        got = [n.payload for n in itertools.islice(listener.notifies(timeout=60), 2)]
+    assert got == ["packages", "auth"]
+
+
+def test_every_node_migrates_once_and_records_each_step(schema_url: str, tmp_path: Path) -> None:
+    handles = [PostgresStorage(schema_url, data_dir=tmp_path / f"n{i}") for i in range(3)]
+    try:
+        for handle in handles:
+            assert handle.schema_version() == (0, pg_migrations.latest())
+        assert handles[0].migrate() == list(range(1, pg_migrations.latest() + 1))
+        assert handles[1].migrate() == []
+        handles[2].add_counters([("k", "l", 1)])  # first use: nothing left to migrate
+        rows = handles[0].fetchall("SELECT version, description FROM r13_schema ORDER BY version")
+        assert [r[0] for r in rows] == list(range(1, pg_migrations.latest() + 1))
+        assert rows[0][1] == pg_migrations.MIGRATIONS[0].description
+    finally:
+        for handle in handles:
+            handle.close()
+
+
+def _migrate_in_child(url: str, data_dir: Path, out: Any) -> None:
+    store = PostgresStorage(url, data_dir=data_dir)
+    out.put(store.migrate())
+    store.close()
+
+
+def test_nodes_starting_at_once_migrate_exactly_once(schema_url: str, tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    children = [
+        ctx.Process(target=_migrate_in_child, args=(schema_url, tmp_path / f"n{i}", out))
+        for i in range(4)
+    ]
+    for child in children:
+        child.start()
+    applied = [out.get(timeout=120) for _ in children]
+    for child in children:
+        child.join(timeout=120)
+        assert child.exitcode == 0
+    assert sorted(applied, key=len) == [[], [], [], list(range(1, pg_migrations.latest() + 1))]
+
+
+def test_a_newer_schema_is_refused_naming_both_versions(opened: _Opened) -> None:
+    storage = opened(PostgresStorage)
+    storage.add_counters([("k", "l", 1)])
+    newer = pg_migrations.latest() + 1
+    storage.execute("INSERT INTO r13_schema (version, description) VALUES (%s, 'future')", (newer,))
+    late = PostgresStorage(opened.url, data_dir=opened.data_dir)
+    for attempt in (late.counters, late.migrate):
+        with pytest.raises(SchemaTooNew) as caught:
+            attempt()
+        assert f"version {newer}" in str(caught.value)
+        assert f"version {pg_migrations.latest()}" in str(caught.value)
+    late.close()
+
+
+def test_without_auto_migrate_a_pending_step_is_refused(
+    schema_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pg_migrations, "MIGRATIONS", pg_migrations.MIGRATIONS[:1])
+    old = PostgresStorage(schema_url, data_dir=tmp_path)
+    old.add_counters([("k", "l", 1)])
+    old.close()
+    monkeypatch.undo()
+    strict = PostgresStorage(schema_url, data_dir=tmp_path, auto_migrate=False)
+    with pytest.raises(SchemaPending, match="r13 db migrate"):
+        strict.counters()
+    assert strict.migrate() == list(range(2, pg_migrations.latest() + 1))
+    assert strict.counters() == [("k", "l", 1)]  # migrated in place, data kept
+    strict.close()
+
+
+def test_postgres_urls_open_a_postgres_storage_and_never_show_the_password(
+    tmp_path: Path,
+) -> None:
+    url = "postgresql://r13:hunter2@127.0.0.1:1/r13?connect_timeout=1"
+    target = parse_url(url)
+    assert "hunter2" not in repr(target)
+    storage = open_storage(url, data_dir=tmp_path)
+    assert isinstance(storage, PostgresStorage)
+    assert storage.display_url == "postgresql://r13:***@127.0.0.1:1/r13?connect_timeout=1"
+    with pytest.raises(StorageUnavailable) as caught:  # nothing listens on port 1
+        storage.counters()
+    assert "hunter2" not in str(caught.value)
+    with pytest.raises(InvalidValue) as bad:
+        open_storage("postgres://r13:hunter2@db:nope/r13")
+    assert "hunter2" not in str(bad.value)
+
+
+# -- the blob store in the database --------------------------------------------------------
+
+
+class TestPgBlobStore(BlobStoreContract):
+    @pytest.fixture
+    def blobs(self, opened: _Opened, tmp_path: Path) -> PgBlobStore:
+        return PgBlobStore(opened(PgDatabase), tmp_path / "blob-cache")
+
+
+def test_a_blob_of_many_chunks_streams_into_a_verified_node_copy(
+    opened: _Opened, tmp_path: Path
+) -> None:
+    db = opened(PgDatabase)
+    node_a = PgBlobStore(db, tmp_path / "a")
+    node_b = PgBlobStore(opened(PgDatabase), tmp_path / "b")
+    data = os.urandom(CHUNK * 3 + 123)
+    info = node_a.put(data)
+    assert info.created and info.size == len(data)
+    assert db.fetchone("SELECT chunks, size FROM blobs") == (4, len(data))
+    copy = node_b.path(info.sha512)  # the other node had never seen it
+    assert copy is not None and copy.read_bytes() == data
+    assert copy.is_relative_to(tmp_path / "b")
+    assert list((tmp_path / "b" / "tmp").iterdir()) == []
+    spooled = node_b.spool_dir() / "up.tgz"
+    spooled.write_bytes(data[::-1])
+    other = node_b.put_file(spooled, hashlib.sha512(data[::-1]).hexdigest())
+    assert not spooled.exists() and node_a.read(other.sha512) == data[::-1]
+    with pytest.raises(R13Error, match="did not verify"):
+        bad = node_b.spool_dir() / "bad.tgz"
+        bad.write_bytes(b"not what the caller hashed")
+        node_b.put_file(bad, "0" * 128)
+    assert set(node_a.hashes()) == {info.sha512, other.sha512}
+
+
+def test_an_orphan_row_of_a_publish_that_died_is_swept_everywhere(
+    opened: _Opened, tmp_path: Path
+) -> None:
+    blobs = PgBlobStore(opened(PgDatabase), tmp_path / "cache")
+    kept = blobs.put(b"committed")
+    died = blobs.put(b"a publish that died before its commit")
+    assert blobs.path(died.sha512) is not None  # this node had a copy too
+    found = blobs.orphans({kept.sha512}, min_age=0)
+    assert ROW_PREFIX / died.sha512 in found
+    assert blobs.sweep_orphans({kept.sha512}, min_age=0) >= 1
+    assert blobs.read(died.sha512) is None and blobs.path(died.sha512) is None
+    assert blobs.read(kept.sha512) == b"committed"
+    assert blobs.db.fetchone("SELECT count(*) FROM blob_chunks")[0] == 1
+
+
+def test_a_sweep_on_one_node_waits_for_a_hold_on_another(opened: _Opened, tmp_path: Path) -> None:
+    holder = PgBlobStore(opened(PgDatabase), tmp_path / "a")
+    sweeper = PgBlobStore(opened(PgDatabase), tmp_path / "b")
+    swept = threading.Event()
+
+    def sweep() -> None:
+        with sweeper.sweeping():
+            swept.set()
+
+    with holder.hold():
+        thread = threading.Thread(target=sweep)
+        thread.start()
+        waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        wait_until(lambda: holder.db.fetchone(waiting)[0] == 1)
+        assert not swept.is_set()
+    thread.join(timeout=120)
+    assert swept.is_set()
+
+
+# -- two nodes publishing to one package at once ----------------------------------------------
+
+
+def _publisher(
+    url: str, data_dir: Path, versions: list[tuple[str, str]], start: Any, out: Any
+) -> None:
+    from r13core.audit import Actor
+    from r13core.errors import Conflict
+    from r13core.names import PackageName
+    from r13core.registry import Registry
+    from tests.npm_builders import PUBLIC_URL, LiveConfig, publish_body
+
+    storage = PostgresStorage(url, data_dir=data_dir)
+    registry = Registry(
+        storage, PgBlobStore(storage, data_dir / "blobs"), public_url=PUBLIC_URL,
+        config=LiveConfig(),
+    )  # fmt: skip
+    bodies = [(name, version, publish_body(name, version)) for name, version in versions]
+    storage.counts()  # connected and migrated before the race starts
+    results = []
+    for name, version, body in bodies:
+        start.wait(timeout=120)
+        try:
+            registry.put_package(PackageName.parse(name), body, actor=Actor("alice"))
+            results.append((name, version, "ok"))
+        except Conflict:
+            results.append((name, version, "409"))
+    storage.close()
+    out.put(results)
+
+
+def test_two_nodes_publishing_one_package_at_once_keep_both_versions_or_409(
+    opened: _Opened, tmp_path: Path
+) -> None:
+    rounds = 15
+    storage = opened(PostgresStorage)
+    storage.counts()  # migrate once, before the nodes start
+    ctx = multiprocessing.get_context("fork")
+    start, out = ctx.Barrier(2), ctx.Queue()
+    plans = [
+        [(f"race-{i}", f"1.0.{i}") for i in range(rounds)],
+        [(f"race-{i}", f"2.0.{i}") for i in range(rounds)],
+    ]
+    nodes = [
+        ctx.Process(
+            target=_publisher, args=(opened.url, tmp_path / f"node{n}", plans[n], start, out)
+        )
+        for n in range(2)
+    ]
+    for node in nodes:
+        node.start()
+    results = [r for _ in nodes for r in out.get(timeout=300)]
+    for node in nodes:
+        node.join(timeout=120)
+        assert node.exitcode == 0
+    accepted = [(name, version) for name, version, status in results if status == "ok"]
+    assert len(results) == 2 * rounds
+    assert len(accepted) >= rounds  # at most one of each round may lose, never both
+    for i in range(rounds):
+        record = storage.package(f"race-{i}")
+        assert record is not None
+        versions = set(record.doc["versions"])
+        mine = {version for name, version in accepted if name == f"race-{i}"}
+        assert versions == mine  # every acknowledged version, nothing else
+        for version in versions:
+            row = storage.tarball(f"race-{i}", version)
+            assert row is not None and storage.used_version(f"race-{i}", version) == row.sha512
+        assert record.doc["dist-tags"]["latest"] in versions
