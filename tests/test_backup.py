@@ -35,7 +35,10 @@ NAMES = [f"pkg{i}" for i in range(6)] + ["@team/scoped"]
 
 
 def settings(data: Path) -> Settings:
-    return Settings.from_env({"R13_DATA": str(data), "R13_PUBLIC_URL": URL})
+    """The settings of a registry at ``data``; tests/test_backup_postgres.py sets the
+    database and the blob store in the environment, as `r13` would read them."""
+    backend = {k: os.environ[k] for k in ("R13_DATABASE_URL", "R13_BLOB_STORE") if k in os.environ}
+    return Settings.from_env({"R13_DATA": str(data), "R13_PUBLIC_URL": URL, **backend})
 
 
 def publish(services: Services, name: str, version: str, size: int = 100) -> None:

@@ -95,7 +95,9 @@ def backup(args: argparse.Namespace) -> int:
 
 def restore(args: argparse.Namespace) -> int:
     settings = services.settings(args)
-    result = restore_backup(args.src, args.data, settings.storage.database_url,
+    storage = settings.storage
+    result = restore_backup(args.src, args.data, storage.database_url,
+                            blob_store=storage.blobs, blob_dir=storage.blob_path,
                             progress=Bar(args.quiet), check_only=args.check,
                             actor=services.ACTOR)  # fmt: skip
     m = result.manifest

@@ -53,12 +53,19 @@ STAGING_DIR: Final = ".r13-backup-staging"
 
 @dataclass(frozen=True)
 class BackupSource:
-    """What a backup reads: the data dir, the database's URL, the blob store, the record."""
+    """What a backup reads: the data dir, the database's URL, the blob store, the record.
+
+    The staging dir is in the data dir: with the files store inside it (the default)
+    the tarballs are hard-linked there; with R13_BLOB_DIR on another file system they
+    are copied while the store is held, which makes the hold last a copy.
+    """
 
     data_dir: Path
     database_url: str
     blobs: BlobStore
     record: Callable[[], bytes]
+    blob_store: str = "files"
+    """``files`` or ``database`` (R13_BLOB_STORE): where the tarball bytes live."""
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     import psycopg
 
     from r13core.backup.create import BackupSource
+    from r13core.backup.restore import Placement
 
 DUMP_FILE: Final = "database.dump"
 ADVISORY_KEY: Final = 0x7231_3362_6B75_70  # "r13bkup": the cluster's automatic-backup lock
@@ -80,7 +81,11 @@ def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection[Any]:
     import psycopg
 
     try:
-        return psycopg.connect(url, autocommit=autocommit)
+        conn = psycopg.connect(url, autocommit=True)
+        # Times read for the digests must print alike at backup and at restore.
+        conn.execute("SET TIME ZONE 'UTC'")
+        conn.autocommit = autocommit
+        return conn
     except psycopg.Error as exc:
         raise BackupError(f"cannot connect to the PostgreSQL database: {exc}") from None
 
@@ -149,17 +154,10 @@ def blob_refs(conn: psycopg.Connection[Any]) -> dict[str, int]:
 def schema_version(conn: psycopg.Connection[Any]) -> int:
     """The schema version r13's migrations recorded (0 when there is no record)."""
     names = {t for s, t in _tables(conn) if s == "public"}
-    for table, column in (("schema_migrations", "version"), ("r13_schema", "version")):
-        if table in names:
-            row = conn.execute(f"SELECT coalesce(max({column}), 0) FROM {table}").fetchone()
-            return int(row[0]) if row else 0
-    return 0
-
-
-def blob_store_of(conn: psycopg.Connection[Any]) -> str:
-    """``database`` when tarball bytes are in a table of the database, else ``files``."""
-    names = {t for s, t in _tables(conn) if s == "public"}
-    return "database" if "blob_chunks" in names else "files"
+    if "r13_schema" not in names:
+        return 0
+    row = conn.execute("SELECT coalesce(max(version), 0) FROM r13_schema").fetchone()
+    return int(row[0]) if row else 0
 
 
 # -- backup ------------------------------------------------------------------------------
@@ -178,7 +176,7 @@ def snapshot_into(source: BackupSource, tmp: Path, staging: Path, *, link: bool,
         row = conn.execute("SELECT pg_export_snapshot()").fetchone()
         assert row is not None
         snapshot_id = str(row[0])
-        store = blob_store_of(conn)
+        store = source.blob_store
         with source.blobs.hold():  # files store: nothing is deleted until the links exist
             moment = clock()
             tarballs = blob_refs(conn)
@@ -308,16 +306,25 @@ def verify_database_blobs(conn: psycopg.Connection[Any], tarballs: dict[str, int
                                 "its sha512 does not match")  # fmt: skip
 
 
-def restore_into(src: Path, data_dir: Path, url: str, manifest: Manifest,
+def restore_into(src: Path, place: Placement, url: str, manifest: Manifest,
                  progress: Progress, *, check_only: bool) -> None:  # fmt: skip
     """Verify and restore a PostgreSQL backup (see the module docstring)."""
     from r13core.backup import sqlite as sqlite_backup
     from r13core.backup.restore import check_data_files, commit_data_dir, copy_files, staging_beside
 
+    data_dir = place.data_dir
+
     if check_only:
         raise BackupError(
             "--check restores a PostgreSQL backup into a database to verify it: "
             "restore it into an empty database instead"
+        )
+    from r13core.storage.postgres import migrations
+
+    if manifest.schema_version > migrations.latest():
+        raise BackupError(
+            f"the backup's schema version {manifest.schema_version} is newer than this r13 "
+            f"knows ({migrations.latest()}): restore it with r13 {manifest.r13_version} or later"
         )
     schemas_before = check_empty_database(url)
     staging = staging_beside(data_dir)
@@ -351,7 +358,7 @@ def restore_into(src: Path, data_dir: Path, url: str, manifest: Manifest,
                 verify_database_blobs(conn, manifest.tarballs, progress)
             conn.execute("COMMIT")
         (staging / manifest.database).unlink()
-        commit_data_dir(staging, data_dir)
+        commit_data_dir(staging, place)
     except BaseException:
         if loaded:
             empty_again(url, schemas_before)

@@ -29,7 +29,7 @@ from r13core.backup import datafiles
 from r13core.backup import sqlite as sqlite_backup
 from r13core.backup.create import backend_of, sqlite_path
 from r13core.backup.datafiles import DirSync, copy_verified
-from r13core.backup.digest import fsync_dir
+from r13core.backup.digest import fsync_dir, sync_filesystem
 from r13core.backup.manifest import MANIFEST, Manifest, blob_path
 from r13core.backup.progress import Progress, Silent
 from r13core.config import Config13
@@ -131,13 +131,16 @@ def check_data_files(staging: Path, manifest: Manifest) -> None:
 
 
 def restore_backup(src: Path, data_dir: Path, database_url: str | None = None, *,
+                   blob_store: str | None = None, blob_dir: Path | None = None,
                    progress: Progress | None = None, check_only: bool = False,
                    actor: Actor | None = None) -> RestoreResult:  # fmt: skip
     """Verify the backup at ``src`` and restore it into the empty ``data_dir`` (and database).
 
-    ``database_url`` is R13_DATABASE_URL (None: the data dir's SQLite file). With
-    ``check_only`` everything is verified in a staging dir that is then removed.
-    The restore is audited (``backup.restore``) in the restored database by ``actor``.
+    ``database_url`` is R13_DATABASE_URL (None: the data dir's SQLite file);
+    ``blob_store`` and ``blob_dir`` are R13_BLOB_STORE and the files store's root
+    (None: as the backup has it, under the data dir). With ``check_only`` everything
+    is verified in a staging dir that is then removed. The restore is audited
+    (``backup.restore``) in the restored database by ``actor``.
     """
     progress = progress or Silent()
     started = time.monotonic()
@@ -151,17 +154,24 @@ def restore_backup(src: Path, data_dir: Path, database_url: str | None = None, *
                 f"this is a backup of a {manifest.backend} registry; restore it with "
                 f"R13_DATABASE_URL naming an empty {manifest.backend} database"
             )
+        if blob_store is not None and blob_store != manifest.blob_store:
+            raise BackupError(
+                f"this backup keeps tarballs in the {manifest.blob_store} store; restore it "
+                f"with R13_BLOB_STORE={manifest.blob_store}"
+            )
+        place = Placement(data_dir, blob_dir)
         if not check_only:
             check_empty_data_dir(data_dir)
+            if place.separate_blobs and manifest.blob_store == "files":
+                check_empty_data_dir(place.blob_dir)
         check_listing(src, manifest)
         if backend == "sqlite":
-            _restore_sqlite(src, data_dir, url, manifest, progress, check_only=check_only)
+            _restore_sqlite(src, place, url, manifest, progress, check_only=check_only)
         else:
             from r13core.backup import postgres as postgres_backup
 
-            postgres_backup.restore_into(
-                src, data_dir, url, manifest, progress, check_only=check_only
-            )
+            postgres_backup.restore_into(src, place, url, manifest, progress,
+                                         check_only=check_only)  # fmt: skip
     finally:
         progress.close()
     if not check_only:
@@ -177,21 +187,59 @@ def staging_beside(data_dir: Path) -> Path:
     return staging
 
 
-def commit_data_dir(staging: Path, data_dir: Path) -> None:
-    """Rename the verified staging dir onto the (absent or empty) data dir, atomically."""
+@dataclass(frozen=True)
+class Placement:
+    """Where a restore puts things: the data dir, and the files store's root if elsewhere."""
+
+    data_dir: Path
+    blobs: Path | None = None
+
+    @property
+    def blob_dir(self) -> Path:
+        return (self.blobs or self.data_dir / "blobs").absolute()
+
+    @property
+    def separate_blobs(self) -> bool:
+        return self.blob_dir != (self.data_dir / "blobs").absolute()
+
+
+def _rename_into(staged: Path, target: Path) -> None:
+    """Rename ``staged`` onto the absent or empty ``target``; NotEmpty if it filled meanwhile."""
     try:
-        os.rename(staging, data_dir)
+        os.rename(staged, target)
     except OSError as exc:
         if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
             raise NotEmpty(
-                f"{data_dir} was written to during the restore; nothing restored"
+                f"{target} was written to during the restore; nothing restored"
             ) from None
+        if exc.errno != errno.EXDEV:
+            raise
+        # Another file system (R13_BLOB_DIR elsewhere): copy, flush, then drop the staged copy.
+        target.mkdir(mode=0o700, parents=True, exist_ok=True)
+        shutil.copytree(staged, target, dirs_exist_ok=True)
+        sync_filesystem(target)
+        shutil.rmtree(staged)
+    fsync_dir(target.parent)
+
+
+def commit_data_dir(staging: Path, place: Placement) -> None:
+    """Put the verified staging dir in place: the tarballs first when they go elsewhere
+    (R13_BLOB_DIR), then the data dir, renamed onto the (absent or empty) one in one step."""
+    moved = False
+    if place.separate_blobs and (staging / "blobs").is_dir():
+        _rename_into(staging / "blobs", place.blob_dir)
+        moved = True
+    try:
+        _rename_into(staging, place.data_dir)
+    except BaseException:
+        if moved:
+            shutil.rmtree(place.blob_dir, ignore_errors=True)
         raise
-    fsync_dir(data_dir.parent)
 
 
-def _restore_sqlite(src: Path, data_dir: Path, url: str, manifest: Manifest,
+def _restore_sqlite(src: Path, place: Placement, url: str, manifest: Manifest,
                     progress: Progress, *, check_only: bool) -> None:  # fmt: skip
+    data_dir = place.data_dir
     db_path = sqlite_path(url)
     inside = db_path.parent == data_dir
     if not inside and not check_only:
@@ -217,13 +265,13 @@ def _restore_sqlite(src: Path, data_dir: Path, url: str, manifest: Manifest,
         if inside:
             if db_path.name != manifest.database:
                 os.rename(staged_db, staging / db_path.name)
-            commit_data_dir(staging, data_dir)
+            commit_data_dir(staging, place)
             return
         os.link(staged_db, db_path)  # never replaces: fails if it appeared meanwhile
         fsync_dir(db_path.parent)
         os.unlink(staged_db)
         try:
-            commit_data_dir(staging, data_dir)
+            commit_data_dir(staging, place)
         except BaseException:
             db_path.unlink(missing_ok=True)
             raise

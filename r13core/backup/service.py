@@ -24,6 +24,7 @@ def source_of(services: Services) -> BackupSource:
         database_url=services.settings.storage.url,
         blobs=services.blobs,
         record=services.config.read_bytes,
+        blob_store=services.settings.storage.blobs,
     )
 
 

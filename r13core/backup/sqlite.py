@@ -28,7 +28,7 @@ _SKIPPED_PREFIX: Final = "sqlite_stat"
 
 def schema_supported() -> int:
     """The newest schema version this r13 knows (its number of migrations)."""
-    return len(migrations._MIGRATIONS)
+    return migrations.latest()
 
 
 def snapshot(live: Path, target: Path, *, busy_timeout_ms: int = 30_000) -> None:
