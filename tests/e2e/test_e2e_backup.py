@@ -1,13 +1,16 @@
-"""Backup under load on a real server, restore, and npm installs the same lockfile (SQLite).
+"""Backup under load on a real server, restore, and npm installs the same lockfile.
 
-One server (`r13 serve`, gunicorn, three gevent workers) with automatic backups
-every second, while a client keeps publishing: `r13 backup` twice under that
-load; each backup restored into a fresh data dir holds every publish
-acknowledged before it began, and the restore's own checks (every row's
-tarball present and verified) pass. Then the original stops and a server on
-the restored data dir takes its port: `npm ci` of the lockfile made against the
-original installs the same packages with the same integrity from a cold cache,
-and the packuments and the signing keys are the same bytes.
+For each backend (SQLite + files; PostgreSQL + tarballs in the database, from
+tests/pgserver.py): one server (`r13 serve`, gunicorn, three gevent workers)
+while a client keeps publishing: `r13 backup` twice under that load; each backup
+restored into a fresh data dir (and a new empty database) holds every publish
+acknowledged before it began, and the restore's own checks (every row's tarball
+present and verified) pass. Then the original stops and a server on the restored
+data dir takes its port: `npm ci` of the lockfile made against the original
+installs the same packages with the same integrity from a cold cache, and the
+packuments and the signing keys are the same bytes. The SQLite server also makes
+automatic backups every second (one process does; the newest two are kept);
+PostgreSQL's cluster lock for them is tested in tests/test_backup_postgres.py.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import os
 import shutil
 import subprocess
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,9 +81,9 @@ class Publisher(threading.Thread):
             return set(self.acked)
 
 
-def versions_in(data: Path) -> set[tuple[str, str]]:
+def versions_in(data: Path, db: dict[str, str]) -> set[tuple[str, str]]:
     """Every (package, version) with a tarball row in the registry at ``data``."""
-    settings = Settings.from_env({"R13_DATA": str(data)})
+    settings = Settings.from_env({"R13_DATA": str(data), **db})
     with open_services(settings) as sv:
         out: set[tuple[str, str]] = set()
         for record in sv.storage.packages():
@@ -103,11 +107,36 @@ def npm(root: Path, cwd: Path, *args: str) -> str:
     return out.stdout
 
 
-def test_backup_under_load_then_restore_and_npm_ci_installs_the_same(tmp_path: Path) -> None:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> Iterator[Callable[[], dict[str, str]]]:
+    """A maker of fresh databases as environment entries ({} for SQLite's own file)."""
+    if request.param == "sqlite":
+        yield dict
+        return
+    server = request.getfixturevalue("pg_server")
+    made: list[str] = []
+
+    def new() -> dict[str, str]:
+        made.append(server.create_database())
+        return {"R13_DATABASE_URL": made[-1]}
+
+    yield new
+    for url in made:
+        server.drop_database(url)
+
+
+def test_backup_under_load_then_restore_and_npm_ci_installs_the_same(
+    tmp_path: Path, backend: Callable[[], dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     auto = tmp_path / "auto"
+    db = backend()
+    automatic = not db  # SQLite's run also makes automatic backups
     srv = Server(data=tmp_path / "data", port=free_port(), log=tmp_path / "server.log")
-    srv.extra_env = {"R13_WORKERS": "3", "R13_BACKUP_EVERY": "1s", "R13_BACKUP_KEEP": "2",
-                     "R13_BACKUP_DIR": str(auto)}  # fmt: skip
+    srv.extra_env = {"R13_WORKERS": "3", **db}
+    if automatic:
+        srv.extra_env.update(
+            {"R13_BACKUP_EVERY": "1s", "R13_BACKUP_KEEP": "2", "R13_BACKUP_DIR": str(auto)}
+        )
     srv.start()
     restored_srv: Server | None = None
     try:
@@ -153,25 +182,31 @@ def test_backup_under_load_then_restore_and_npm_ci_installs_the_same(tmp_path: P
             events: list[dict[str, Any]] = json.loads(body)["events"]
             return events
 
-        deadline_hits = 0
-        while len([e for e in audited("backup.create") if e["actor"] == "r13"]) < 3:
-            deadline_hits += 1
-            assert deadline_hits < 600, "no third automatic backup"
-            load.join(0.2)
-        assert len(audited("backup.prune")) >= 1
+        if automatic:
+            deadline_hits = 0
+            while len([e for e in audited("backup.create") if e["actor"] == "r13"]) < 3:
+                deadline_hits += 1
+                assert deadline_hits < 600, "no third automatic backup"
+                load.join(0.2)
+            assert len(audited("backup.prune")) >= 1
         assert srv.stop() == 0
-        with open(srv.data / LOCK_FILE) as held:  # wait for an automatic backup still running
-            fcntl.flock(held, fcntl.LOCK_EX)
-        kept = backups_in(auto)
-        assert len(kept) == 2 and all(Manifest.read(p).backend == "sqlite" for _, p in kept)
-        manual = [e for e in audited_from(srv.data) if e["actor"] == "cli"]
+        if automatic:
+            with open(srv.data / LOCK_FILE) as held:  # wait for an automatic backup still going
+                fcntl.flock(held, fcntl.LOCK_EX)
+            kept = backups_in(auto)
+            assert len(kept) == 2 and all(Manifest.read(p).backend == "sqlite" for _, p in kept)
+        manual = [e for e in audited_from(srv.data, db) if e["actor"] == "cli"]
         assert len(manual) == 2
 
         # Every backup is consistent and holds every publish acknowledged before it began.
+        restored_db: dict[str, str] = {}
         for i, (dest, acked_before) in enumerate(backups):
             target = tmp_path / f"restored{i}"
+            restored_db = backend()
+            for k, v in restored_db.items():
+                monkeypatch.setenv(k, v)
             assert main(["--data", str(target), "restore", str(dest), "--quiet"]) == 0
-            have = versions_in(target)
+            have = versions_in(target, restored_db)
             assert acked_before <= have, sorted(acked_before - have)[:5]
             assert {("bk-a", "1.0.0"), ("bk-b", "1.0.0"), ("@bk/c", "2.0.0")} <= have
 
@@ -179,6 +214,7 @@ def test_backup_under_load_then_restore_and_npm_ci_installs_the_same(tmp_path: P
         shutil.rmtree(app / "node_modules")
         restored_srv = Server(data=tmp_path / "restored1", port=srv.port,
                               log=tmp_path / "restored.log")  # fmt: skip
+        restored_srv.extra_env = dict(restored_db)
         restored_srv.start()
         for path, body in originals.items():
             assert restored_srv.request("GET", path, key=write)[2] == body, path
@@ -197,8 +233,8 @@ def test_backup_under_load_then_restore_and_npm_ci_installs_the_same(tmp_path: P
             assert "Traceback" not in restored_srv.log.read_text()
 
 
-def audited_from(data: Path) -> list[dict[str, Any]]:
+def audited_from(data: Path, db: dict[str, str]) -> list[dict[str, Any]]:
     """The backup.create events in the audit log of the (stopped) registry at ``data``."""
-    with open_services(Settings.from_env({"R13_DATA": str(data)})) as sv:
+    with open_services(Settings.from_env({"R13_DATA": str(data), **db})) as sv:
         events: list[dict[str, Any]] = sv.audit.page(limit=500, action="backup.create")["events"]
         return events
