@@ -8,8 +8,10 @@ refused naming it.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,8 +21,9 @@ import pytest
 
 from app.cli import main
 from r13core.backup import Manifest
+from r13core.backup.auto import AutoBackups, backup_name
 from r13core.backup.manifest import MANIFEST, seal
-from r13core.backup.postgres import DUMP_FILE
+from r13core.backup.postgres import DUMP_FILE, AdvisoryLock
 from r13core.services import open_services
 from r13core.settings import Settings
 from tests.pgserver import PostgresServer
@@ -177,3 +180,59 @@ def test_a_postgres_backup_is_not_restored_into_sqlite(
     monkeypatch.delenv("R13_BLOB_STORE", raising=False)
     assert main(["--data", str(tmp_path / "r"), "restore", str(pg_backup[3]), "--quiet"]) == 2
     assert "backup of a postgresql registry" in capsys.readouterr().err
+
+
+def wait_for(condition: Any, what: str, timeout: float = 60.0) -> None:
+    """Poll ``condition`` until it holds (a generous bound: never a timing assertion)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"never happened: {what}"
+        time.sleep(0.02)
+
+
+def test_one_node_at_a_time_holds_the_cluster_backup_lock(pg_url: str) -> None:
+    a, b = AdvisoryLock(pg_url), AdvisoryLock(pg_url)
+    try:
+        assert a.try_acquire() and a.try_acquire()  # still ours
+        assert not b.try_acquire()
+        a.release()  # a node that dies drops its connection, and the lock with it
+        assert b.try_acquire()
+        assert not a.try_acquire()
+    finally:
+        a.release()
+        b.release()
+
+
+def test_automatic_backups_over_postgres_are_made_by_one_node_and_taken_over(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """Two nodes (data dirs of their own, one backup dir, one database): one backs up; when
+    it stops the other takes the cluster's lock, and backs up only when one is due."""
+    shared = tmp_path / "shared"
+    runs: list[str] = []
+
+    def run(node: str) -> dict[str, Any]:
+        runs.append(node)
+        path = shared / backup_name(time.time())
+        path.mkdir(parents=True)
+        (path / MANIFEST).write_text("{}")
+        return {"path": str(path)}
+
+    nodes = {
+        name: AutoBackups(tmp_path / name, shared, interval=3600,
+                          run=functools.partial(run, name), cluster=AdvisoryLock(pg_url),
+                          poll=0.02, cluster_poll=0.02)
+        for name in ("a", "b")
+    }  # fmt: skip
+    try:
+        nodes["a"].start()
+        wait_for(lambda: runs == ["a"] and nodes["a"].in_charge, "node a backs up")
+        nodes["b"].start()
+        wait_for(lambda: nodes["b"].leading, "node b leads its own data dir")
+        assert not nodes["b"].in_charge  # a holds the cluster's lock
+        nodes["a"].stop()
+        wait_for(lambda: nodes["b"].in_charge, "node b takes over")
+        assert runs == ["a"]  # the newest backup is recent: nothing due yet
+    finally:
+        for node in nodes.values():
+            node.stop()

@@ -135,6 +135,8 @@ class AutoBackups(LeaderJob):
         self._cluster_poll = cluster_poll
         self._clock = clock
         self.made = 0
+        self.in_charge = False
+        """Whether this process makes the backups now (it leads, and holds the cluster's lock)."""
 
     def due_in(self) -> float:
         """Seconds until the next backup: an interval after the newest one (0: now)."""
@@ -158,6 +160,7 @@ class AutoBackups(LeaderJob):
             while self._cluster is not None and not self._cluster.try_acquire():
                 if stop.wait(self._cluster_poll):
                     return
+            self.in_charge = True
             while not stop.wait(self.due_in()):
                 if self._cluster is not None and not self._cluster.try_acquire():
                     log.warning("lost the cluster's backup lock; another node backs up")
@@ -169,6 +172,7 @@ class AutoBackups(LeaderJob):
                     if stop.wait(min(self._interval, 60.0)):
                         return
         finally:
+            self.in_charge = False
             if self._cluster is not None:
                 self._cluster.release()
 
