@@ -13,6 +13,8 @@ Stopped at interpreter exit.
 from __future__ import annotations
 
 import atexit
+import logging
+import sys
 
 from r13core.backup.auto import AutoBackups, auto_backups
 from r13core.locks import InstanceLock
@@ -38,6 +40,7 @@ class Housekeeping:
         self.instance.shared()
         self.sweeper.start()
         if self.backups is not None:
+            _log_backups()
             self.backups.start()
         atexit.register(self.stop)
 
@@ -47,3 +50,15 @@ class Housekeeping:
         if self.backups is not None:
             self.backups.stop()
         self.instance.release()
+
+
+def _log_backups() -> None:
+    """Automatic backups (and their failures) go to the server's log (its stderr), once."""
+    logger = logging.getLogger("r13.backup")
+    if any(getattr(h, "_r13_backups", False) for h in logger.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[%(asctime)s] [%(process)d] [r13.backup] %(message)s"))
+    handler._r13_backups = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)

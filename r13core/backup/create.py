@@ -79,7 +79,10 @@ class BackupResult:
     @property
     def bytes(self) -> int:
         """Bytes in the backup (the database, tarballs and other files)."""
-        return self.manifest.tarball_bytes + sum(e.size for e in self.manifest.files.values())
+        files = sum(e.size for e in self.manifest.files.values())
+        if self.manifest.blob_store == "database":
+            return files  # the tarballs are inside the dump
+        return files + self.manifest.tarball_bytes
 
 
 def backend_of(url: str) -> str:

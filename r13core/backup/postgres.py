@@ -184,8 +184,12 @@ def snapshot_into(source: BackupSource, tmp: Path, staging: Path, *, link: bool,
             signing = datafiles.signing_files(source.data_dir)
             if store == "files":
                 datafiles.stage_blobs(source.blobs.path, sorted(tarballs), staging)
+        # The tarballs are gzip already. COPY writes bytea as hex text, so an uncompressed
+        # dump is about twice their size; even the fastest compression level tripled the
+        # time of a backup and slowed the restore (bench/RESULTS.md), so none.
+        level = ["--compress=0"] if store == "database" else []
         out = subprocess.run(
-            [tool("pg_dump"), "--format=custom", "--no-owner", "--no-privileges",
+            [tool("pg_dump"), "--format=custom", *level, "--no-owner", "--no-privileges",
              f"--snapshot={snapshot_id}", f"--file={dump}", f"--dbname={conninfo}"],
             env=env, capture_output=True, check=False,
         )  # fmt: skip

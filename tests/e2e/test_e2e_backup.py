@@ -189,6 +189,7 @@ def test_backup_under_load_then_restore_and_npm_ci_installs_the_same(
                 assert deadline_hits < 600, "no third automatic backup"
                 load.join(0.2)
             assert len(audited("backup.prune")) >= 1
+            assert "[r13.backup] automatic backup" in srv.log.read_text()
         assert srv.stop() == 0
         if automatic:
             with open(srv.data / LOCK_FILE) as held:  # wait for an automatic backup still going
