@@ -543,6 +543,11 @@ class Settings:
         """These settings for another data dir (``r13 --data DIR``)."""
         return replace(self, storage=replace(self.storage, data_dir=Path(data_dir)))
 
+    @staticmethod
+    def child_environment(extra: Mapping[str, str]) -> dict[str, str]:
+        """This process's environment plus ``extra``: for a tool r13 runs (``pg_dump``)."""
+        return {**os.environ, **extra}
+
     def environment(self) -> dict[str, str]:
         """The process environment with R13_DATA naming this data dir: what ``r13 serve``
         hands to the gunicorn it starts, so its workers read the same settings."""

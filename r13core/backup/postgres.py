@@ -69,12 +69,12 @@ def _conninfo(url: str) -> tuple[str, dict[str, str]]:
     """(conninfo without the password, environment with PGPASSWORD) for the client tools."""
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+    from r13core.settings import Settings
+
     params = {k: str(v) for k, v in conninfo_to_dict(url).items() if v is not None}
-    env = dict(os.environ)
     password = params.pop("password", None)
-    if password is not None:
-        env["PGPASSWORD"] = password
-    return make_conninfo("", **params), env
+    extra = {"PGPASSWORD": password} if password is not None else {}
+    return make_conninfo("", **params), Settings.child_environment(extra)
 
 
 def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection[Any]:
