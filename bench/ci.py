@@ -154,6 +154,12 @@ STEPS = [
         "dashboard.json",
     ),
     Step(
+        "backup and restore MB/s (SQLite)",
+        ["-m", "bench.backup_restore", "--tarballs", "20", "--size", "4096", "--rounds", "1",
+         "--json", "{out}/backup_restore.json"],
+        "backup_restore.json",
+    ),
+    Step(
         "one node over PostgreSQL vs SQLite; blobs in the database vs files",
         ["-m", "bench.postgres_backend", "--rounds", "1", *SHORT, "--small", "10",
          "--big-versions", "5", "--json", "{out}/postgres_backend.json"],

@@ -149,6 +149,18 @@ class SignatureError(R13Error):
         self.reason = reason
 
 
+class BackupError(R13Error):
+    """A backup could not be made, or a restore could not be done (the message says why)."""
+
+
+class BackupCorrupt(BackupError):
+    """A backup is damaged or is not what its manifest says; the message names what differs."""
+
+
+class NotEmpty(BackupError):
+    """A restore's target (a data dir or a database) already holds something."""
+
+
 class SchemaTooNew(R13Error):
     """The database's schema is newer than this r13 knows: refused, nothing touched."""
 

@@ -14,6 +14,7 @@ that names the variable. The sections:
 * :class:`LiveSettings` — the live channel's WebSocket limits and timers;
 * :class:`UplinkSettings` — the upstream registry, its cache and its circuit breaker;
 * :class:`ClusterSettings` — this node's name and URL among several over PostgreSQL;
+* :class:`BackupSettings` — automatic backups: how often, how many kept, where;
 * ``features`` — ``R13_FEATURE_<NAME>=0|1`` bits forced on the 13-byte record.
 """
 
@@ -277,6 +278,63 @@ class HousekeepingSettings:
         )
 
 
+_UNITS: Final = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def _interval_ms(env: Mapping[str, str], name: str, lo: int, hi: int) -> int:
+    """A duration: whole milliseconds (``3600000``) or a number with a unit (``6h``, ``30m``,
+    ``90s``, ``1d``, ``500ms``); 0 or unset: 0."""
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return 0
+    number, unit = raw, "ms"
+    for suffix in sorted(_UNITS, key=len, reverse=True):
+        if raw.endswith(suffix) and raw[: -len(suffix)].strip():
+            number, unit = raw[: -len(suffix)].strip(), suffix
+            break
+    try:
+        value = float(number)
+    except ValueError:
+        raise SettingsError(
+            f"{name}={raw!r} is not a duration (e.g. 6h, 30m, 1d, or milliseconds)"
+        ) from None
+    ms = int(value * _UNITS[unit])
+    if ms == 0:
+        return 0
+    if math.isnan(value) or not lo <= ms <= hi:
+        raise SettingsError(f"{name}={raw!r} is out of range {lo} ms..{hi} ms")
+    return ms
+
+
+@dataclass(frozen=True)
+class BackupSettings:
+    """Automatic backups (docs/backup.md): how often, how many kept, where."""
+
+    every_ms: int = 0
+    """R13_BACKUP_EVERY: the interval between automatic backups; 0: none."""
+    keep: int = 7
+    """R13_BACKUP_KEEP: how many automatic backups are kept (the oldest go)."""
+    directory: Path | None = None
+    """R13_BACKUP_DIR: where they go; None: ``<data dir>/backups``."""
+    link: bool = False
+    """R13_BACKUP_LINK: hard-link tarballs into each backup instead of copying them."""
+
+    def directory_for(self, data_dir: Path) -> Path:
+        """Where automatic backups go for ``data_dir``."""
+        return self.directory if self.directory is not None else Path(data_dir) / "backups"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> BackupSettings:
+        """R13_BACKUP_EVERY, R13_BACKUP_KEEP, R13_BACKUP_DIR, R13_BACKUP_LINK."""
+        directory = env.get("R13_BACKUP_DIR", "").strip()
+        return cls(
+            every_ms=_interval_ms(env, "R13_BACKUP_EVERY", 1000, 366 * 86_400_000),
+            keep=_int(env, "R13_BACKUP_KEEP", 7, 1, 100_000),
+            directory=Path(directory) if directory else None,
+            link=bool(_bool(env, "R13_BACKUP_LINK")),
+        )
+
+
 DEFAULT_UPLINK_URL: Final = "https://registry.npmjs.org"
 
 
@@ -499,6 +557,7 @@ class Settings:
     live: LiveSettings = field(default_factory=LiveSettings)
     uplink: UplinkSettings = field(default_factory=UplinkSettings)
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
+    backup: BackupSettings = field(default_factory=BackupSettings)
     features: tuple[tuple[Feature, bool], ...] = ()
     """R13_FEATURE_<NAME>=0|1: bits forced on the record at start, as (flag, on) pairs."""
 
@@ -531,12 +590,18 @@ class Settings:
             live=LiveSettings.from_env(env),
             uplink=UplinkSettings.from_env(env),
             cluster=ClusterSettings.from_env(env),
+            backup=BackupSettings.from_env(env),
             features=tuple(features),
         )
 
     def with_data_dir(self, data_dir: Path) -> Settings:
         """These settings for another data dir (``r13 --data DIR``)."""
         return replace(self, storage=replace(self.storage, data_dir=Path(data_dir)))
+
+    @staticmethod
+    def child_environment(extra: Mapping[str, str]) -> dict[str, str]:
+        """This process's environment plus ``extra``: for a tool r13 runs (``pg_dump``)."""
+        return {**os.environ, **extra}
 
     def environment(self) -> dict[str, str]:
         """The process environment with R13_DATA naming this data dir: what ``r13 serve``

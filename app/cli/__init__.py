@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from app.cli import (
+    backup_cmd,
     cache_cmd,
     config_cmd,
     db_cmd,
@@ -42,6 +43,7 @@ MODULES = [
     term_cmd,
     cache_cmd,
     mirror_cmd,
+    backup_cmd,
 ]
 
 
