@@ -1,18 +1,21 @@
-"""A running server's upkeep in each worker: the instance lock and the periodic sweep.
+"""A running server's upkeep in each worker: the instance lock, the periodic sweep, leader jobs.
 
 Started by ``create_app`` only in a real server (``root_pid`` given),
 after fork. The worker holds the data dir's instance lock shared for its whole
 life (so a second ``r13 serve`` on the same data dir never runs its
 alone-only start-up sweep under it, :mod:`r13core.locks`), and runs a
-:class:`r13core.sweeper.Sweeper`, which sweeps only while this worker leads.
+:class:`r13core.sweeper.Sweeper`, which sweeps only while this worker leads, and
+the other leader jobs it is given (the webhooks' delivery worker,
+r13core/hooks/worker.py), each run by one worker of the data dir.
 Stopped at interpreter exit.
 """
 
 from __future__ import annotations
 
 import atexit
+from collections.abc import Sequence
 
-from r13core.locks import InstanceLock
+from r13core.locks import InstanceLock, LeaderJob
 from r13core.settings import Settings
 from r13core.sweeper import Sweepable, Sweeper
 
@@ -20,7 +23,10 @@ from r13core.sweeper import Sweepable, Sweeper
 class Housekeeping:
     """The instance lock and the sweeper of one worker."""
 
-    def __init__(self, settings: Settings, registry: Sweepable) -> None:
+    def __init__(
+        self, settings: Settings, registry: Sweepable, *, jobs: Sequence[LeaderJob] = ()
+    ) -> None:
+        self.jobs = tuple(jobs)
         self.instance = InstanceLock(settings.data_dir)
         self.sweeper = Sweeper(
             registry,
@@ -33,9 +39,13 @@ class Housekeeping:
         """Hold the instance lock shared and start the sweeper's election."""
         self.instance.shared()
         self.sweeper.start()
+        for job in self.jobs:
+            job.start()
         atexit.register(self.stop)
 
     def stop(self) -> None:
-        """Stop the sweeper and drop the lock."""
+        """Stop the sweeper and the jobs, and drop the lock."""
+        for job in self.jobs:
+            job.stop()
         self.sweeper.stop()
         self.instance.release()

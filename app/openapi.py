@@ -13,6 +13,7 @@ import falcon
 
 from app.openapi_analytics import ANALYTICS_PATHS
 from app.openapi_dashboard import DASHBOARD_PATHS
+from app.openapi_hooks import HOOK_PATHS
 from app.openapi_live import LIVE_PATHS
 from app.openapi_security import SECURITY_PATHS
 from app.openapi_uplink import UPLINK_PATHS
@@ -299,6 +300,7 @@ PATHS: Final[dict[str, Any]] = {
     **ANALYTICS_PATHS,
     **LIVE_PATHS,
     **UPLINK_PATHS,
+    **HOOK_PATHS,
     **DASHBOARD_PATHS,
 }
 
