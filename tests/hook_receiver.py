@@ -54,7 +54,7 @@ class Receiver:
             def log_message(self, *args: Any) -> None:
                 return None
 
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 raw = self.rfile.read(length)
                 want = "sha256=" + hmac.new(receiver.secret, raw, hashlib.sha256).hexdigest()
