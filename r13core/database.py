@@ -34,4 +34,4 @@ def open_database(data_dir: Path, url: str | None = None) -> Storage:
     (r13core/storage/backends.py).
     """
     make_private_dirs(Path(data_dir))
-    return open_storage(default_url(data_dir) if url is None else url)
+    return open_storage(default_url(data_dir) if url is None else url, data_dir=Path(data_dir))

@@ -147,3 +147,15 @@ class SignatureError(R13Error):
     def __init__(self, message: str, reason: str = "invalid") -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class SchemaTooNew(R13Error):
+    """The database's schema is newer than this r13 knows: refused, nothing touched."""
+
+
+class SchemaPending(R13Error):
+    """The database lacks migrations and R13_AUTO_MIGRATE=0: run ``r13 db migrate``."""
+
+
+class StorageUnavailable(R13Error):
+    """The database server cannot be reached (down, refused, timed out); the app answers 503."""

@@ -75,9 +75,13 @@ def test_the_scheme_is_read_ignoring_case() -> None:
         ("", "starts with its scheme"),
         ("/var/r13/registry.sqlite3", "starts with its scheme"),
         ("1sqlite:///x", "starts with its scheme"),
-        ("mysql://u:secret@db/r13", "unknown storage URL scheme 'mysql' (supported: sqlite)"),
-        ("postgresql://u:secret@db/r13", "PostgreSQL storage (postgresql://) is not supported yet"),
-        ("postgres://u:secret@db/r13", "not supported yet"),
+        (
+            "mysql://u:secret@db/r13",
+            "unknown storage URL scheme 'mysql' (supported: postgres, postgresql, sqlite)",
+        ),
+        ("postgresql://u:secret@db:port/r13", "not a PostgreSQL storage URL"),
+        ("postgres://u:secret@[db/r13", "not a PostgreSQL storage URL"),
+        ("postgresql://u:secret@db/r13#x", "takes no fragment"),
         ("sqlite://u:secret@host/registry.sqlite3", "names a file, not a host"),
         ("sqlite:", "must name a file"),
         ("sqlite:///", "must name a file"),
@@ -116,10 +120,10 @@ def test_r13_database_url_names_the_database(tmp_path: Path) -> None:
 
 def test_a_bad_database_url_stops_start_up_naming_the_variable() -> None:
     with pytest.raises(SettingsError) as caught:
-        Settings.from_env({"R13_DATABASE_URL": "postgresql://r13:hunter2@db:5432/r13"})
+        Settings.from_env({"R13_DATABASE_URL": "postgresql://r13:hunter2@db:54x2/r13"})
     message = str(caught.value)
     assert message.startswith("R13_DATABASE_URL: ")
-    assert "not supported yet" in message and "hunter2" not in message
+    assert "not a PostgreSQL storage URL" in message and "hunter2" not in message
 
 
 def test_the_server_keeps_metadata_where_the_database_url_says(tmp_path: Path) -> None:
@@ -145,7 +149,7 @@ def test_the_cli_follows_r13_database_url(
     assert main(["--data", str(data), "users", "add", "alice", "--password-stdin"]) == 0
     assert SQLiteStorage(database).get_user("alice") is not None
     assert not (data / "registry.sqlite3").exists()
-    monkeypatch.setenv("R13_DATABASE_URL", "postgresql://r13:hunter2@db/r13")
+    monkeypatch.setenv("R13_DATABASE_URL", "postgresql://r13:hunter2@db:port/r13")
     assert main(["--data", str(data), "users", "list"]) == 2
     err = capsys.readouterr().err
-    assert "R13_DATABASE_URL" in err and "not supported yet" in err and "hunter2" not in err
+    assert "R13_DATABASE_URL" in err and "not a PostgreSQL" in err and "hunter2" not in err

@@ -7,6 +7,13 @@ the storage is opened. Percent-escapes in the path are decoded. Nothing else
 is accepted: no host, no query, no fragment. The data dir's default is
 ``sqlite:///<data dir>/registry.sqlite3`` (:func:`sqlite_url`).
 
+``postgresql://user:password@host:port/database?sslmode=...`` (or
+``postgres://``) names a PostgreSQL database (libpq's URL form, passed to psycopg
+as is); its node-local change-signal files go in the data dir given to
+:meth:`StorageTarget.open` (r13core/storage/postgres/signals.py). It needs the
+``postgres`` extra (``pip install 'r13[postgres]'``). No message ever repeats a
+URL's password.
+
 A new backend adds its scheme and URL parser to :data:`_PARSERS` (docs/storage.md).
 """
 
@@ -14,7 +21,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Protocol
 from urllib.parse import quote, unquote, urlsplit
@@ -24,15 +31,20 @@ from r13core.errors import InvalidValue
 from r13core.storage.base import Storage
 
 EXAMPLE: Final = "sqlite:///var/lib/r13/registry.sqlite3"
+PG_EXAMPLE: Final = "postgresql://r13@db.example:5432/r13"
 # Schemes r13 knows of but cannot open yet: a clear answer instead of "unknown".
-_PLANNED: Final = {"postgresql": "PostgreSQL", "postgres": "PostgreSQL"}
+_PLANNED: Final[dict[str, str]] = {}
 
 
 class StorageTarget(Protocol):
     """What a checked storage URL names; opening it makes the backend's object."""
 
-    def open(self) -> Storage:
-        """The storage (cheap: connections open lazily, per process and thread)."""
+    def open(self, data_dir: Path | None = None) -> Storage:
+        """The storage (cheap: connections open lazily, per process and thread).
+
+        ``data_dir``: the node's data dir, for backends that keep node-local files
+        beside a shared database (PostgreSQL's change-signal counters).
+        """
         ...
 
 
@@ -42,7 +54,7 @@ class SQLiteTarget:
 
     path: Path
 
-    def open(self) -> Storage:
+    def open(self, data_dir: Path | None = None) -> Storage:
         """A :class:`~r13core.storage.sqlite.SQLiteStorage` on the file."""
         from r13core.storage.sqlite import SQLiteStorage
 
@@ -72,8 +84,61 @@ def _sqlite(url: str) -> SQLiteTarget:
     return SQLiteTarget(Path(path))
 
 
+def redact_url(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (for messages and logs)."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        user, _, host = parts.netloc.rpartition("@")
+        return parts._replace(netloc=f"{user.partition(':')[0]}:***@{host}").geturl()
+    except ValueError:
+        return url.partition(":")[0] + "://…"
+
+
+@dataclass(frozen=True)
+class PostgresTarget:
+    """A PostgreSQL database (libpq URL); ``repr`` and messages never show its password."""
+
+    url: str = field(repr=False)
+    display: str = ""
+
+    def open(self, data_dir: Path | None = None) -> Storage:
+        """A :class:`~r13core.storage.postgres.PostgresStorage` (connects on first use).
+
+        InvalidValue naming the missing extra when psycopg is not installed.
+        """
+        try:
+            import psycopg  # noqa: F401
+            import psycopg_pool  # noqa: F401
+        except ImportError:
+            raise InvalidValue(
+                "PostgreSQL storage needs psycopg 3 and psycopg-pool: pip install 'r13[postgres]'"
+            ) from None
+        from r13core.storage.postgres import PostgresStorage
+
+        return PostgresStorage(self.url, data_dir=data_dir)
+
+
+def _postgres(url: str) -> PostgresTarget:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
+    except ValueError:  # the URL is not repeated: it may hold a password
+        raise InvalidValue(f"not a PostgreSQL storage URL, e.g. {PG_EXAMPLE}") from None
+    if parts.fragment or "#" in url:
+        raise InvalidValue("a PostgreSQL storage URL takes no fragment")
+    if "\x00" in url:
+        raise InvalidValue(f"not a PostgreSQL storage URL, e.g. {PG_EXAMPLE}")
+    return PostgresTarget(url, redact_url(url))
+
+
 # scheme -> parser of that scheme's URLs: the one place a backend plugs in.
-_PARSERS: Final[dict[str, Callable[[str], StorageTarget]]] = {"sqlite": _sqlite}
+_PARSERS: Final[dict[str, Callable[[str], StorageTarget]]] = {
+    "sqlite": _sqlite,
+    "postgresql": _postgres,
+    "postgres": _postgres,
+}
 
 
 def parse_url(url: str) -> StorageTarget:
@@ -102,10 +167,11 @@ def sqlite_url(path: str | os.PathLike[str]) -> str:
     return f"sqlite://{escaped}" if text.startswith("/") else f"sqlite:{escaped}"
 
 
-def open_storage(url: str) -> Storage:
+def open_storage(url: str, *, data_dir: Path | None = None) -> Storage:
     """The storage a URL names (connections open lazily, per process and thread).
 
-    InvalidValue for a URL r13 cannot open: an unknown scheme, a bad path, or a
-    backend not supported yet (``postgresql://``).
+    ``data_dir``: the node's data dir (PostgreSQL keeps its change-signal files
+    there). InvalidValue for a URL r13 cannot open: an unknown scheme, a bad
+    path, a missing driver.
     """
-    return parse_url(url).open()
+    return parse_url(url).open(data_dir)
