@@ -20,6 +20,7 @@ explains the design.
 from __future__ import annotations
 
 import abc
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
@@ -119,6 +120,47 @@ class AttemptRecord:
     status: int | None
     error: str | None
     duration_ms: float
+
+
+def body_text(body: dict[str, Any]) -> str:
+    """An event body as stored: compact JSON, keys in the order given."""
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+
+
+def hook_from_row(row: Sequence[Any]) -> HookRecord:
+    """A :class:`HookRecord` from a row ``(id, owner, type, name, endpoint, secret, created_ms,
+    updated_ms, last_delivery_ms, last_status, last_error)`` (every backend's column order)."""
+    return HookRecord(
+        str(row[0]),
+        str(row[1]),
+        str(row[2]),
+        str(row[3]),
+        str(row[4]),
+        str(row[5]),
+        int(row[6]),
+        int(row[7]),
+        None if row[8] is None else int(row[8]),
+        None if row[9] is None else int(row[9]),
+        None if row[10] is None else str(row[10]),
+    )
+
+
+def delivery_from_row(row: Sequence[Any]) -> DeliveryRecord:
+    """A :class:`DeliveryRecord` from a row in its fields' order."""
+    return DeliveryRecord(
+        str(row[0]),
+        int(row[1]),
+        str(row[2]),
+        str(row[3]),
+        str(row[4]),
+        str(row[5]),
+        int(row[6]),
+        int(row[7]),
+        int(row[8]),
+        None if row[9] is None else int(row[9]),
+        None if row[10] is None else str(row[10]),
+        None if row[11] is None else int(row[11]),
+    )
 
 
 def hook_json(hook: HookRecord) -> dict[str, Any]:
@@ -238,5 +280,8 @@ __all__ = [
     "HookEvent",
     "HookRecord",
     "HookStorage",
+    "body_text",
+    "delivery_from_row",
+    "hook_from_row",
     "hook_json",
 ]

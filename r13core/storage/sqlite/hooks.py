@@ -12,7 +12,6 @@ so two processes never claim the same row.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import uuid
 from collections.abc import Sequence
@@ -29,6 +28,9 @@ from r13core.storage.hooks import (
     HookEvent,
     HookRecord,
     HookStorage,
+    body_text,
+    delivery_from_row,
+    hook_from_row,
 )
 from r13core.storage.sqlite.connection import SQLiteDatabase
 
@@ -40,46 +42,6 @@ _DELIVERY_COLUMNS: Final = (
     "id, seq, hook_id, package, event, state, attempts, created_ms, next_ms, "
     "last_status, last_error, done_ms"
 )
-
-
-def body_text(body: dict[str, Any]) -> str:
-    """An event body as stored: compact JSON, keys in the order given."""
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
-
-
-def hook_from_row(row: Sequence[Any]) -> HookRecord:
-    """A :class:`HookRecord` from a row of :data:`_HOOK_COLUMNS` (shared with PostgreSQL)."""
-    return HookRecord(
-        str(row[0]),
-        str(row[1]),
-        str(row[2]),
-        str(row[3]),
-        str(row[4]),
-        str(row[5]),
-        int(row[6]),
-        int(row[7]),
-        None if row[8] is None else int(row[8]),
-        None if row[9] is None else int(row[9]),
-        None if row[10] is None else str(row[10]),
-    )
-
-
-def delivery_from_row(row: Sequence[Any]) -> DeliveryRecord:
-    """A :class:`DeliveryRecord` from a row of :data:`_DELIVERY_COLUMNS`."""
-    return DeliveryRecord(
-        str(row[0]),
-        int(row[1]),
-        str(row[2]),
-        str(row[3]),
-        str(row[4]),
-        str(row[5]),
-        int(row[6]),
-        int(row[7]),
-        int(row[8]),
-        None if row[9] is None else int(row[9]),
-        None if row[10] is None else str(row[10]),
-        None if row[11] is None else int(row[11]),
-    )
 
 
 def any_hooks(conn: sqlite3.Connection) -> bool:
@@ -366,4 +328,4 @@ class SQLiteHooks(SQLiteDatabase, HookStorage):
         return int(gone)
 
 
-__all__ = ["SQLiteHooks", "any_hooks", "body_text", "enqueue", "hook_from_row", "hooks_for"]
+__all__ = ["SQLiteHooks", "any_hooks", "enqueue", "hooks_for"]
