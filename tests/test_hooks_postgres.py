@@ -23,18 +23,15 @@ SECRET = "pg-hook-secret"
 
 
 def _node(pg_url: str, data: Path) -> Services:
-    return open_services(
-        Settings.from_env(
-            {
-                "R13_DATA": str(data),
-                "R13_DATABASE_URL": pg_url,
-                "R13_PUBLIC_URL": "http://r13.test",
-                "R13_HOOKS_ALLOW_PRIVATE": "1",
-                "R13_HOOKS_CONCURRENCY": "2",
-                "R13_HOOKS_RETRY_BASE": "10",
-            }
-        )  # fmt: skip
-    )
+    env = {
+        "R13_DATA": str(data),
+        "R13_DATABASE_URL": pg_url,
+        "R13_PUBLIC_URL": "http://r13.test",
+        "R13_HOOKS_ALLOW_PRIVATE": "1",
+        "R13_HOOKS_CONCURRENCY": "2",
+        "R13_HOOKS_RETRY_BASE": "10",
+    }
+    return open_services(Settings.from_env(env))
 
 
 @pytest.fixture
