@@ -344,3 +344,56 @@ def test_what_a_hook_may_watch_is_decided_by_the_policy(web: Web, receiver: Rece
     admin_made = web.call("admin", "POST", "/_api/hooks",
                           json={**body, "secret": SECRET, "owner": "bob"})  # fmt: skip
     assert admin_made.status_code == 400  # the admin API checks the address too
+
+
+# -- the command line -------------------------------------------------------------------
+
+
+def test_r13_hooks_add_ls_ping_log_rm(
+    tmp_path: Path, receiver: Receiver, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    from app.cli import main
+
+    data = tmp_path / "cli"
+    monkeypatch.setenv("R13_HOOKS_ALLOW_PRIVATE", "1")
+    assert main(["--data", str(data), "hooks", "add", "scope", "@acme", receiver.url,
+                 "--secret", SECRET]) == 0  # fmt: skip
+    hook_id = capsys.readouterr().out.strip()
+    assert main(["--data", str(data), "hooks", "ls", "--json"]) == 0
+    [listed] = json.loads(capsys.readouterr().out)
+    assert (listed["id"], listed["name"], listed["owner"]) == (hook_id, "@acme", "cli")
+    assert "secret" not in listed
+    assert main(["--data", str(data), "hooks", "ping", hook_id]) == 0
+    delivery = capsys.readouterr().out.strip()
+    services = open_services(_settings(data))
+    Deliverer(services.storage, services.settings.hooks).run_once()
+    assert main(["--data", str(data), "hooks", "log", hook_id, "--json"]) == 0
+    log = json.loads(capsys.readouterr().out)
+    assert [d["id"] for d in log["deliveries"]] == [delivery]
+    assert log["attempts"][0]["status"] == 204
+    assert any(r.delivery == delivery and r.signature_ok for r in receiver.snapshot())
+    assert (
+        main(
+            [
+                "--data",
+                str(data),
+                "hooks",
+                "add",
+                "package",
+                "x",
+                "http://10.0.0.1/",
+                "--secret",
+                "s",
+            ]
+        )
+        == 0
+    )  # fmt: skip  (allowed: R13_HOOKS_ALLOW_PRIVATE)
+    monkeypatch.delenv("R13_HOOKS_ALLOW_PRIVATE")
+    assert main(["--data", str(data), "hooks", "add", "package", "x", "http://10.0.0.1/",
+                 "--secret", "s"]) == 2  # fmt: skip
+    assert "private" in capsys.readouterr().err
+    assert main(["--data", str(data), "hooks", "rm", hook_id]) == 0
+    assert main(["--data", str(data), "hooks", "rm", hook_id]) != 0
+    events = [e["action"] for e in services.audit.page(limit=20)["events"]]
+    assert events.count("hook.add") == 2 and "hook.ping" in events and "hook.remove" in events

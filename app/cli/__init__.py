@@ -19,6 +19,7 @@ from pathlib import Path
 from app.cli import (
     cache_cmd,
     config_cmd,
+    hooks_cmd,
     keys_cmd,
     mirror_cmd,
     security_cmd,
@@ -40,6 +41,7 @@ MODULES = [
     term_cmd,
     cache_cmd,
     mirror_cmd,
+    hooks_cmd,
 ]
 
 
