@@ -1,0 +1,76 @@
+"""What webhooks add to a publish: queueing the deliveries inside the publish's transaction.
+
+Run: .venv/bin/python -m pytest bench/bench_hooks.py --benchmark-only -q \
+        --benchmark-columns=min,median,rounds
+
+One publish (``Registry.put_package``: the checks, the tarball written and fsynced, the
+one SQLite transaction, the audit event) of a new version of a small package, over a
+real data dir (WAL, synchronous=FULL), with:
+
+- ``0 hooks``: no hook exists (the transaction's one extra read finds none);
+- ``10 hooks elsewhere``: ten hooks on other packages (the state before the change is
+  kept and compared; the hook lookup finds nothing to queue);
+- ``10 hooks on it``: ten hooks on this package (one event row and ten delivery rows
+  written in the transaction).
+
+Nothing is delivered here: delivery is the worker's, off the request path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from r13core.audit import Actor
+from r13core.names import PackageName
+from r13core.services import Services, open_services
+from r13core.settings import Settings
+from tests.npm_builders import publish_body
+
+ROUNDS = 200
+
+
+@pytest.fixture
+def services(tmp_path: Path) -> Iterator[Services]:
+    s = open_services(
+        Settings.from_env({"R13_DATA": str(tmp_path), "R13_HOOKS_ALLOW_PRIVATE": "1"})
+    )
+    yield s
+    s.storage.close()
+
+
+def _hooks(services: Services, n: int, target: str) -> None:
+    for i in range(n):
+        services.hooks.add(Actor("admin"), owner="admin", kind="package",
+                           name=target if target != "other" else f"other-{i}",
+                           endpoint="http://127.0.0.1:9/hook", secret="s")  # fmt: skip
+
+
+def _publish(benchmark: Any, services: Services, rounds: Callable[[int], int], group: str) -> None:
+    benchmark.group = group
+    name = PackageName.parse("bench-pkg")
+    actor = Actor("admin")
+    n = rounds(ROUNDS)
+    bodies = iter([publish_body("bench-pkg", f"1.0.{i}") for i in range(n + 2)])
+    services.registry.put_package(name, next(bodies), actor=actor)  # the package exists
+
+    def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
+        return (name, next(bodies)), {"actor": actor}
+
+    benchmark.pedantic(services.registry.put_package, setup=setup, rounds=n, iterations=1)
+
+
+@pytest.mark.parametrize("hooks", ["0 hooks", "10 hooks elsewhere", "10 hooks on it"])
+def test_publish_with_hooks(
+    benchmark: Any, services: Services, rounds: Callable[[int], int], hooks: str
+) -> None:
+    if hooks == "10 hooks elsewhere":
+        _hooks(services, 10, "other")
+    elif hooks == "10 hooks on it":
+        _hooks(services, 10, "bench-pkg")
+    _publish(benchmark, services, rounds, "publish a new version")
+    queued = services.storage.queue_counts()["pending"]
+    assert queued == (rounds(ROUNDS) + 1) * 10 if hooks == "10 hooks on it" else queued == 0
