@@ -74,3 +74,42 @@ def test_publish_with_hooks(
     _publish(benchmark, services, rounds, "publish a new version")
     queued = services.storage.queue_counts()["pending"]
     assert queued == (rounds(ROUNDS) + 1) * 10 if hooks == "10 hooks on it" else queued == 0
+
+
+class _Rollback(Exception):
+    pass
+
+
+@pytest.mark.parametrize("hooks", ["0 hooks", "10 hooks on it"])
+def test_the_queueing_step_alone(benchmark: Any, services: Services, hooks: str) -> None:
+    """Only what the change's transaction does for webhooks (then rolled back): with no
+    hook, one probe; with ten, the snapshot, the events, the lookup and 11 rows."""
+    from r13core.hooks.events import snapshot
+    from r13core.registry.changes import Draft, _queue_hooks
+
+    benchmark.group = "the webhook step inside one publish's transaction"
+    name = "bench-pkg"
+    for i in range(20):  # a package with 20 versions
+        services.registry.put_package(
+            PackageName.parse(name), publish_body(name, f"1.0.{i}"), actor=Actor("admin")
+        )
+    if hooks != "0 hooks":
+        _hooks(services, 10, name)
+    record = services.storage.package(name)
+    assert record is not None
+    new_version = {**record.doc["versions"]["1.0.19"], "version": "2.0.0"}
+
+    def step() -> None:
+        try:
+            with services.storage.write() as tx:
+                if tx.any_hooks():
+                    doc = {**record.doc, "versions": dict(record.doc["versions"])}
+                    draft = Draft(tx, name, doc, "2026-11-28T00:00:00.000Z")
+                    before = snapshot(doc)
+                    doc["versions"]["2.0.0"] = new_version
+                    _queue_hooks(tx, draft, before, "admin")
+                raise _Rollback
+        except _Rollback:
+            pass
+
+    benchmark(step)
