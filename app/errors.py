@@ -34,6 +34,10 @@ STATUS_OF: list[tuple[type[Exception], str]] = [
     (errors.LoopDetected, falcon.HTTP_508),
     # An upstream's version whose registry signature fails: refused, never served unsigned.
     (errors.SignatureError, falcon.HTTP_502),
+    # The PostgreSQL server is down or the pool has no connection in time (docs/storage.md).
+    (errors.StorageUnavailable, falcon.HTTP_503),
+    (errors.SchemaPending, falcon.HTTP_503),
+    (errors.SchemaTooNew, falcon.HTTP_503),
 ]
 
 

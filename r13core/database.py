@@ -26,12 +26,21 @@ def default_url(data_dir: Path) -> str:
     return sqlite_url(Path(data_dir) / DATABASE_FILE)
 
 
-def open_database(data_dir: Path, url: str | None = None) -> Storage:
+def open_database(
+    data_dir: Path, url: str | None = None, *, auto_migrate: bool = True, pool_size: int = 10
+) -> Storage:
     """The storage at ``url``, or the data dir's SQLite file when None.
 
     Cheap: connections open lazily, per process (after fork) and thread. The
     data dir is created (0700) if absent. InvalidValue if r13 cannot open the URL
-    (r13core/storage/backends.py).
+    (r13core/storage/backends.py). ``auto_migrate``: migrate the schema on first use
+    (else SchemaPending while a migration is pending); ``pool_size``: PostgreSQL
+    connections per process.
     """
     make_private_dirs(Path(data_dir))
-    return open_storage(default_url(data_dir) if url is None else url, data_dir=Path(data_dir))
+    return open_storage(
+        default_url(data_dir) if url is None else url,
+        data_dir=Path(data_dir),
+        auto_migrate=auto_migrate,
+        pool_size=pool_size,
+    )

@@ -26,6 +26,7 @@ from r13core.config import Config13, ConfigStore, Feature
 from r13core.config_changes import ConfigChanges
 from r13core.database import Storage, open_database
 from r13core.datadir import make_private_dirs, secure_data_dir
+from r13core.errors import InvalidValue
 from r13core.events import EventLog
 from r13core.hooks import Deliverer, Hooks, HookWorker
 from r13core.hooks.worker import address_policy
@@ -38,7 +39,7 @@ from r13core.registry import Registry
 from r13core.settings import Settings
 from r13core.signatures import verify_upstream_version
 from r13core.signing_keys import SigningKeys
-from r13core.storage.blobs import FileBlobStore
+from r13core.storage.blobs import BlobStore, FileBlobStore
 from r13core.tarball import Limits
 from r13core.uplink import Uplink
 from r13core.upstream_keys import UpstreamKeys
@@ -65,7 +66,14 @@ class Services:
         self.notices = secure_data_dir(self.data_dir)
         make_private_dirs(self.data_dir)
         self.storage: Storage = (
-            storage if storage is not None else open_database(self.data_dir, settings.storage.url)
+            storage
+            if storage is not None
+            else open_database(
+                self.data_dir,
+                settings.storage.url,
+                auto_migrate=settings.storage.auto_migrate,
+                pool_size=settings.storage.pool_size,
+            )
         )
 
     # -- the live record ------------------------------------------------------------
@@ -99,9 +107,22 @@ class Services:
     # -- packages -----------------------------------------------------------------------
 
     @cached_property
-    def blobs(self) -> FileBlobStore:
-        """Tarball bytes, local and cached from the upstream (content-addressed files)."""
-        return FileBlobStore(self.data_dir / "blobs")
+    def blobs(self) -> BlobStore:
+        """Tarball bytes, local and cached from the upstream, content-addressed.
+
+        R13_BLOB_STORE (r13core/settings.py): ``files`` under ``<data>/blobs`` or
+        R13_BLOB_DIR (a directory every node mounts), or ``database``: chunked rows in
+        the PostgreSQL database with a node-local cache (r13core/storage/postgres/blobs.py).
+        """
+        where = self.settings.storage.blob_path
+        if self.settings.storage.blobs == "database":
+            from r13core.storage.postgres import PgDatabase
+            from r13core.storage.postgres.blobs import PgBlobStore
+
+            if not isinstance(self.storage, PgDatabase):
+                raise InvalidValue("R13_BLOB_STORE=database needs a PostgreSQL storage")
+            return PgBlobStore(self.storage, where)
+        return FileBlobStore(where)
 
     @cached_property
     def registry(self) -> Registry:
@@ -306,3 +327,33 @@ def open_services(settings: Settings, *, storage: Storage | None = None) -> Serv
 
 
 __all__ = ["LIMITER_TABLE", "Services", "open_services"]
+
+
+def schema_status(settings: Settings) -> tuple[int, int]:
+    """(the metadata database's schema version, the version this r13 knows), migrating nothing."""
+    storage = _unmigrated(settings)
+    try:
+        return storage.schema_version()
+    finally:
+        storage.close()
+
+
+def migrate_database(settings: Settings) -> tuple[list[int], int]:
+    """Apply the pending schema migrations; (the versions applied, the version now).
+
+    PostgreSQL migrates under an advisory lock (several nodes starting at once
+    migrate once); SchemaTooNew when the database is newer than this r13.
+    """
+    storage = _unmigrated(settings)
+    try:
+        applied = storage.migrate()
+        return applied, storage.schema_version()[0]
+    finally:
+        storage.close()
+
+
+def _unmigrated(settings: Settings) -> Storage:
+    make_private_dirs(settings.storage.data_dir)
+    return open_database(
+        settings.storage.data_dir, settings.storage.url, auto_migrate=False, pool_size=2
+    )

@@ -160,26 +160,74 @@ class ServerSettings:
         )
 
 
+BLOB_STORES: Final = ("database", "files")
+
+
 @dataclass(frozen=True)
 class StorageSettings:
-    """The data dir (record, blobs, logs, run state) and where metadata lives."""
+    """The data dir (record, blobs, logs, run state) and where metadata and tarballs live."""
 
     data_dir: Path = Path("var")
     database_url: str | None = None
     """R13_DATABASE_URL; None: the data dir's SQLite file (:attr:`url`)."""
+    blob_store: str | None = None
+    """R13_BLOB_STORE: ``database`` or ``files``; None: database with PostgreSQL, else files."""
+    blob_dir: Path | None = None
+    """R13_BLOB_DIR: where the files store keeps tarballs (a shared directory for several
+    nodes); None: ``<data dir>/blobs``. With the database store: this node's cache of them."""
+    auto_migrate: bool = True
+    """R13_AUTO_MIGRATE: ``r13 serve`` applies pending schema migrations at start (1), or
+    refuses to start while one is pending (0: run ``r13 db migrate``)."""
+    pool_size: int = 10
+    """R13_DB_POOL_SIZE: PostgreSQL connections per process, at most."""
 
     @property
     def url(self) -> str:
         """The metadata database's URL: R13_DATABASE_URL, else ``sqlite:///<data>/registry.sqlite3``."""
         return self.database_url if self.database_url is not None else default_url(self.data_dir)
 
+    @property
+    def is_postgres(self) -> bool:
+        """Whether metadata lives in PostgreSQL."""
+        return self.url.partition(":")[0].lower() in ("postgresql", "postgres")
+
+    @property
+    def blobs(self) -> str:
+        """The blob store in use: ``database`` or ``files`` (R13_BLOB_STORE, else by backend)."""
+        if self.blob_store is not None:
+            return self.blob_store
+        return "database" if self.is_postgres else "files"
+
+    @property
+    def blob_path(self) -> Path:
+        """The files store's root, or the database store's node-local cache."""
+        if self.blob_dir is not None:
+            return self.blob_dir
+        return self.data_dir / ("blob-cache" if self.blobs == "database" else "blobs")
+
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> StorageSettings:
-        """R13_DATA, R13_DATABASE_URL."""
-        return cls(
+        """R13_DATA, R13_DATABASE_URL, R13_BLOB_STORE, R13_BLOB_DIR, R13_AUTO_MIGRATE,
+        R13_DB_POOL_SIZE."""
+        url = database_url(env)
+        store = env.get("R13_BLOB_STORE", "").strip().lower() or None
+        if store is not None and store not in BLOB_STORES:
+            raise SettingsError(f"R13_BLOB_STORE={store!r} must be database or files")
+        blob_dir = env.get("R13_BLOB_DIR", "").strip()
+        settings = cls(
             data_dir=Path(env.get("R13_DATA", "var").strip() or "var"),
-            database_url=database_url(env),
+            database_url=url,
+            blob_store=store,
+            blob_dir=Path(blob_dir) if blob_dir else None,
+            auto_migrate=_bool(env, "R13_AUTO_MIGRATE") is not False,
+            pool_size=_int(env, "R13_DB_POOL_SIZE", 10, 1, 1000),
         )
+        if settings.blob_store == "database" and not settings.is_postgres:
+            raise SettingsError(
+                "R13_BLOB_STORE=database needs a PostgreSQL R13_DATABASE_URL "
+                "(with SQLite, tarballs are files)"
+            )
+        return settings
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from pathlib import Path
 from app.cli import (
     cache_cmd,
     config_cmd,
+    db_cmd,
     hooks_cmd,
     keys_cmd,
     mirror_cmd,
@@ -34,6 +35,7 @@ from r13core.settings import Settings
 
 MODULES = [
     config_cmd,
+    db_cmd,
     keys_cmd,
     serve_cmd,
     users_cmd,

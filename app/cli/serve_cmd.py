@@ -1,6 +1,10 @@
 """`r13 serve`: gunicorn (the gevent worker by default) hosting app.wsgi:application.
 
-On first start it creates the data dir, the record, the database, the signing
+It first brings the metadata database's schema up to date (r13core/services.py
+``migrate_database``; under an advisory lock with PostgreSQL, so nodes starting
+together migrate once), or with R13_AUTO_MIGRATE=0 refuses to start while a
+migration is pending (run ``r13 db migrate``); a schema newer than this r13 is
+always refused. On first start it creates the data dir, the record, the database, the signing
 key (and signs any version stored without a signature) and an admin key; the
 admin key goes to ``<data>/admin.key`` (mode 0600) and is printed once with the
 ``.npmrc`` lines that use it. When no other process of the data dir is
@@ -21,9 +25,10 @@ from urllib.parse import urlsplit
 from app.cli import services
 from app.hosts import HostRebaser
 from r13core.audit import Actor
+from r13core.errors import SchemaPending, SchemaTooNew
 from r13core.identity import Identity
 from r13core.locks import InstanceLock
-from r13core.services import Services, open_services
+from r13core.services import Services, migrate_database, open_services, schema_status
 from r13core.settings import Settings
 from r13core.sweeper import startup_sweep
 
@@ -85,6 +90,20 @@ def prepare(settings: Settings) -> InstanceLock:
     its own after fork. Returns the data dir's instance lock, held shared: the
     caller keeps it while it serves (or releases it).
     """
+    if settings.storage.auto_migrate:
+        applied, version = migrate_database(settings)
+        if applied:
+            print(f"r13: migrated the database to schema version {version}", file=sys.stderr)
+    else:
+        current, latest = schema_status(settings)
+        if current != latest:
+            # SchemaTooNew when newer; else the pending steps are the operator's to run.
+            migrate_check = SchemaTooNew if current > latest else SchemaPending
+            raise migrate_check(
+                f"the database is at schema version {current}, this r13 knows {latest}: "
+                + ("upgrade r13" if current > latest else "run `r13 db migrate` first")
+                + " (R13_AUTO_MIGRATE=0)"
+            )
     with open_services(settings) as services:
         return _first_start(services)
 

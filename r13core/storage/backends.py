@@ -39,11 +39,16 @@ _PLANNED: Final[dict[str, str]] = {}
 class StorageTarget(Protocol):
     """What a checked storage URL names; opening it makes the backend's object."""
 
-    def open(self, data_dir: Path | None = None) -> Storage:
+    def open(
+        self, data_dir: Path | None = None, *, auto_migrate: bool = True, pool_size: int = 10
+    ) -> Storage:
         """The storage (cheap: connections open lazily, per process and thread).
 
         ``data_dir``: the node's data dir, for backends that keep node-local files
         beside a shared database (PostgreSQL's change-signal counters).
+        ``auto_migrate``: apply pending schema migrations on first use, else refuse
+        (SchemaPending); a schema newer than the code is always refused (SchemaTooNew).
+        ``pool_size``: connections per process, for backends with a pool.
         """
         ...
 
@@ -54,13 +59,15 @@ class SQLiteTarget:
 
     path: Path
 
-    def open(self, data_dir: Path | None = None) -> Storage:
+    def open(
+        self, data_dir: Path | None = None, *, auto_migrate: bool = True, pool_size: int = 10
+    ) -> Storage:
         """A :class:`~r13core.storage.sqlite.SQLiteStorage` on the file."""
         from r13core.storage.sqlite import SQLiteStorage
 
         path = self.path.absolute()  # a later chdir must not move the database
         make_private_dirs(path.parent)
-        return SQLiteStorage(path)
+        return SQLiteStorage(path, auto_migrate=auto_migrate)
 
 
 def _sqlite(url: str) -> SQLiteTarget:
@@ -103,7 +110,9 @@ class PostgresTarget:
     url: str = field(repr=False)
     display: str = ""
 
-    def open(self, data_dir: Path | None = None) -> Storage:
+    def open(
+        self, data_dir: Path | None = None, *, auto_migrate: bool = True, pool_size: int = 10
+    ) -> Storage:
         """A :class:`~r13core.storage.postgres.PostgresStorage` (connects on first use).
 
         InvalidValue naming the missing extra when psycopg is not installed.
@@ -117,7 +126,9 @@ class PostgresTarget:
             ) from None
         from r13core.storage.postgres import PostgresStorage
 
-        return PostgresStorage(self.url, data_dir=data_dir)
+        return PostgresStorage(
+            self.url, data_dir=data_dir, auto_migrate=auto_migrate, pool_size=pool_size
+        )
 
 
 def _postgres(url: str) -> PostgresTarget:
@@ -167,11 +178,13 @@ def sqlite_url(path: str | os.PathLike[str]) -> str:
     return f"sqlite://{escaped}" if text.startswith("/") else f"sqlite:{escaped}"
 
 
-def open_storage(url: str, *, data_dir: Path | None = None) -> Storage:
+def open_storage(
+    url: str, *, data_dir: Path | None = None, auto_migrate: bool = True, pool_size: int = 10
+) -> Storage:
     """The storage a URL names (connections open lazily, per process and thread).
 
     ``data_dir``: the node's data dir (PostgreSQL keeps its change-signal files
     there). InvalidValue for a URL r13 cannot open: an unknown scheme, a bad
     path, a missing driver.
     """
-    return parse_url(url).open(data_dir)
+    return parse_url(url).open(data_dir, auto_migrate=auto_migrate, pool_size=pool_size)

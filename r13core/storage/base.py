@@ -75,6 +75,17 @@ class Storage(
         """Release connections held by this process (optional)."""
         return None
 
+    def schema_version(self) -> tuple[int, int]:
+        """(the database's schema version, the version this code knows); ``r13 db status``."""
+        return (0, 0)
+
+    def migrate(self) -> list[int]:
+        """Apply pending schema migrations now; the versions applied (``r13 db migrate``).
+
+        A schema newer than the code is refused (r13core.errors.SchemaTooNew).
+        """
+        return []
+
 
 __all__ = [
     "AUDIT_GENESIS",

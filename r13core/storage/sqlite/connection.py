@@ -46,7 +46,7 @@ from r13core import cooperative
 from r13core.datadir import FILE_MODE, narrow_file
 from r13core.storage.packages import JSONDict
 from r13core.storage.signals import ChangeSignal
-from r13core.storage.sqlite.migrations import migrate
+from r13core.storage.sqlite.migrations import latest, migrate, refuse_pending, user_version
 
 log = logging.getLogger("r13.storage")
 
@@ -92,8 +92,15 @@ def immediate(
 class SQLiteDatabase:
     """The file at ``path`` (created and migrated on first use, see migrations.py)."""
 
-    def __init__(self, path: str | os.PathLike[str], *, busy_timeout_ms: int = 30_000) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout_ms: int = 30_000,
+        auto_migrate: bool = True,
+    ) -> None:
         self.path = Path(path)
+        self.auto_migrate = auto_migrate
         self._busy_timeout_ms = busy_timeout_ms
         self._local: Any = None
         self._local_pid = -1
@@ -167,7 +174,10 @@ class SQLiteDatabase:
                     # wait for (a new file, another process's first connection), so retry.
                     self._while_busy(lambda: conn.execute("PRAGMA journal_mode = WAL"))
                     with immediate(conn):
-                        migrate(conn)
+                        if self.auto_migrate:
+                            migrate(conn)
+                        else:
+                            refuse_pending(conn)
                     self._migrated_pid = pid
         self._local.conn = conn
         self._local.pid = pid
@@ -239,6 +249,29 @@ class SQLiteDatabase:
                 self._writer = outer
         if changes is not None and conn.total_changes != before:
             changes.bump()
+
+    def schema_version(self) -> tuple[int, int]:
+        """(the file's schema version, the version this code knows); nothing is migrated."""
+        if not self.path.exists():
+            return 0, latest()
+        conn = sqlite3.connect(self.path, timeout=self._busy_timeout_ms / 1000)
+        try:
+            return user_version(conn), latest()
+        finally:
+            conn.close()
+
+    def migrate(self) -> list[int]:
+        """Apply pending migrations now (one ``BEGIN IMMEDIATE``); the versions applied."""
+        self._private_files()
+        conn = sqlite3.connect(
+            self.path, timeout=self._busy_timeout_ms / 1000, isolation_level=None
+        )
+        try:
+            self._while_busy(lambda: conn.execute("PRAGMA journal_mode = WAL"))
+            with immediate(conn):
+                return migrate(conn)
+        finally:
+            conn.close()
 
     def pragma(self, name: str) -> Any:
         """Read a PRAGMA on this thread's connection (for tests and diagnostics)."""

@@ -104,8 +104,14 @@ def _web_login(row: Any) -> WebLoginRecord:
 class SQLiteIdentity(SQLiteDatabase, IdentityStorage):
     """Keys, users, names, web logins and blocks in the SQLite file."""
 
-    def __init__(self, path: str | os.PathLike[str], *, busy_timeout_ms: int = 30_000) -> None:
-        super().__init__(path, busy_timeout_ms=busy_timeout_ms)
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout_ms: int = 30_000,
+        auto_migrate: bool = True,
+    ) -> None:
+        super().__init__(path, busy_timeout_ms=busy_timeout_ms, auto_migrate=auto_migrate)
         # Changes to keys, users and blocks, counted across processes (auth_version).
         self.auth_changes = FileChangeSignal(Path(f"{self.path}-authgen"))
 

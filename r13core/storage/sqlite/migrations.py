@@ -16,6 +16,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any, Final
 
+from r13core.errors import SchemaPending, SchemaTooNew
 from r13core.storage.audit import AUDIT_GENESIS, audit_hash
 
 KEY_PRINCIPAL = "key:"  # r13core.keys.KEY_PRINCIPAL (storage does not import keys)
@@ -360,12 +361,47 @@ _MIGRATIONS: Final[tuple[Migration, ...]] = (
 )
 
 
-def migrate(conn: sqlite3.Connection) -> None:
+def latest() -> int:
+    """The schema version this code migrates to: the number of migrations it knows."""
+    return len(_MIGRATIONS)
+
+
+def user_version(conn: sqlite3.Connection) -> int:
+    """The file's schema version (``PRAGMA user_version``)."""
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    return int(version)
+
+
+def check_not_newer(version: int) -> None:
+    """SchemaTooNew if ``version`` is above what this code knows."""
+    if version > latest():
+        raise SchemaTooNew(
+            f"the SQLite database is at schema version {version}, newer than this r13 "
+            f"knows (version {latest()}): upgrade r13 before using this database"
+        )
+
+
+def refuse_pending(conn: sqlite3.Connection) -> None:
+    """SchemaPending (or SchemaTooNew) unless the file is at :func:`latest` (R13_AUTO_MIGRATE=0)."""
+    version = user_version(conn)
+    check_not_newer(version)
+    if version < latest():
+        raise SchemaPending(
+            f"the SQLite database is at schema version {version}, this r13 needs "
+            f"{latest()}: run `r13 db migrate` (R13_AUTO_MIGRATE=0)"
+        )
+
+
+def migrate(conn: sqlite3.Connection) -> list[int]:
     """Apply the migrations this file lacks, in order; call it inside ``BEGIN IMMEDIATE``.
 
-    ``PRAGMA user_version`` counts those applied, and moves with them.
+    ``PRAGMA user_version`` counts those applied, and moves with them; the
+    versions applied are returned. A file newer than this code is refused
+    (SchemaTooNew), untouched.
     """
-    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    version = user_version(conn)
+    check_not_newer(version)
+    applied: list[int] = []
     for number, script in enumerate(_MIGRATIONS, start=1):
         if number <= version:
             continue
@@ -377,3 +413,5 @@ def migrate(conn: sqlite3.Connection) -> None:
                 if statement.strip():
                     conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {number}")
+        applied.append(number)
+    return applied

@@ -102,8 +102,14 @@ class SQLitePackages(SQLiteDatabase, PackageStorage):
     """Package state in the SQLite file; every committed package change bumps
     ``<db>-pkggen`` (:attr:`package_changes`), which the uplink's proxy policy caches by."""
 
-    def __init__(self, path: str | os.PathLike[str], *, busy_timeout_ms: int = 30_000) -> None:
-        super().__init__(path, busy_timeout_ms=busy_timeout_ms)
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout_ms: int = 30_000,
+        auto_migrate: bool = True,
+    ) -> None:
+        super().__init__(path, busy_timeout_ms=busy_timeout_ms, auto_migrate=auto_migrate)
         self.package_changes = FileChangeSignal(Path(f"{self.path}-pkggen"))
 
     @contextmanager
