@@ -91,7 +91,9 @@ class Deliverer:
             worker=self.name,
             now_ms=self._now_ms(),
             lease_ms=self.lease_ms,
-            limit=self.settings.concurrency * 4,
+            # No more than can be sent at once: a claimed row waiting for a free sender
+            # would spend its lease, and another node could claim it meanwhile.
+            limit=self.settings.concurrency,
         )
         if not claimed:
             return 0
