@@ -154,6 +154,13 @@ STEPS = [
         "dashboard.json",
     ),
     Step(
+        "one node over PostgreSQL vs SQLite; blobs in the database vs files",
+        ["-m", "bench.postgres_backend", "--rounds", "1", *SHORT, "--small", "10",
+         "--big-versions", "5", "--json", "{out}/postgres_backend.json"],
+        "postgres_backend.json",
+        also=("bench.http",),
+    ),
+    Step(
         "package patterns: the old regex vs the automaton, one call each",
         ["-m", "bench.bench_patterns", "--max-repeat", "3",
          "--json", "{out}/bench_patterns.json"],

@@ -28,6 +28,7 @@ import pytest
 from r13core.errors import InvalidValue, R13Error, SchemaPending, SchemaTooNew, StorageUnavailable
 from r13core.storage import open_storage, parse_url
 from r13core.storage.identity import KeyRecord, UserRecord
+from r13core.storage.packages import TarballRecord
 from r13core.storage.postgres import (
     NotifyingSignal,
     PgAdvisories,
@@ -391,16 +392,26 @@ def test_a_blob_of_many_chunks_streams_into_a_verified_node_copy(
 def test_an_orphan_row_of_a_publish_that_died_is_swept_everywhere(
     opened: _Opened, tmp_path: Path
 ) -> None:
-    blobs = PgBlobStore(opened(PgDatabase), tmp_path / "cache")
+    from r13core.registry import maintenance
+
+    storage = opened(PostgresStorage)
+    blobs = PgBlobStore(storage, tmp_path / "cache")
+    other_node = PgBlobStore(opened(PgDatabase), tmp_path / "other")
     kept = blobs.put(b"committed")
+    with storage.write() as tx:  # the publish that committed
+        tx.add_tarball(TarballRecord("a", "1.0.0", kept.sha512, kept.size))
     died = blobs.put(b"a publish that died before its commit")
     assert blobs.path(died.sha512) is not None  # this node had a copy too
-    found = blobs.orphans({kept.sha512}, min_age=0)
-    assert ROW_PREFIX / died.sha512 in found
-    assert blobs.sweep_orphans({kept.sha512}, min_age=0) >= 1
-    assert blobs.read(died.sha512) is None and blobs.path(died.sha512) is None
+    assert other_node.path(kept.sha512) is not None
+    assert ROW_PREFIX / died.sha512 in blobs.orphans({kept.sha512}, min_age=0)
+    assert maintenance.sweep(storage, blobs, min_age=3600, alone=False) == 0  # too fresh
+    assert maintenance.sweep(storage, other_node, min_age=0, alone=False) == 1  # any node
+    assert blobs.read(died.sha512) is None
+    assert maintenance.sweep(storage, blobs, min_age=0, alone=True) == 1  # its stale copy
+    assert blobs.path(died.sha512) is None
     assert blobs.read(kept.sha512) == b"committed"
-    assert blobs.db.fetchone("SELECT count(*) FROM blob_chunks")[0] == 1
+    assert other_node.path(kept.sha512) is not None
+    assert storage.fetchone("SELECT count(*) FROM blob_chunks")[0] == 1
 
 
 def test_a_sweep_on_one_node_waits_for_a_hold_on_another(opened: _Opened, tmp_path: Path) -> None:
@@ -540,3 +551,28 @@ def test_a_query_waiting_in_the_database_does_not_stop_other_greenlets(
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split()[-1] == "20"
+
+
+def test_a_lost_session_is_storage_unavailable_and_the_next_call_reconnects(
+    opened: _Opened,
+) -> None:
+    storage = opened(PostgresStorage)
+    storage.add_counters([("k", "l", 1)])
+    with storage.connect() as admin:  # end every other session of this database
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    with pytest.raises(StorageUnavailable) as caught:
+        storage.counters()
+    assert str(caught.value).startswith("PostgreSQL at postgresql://postgres@127.0.0.1:")
+    wait_until(lambda: _answers(storage))
+    assert storage.counters() == [("k", "l", 1)]
+
+
+def _answers(storage: PostgresStorage) -> bool:
+    try:
+        storage.counters()
+    except StorageUnavailable:
+        return False
+    return True

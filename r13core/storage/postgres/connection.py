@@ -190,6 +190,12 @@ class PgDatabase:
             raise StorageUnavailable(
                 f"no PostgreSQL connection to {self.display_url} within {self.connect_timeout:g} s"
             ) from None
+        except psycopg.OperationalError as exc:
+            # The server went away mid-session, or a deadlock or lock timeout rolled the
+            # transaction back: nothing was committed; the client may retry (503).
+            raise StorageUnavailable(
+                f"PostgreSQL at {self.display_url}: {_first_line(exc)}"
+            ) from exc
 
     @contextmanager
     def transaction(self, changes: ChangeSignal | None = None) -> Iterator[PgTxn]:
