@@ -143,6 +143,23 @@ class Guard:
             client_ip=getattr(req.context, "client_ip", None),
         )
 
+    def hook_manager(
+        self, req: falcon.Request, owner: str | None = None, watches: tuple[str, str] | None = None
+    ) -> Actor:
+        """Who manages a webhook of ``owner`` (default: the caller's own), if r13core's
+        policy lets them (:meth:`Policy.check_hook`: their own hooks, an admin's all)."""
+        identity = self.require(req, Action.HOOK)
+        if identity is None:  # authorize() lets no anonymous write through
+            raise Unauthorized()
+        self._policy.check_hook(
+            identity,
+            owner=identity.username if owner is None else owner,
+            watches=watches,
+            private=self._config().has(Feature.PRIVATE_REGISTRY),
+            client_ip=getattr(req.context, "client_ip", None),
+        )
+        return client_actor(req, identity.username)
+
     def actor(self, req: falcon.Request, action: Action, package: PackageName | None = None) -> str:
         """Like :meth:`require` for a write: who acts (the key's owner, else ``key:<id>``)."""
         return self.acting(req, action, package).name

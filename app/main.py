@@ -19,7 +19,7 @@ from app.live.terminal import TerminalResource
 from app.live.websocket import WebSockets, WebSocketSettings
 from app.monitoring import Monitoring
 from app.openapi import OpenAPI
-from app.resources import analytics, dashboard, performance, uplink
+from app.resources import analytics, dashboard, hooks, performance, uplink
 from app.resources.advisories import Advisories
 from app.resources.audit_log import SecurityAuditLog
 from app.resources.cluster import ClusterNodes
@@ -79,7 +79,9 @@ def create_app(
     )
     registry.subscribe(monitoring.package_changed)
     services.uplink.count = monitoring.metrics.count  # cache hits, upstream latency, errors
-    housekeeping = Housekeeping(settings, registry)
+    housekeeping = Housekeeping(settings, registry, jobs=[services.hook_worker])
+    # A publish or unpublish queued its deliveries: this worker's deliverer looks at once.
+    registry.subscribe(lambda _change: services.hook_worker.wake())
     guard = Guard(
         services.authenticator, store.read, policy=services.policy, owners=services.maintainers
     )
@@ -167,6 +169,7 @@ def create_app(
     terminal = TerminalResource(channel.sockets, guard, services, origins)
     app.add_route("/_dashboard/terminal", terminal)
     uplink.add_routes(app, uplink.UplinkAdmin(services.uplink, guard, max_body=limit))
+    hooks.add_routes(app, services.hooks, guard)  # webhooks (docs/webhooks.md)
     app.add_sink(
         Attestations(registry, guard, upstream=services.uplink.attestations),
         prefix=ATTESTATIONS_PATH,

@@ -14,6 +14,7 @@ import falcon
 from app.openapi_analytics import ANALYTICS_PATHS
 from app.openapi_cluster import CLUSTER_PATHS
 from app.openapi_dashboard import DASHBOARD_PATHS
+from app.openapi_hooks import HOOK_PATHS
 from app.openapi_live import LIVE_PATHS
 from app.openapi_security import SECURITY_PATHS
 from app.openapi_uplink import UPLINK_PATHS
@@ -300,6 +301,7 @@ PATHS: Final[dict[str, Any]] = {
     **ANALYTICS_PATHS,
     **LIVE_PATHS,
     **UPLINK_PATHS,
+    **HOOK_PATHS,
     **DASHBOARD_PATHS,
     **CLUSTER_PATHS,
 }

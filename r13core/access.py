@@ -48,6 +48,8 @@ class Action(enum.Enum):
     DEPRECATE = "deprecate"
     DIST_TAG = "dist-tag"
     OWNER = "owner"
+    HOOK = "hook"
+    """Manage webhooks (r13core/hooks/): one's own, or (an admin) anyone's."""
     ADMIN = "admin"
 
 
@@ -58,6 +60,7 @@ _NEEDS: Final[dict[Action, Permission]] = {
     Action.DEPRECATE: Permission.WRITE,
     Action.DIST_TAG: Permission.WRITE,
     Action.OWNER: Permission.WRITE,
+    Action.HOOK: Permission.WRITE,
     Action.ADMIN: Permission.ADMIN,
 }
 # Which field of a rule governs an action (Verdaccio puts deprecate and tags under publish).
@@ -364,6 +367,44 @@ class Policy:
             )
 
         return visible
+
+    def check_hook(
+        self,
+        identity: KeyInfo | None,
+        *,
+        owner: str,
+        watches: tuple[str, str] | None = None,
+        private: bool,
+        client_ip: str | None = None,
+    ) -> None:
+        """Whether ``identity`` may manage a webhook of ``owner`` (Forbidden says why not).
+
+        A caller manages its own hooks (made under its name), an admin everyone's.
+        ``watches`` (type, name), when a hook is made: a ``package`` or ``scope``
+        hook needs read access to what it watches (its events carry the
+        package's documents), an ``owner`` hook watches the caller's own
+        packages unless an admin makes it.
+        """
+        self.authorize(identity, Action.HOOK, private=private, client_ip=client_ip)
+        assert identity is not None  # authorize() lets no anonymous write through
+        admin = is_admin(identity)
+        if not admin and identity.username != owner:
+            raise Forbidden(
+                f"{identity.username!r} may not manage a hook of {owner!r} "
+                "(a hook is managed by whoever made it, or an admin)"
+            )
+        if watches is None:
+            return
+        kind, name = watches
+        if kind == "owner":
+            if not admin and name != identity.username:
+                raise Forbidden(
+                    f"an owner hook of {identity.username!r} watches its own packages, "
+                    f"not {name!r}'s (an admin may watch anyone's)"
+                )
+            return
+        probe = name if kind == "package" else f"{name}/*"
+        self.authorize(identity, Action.READ, private=private, package=probe, client_ip=client_ip)
 
     @staticmethod
     def owner_decides(identity: KeyInfo | None, action: Action) -> bool:

@@ -28,6 +28,8 @@ from r13core.database import Storage, open_database
 from r13core.datadir import make_private_dirs, secure_data_dir
 from r13core.errors import InvalidValue
 from r13core.events import EventLog
+from r13core.hooks import Deliverer, Hooks, HookWorker
+from r13core.hooks.worker import address_policy
 from r13core.identity import Identity, expiry_days
 from r13core.keys import KeyStore
 from r13core.logins import Logins
@@ -269,6 +271,23 @@ class Services:
         """A package's maintainers, for the web guard's early ownership check (the
         registry's; the answer that counts is taken again at commit)."""
         return self.registry.owners
+
+    # -- webhooks (docs/webhooks.md) ---------------------------------------------------
+
+    @cached_property
+    def hooks(self) -> Hooks:
+        """Managing webhooks (audited); a ping wakes this process's delivery worker."""
+        return Hooks(
+            self.storage,
+            self.audit,
+            address_policy(self.settings.hooks),
+            on_queued=self.hook_worker.wake,
+        )
+
+    @cached_property
+    def hook_worker(self) -> HookWorker:
+        """The delivery worker: started by each server worker, run by the one that leads."""
+        return HookWorker(Deliverer(self.storage, self.settings.hooks), self.data_dir)
 
     @cached_property
     def analytics(self) -> Analytics:

@@ -20,6 +20,7 @@ that names the variable. The sections:
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -435,6 +436,49 @@ class LiveSettings:
 
 
 @dataclass(frozen=True)
+class HookSettings:
+    """Webhooks' delivery (docs/webhooks.md): timeouts, retries, which addresses (R13_HOOKS_*)."""
+
+    allow_private: bool = False
+    """R13_HOOKS_ALLOW_PRIVATE=1: endpoints on private/loopback/link-local addresses too."""
+    allow_cidrs: tuple[str, ...] = ()
+    """R13_HOOKS_ALLOW_CIDRS: networks allowed although not public (e.g. 10.1.0.0/16)."""
+    timeout_ms: int = 10_000
+    max_attempts: int = 10
+    retry_base_ms: int = 1000
+    retry_max_ms: int = 3_600_000
+    poll_ms: int = 1000
+    concurrency: int = 8
+    keep_days: int = 30
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> HookSettings:
+        """R13_HOOKS_ALLOW_PRIVATE, R13_HOOKS_ALLOW_CIDRS, R13_HOOKS_TIMEOUT,
+        R13_HOOKS_MAX_ATTEMPTS, R13_HOOKS_RETRY_BASE, R13_HOOKS_RETRY_MAX, R13_HOOKS_POLL,
+        R13_HOOKS_CONCURRENCY, R13_HOOKS_KEEP_DAYS."""
+        cidrs = tuple(
+            c.strip() for c in env.get("R13_HOOKS_ALLOW_CIDRS", "").split(",") if c.strip()
+        )
+        for cidr in cidrs:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise SettingsError(f"R13_HOOKS_ALLOW_CIDRS: {cidr!r} is not a network") from None
+        base = _int(env, "R13_HOOKS_RETRY_BASE", 1000, 1, 86_400_000)
+        return cls(
+            allow_private=bool(_bool(env, "R13_HOOKS_ALLOW_PRIVATE")),
+            allow_cidrs=cidrs,
+            timeout_ms=_int(env, "R13_HOOKS_TIMEOUT", 10_000, 100, 600_000),
+            max_attempts=_int(env, "R13_HOOKS_MAX_ATTEMPTS", 10, 1, 100),
+            retry_base_ms=base,
+            retry_max_ms=max(base, _int(env, "R13_HOOKS_RETRY_MAX", 3_600_000, 1, 7 * 86_400_000)),
+            poll_ms=_int(env, "R13_HOOKS_POLL", 1000, 10, 600_000),
+            concurrency=_int(env, "R13_HOOKS_CONCURRENCY", 8, 1, 256),
+            keep_days=_int(env, "R13_HOOKS_KEEP_DAYS", 30, 1, 3650),
+        )
+
+
+@dataclass(frozen=True)
 class SecuritySettings:
     """Keys, rate limits, blocks, proxies and access rules (SECURITY_*, R13_*)."""
 
@@ -558,6 +602,7 @@ class Settings:
     uplink: UplinkSettings = field(default_factory=UplinkSettings)
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
     backup: BackupSettings = field(default_factory=BackupSettings)
+    hooks: HookSettings = field(default_factory=HookSettings)
     features: tuple[tuple[Feature, bool], ...] = ()
     """R13_FEATURE_<NAME>=0|1: bits forced on the record at start, as (flag, on) pairs."""
 
@@ -591,6 +636,7 @@ class Settings:
             uplink=UplinkSettings.from_env(env),
             cluster=ClusterSettings.from_env(env),
             backup=BackupSettings.from_env(env),
+            hooks=HookSettings.from_env(env),
             features=tuple(features),
         )
 

@@ -27,6 +27,7 @@ import gevent  # noqa: E402
 import greenlet  # noqa: E402
 
 from r13core.audit import Actor  # noqa: E402
+from r13core.hooks import Deliverer  # noqa: E402
 from r13core.keys import Permission  # noqa: E402
 from r13core.locks import InstanceLock, LeaderJob  # noqa: E402
 from r13core.names import PackageName  # noqa: E402
@@ -272,10 +273,21 @@ def writes_never_yield(data: Path, yield_inside: bool) -> dict[str, Any]:
     """Publishes, keys, usage counts, audit and config changes from several greenlets at
     once, under a tracer that records every switch away from a greenlet that is inside a
     write transaction. ``yield_inside``: one extra write that yields (the tracer's control)."""
-    services = open_services(Settings.from_env({"R13_DATA": str(data)}))
+    env = {"R13_DATA": str(data), "R13_HOOKS_ALLOW_PRIVATE": "1", "R13_HOOKS_RETRY_BASE": "1"}
+    services = open_services(Settings.from_env(env))
     storage = services.storage
     assert isinstance(storage, SQLiteStorage)
     tracer = SwitchesInsideWrites(storage)
+    # A webhook on every probe package: each publish queues a delivery in its transaction,
+    # and a delivery worker claims, sends (to a closed port) and records meanwhile.
+    services.hooks.add(Actor.cli(), owner="cli", kind="scope", name="@probe",
+                       endpoint="http://127.0.0.1:9/hook", secret="s")  # fmt: skip
+    deliverer = Deliverer(storage, services.settings.hooks)
+
+    def deliveries() -> None:
+        for _ in range(8):
+            deliverer.run_once()
+            gevent.sleep(0)
 
     def publisher(who: str) -> None:
         for i in range(4):
@@ -307,6 +319,7 @@ def writes_never_yield(data: Path, yield_inside: bool) -> dict[str, Any]:
     with tracer:
         greenlets = [gevent.spawn(job, f"g{n}") for n, job in enumerate(jobs)]
         greenlets.append(gevent.spawn(usage_and_config))
+        greenlets.append(gevent.spawn(deliveries))
         if yield_inside:
             greenlets.append(gevent.spawn(yielder))
         gevent.joinall(greenlets, timeout=GENEROUS, raise_error=True)
@@ -318,6 +331,7 @@ def writes_never_yield(data: Path, yield_inside: bool) -> dict[str, Any]:
         "violations": tracer.violations,
         "switches": tracer.switches,
         "packages": packages,
+        "hook_deliveries": sum(storage.queue_counts().values()),
     }
 
 

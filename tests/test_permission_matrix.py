@@ -70,6 +70,19 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/-/npm/v1/tokens"): "identity",
     ("POST", "/-/npm/v1/tokens"): "user",
     ("DELETE", "/-/npm/v1/tokens/token/{key}"): "identity",
+    # Webhooks (app/resources/hooks.py): a write key manages its own hooks (r13core's
+    # Policy.check_hook), an admin everyone's; the admin API is admin only.
+    ("GET", "/-/npm/v1/hooks"): "hook",
+    ("POST", "/-/npm/v1/hooks/hook"): "hook",
+    ("GET", "/-/npm/v1/hooks/hook/{hook_id}"): "hook",
+    ("PUT", "/-/npm/v1/hooks/hook/{hook_id}"): "hook",
+    ("DELETE", "/-/npm/v1/hooks/hook/{hook_id}"): "hook",
+    ("GET", "/_api/hooks"): "admin",
+    ("POST", "/_api/hooks"): "admin",
+    ("GET", "/_api/hooks/{hook_id}"): "admin",
+    ("DELETE", "/_api/hooks/{hook_id}"): "admin",
+    ("GET", "/_api/hooks/{hook_id}/deliveries"): "admin",
+    ("POST", "/_api/hooks/{hook_id}/ping"): "admin",
     ("GET", "/-/user/org.couchdb.user:{name}"): "open",
     ("PUT", "/-/user/org.couchdb.user:{name}"): "open",
     ("DELETE", "/-/user/token/{token}"): "open",
@@ -165,6 +178,7 @@ RULES: dict[str, dict[str, Any]] = {
     "write_pkg": {**_BAD, "read": 403, "write": OK, "admin": OK, "wrong_scope": 403, "user": OK},
     "admin": {**_BAD, "read": 403, "write": 403, "admin": OK, "wrong_scope": 403, "user": 403},
     "user": {**_BAD, "read": 403, "write": 403, "admin": 403, "wrong_scope": 403, "user": OK},
+    "hook": {**_BAD, "read": 403, "write": OK, "admin": OK, "wrong_scope": OK, "user": OK},
     # app/monitoring.py: a key is checked (admin; read for /metrics); no key: loopback only.
     "monitoring": {
         **_BAD,
@@ -315,6 +329,7 @@ _PARAMS = {
     "{token}": "r13_nope",
     "{advisory_id}": "999",
     "{key_id}": "nope",
+    "{hook_id}": "nope",
     "{ip}": "192.0.2.77",
     "{length}": "64",
     "{bare}": "pkg",

@@ -21,6 +21,7 @@ from app.cli import (
     cache_cmd,
     config_cmd,
     db_cmd,
+    hooks_cmd,
     keys_cmd,
     mirror_cmd,
     security_cmd,
@@ -44,6 +45,7 @@ MODULES = [
     cache_cmd,
     mirror_cmd,
     backup_cmd,
+    hooks_cmd,
 ]
 
 

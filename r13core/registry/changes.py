@@ -12,7 +12,10 @@ IMMEDIATE``; the commit is the publish point):
    its way is not changed (Forbidden);
 3. check the ``_rev`` the client sent, when it sent one (RevConflict);
 4. apply the change to a :class:`Draft` of the document;
-5. save it (with its search summary and a new ``modified``) if it changed.
+5. save it (with its search summary and a new ``modified``) if it changed;
+6. queue the webhook deliveries the change makes (r13core/hooks/events.py), in
+   the same transaction: a committed change always has them, a rolled-back one
+   none (``sender`` names who acts; without it nothing is queued).
 
 What happens after the commit — listeners, deleting unpublished tarballs, the
 audit event — is the caller's (r13core/registry/service.py), and only once the
@@ -21,10 +24,12 @@ transaction has committed.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Final, Generic, TypeVar
 
+from r13core.hooks.events import Snapshot, derive, snapshot
 from r13core.registry.documents import (
     check_rev,
     copy_top_fields,
@@ -124,12 +129,14 @@ def change_package(
     rev: object = UNCHECKED,
     check_owner: OwnerCheck | None = None,
     create: Callable[[str], JSONDict] | None = None,
+    sender: str | None = None,
 ) -> Committed[T]:
     """Read, check, apply and write one package in one transaction (the module docstring).
 
     ``create(now)`` starts the document of a package that does not exist yet
     (a first publish); without it, an absent package is NotFound. Anything
-    ``apply`` raises rolls the whole transaction back.
+    ``apply`` raises rolls the whole transaction back. ``sender``: who acts, as
+    the webhooks' events name them (None: queue no event).
     """
     with storage.write() as tx:
         stamp = now()
@@ -145,13 +152,30 @@ def change_package(
                 check_rev(record, rev)
             draft = Draft(tx, name, record.doc, stamp)
             after = record.rev
+        # Only when some hook exists (one cheap read) is the state before kept.
+        before = snapshot(None if draft.new else draft.doc) if sender and tx.any_hooks() else None
         value = apply(draft)
         if draft.deleted:
             after = None
         elif draft.changed:
             draft.doc["modified"] = stamp
             after = tx.save_package(name, draft.doc, summary=summarize(name, draft.doc))
+        if before is not None and sender and (draft.deleted or draft.changed):
+            _queue_hooks(tx, draft, before, sender)
     return Committed(name, value, after, tuple(draft.removed), draft.changed or draft.deleted)
+
+
+def _queue_hooks(tx: WriteTxn, draft: Draft, before: Snapshot, sender: str) -> None:
+    """Queue the change's webhook deliveries inside its transaction (step 6)."""
+    after = None if draft.deleted else draft.doc
+    events = derive(draft.name, before, after, sender=sender, time=draft.now, new=draft.new)
+    if not events:
+        return
+    owners = sorted(set(before.maintainers) | set(snapshot(after).maintainers))
+    hooks = tx.hooks_for(draft.name, owners)
+    if hooks:
+        now_ms = int(time.time() * 1000)
+        tx.enqueue_hooks([(hook, event) for event in events for hook in hooks], now_ms)
 
 
 __all__ = ["UNCHECKED", "Committed", "Draft", "OwnerCheck", "change_package"]

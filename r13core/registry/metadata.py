@@ -58,6 +58,7 @@ def update_metadata(
     name: PackageName,
     body: dict[str, Any],
     check_owner: OwnerCheck | None,
+    sender: str | None = None,
 ) -> Committed[None]:
     """``PUT /:pkg`` without attachments: deprecations (a ``_rev`` in the body is checked)."""
     key = str(name)
@@ -69,7 +70,7 @@ def update_metadata(
             draft.touch()
 
     rev = body.get("_rev", UNCHECKED)
-    return change_package(storage, key, deprecate, rev=rev, check_owner=check_owner)
+    return change_package(storage, key, deprecate, rev=rev, check_owner=check_owner, sender=sender)
 
 
 def _maintainers(value: object) -> list[dict[str, str]]:
@@ -109,6 +110,7 @@ def change_by_rev(
     rev: str,
     body: dict[str, Any],
     check_owner: OwnerCheck | None,
+    sender: str | None = None,
 ) -> Committed[None]:
     """``PUT /:pkg/-rev/:rev``: unpublish the versions missing from the body, set maintainers.
 
@@ -137,14 +139,22 @@ def change_by_rev(
                     manifest["maintainers"] = maintainers
                 draft.touch()
 
-    return change_package(storage, str(name), change, rev=rev, check_owner=check_owner)
+    return change_package(
+        storage, str(name), change, rev=rev, check_owner=check_owner, sender=sender
+    )
 
 
 def unpublish(
-    storage: RegistryStorage, name: PackageName, rev: str, check_owner: OwnerCheck | None
+    storage: RegistryStorage,
+    name: PackageName,
+    rev: str,
+    check_owner: OwnerCheck | None,
+    sender: str | None = None,
 ) -> Committed[None]:
     """``DELETE /:pkg/-rev/:rev``: the whole package goes (its version numbers stay used)."""
-    return change_package(storage, str(name), Draft.delete, rev=rev, check_owner=check_owner)
+    return change_package(
+        storage, str(name), Draft.delete, rev=rev, check_owner=check_owner, sender=sender
+    )
 
 
 def remove_tarball(
@@ -153,6 +163,7 @@ def remove_tarball(
     filename: str,
     rev: str,
     check_owner: OwnerCheck | None,
+    sender: str | None = None,
 ) -> Committed[None]:
     """``DELETE /:pkg/-/:file/-rev/:rev``, the last step of npm's unpublish.
 
@@ -169,7 +180,9 @@ def remove_tarball(
         else:
             draft.remove_versions([version])
 
-    return change_package(storage, str(name), change, rev=rev, check_owner=check_owner)
+    return change_package(
+        storage, str(name), change, rev=rev, check_owner=check_owner, sender=sender
+    )
 
 
 def set_dist_tag(
@@ -178,6 +191,7 @@ def set_dist_tag(
     tag: str,
     version: str,
     check_owner: OwnerCheck | None,
+    sender: str | None = None,
 ) -> Committed[None]:
     """Point ``tag`` at ``version`` (which must exist); tags that read as ranges are refused."""
     check_tag(tag)
@@ -196,11 +210,15 @@ def set_dist_tag(
             copy_top_fields(doc, doc["versions"][version], None)
         draft.touch()
 
-    return change_package(storage, str(name), change, check_owner=check_owner)
+    return change_package(storage, str(name), change, check_owner=check_owner, sender=sender)
 
 
 def remove_dist_tag(
-    storage: RegistryStorage, name: PackageName, tag: str, check_owner: OwnerCheck | None
+    storage: RegistryStorage,
+    name: PackageName,
+    tag: str,
+    check_owner: OwnerCheck | None,
+    sender: str | None = None,
 ) -> Committed[None]:
     """Remove ``tag``; ``latest`` cannot be removed; NotFound if the tag is not set."""
     if tag == "latest":
@@ -212,7 +230,7 @@ def remove_dist_tag(
         del draft.doc["dist-tags"][tag]
         draft.touch()
 
-    return change_package(storage, str(name), change, check_owner=check_owner)
+    return change_package(storage, str(name), change, check_owner=check_owner, sender=sender)
 
 
 __all__ = [

@@ -36,9 +36,11 @@ def publish(
     mark_types: bool,
     check_owner: OwnerCheck | None,
     signer: Signer | None = None,
+    sender: str | None = None,
 ) -> Committed[str | None]:
     """``PUT /:pkg`` with ``_attachments``; the committed change (value: the new version).
 
+    ``sender`` names who acts in the webhooks' events (None: none queued).
     ``signer`` signs the new version (``dist.signatures``, r13core/registry/signing.py)
     before the commit; without one the version is stored unsigned.
 
@@ -65,7 +67,7 @@ def publish(
             return Committed(key, None, found.rev)
         if signer is not None:
             plan = replace(plan, document=signed(plan.document, key, plan.version, signer))
-        return commit_publish(storage, blobs, plan, check_owner)
+        return commit_publish(storage, blobs, plan, check_owner, sender=sender)
 
 
 def _new_document(plan: PublishPlan, now: str) -> JSONDict:
@@ -81,7 +83,12 @@ def _new_document(plan: PublishPlan, now: str) -> JSONDict:
 
 
 def commit_publish(
-    storage: PackageStorage, blobs: BlobStore, plan: PublishPlan, check_owner: OwnerCheck | None
+    storage: PackageStorage,
+    blobs: BlobStore,
+    plan: PublishPlan,
+    check_owner: OwnerCheck | None,
+    *,
+    sender: str | None = None,
 ) -> Committed[str | None]:
     """Write the tarball, then commit the new version (the caller holds ``blobs.hold()``).
 
@@ -126,6 +133,7 @@ def commit_publish(
         add_version,
         check_owner=check_owner,
         create=lambda now: _new_document(plan, now),
+        sender=sender,
     )
 
 

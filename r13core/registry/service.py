@@ -281,7 +281,9 @@ class Registry:
         check_document(body, what="body")
         key = str(name)
         if not body.get("_attachments"):
-            change = metadata.update_metadata(self.storage, name, body, check_owner)
+            change = metadata.update_metadata(
+                self.storage, name, body, check_owner, sender=actor.name
+            )
             self._record(actor, "package.update", key, versions=[])
             return False, {"ok": True, "id": key, "rev": rev_string(key, _rev(change))}
         self._refuse_shadowing(name)
@@ -295,6 +297,7 @@ class Registry:
             mark_types=self.config().has(Feature.PREMIUM_TYPES),
             check_owner=check_owner,
             signer=self.signer,
+            sender=actor.name,
         )
         if published.value is not None:
             self._notify(PackageChange("publish", key, (published.value,)))
@@ -334,7 +337,9 @@ class Registry:
             raise BadRequest("body must be a JSON object")
         check_document(body, what="body")
         key = str(name)
-        change = metadata.change_by_rev(self.storage, name, rev, body, check_owner)
+        change = metadata.change_by_rev(
+            self.storage, name, rev, body, check_owner, sender=actor.name
+        )
         self._unpublished(change)
         self._record(actor, "package.change", key)
         if change.rev is None:
@@ -348,7 +353,9 @@ class Registry:
 
         Audit: ``unpublish``.
         """
-        self._unpublished(metadata.unpublish(self.storage, name, rev, check_owner))
+        self._unpublished(
+            metadata.unpublish(self.storage, name, rev, check_owner, sender=actor.name)
+        )
         self._record(actor, "unpublish", str(name))
         return {"ok": True}
 
@@ -368,7 +375,9 @@ class Registry:
         its file deleted (unless another row shares it). Audit: ``unpublish.tarball``
         (``file``).
         """
-        change = metadata.remove_tarball(self.storage, name, filename, rev, check_owner)
+        change = metadata.remove_tarball(
+            self.storage, name, filename, rev, check_owner, sender=actor.name
+        )
         self._unpublished(change)
         self._record(actor, "unpublish.tarball", str(name), file=filename)
         return {"ok": True}
@@ -386,7 +395,7 @@ class Registry:
 
         Audit: ``dist-tag.set`` (``tag``, ``version``).
         """
-        metadata.set_dist_tag(self.storage, name, tag, version, check_owner)
+        metadata.set_dist_tag(self.storage, name, tag, version, check_owner, sender=actor.name)
         self._record(actor, "dist-tag.set", str(name), tag=tag, version=version)
 
     def remove_dist_tag(
@@ -396,7 +405,7 @@ class Registry:
 
         Audit: ``dist-tag.remove`` (``tag``).
         """
-        metadata.remove_dist_tag(self.storage, name, tag, check_owner)
+        metadata.remove_dist_tag(self.storage, name, tag, check_owner, sender=actor.name)
         self._record(actor, "dist-tag.remove", str(name), tag=tag)
 
     # -- search and npm audit -----------------------------------------------------------

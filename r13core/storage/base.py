@@ -10,7 +10,8 @@ contract suite under tests/storage_contracts/ (docs/storage.md):
 * advisories (r13core/storage/advisories.py);
 * counters (r13core/storage/counters.py): shared security counters;
 * usage (r13core/storage/usage.py): per-package daily counts;
-* uplink cache (r13core/storage/uplink_cache.py): what r13 keeps of the upstream.
+* uplink cache (r13core/storage/uplink_cache.py): what r13 keeps of the upstream;
+* hooks (r13core/storage/hooks.py): webhooks, their durable queue and delivery log.
 
 A backend is one object implementing all of them (:class:`Storage`), opened
 from a URL (r13core/storage/backends.py); code that needs one concern types
@@ -29,6 +30,7 @@ from r13core.storage.advisories import AdvisoryRecord, AdvisoryStorage
 from r13core.storage.audit import AUDIT_GENESIS, AuditLink, AuditRecord, AuditStorage, audit_hash
 from r13core.storage.blobs import BlobInfo, BlobStore
 from r13core.storage.counters import CountersStorage, CountRow
+from r13core.storage.hooks import HookStorage
 from r13core.storage.identity import (
     BlockRecord,
     IdentityStorage,
@@ -64,6 +66,7 @@ class Storage(
     CountersStorage,
     UsageStorage,
     UplinkCacheStorage,
+    HookStorage,
     Protocol,
 ):
     """Every storage concern in one object: what a backend implements."""
@@ -101,6 +104,7 @@ __all__ = [
     "CountRow",
     "CountersStorage",
     "DistRecord",
+    "HookStorage",
     "IdentityStorage",
     "JSONDict",
     "KeyRecord",

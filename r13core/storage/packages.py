@@ -17,10 +17,12 @@ every process. tests/storage_contracts/packages.py is the contract.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from r13core.storage.hooks import HookEvent, HookRecord
 
 JSONDict = dict[str, Any]
 
@@ -89,6 +91,28 @@ class WriteTxn(Protocol):
     @abc.abstractmethod
     def remove_tarball(self, name: str, version: str) -> None:
         """Forget ``name@version``'s tarball row (the blob stays until a sweep)."""
+
+    # -- webhooks (r13core/storage/hooks.py): queued by the change's own transaction --
+
+    def any_hooks(self) -> bool:
+        """Whether any webhook exists (one cheap read: a change with none queues nothing).
+
+        The default, for a backend without the hooks concern: none.
+        """
+        return False
+
+    def hooks_for(self, name: str, owners: Sequence[str]) -> list[HookRecord]:
+        """The hooks a change to ``name`` (maintained by ``owners``) concerns, as this
+        transaction sees them."""
+        return []
+
+    def enqueue_hooks(
+        self, deliveries: Sequence[tuple[HookRecord, HookEvent]], now_ms: int
+    ) -> None:
+        """Queue one delivery per (hook, event) in this transaction: committed with the
+        change, or rolled back with it."""
+        if deliveries:
+            raise NotImplementedError("this storage keeps no webhooks")
 
 
 class PackageStorage(Protocol):

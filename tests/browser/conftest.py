@@ -29,6 +29,7 @@ SECTIONS = (
     "packages",
     "analytics",
     "users",
+    "hooks",
 )
 ADMIN_USER = "ada"
 ADMIN_PASSWORD = "a long admin password"
@@ -54,6 +55,9 @@ def dash_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "R13_WORKERS": "3",
         # One second between samples: the charts get new points soon.
         "METRICS_COLLECTION_INTERVAL": "1000",
+        # The Hooks section's receiver listens on loopback; retries come soon.
+        "R13_HOOKS_ALLOW_PRIVATE": "1",
+        "R13_HOOKS_POLL": "100",
     }
     srv.start()
     subprocess.run(

@@ -1,4 +1,4 @@
-"""The Security, Packages, Analytics and Users sections and npm's web-login page in
+"""The Security, Packages, Analytics, Users and Hooks sections and npm's web-login page in
 Debian's Chromium against a real `r13 serve` (fixtures: tests/browser/conftest.py,
 which also fails a test on any console error, uncaught exception or CSP refusal)."""
 
@@ -251,6 +251,46 @@ def test_users_add_change_role_reset_and_remove(
     assert status == 404
 
 
+def test_hooks_add_ping_show_the_delivery_log_and_remove(
+    dash_server: Server, new_page: Callable[..., Watched]
+) -> None:
+    from tests.hook_receiver import Receiver
+
+    receiver = Receiver("dashboard hook secret")
+    receiver.start()
+    try:
+        w = new_page()
+        sign_in(w, dash_server, section="hooks")
+        page = w.page
+        page.select_option("#hook-form select[name=type]", "scope")
+        page.fill("#hook-form input[name=name]", "@browsie")
+        page.fill("#hook-form input[name=endpoint]", receiver.url)
+        page.fill("#hook-form input[name=secret]", "dashboard hook secret")
+        page.click("#hook-form button[type=submit]")
+        page.wait_for_selector("#hooks-table [data-hook]")
+        [hook] = [h for h in api(dash_server, "GET", "/_api/hooks")["objects"]
+                  if h["name"] == "@browsie"]  # fmt: skip
+        page.click(f"[data-ping='{hook['id']}']")
+        eventually(lambda: any(r.signature_ok for r in receiver.snapshot()), "the ping arrived")
+        eventually(
+            lambda: api(dash_server, "GET", f"/_api/hooks/{hook['id']}")["last_status"] == 204,
+            "the delivery was recorded",
+        )
+        page.click(f"[data-log='{hook['id']}']")
+        page.wait_for_selector("#hooks-attempts td:has-text('204')")
+        assert "hook:ping" in (page.text_content("#hooks-deliveries") or "")
+        screenshot(w, "hooks")
+        page.click(f"[data-remove='{hook['id']}']")
+        page.click(f"[data-remove='{hook['id']}']")
+        page.wait_for_selector(f"[data-hook='{hook['id']}']", state="detached")
+        status, _, _ = dash_server.request(
+            "GET", f"/_api/hooks/{hook['id']}", key=dash_server.key("admin")
+        )
+        assert status == 404
+    finally:
+        receiver.stop()
+
+
 def test_analytics_chart_shows_the_downloads(
     dash_server: Server, sandbox: Sandbox, new_page: Callable[..., Watched]
 ) -> None:
@@ -291,7 +331,7 @@ def phone(dash_server: Server, new_page: Callable[..., Watched]) -> Iterator[Wat
     yield w
 
 
-@pytest.mark.parametrize("section", ["security", "packages", "analytics", "users"])
+@pytest.mark.parametrize("section", ["security", "packages", "analytics", "users", "hooks"])
 def test_each_section_fits_a_phone(phone: Watched, section: str) -> None:
     go(phone, section)
     page = phone.page

@@ -15,6 +15,7 @@ from tests.storage_contracts.advisories import AdvisoryStorageContract
 from tests.storage_contracts.audit import AuditStorageContract
 from tests.storage_contracts.blobs import BlobStoreContract, age_file
 from tests.storage_contracts.counters import CountersStorageContract
+from tests.storage_contracts.hooks import HookStorageContract
 from tests.storage_contracts.identity import IdentityStorageContract
 from tests.storage_contracts.packages import PackageStorageContract
 from tests.storage_contracts.signals import ChangeSignalContract, wait_until
@@ -30,6 +31,7 @@ class StorageContract(
     CountersStorageContract,
     UsageStorageContract,
     UplinkCacheStorageContract,
+    HookStorageContract,
 ):
     """Every metadata concern's contract, for a backend that is one object."""
 
@@ -52,6 +54,7 @@ __all__ = [
     "BlobStoreContract",
     "ChangeSignalContract",
     "CountersStorageContract",
+    "HookStorageContract",
     "IdentityStorageContract",
     "PackageStorageContract",
     "StorageContract",

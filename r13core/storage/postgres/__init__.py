@@ -9,7 +9,7 @@
 * r13core/storage/postgres/signals.py: :class:`NotifyingSignal`, a node-local
   counter file plus ``NOTIFY r13_signal`` (``auth_changes``, ``package_changes``);
 * one module per concern: packages.py, identity.py, audit.py, advisories.py,
-  counters.py, usage.py, uplink_cache.py;
+  counters.py, usage.py, uplink_cache.py, hooks.py;
 * r13core/storage/postgres/blobs.py: tarballs in the database, chunked.
 
 :class:`PostgresStorage` composes the concerns into one
@@ -26,6 +26,7 @@ from r13core.storage.postgres.advisories import PgAdvisories
 from r13core.storage.postgres.audit import PgAudit
 from r13core.storage.postgres.connection import PgDatabase, PgTxn
 from r13core.storage.postgres.counters import PgCounters
+from r13core.storage.postgres.hooks import PgHooks
 from r13core.storage.postgres.identity import PgIdentity
 from r13core.storage.postgres.packages import PgPackages
 from r13core.storage.postgres.signals import NotifyingSignal
@@ -41,6 +42,7 @@ class PostgresStorage(
     PgCounters,
     PgUsage,
     PgUplinkCache,
+    PgHooks,
     Storage,
 ):
     """Metadata in the PostgreSQL database at ``url`` (migrated on first use in each process)."""
@@ -52,6 +54,7 @@ __all__ = [
     "PgAudit",
     "PgCounters",
     "PgDatabase",
+    "PgHooks",
     "PgIdentity",
     "PgPackages",
     "PgTxn",

@@ -211,6 +211,66 @@ CREATE TABLE blob_chunks (
 ALTER TABLE blob_chunks ALTER COLUMN data SET STORAGE EXTERNAL
 """
 
+_HOOKS: Final = """
+CREATE TABLE hooks (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    type TEXT NOT NULL,
+    name TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    updated_ms BIGINT NOT NULL,
+    last_delivery_ms BIGINT,
+    last_status INTEGER,
+    last_error TEXT
+);
+CREATE INDEX hooks_target ON hooks (type, name);
+CREATE INDEX hooks_owner ON hooks (owner, created_ms);
+CREATE TABLE hook_events (
+    id BIGSERIAL PRIMARY KEY,
+    package TEXT NOT NULL,
+    event TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_ms BIGINT NOT NULL
+);
+CREATE TABLE hook_deliveries (
+    seq BIGSERIAL PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    hook_id TEXT NOT NULL REFERENCES hooks (id) ON DELETE CASCADE,
+    event_id BIGINT NOT NULL REFERENCES hook_events (id),
+    package TEXT NOT NULL,
+    event TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_ms BIGINT NOT NULL,
+    next_ms BIGINT NOT NULL,
+    claimed_by TEXT,
+    claimed_until BIGINT NOT NULL DEFAULT 0,
+    last_status INTEGER,
+    last_error TEXT,
+    done_ms BIGINT
+);
+CREATE INDEX hook_deliveries_due ON hook_deliveries (next_ms) WHERE state = 'pending';
+CREATE INDEX hook_deliveries_order ON hook_deliveries (hook_id, package, seq)
+    WHERE state = 'pending';
+CREATE INDEX hook_deliveries_hook ON hook_deliveries (hook_id, seq);
+CREATE INDEX hook_deliveries_done ON hook_deliveries (done_ms) WHERE done_ms IS NOT NULL;
+CREATE INDEX hook_deliveries_event ON hook_deliveries (event_id);
+CREATE TABLE hook_attempts (
+    id BIGSERIAL PRIMARY KEY,
+    delivery_id TEXT NOT NULL,
+    hook_id TEXT NOT NULL REFERENCES hooks (id) ON DELETE CASCADE,
+    attempt INTEGER NOT NULL,
+    at_ms BIGINT NOT NULL,
+    status INTEGER,
+    error TEXT,
+    duration_ms DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX hook_attempts_hook ON hook_attempts (hook_id, id);
+CREATE INDEX hook_attempts_delivery ON hook_attempts (delivery_id)
+"""
+
 # The ordered list; a database's version is how many of these it has had. APPEND ONLY.
 MIGRATIONS: Final[list[Step]] = [
     Step(
@@ -222,6 +282,11 @@ MIGRATIONS: Final[list[Step]] = [
     Step(
         "the cluster: the record's row, events of every node, heartbeats, rate limits",
         CLUSTER_STATEMENTS,
+    ),
+    Step(
+        "webhooks (r13core/storage/hooks.py): hooks, event bodies, the durable delivery "
+        "queue, the delivery log",
+        _HOOKS,
     ),
 ]
 

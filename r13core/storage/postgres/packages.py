@@ -18,10 +18,11 @@ conflict its check raises.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from r13core.storage.hooks import HookEvent, HookRecord
 from r13core.storage.packages import (
     JSONDict,
     PackageRecord,
@@ -30,6 +31,7 @@ from r13core.storage.packages import (
     TarballRecord,
     WriteTxn,
 )
+from r13core.storage.postgres import hooks as pg_hooks
 from r13core.storage.postgres.connection import LOCK_PACKAGE, PgDatabase, PgTxn
 
 
@@ -97,6 +99,19 @@ class _Txn(WriteTxn):
 
     def remove_tarball(self, name: str, version: str) -> None:
         self._t.execute("DELETE FROM tarballs WHERE name = %s AND version = %s", (name, version))
+
+    def any_hooks(self) -> bool:
+        return pg_hooks.any_hooks(self._t)
+
+    def hooks_for(self, name: str, owners: Sequence[str]) -> list[HookRecord]:
+        return pg_hooks.hooks_for(self._t, name, owners)
+
+    def enqueue_hooks(
+        self, deliveries: Sequence[tuple[HookRecord, HookEvent]], now_ms: int
+    ) -> None:
+        # Under the package's advisory lock (taken by the change's first read): one
+        # package's deliveries are numbered in the order their changes commit.
+        pg_hooks.enqueue(self._t, [(h.id, e) for h, e in deliveries], now_ms)
 
 
 class PgPackages(PgDatabase, PackageStorage):

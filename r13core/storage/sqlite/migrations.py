@@ -296,6 +296,68 @@ _MIGRATIONS: Final[tuple[Migration, ...]] = (
             created_ms INTEGER NOT NULL
         ) WITHOUT ROWID""",
     ),
+    # 9: webhooks (r13core/storage/hooks.py): the hooks, each event's body once, the
+    # durable delivery queue (one row per event and hook, written by the package
+    # change's own transaction) and the delivery log (one row per attempt).
+    (
+        """CREATE TABLE hooks (
+            id TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            type TEXT NOT NULL,
+            name TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            secret TEXT NOT NULL,
+            created_ms INTEGER NOT NULL,
+            updated_ms INTEGER NOT NULL,
+            last_delivery_ms INTEGER,
+            last_status INTEGER,
+            last_error TEXT
+        )""",
+        "CREATE INDEX hooks_target ON hooks (type, name)",
+        "CREATE INDEX hooks_owner ON hooks (owner, created_ms)",
+        """CREATE TABLE hook_events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            package TEXT NOT NULL,
+            event TEXT NOT NULL,
+            body TEXT NOT NULL,
+            created_ms INTEGER NOT NULL
+        )""",
+        """CREATE TABLE hook_deliveries (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,
+            hook_id TEXT NOT NULL REFERENCES hooks (id) ON DELETE CASCADE,
+            event_id INTEGER NOT NULL REFERENCES hook_events (id),
+            package TEXT NOT NULL,
+            event TEXT NOT NULL,
+            state TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            created_ms INTEGER NOT NULL,
+            next_ms INTEGER NOT NULL,
+            claimed_by TEXT,
+            claimed_until INTEGER NOT NULL DEFAULT 0,
+            last_status INTEGER,
+            last_error TEXT,
+            done_ms INTEGER
+        )""",
+        "CREATE INDEX hook_deliveries_due ON hook_deliveries (next_ms) WHERE state = 'pending'",
+        "CREATE INDEX hook_deliveries_order ON hook_deliveries (hook_id, package, seq) "
+        "WHERE state = 'pending'",
+        "CREATE INDEX hook_deliveries_hook ON hook_deliveries (hook_id, seq)",
+        "CREATE INDEX hook_deliveries_done ON hook_deliveries (done_ms) WHERE done_ms IS NOT NULL",
+        "CREATE INDEX hook_deliveries_event ON hook_deliveries (event_id)",
+        """CREATE TABLE hook_attempts (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            delivery_id TEXT NOT NULL,
+            hook_id TEXT NOT NULL REFERENCES hooks (id) ON DELETE CASCADE,
+            attempt INTEGER NOT NULL,
+            at_ms INTEGER NOT NULL,
+            status INTEGER,
+            error TEXT,
+            duration_ms REAL NOT NULL
+        )""",
+        "CREATE INDEX hook_attempts_hook ON hook_attempts (hook_id, id)",
+        "CREATE INDEX hook_attempts_delivery ON hook_attempts (delivery_id)",
+    ),
 )
 
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from r13core.storage.hooks import HookEvent, HookRecord
 from r13core.storage.packages import (
     JSONDict,
     PackageRecord,
@@ -25,6 +26,7 @@ from r13core.storage.packages import (
     WriteTxn,
 )
 from r13core.storage.signals import FileChangeSignal
+from r13core.storage.sqlite import hooks as sqlite_hooks
 from r13core.storage.sqlite.connection import SQLiteDatabase, chunks, dumps
 
 
@@ -83,6 +85,17 @@ class _Txn(WriteTxn):
 
     def remove_tarball(self, name: str, version: str) -> None:
         self._c.execute("DELETE FROM tarballs WHERE name = ? AND version = ?", (name, version))
+
+    def any_hooks(self) -> bool:
+        return sqlite_hooks.any_hooks(self._c)
+
+    def hooks_for(self, name: str, owners: Sequence[str]) -> list[HookRecord]:
+        return sqlite_hooks.hooks_for(self._c, name, owners)
+
+    def enqueue_hooks(
+        self, deliveries: Sequence[tuple[HookRecord, HookEvent]], now_ms: int
+    ) -> None:
+        sqlite_hooks.enqueue(self._c, [(h.id, e) for h, e in deliveries], now_ms)
 
 
 class SQLitePackages(SQLiteDatabase, PackageStorage):

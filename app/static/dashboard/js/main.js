@@ -6,6 +6,7 @@ import { Live } from "./live.js";
 
 const SECTIONS = [
   "performance", "security", "configuration", "terminal", "packages", "analytics", "users",
+  "hooks",
 ];
 
 const state = { session: null, unmount: null, live: null, current: null };
