@@ -94,6 +94,7 @@ int r13_record_open(r13_record *rec, const char *dir, const uint8_t *defaults);
 int r13_record_close(r13_record *rec);
 int r13_record_read(const r13_record *rec, r13_snapshot *out);
 int r13_record_generation(const r13_record *rec, uint64_t *out);
+int r13_record_generation_word(const r13_record *rec, const uint64_t **out);
 int r13_record_write(r13_record *rec, size_t offset, const uint8_t *data,
                      size_t len, r13_snapshot *out);
 int r13_record_set_bit(r13_record *rec, unsigned bit, int on, r13_snapshot *out);

@@ -132,6 +132,13 @@ int r13_record_read(const r13_record *rec, r13_snapshot *out);
 /* Just the generation number (increases on every change). */
 int r13_record_generation(const r13_record *rec, uint64_t *out);
 /*
+ * Where the live copy keeps its generation number, for a reader that polls it
+ * without a call (an aligned 64-bit word, only ever increased; read it with an
+ * atomic or single 64-bit load). Valid while `rec` is open: the caller must
+ * stop reading it before r13_record_close. R13_EINVAL when `rec` is not open.
+ */
+int r13_record_generation_word(const r13_record *rec, const uint64_t **out);
+/*
  * Writers. Each validates the resulting record (R13_EVERSION/R13_EMODE/
  * R13_ERANGE leave everything unchanged), publishes it to the live copy,
  * and pwrites all 13 bytes to the file (no fsync). On success `out` (may be
