@@ -136,6 +136,12 @@ def test_cpu_used_between_two_ticks_is_counted(root: Root) -> None:
     tree.close()
 
 
+def test_the_root_start_time_is_psutils(root: Root) -> None:
+    tree = ProcessTree(root.proc.pid)
+    assert abs(tree.started() - psutil.Process(root.proc.pid).create_time()) < 0.02
+    tree.close()
+
+
 def test_the_psutil_fallback_gives_the_same_tree(root: Root) -> None:
     kids = [root.ask("spawn"), root.ask("spawn")]
     tree = ProcessTree(root.proc.pid)

@@ -145,6 +145,19 @@ class ProcessTree:
 
     def started(self) -> float:
         """When the root process started (Unix time; now if it cannot be read)."""
+        if self._have_proc:
+            # As psutil computes it: boot time + the process's start in clock ticks.
+            try:
+                with open(f"/proc/{self.root_pid}/stat", "rb") as f:
+                    stat = f.read()
+                with open("/proc/stat", "rb") as f:
+                    btime = next(
+                        int(line.split()[1]) for line in f if line.startswith(b"btime ")
+                    )
+                start_ticks = int(stat[stat.rindex(b")") + 2 :].split()[19])  # field 22
+                return btime + start_ticks / _CLK_TCK
+            except (OSError, ValueError, IndexError, StopIteration):
+                return time.time()
         import psutil
 
         try:
