@@ -151,9 +151,7 @@ class ProcessTree:
                 with open(f"/proc/{self.root_pid}/stat", "rb") as f:
                     stat = f.read()
                 with open("/proc/stat", "rb") as f:
-                    btime = next(
-                        int(line.split()[1]) for line in f if line.startswith(b"btime ")
-                    )
+                    btime = next(int(line.split()[1]) for line in f if line.startswith(b"btime "))
                 start_ticks = int(stat[stat.rindex(b")") + 2 :].split()[19])  # field 22
                 return btime + start_ticks / _CLK_TCK
             except (OSError, ValueError, IndexError, StopIteration):
