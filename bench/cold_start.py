@@ -67,10 +67,14 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-def start_once(data: Path, workers: int, log: Path, timeout: float) -> tuple[float, Any]:
+def start_once(
+    data: Path, workers: int, log: Path, timeout: float, pythonpath: str | None = None
+) -> tuple[float, Any]:
     """Start `r13 serve`; (seconds to the first 200, the running process)."""
     port = free_port()
     env = r13_env(data, port, R13_WORKERS=str(workers))
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
     with log.open("ab") as out:
         t0 = time.monotonic()
         proc = subprocess.Popen(
@@ -115,15 +119,17 @@ def idle_memory(master: int, count: int, timeout: float = 60.0) -> dict[str, flo
     raise HarnessError("the workers' memory did not settle")
 
 
-def one_round(workdir: Path, workers: int, timeout: float) -> dict[str, float]:
+def one_round(
+    workdir: Path, workers: int, timeout: float, pythonpath: str | None = None
+) -> dict[str, float]:
     data = workdir / "data"
     log = workdir / "r13.log"
-    first, proc = start_once(data, workers, log, timeout)
+    first, proc = start_once(data, workers, log, timeout, pythonpath)
     try:
         memory = idle_memory(proc.pid, workers)
     finally:
         _stop(proc)
-    restart, proc = start_once(data, workers, log, timeout)
+    restart, proc = start_once(data, workers, log, timeout, pythonpath)
     _stop(proc)
     return {"first_start_s": first, "restart_s": restart, **memory}
 
@@ -134,6 +140,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to the first 200")
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument(
+        "--pythonpath",
+        default=None,
+        help="serve the r13 of another checkout (its root, built in place): before/after",
+    )
     args = p.parse_args(argv)
     exit_on_sigterm()
     if not R13.exists():
@@ -141,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rounds = []
     for n in range(args.rounds):
         with tempfile.TemporaryDirectory(prefix="r13-cold-") as tmp:
-            figures = one_round(Path(tmp), args.workers, args.timeout)
+            figures = one_round(Path(tmp), args.workers, args.timeout, args.pythonpath)
         rounds.append(figures)
         print(f"round {n + 1}: " + ", ".join(f"{k} {v:.3f}" for k, v in figures.items()))
     medians = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}

@@ -38,7 +38,7 @@ def one_run(module: str, env: dict[str, str]) -> tuple[dict[str, int], dict[str,
     code = f"import sys, {module}; print(' '.join(m for m in {LAZY!r} if m in sys.modules))"
     out = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", code],
-        env=env, cwd=REPO, capture_output=True, text=True, check=True,
+        env=env, cwd=env.get("PYTHONPATH") or REPO, capture_output=True, text=True, check=True,
     )  # fmt: skip
     by_package: dict[str, int] = defaultdict(int)
     cumulative: dict[str, int] = {}
@@ -71,11 +71,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument(
+        "--pythonpath",
+        default=None,
+        help="measure the r13 of another checkout (its root, built in place): before/after",
+    )
     args = p.parse_args(argv)
     report: dict[str, object] = {"repeat": args.repeat}
     with tempfile.TemporaryDirectory(prefix="r13-imports-") as tmp:
         env = {**os.environ, "R13_DATA": tmp, "R13_PUBLIC_URL": "http://127.0.0.1:4873"}
-        subprocess.run([sys.executable, "-c", "import app.wsgi"], env=env, cwd=REPO, check=True)
+        if args.pythonpath:
+            env["PYTHONPATH"] = args.pythonpath
+        cwd = args.pythonpath or REPO
+        subprocess.run([sys.executable, "-c", "import app.wsgi"], env=env, cwd=cwd, check=True)
         for title, module in TARGETS.items():
             figures = measure(module, env, args.repeat, args.top)
             report[module] = figures
