@@ -33,6 +33,12 @@ working normally, so a flood of new IPs cannot lift the limits of known
 clients. Size ``slots`` well above the number of keys active in one window
 (:meth:`RateLimiter.stats` reports ``busy``) to make this rare.
 
+**The per-request path.** :meth:`RateLimiter.limit` makes a :class:`Limit`: one
+(capacity, window, cost) that the C core validated once (``r13_limit``), checked by
+key alone — four arguments into C instead of eight, the same decision on the same
+bucket as :meth:`RateLimiter.check`. A server makes its limits once and checks them
+on every request; ``check()`` stays for one-off limits (strikes, tests).
+
 Clock: ``now_ns`` is a ``CLOCK_MONOTONIC`` time in ns (see :func:`monotonic_ns`);
 ``None`` (or 0) reads the clock. Tests pass a frozen clock.
 """
