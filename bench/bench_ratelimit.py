@@ -3,8 +3,11 @@
 Run: .venv/bin/python -m pytest bench/bench_ratelimit.py --benchmark-only -q
 Groups put C and Python side by side: hot key, cold key (a new key per
 call), contended (another process, or for the in-process twin another
-thread, hammers the same key meanwhile). The "layers" group splits the C
-path: the bare cffi call and building the Decision.
+thread, hammers the same key meanwhile). The hot-key group also has the
+per-request path of a server, a :class:`Limit` made once and checked by key
+(``test_c_hot_key_limit_handle``). The "layers" group splits the C path: the
+bare cffi calls (eight arguments, and the limit handle's four) and building
+the Decision.
 """
 
 from __future__ import annotations
@@ -47,6 +50,12 @@ def cold(lim: RateLimiter | PyRateLimiter) -> Callable[[], Decision]:
 @pytest.mark.benchmark(group="ratelimit-hot")
 def test_c_hot_key(benchmark: Any, c_limiter: RateLimiter) -> None:
     assert benchmark(hot(c_limiter)).allowed
+
+
+@pytest.mark.benchmark(group="ratelimit-hot")
+def test_c_hot_key_limit_handle(benchmark: Any, c_limiter: RateLimiter) -> None:
+    check = c_limiter.limit(CAPACITY, WINDOW_MS).check
+    assert benchmark(check, KEY).allowed
 
 
 @pytest.mark.benchmark(group="ratelimit-hot")
@@ -110,6 +119,13 @@ def test_layer_bare_cffi_call(benchmark: Any, c_limiter: RateLimiter) -> None:
     lim, out, key = c_limiter._lim, ffi.new("r13_decision *"), KEY.encode()
     check = lib.r13_limiter_check
     assert benchmark(lambda: check(lim, key, len(key), CAPACITY, WINDOW_MS, 1, 0, out)) == 0
+
+
+@pytest.mark.benchmark(group="ratelimit-layers")
+def test_layer_bare_cffi_call_limit_handle(benchmark: Any, c_limiter: RateLimiter) -> None:
+    limit, out, key = c_limiter.limit(CAPACITY, WINDOW_MS), ffi.new("r13_decision *"), KEY.encode()
+    check, handle = lib.r13_limit_check, limit._c
+    assert benchmark(lambda: check(handle, key, len(key), 0, out)) == 0
 
 
 @pytest.mark.benchmark(group="ratelimit-layers")

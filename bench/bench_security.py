@@ -3,7 +3,8 @@ and what the whole layer adds to a small packument GET.
 
 Run: .venv/bin/python -m pytest bench/bench_security.py --benchmark-only -q
 Goals: key validation <= 20 us (100 us at most), permission check <= 1 us (5 us at most),
-100 keys generated < 50 ms, the layer <= 10% of a small packument GET.
+100 keys generated and stored < 50 ms (one by one: a commit each; in one batch:
+KeyStore.create_many, `r13 keys create --count`), the layer <= 10% of a small packument GET.
 """
 
 from __future__ import annotations
@@ -103,6 +104,40 @@ def test_create_100_stored_keys(
             store.create(f"k{r}-{n}", Permission.READ, None)
 
     benchmark.pedantic(make, rounds=rounds(5), iterations=1)
+
+
+@pytest.mark.benchmark(group="key-generation")
+def test_create_100_stored_keys_in_one_batch(
+    benchmark: Any, tmp_path: Path, rounds: Callable[[int], int]
+) -> None:
+    """100 keys made and stored by KeyStore.create_many: one SQLite commit, fsync'd."""
+    store = KeyStore(SQLiteStorage(tmp_path / "k.sqlite3"))
+    batches = iter(range(10**6))
+
+    def make() -> None:
+        r = next(batches)
+        store.create_many([f"k{r}-{n}" for n in range(100)], Permission.READ, None)
+
+    benchmark.pedantic(make, rounds=rounds(20), iterations=1)
+
+
+@pytest.mark.benchmark(group="key-generation")
+def test_create_100_audited_keys_in_one_batch(
+    benchmark: Any, tmp_path: Path, rounds: Callable[[int], int]
+) -> None:
+    """What `r13 keys create --count 100` does: the batch plus its one audit event."""
+    from r13core.audit import Actor
+
+    services = open_services(Settings.from_env({"R13_DATA": str(tmp_path)}))
+    batches = iter(range(10**6))
+
+    def make() -> None:
+        r = next(batches)
+        ids = [f"k{r}-{n}" for n in range(100)]
+        services.identity.create_keys(Actor.cli(), ids, Permission.READ, None)
+
+    benchmark.pedantic(make, rounds=rounds(20), iterations=1)
+    services.close()
 
 
 # -- what the whole layer adds to a request ---------------------------------------------------

@@ -167,6 +167,17 @@ STEPS = [
         also=("bench.http",),
     ),
     Step(
+        "cold start to the first 200 and the idle workers' memory",
+        ["-m", "bench.cold_start", "--rounds", "1", "--json", "{out}/cold_start.json"],
+        "cold_start.json",
+    ),
+    Step(
+        "what each import costs at start (python -X importtime)",
+        ["-m", "bench.import_costs", "--repeat", "1", "--top", "5",
+         "--json", "{out}/import_costs.json"],
+        "import_costs.json",
+    ),
+    Step(
         "package patterns: the old regex vs the automaton, one call each",
         ["-m", "bench.bench_patterns", "--max-repeat", "3",
          "--json", "{out}/bench_patterns.json"],

@@ -60,11 +60,13 @@ typedef struct r13_snapshot {
 } r13_snapshot;
 typedef struct r13_limiter { uint32_t slots; ...; } r13_limiter;
 typedef struct r13_decision {
-    int allowed;
+    uint8_t allowed;
     uint32_t remaining;
     uint64_t reset_ns;
     uint64_t retry_after_ns;
+    uint8_t full;
 } r13_decision;
+typedef struct r13_limit { ...; } r13_limit;
 typedef struct r13_frame {
     uint8_t type;
     uint8_t offset;
@@ -92,6 +94,7 @@ int r13_record_open(r13_record *rec, const char *dir, const uint8_t *defaults);
 int r13_record_close(r13_record *rec);
 int r13_record_read(const r13_record *rec, r13_snapshot *out);
 int r13_record_generation(const r13_record *rec, uint64_t *out);
+int r13_record_generation_word(const r13_record *rec, const uint64_t **out);
 int r13_record_write(r13_record *rec, size_t offset, const uint8_t *data,
                      size_t len, r13_snapshot *out);
 int r13_record_set_bit(r13_record *rec, unsigned bit, int on, r13_snapshot *out);
@@ -106,6 +109,10 @@ int r13_limiter_close(r13_limiter *lim);
 int r13_limiter_check(r13_limiter *lim, const uint8_t *key, size_t keylen,
                       uint32_t capacity, uint64_t window_ms, uint32_t cost,
                       uint64_t now_ns, r13_decision *out);
+int r13_limit_init(r13_limit *limit, const r13_limiter *lim, uint32_t capacity,
+                   uint64_t window_ms, uint32_t cost);
+int r13_limit_check(const r13_limit *limit, const uint8_t *key, size_t keylen,
+                    uint64_t now_ns, r13_decision *out);
 int r13_limiter_reset(r13_limiter *lim, const uint8_t *key, size_t keylen);
 int r13_limiter_stats(r13_limiter *lim, uint64_t now_ns, uint32_t *used,
                       uint32_t *busy);

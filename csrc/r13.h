@@ -132,6 +132,13 @@ int r13_record_read(const r13_record *rec, r13_snapshot *out);
 /* Just the generation number (increases on every change). */
 int r13_record_generation(const r13_record *rec, uint64_t *out);
 /*
+ * Where the live copy keeps its generation number, for a reader that polls it
+ * without a call (an aligned 64-bit word, only ever increased; read it with an
+ * atomic or single 64-bit load). Valid while `rec` is open: the caller must
+ * stop reading it before r13_record_close. R13_EINVAL when `rec` is not open.
+ */
+int r13_record_generation_word(const r13_record *rec, const uint64_t **out);
+/*
  * Writers. Each validates the resulting record (R13_EVERSION/R13_EMODE/
  * R13_ERANGE leave everything unchanged), publishes it to the live copy,
  * and pwrites all 13 bytes to the file (no fsync). On success `out` (may be
@@ -161,11 +168,26 @@ typedef struct r13_limiter {
 
 /* Result of one check. Times are in nanoseconds from `now`. */
 typedef struct r13_decision {
-    int allowed;            /* 1 admitted, 0 refused */
+    uint8_t allowed;        /* 1 admitted, 0 refused */
     uint32_t remaining;     /* requests still admitted right now */
     uint64_t reset_ns;      /* until the bucket is full again */
     uint64_t retry_after_ns;/* 0 when allowed; else until one is admitted */
+    uint8_t full;           /* 1: refused because the table is full (R13_EFULL) */
 } r13_decision;
+
+/*
+ * One limit of a limiter, validated once for many checks: `capacity`
+ * requests of `cost` refilled over `window_ms` (what r13_limiter_check takes
+ * on every call). Filled by r13_limit_init; fields are private. It points
+ * at `lim`, which must stay allocated (and open, else checks are R13_EINVAL)
+ * while the limit is used.
+ */
+typedef struct r13_limit {
+    const r13_limiter *lim;
+    uint64_t t;       /* emission interval, ns */
+    uint64_t tau;     /* burst tolerance = capacity * t, ns */
+    uint64_t cost_t;  /* cost * t */
+} r13_limit;
 
 /*
  * Open (creating if needed) the limiter table `name` (1..21 characters of
@@ -182,8 +204,8 @@ int r13_limiter_close(r13_limiter *lim);
  * refilled over `window_ms`. `now_ns` is a CLOCK_MONOTONIC time, or 0 to
  * read the clock. Exact across processes (lock-free CAS on one word per key).
  * When the table is full of busy entries: R13_EFULL, with `out` filled as a
- * refusal whose retry_after_ns says when a slot frees up (new keys only;
- * keys already in the table are never refused for lack of room).
+ * refusal (full = 1) whose retry_after_ns says when a slot frees up (new
+ * keys only; keys already in the table are never refused for lack of room).
  * R13_EINVAL: key not 1..256 bytes, capacity 0, cost not 1..capacity,
  * window_ms not 1..2^32 or shorter than `capacity` ns. R13_ECLOCK: clock
  * unreadable or `now_ns` outside the table's ~1.7-year range.
@@ -191,6 +213,20 @@ int r13_limiter_close(r13_limiter *lim);
 int r13_limiter_check(r13_limiter *lim, const uint8_t *key, size_t keylen,
                       uint32_t capacity, uint64_t window_ms, uint32_t cost,
                       uint64_t now_ns, r13_decision *out);
+/*
+ * Validate `capacity`, `window_ms` and `cost` as r13_limiter_check does
+ * (R13_EINVAL otherwise, `limit` then unusable) and keep them in `limit`.
+ */
+int r13_limit_init(r13_limit *limit, const r13_limiter *lim, uint32_t capacity,
+                   uint64_t window_ms, uint32_t cost);
+/*
+ * r13_limiter_check for the limit's limiter, capacity, window and cost: the
+ * same decision, codes and `out`, in fewer arguments (the hot path from
+ * Python, where each argument costs a conversion). R13_EINVAL also for a
+ * NULL or uninitialised limit, or a limiter that has been closed.
+ */
+int r13_limit_check(const r13_limit *limit, const uint8_t *key, size_t keylen,
+                    uint64_t now_ns, r13_decision *out);
 /* Forget `key` (e.g. on unblock): its bucket is full again. */
 int r13_limiter_reset(r13_limiter *lim, const uint8_t *key, size_t keylen);
 /* Number of slots holding a key, and of those busy at now_ns (0 = clock). */

@@ -157,11 +157,8 @@ static int relative_now(const rl_header *h, uint64_t now_ns, uint64_t *out)
 
 /* ---- the decision ------------------------------------------------------ */
 
-typedef struct rl_params {
-    uint64_t t;     /* emission interval, ns */
-    uint64_t tau;   /* burst tolerance = capacity * t, ns */
-    uint64_t cost_t;/* cost * t */
-} rl_params;
+/* The parameters of one decision are those of an r13_limit (r13.h). */
+typedef r13_limit rl_params;
 
 static int make_params(uint32_t capacity, uint64_t window_ms, uint32_t cost,
                        rl_params *p)
@@ -192,6 +189,7 @@ static int decide(const rl_params *p, uint64_t tat, uint64_t now, uint64_t *new_
             return R13_ECLOCK;
         uint64_t left = now + p->tau - next;
         out->allowed = 1;
+        out->full = 0;
         out->remaining = (uint32_t)(left / p->t);
         out->reset_ns = next - now;
         out->retry_after_ns = 0;
@@ -200,6 +198,7 @@ static int decide(const rl_params *p, uint64_t tat, uint64_t now, uint64_t *new_
     }
     uint64_t ahead = base - now; /* how far the bucket is from full */
     out->allowed = 0;
+    out->full = 0;
     out->remaining = ahead >= p->tau ? 0 : (uint32_t)((p->tau - ahead) / p->t);
     out->reset_ns = ahead;
     out->retry_after_ns = next - p->tau - now;
@@ -405,24 +404,15 @@ static int valid_key(const r13_limiter *lim, const uint8_t *key, size_t keylen)
 }
 
 /*
- * See r13.h. EINVAL: bad limiter/key (1..256 bytes)/capacity (>= 1)/cost
- * (1..capacity)/window (1..2^32 ms, and >= capacity ns). ECLOCK: clock
- * unreadable or outside the table's range. EFULL: see the top of this file.
- * `out` is written only on R13_OK and R13_EFULL.
+ * The check itself, for a valid limiter, key and parameters. `out` is
+ * written only on R13_OK and R13_EFULL.
  */
-int r13_limiter_check(r13_limiter *lim, const uint8_t *key, size_t keylen,
-                      uint32_t capacity, uint64_t window_ms, uint32_t cost,
-                      uint64_t now_ns, r13_decision *out)
+static int take(const r13_limiter *lim, const rl_params *p, const uint8_t *key,
+                size_t keylen, uint64_t now_ns, r13_decision *out)
 {
-    if (!valid_key(lim, key, keylen) || out == NULL)
-        return R13_EINVAL;
-    rl_params p;
-    int rc = make_params(capacity, window_ms, cost, &p);
-    if (rc != R13_OK)
-        return rc;
     rl_header *h = header_of(lim);
     uint64_t now;
-    rc = relative_now(h, now_ns, &now);
+    int rc = relative_now(h, now_ns, &now);
     if (rc != R13_OK)
         return rc;
     rl_slot *slots = slots_of(lim);
@@ -436,7 +426,7 @@ int r13_limiter_check(r13_limiter *lim, const uint8_t *key, size_t keylen,
         rl_slot *s = &slots[(first + k) & mask];
         if (__atomic_load_n(&s->key, __ATOMIC_RELAXED) == 0)
             break;
-        rc = check_slot(s, hash, &p, now, &d);
+        rc = check_slot(s, hash, p, now, &d);
         if (rc < 0)
             return rc;
         if (rc == 1) {
@@ -453,6 +443,7 @@ int r13_limiter_check(r13_limiter *lim, const uint8_t *key, size_t keylen,
     if (i == R13_EFULL) {
         pthread_mutex_unlock(&h->lock);
         out->allowed = 0;
+        out->full = 1;
         out->remaining = 0;
         out->retry_after_ns = soonest - now; /* every TAT in the window is > now */
         out->reset_ns = out->retry_after_ns;
@@ -460,7 +451,7 @@ int r13_limiter_check(r13_limiter *lim, const uint8_t *key, size_t keylen,
     }
     /* Under the lock nobody can evict the slot, so it still holds the key;
      * lock-free users of the key may still race us, which the CAS handles. */
-    rc = check_slot(&slots[i], hash, &p, now, &d);
+    rc = check_slot(&slots[i], hash, p, now, &d);
     pthread_mutex_unlock(&h->lock);
     if (rc == 0)
         rc = R13_ESHM; /* only a corrupted table gets here */
@@ -468,6 +459,52 @@ int r13_limiter_check(r13_limiter *lim, const uint8_t *key, size_t keylen,
         return rc;
     *out = d;
     return R13_OK;
+}
+
+/*
+ * See r13.h. EINVAL: bad limiter/key (1..256 bytes)/capacity (>= 1)/cost
+ * (1..capacity)/window (1..2^32 ms, and >= capacity ns). ECLOCK: clock
+ * unreadable or outside the table's range. EFULL: see the top of this file.
+ * `out` is written only on R13_OK and R13_EFULL.
+ */
+int r13_limiter_check(r13_limiter *lim, const uint8_t *key, size_t keylen,
+                      uint32_t capacity, uint64_t window_ms, uint32_t cost,
+                      uint64_t now_ns, r13_decision *out)
+{
+    if (!valid_key(lim, key, keylen) || out == NULL)
+        return R13_EINVAL;
+    rl_params p;
+    int rc = make_params(capacity, window_ms, cost, &p);
+    if (rc != R13_OK)
+        return rc;
+    return take(lim, &p, key, keylen, now_ns, out);
+}
+
+/* See r13.h. On error the limit is left with t = 0, which checks refuse. */
+int r13_limit_init(r13_limit *limit, const r13_limiter *lim, uint32_t capacity,
+                   uint64_t window_ms, uint32_t cost)
+{
+    if (limit == NULL)
+        return R13_EINVAL;
+    memset(limit, 0, sizeof *limit);
+    if (lim == NULL)
+        return R13_EINVAL;
+    r13_limit p;
+    int rc = make_params(capacity, window_ms, cost, &p);
+    if (rc != R13_OK)
+        return rc;
+    p.lim = lim;
+    *limit = p;
+    return R13_OK;
+}
+
+/* See r13.h: r13_limiter_check with the parameters validated by r13_limit_init. */
+int r13_limit_check(const r13_limit *limit, const uint8_t *key, size_t keylen,
+                    uint64_t now_ns, r13_decision *out)
+{
+    if (limit == NULL || limit->t == 0 || out == NULL || !valid_key(limit->lim, key, keylen))
+        return R13_EINVAL;
+    return take(limit->lim, limit, key, keylen, now_ns, out);
 }
 
 /* See r13.h. A key not in the table is already fresh: R13_OK. */

@@ -144,6 +144,14 @@ int r13_record_generation(const r13_record *rec, uint64_t *out)
     return R13_OK;
 }
 
+int r13_record_generation_word(const r13_record *rec, const uint64_t **out)
+{
+    if (rec == NULL || out == NULL || rec->seg.addr == NULL)
+        return R13_EINVAL;
+    *out = &seg_of(rec)->generation;
+    return R13_OK;
+}
+
 static int pwrite_all(int fd, const uint8_t *buf, size_t len)
 {
     size_t done = 0;

@@ -36,6 +36,7 @@ _LAYOUT = struct.Struct("<BIIBBBB")
 _SNAPSHOT = struct.Struct("<Q13s3x")
 _SNAPSHOT_UNPACK = _SNAPSHOT.unpack_from
 _READ = lib.r13_record_read
+_WRITE = lib.r13_record_write
 
 
 class Feature(enum.IntFlag):
@@ -286,6 +287,11 @@ class ConfigStore(NativeHandle):
         self._rec = ffi.new("r13_record *")
         self._local = cooperative.thread_local()  # greenlets never switch inside C
         self._cached: tuple[int, Config13] = (0, Config13())
+        # Records already decoded, by their bytes: a change that comes back to a
+        # known record (flags toggled on and off) is not decoded again.
+        self._decoded: dict[bytes, Config13] = {}
+        # Until open: a word that never matches a generation (they start at 1).
+        self._generation: Any = memoryview(bytearray(8)).cast("Q")
         default_bytes = (defaults or Config13()).to_bytes()
         rc = lib.r13_record_open(self._rec, os.fsencode(data_dir), default_bytes)
         if rc == lib.R13_ESIZE:
@@ -295,6 +301,11 @@ class ConfigStore(NativeHandle):
             )
         check_attach(rc, data_dir, "record", "the live record")
         self._open = True
+        # The live copy's generation word, read without a call into C: when it
+        # has not moved since the last decode, read() returns that value.
+        word = ffi.new("uint64_t **")
+        check(lib.r13_record_generation_word(self._rec, word), f"mapping {self.path}")
+        self._generation = memoryview(ffi.buffer(word[0], 8)).cast("Q")
 
     # -- reading -------------------------------------------------------------
 
@@ -319,20 +330,35 @@ class ConfigStore(NativeHandle):
         return generation, raw
 
     def read(self) -> Config13:
-        """The current record (decoded once per generation)."""
+        """The current record (decoded once per generation).
+
+        While the live copy's generation number is the one last decoded (the
+        usual case: records change rarely), that value is returned without a
+        call into C; the generation is read from the shared word, and every
+        change moves it before anyone can see the new bytes.
+        """
+        cached = self._cached
+        if self._generation[0] == cached[0]:
+            return cached[1]
         try:
-            buf, ptr, gen = self._local.triple
+            buf, ptr, _ = self._local.triple
         except AttributeError:
-            buf, ptr, gen = self._buffer()
+            buf, ptr, _ = self._buffer()
         rc = _READ(self._rec, ptr)
         if rc:
             check(rc, f"reading {self.path}")
-        cached = self._cached
-        if gen[0] == cached[0]:
-            return cached[1]
         generation, raw = _SNAPSHOT_UNPACK(buf)
-        value = Config13._trusted(raw)
+        value = self._decode(raw)
         self._cached = (generation, value)
+        return value
+
+    def _decode(self, raw: bytes) -> Config13:
+        # Only for bytes the C core has validated.
+        value = self._decoded.get(raw)
+        if value is None:
+            if len(self._decoded) >= 64:
+                self._decoded.clear()
+            value = self._decoded[raw] = Config13._trusted(raw)
         return value
 
     def read_bytes(self) -> bytes:
@@ -352,17 +378,26 @@ class ConfigStore(NativeHandle):
     def _finish(self, rc: int, buf: bytearray, context: str) -> Config13:
         check(rc, context)
         generation, raw = _SNAPSHOT_UNPACK(buf)
-        value = Config13._trusted(raw)
+        value = self._decode(raw)
         self._cached = (generation, value)
         return value
 
     def write_bytes(self, offset: int, data: bytes) -> Config13:
         """Write ``data`` at ``offset``; the result must still be a valid record."""
-        if not data or offset < 0 or offset + len(data) > RECORD_SIZE:
+        size = len(data)
+        if not size or offset < 0 or offset + size > RECORD_SIZE:
             _check_write(offset, bytes(data))
-        buf, ptr, _ = self._buffer()
-        rc = lib.r13_record_write(self._rec, offset, data, len(data), ptr)
-        return self._finish(rc, buf, f"writing {len(data)} byte(s) at offset {offset}")
+        try:
+            buf, ptr, _ = self._local.triple
+        except AttributeError:
+            buf, ptr, _ = self._buffer()
+        rc = _WRITE(self._rec, offset, data, size, ptr)
+        if rc:  # the message is built only when it is needed
+            check(rc, f"writing {size} byte(s) at offset {offset}")
+        generation, raw = _SNAPSHOT_UNPACK(buf)
+        value = self._decode(raw)
+        self._cached = (generation, value)
+        return value
 
     def set_feature(self, flag: Feature | int | str, on: bool) -> Config13:
         """Turn one feature bit (a Feature, a name, or a bit number 0..31) on or off."""
@@ -407,6 +442,10 @@ class ConfigStore(NativeHandle):
     # -- life ----------------------------------------------------------------
 
     def _release(self) -> None:
+        # Stop reading the shared word before it is unmapped: read() then calls
+        # into C, which refuses a closed record.
+        self._generation = memoryview(bytearray(8)).cast("Q")
+        self._cached = (-1, self._cached[1])
         lib.r13_record_close(self._rec)
 
 

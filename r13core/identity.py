@@ -34,7 +34,7 @@ something is decided in r13core/access.py.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from r13core.access import is_admin, may_revoke
 from r13core.audit import Actor, AuditLog
@@ -134,6 +134,48 @@ class Identity:
             bootstrap=bootstrap,
         )
         return info, secret
+
+    def create_keys(
+        self,
+        actor: Actor,
+        key_ids: Sequence[str],
+        permission: Permission,
+        expires_days: float | None,
+        *,
+        owner: str | None = None,
+        rate_limit: int | None = None,
+        cidr: Iterable[object] = (),
+        packages: Iterable[object] = (),
+        description: str = "",
+    ) -> list[tuple[KeyInfo, str]]:
+        """Several keys alike but for their ids, as one change (:meth:`KeyStore.create_many`).
+
+        All are stored in one commit, or none (NameTaken for a taken or repeated id).
+        One audit event ``key.create`` names them all (``ids``; its target is the
+        first and last id), as one change writes one event.
+        """
+        if owner is not None:
+            self.users.get(owner)
+        made = self.keys.create_many(
+            key_ids,
+            permission,
+            expires_days,
+            owner=owner,
+            rate_limit=rate_limit,
+            cidr=cidr,
+            packages=packages,
+            description=description,
+        )
+        ids = [info.id for info, _ in made]
+        self.audit.safe_record_by(
+            actor,
+            "key.create",
+            ids[0] if len(ids) == 1 else f"{ids[0]}..{ids[-1]}",
+            permission=Permission(permission).name.lower(),
+            ids=ids,
+            count=len(ids),
+        )
+        return made
 
     def first_admin_key(self) -> tuple[KeyInfo, str] | None:
         """`r13 serve`'s first admin key, made unless an unrevoked admin key exists.

@@ -23,15 +23,16 @@ script; the sanitiser is the first wall, the CSP the second.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 from collections import OrderedDict
-from typing import Final
-
-import nh3
-from markdown_it import MarkdownIt
+from typing import TYPE_CHECKING, Final
 
 from r13core.cooperative import off_hub
+
+if TYPE_CHECKING:
+    from markdown_it import MarkdownIt
 
 MAX_README: Final = 64 * 1024
 """Characters of README rendered; the rest is cut, with a note. Rendering is pure Python
@@ -58,9 +59,15 @@ _ATTRIBUTES: Final = {
 }
 _SCHEMES: Final = frozenset({"http", "https", "mailto"})
 
-_md: Final = MarkdownIt("commonmark", {"html": True, "linkify": False}).enable(
-    ["table", "strikethrough"]
-)
+
+@functools.cache
+def _markdown() -> MarkdownIt:
+    # Imported and built on the first README rendered: no request before it needs them.
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": True, "linkify": False}).enable(
+        ["table", "strikethrough"]
+    )
 
 
 def _code_class(tag: str, attr: str, value: str) -> str | None:
@@ -73,6 +80,8 @@ def _code_class(tag: str, attr: str, value: str) -> str | None:
 
 def sanitize_html(html: str) -> str:
     """``html`` with everything outside the allow-list above removed."""
+    import nh3
+
     return nh3.clean(
         html,
         tags=set(_TAGS),
@@ -86,7 +95,7 @@ def sanitize_html(html: str) -> str:
 
 
 def _render(text: str) -> str:
-    html = _md.render(text[:MAX_README])
+    html = _markdown().render(text[:MAX_README])
     if len(text) > MAX_README:
         html += f"<p><em>(README cut at {MAX_README // 1024} KiB)</em></p>"
     return sanitize_html(html)

@@ -28,13 +28,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any, Final
-
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from typing import TYPE_CHECKING, Any, Final
 
 from r13core.errors import InvalidValue, SignatureError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+# cryptography is imported where a key is used (a publish signs, npm's audit verifies),
+# not here: a worker answers its first requests without it (bench/import_costs.py).
 
 KEYTYPE: Final = "ecdsa-sha2-nistp256"
 SCHEME: Final = "ecdsa-sha2-nistp256"
@@ -53,6 +55,8 @@ def keyid_of(der: bytes) -> str:
     (Not the SHA-256 of the DER: npm's ``SHA256:jl3bwswu...`` is the fingerprint.)
     InvalidValue unless ``der`` is a P-256 public key.
     """
+    from cryptography.hazmat.primitives import serialization
+
     key = _load_p256(der, "key")
     line = key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
     blob = base64.b64decode(line.split()[1])
@@ -61,6 +65,10 @@ def keyid_of(der: bytes) -> str:
 
 
 def _load_p256(der: bytes, what: str) -> ec.EllipticCurvePublicKey:
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     try:
         key = serialization.load_der_public_key(der)
     except (ValueError, UnsupportedAlgorithm):
@@ -182,6 +190,9 @@ def parse_keys(document: object) -> list[PublicKey]:
 
 def public_key_der(key: ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) -> bytes:
     """The DER SubjectPublicKeyInfo of a key (or of a private key's public half)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     public = key.public_key() if isinstance(key, ec.EllipticCurvePrivateKey) else key
     return public.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -190,6 +201,9 @@ def public_key_der(key: ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) 
 
 def sign(private: ec.EllipticCurvePrivateKey, name: str, version: str, integrity: str) -> str:
     """A registry signature of ``name@version:integrity``: base64 DER ECDSA/SHA-256."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     der = private.sign(signed_message(name, version, integrity), ec.ECDSA(hashes.SHA256()))
     return base64.b64encode(der).decode()
 
@@ -277,6 +291,10 @@ def verify_version(
         raise SignatureError(f"{what} has no dist", "malformed")
     signatures = _signatures(dist, what)
     message = signed_message(name, version, integrity_of(dist))
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     keyset = keys if isinstance(keys, KeySet) else KeySet(keys)
     when = None if published is None else _published(published, what)
     verified = []

@@ -36,16 +36,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
-
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from typing import TYPE_CHECKING, Any, Final
 
 from r13core import locks
 from r13core.audit import Actor, AuditLog
 from r13core.datadir import FILE_MODE, make_private_dirs, narrow_file, open_private
 from r13core.errors import InvalidValue
 from r13core.signatures import PublicKey, keyid_of, public_key_der, sign
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
 
 RING: Final = "ring.json"
 LOCK: Final = ".lock"
@@ -139,6 +140,9 @@ class SigningKeys:
         fd = open_private(self.directory / entry.file, os.O_RDONLY)
         with os.fdopen(fd, "rb") as f:
             pem = f.read(64 * 1024)
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+
         key = serialization.load_pem_private_key(pem, password=None)
         if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(
             key.curve, ec.SECP256R1
@@ -213,6 +217,9 @@ class SigningKeys:
             os.close(dfd)
 
     def _new_entry(self, now: float) -> RingEntry:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+
         key = ec.generate_private_key(ec.SECP256R1())
         pem = key.private_bytes(
             serialization.Encoding.PEM,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import builtins
 import enum
+import functools
 import hashlib
 import hmac
 import re
@@ -113,7 +114,12 @@ def verify_password(password: str, stored: str) -> bool:
 
 
 # A hash checked when the user does not exist, so an unknown name costs the same time.
-_DUMMY_HASH: Final = hash_password(secrets.token_hex(8))
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash to check a password against when the user does not exist (same time as
+    a real check). Made on first use: a scrypt at import would cost every process
+    that imports this module (each worker's start) ~50 ms."""
+    return hash_password(secrets.token_hex(8))
 
 
 @dataclass(frozen=True)
@@ -218,7 +224,7 @@ class UserStore:
         if not isinstance(password, str) or len(password) > MAX_PASSWORD:
             raise Unauthorized(_BAD_LOGIN)
         if record is None:
-            verify_password(password, _DUMMY_HASH)
+            verify_password(password, _dummy_hash())
             raise Unauthorized(_BAD_LOGIN)
         if not verify_password(password, record.password_hash):
             raise Unauthorized(_BAD_LOGIN)

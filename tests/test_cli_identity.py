@@ -76,6 +76,28 @@ def test_keys_with_limits_scopes_owner_and_rotation(
     assert actions(tmp_path) == ["key.create", "key.rotate"]
 
 
+def test_keys_create_count_makes_n_keys_in_one_audited_change(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(tmp_path, "keys", "create", "--id", "runner", "--perm", "read", "--count", "3",
+               "--expires", "7") == 0  # fmt: skip
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 6
+    keys = KeyStore(open_database(tmp_path))
+    assert [keys.authenticate(secret).id for secret in lines[1::2]] == [
+        "runner-1",
+        "runner-2",
+        "runner-3",
+    ]
+    events = AuditLog(open_database(tmp_path)).page(limit=10)["events"]
+    assert [(e["action"], e["target"]) for e in events] == [("key.create", "runner-1..runner-3")]
+    assert events[0]["detail"]["ids"] == ["runner-1", "runner-2", "runner-3"]
+    # A taken id stores none of the batch; a count out of range is refused.
+    assert run(tmp_path, "keys", "create", "--id", "runner", "--perm", "read", "--count", "4") == 2
+    assert run(tmp_path, "keys", "create", "--id", "x", "--perm", "read", "--count", "0") == 2
+    assert [k.id for k in keys.list()] == ["runner-1", "runner-2", "runner-3"]
+
+
 def test_config_changes_are_audited_with_old_and_new_bytes(tmp_path: Path) -> None:
     assert run(tmp_path, "config", "enable", "DEBUG") == 0
     assert run(tmp_path, "config", "show") == 0

@@ -175,6 +175,27 @@ def test_updates_reach_the_file_and_other_handles(data_dir: Path) -> None:
         assert (data_dir / "config.r13").read_bytes() == b.read_bytes()
 
 
+def test_read_sees_every_change_of_another_handle_and_decodes_each_record_right(
+    data_dir: Path,
+) -> None:
+    """read() answers from its last decode only while the shared generation stands still."""
+    with ConfigStore(data_dir) as a, ConfigStore(data_dir) as b:
+        first = b.read()
+        assert b.read() is first  # nothing changed: the decoded value again
+        for rows in (30, 40, 30, 40):  # records that come back are decoded alike
+            a.write_bytes(10, bytes([rows]))
+            seen = b.read()
+            assert seen.rows == rows
+            assert seen == Config13.from_bytes(a.read_bytes())
+        a.write_bytes(10, bytes([first.rows]))
+        assert b.read() == first
+        # A write that changes no byte still moves the generation: a new read.
+        g = b.generation()
+        a.write_bytes(10, bytes([first.rows]))
+        assert b.generation() == g + 1
+        assert b.read() == first
+
+
 def test_invalid_updates_change_nothing(store: ConfigStore, data_dir: Path) -> None:
     before = (store.generation(), store.read_bytes())
     with pytest.raises(InvalidValue, match="version"):

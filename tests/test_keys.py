@@ -43,6 +43,46 @@ def test_secret_has_prefix_random_part_and_checksum() -> None:
     assert new_secret() != secret
 
 
+def test_secrets_draw_every_character_at_every_position() -> None:
+    """One draw below 62**40 written in base 62 covers the alphabet at each of the 40."""
+    bodies = [new_secret()[4:44] for _ in range(2000)]
+    for position in (0, 1, 20, 38, 39):
+        assert len({body[position] for body in bodies}) == 62
+    assert len(set(bodies)) == 2000
+
+
+def test_create_many_stores_keys_alike_in_one_change(keys: KeyStore, db: SQLiteStorage) -> None:
+    before = db.auth_version()
+    made = keys.create_many(["ci-1", "ci-2", "ci-3"], Permission.WRITE, 30, rate_limit=7,
+                            cidr=["10.0.0.0/8"], packages=["@acme/*"])  # fmt: skip
+    assert [info.id for info, _ in made] == ["ci-1", "ci-2", "ci-3"]
+    assert len({secret for _, secret in made}) == 3
+    for info, secret in made:
+        assert keys.authenticate(secret) == info
+        assert (info.permission, info.rate_limit) == (Permission.WRITE, 7)
+        assert info.packages == ("@acme/*",)
+        assert [str(n) for n in info.cidr] == ["10.0.0.0/8"]
+        assert info.expires is not None
+    assert db.auth_version() != before
+
+
+def test_create_many_stores_none_when_one_id_is_taken_or_bad(keys: KeyStore) -> None:
+    keys.create("ci-2", Permission.READ, None)
+    with pytest.raises(NameTaken, match="CI-2"):
+        keys.create_many(["ci-1", "CI-2", "ci-3"], Permission.READ, None)
+    with pytest.raises(NameTaken, match="more than once"):
+        keys.create_many(["ci-4", "ci-4"], Permission.READ, None)
+    with pytest.raises(InvalidValue):
+        keys.create_many(["ci-5", "bad id"], Permission.READ, None)
+    with pytest.raises(InvalidValue):
+        keys.create_many([], Permission.READ, None)
+    with pytest.raises(InvalidValue):
+        keys.create_many([f"k{n}" for n in range(1001)], Permission.READ, None)
+    with pytest.raises(InvalidValue):
+        keys.create_many(["ci-6"], Permission.ADMIN, None, packages=["@acme/*"])
+    assert [k.id for k in keys.list()] == ["ci-2"]
+
+
 def test_a_changed_character_breaks_the_checksum() -> None:
     secret = new_secret()
     flipped = secret[:10] + ("A" if secret[10] != "A" else "B") + secret[11:]

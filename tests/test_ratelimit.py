@@ -186,6 +186,87 @@ def test_closed_limiter_refuses_calls(tmp_path: Path) -> None:
         lim.check("k", 5, 1000)
 
 
+# ---- Limit: one limit validated once, checked by key ----------------------------
+
+
+def test_limit_handle_decides_like_check_and_shares_its_buckets(tmp_path: Path, now: int) -> None:
+    with RateLimiter(tmp_path) as lim:
+        limit = lim.limit(3, 1000)
+        assert (limit.capacity, limit.window_ms, limit.cost) == (3, 1000, 1)
+        assert limit.check("ip:a", now_ns=now) == lim.check("ip:b", 3, 1000, now_ns=now)
+        # One bucket per key, whichever way it is checked.
+        assert limit.check(b"ip:a", now_ns=now) == Decision(True, 1, 666_666_666, 0)
+        assert lim.check("ip:a", 3, 1000, now_ns=now) == Decision(True, 0, 999_999_999, 0)
+        refused = limit.check("ip:a", now_ns=now)
+        assert refused == Decision(False, 0, 999_999_999, 333_333_333)
+        assert type(refused) is Decision and refused.allowed is False
+        assert lim.limit(3, 1000, cost=2).check("ip:c", now_ns=now).remaining == 1
+        # Without a time it reads the limiter's clock.
+        assert limit.check("ip:d").remaining == 2
+
+
+@pytest.mark.parametrize(
+    ("capacity", "window_ms", "cost"),
+    [(0, 1000, 1), (-1, 1000, 1), (2**32, 1000, 1), (5, 0, 1), (5, 2**32 + 1, 1),
+     (5, 1000, 0), (5, 1000, 6), (2_000_000, 1, 1), (5.0, 1000, 1)],
+)  # fmt: skip
+def test_limit_handle_refuses_what_check_refuses(
+    tmp_path: Path, capacity: int, window_ms: int, cost: int
+) -> None:
+    with RateLimiter(tmp_path) as lim, pytest.raises(InvalidValue):
+        lim.limit(capacity, window_ms, cost)
+
+
+def test_limit_handle_checks_every_key_and_time(tmp_path: Path) -> None:
+    with RateLimiter(tmp_path) as lim:
+        limit = lim.limit(5, 1000)
+        for key in ("", "x" * 257):
+            with pytest.raises(InvalidValue):
+                limit.check(key)
+        with pytest.raises(InvalidValue):
+            limit.check("k", now_ns=-1)
+        with pytest.raises(NativeOSError):
+            limit.check("k", now_ns=2**64 - 1)
+        assert limit.check("x" * 256).allowed
+
+
+def test_limit_handle_of_a_closed_limiter_refuses_calls(tmp_path: Path) -> None:
+    lim = RateLimiter(tmp_path)
+    limit = lim.limit(5, 1000)
+    lim.close()
+    with pytest.raises(InvalidValue):
+        limit.check("k")
+
+
+def test_limit_handle_fails_closed_on_a_full_table(tmp_path: Path, now: int) -> None:
+    with RateLimiter(tmp_path, "full", 64) as lim:
+        busy = lim.limit(1, 10_000)
+        outcomes = [busy.check(f"busy-{i}", now_ns=now + i) for i in range(200)]
+        assert sum(d.allowed for d in outcomes) == 64
+        full = [d for d in outcomes if d.full]
+        assert len(full) == 136
+        assert all(not d.allowed and d.remaining == 0 and d.retry_after_ns > 0 for d in full)
+        # A key already in the table is refused for its own rate, not for room.
+        again = busy.check("busy-3", now_ns=now + 200)
+        assert not again.allowed and not again.full
+
+
+def test_limit_handles_in_threads_admit_exactly_capacity(tmp_path: Path, now: int) -> None:
+    with RateLimiter(tmp_path) as lim:
+        limit = lim.limit(500, 1000)
+        admitted: list[int] = []
+
+        def run() -> None:
+            admitted.append(sum(limit.check("shared", now_ns=now).allowed for _ in range(250)))
+
+        threads = [threading.Thread(target=run) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sum(admitted) == 500
+
+
 # ---- Decision ---------------------------------------------------------------
 
 
@@ -365,10 +446,15 @@ op = st.one_of(
 
 
 @settings(max_examples=150)
-@given(ops=st.lists(op, min_size=1, max_size=60), small_steps=st.booleans())
+@given(
+    ops=st.lists(op, min_size=1, max_size=60),
+    small_steps=st.booleans(),
+    handles=st.booleans(),
+)
 def test_c_limiter_decides_exactly_like_the_python_twin(
-    ops: list[tuple[str, str, int, int, int, int]], small_steps: bool
+    ops: list[tuple[str, str, int, int, int, int]], small_steps: bool, handles: bool
 ) -> None:
+    """Through ``check`` or (``handles``) through a Limit made for each call's numbers."""
     twin = PyRateLimiter(slots=64)
     with tempfile.TemporaryDirectory() as data_dir, RateLimiter(data_dir, "prop", 64) as lim:
         now = monotonic_ns()
@@ -379,7 +465,10 @@ def test_c_limiter_decides_exactly_like_the_python_twin(
                 continue
             now += step % (10 * MS) if small_steps else step
             cost = min(cost, capacity)
-            got = lim.check(key, capacity, window_ms, cost, now_ns=now)
+            if handles:
+                got = lim.limit(capacity, window_ms, cost).check(key, now_ns=now)
+            else:
+                got = lim.check(key, capacity, window_ms, cost, now_ns=now)
             want = twin.check(key, capacity, window_ms, cost, now_ns=now)
             assert got == want
         assert lim.stats(now) == twin.stats(now)

@@ -12,8 +12,6 @@ import argparse
 import json
 import sys
 
-from tqdm import tqdm
-
 from app.cli import services
 from r13core.names import PackageName
 from r13core.uplink import maintenance
@@ -88,6 +86,8 @@ def prune(args: argparse.Namespace) -> int:
 
 def verify(args: argparse.Namespace) -> int:
     opened = services.of(args)
+    from tqdm import tqdm  # on use: every other `r13` command starts without it
+
     bar = tqdm(total=0, unit="file", disable=args.no_progress or None, file=sys.stderr)
 
     def progress(done: int, total: int) -> None:

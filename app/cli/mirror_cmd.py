@@ -14,12 +14,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
-
-from tqdm import tqdm
+from typing import TYPE_CHECKING, Any
 
 from app.cli import services
 from r13core.uplink import mirror as mirroring
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -42,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--concurrency must be 1..64")
     wanted = mirroring.read_wanted(args.file)
     uplink = services.of(args).uplink
+    from tqdm import tqdm  # on use: every other `r13` command starts without it
+
     bar = tqdm(
         total=mirroring.work_items(wanted),
         unit="pkg",

@@ -19,24 +19,25 @@ the sampler (r13core/monitor/; started only in a real server, see
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
-
-from prometheus_client import CollectorRegistry, generate_latest
+from typing import TYPE_CHECKING, Any
 
 from app.monitoring.access import can_read_monitoring, require_monitoring_access
 from app.monitoring.counting import UsageCounting
 from app.monitoring.logs import JsonLines, ensure_debug_handler
 from app.monitoring.middleware import RequestMonitor
-from app.monitoring.prometheus import SharedCollector
 from r13core.config import ConfigStore
 from r13core.events import EventLog
 from r13core.metrics import Metrics
 from r13core.monitor import MonitorView, RegistryStats, Sampler
 from r13core.settings import Settings
 from r13core.usage import Clock, UsageRecorder, UsageStorage
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 __all__ = [
     "JsonLines",
@@ -89,8 +90,6 @@ class Monitoring(UsageCounting):
         )
         flush = settings.housekeeping.usage_flush_interval_ms / 1000
         self.usage = None if usage is None else UsageRecorder(usage, interval=flush, clock=clock)
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(SharedCollector(self.metrics, self.view))
         ensure_debug_handler()
 
     def start(self) -> None:
@@ -105,6 +104,20 @@ class Monitoring(UsageCounting):
         if self.usage is not None:
             self.usage.stop()
 
+    @functools.cached_property
+    def registry(self) -> CollectorRegistry:
+        """The Prometheus registry over the shared counters, made at the first scrape
+        (prometheus_client is imported then: no other request needs it)."""
+        from prometheus_client import CollectorRegistry
+
+        from app.monitoring.prometheus import SharedCollector
+
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(SharedCollector(self.metrics, self.view))
+        return registry
+
     def scrape(self) -> bytes:
         """The Prometheus text exposition of everything."""
+        from prometheus_client import generate_latest
+
         return generate_latest(self.registry)

@@ -7,7 +7,7 @@ Split by job:
 * :mod:`~r13core.monitor.rates` — counter deltas to per-second rates and
   latency percentiles (:func:`compute_rates`, :func:`percentile`);
 * :mod:`~r13core.monitor.processes` — CPU and memory of the gunicorn process
-  tree and of the system (:class:`ProcessTree`, psutil);
+  tree and of the system (:class:`ProcessTree`, from /proc; psutil elsewhere);
 * :mod:`~r13core.monitor.alerts` — rules with hysteresis, the alert log
   (:class:`AlertEngine`);
 * :mod:`~r13core.monitor.state` — the state file ``<data>/run/metrics.json``

@@ -43,16 +43,24 @@ def _ms(seconds: float | None) -> float | None:
 
 
 def _rate(now: int, before: int, dt: float) -> float:
-    return round(max(0, now - before) / dt, 3) if dt > 0 else 0.0
+    return round((now - before) / dt, 3) if now > before and dt > 0 else 0.0
+
+
+def _deltas(cur: Sequence[int], prev: Sequence[int]) -> list[int]:
+    # Most ticks of a quiet server change few counters: compare whole lists first.
+    if cur == prev:
+        return [0] * len(cur)
+    return [a - b if a > b else 0 for a, b in zip(cur, prev, strict=True)]
 
 
 def compute_rates(prev: Totals, cur: Totals, dt: float) -> dict[str, Any]:
     """The request figures of one interval of ``dt`` seconds between two totals."""
     requests = max(0, cur.requests - prev.requests)
     errors = max(0, cur.by_class[5] - prev.by_class[5])
-    lat = [max(0, a - b) for a, b in zip(cur.latency, prev.latency, strict=True)]
+    lat = _deltas(cur.latency, prev.latency)
     lat_sum = max(0, cur.latency_sum_ns - prev.latency_sum_ns)
-    ev = [max(0, a - b) for a, b in zip(cur.events, prev.events, strict=True)]
+    ev = _deltas(cur.events, prev.events)
+    p50, p95, p99 = percentile(lat, 0.50), percentile(lat, 0.95), percentile(lat, 0.99)
     hits, misses = ev[Event.CACHE_HITS], ev[Event.CACHE_MISSES]
     answered = ev[Event.UPLINK_REQUESTS]
     beats = ev[Event.WS_HEARTBEATS]
@@ -66,9 +74,9 @@ def compute_rates(prev: Totals, cur: Totals, dt: float) -> dict[str, Any]:
         "bytes_in_per_s": _rate(cur.bytes_in, prev.bytes_in, dt),
         "bytes_out_per_s": _rate(cur.bytes_out, prev.bytes_out, dt),
         "latency_avg_ms": round(lat_sum / requests / 1e6, 3) if requests else None,
-        "latency_p50_ms": _ms(percentile(lat, 0.50)),
-        "latency_p95_ms": _ms(percentile(lat, 0.95)),
-        "latency_p99_ms": _ms(percentile(lat, 0.99)),
+        "latency_p50_ms": _ms(p50),
+        "latency_p95_ms": _ms(p95),
+        "latency_p99_ms": _ms(p99),
         "publishes_per_s": _rate(cur.events[Event.PUBLISHES], prev.events[Event.PUBLISHES], dt),
         "downloads_per_s": _rate(cur.events[Event.DOWNLOADS], prev.events[Event.DOWNLOADS], dt),
         "unpublishes_per_s": _rate(

@@ -12,6 +12,7 @@ tests/storage_contracts/identity.py is the contract.
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -118,6 +119,27 @@ class IdentityStorage(Protocol):
         ignoring case. The check and the insert are one transaction, so two
         requests racing for one name cannot both win (nor can a user and a key).
         """
+
+    def add_keys(self, records: Sequence[KeyRecord]) -> str | None:
+        """Store several keys as one change: all of them, or none and the first taken id.
+
+        "Taken" as for :meth:`add_key`, and also an id that appears twice in
+        ``records`` (ignoring case). A backend stores them in one transaction (one
+        commit for the batch: SQLite's is r13core/storage/sqlite/identity.py); this
+        default, for a backend that has not, checks every name first and then adds
+        the keys one by one, so a name claimed in between leaves the batch partly
+        stored and returns that id.
+        """
+        seen: set[str] = set()
+        for record in records:
+            folded = record.id.casefold()
+            if folded in seen or self.name_holder(record.id) is not None:
+                return record.id
+            seen.add(folded)
+        for record in records:
+            if not self.add_key(record):
+                return record.id
+        return None
 
     @abc.abstractmethod
     def get_key(self, key_id: str) -> KeyRecord | None:

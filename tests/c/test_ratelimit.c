@@ -184,6 +184,7 @@ static void test_full_table(void)
         } else {
             EXPECT_EQ(rc, R13_EFULL);
             EXPECT_EQ(d.allowed, 0);
+            EXPECT_EQ(d.full, 1);
             EXPECT_EQ(d.remaining, 0);
             EXPECT(d.retry_after_ns > 0 && d.retry_after_ns <= 10 * SEC);
             full++;
@@ -216,6 +217,62 @@ static void test_full_table(void)
     EXPECT_EQ(check(&lim, "busy-0", 1, 10000, 1, now + 20 * SEC, &d), R13_OK);
     EXPECT_EQ(d.allowed, 1);
     r13_limiter_close(&lim);
+}
+
+/* A limit made once decides exactly as r13_limiter_check with the same arguments. */
+static void test_limit_handle(void)
+{
+    r13_limiter lim;
+    r13_limit lt;
+    r13_decision d, e;
+    EXPECT_EQ(r13_limiter_open(&lim, dir, "handle", 64), R13_OK);
+    /* The same argument checks as r13_limiter_check, once. */
+    EXPECT_EQ(r13_limit_init(&lt, &lim, 0, 1000, 1), R13_EINVAL);
+    EXPECT_EQ(r13_limit_init(&lt, &lim, 5, 1000, 6), R13_EINVAL);
+    EXPECT_EQ(r13_limit_init(&lt, &lim, 5, 1000, 0), R13_EINVAL);
+    EXPECT_EQ(r13_limit_init(&lt, &lim, 5, 0, 1), R13_EINVAL);
+    EXPECT_EQ(r13_limit_init(&lt, &lim, 5, (1ULL << 32) + 1, 1), R13_EINVAL);
+    EXPECT_EQ(r13_limit_init(&lt, &lim, 2000000, 1, 1), R13_EINVAL); /* T would be 0 */
+    EXPECT_EQ(r13_limit_init(&lt, NULL, 5, 1000, 1), R13_EINVAL);
+    EXPECT_EQ(r13_limit_init(NULL, &lim, 5, 1000, 1), R13_EINVAL);
+    /* A limit whose init failed refuses every check. */
+    uint64_t now = clock_now();
+    EXPECT_EQ(r13_limit_check(&lt, (const uint8_t *)"k", 1, now, &d), R13_EINVAL);
+    EXPECT_EQ(r13_limit_check(NULL, (const uint8_t *)"k", 1, now, &d), R13_EINVAL);
+
+    EXPECT_EQ(r13_limit_init(&lt, &lim, 5, 1000, 2), R13_OK);
+    /* Keys are checked on every call: 1..256 bytes, not NULL. */
+    uint8_t big[257];
+    memset(big, 'x', sizeof big);
+    EXPECT_EQ(r13_limit_check(&lt, (const uint8_t *)"k", 0, now, &d), R13_EINVAL);
+    EXPECT_EQ(r13_limit_check(&lt, big, 257, now, &d), R13_EINVAL);
+    EXPECT_EQ(r13_limit_check(&lt, NULL, 1, now, &d), R13_EINVAL);
+    EXPECT_EQ(r13_limit_check(&lt, big, 256, now, NULL), R13_EINVAL);
+    EXPECT_EQ(r13_limit_check(&lt, big, 256, now, &d), R13_OK);
+    /* Decisions identical to the eight-argument call on a twin key. */
+    for (int i = 0; i < 6; i++) {
+        uint64_t t = now + (uint64_t)i * 50 * MS;
+        int rc1 = r13_limit_check(&lt, (const uint8_t *)"twin-a", 6, t, &d);
+        int rc2 = check(&lim, "twin-b", 5, 1000, 2, t, &e);
+        EXPECT_EQ(rc1, R13_OK);
+        EXPECT_EQ(rc2, R13_OK);
+        EXPECT_EQ(d.allowed, e.allowed);
+        EXPECT_EQ(d.full, 0);
+        EXPECT_EQ(d.remaining, e.remaining);
+        EXPECT_EQ(d.reset_ns, e.reset_ns);
+        EXPECT_EQ(d.retry_after_ns, e.retry_after_ns);
+    }
+    /* The limit and the plain call share the key's bucket. */
+    EXPECT_EQ(r13_limit_check(&lt, (const uint8_t *)"shared", 6, now, &d), R13_OK);
+    EXPECT_EQ(d.remaining, 3);
+    EXPECT_EQ(check(&lim, "shared", 5, 1000, 1, now, &e), R13_OK);
+    EXPECT_EQ(e.remaining, 2);
+    /* Clock 0 reads the monotonic clock. */
+    EXPECT_EQ(r13_limit_check(&lt, (const uint8_t *)"clock", 5, 0, &d), R13_OK);
+    EXPECT_EQ(d.allowed, 1);
+    /* Once the limiter is closed, its limits refuse to run. */
+    r13_limiter_close(&lim);
+    EXPECT_EQ(r13_limit_check(&lt, (const uint8_t *)"k", 1, now, &d), R13_EINVAL);
 }
 
 /* Several processes, one key, one frozen instant: exactly `capacity` admitted. */
@@ -316,6 +373,7 @@ int main(int argc, char **argv)
     test_burst_then_refill();
     test_shared_and_rebuilt();
     test_full_table();
+    test_limit_handle();
     test_fork_contention_exact();
     if (argc > 2 && strcmp(argv[2], "bench") == 0)
         bench();

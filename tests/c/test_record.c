@@ -72,6 +72,16 @@ static void test_updates(const char *base)
     CHECK(r13_record_set_bit(&rec, 32, 1, NULL) == R13_ERANGE);
     CHECK(r13_record_generation(&rec, &g0) == R13_OK && g0 == s.generation);
 
+    /* The generation word: the same number, moved by a change in another handle. */
+    const uint64_t *word = NULL;
+    CHECK(r13_record_generation_word(&rec, &word) == R13_OK && word != NULL);
+    CHECK(word != NULL && __atomic_load_n(word, __ATOMIC_ACQUIRE) == g0);
+    CHECK(r13_record_set_bit(&other, 3, 0, NULL) == R13_OK);
+    CHECK(word != NULL && __atomic_load_n(word, __ATOMIC_ACQUIRE) == g0 + 1);
+    CHECK(r13_record_read(&rec, &s) == R13_OK && s.generation == g0 + 1);
+    CHECK(r13_record_generation_word(&rec, NULL) == R13_EINVAL);
+    CHECK(r13_record_generation_word(NULL, &word) == R13_EINVAL);
+
     CHECK(r13_record_set_bit(&rec, 2, 1, &s) == R13_OK && (s.bytes[5] & 4));
     CHECK(r13_record_set_bit(&rec, 31, 1, &s) == R13_OK && (s.bytes[8] & 0x80));
     CHECK(r13_record_set_bit(&rec, 2, 0, &s) == R13_OK && !(s.bytes[5] & 4));
@@ -111,6 +121,8 @@ static void test_updates(const char *base)
 
     CHECK(r13_record_close(&rec) == R13_OK);
     CHECK(r13_record_close(&rec) == R13_OK); /* twice is fine */
+    const uint64_t *gone = NULL;
+    CHECK(r13_record_generation_word(&rec, &gone) == R13_EINVAL && gone == NULL);
     CHECK(r13_record_read(&rec, &s) == R13_EINVAL);
     CHECK(r13_record_close(&other) == R13_OK);
 }

@@ -49,6 +49,25 @@ class IdentityStorageContract:
         revoked = storage.get_key("ci")
         assert revoked is not None and revoked.revoked
 
+    def test_a_batch_of_keys_is_stored_whole_or_not_at_all(self, storage: IdentityStorage) -> None:
+        batch = [KeyRecord(f"ci-{n}", f"h{n}", 1, 10.0 + n, None, False) for n in range(3)]
+        assert storage.add_keys(batch) is None
+        assert [storage.get_key(f"ci-{n}") for n in range(3)] == batch
+        assert storage.key_by_hash("h2") == batch[2]
+        assert storage.add_keys([]) is None
+        # One taken id (ignoring case), by a key or a user: the others are not stored.
+        assert storage.add_user(UserRecord("dora", "h", "reader", "", 1.0))
+        for taken in ("CI-1", "Dora"):
+            fresh = KeyRecord("fresh", "hf", 1, 1.0, None, False)
+            assert storage.add_keys([fresh, KeyRecord(taken, "hx", 1, 1.0, None, False)]) == taken
+            assert storage.get_key("fresh") is None and storage.key_by_hash("hf") is None
+        # An id given twice in one batch is taken by the first.
+        twice = [KeyRecord("dup", "d1", 1, 1.0, None, False),
+                 KeyRecord("DUP", "d2", 1, 1.0, None, False)]  # fmt: skip
+        assert storage.add_keys(twice) == "DUP"
+        assert storage.get_key("dup") is None
+        assert storage.add_keys([KeyRecord("fresh", "hf", 1, 1.0, None, False)]) is None
+
     def test_key_fields_round_trip_and_update(self, storage: IdentityStorage) -> None:
         assert storage.add_user(UserRecord("alice", "h", "publisher", "a@x", 1.0))
         key = KeyRecord(

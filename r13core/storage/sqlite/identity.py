@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -101,6 +102,10 @@ def _web_login(row: Any) -> WebLoginRecord:
     return WebLoginRecord(row[0], row[1], float(row[2]), float(row[3]), row[4])
 
 
+class _Taken(Exception):
+    """Rolls a batch of keys back when one of its names is taken."""
+
+
 class SQLiteIdentity(SQLiteDatabase, IdentityStorage):
     """Keys, users, names, web logins and blocks in the SQLite file."""
 
@@ -132,6 +137,31 @@ class SQLiteIdentity(SQLiteDatabase, IdentityStorage):
                 f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES ({marks})", _key_params(record)
             )
         return True
+
+    def add_keys(self, records: Sequence[KeyRecord]) -> str | None:
+        """Store every key in one transaction (one commit), or none: the first taken id."""
+        if not records:
+            return None
+        marks = ", ".join("?" * 13)
+        taken: list[str] = []
+        try:
+            with self._transaction(self.auth_changes) as conn:
+                for record in records:
+                    claimed = conn.execute(
+                        "INSERT OR IGNORE INTO principal_names (name, kind, created) "
+                        "VALUES (?, 'key', ?)",
+                        (record.id, record.created),
+                    )
+                    if claimed.rowcount == 0:
+                        taken.append(record.id)
+                        raise _Taken  # roll the whole batch back
+                conn.executemany(
+                    f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES ({marks})",
+                    [_key_params(record) for record in records],
+                )
+        except _Taken:
+            return taken[0]
+        return None
 
     def name_holder(self, name: str) -> NameHolder | None:
         """Who has or had ``name`` (ignoring case)."""
