@@ -61,6 +61,12 @@ def _micro_ran(report: Any) -> list[str]:
     return [f"no benchmark ran from {m}" for m in sorted(set(MICRO) - files)]
 
 
+def _profiled(report: Any) -> list[str]:
+    problems = [] if report.get("samples") else ["py-spy took no sample of a worker"]
+    errors = (report.get("load") or {}).get("errors")
+    return problems + ([f"{errors} HTTP errors under the profiler"] if errors else [])
+
+
 STEPS = [
     Step(
         "micro benches (pytest-benchmark, --quick)",
@@ -152,6 +158,13 @@ STEPS = [
         ["-m", "bench.dashboard", "--rounds", "1", "--ttfb-requests", "100",
          "--fps-samples", "10", "--json", "{out}/dashboard.json"],
         "dashboard.json",
+    ),
+    Step(
+        "the hot read path under py-spy (samples by part)",
+        ["-m", "bench.profile_hot", "--duration", "2", "--rate", "50", "--concurrency", "4",
+         "--clients", "1", "--out", "{out}/profile"],
+        "profile",
+        _profiled,
     ),
     Step(
         "package patterns: the old regex vs the automaton, one call each",
