@@ -167,6 +167,12 @@ STEPS = [
         _profiled,
     ),
     Step(
+        "hot reads inside the WSGI app: CPU per request, HEAD vs the working tree",
+        ["-m", "bench.hot_inprocess", "--requests", "50", "--repeat", "1", "--versions", "5",
+         "--before", "HEAD", "--json", "{out}/hot_inprocess.json"],
+        "hot_inprocess.json",
+    ),
+    Step(
         "package patterns: the old regex vs the automaton, one call each",
         ["-m", "bench.bench_patterns", "--max-repeat", "3",
          "--json", "{out}/bench_patterns.json"],
