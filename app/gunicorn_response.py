@@ -52,6 +52,10 @@ _DATE = _DateCache()
 class CoalescingResponse(_BaseResponse):  # type: ignore[misc]
     """gunicorn's ``Response``; a body given in one piece goes out with its head."""
 
+    # gunicorn's own attributes (set in its __init__), typed for mypy.
+    headers_sent: bool
+    sent: int
+
     def default_headers(self) -> list[str]:
         # gunicorn's (gunicorn/http/wsgi.py), with the Date string made once per second.
         if self.upgrade:
@@ -61,10 +65,10 @@ class CoalescingResponse(_BaseResponse):  # type: ignore[misc]
         else:
             connection = "keep-alive"
         headers = [
-            "HTTP/%s.%s %s\r\n" % (self.req.version[0], self.req.version[1], self.status),
-            "Server: %s\r\n" % self.version,
-            "Date: %s\r\n" % _DATE.now(),
-            "Connection: %s\r\n" % connection,
+            f"HTTP/{self.req.version[0]}.{self.req.version[1]} {self.status}\r\n",
+            f"Server: {self.version}\r\n",
+            f"Date: {_DATE.now()}\r\n",
+            f"Connection: {connection}\r\n",
         ]
         if self.chunked:
             headers.append("Transfer-Encoding: chunked\r\n")
@@ -73,8 +77,8 @@ class CoalescingResponse(_BaseResponse):  # type: ignore[misc]
     def head_bytes(self) -> bytes:
         """The status line and headers, as gunicorn's ``send_headers`` writes them."""
         tosend = self.default_headers()
-        tosend.extend(["%s: %s\r\n" % (k, v) for k, v in self.headers])
-        return util.to_bytestring("%s\r\n" % "".join(tosend), "latin-1")  # type: ignore[no-any-return]
+        tosend.extend([f"{k}: {v}\r\n" for k, v in self.headers])
+        return util.to_bytestring("".join(tosend) + "\r\n", "latin-1")  # type: ignore[no-any-return]
 
     def send_headers(self) -> None:
         if self.headers_sent:

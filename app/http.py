@@ -352,7 +352,7 @@ def bearer_token(req: falcon.Request) -> str | None:
     ``Basic`` carries it as the password (legacy clients with ``_auth``).
     A header in any other form is treated as a bad key, not as no key.
     """
-    header = req.env.get("HTTP_AUTHORIZATION")
+    header: str | None = req.env.get("HTTP_AUTHORIZATION")
     if header is None:
         return None
     scheme, _, value = header.strip().partition(" ")

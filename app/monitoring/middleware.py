@@ -109,10 +109,11 @@ class RequestMonitor:
             ip = ctx.get("client_ip") or req.remote_addr
             trace = ctx.get("trace_id")
             if flags & _LOGGING:
-                self.access_log.write_line(
-                    access_line(ts, req.method, path, route_name, status, size_in, out, ms, ip,
-                                trace, self.pid_int)  # fmt: skip
-                )
+                line = access_line(
+                    ts, req.method, path, route_name, status, size_in, out, ms, ip, trace,
+                    self.pid_int,
+                )  # fmt: skip
+                self.access_log.write_line(line)
             if flags & _DEBUG:
                 record = {
                     "ts": ts,
