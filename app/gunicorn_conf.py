@@ -8,6 +8,7 @@ from typing import Any
 
 from gunicorn import util
 
+from app import gunicorn_response
 from app.live.lifecycle import attach_worker
 from r13core.datadir import UMASK, private_umask
 from r13core.settings import Settings
@@ -68,6 +69,8 @@ if worker_class == "gevent":
 
 def post_fork(server: Any, worker: Any) -> None:
     """In each worker, gunicorn's parser errors leave as JSON (write_error is their one writer);
-    the WebSockets watch the worker to close with 1001 when it stops (app/live/lifecycle.py)."""
+    a response given whole leaves in one write (app/gunicorn_response.py); the WebSockets
+    watch the worker to close with 1001 when it stops (app/live/lifecycle.py)."""
     util.write_error = json_error
+    gunicorn_response.install()
     attach_worker(worker)

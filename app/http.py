@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import zlib
 from typing import Any, Protocol
@@ -263,7 +264,13 @@ class RenderedLike(Protocol):
 
 def accepts_gzip(req: falcon.Request) -> bool:
     """Whether ``Accept-Encoding`` allows gzip (q=0 refuses it)."""
-    header = req.get_header("Accept-Encoding") or ""
+    # falcon's get_header without its work; clients send a handful of values: remembered.
+    return gzip_allowed(req.env.get("HTTP_ACCEPT_ENCODING") or "")
+
+
+@functools.lru_cache(maxsize=256)
+def gzip_allowed(header: str) -> bool:
+    """Whether an ``Accept-Encoding`` value allows gzip (q=0 refuses it)."""
     for item in header.split(","):
         coding, _, params = item.strip().partition(";")
         if coding.strip().lower() not in ("gzip", "x-gzip", "*"):
@@ -289,7 +296,7 @@ def gzip_etag(etag: str) -> str:
 
 def not_modified(req: falcon.Request, *etags: str) -> bool:
     """Whether ``If-None-Match`` names any of ``etags`` (or ``*``); weak comparison."""
-    header = req.get_header("If-None-Match")
+    header = req.env.get("HTTP_IF_NONE_MATCH")
     if not header:
         return False
     wanted = {tag.strip().removeprefix("W/") for tag in header.split(",")}
@@ -345,7 +352,7 @@ def bearer_token(req: falcon.Request) -> str | None:
     ``Basic`` carries it as the password (legacy clients with ``_auth``).
     A header in any other form is treated as a bad key, not as no key.
     """
-    header = req.get_header("Authorization")
+    header: str | None = req.env.get("HTTP_AUTHORIZATION")
     if header is None:
         return None
     scheme, _, value = header.strip().partition(" ")

@@ -29,6 +29,7 @@ refusal caused by a full limiter table. Everything is counted for
 from __future__ import annotations
 
 import contextvars
+import functools
 import json
 import logging
 import time
@@ -154,14 +155,21 @@ def request_is_local(req: falcon.Request) -> bool:
     return bool(local)
 
 
+@functools.lru_cache(maxsize=1024)
+def _policy_headers(capacity: int, window_s: int) -> tuple[str, str]:
+    """``RateLimit-Policy`` and ``X-RateLimit-Limit`` of a limit: the same for most requests."""
+    return f'"default";q={capacity};w={window_s}', str(capacity)
+
+
 def _headers(resp: falcon.Response, decision: Decision, capacity: int, window_s: int) -> None:
     remaining = decision.remaining
     reset = -(-decision.reset_ns // 1_000_000_000)
+    policy = _policy_headers(capacity, window_s)
     # Straight into falcon's header dict (names already lower case): this runs per request.
     headers = resp._headers
-    headers["ratelimit-policy"] = f'"default";q={capacity};w={window_s}'
+    headers["ratelimit-policy"] = policy[0]
     headers["ratelimit"] = f'"default";r={remaining};t={reset}'
-    headers["x-ratelimit-limit"] = str(capacity)
+    headers["x-ratelimit-limit"] = policy[1]
     headers["x-ratelimit-remaining"] = str(remaining)
     headers["x-ratelimit-reset"] = str(int(time.time()) + reset)
 

@@ -61,6 +61,12 @@ def _micro_ran(report: Any) -> list[str]:
     return [f"no benchmark ran from {m}" for m in sorted(set(MICRO) - files)]
 
 
+def _profiled(report: Any) -> list[str]:
+    problems = [] if report.get("samples") else ["py-spy took no sample of a worker"]
+    errors = (report.get("load") or {}).get("errors")
+    return problems + ([f"{errors} HTTP errors under the profiler"] if errors else [])
+
+
 STEPS = [
     Step(
         "micro benches (pytest-benchmark, --quick)",
@@ -176,6 +182,19 @@ STEPS = [
         ["-m", "bench.import_costs", "--repeat", "1", "--top", "5",
          "--json", "{out}/import_costs.json"],
         "import_costs.json",
+    ),
+    Step(
+        "the hot read path under py-spy (samples by part)",
+        ["-m", "bench.profile_hot", "--duration", "2", "--rate", "50", "--concurrency", "4",
+         "--clients", "1", "--out", "{out}/profile"],
+        "profile",
+        _profiled,
+    ),
+    Step(
+        "hot reads inside the WSGI app: CPU per request, HEAD vs the working tree",
+        ["-m", "bench.hot_inprocess", "--requests", "50", "--repeat", "1", "--versions", "5",
+         "--before", "HEAD", "--json", "{out}/hot_inprocess.json"],
+        "hot_inprocess.json",
     ),
     Step(
         "package patterns: the old regex vs the automaton, one call each",

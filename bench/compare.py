@@ -37,7 +37,9 @@ def log(msg: str) -> None:
     print(f"[bench.compare] {msg}", file=sys.stderr, flush=True)
 
 
-def run_harness(label: str, url: str, token: str | None, args: argparse.Namespace) -> Path:
+def run_harness(
+    label: str, url: str, token: str | None, args: argparse.Namespace, pid: int | None = None
+) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = Path(args.out) / f"{label}-{stamp}.json"
     cmd = [
@@ -47,6 +49,8 @@ def run_harness(label: str, url: str, token: str | None, args: argparse.Namespac
         "--driver", args.driver, "--small", str(args.small), "--requests", str(args.requests),
         "--big-versions", str(args.big_versions), "--scenarios", args.scenarios,
     ]  # fmt: skip
+    if pid is not None:
+        cmd += ["--server-pid", str(pid)]  # CPU time per request, whatever else loads the machine
     env = dict(os.environ)
     if token:
         env["BENCH_TOKEN"] = token  # not on the command line, where ps shows it
@@ -79,7 +83,7 @@ def measure(label: str, args: argparse.Namespace) -> Path:
         else:
             raise HarnessError("unknown registry (choose r13, verdaccio)")
         log(f"{label} answers on {server.url}")
-        return run_harness(label, server.url, token, args)
+        return run_harness(label, server.url, token, args, server.proc.pid)
     finally:
         if server is not None:
             log(f"stopping {label} (pid {server.proc.pid})")
@@ -99,8 +103,10 @@ def combine(reports: list[dict[str, Any]]) -> dict[str, Any]:
     scenarios: dict[str, Any] = {}
     for name in first["scenarios"]:
         runs = [r["scenarios"][name] for r in reports if name in r["scenarios"]]
+        measured = [k for k in ("cpu_us_per_request", "server_cores") if all(k in r for r in runs)]
         scenarios[name] = {
             **{k: statistics.median(run[k] for run in runs) for k in ("rps", "p50_ms", "p99_ms")},
+            **{k: statistics.median(run[k] for run in runs) for k in measured},
             "max_ms": max(run["max_ms"] for run in runs),
             "requests": sum(run["requests"] for run in runs),
             "errors": sum(run["errors"] for run in runs),

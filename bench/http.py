@@ -79,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="no seeding: load GET PATH only (measures the harness or a server's ceiling)",
     )
+    p.add_argument(
+        "--server-pid",
+        type=int,
+        default=None,
+        help="the server's root process: report its CPU time per request (with descendants)",
+    )
     p.add_argument("--label", default="", help="name of this registry in reports")
     p.add_argument("--json", dest="json_out", help="write the report as JSON here")
     p.add_argument("--markdown", help="write the markdown table here")
@@ -129,6 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             warmup=max(0.0, args.warmup),
             driver=driver,
             requests=args.requests,
+            server_pid=args.server_pid,
         )
         names = Names(args.prefix or default_prefix(), max(1, args.small))
 

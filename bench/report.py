@@ -44,13 +44,13 @@ def markdown_table(report: dict[str, Any]) -> str:
         f"{report['url']} — {bound} per scenario, {p['concurrency']} connections, "
         f"{p['clients']} client processes, driver {driver}",
         "",
-        "| scenario | req/s | p50 ms | p99 ms | errors | requests |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| scenario | req/s | p50 ms | p99 ms | errors | requests | server CPU µs/req |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, s in report["scenarios"].items():
         lines.append(
             f"| {name} | {s['rps']:.1f} | {s['p50_ms']:.2f} | {s['p99_ms']:.2f} "
-            f"| {s['errors']} | {s['requests']} |"
+            f"| {s['errors']} | {s['requests']} | {_cpu(s)} |"
         )
     if "seed" in report:
         sd = report["seed"]
@@ -62,6 +62,11 @@ def _ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}" if b else "—"
 
 
+def _cpu(s: dict[str, Any]) -> str:
+    cpu = s.get("cpu_us_per_request")
+    return "—" if cpu is None else f"{cpu:.0f}"
+
+
 def compare_table(a: dict[str, Any], b: dict[str, Any]) -> str:
     la = a.get("label") or "A"
     lb = b.get("label") or "B"
@@ -69,20 +74,28 @@ def compare_table(a: dict[str, Any], b: dict[str, Any]) -> str:
         f"### {la} vs {lb} (ratio = {la} / {lb}; req/s higher is better, latency lower)",
         "",
         f"| scenario | {la} req/s | {lb} req/s | req/s ratio | {la} p50 | {lb} p50 | p50 ratio "
-        f"| {la} p99 | {lb} p99 | p99 ratio | errors {la}/{lb} |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {la} p99 | {lb} p99 | p99 ratio | errors {la}/{lb} "
+        f"| CPU µs/req {la} / {lb} | CPU ratio {lb} / {la} |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     names = list(a["scenarios"]) + [n for n in b["scenarios"] if n not in a["scenarios"]]
     for n in names:
         sa, sb = a["scenarios"].get(n), b["scenarios"].get(n)
         if sa is None or sb is None:
             only = la if sb is None else lb
-            lines.append(f"| {n} | (only in {only}) |||||||||| ")
+            lines.append(f"| {n} | (only in {only}) |||||||||||| ")
             continue
         lines.append(
             f"| {n} | {sa['rps']:.1f} | {sb['rps']:.1f} | {_ratio(sa['rps'], sb['rps'])} "
             f"| {sa['p50_ms']:.2f} | {sb['p50_ms']:.2f} | {_ratio(sa['p50_ms'], sb['p50_ms'])} "
             f"| {sa['p99_ms']:.2f} | {sb['p99_ms']:.2f} | {_ratio(sa['p99_ms'], sb['p99_ms'])} "
-            f"| {sa['errors']}/{sb['errors']} |"
+            f"| {sa['errors']}/{sb['errors']} | {_cpu(sa)} / {_cpu(sb)} "
+            f"| {_cpu_ratio(sb, sa)} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _cpu_ratio(b: dict[str, Any], a: dict[str, Any]) -> str:
+    """How many times more CPU a request costs B than A (B / A), when both were measured."""
+    cb, ca = b.get("cpu_us_per_request"), a.get("cpu_us_per_request")
+    return _ratio(cb, ca) if cb is not None and ca is not None else "—"

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import psutil
+
 from bench.drivers import Driver, load
 from bench.load import FULL_ACCEPT, HarnessError, LoadResult, Target, encode_get, summarize
 from bench.report import envelope
@@ -43,6 +45,7 @@ class Options:
     warmup: float = 1.0
     driver: Driver = field(default_factory=lambda: Driver("python", "python"))
     requests: int = 0  # a scenario ends after this many responses (0: after duration)
+    server_pid: int | None = None  # the server's root process: CPU per request is measured
 
     def params(self) -> dict[str, Any]:
         """The load parameters, as a report lists them."""
@@ -56,17 +59,49 @@ class Options:
         }
 
     def load(self, requests: list[bytes]) -> dict[str, Any]:
-        """Load the target with ``requests`` (round robin) under these options; the summary."""
-        return load(
-            self.driver,
-            self.target,
-            requests,
-            duration=self.duration,
-            warmup=self.warmup,
-            concurrency=self.concurrency,
-            clients=self.clients,
-            max_responses=self.requests,
-        )
+        """Load the target with ``requests`` (round robin) under these options; the summary.
+
+        With ``server_pid``, the warm-up runs apart and the summary adds the server's CPU
+        time (its process and every descendant, user + system) per measured request
+        (``cpu_us_per_request``) and the cores it used (``server_cores``): what a request
+        costs the server, which holds when other jobs share the machine and req/s does not.
+        """
+        common: dict[str, Any] = {
+            "concurrency": self.concurrency,
+            "clients": self.clients,
+            "max_responses": self.requests,
+        }
+        if self.server_pid is None:
+            return load(
+                self.driver, self.target, requests, duration=self.duration,
+                warmup=self.warmup, **common,
+            )  # fmt: skip
+        if self.warmup > 0:
+            load(self.driver, self.target, requests, duration=self.warmup, warmup=0, **common)
+        before = tree_cpu_seconds(self.server_pid)
+        out = load(self.driver, self.target, requests, duration=self.duration, warmup=0, **common)
+        cpu = tree_cpu_seconds(self.server_pid) - before
+        if out.get("requests"):
+            out["cpu_us_per_request"] = round(cpu * 1e6 / out["requests"], 1)
+        out["server_cores"] = round(cpu / self.duration, 3)
+        return out
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) of ``pid`` and its live descendants so far."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    total = 0.0
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:
+            continue  # gone since the listing
+        total += times.user + times.system
+    return total
 
 
 def scenario_requests(opts: Options, seeded: Seeded, name: str) -> list[bytes]:

@@ -73,6 +73,34 @@ def test_packuments_are_rendered_once_per_change_and_shared(
     assert two.packument(A, abbreviated=True) == one.packument(A, abbreviated=True)
 
 
+def test_a_cached_packument_is_served_without_a_query_until_some_package_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    one, two = open_registry(tmp_path), open_registry(tmp_path)
+    one.put_package(A, publish_body("widget", "1.0.0"), actor=Actor("alice"))
+    first = two.packument(A, abbreviated=False)
+    queries: list[str] = []
+    real = two.storage.package_rev
+
+    def counted(name: str) -> int | None:
+        queries.append(name)
+        return real(name)
+
+    monkeypatch.setattr(two.storage, "package_rev", counted)
+    for _ in range(3):
+        assert two.packument(A, abbreviated=False) is first
+    assert queries == []  # the package-change signal has not moved: nothing to look up
+    # Any package's change, in another worker, makes the next read check its rev again.
+    one.put_package(PackageName.parse("other"), publish_body("other", "1.0.0"), actor=Actor("a"))
+    assert two.packument(A, abbreviated=False) == first
+    assert queries == ["widget"]
+    one.put_package(A, publish_body("widget", "1.1.0"), actor=Actor("alice"))
+    assert list(doc(two)["versions"]) == ["1.0.0", "1.1.0"]
+    one.unpublish_package(A, doc(one)["_rev"], actor=Actor("alice"))
+    with pytest.raises(NotFound):
+        two.packument(A, abbreviated=False)
+
+
 def test_a_worker_with_another_public_url_renders_its_own_urls(tmp_path: Path) -> None:
     one = open_registry(tmp_path)
     one.put_package(A, publish_body("widget", "1.0.0"), actor=Actor("alice"))

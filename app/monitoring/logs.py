@@ -27,7 +27,10 @@ class JsonLines:
 
     def write(self, record: dict[str, Any]) -> None:
         """Append one record (errors are logged, never raised)."""
-        line = json.dumps(record, separators=(",", ":"), default=str).encode() + b"\n"
+        self.write_line(json.dumps(record, separators=(",", ":"), default=str).encode() + b"\n")
+
+    def write_line(self, line: bytes) -> None:
+        """Append one line already encoded as JSON, ``\\n`` included (errors are logged)."""
         try:
             if self._fd < 0:
                 with self._lock:

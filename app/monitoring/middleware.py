@@ -8,6 +8,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterable
+from json.encoder import encode_basestring_ascii as _json_str
 
 import falcon
 
@@ -48,6 +49,7 @@ class RequestMonitor:
         self._end = metrics.request_end
         self._read = store.read
         self.pid = str(os.getpid())
+        self.pid_int = os.getpid()
         self.sink_routes: frozenset[str] = frozenset()
 
     def declare_routes(self, names: Iterable[str]) -> None:
@@ -99,21 +101,56 @@ class RequestMonitor:
         if flags & _METRICS:
             self._end(rid, status, size_in, out, latency)
         if flags & (_LOGGING | _DEBUG):
-            record = {
-                "ts": round(time.time(), 6),
-                "method": req.method,
-                "path": redact_path(req.path),  # no token from a logout URL
-                "route": key[1] or UNMATCHED,
-                "status": status,
-                "bytes_in": size_in,
-                "bytes_out": out,
-                "ms": round(latency / 1e6, 3),
-                # The client as the security layer resolved it (through trusted proxies).
-                "ip": ctx.get("client_ip") or req.remote_addr,
-                "trace_id": ctx.get("trace_id"),
-                "pid": os.getpid(),
-            }
+            ts = round(time.time(), 6)
+            ms = round(latency / 1e6, 3)
+            path = redact_path(req.path)  # no token from a logout URL
+            route_name = key[1] or UNMATCHED
+            # The client as the security layer resolved it (through trusted proxies).
+            ip = ctx.get("client_ip") or req.remote_addr
+            trace = ctx.get("trace_id")
             if flags & _LOGGING:
-                self.access_log.write(record)
+                line = access_line(
+                    ts, req.method, path, route_name, status, size_in, out, ms, ip, trace,
+                    self.pid_int,
+                )  # fmt: skip
+                self.access_log.write_line(line)
             if flags & _DEBUG:
+                record = {
+                    "ts": ts,
+                    "method": req.method,
+                    "path": path,
+                    "route": route_name,
+                    "status": status,
+                    "bytes_in": size_in,
+                    "bytes_out": out,
+                    "ms": ms,
+                    "ip": ip,
+                    "trace_id": trace,
+                    "pid": self.pid_int,
+                }
                 debug_log.debug("request %s", json.dumps(record))
+
+
+def access_line(
+    ts: float,
+    method: str,
+    path: str,
+    route: str,
+    status: int,
+    bytes_in: int,
+    bytes_out: int,
+    ms: float,
+    ip: str | None,
+    trace_id: str | None,
+    pid: int,
+) -> bytes:
+    """One access-log line: the JSON object ``json.dumps`` would write for these fields
+    (compact separators, ASCII escapes), built without a dict and an encoder per request.
+    tests/test_monitoring_access_log.py holds it to ``json.dumps``'s bytes."""
+    return (
+        f'{{"ts":{ts!r},"method":{_json_str(method)},"path":{_json_str(path)},'
+        f'"route":{_json_str(route)},"status":{int(status)},"bytes_in":{int(bytes_in)},'
+        f'"bytes_out":{int(bytes_out)},"ms":{ms!r},'
+        f'"ip":{"null" if ip is None else _json_str(ip)},'
+        f'"trace_id":{"null" if trace_id is None else _json_str(trace_id)},"pid":{pid}}}\n'
+    ).encode()

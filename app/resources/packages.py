@@ -46,6 +46,7 @@ from r13core.registry import OwnerCheck
 from r13core.uplink import Proxied, ProxiedBlob
 
 READS = ("GET", "HEAD")
+NAMES_REMEMBERED: Final = 4096
 
 
 def _rev(raw: str) -> str:
@@ -112,12 +113,23 @@ class Packages:
         self.max_body = max_body
         self.hosts = hosts
         self.on_download = on_download
+        # Raw name segments already parsed (a valid name only; a bad one raises each time).
+        self._names: dict[str, PackageName] = {}
+
+    def _name(self, raw: str) -> PackageName:
+        name = self._names.get(raw)
+        if name is None:
+            name = PackageName.from_url(raw)
+            if len(self._names) >= NAMES_REMEMBERED:
+                self._names.clear()
+            self._names[raw] = name
+        return name
 
     def __call__(self, req: falcon.Request, resp: falcon.Response, **params: str) -> None:
         parsed = split_package(segments(raw_path(req)))
         if parsed is None or parsed[0].startswith(("-", "_")):
             raise falcon.HTTPNotFound(description="no such route")
-        name = PackageName.from_url(parsed[0])
+        name = self._name(parsed[0])
         rest = parsed[1]
         if rest == [""]:  # a trailing slash
             rest = []
@@ -135,14 +147,15 @@ class Packages:
     def _read(
         self, req: falcon.Request, resp: falcon.Response, name: PackageName, rest: list[str]
     ) -> None:
-        via = req.get_header("Via") or ""
+        env = req.env  # headers read straight from the environ: this runs on every read
+        via = env.get("HTTP_VIA") or ""
         if not rest:
             self.guard.require(req, Action.READ, name)
             if req.get_param_as_bool("write", default=False):
                 self._send(req, resp, self.registry.packument_for_write(name))
                 resp.cache_control = ["no-cache"]
             else:
-                abbreviated = ABBREVIATED in (req.get_header("Accept") or "")
+                abbreviated = ABBREVIATED in (env.get("HTTP_ACCEPT") or "")
                 rendered = self.registry.packument(name, abbreviated=abbreviated, via=via)
                 if isinstance(rendered, Proxied):
                     _proxied_headers(resp, rendered.cache, rendered.warning)

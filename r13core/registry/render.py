@@ -54,6 +54,8 @@ ABBREVIATED_FIELDS: Final = (
     "hasInstallScript",
 )
 CACHE_SIZE: Final = 2048
+# A change-signal value no storage returns: the copy must be checked against its rev.
+_NEVER: Final = object()
 
 
 def _etag(body: bytes) -> str:
@@ -94,20 +96,33 @@ class Renderer:
         self.storage = storage
         self.public_url = public_url.rstrip("/")
         self._cache_size = cache_size
-        self._cache: OrderedDict[tuple[str, str], tuple[int, Rendered]] = OrderedDict()
+        # key -> (rev, rendered, the package-change signal's value when rev was last checked)
+        self._cache: OrderedDict[tuple[str, str], tuple[int, Rendered, object]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def _cached(self, key: tuple[str, str], rev: int) -> Rendered | None:
+    def _cached(self, key: tuple[str, str], rev: int, seen: object = _NEVER) -> Rendered | None:
         with self._lock:
             hit = self._cache.get(key)
             if hit is None or hit[0] != rev:
                 return None
+            self._cache[key] = (rev, hit[1], seen)
             self._cache.move_to_end(key)
             return hit[1]
 
-    def _remember(self, key: tuple[str, str], rev: int, rendered: Rendered) -> None:
+    def _unchanged(self, key: tuple[str, str], seen: object) -> Rendered | None:
+        """The cached copy when no package has changed since it was last checked."""
         with self._lock:
-            self._cache[key] = (rev, rendered)
+            hit = self._cache.get(key)
+            if hit is None or hit[2] != seen:
+                return None
+            self._cache.move_to_end(key)
+            return hit[1]
+
+    def _remember(
+        self, key: tuple[str, str], rev: int, rendered: Rendered, seen: object = _NEVER
+    ) -> None:
+        with self._lock:
+            self._cache[key] = (rev, rendered, seen)
             self._cache.move_to_end(key)
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
@@ -116,16 +131,22 @@ class Renderer:
         """The full or abbreviated packument (from the render cache); NotFound if absent."""
         key = str(name)
         kind = ABBREVIATED if abbreviated else FULL
+        # No package changed anywhere since this copy was checked: no query at all. Read
+        # before the rev, so a change committed in between is seen by the next request.
+        seen = self.storage.packages_version()
+        hit = self._unchanged((key, kind), seen)
+        if hit is not None:
+            return hit
         rev = self.storage.package_rev(key)
         if rev is None:
             raise NotFound(f"package {name} not found")
-        hit = self._cached((key, kind), rev)
+        hit = self._cached((key, kind), rev, seen)
         if hit is not None:
             return hit
         stored = self.storage.render(key, kind)
         if stored is not None and stored.rev == rev and stored.key == self.public_url:
             rendered = Rendered(stored.body, stored.gzip, stored.etag)
-            self._remember((key, kind), rev, rendered)
+            self._remember((key, kind), rev, rendered, seen)
             return rendered
         record = existing(self.storage, key)
         renders = {FULL: self.render_full(record), ABBREVIATED: self.render_abbreviated(record)}
@@ -133,7 +154,7 @@ class Renderer:
             self.storage.save_render(
                 key, k, RenderRecord(record.rev, self.public_url, r.body, r.gzip, r.etag)
             )
-            self._remember((key, k), record.rev, r)
+            self._remember((key, k), record.rev, r, seen if record.rev == rev else _NEVER)
         return renders[kind]
 
     def version(self, name: PackageName, version_or_tag: str) -> Rendered:
