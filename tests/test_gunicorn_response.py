@@ -27,7 +27,9 @@ def _request(method: str = "GET", version: tuple[int, int] = (1, 1), close: bool
     return SimpleNamespace(method=method, version=version, should_close=lambda: close)
 
 
-def _run(cls: Any, req: Any, status: str, headers: list[tuple[str, str]], body: list[bytes]) -> Sock:
+def _run(
+    cls: Any, req: Any, status: str, headers: list[tuple[str, str]], body: list[bytes]
+) -> Sock:
     sock = Sock()
     resp = cls(req, sock, SimpleNamespace(protocol="http", sendfile=False))
     resp.start_response(status, headers)

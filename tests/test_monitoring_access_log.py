@@ -13,7 +13,7 @@ FIELDS = ("ts", "method", "path", "route", "status", "bytes_in", "bytes_out", "m
           "trace_id", "pid")  # fmt: skip
 
 
-@settings(deadline=None, max_examples=200)
+@settings(max_examples=200)
 @given(
     ts=st.floats(min_value=0, max_value=4e9, allow_nan=False).map(lambda x: round(x, 6)),
     method=st.sampled_from(["GET", "HEAD", "PUT", "OTHER"]),
