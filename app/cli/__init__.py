@@ -21,6 +21,7 @@ from app.cli import (
     config_cmd,
     keys_cmd,
     mirror_cmd,
+    nginx_cmd,
     security_cmd,
     serve_cmd,
     term_cmd,
@@ -40,6 +41,7 @@ MODULES = [
     term_cmd,
     cache_cmd,
     mirror_cmd,
+    nginx_cmd,
 ]
 
 

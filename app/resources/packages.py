@@ -17,6 +17,8 @@ method and the shape of ``rest``::
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 import falcon
@@ -95,6 +97,28 @@ def _proxied_headers(resp: falcon.Response, cache: str, warning: str | None) -> 
         resp.set_header("Warning", warning)
 
 
+@dataclass(frozen=True)
+class AccelRedirect:
+    """A front nginx sends tarball bytes (R13_ACCEL_REDIRECT, README "The nginx front").
+
+    ``location`` is nginx's internal location (``/_blobs/``) over ``root``, the blob dir:
+    a tarball stored at ``root/sha512/ab/cd/<hex>`` is answered with
+    ``X-Accel-Redirect: /_blobs/sha512/ab/cd/<hex>`` and no body, after r13 decided the
+    access, counted the download and set the headers.
+    """
+
+    location: str
+    root: Path
+
+    def uri(self, path: Path) -> str | None:
+        """The internal URI of ``path``, or None when it is not under the blob dir."""
+        try:
+            rel = path.relative_to(self.root)
+        except ValueError:
+            return None
+        return self.location + rel.as_posix()
+
+
 class Packages:
     """The sink for ``/:pkg...``."""
 
@@ -106,12 +130,14 @@ class Packages:
         max_body: int,
         hosts: HostRebaser | None = None,
         on_download: Callable[[str], None] | None = None,
+        accel: AccelRedirect | None = None,
     ) -> None:
         self.registry = registry
         self.guard = guard
         self.max_body = max_body
         self.hosts = hosts
         self.on_download = on_download
+        self.accel = accel
 
     def __call__(self, req: falcon.Request, resp: falcon.Response, **params: str) -> None:
         parsed = split_package(segments(raw_path(req)))
@@ -187,6 +213,14 @@ class Packages:
             if temporary:
                 blob.path.unlink(missing_ok=True)
             send_not_modified(resp)
+            return
+        internal = None if temporary or self.accel is None else self.accel.uri(blob.path)
+        if internal is not None:
+            # nginx sends the file (and answers HEAD and Range itself); r13 sends no body.
+            resp.set_header("X-Accel-Redirect", internal)
+            resp.content_length = 0
+            if req.method == "GET" and self.on_download is not None:
+                self.on_download(str(name))
             return
         if req.method == "HEAD":
             resp.content_length = blob.size
