@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import platform
 import time
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -85,4 +86,30 @@ def compare_table(a: dict[str, Any], b: dict[str, Any]) -> str:
             f"| {sa['p99_ms']:.2f} | {sb['p99_ms']:.2f} | {_ratio(sa['p99_ms'], sb['p99_ms'])} "
             f"| {sa['errors']}/{sb['errors']} |"
         )
+    return "\n".join(lines) + "\n"
+
+
+def ratio_table(reports: dict[str, dict[str, Any]], pairs: Sequence[tuple[str, str]]) -> str:
+    """One table of a run: req/s of each registry per scenario, then each ratio A/B of
+    ``pairs`` whose both sides ran."""
+    labels = list(reports)
+    shown = [(a, b) for a, b in pairs if a in reports and b in reports]
+    head = " | ".join(f"{label} req/s" for label in labels)
+    ratios = " | ".join(f"{a}/{b}" for a, b in shown)
+    lines = [
+        "### req/s side by side (ratios of req/s in this run)",
+        "",
+        f"| scenario | {head} | {ratios} |",
+        "|---|" + "---:|" * (len(labels) + len(shown)),
+    ]
+    names: list[str] = []
+    for report in reports.values():
+        names += [n for n in report["scenarios"] if n not in names]
+    for n in names:
+        rps = {lb: reports[lb]["scenarios"].get(n, {}).get("rps") for lb in labels}
+        cells = [f"{rps[lb]:.1f}" if rps[lb] is not None else "—" for lb in labels]
+        for a, b in shown:
+            ra, rb = rps[a], rps[b]
+            cells.append(_ratio(ra, rb) if ra is not None and rb is not None else "—")
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
