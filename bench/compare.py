@@ -115,7 +115,16 @@ def measure(label: str, args: argparse.Namespace, static: Path | None = None) ->
         else:
             raise HarnessError(f"unknown registry (choose {', '.join(REGISTRIES)})")
         log(f"{label} answers on {server.url}")
-        return run_harness(label, server.url, token, args, preseeded=preseeded)
+        try:
+            return run_harness(label, server.url, token, args, preseeded=preseeded)
+        except HarnessError:
+            # The servers' logs say why (a 500 names its exception there): keep them.
+            kept = Path(args.out) / f"failed-{label}-{time.strftime('%Y%m%d-%H%M%S')}"
+            for found in tmp.rglob("*.log"):
+                kept.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(found, kept / found.name)
+            log(f"{label} failed; its servers' logs are in {kept}")
+            raise
     finally:
         if server is not None:
             log(f"stopping {label} (pid {server.proc.pid})")
@@ -183,8 +192,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--r13-token", default=os.environ.get("R13_TOKEN"))
     p.add_argument("--out", default=str(RESULTS), help="where the JSON reports go")
     p.add_argument("--keep-data", action="store_true", help="keep the servers' temporary dirs")
+    p.add_argument(
+        "--reports",
+        nargs="+",
+        metavar="JSON",
+        help="measure nothing: print the tables of these reports of one run (medians per label)",
+    )
     args = p.parse_args(argv)
     exit_on_sigterm()
+    if args.reports:
+        by_label: dict[str, list[dict[str, Any]]] = {}
+        for path in args.reports:
+            report = json.loads(Path(path).read_text())
+            by_label.setdefault(report.get("label") or path, []).append(report)
+        saved = {label: combine(found) for label, found in by_label.items()}
+        print(bh.ratio_table(saved, RATIOS))
+        for a, b in RATIOS:
+            if a in saved and b in saved:
+                print(bh.compare_table(saved[a], saved[b]))
+        return 0
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -221,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     loaded: dict[str, dict[str, Any]] = {}
     for label, paths in reports.items():
-        if paths and label not in failures:
+        if paths:  # a registry that failed in a later round keeps its completed rounds
             loaded[label] = combine([json.loads(p.read_text()) for p in paths])
             if len(paths) > 1:
                 (out / f"{label}-{stamp}-median.json").write_text(
