@@ -30,7 +30,7 @@ from app.resources.login import CouchUser, Logout, WebLogin
 from app.resources.npm_audit import AdvisoriesBulk, AuditQuick
 from app.resources.package_overview import PackageOverview
 from app.resources.packages import ROUTES as PACKAGE_ROUTES
-from app.resources.packages import Packages
+from app.resources.packages import AccelRedirect, Packages
 from app.resources.search import Search
 from app.resources.security import SecurityBlocks, SecurityKeys, SecurityMetrics
 from app.resources.session import SessionResource
@@ -158,7 +158,16 @@ def create_app(
     server = settings.server
     hosts = HostRebaser(server.public_url, server.allowed_hosts, listen_port=server.port)
     app.add_sink(
-        Packages(registry, guard, max_body=limit, hosts=hosts, on_download=monitoring.downloaded),
+        Packages(
+            registry,
+            guard,
+            max_body=limit,
+            hosts=hosts,
+            on_download=monitoring.downloaded,
+            accel=AccelRedirect(server.accel_redirect, services.blobs.root)
+            if server.accel_redirect
+            else None,
+        ),
         prefix=r"/(?!-/|_)",
     )
     app.add_sink(PackageMeta(registry, guard, max_body=limit), prefix=PACKAGE_META_PREFIX)

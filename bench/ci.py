@@ -78,11 +78,17 @@ STEPS = [
         _micro_ran,
     ),
     Step(
-        "HTTP harness against r13 (bench.compare --registries r13)",
-        ["-m", "bench.compare", "--registries", "r13", *SHORT, "--small", "20",
+        "HTTP harness: r13, static nginx, r13 behind its nginx front",
+        ["-m", "bench.compare", "--registries", "r13,nginx-static,r13-front", *SHORT,
+         "--small", "20",
          "--big-versions", "30", "--clients", "1", "--concurrency", "8", "--out", "{out}/http"],
         "http",
         also=("bench.http",),
+    ),
+    Step(
+        "a tarball GET and a publish inside r13, and the fsync floor",
+        ["-m", "bench.route_profile", "--n", "50", "--json", "{out}/route_profile.json"],
+        "route_profile.json",
     ),
     Step(
         "harness ceiling (trivial server)",

@@ -38,11 +38,18 @@ from collections.abc import Sequence
 
 from bench.drivers import DRIVERS, choose_driver
 from bench.load import HarnessError, parse_target
-from bench.report import compare_table, markdown_table
+from bench.report import compare_table, markdown_table, ratio_table
 from bench.scenarios import ALL_SCENARIOS, Options, run, run_probe
 from bench.seeding import Names, default_prefix
 
-__all__ = ["ALL_SCENARIOS", "build_parser", "compare_table", "main", "markdown_table"]
+__all__ = [
+    "ALL_SCENARIOS",
+    "build_parser",
+    "compare_table",
+    "main",
+    "markdown_table",
+    "ratio_table",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="the server's root process: report its CPU time per request (with descendants)",
+    )
+    p.add_argument(
+        "--preseeded",
+        action="store_true",
+        help="the packages named by --prefix are there already (a static server): read "
+        "them back instead of publishing; the publish scenario cannot run",
     )
     p.add_argument("--label", default="", help="name of this registry in reports")
     p.add_argument("--json", dest="json_out", help="write the report as JSON here")
@@ -146,7 +159,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.probe:
             report = run_probe(opts, args.probe, args.label)
         else:
-            report = run(opts, names, max(1, args.big_versions), scenarios, args.label, log)
+            if args.preseeded and "publish" in scenarios:
+                raise HarnessError("--preseeded: the publish scenario needs a registry")
+            report = run(
+                opts,
+                names,
+                max(1, args.big_versions),
+                scenarios,
+                args.label,
+                log,
+                preseeded=args.preseeded,
+            )
     except HarnessError as exc:
         print(f"bench.http: {exc}", file=sys.stderr)
         return 2

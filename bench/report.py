@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import platform
 import time
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -99,3 +100,29 @@ def _cpu_ratio(b: dict[str, Any], a: dict[str, Any]) -> str:
     """How many times more CPU a request costs B than A (B / A), when both were measured."""
     cb, ca = b.get("cpu_us_per_request"), a.get("cpu_us_per_request")
     return _ratio(cb, ca) if cb is not None and ca is not None else "—"
+
+
+def ratio_table(reports: dict[str, dict[str, Any]], pairs: Sequence[tuple[str, str]]) -> str:
+    """One table of a run: req/s of each registry per scenario, then each ratio A/B of
+    ``pairs`` whose both sides ran."""
+    labels = list(reports)
+    shown = [(a, b) for a, b in pairs if a in reports and b in reports]
+    head = " | ".join(f"{label} req/s" for label in labels)
+    ratios = " | ".join(f"{a}/{b}" for a, b in shown)
+    lines = [
+        "### req/s side by side (ratios of req/s in this run)",
+        "",
+        f"| scenario | {head} | {ratios} |",
+        "|---|" + "---:|" * (len(labels) + len(shown)),
+    ]
+    names: list[str] = []
+    for report in reports.values():
+        names += [n for n in report["scenarios"] if n not in names]
+    for n in names:
+        rps = {lb: reports[lb]["scenarios"].get(n, {}).get("rps") for lb in labels}
+        cells = [f"{rps[lb]:.1f}" if rps[lb] is not None else "—" for lb in labels]
+        for a, b in shown:
+            ra, rb = rps[a], rps[b]
+            cells.append(_ratio(ra, rb) if ra is not None and rb is not None else "—")
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

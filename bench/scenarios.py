@@ -18,7 +18,7 @@ import psutil
 from bench.drivers import Driver, load
 from bench.load import FULL_ACCEPT, HarnessError, LoadResult, Target, encode_get, summarize
 from bench.report import envelope
-from bench.seeding import Client, Names, Seeded, packument_path, publish_body, seed
+from bench.seeding import Client, Names, Seeded, attach, packument_path, publish_body, seed
 
 ABBREVIATED = "application/vnd.npm.install-v1+json"
 # Read scenarios in report order, then publish.
@@ -168,9 +168,16 @@ def run(
     scenarios: Iterable[str] = ALL_SCENARIOS,
     label: str = "",
     log: Callable[[str], None] = lambda s: None,
+    *,
+    preseeded: bool = False,
 ) -> dict[str, Any]:
-    seeded = seed(opts.target, opts.token, names, big_versions, log=log)
-    log(f"seeded {seeded.publishes} publishes in {seeded.seconds:.1f} s")
+    """Seed (or, ``preseeded``, read back what is already there), then each scenario."""
+    if preseeded:
+        seeded = attach(opts.target, opts.token, names, big_versions)
+        log(f"read back the pre-seeded packages in {seeded.seconds:.1f} s")
+    else:
+        seeded = seed(opts.target, opts.token, names, big_versions, log=log)
+        log(f"seeded {seeded.publishes} publishes in {seeded.seconds:.1f} s")
     results: dict[str, Any] = {}
     for name in scenarios:
         log(f"running {name} for {opts.duration} s")

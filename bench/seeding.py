@@ -204,6 +204,18 @@ def seed(
     finally:
         c.close()
     publishes = len(names.small) + 2 + big_versions
+    seeded = attach(target, token, names, big_versions, threads)
+    seeded.publishes = publishes
+    seeded.seconds = time.perf_counter() - t0
+    return seeded
+
+
+def attach(
+    target: Target, token: str | None, names: Names, big_versions: int, threads: int = 8
+) -> Seeded:
+    """What :func:`seed` published, read back (and checked) without publishing: for a
+    target serving packages seeded elsewhere (bench/static_nginx.py's pre-rendered files)."""
+    t0 = time.perf_counter()
 
     # Read back: every small packument gives its tarball URL; check counts.
     def tarball_of(name: str) -> str:
@@ -240,7 +252,7 @@ def seed(
             raise HarnessError(f"tarball {tarballs[0]} does not match what was published")
     finally:
         c.close()
-    return Seeded(names, big_versions, tarballs, publishes, time.perf_counter() - t0)
+    return Seeded(names, big_versions, tarballs, 0, time.perf_counter() - t0)
 
 
 def tarball_path(target: Target, url: str) -> str:

@@ -127,6 +127,10 @@ class ServerSettings:
     """How long a request line and its headers may take to arrive (gevent worker)."""
     body_timeout_ms: int = 120_000
     """How long a whole request body may take to arrive."""
+    accel_redirect: str = ""
+    """R13_ACCEL_REDIRECT: the internal location of a front nginx over the blob dir
+    (``/_blobs/``); tarballs are then answered with ``X-Accel-Redirect`` and nginx sends
+    the bytes. Empty: r13 sends them itself."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ServerSettings:
@@ -160,10 +164,39 @@ class ServerSettings:
             worker_connections=_int(env, "R13_WORKER_CONNECTIONS", 1000, 1, 100_000),
             header_timeout_ms=_int(env, "R13_HEADER_TIMEOUT", 10_000, 1000, 3_600_000),
             body_timeout_ms=_int(env, "R13_BODY_TIMEOUT", 120_000, 1000, 86_400_000),
+            accel_redirect=accel_location(env.get("R13_ACCEL_REDIRECT", "")),
         )
 
 
 BLOB_STORES: Final = ("database", "files")
+_LOCATION_CHARS: Final = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/_-."
+)
+
+
+def accel_location(raw: str) -> str:
+    """R13_ACCEL_REDIRECT: empty (off) or a location path ``/_name/``.
+
+    It starts with ``/_`` (no package name does, so the internal location never hides a
+    package) and must not be one of r13's own ``/_api/`` or ``/_dashboard/`` routes."""
+    value = raw.strip()
+    if not value:
+        return ""
+    if (
+        not value.startswith("/_")
+        or not value.endswith("/")
+        or value.startswith(("/_api/", "/_dashboard/", "/_api", "/_dashboard"))
+        or len(value) < 3
+        or len(value) > 64
+        or not set(value) <= _LOCATION_CHARS
+        or ".." in value
+        or "//" in value
+    ):
+        raise SettingsError(
+            f"R13_ACCEL_REDIRECT={raw!r} must be a location path like /_blobs/ "
+            "(letters, digits, / _ - .; starting with /_, ending with /; not /_api or /_dashboard)"
+        )
+    return value
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from app.cli import (
     hooks_cmd,
     keys_cmd,
     mirror_cmd,
+    nginx_cmd,
     security_cmd,
     serve_cmd,
     term_cmd,
@@ -46,6 +47,7 @@ MODULES = [
     mirror_cmd,
     backup_cmd,
     hooks_cmd,
+    nginx_cmd,
 ]
 
 

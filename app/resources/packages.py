@@ -17,6 +17,8 @@ method and the shape of ``rest``::
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 import falcon
@@ -96,6 +98,67 @@ def _proxied_headers(resp: falcon.Response, cache: str, warning: str | None) -> 
         resp.set_header("Warning", warning)
 
 
+@dataclass(frozen=True)
+class AccelRedirect:
+    """A front nginx sends tarball bytes (R13_ACCEL_REDIRECT, README "The nginx front").
+
+    ``location`` is nginx's internal location (``/_blobs/``) over ``root``, the blob dir:
+    a tarball stored at ``root/sha512/ab/cd/<hex>`` is answered with
+    ``X-Accel-Redirect: /_blobs/sha512/ab/cd/<hex>`` and no body, after r13 decided the
+    access, counted the download and set the headers.
+    """
+
+    location: str
+    root: Path
+
+    def uri(self, path: Path) -> str | None:
+        """The internal URI of ``path``, or None when it is not under the blob dir."""
+        try:
+            rel = path.relative_to(self.root)
+        except ValueError:
+            return None
+        return self.location + rel.as_posix()
+
+
+class SmallTarballs:
+    """The bytes of small local tarballs, kept by ETag in this worker.
+
+    Under gunicorn's gevent worker ``wsgi.file_wrapper`` is no sendfile: gevent's socket
+    reads the file in Python and sends it (plus an lseek, an fstat and a seek), after an
+    open the route makes. A profile of the tarball route showed that file work as its
+    largest cost for the small tarballs most packages have, so those are answered from
+    memory. A tarball's ETag is a prefix of its sha512 (content-addressed, never
+    rewritten), so a kept copy never goes stale; the lookup before it has already decided
+    that the tarball exists. At most ``budget`` bytes, each at most ``largest``; when full
+    it starts again empty.
+    """
+
+    def __init__(self, budget: int = 16 * 1024 * 1024, largest: int = 256 * 1024) -> None:
+        self.budget = budget
+        self.largest = largest
+        self._items: dict[str, bytes] = {}
+        self._used = 0
+
+    def get(self, etag: str, path: Path, size: int) -> bytes | None:
+        """The tarball's bytes, read once; None when it is too large or its file is gone."""
+        if size > self.largest:
+            return None
+        data = self._items.get(etag)
+        if data is not None:
+            return data
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        if len(data) != size:
+            return None
+        if self._used + size > self.budget:
+            self._items, self._used = {}, 0
+        self._items[etag] = data
+        self._used += size
+        return data
+
+
 class Packages:
     """The sink for ``/:pkg...``."""
 
@@ -107,6 +170,7 @@ class Packages:
         max_body: int,
         hosts: HostRebaser | None = None,
         on_download: Callable[[str], None] | None = None,
+        accel: AccelRedirect | None = None,
     ) -> None:
         self.registry = registry
         self.guard = guard
@@ -115,6 +179,8 @@ class Packages:
         self.on_download = on_download
         # Raw name segments already parsed (a valid name only; a bad one raises each time).
         self._names: dict[str, PackageName] = {}
+        self.accel = accel
+        self.small = SmallTarballs()
 
     def _name(self, raw: str) -> PackageName:
         name = self._names.get(raw)
@@ -201,8 +267,26 @@ class Packages:
                 blob.path.unlink(missing_ok=True)
             send_not_modified(resp)
             return
+        internal = None if temporary or self.accel is None else self.accel.uri(blob.path)
+        if internal is not None:
+            # nginx sends the file (and answers HEAD and Range itself); r13 sends no body.
+            resp.set_header("X-Accel-Redirect", internal)
+            resp.content_length = 0
+            if req.method == "GET" and self.on_download is not None:
+                self.on_download(str(name))
+            return
         if req.method == "HEAD":
             resp.content_length = blob.size
+            return
+        data = (
+            None
+            if isinstance(blob, ProxiedBlob)
+            else self.small.get(blob.etag, blob.path, blob.size)
+        )
+        if data is not None:
+            resp.data = data
+            if self.on_download is not None:
+                self.on_download(str(name))
             return
         try:
             stream = blob.path.open("rb")

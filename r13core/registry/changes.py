@@ -130,13 +130,15 @@ def change_package(
     check_owner: OwnerCheck | None = None,
     create: Callable[[str], JSONDict] | None = None,
     sender: str | None = None,
+    saved: Callable[[str, int, JSONDict], None] | None = None,
 ) -> Committed[T]:
     """Read, check, apply and write one package in one transaction (the module docstring).
 
     ``create(now)`` starts the document of a package that does not exist yet
     (a first publish); without it, an absent package is NotFound. Anything
     ``apply`` raises rolls the whole transaction back. ``sender``: who acts, as
-    the webhooks' events name them (None: queue no event).
+    the webhooks' events name them (None: queue no event). ``saved(name, rev, doc)``
+    is told the document once it has committed (r13core/registry/recent.py remembers it).
     """
     with storage.write() as tx:
         stamp = now()
@@ -162,6 +164,8 @@ def change_package(
             after = tx.save_package(name, draft.doc, summary=summarize(name, draft.doc))
         if before is not None and sender and (draft.deleted or draft.changed):
             _queue_hooks(tx, draft, before, sender)
+    if saved is not None and draft.changed and not draft.deleted and after is not None:
+        saved(name, after, draft.doc)
     return Committed(name, value, after, tuple(draft.removed), draft.changed or draft.deleted)
 
 

@@ -39,6 +39,7 @@ from r13core.registry.changes import Committed, OwnerCheck
 from r13core.registry.documents import existing, rev_string
 from r13core.registry.overview import package_overview
 from r13core.registry.publish import publish
+from r13core.registry.recent import RecentRecords, TarballRefs
 from r13core.registry.render import BlobRef, Rendered, Renderer
 from r13core.registry.search import search as search_packages
 from r13core.registry.signing import Signer, sign_unsigned
@@ -92,6 +93,9 @@ class Registry:
         signer: Signer | None = None,
     ) -> None:
         self.storage = storage
+        # What the hot reads remember between requests (r13core/registry/recent.py).
+        self._tarball_refs: TarballRefs[BlobRef] = TarballRefs(storage)
+        self._recent = RecentRecords(storage)
         self.uplink = uplink
         """The upstream registry (r13core/uplink/): asked only for names missing here."""
         self.signer = signer
@@ -195,11 +199,19 @@ class Registry:
         """The tarball behind ``filename`` (``bare-1.2.3.tgz``): the stored one, or (with
         PROXY_MODE, for a name that was never local) the upstream's, checked against
         its integrity; NotFound if none."""
-        if self.storage.package_rev(str(name)) is None:
+        key = str(name)
+        refs = self._tarball_refs
+        version = refs.version()
+        known = refs.known(version, key, filename)
+        if known is not None:
+            return known
+        if self.storage.package_rev(key) is None:
             uplink = self._proxying()
             if uplink is not None:
                 return uplink.tarball(name, filename, via=via)
-        return self._local_tarball(name, filename)
+        found = self._local_tarball(name, filename)
+        refs.remember(version, key, filename, found)
+        return found
 
     def _local_tarball(self, name: PackageName, filename: str) -> BlobRef:
         try:
@@ -243,7 +255,7 @@ class Registry:
 
     def owners(self, name: PackageName) -> list[dict[str, Any]]:
         """The package's maintainers ``[{name, email}]``; NotFound if absent."""
-        return [dict(m) for m in existing(self.storage, str(name)).doc["maintainers"]]
+        return [dict(m) for m in existing(self._recent, str(name)).doc["maintainers"]]
 
     def overview(self, name: PackageName) -> dict[str, Any]:
         """The dashboard's view of one package (r13core/registry/overview.py); NotFound."""
@@ -298,6 +310,7 @@ class Registry:
             check_owner=check_owner,
             signer=self.signer,
             sender=actor.name,
+            recent=self._recent,
         )
         if published.value is not None:
             self._notify(PackageChange("publish", key, (published.value,)))
