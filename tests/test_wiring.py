@@ -24,9 +24,9 @@ def _counting_opens(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     opened: list[str] = []
     real = open_database
 
-    def opener(data_dir: Path, url: str | None = None) -> Any:
+    def opener(data_dir: Path, url: str | None = None, **options: Any) -> Any:
         opened.append(str(url))
-        return real(data_dir, url)
+        return real(data_dir, url, **options)
 
     monkeypatch.setattr(services_module, "open_database", opener)
     return opened
