@@ -45,8 +45,14 @@ _DELIVERY_COLUMNS: Final = (
 
 
 def any_hooks(conn: sqlite3.Connection) -> bool:
-    """Whether the table has a hook (one indexed probe)."""
-    return conn.execute("SELECT 1 FROM hooks LIMIT 1").fetchone() is not None
+    """Whether the table has a hook (one indexed probe). A file written before migration
+    9 (an old schema opened by a migration's own steps) has no table: no hooks."""
+    try:
+        return conn.execute("SELECT 1 FROM hooks LIMIT 1").fetchone() is not None
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return False
+        raise
 
 
 def hooks_for(conn: sqlite3.Connection, package: str, owners: Sequence[str]) -> list[HookRecord]:
