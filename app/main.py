@@ -164,7 +164,7 @@ def create_app(
             max_body=limit,
             hosts=hosts,
             on_download=monitoring.downloaded,
-            accel=AccelRedirect(server.accel_redirect, services.blobs.root)
+            accel=AccelRedirect(server.accel_redirect, settings.storage.blob_path)
             if server.accel_redirect
             else None,
         ),

@@ -119,9 +119,7 @@ def measure(label: str, args: argparse.Namespace, static: Path | None = None) ->
             raise HarnessError(f"unknown registry (choose {', '.join(REGISTRIES)})")
         log(f"{label} answers on {server.url}")
         try:
-            return run_harness(
-                label, server.url, token, args, server.proc.pid, preseeded=preseeded
-            )
+            return run_harness(label, server.url, token, args, server.proc.pid, preseeded=preseeded)
         except HarnessError:
             # The servers' logs say why (a 500 names its exception there): keep them.
             kept = Path(args.out) / f"failed-{label}-{time.strftime('%Y%m%d-%H%M%S')}"
