@@ -16,7 +16,13 @@ $V/python -m tests.e2e.clients
 $V/python -m tests.browser.chromium
 # Debian's PostgreSQL server and nginx for the multi-node tests (tests/pgserver.py), when missing.
 $V/python -m tests.pgserver
-$V/python -m pytest "$@"
+if [ "$#" -eq 0 ]; then
+    # Every test, on R13_TEST_JOBS workers (default 2), whole files per worker so each
+    # module's shared servers (a cluster, a front) start once.
+    $V/python -m pytest -n "${R13_TEST_JOBS:-2}" --dist loadfile
+else
+    $V/python -m pytest "$@"
+fi
 if [ "$#" -eq 0 ]; then
     # JSON reports land in bench/results/ci/ (git-ignored).
     $V/python -m bench.ci

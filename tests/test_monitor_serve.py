@@ -246,7 +246,8 @@ def test_slow_requests_raise_and_then_clear_a_latency_alert(tmp_path: Path) -> N
 
 def test_a_cpu_burner_raises_and_then_clears_a_cpu_alert(tmp_path: Path) -> None:
     env = {
-        "ALERT_CPU_THRESHOLD": "15",
+        # Low: on a machine busy with other work the burner gets only a share of the CPU.
+        "ALERT_CPU_THRESHOLD": "8",
         "R13_ALERT_SAMPLES": "2",
         "ALERT_LATENCY_THRESHOLD": "60000",
     }
@@ -255,7 +256,7 @@ def test_a_cpu_burner_raises_and_then_clears_a_cpu_alert(tmp_path: Path) -> None
             srv, "/_test/burn?ms=500", 2,
             lambda: _alert(srv, "cpu", "active") or _alert(srv, "cpu", "cleared"),
         )  # fmt: skip
-        assert raised["peak"] > 15
+        assert raised["peak"] > 8
         log = wait_for(lambda: _all_cleared(srv, "cpu"))
         assert raised["id"] in {a["id"] for a in log}
         assert _events(srv, "cpu") == ["raised", "cleared"] * len(log)
