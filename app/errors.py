@@ -62,7 +62,14 @@ def handle_domain_error(
                 # npm reads the challenge: "ipaddress" and "otp" change what it tells the user.
                 resp.set_header("WWW-Authenticate", ex.www_authenticate or "Bearer")
             return
-    log.error("unmapped %s on %s %s: %s", type(ex).__name__, req.method, redact_path(req.path), ex)
+    log.error(
+        "unmapped %s on %s %s: %s",
+        type(ex).__name__,
+        req.method,
+        redact_path(req.path),
+        ex,
+        exc_info=ex,  # the traceback: a 500 is always a bug to find
+    )
     _send(resp, falcon.HTTP_500, "internal error")
 
 

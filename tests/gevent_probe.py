@@ -193,6 +193,66 @@ def sqlite_other_process(data: Path) -> dict[str, Any]:
     return result
 
 
+def read_while_a_writer_waits(data: Path) -> dict[str, Any]:
+    """A packument read whose render is not cached yet (it saves one), in one greenlet,
+    while another greenlet of the same worker waits in its cooperative ``BEGIN IMMEDIATE``
+    for another process's writer: the read must neither fail ("database is locked") nor
+    wait in SQLite's busy handler (which stops the hub)."""
+    services = open_services(Settings.from_env({"R13_DATA": str(data)}))
+    storage = services.storage
+    assert isinstance(storage, SQLiteStorage)
+    # A short busy timeout: a read that waits in C gives up (and fails) within the run.
+    storage._busy_timeout_ms = 3000
+    storage._conn().execute("PRAGMA busy_timeout = 3000")
+    _probe_table(storage)
+    name = PackageName.parse("@probe/read")
+    body = publish_body(str(name), "1.0.0", tarball(str(name), "1.0.0"))
+    services.registry.put_package(name, body, actor=Actor.cli())
+    with storage._transaction() as conn:
+        conn.execute("DELETE FROM renders")  # the read renders and saves afresh
+    reads: list[str] = []
+    writes: list[str] = []
+
+    def writer() -> None:
+        try:
+            with storage._transaction() as conn:
+                conn.execute("INSERT INTO probe VALUES ('waiter', 1)")
+            writes.append("ok")
+        except Exception as exc:
+            writes.append(f"error: {exc}")
+
+    def reader() -> None:
+        try:
+            rendered = services.registry.packument(name, abbreviated=False)
+            reads.append(json.loads(bytes(rendered.body))["name"])
+        except Exception as exc:
+            reads.append(f"error: {type(exc).__name__}: {exc}")
+
+    with _held_elsewhere(HOLD_SQLITE, storage.path) as release:
+        ticker = Ticker()
+        w = gevent.spawn(writer)
+        # The writer holds the gate and sleeps between its BEGIN attempts.
+        waiting = _wait_for(lambda: storage.writer is not None)
+        # What any other greenlet's statement meets on the shared connection meanwhile.
+        busy_timeout_seen = storage.pragma("busy_timeout")
+        r = gevent.spawn(reader)
+        before = ticker.ticks
+        ran = _wait_for(lambda: ticker.ticks >= before + 50 or bool(reads))
+        result: dict[str, Any] = {
+            "waiting": waiting,
+            "busy_timeout_seen": busy_timeout_seen,
+            "ran": ran,
+            "ticks_while_held": ticker.ticks - before,
+            "reads_while_held": list(reads),
+        }
+        release()
+        gevent.joinall([w, r], timeout=GENEROUS)
+        ticker.stop()
+    rows = storage._conn().execute("SELECT name, kind FROM renders ORDER BY kind").fetchall()
+    result.update(reads=reads, writes=writes, renders=[list(row) for row in rows])
+    return result
+
+
 def blob_lock_other_process(data: Path) -> dict[str, Any]:
     """A publish's hold on the blob store waits for another process's sweep on the hub."""
     services = open_services(Settings.from_env({"R13_DATA": str(data)}))
@@ -391,6 +451,7 @@ def main() -> None:
         "two_writers": lambda: two_writers(data, bare=False),
         "two_writers_bare": lambda: two_writers(data, bare=True),
         "sqlite_other_process": lambda: sqlite_other_process(data),
+        "read_while_a_writer_waits": lambda: read_while_a_writer_waits(data),
         "blob_lock_other_process": lambda: blob_lock_other_process(data),
         "instance_lock_other_process": lambda: instance_lock_other_process(data),
         "leader_elsewhere": lambda: leader_elsewhere(data),

@@ -61,6 +61,23 @@ def test_a_write_waits_for_another_process_on_the_hub(tmp_path: Path) -> None:
     assert result["rows"] == ["holder", "waiter"]
 
 
+def test_a_packument_read_never_fails_while_a_writer_waits_for_another_process(
+    tmp_path: Path,
+) -> None:
+    # The bench's lone 500 on GET /<package> during seeding: a greenlet waiting in its
+    # cooperative BEGIN for another worker's write left the worker's shared connection
+    # at busy_timeout 0, so a read saving its render meanwhile failed with "database is
+    # locked". Now the read waits (on the hub, behind the writer) and both commit.
+    result = probe("read_while_a_writer_waits", tmp_path)
+    assert result["waiting"]
+    assert result["busy_timeout_seen"] == 3000  # never the waiting writer's 0
+    assert result["reads_while_held"] == []
+    assert result["ran"] and result["ticks_while_held"] >= 50
+    assert result["reads"] == ["@probe/read"]
+    assert result["writes"] == ["ok"]
+    assert result["renders"] == [["@probe/read", "abbreviated"], ["@probe/read", "full"]]
+
+
 def test_a_publish_waits_for_another_process_sweep_on_the_hub(tmp_path: Path) -> None:
     # The blob store's flock, held exclusively elsewhere (a sweep): the publish's shared
     # hold waits without blocking the worker's other greenlets.

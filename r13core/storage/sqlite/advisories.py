@@ -18,9 +18,11 @@ class SQLiteAdvisories(SQLiteDatabase, AdvisoryStorage):
 
     def add_advisory(self, package: str, data: JSONDict) -> int:
         """Store an advisory; its id."""
-        cur = self._conn().execute(
-            "INSERT INTO advisories (package, data) VALUES (?, ?)", (package, json.dumps(data))
-        )
+        with self._transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO advisories (package, data) VALUES (?, ?)",
+                (package, json.dumps(data)),
+            )
         assert cur.lastrowid is not None
         return int(cur.lastrowid)
 
@@ -43,5 +45,6 @@ class SQLiteAdvisories(SQLiteDatabase, AdvisoryStorage):
 
     def remove_advisory(self, advisory_id: int) -> bool:
         """Delete an advisory."""
-        cur = self._conn().execute("DELETE FROM advisories WHERE id = ?", (advisory_id,))
+        with self._transaction() as conn:
+            cur = conn.execute("DELETE FROM advisories WHERE id = ?", (advisory_id,))
         return cur.rowcount > 0

@@ -217,13 +217,22 @@ class SQLiteDatabase:
         """``BEGIN IMMEDIATE`` that waits for another process's writer on the hub.
 
         With the busy timeout at 0, SQLite answers "busy" at once instead of sleeping
-        in C; the retries sleep cooperatively (no transaction is open meanwhile).
+        in C; the retries sleep cooperatively (no transaction is open meanwhile). The
+        timeout is 0 only for the attempt itself and restored before each sleep: the
+        connection is shared by every greenlet of the worker, and one that runs during
+        the sleep (a packument read) must not meet a 0 timeout and fail with "database
+        is locked" at once (tests/test_gevent_safety.py).
         """
-        conn.execute("PRAGMA busy_timeout = 0")
-        try:
-            self._while_busy(lambda: conn.execute("BEGIN IMMEDIATE"), 0.001, 0.02)
-        finally:
-            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+        timeout = f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}"
+
+        def attempt() -> None:
+            conn.execute("PRAGMA busy_timeout = 0")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            finally:
+                conn.execute(timeout)
+
+        self._while_busy(attempt, 0.001, 0.02)
 
     @contextmanager
     def _transaction(self, changes: ChangeSignal | None = None) -> Iterator[sqlite3.Connection]:

@@ -355,21 +355,19 @@ class SQLiteIdentity(SQLiteDatabase, IdentityStorage):
 
     def approve_web_login(self, login_id: str, username: str) -> bool:
         """Mark approved, once."""
-        cur = self._conn().execute(
-            "UPDATE web_logins SET username = ? WHERE id = ? AND username IS NULL",
-            (username, login_id),
-        )
+        with self._transaction() as conn:
+            cur = conn.execute(
+                "UPDATE web_logins SET username = ? WHERE id = ? AND username IS NULL",
+                (username, login_id),
+            )
         return cur.rowcount > 0
 
     def take_web_login(self, login_id: str, now: float) -> WebLoginRecord | None:
         """Remove and return an approved, unexpired login."""
-        row = (
-            self._conn()
-            .execute(
+        with self._transaction() as conn:
+            row = conn.execute(
                 "DELETE FROM web_logins WHERE id = ? AND username IS NOT NULL AND expires > ? "
                 "RETURNING id, done_hash, created, expires, username",
                 (login_id, now),
-            )
-            .fetchone()
-        )
+            ).fetchone()
         return None if row is None else _web_login(row)

@@ -229,21 +229,27 @@ class SQLitePackages(SQLiteDatabase, PackageStorage):
         return RenderRecord(int(row[0]), row[1], bytes(row[2]), bytes(row[3]), row[4])
 
     def save_render(self, name: str, kind: str, record: RenderRecord) -> bool:
-        """Cache a render if its rev is still current (one statement: no race with a write)."""
-        cur = self._conn().execute(
-            "INSERT OR REPLACE INTO renders (name, kind, rev, key, body, gzip, etag) "
-            "SELECT ?, ?, ?, ?, ?, ?, ? WHERE EXISTS "
-            "(SELECT 1 FROM packages WHERE name = ? AND rev = ?)",
-            (
-                name,
-                kind,
-                record.rev,
-                record.key,
-                record.body,
-                record.gzip,
-                record.etag,
-                name,
-                record.rev,
-            ),
-        )
+        """Cache a render if its rev is still current (one statement: no race with a write).
+
+        A write like any other (under the write gate, with the cooperative BEGIN): a bare
+        statement on the worker's shared connection would wait for another process's
+        writer in SQLite's busy handler, in C, stopping every greenlet of the worker.
+        """
+        with self._transaction() as conn:
+            cur = conn.execute(
+                "INSERT OR REPLACE INTO renders (name, kind, rev, key, body, gzip, etag) "
+                "SELECT ?, ?, ?, ?, ?, ?, ? WHERE EXISTS "
+                "(SELECT 1 FROM packages WHERE name = ? AND rev = ?)",
+                (
+                    name,
+                    kind,
+                    record.rev,
+                    record.key,
+                    record.body,
+                    record.gzip,
+                    record.etag,
+                    name,
+                    record.rev,
+                ),
+            )
         return cur.rowcount > 0
