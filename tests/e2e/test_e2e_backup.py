@@ -185,10 +185,9 @@ def test_backup_under_load_then_restore_and_npm_ci_installs_the_same(
         if automatic:
             deadline_hits = 0
             # The prune is audited just after the third backup's own event: wait for both.
-            while (
-                len([e for e in audited("backup.create") if e["actor"] == "r13"]) < 3
-                or not audited("backup.prune")
-            ):
+            while len(
+                [e for e in audited("backup.create") if e["actor"] == "r13"]
+            ) < 3 or not audited("backup.prune"):
                 deadline_hits += 1
                 assert deadline_hits < 600, "no third automatic backup, or no prune after it"
                 load.join(0.2)
