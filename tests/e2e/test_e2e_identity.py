@@ -7,7 +7,6 @@ import json
 import os
 import pty
 import re
-import select
 import subprocess
 import threading
 import time
@@ -19,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import R13, Sandbox, Server
+from tests.readiness import readable
 
 pytestmark = pytest.mark.slow
 PASSWORD = "correct horse battery"
@@ -47,8 +47,7 @@ def npm_tty(sandbox: Sandbox, args: list[str], answers: list[tuple[str, str]]) -
     deadline = time.monotonic() + 180  # npm starts slowly on a loaded machine
     try:
         while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.2)
-            if ready:
+            if readable(master, 0.2):
                 try:
                     chunk = os.read(master, 4096)
                 except OSError:

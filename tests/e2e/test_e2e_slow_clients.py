@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import select
 import socket
 import threading
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import Server, start_server
+from tests.readiness import readable
 
 pytestmark = pytest.mark.slow
 
@@ -45,8 +45,7 @@ class Tricklers:
         self._thread.start()
 
     def _gone(self, s: socket.socket) -> bool:
-        readable, _, _ = select.select([s], [], [], 0)
-        if not readable:
+        if not readable(s, 0):
             return False
         try:
             return s.recv(4096) == b""  # the server said nothing and closed
@@ -154,8 +153,7 @@ def test_a_client_trickling_a_body_gets_408_and_is_disconnected(
         # Trickle the body until the server answers; then read until it closes.
         while True:
             assert time.monotonic() < deadline, f"no answer, no close: {received!r}"
-            readable, _, _ = select.select([s], [], [], 0.2)
-            if readable:
+            if readable(s, 0.2):
                 chunk = s.recv(65536)
                 if not chunk:
                     break
@@ -189,11 +187,9 @@ def test_a_worker_serves_at_most_its_connection_cap(
         try:
             ninth.sendall(b"GET /-/ping HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
             # No worker takes it while the eight are held (a slow machine only answers later).
-            readable, _, _ = select.select([ninth], [], [], 1.0)
-            assert readable == []
+            assert not readable(ninth, 1.0)
             held.pop().close()  # one slot frees: the ninth is served
-            readable, _, _ = select.select([ninth], [], [], GENEROUS)
-            assert readable == [ninth]
+            assert readable(ninth, GENEROUS)
             assert ninth.recv(4096).startswith(b"HTTP/1.1 200 ")
         finally:
             ninth.close()
