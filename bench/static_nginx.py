@@ -17,7 +17,6 @@ import json
 import os
 import pwd
 import shutil
-import subprocess
 import urllib.parse
 from pathlib import Path
 
@@ -25,32 +24,20 @@ from app.cli.nginx_cmd import Front, render
 from bench.load import HarnessError, Target, parse_target
 from bench.seeding import Client, Names, packument_path, seed, tarball_path
 from bench.servers import Running, free_port, start, start_r13
+from tests.pgserver import apt_install
 
 NGINX = Path("/usr/sbin/nginx")
 ABBREVIATED = "application/vnd.npm.install-v1+json"
-_POLICY = Path("/usr/sbin/policy-rc.d")
 
 
 def ensure_debian(binary: Path, package: str) -> Path:
     """``binary``, installing Debian's ``package`` first when it is missing."""
     if binary.exists():
         return binary
-    apt = shutil.which("apt-get")
-    if apt is None or os.geteuid() != 0:
-        raise HarnessError(f"{binary} is missing: apt-get install -y {package} (as root)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = [apt, "install", "-y", "--no-install-recommends", package]
-    own_policy = not _POLICY.exists()  # exit 101: no service starts while apt runs
-    if own_policy:
-        _POLICY.write_text("#!/bin/sh\nexit 101\n")
-        _POLICY.chmod(0o755)
     try:
-        if subprocess.run(install, env=env, check=False).returncode != 0:
-            subprocess.run([apt, "update"], env=env, check=True)
-            subprocess.run(install, env=env, check=True)
-    finally:
-        if own_policy:
-            _POLICY.unlink(missing_ok=True)
+        apt_install(package)
+    except RuntimeError as exc:
+        raise HarnessError(str(exc)) from None
     if not binary.exists():
         raise HarnessError(f"apt installed {package} but {binary} is still missing")
     return binary

@@ -41,11 +41,15 @@ def pg_bindir() -> Path | None:
     return max(found, key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0)
 
 
-def _apt_install(*packages: str) -> None:
+def apt_install(*packages: str) -> None:
+    """Install Debian's ``packages`` without starting any service they bring.
+
+    RuntimeError when apt cannot run here (no apt-get, or not root), naming the command.
+    """
     apt = shutil.which("apt-get")
     if apt is None or os.geteuid() != 0:
-        raise SystemExit(
-            f"tests: {' '.join(packages)} missing; install Debian's packages "
+        raise RuntimeError(
+            f"{' '.join(packages)} missing; install Debian's packages "
             f"(apt-get install -y {' '.join(packages)}, as root)"
         )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
@@ -72,7 +76,10 @@ def ensure_installed() -> tuple[Path, Path]:
     if not NGINX.exists():
         missing.append("nginx")
     if missing:
-        _apt_install(*missing)
+        try:
+            apt_install(*missing)
+        except RuntimeError as exc:
+            raise SystemExit(f"tests: {exc}") from None
     bindir = pg_bindir()
     if bindir is None or not NGINX.exists():
         raise SystemExit("tests: apt ran but PostgreSQL's initdb or nginx is still missing")

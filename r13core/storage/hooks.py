@@ -90,6 +90,22 @@ class Delivery:
     """Attempts including this one (a claim counts as one)."""
     created_ms: int
 
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> Delivery:
+        """A delivery from a row of the backends' claim query (its columns in field order)."""
+        return cls(
+            str(row[0]),
+            int(row[1]),
+            str(row[2]),
+            str(row[3]),
+            str(row[4]),
+            str(row[5]),
+            str(row[6]),
+            str(row[7]),
+            int(row[8]),
+            int(row[9]),
+        )
+
 
 @dataclass(frozen=True)
 class DeliveryRecord:

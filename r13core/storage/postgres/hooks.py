@@ -179,21 +179,7 @@ class PgHooks(PgDatabase, HookStorage):
                 "WHERE d.seq = ANY(%s) ORDER BY d.seq",
                 (seqs,),
             ).fetchall()
-        return [
-            Delivery(
-                str(r[0]),
-                int(r[1]),
-                str(r[2]),
-                str(r[3]),
-                str(r[4]),
-                str(r[5]),
-                str(r[6]),
-                str(r[7]),
-                int(r[8]),
-                int(r[9]),
-            )
-            for r in found
-        ]
+        return [Delivery.from_row(r) for r in found]
 
     def finish(
         self,
