@@ -49,7 +49,14 @@ from r13core.abuse import (
 )
 from r13core.errors import Unauthorized
 from r13core.metrics import METHODS
-from r13core.ratelimit import Decision
+from r13core.ratelimit import (
+    PACK_SECOND,
+    packed_allowed,
+    packed_full,
+    packed_remaining,
+    packed_reset_seconds,
+    packed_retry_after_seconds,
+)
 from r13core.services import Services
 from r13core.sessions import csrf_matches, is_session
 
@@ -161,9 +168,10 @@ def _policy_headers(capacity: int, window_s: int) -> tuple[str, str]:
     return f'"default";q={capacity};w={window_s}', str(capacity)
 
 
-def _headers(resp: falcon.Response, decision: Decision, capacity: int, window_s: int) -> None:
-    remaining = decision.remaining
-    reset = -(-decision.reset_ns // 1_000_000_000)
+def _headers(resp: falcon.Response, decision: int, capacity: int, window_s: int) -> None:
+    """The rate-limit headers of a packed decision (r13core/ratelimit.py ``Limit.take``)."""
+    remaining = packed_remaining(decision)
+    reset = packed_reset_seconds(decision)
     policy = _policy_headers(capacity, window_s)
     # Straight into falcon's header dict (names already lower case): this runs per request.
     headers = resp._headers
@@ -207,6 +215,11 @@ class SecurityMiddleware:
         self.window_s = max(1, sec.rate_limit_window_ms // 1000)
         self.capacity = sec.rate_limit_max
         self.auth_capacity = sec.auth_rate_limit_max or max(1, sec.rate_limit_max // 10)
+        # The limits every request checks, made once (r13core/ratelimit.py Limit.take);
+        # a key's own limit by its capacity (keys may set their own).
+        self.ip_limit = self.limiter.limit(self.capacity, self.window_ms)
+        self.auth_limit = self.limiter.limit(self.auth_capacity, self.window_ms)
+        self.key_limits: dict[int, Any] = {}
         self.proxies = sec.trusted_proxies
         self.ipv6_prefix = sec.ipv6_prefix
         self.origins = own_origins(server.public_url, server.allowed_hosts)
@@ -237,14 +250,12 @@ class SecurityMiddleware:
         ctx.guard = self.guard  # for hooks outside the resources (app/monitoring.py)
         ctx.strikable = strikable(req.method, env)
         _REQUEST.set(ctx)
-        path = req.path
-        # Per-client limit (stricter where passwords are tried).
-        if path.startswith(AUTH_PREFIXES):
-            capacity = self.auth_capacity
-            decision = self.limiter.check("auth:" + key, capacity, self.window_ms)
+        # Per-client limit (stricter where passwords are tried), counted once below
+        # (with the key's own limit in the same call) or just before an early refusal.
+        if req.path.startswith(AUTH_PREFIXES):
+            capacity, limit, bucket = self.auth_capacity, self.auth_limit, "auth:" + key
         else:
-            capacity = self.capacity
-            decision = self.limiter.check("ip:" + key, capacity, self.window_ms)
+            capacity, limit, bucket = self.capacity, self.ip_limit, "ip:" + key
         # One cheap read tells whether keys or blocks changed anywhere since this thread looked.
         version = self.storage.auth_version()
         token = bearer_token(req)
@@ -256,7 +267,7 @@ class SecurityMiddleware:
                 if req.method in UNSAFE_METHODS and not csrf_matches(
                     token, req.get_header(CSRF_HEADER)
                 ):
-                    _headers(resp, decision, capacity, self.window_s)
+                    _headers(resp, limit.take(bucket), capacity, self.window_s)
                     self.counters.add("anomalies", "csrf")
                     _refuse(resp, falcon.HTTP_403, f"missing or wrong CSRF token ({CSRF_HEADER})")
                     return
@@ -272,12 +283,12 @@ class SecurityMiddleware:
                 except Unauthorized:
                     identity = None
             if identity is None and not self._revoking_logout(req, version):
-                _headers(resp, decision, capacity, self.window_s)
+                _headers(resp, limit.take(bucket), capacity, self.window_s)
                 self.counters.add("blocked_requests", key)
                 _refuse(resp, falcon.HTTP_403, "requests from your address are blocked")
                 return
         if req.method in UNSAFE_METHODS and cross_site(env, self.origins):
-            _headers(resp, decision, capacity, self.window_s)
+            _headers(resp, limit.take(bucket), capacity, self.window_s)
             self.counters.add("anomalies", "cross_site_write")
             _refuse(resp, falcon.HTTP_403, "cross-site requests are refused")
             return
@@ -290,15 +301,23 @@ class SecurityMiddleware:
                 ctx.auth_error = exc
                 self.auth_failed(ip)
         ctx.identity = identity
-        if identity is not None and decision.allowed:
+        if identity is None:
+            decision = limit.take(bucket)
+        else:
+            # The address's limit, then (when it admits) the key's: one call into C.
             key_capacity = identity.rate_limit or self.capacity
-            by_key = self.limiter.check("key:" + identity.id, key_capacity, self.window_ms)
-            if not by_key.allowed or by_key.remaining < decision.remaining:
-                decision, capacity = by_key, key_capacity
+            key_limit: Any = self.key_limits.get(key_capacity)
+            if key_limit is None:
+                key_limit = self.key_limits[key_capacity] = self.limiter.limit(
+                    key_capacity, self.window_ms
+                )
+            decision = limit.take_with(bucket, key_limit, "key:" + identity.id)
+            if decision & PACK_SECOND:
+                capacity = key_capacity
         _headers(resp, decision, capacity, self.window_s)
-        if not decision.allowed and not self._revoking_logout(req, version):
-            resp.set_header("Retry-After", str(decision.retry_after_seconds))
-            if decision.full:
+        if not packed_allowed(decision) and not self._revoking_logout(req, version):
+            resp.set_header("Retry-After", str(packed_retry_after_seconds(decision)))
+            if packed_full(decision):
                 # The table is full of other clients: nothing this client did.
                 self.counters.add("limiter_full", key)
                 _refuse(resp, falcon.HTTP_429, "the server is busy; retry later")

@@ -23,7 +23,7 @@ import pytest
 
 from bench.cprogram import run_c_program
 from r13core._ffi import ffi, lib
-from r13core.ratelimit import Decision, PyRateLimiter, RateLimiter
+from r13core.ratelimit import Decision, PyRateLimiter, RateLimiter, packed_allowed
 
 KEY = "203.0.113.7"
 # A huge capacity keeps the hot key admitted (the CAS path, not a refusal).
@@ -56,6 +56,20 @@ def test_c_hot_key(benchmark: Any, c_limiter: RateLimiter) -> None:
 def test_c_hot_key_limit_handle(benchmark: Any, c_limiter: RateLimiter) -> None:
     check = c_limiter.limit(CAPACITY, WINDOW_MS).check
     assert benchmark(check, KEY).allowed
+
+
+@pytest.mark.benchmark(group="ratelimit-hot")
+def test_c_hot_key_take_packed(benchmark: Any, c_limiter: RateLimiter) -> None:
+    """The per-request call of app/security_middleware.py: Limit.take, decision in an int."""
+    take = c_limiter.limit(CAPACITY, WINDOW_MS).take
+    assert packed_allowed(benchmark(take, KEY))
+
+
+@pytest.mark.benchmark(group="ratelimit-hot")
+def test_c_hot_key_take_with_key_limit(benchmark: Any, c_limiter: RateLimiter) -> None:
+    """A keyed request: the address's limit and the key's in one call (two buckets)."""
+    ip, key = c_limiter.limit(CAPACITY, WINDOW_MS), c_limiter.limit(CAPACITY, WINDOW_MS)
+    assert packed_allowed(benchmark(ip.take_with, KEY, key, "key:bench"))
 
 
 @pytest.mark.benchmark(group="ratelimit-hot")

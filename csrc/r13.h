@@ -227,6 +227,37 @@ int r13_limit_init(r13_limit *limit, const r13_limiter *lim, uint32_t capacity,
  */
 int r13_limit_check(const r13_limit *limit, const uint8_t *key, size_t keylen,
                     uint64_t now_ns, r13_decision *out);
+/*
+ * A decision packed in one non-negative 64-bit value (the per-request call
+ * from Python: no output struct to read back). Bit 0: admitted; bit 1: refused
+ * because the table is full (R13_EFULL); bits 2..25: whole seconds until the
+ * bucket is full again, rounded up; bits 26..57: when admitted, the requests
+ * still admitted right now, else the whole seconds until one is (at least 1).
+ * Seconds saturate at R13_PACK_SECONDS_MAX (a window is at most 2^32 ms,
+ * about 4.3e6 s, so they never do). Bit 58 (R13_PACK_SECOND): r13_limit_take2
+ * returned its second limit's decision.
+ */
+#define R13_PACK_ALLOWED 1
+#define R13_PACK_FULL 2
+#define R13_PACK_RESET_SHIFT 2
+#define R13_PACK_COUNT_SHIFT 26
+#define R13_PACK_SECONDS_MAX 0xFFFFFF
+#define R13_PACK_SECOND (INT64_C(1) << 58)
+/*
+ * r13_limit_check with the decision packed as above, or a negative R13_E*
+ * code (R13_EFULL is not an error here: the packed refusal says it).
+ */
+int64_t r13_limit_take(const r13_limit *limit, const uint8_t *key, size_t keylen,
+                       uint64_t now_ns);
+/*
+ * Two limits of one request in one call, at one clock reading: `a` for `ka`,
+ * then, only when `a` admits, `b` for `kb`. Returns the tighter decision
+ * packed: `b`'s (with R13_PACK_SECOND set) when it refuses or leaves fewer
+ * requests, else `a`'s. A bad
+ * `b` or `kb` is R13_EINVAL before `a` counts anything.
+ */
+int64_t r13_limit_take2(const r13_limit *a, const uint8_t *ka, size_t la,
+                        const r13_limit *b, const uint8_t *kb, size_t lb, uint64_t now_ns);
 /* Forget `key` (e.g. on unblock): its bucket is full again. */
 int r13_limiter_reset(r13_limiter *lim, const uint8_t *key, size_t keylen);
 /* Number of slots holding a key, and of those busy at now_ns (0 = clock). */

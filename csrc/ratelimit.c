@@ -507,6 +507,68 @@ int r13_limit_check(const r13_limit *limit, const uint8_t *key, size_t keylen,
     return take(limit->lim, limit, key, keylen, now_ns, out);
 }
 
+/* ---- the packed decision (r13.h: R13_PACK_*) ---------------------------- */
+
+static uint64_t ceil_seconds(uint64_t ns)
+{
+    uint64_t s = ns / UINT64_C(1000000000) + (ns % UINT64_C(1000000000) != 0);
+    return s > R13_PACK_SECONDS_MAX ? R13_PACK_SECONDS_MAX : s;
+}
+
+static int64_t pack(const r13_decision *d)
+{
+    uint64_t count;
+    if (d->allowed) {
+        count = d->remaining;
+    } else {
+        count = ceil_seconds(d->retry_after_ns);
+        if (count == 0)
+            count = 1;
+    }
+    uint64_t v = (d->allowed ? R13_PACK_ALLOWED : 0) | (d->full ? R13_PACK_FULL : 0) |
+                 (ceil_seconds(d->reset_ns) << R13_PACK_RESET_SHIFT) |
+                 ((count & UINT64_C(0xFFFFFFFF)) << R13_PACK_COUNT_SHIFT);
+    return (int64_t)v;
+}
+
+static int64_t take_packed(const r13_limit *limit, const uint8_t *key, size_t keylen,
+                           uint64_t now_ns, r13_decision *d)
+{
+    int rc = r13_limit_check(limit, key, keylen, now_ns, d);
+    if (rc != R13_OK && rc != R13_EFULL)
+        return rc;
+    return pack(d);
+}
+
+/* See r13.h. */
+int64_t r13_limit_take(const r13_limit *limit, const uint8_t *key, size_t keylen,
+                       uint64_t now_ns)
+{
+    r13_decision d;
+    return take_packed(limit, key, keylen, now_ns, &d);
+}
+
+/* See r13.h: `a`, then (when `a` admits) `b`; the tighter of the two decisions. */
+int64_t r13_limit_take2(const r13_limit *a, const uint8_t *ka, size_t la,
+                        const r13_limit *b, const uint8_t *kb, size_t lb, uint64_t now_ns)
+{
+    if (b == NULL || b->t == 0 || !valid_key(b->lim, kb, lb))
+        return R13_EINVAL; /* checked before `a` counts anything */
+    if (now_ns == 0) {
+        int rc = r13_monotonic_ns(&now_ns);
+        if (rc != R13_OK)
+            return rc;
+    }
+    r13_decision da, db;
+    int64_t first = take_packed(a, ka, la, now_ns, &da);
+    if (first < 0 || !da.allowed)
+        return first;
+    int64_t second = take_packed(b, kb, lb, now_ns, &db);
+    if (second < 0)
+        return second;
+    return (!db.allowed || db.remaining < da.remaining) ? (second | R13_PACK_SECOND) : first;
+}
+
 /* See r13.h. A key not in the table is already fresh: R13_OK. */
 int r13_limiter_reset(r13_limiter *lim, const uint8_t *key, size_t keylen)
 {

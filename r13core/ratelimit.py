@@ -38,6 +38,11 @@ clients. Size ``slots`` well above the number of keys active in one window
 key alone — four arguments into C instead of eight, the same decision on the same
 bucket as :meth:`RateLimiter.check`. A server makes its limits once and checks them
 on every request; ``check()`` stays for one-off limits (strikes, tests).
+:meth:`Limit.take` is the same check with the decision packed in one int (the
+``R13_PACK_*`` layout of csrc/r13.h, read with :func:`packed_allowed` and its
+siblings): no output struct and no :class:`Decision` to build, the cheapest call
+from Python. :meth:`Limit.take_with` checks a second limit of the same request
+(an API key's, after the address's) in the same call and returns the tighter one.
 
 Clock: ``now_ns`` is a ``CLOCK_MONOTONIC`` time in ns (see :func:`monotonic_ns`);
 ``None`` (or 0) reads the clock. Tests pass a frozen clock.
@@ -57,6 +62,7 @@ from r13core.errors import InvalidValue
 
 __all__ = [
     "MAX_KEY_BYTES",
+    "PACK_SECOND",
     "PROBE_WINDOW",
     "Decision",
     "Limit",
@@ -64,6 +70,13 @@ __all__ = [
     "PyRateLimiter",
     "RateLimiter",
     "monotonic_ns",
+    "pack",
+    "packed_allowed",
+    "packed_decision",
+    "packed_full",
+    "packed_remaining",
+    "packed_reset_seconds",
+    "packed_retry_after_seconds",
 ]
 
 MAX_KEY_BYTES: Final = 256
@@ -171,6 +184,64 @@ if [ffi.offsetof("r13_decision", f) for f in Decision._fields] != [
     raise ImportError("r13_decision does not have the layout r13core.ratelimit expects")
 _unpack_decision: Final = _DECISION.unpack_from
 _limit_check: Final = lib.r13_limit_check
+_limit_take: Final = lib.r13_limit_take
+_limit_take2: Final = lib.r13_limit_take2
+
+# The packed decision of Limit.take (csrc/r13.h R13_PACK_*).
+PACK_ALLOWED: Final[int] = lib.R13_PACK_ALLOWED
+PACK_FULL: Final[int] = lib.R13_PACK_FULL
+_RESET_SHIFT: Final[int] = lib.R13_PACK_RESET_SHIFT
+_COUNT_SHIFT: Final[int] = lib.R13_PACK_COUNT_SHIFT
+_SECONDS_MAX: Final[int] = lib.R13_PACK_SECONDS_MAX
+PACK_SECOND: Final[int] = lib.R13_PACK_SECOND
+"""Set by :meth:`Limit.take_with` when the decision is its second limit's."""
+
+
+def packed_allowed(v: int) -> bool:
+    """Whether the packed decision ``v`` admits the request."""
+    return bool(v & PACK_ALLOWED)
+
+
+def packed_full(v: int) -> bool:
+    """Whether ``v`` is a refusal because the table is full (see ``Decision.full``)."""
+    return bool(v & PACK_FULL)
+
+
+def packed_remaining(v: int) -> int:
+    """Unit requests still admitted right now (0 for a refusal)."""
+    return (v >> _COUNT_SHIFT) & _U32 if v & PACK_ALLOWED else 0
+
+
+def packed_reset_seconds(v: int) -> int:
+    """Whole seconds until the bucket is full again, rounded up."""
+    return (v >> _RESET_SHIFT) & _SECONDS_MAX
+
+
+def packed_retry_after_seconds(v: int) -> int:
+    """0 when admitted; else whole seconds until the request would be, at least 1."""
+    return 0 if v & PACK_ALLOWED else (v >> _COUNT_SHIFT) & _U32
+
+
+def pack(d: Decision) -> int:
+    """``d`` in the packed layout: what :meth:`Limit.take` returns for the same decision."""
+    count = d.remaining if d.allowed else max(1, _ceil_seconds(d.retry_after_ns))
+    return (
+        (PACK_ALLOWED if d.allowed else 0)
+        | (PACK_FULL if d.full else 0)
+        | (min(_ceil_seconds(d.reset_ns), _SECONDS_MAX) << _RESET_SHIFT)
+        | ((min(count, _SECONDS_MAX) if not d.allowed else count & _U32) << _COUNT_SHIFT)
+    )
+
+
+def packed_decision(v: int) -> Decision:
+    """A :class:`Decision` from a packed one (its times in whole seconds, as packed)."""
+    return Decision(
+        packed_allowed(v),
+        packed_remaining(v),
+        packed_reset_seconds(v) * _NS,
+        packed_retry_after_seconds(v) * _NS,
+        packed_full(v),
+    )
 
 
 def _outputs() -> tuple[Any, Any]:
@@ -348,6 +419,39 @@ class Limit:
         if rc and rc != EFULL:
             raise_for(rc, "rate limit check")
         return _tuple_new(Decision, _unpack_decision(buf))
+
+    def take(self, key: str | bytes, now_ns: int = 0) -> int:
+        """:meth:`check`, its decision packed in one int (``packed_*`` read it).
+
+        The per-request call: one crossing into C with four arguments and an int
+        back. Raises as :meth:`check`.
+        """
+        data = key.encode() if type(key) is str else key
+        try:
+            v: int = _limit_take(self._c, data, len(data), now_ns)
+        except (OverflowError, TypeError) as exc:
+            raise InvalidValue(f"rate limit check: {exc}") from exc
+        if v < 0:
+            raise_for(v, "rate limit check")
+        return v
+
+    def take_with(
+        self, key: str | bytes, then: Limit, then_key: str | bytes, now_ns: int = 0
+    ) -> int:
+        """This limit for ``key`` and, only when it admits, ``then`` for ``then_key``, in
+        one call at one clock reading: the tighter decision, packed (``then``'s when it
+        refuses or leaves fewer requests, with :data:`PACK_SECOND` set). E.g. a client
+        address's limit, then its API key's.
+        """
+        data = key.encode() if type(key) is str else key
+        other = then_key.encode() if type(then_key) is str else then_key
+        try:
+            v: int = _limit_take2(self._c, data, len(data), then._c, other, len(other), now_ns)
+        except (OverflowError, TypeError) as exc:
+            raise InvalidValue(f"rate limit check: {exc}") from exc
+        if v < 0:
+            raise_for(v, "rate limit check")
+        return v
 
     def __repr__(self) -> str:
         return (

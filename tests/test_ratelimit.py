@@ -15,11 +15,19 @@ from hypothesis import strategies as st
 
 from r13core.errors import InvalidValue, NativeOSError
 from r13core.ratelimit import (
+    PACK_SECOND,
     Decision,
     LimiterStats,
     PyRateLimiter,
     RateLimiter,
     monotonic_ns,
+    pack,
+    packed_allowed,
+    packed_decision,
+    packed_full,
+    packed_remaining,
+    packed_reset_seconds,
+    packed_retry_after_seconds,
 )
 
 MS = 1_000_000
@@ -265,6 +273,123 @@ def test_limit_handles_in_threads_admit_exactly_capacity(tmp_path: Path, now: in
         for t in threads:
             t.join()
         assert sum(admitted) == 500
+
+
+# ---- Limit.take: the decision packed in one int ------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    capacity=st.integers(1, 50),
+    window_ms=st.integers(50, 120_000),
+    steps=st.lists(st.tuples(st.integers(0, 3), st.integers(0, 400 * MS)), max_size=40),
+)
+def test_take_packs_exactly_the_decision_check_makes(
+    capacity: int, window_ms: int, steps: list[tuple[int, int]]
+) -> None:
+    """Two buckets fed the same requests at the same times, one by check() and one by
+    take(): every packed decision is pack() of the Decision (the C and Python layouts agree)."""
+    with tempfile.TemporaryDirectory() as d, RateLimiter(d, "pack") as lim:
+        limit = lim.limit(capacity, window_ms)
+        t = monotonic_ns()
+        for key_no, advance in steps:
+            t += advance
+            decision = limit.check(f"c{key_no}", now_ns=t)
+            packed = limit.take(f"t{key_no}", now_ns=t)
+            assert packed == pack(decision)
+            assert packed_allowed(packed) is decision.allowed
+            assert packed_remaining(packed) == decision.remaining
+            assert packed_reset_seconds(packed) == decision.reset_seconds
+            assert packed_retry_after_seconds(packed) == decision.retry_after_seconds
+            assert packed_full(packed) is False
+            assert packed_decision(packed).allowed is decision.allowed
+
+
+def test_take_and_check_share_one_bucket_per_key(tmp_path: Path, now: int) -> None:
+    with RateLimiter(tmp_path) as lim:
+        limit = lim.limit(3, 1000)
+        assert packed_remaining(limit.take("ip:a", now)) == 2
+        assert limit.check("ip:a", now_ns=now).remaining == 1
+        last = limit.take(b"ip:a", now)
+        assert packed_allowed(last) and packed_remaining(last) == 0
+        refused = limit.take("ip:a", now)
+        assert not packed_allowed(refused)
+        assert packed_retry_after_seconds(refused) == 1  # 333 ms, rounded up
+        assert packed_reset_seconds(refused) == 1
+
+
+def test_take_refuses_bad_keys_times_and_a_closed_limiter(tmp_path: Path) -> None:
+    lim = RateLimiter(tmp_path)
+    limit = lim.limit(5, 1000)
+    for key in ("", "x" * 257):
+        with pytest.raises(InvalidValue):
+            limit.take(key)
+    with pytest.raises(InvalidValue):
+        limit.take("k", -1)
+    with pytest.raises(NativeOSError):
+        limit.take("k", 2**64 - 1)
+    lim.close()
+    with pytest.raises(InvalidValue):
+        limit.take("k")
+
+
+def test_take_packs_a_full_table_refusal(tmp_path: Path, now: int) -> None:
+    with RateLimiter(tmp_path, "full", 64) as lim:
+        busy = lim.limit(1, 10_000)
+        packed = [busy.take(f"busy-{i}", now + i) for i in range(100)]
+        assert sum(packed_allowed(v) for v in packed) == 64
+        full = [v for v in packed if packed_full(v)]
+        assert len(full) == 36
+        assert all(not packed_allowed(v) and packed_retry_after_seconds(v) >= 1 for v in full)
+
+
+def test_take_with_returns_the_tighter_of_two_limits(tmp_path: Path, now: int) -> None:
+    with RateLimiter(tmp_path) as lim:
+        ip, key = lim.limit(10, 1000), lim.limit(3, 1000)
+        first = ip.take_with("ip:a", key, "key:k", now)
+        # The key leaves fewer requests (2 of 3 vs 9 of 10): its decision, marked.
+        assert first & PACK_SECOND and packed_remaining(first) == 2
+        assert ip.check("ip:a", now_ns=now).remaining == 8  # both buckets counted
+        roomy = lim.limit(100, 1000)
+        mine = ip.take_with("ip:b", roomy, "key:big", now)
+        assert not mine & PACK_SECOND and packed_remaining(mine) == 9
+        assert packed_remaining(ip.take_with("ip:a", key, "key:k", now)) == 1
+        assert packed_remaining(ip.take_with("ip:a", key, "key:k", now)) == 0
+        refused = ip.take_with("ip:a", key, "key:k", now)  # the key's fourth request
+        assert not packed_allowed(refused) and refused & PACK_SECOND
+        # The address counted all five of its requests (the key's refusal included).
+        assert ip.check("ip:a", now_ns=now).remaining == 4
+
+
+def test_take_with_does_not_count_the_second_limit_when_the_first_refuses(
+    tmp_path: Path, now: int
+) -> None:
+    with RateLimiter(tmp_path) as lim:
+        ip, key = lim.limit(1, 10_000), lim.limit(5, 1000)
+        assert packed_allowed(ip.take_with("ip:a", key, "key:k", now))
+        refused = ip.take_with("ip:a", key, "key:k", now)
+        assert not packed_allowed(refused) and not refused & PACK_SECOND
+        assert key.check("key:k", now_ns=now).remaining == 3  # one counted, not two
+
+
+def test_take_with_refuses_a_bad_second_key_before_counting_the_first(
+    tmp_path: Path, now: int
+) -> None:
+    with RateLimiter(tmp_path) as lim:
+        ip, key = lim.limit(2, 1000), lim.limit(2, 1000)
+        for bad in ("", "x" * 257):
+            with pytest.raises(InvalidValue):
+                ip.take_with("ip:a", key, bad, now)
+        assert ip.check("ip:a", now_ns=now).remaining == 1
+
+
+def test_pack_saturates_and_rounds_like_the_headers() -> None:
+    assert pack(Decision(True, 7, 1, 0)) == 1 | (1 << 2) | (7 << 26)
+    refused = pack(Decision(False, 0, 2 * SEC + 1, 0))
+    assert packed_retry_after_seconds(refused) == 1 and packed_reset_seconds(refused) == 3
+    huge = pack(Decision(False, 0, 2**62, 2**62, full=True))
+    assert packed_reset_seconds(huge) == 0xFFFFFF and packed_retry_after_seconds(huge) == 0xFFFFFF
+    assert packed_full(huge) and huge < 2**63
 
 
 # ---- Decision ---------------------------------------------------------------

@@ -20,7 +20,14 @@ from typing import Final
 
 from r13core.cluster.database import ClusterDB
 from r13core.errors import InvalidValue
-from r13core.ratelimit import MAX_KEY_BYTES, MAX_WINDOW_MS, Decision, LimiterStats
+from r13core.ratelimit import (
+    MAX_KEY_BYTES,
+    MAX_WINDOW_MS,
+    PACK_SECOND,
+    Decision,
+    LimiterStats,
+    pack,
+)
 
 _CHECK: Final = """
 WITH c AS (SELECT (extract(epoch FROM clock_timestamp()) * 1e9)::bigint AS now)
@@ -74,6 +81,12 @@ class ClusterRateLimiter:
         retry = 0 if allowed else max(1, tat + interval * cost - window - now)
         return Decision(allowed, int(remaining), ahead, retry)
 
+    def limit(self, capacity: int, window_ms: int, cost: int = 1) -> ClusterLimit:
+        """One limit for many checks, as :meth:`r13core.ratelimit.RateLimiter.limit`."""
+        if capacity < 1 or not 1 <= cost <= capacity or not 1 <= window_ms <= MAX_WINDOW_MS:
+            raise InvalidValue("rate limit: bad capacity, cost or window")
+        return ClusterLimit(self, capacity, window_ms, cost)
+
     def reset(self, key: str | bytes) -> None:
         """Forget ``key`` (its bucket is full again)."""
         text = key.decode("utf-8", "surrogateescape") if isinstance(key, bytes) else key
@@ -92,3 +105,36 @@ class ClusterRateLimiter:
 
     def close(self) -> None:
         """Nothing of its own to release (the connection belongs to the process)."""
+
+
+class ClusterLimit:
+    """:class:`r13core.ratelimit.Limit`'s interface over the cluster's database (one
+    statement per limit checked; ``now_ns`` ignored: the database's clock decides)."""
+
+    __slots__ = ("capacity", "cost", "limiter", "window_ms")
+
+    def __init__(
+        self, limiter: ClusterRateLimiter, capacity: int, window_ms: int, cost: int
+    ) -> None:
+        self.limiter = limiter
+        self.capacity, self.window_ms, self.cost = capacity, window_ms, cost
+
+    def check(self, key: str | bytes, now_ns: int | None = None) -> Decision:
+        """The decision for ``key`` under this limit."""
+        return self.limiter.check(key, self.capacity, self.window_ms, self.cost)
+
+    def take(self, key: str | bytes, now_ns: int = 0) -> int:
+        """:meth:`check`, packed (r13core/ratelimit.py ``pack``)."""
+        return pack(self.check(key))
+
+    def take_with(
+        self, key: str | bytes, then: ClusterLimit, then_key: str | bytes, now_ns: int = 0
+    ) -> int:
+        """This limit, then (when it admits) ``then``: the tighter decision, packed."""
+        first = self.check(key)
+        if not first.allowed:
+            return pack(first)
+        second = then.check(then_key)
+        if not second.allowed or second.remaining < first.remaining:
+            return pack(second) | PACK_SECOND
+        return pack(first)

@@ -275,6 +275,55 @@ static void test_limit_handle(void)
     EXPECT_EQ(r13_limit_check(&lt, (const uint8_t *)"k", 1, now, &d), R13_EINVAL);
 }
 
+/* The packed decisions: the same buckets and values as r13_limit_check. */
+static void test_limit_take_packed(void)
+{
+    r13_limiter lim;
+    r13_limit ip, key, bad;
+    r13_decision d;
+    EXPECT_EQ(r13_limiter_open(&lim, dir, "packed", 64), R13_OK);
+    EXPECT_EQ(r13_limit_init(&ip, &lim, 10, 1000, 1), R13_OK);
+    EXPECT_EQ(r13_limit_init(&key, &lim, 3, 1000, 1), R13_OK);
+    EXPECT_EQ(r13_limit_init(&bad, &lim, 0, 1000, 1), R13_EINVAL);
+    uint64_t now = clock_now();
+    uint8_t big[257];
+    memset(big, 'x', sizeof big);
+    EXPECT_EQ(r13_limit_take(&ip, big, 257, now), R13_EINVAL);
+    EXPECT_EQ(r13_limit_take(&ip, NULL, 1, now), R13_EINVAL);
+    EXPECT_EQ(r13_limit_take(&bad, big, 1, now), R13_EINVAL);
+    /* allowed, 9 left, full again in 100 ms -> 1 s */
+    int64_t v = r13_limit_take(&ip, (const uint8_t *)"ip:a", 4, now);
+    EXPECT_EQ(v, R13_PACK_ALLOWED | (INT64_C(1) << R13_PACK_RESET_SHIFT) |
+                     (INT64_C(9) << R13_PACK_COUNT_SHIFT));
+    EXPECT_EQ(r13_limit_check(&ip, (const uint8_t *)"ip:a", 4, now, &d), R13_OK);
+    EXPECT_EQ(d.remaining, 8);
+    /* Two limits: the key's is tighter (2 of 3 left vs 7 of 10): marked second. */
+    v = r13_limit_take2(&ip, (const uint8_t *)"ip:a", 4, &key, (const uint8_t *)"k", 1, now);
+    EXPECT(v & R13_PACK_SECOND);
+    EXPECT_EQ((v >> R13_PACK_COUNT_SHIFT) & 0xFFFFFFFF, 2);
+    /* A bad second limit or key counts nothing. */
+    EXPECT_EQ(r13_limit_take2(&ip, (const uint8_t *)"ip:a", 4, &bad, (const uint8_t *)"k", 1,
+                              now), R13_EINVAL);
+    EXPECT_EQ(r13_limit_take2(&ip, (const uint8_t *)"ip:a", 4, &key, big, 257, now),
+              R13_EINVAL);
+    EXPECT_EQ(r13_limit_take2(&ip, (const uint8_t *)"ip:a", 4, NULL, big, 1, now), R13_EINVAL);
+    EXPECT_EQ(r13_limit_check(&ip, (const uint8_t *)"ip:a", 4, now, &d), R13_OK);
+    EXPECT_EQ(d.remaining, 6);
+    /* The key runs out: refused, retry in 333 ms -> 1 s, marked second. */
+    EXPECT(r13_limit_take2(&ip, (const uint8_t *)"ip:a", 4, &key, (const uint8_t *)"k", 1,
+                           now) & R13_PACK_ALLOWED);
+    EXPECT(r13_limit_take2(&ip, (const uint8_t *)"ip:a", 4, &key, (const uint8_t *)"k", 1,
+                           now) & R13_PACK_ALLOWED);
+    v = r13_limit_take2(&ip, (const uint8_t *)"ip:a", 4, &key, (const uint8_t *)"k", 1, now);
+    EXPECT(!(v & R13_PACK_ALLOWED) && (v & R13_PACK_SECOND));
+    EXPECT_EQ((v >> R13_PACK_COUNT_SHIFT) & 0xFFFFFFFF, 1);
+    /* Clock 0 reads the clock once for both. */
+    EXPECT(r13_limit_take2(&ip, (const uint8_t *)"ip:b", 4, &key, (const uint8_t *)"k2", 2,
+                           0) & R13_PACK_ALLOWED);
+    r13_limiter_close(&lim);
+    EXPECT_EQ(r13_limit_take(&ip, (const uint8_t *)"k", 1, now), R13_EINVAL);
+}
+
 /* Several processes, one key, one frozen instant: exactly `capacity` admitted. */
 static void test_fork_contention_exact(void)
 {
@@ -374,6 +423,7 @@ int main(int argc, char **argv)
     test_shared_and_rebuilt();
     test_full_table();
     test_limit_handle();
+    test_limit_take_packed();
     test_fork_contention_exact();
     if (argc > 2 && strcmp(argv[2], "bench") == 0)
         bench();
