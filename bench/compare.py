@@ -4,7 +4,9 @@ stop it, compare.
 ``python -m bench.compare [--duration 10] [--concurrency 32] [--clients 2] ...``
 (or ``bench/compare.sh``); ``--registries r13`` runs r13 alone (no Node needed).
 ``nginx-static`` is Debian's nginx serving the same packages as pre-rendered files (the
-machine's limit; no publish scenario), ``r13-front`` is r13 behind its nginx front
+machine's limit; no publish scenario), ``gunicorn-static`` the same files from memory
+under r13's own gunicorn configuration (bench/static_wsgi.py: what no WSGI app on this
+stack can pass), ``r13-front`` is r13 behind its nginx front
 (R13_ACCEL_REDIRECT: nginx sends tarballs); bench/static_nginx.py starts both. With
 ``--driver wrk`` (or auto), Debian's wrk is installed when missing.
 bench/servers.py starts them: r13 as ``r13 serve`` on a free port with a fresh data dir
@@ -44,10 +46,18 @@ def log(msg: str) -> None:
     print(f"[bench.compare] {msg}", file=sys.stderr, flush=True)
 
 
-REGISTRIES = ("r13", "verdaccio", "nginx-static", "r13-front")
+REGISTRIES = ("r13", "verdaccio", "nginx-static", "r13-front", "gunicorn-static")
 STATIC = "nginx-static"
+CEILING = "gunicorn-static"
 # Ratios printed, in order: (numerator, denominator).
-RATIOS = (("r13", "verdaccio"), ("r13", STATIC), ("r13-front", STATIC), ("r13-front", "r13"))
+RATIOS = (
+    ("r13", "verdaccio"),
+    ("r13", STATIC),
+    ("r13-front", STATIC),
+    ("r13-front", "r13"),
+    ("r13", CEILING),
+    (CEILING, "verdaccio"),
+)
 
 
 def run_harness(
@@ -111,6 +121,14 @@ def measure(label: str, args: argparse.Namespace, static: Path | None = None) ->
                 raise HarnessError("nginx-static needs its rendered files")
             server = start_static(static, tmp / "nginx", args.nginx_workers)
             token = "static-files-ignore-this"  # auth-full runs; nginx ignores the header
+            preseeded = args.prefix
+        elif label == CEILING:
+            if static is None:
+                raise HarnessError("gunicorn-static needs its rendered files")
+            argv = [sys.executable, "-m", "gunicorn", "--config", "python:app.gunicorn_conf",
+                    "bench.static_wsgi:application"]  # fmt: skip
+            server = start_r13(tmp / "data", {"R13_BENCH_DOCROOT": str(static)}, argv=argv)
+            token = "static-files-ignore-this"
             preseeded = args.prefix
         elif label == "r13-front":
             server, behind = start_front(tmp, args.nginx_workers)
@@ -230,12 +248,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.prefix = args.prefix or default_prefix()
     static: Path | None = None
     work = Path(tempfile.mkdtemp(prefix="r13-bench-static-"))
-    if STATIC in wanted:
-        log("rendering nginx-static's files from packages seeded into a fresh r13")
+    if STATIC in wanted or CEILING in wanted:
+        log("rendering the static files from packages seeded into a fresh r13")
         try:
             static = prepare_static(work, Names(args.prefix, args.small), args.big_versions)
         except (HarnessError, OSError) as exc:
-            failures[STATIC] = str(exc)
+            for label in (STATIC, CEILING):
+                if label in wanted:
+                    failures[label] = str(exc)
     # Alternate the registries round by round: the machine's load drifts, and this spreads
     # the drift over both sides instead of putting all of it on one.
     for n in range(max(1, args.rounds)):

@@ -293,3 +293,38 @@ def test_rounds_combine_into_medians_per_scenario() -> None:
     assert "(medians of 3 rounds)" in bh.markdown_table(
         {**three, "params": {**three["params"], "concurrency": 1, "clients": 1,
                              "driver": "python"}})  # fmt: skip
+
+
+def test_static_wsgi_serves_the_rendered_files_by_accept_and_path(tmp_path: Path) -> None:
+    """bench/static_wsgi.py (the stack's ceiling in bench.compare) answers what nginx-static
+    answers from the same docroot: the variant by Accept, scoped names, tarballs, 404."""
+    from bench import static_wsgi
+
+    for rel, body in {
+        "full/small.json": b'{"v":"full"}',
+        "abbrev/small.json": b'{"v":"abbrev"}',
+        "full/@s/pkg.json": b'{"v":"scoped"}',
+        "small/-/small-1.0.0.tgz": b"\x1f\x8bTGZ",
+    }.items():
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(body)
+    app = static_wsgi.make_app(static_wsgi.load(tmp_path))
+
+    def get(path: str, accept: str = "*/*") -> tuple[str, dict[str, str], bytes]:
+        seen: list[tuple[str, list[tuple[str, str]]]] = []
+        body = b"".join(
+            app({"PATH_INFO": path, "HTTP_ACCEPT": accept}, lambda s, h: seen.append((s, h)))
+        )
+        status, headers = seen[0]
+        return status, dict(headers), body
+
+    assert get("/small")[2] == b'{"v":"full"}'
+    assert get("/small", static_wsgi.ABBREVIATED)[2] == b'{"v":"abbrev"}'
+    assert get("/@s/pkg")[2] == b'{"v":"scoped"}'
+    status, headers, body = get("/small/-/small-1.0.0.tgz")
+    assert (status, headers["Content-Type"], body) == ("200 OK", "application/octet-stream",
+                                                       b"\x1f\x8bTGZ")  # fmt: skip
+    assert headers["Content-Length"] == "5"
+    assert get("/missing")[0].startswith("404")
+    assert get("/-/ping")[:1] == ("200 OK",)
