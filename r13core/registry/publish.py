@@ -11,19 +11,20 @@ publish is about to refer to.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Collection
 from dataclasses import replace
 from typing import Any
 
 from r13core.errors import InvalidPublish, VersionExists
 from r13core.names import PackageName
-from r13core.registry.changes import Committed, Draft, OwnerCheck, change_package
-from r13core.registry.documents import copy_top_fields, owner_names
+from r13core.registry.changes import Committed, Draft, OwnerCheck, change_in
+from r13core.registry.documents import copy_top_fields, now, owner_names
 from r13core.registry.publish_checks import PublishPlan, check_publish
-from r13core.registry.recent import RecentRecords
+from r13core.registry.search import summarize
 from r13core.registry.signing import Signer, signed
 from r13core.storage.blobs import BlobStore
-from r13core.storage.packages import JSONDict, PackageStorage, TarballRecord
+from r13core.storage.package_rows import ROWS, PackageHead, VersionRow, split
+from r13core.storage.packages import JSONDict, PackageStorage, TarballRecord, WriteTxn
 from r13core.tarball import Limits
 
 
@@ -39,7 +40,6 @@ def publish(
     check_owner: OwnerCheck | None,
     signer: Signer | None = None,
     sender: str | None = None,
-    recent: RecentRecords | None = None,
 ) -> Committed[str | None]:
     """``PUT /:pkg`` with ``_attachments``; the committed change (value: the new version).
 
@@ -51,37 +51,48 @@ def publish(
     file is written) and again inside the commit's transaction. An identical
     retry commits nothing (value None) and answers the package as it is.
 
-    ``recent`` answers the checks before the transaction from a remembered document when
-    the package has not changed since (r13core/registry/recent.py), and learns the
-    committed one.
+    The checks before the transaction read the package's head row and only the versions
+    the body names (r13core/storage/package_rows.py), never the whole document.
     """
     key = str(name)
     with blobs.hold():
-        found = storage.package(key) if recent is None else recent.package(key)
-        if found is not None and check_owner is not None:
-            check_owner(owner_names(found.doc))
+        head = storage.head(key)
+        if head is not None and check_owner is not None:
+            check_owner(owner_names(head.top))
         plan = check_publish(
             name,
             body,
             limits,
-            current=None if found is None else list(found.doc["versions"]),
+            current=None if head is None else _current(storage, key, head, body),
             used=lambda version: storage.used_version(key, version),
             publisher=publisher,
             mark_types=mark_types,
         )
         if plan.retry:
-            assert found is not None  # check_publish: a retry is of a version still there
-            return Committed(key, None, found.rev)
+            assert head is not None  # check_publish: a retry is of a version still there
+            return Committed(key, None, head.rev)
         if signer is not None:
             plan = replace(plan, document=signed(plan.document, key, plan.version, signer))
-        return commit_publish(
-            storage,
-            blobs,
-            plan,
-            check_owner,
-            sender=sender,
-            saved=None if recent is None else recent.committed,
-        )
+        return commit_publish(storage, blobs, plan, check_owner, sender=sender)
+
+
+def _named_versions(body: dict[str, Any]) -> set[str]:
+    """The versions a publish body names: its ``versions`` and its tags' targets."""
+    named = {v for v in body.get("versions") or () if isinstance(v, str)}
+    tags = body.get("dist-tags")
+    if isinstance(tags, dict):
+        named.update(t for t in tags.values() if isinstance(t, str))
+    return named
+
+
+def _current(
+    storage: PackageStorage, key: str, head: PackageHead, body: dict[str, Any]
+) -> set[str]:
+    """Those of the versions the body names that the package has (all a check asks)."""
+    if head.layout != ROWS:
+        record = storage.package(key)
+        return set() if record is None else set(record.doc.get("versions") or ())
+    return storage.existing_versions(key, _named_versions(body))
 
 
 def _new_document(plan: PublishPlan, now: str) -> JSONDict:
@@ -103,7 +114,6 @@ def commit_publish(
     check_owner: OwnerCheck | None,
     *,
     sender: str | None = None,
-    saved: Callable[[str, int, JSONDict], None] | None = None,
 ) -> Committed[str | None]:
     """Write the tarball, then commit the new version (the caller holds ``blobs.hold()``).
 
@@ -111,6 +121,12 @@ def commit_publish(
     ownership, the version number and the body's other versions and tags are
     decided again against it. A racing identical publish that committed first
     is a success with nothing more written (value None).
+
+    The commit reads the head row and the versions it checks, and writes one version
+    row, the tarball and tombstone rows and the head: its cost does not grow with the
+    number of versions. Two cases take the whole document instead (the same decisions,
+    through r13core/registry/changes.py): a webhook exists (the events are derived by
+    comparing the whole state before and after), or the stored document is not in rows.
     """
     blobs.put(plan.data)  # durable and verified before the commit below
 
@@ -121,12 +137,7 @@ def commit_publish(
             if used == plan.sha512 and not draft.new and version in doc["versions"]:
                 return None
             raise VersionExists(f"{plan.name}@{version} was already published")
-        for v in plan.versions:  # every other body version must still exist
-            if v != version and v not in doc["versions"]:
-                raise InvalidPublish(f"a publish carries exactly one new version ({v})")
-        for tag, target in plan.tags.items():
-            if target != version and target not in doc["versions"]:
-                raise InvalidPublish(f"dist-tag {tag!r} points at unknown version {target!r}")
+        _check_named(plan, set(doc["versions"]))
         stored = {**plan.document, "maintainers": doc["maintainers"]}
         doc["versions"][version] = stored
         if plan.attestation is not None:
@@ -142,15 +153,86 @@ def commit_publish(
         draft.touch()
         return version
 
-    return change_package(
-        storage,
-        plan.name,
-        add_version,
-        check_owner=check_owner,
-        create=lambda now: _new_document(plan, now),
-        sender=sender,
-        saved=saved,
-    )
+    with storage.write() as tx:
+        head = tx.head(plan.name)
+        if (head is not None and head.layout != ROWS) or (sender and tx.any_hooks()):
+            done, _ = change_in(
+                tx,
+                plan.name,
+                add_version,
+                check_owner=check_owner,
+                create=lambda now: _new_document(plan, now),
+                sender=sender,
+            )
+        else:
+            done = _add_version_row(tx, plan, head, check_owner)
+    return done
+
+
+def _check_named(plan: PublishPlan, have: Collection[str]) -> None:
+    """Every other version the body carries, and every tag's target, must exist now."""
+    for v in plan.versions:
+        if v != plan.version and v not in have:
+            raise InvalidPublish(f"a publish carries exactly one new version ({v})")
+    for tag, target in plan.tags.items():
+        if target != plan.version and target not in have:
+            raise InvalidPublish(f"dist-tag {tag!r} points at unknown version {target!r}")
+
+
+def _add_version_row(
+    tx: WriteTxn, plan: PublishPlan, head: PackageHead | None, check_owner: OwnerCheck | None
+) -> Committed[str | None]:
+    """The publish as rows: the same decisions as ``add_version`` above, on the head alone."""
+    stamp, key, version = now(), plan.name, plan.version
+    if head is None:
+        _, top, _ = split(_new_document(plan, stamp))
+    else:
+        top = head.top  # freshly read: this change's own copy
+        if check_owner is not None:
+            check_owner(owner_names(top))
+    used = tx.used_version(key, version)
+    if used is not None:  # another worker published it meanwhile
+        if used == plan.sha512 and head is not None and tx.version(key, version) is not None:
+            return Committed(key, None, head.rev)
+        raise VersionExists(f"{key}@{version} was already published")
+    named = {v for v in plan.versions if v != version} | set(plan.tags.values())
+    _check_named(plan, set() if head is None else tx.existing_versions(key, named))
+    stored = {**plan.document, "maintainers": top["maintainers"]}
+    attestations = None if plan.attestation is None else [plan.attestation.as_json()]
+    row_time: str | None = stamp
+    if "time" in top:  # times kept whole in the head (r13core/storage/package_rows.py)
+        top["time"][version], row_time = stamp, None
+    if attestations is not None and "attestations" in top:
+        top["attestations"][version], attestations = attestations, None
+    tx.add_version(key, VersionRow(version, stored, row_time, attestations))
+    tags = top["dist-tags"]
+    tags.update(plan.tags)
+    tags.setdefault("latest", version)
+    if tags["latest"] == version:
+        copy_top_fields(top, stored, plan.readme)
+    tx.add_tarball(TarballRecord(key, version, plan.sha512, len(plan.data)))
+    tx.mark_used(key, version, plan.sha512)
+    top["modified"] = stamp
+    view = _latest_view(tx, key, top, (version, stored, stamp))
+    rev = tx.save_head(key, top, summary=summarize(key, view))
+    return Committed(key, version, rev, (), True)
+
+
+def _latest_view(tx: WriteTxn, key: str, top: JSONDict, new: tuple[str, JSONDict, str]) -> JSONDict:
+    """The document as search's summary reads it: the head and the ``latest`` version
+    (``new``: the version this publish adds, its manifest and time)."""
+    latest = top["dist-tags"].get("latest", "")
+    manifest: Any = None
+    when: Any = None
+    if latest == new[0]:
+        _, manifest, when = new
+    else:
+        row = tx.version(key, latest)
+        if row is not None:
+            manifest, when = row.manifest, row.time
+    versions = {} if manifest is None else {latest: manifest}
+    times = top.get("time", {} if manifest is None else {latest: when})
+    return {**top, "versions": versions, "time": times}
 
 
 __all__ = ["PublishPlan", "check_publish", "commit_publish", "publish"]

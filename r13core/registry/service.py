@@ -310,7 +310,6 @@ class Registry:
             check_owner=check_owner,
             signer=self.signer,
             sender=actor.name,
-            recent=self._recent,
         )
         if published.value is not None:
             self._notify(PackageChange("publish", key, (published.value,)))
