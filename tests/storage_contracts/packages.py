@@ -11,8 +11,15 @@ from typing import Final
 
 import pytest
 
+from r13core.registry.render import Renderer
 from r13core.storage.package_rows import ROWS, VersionRow
-from r13core.storage.packages import JSONDict, PackageStorage, RenderRecord, TarballRecord
+from r13core.storage.packages import (
+    JSONDict,
+    PackageRecord,
+    PackageStorage,
+    RenderRecord,
+    TarballRecord,
+)
 
 SHA_A: Final = "a" * 128
 SHA_B: Final = "b" * 128
@@ -352,3 +359,27 @@ def assert_same_document(got: JSONDict, want: JSONDict) -> None:
     for key in ("versions", "time"):
         if isinstance(want.get(key), dict):
             assert list(got[key]) == list(want[key])
+
+
+def old_shape_documents() -> dict[str, JSONDict]:
+    """Documents as a store before version rows kept them (whole, in ``packages.doc``)."""
+    return {"big": registry_doc("big", [f"1.0.{i}" for i in range(5)]), **ODD_DOCUMENTS}
+
+
+def assert_migrated(
+    storage: PackageStorage, docs: dict[str, JSONDict], revs: dict[str, int]
+) -> None:
+    """Each document reads back the same at the same rev, and the registry document is
+    in rows and renders the very bytes the whole document rendered."""
+    for name, doc in docs.items():
+        record = storage.package(name)
+        assert record is not None and record.rev == revs[name]
+        assert_same_document(record.doc, doc)
+    head = storage.head("big")
+    assert head is not None and head.layout == ROWS and "versions" not in head.top
+    renderer = Renderer(storage, "https://registry.example.test")
+    before = PackageRecord("big", revs["big"], docs["big"])
+    after = storage.package("big")
+    assert after is not None
+    assert renderer.render_full(after).body == renderer.render_full(before).body
+    assert renderer.render_abbreviated(after).body == renderer.render_abbreviated(before).body
