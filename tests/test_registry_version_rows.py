@@ -1,0 +1,138 @@
+"""A publish on version rows (r13core/storage/package_rows.py, r13core/registry/publish.py).
+
+The publish reads the package's head and the versions it checks and writes one version
+row plus the head; the whole-document path (taken when a webhook exists) is the
+reference. The same changes through both, at the same clock, must store the same
+document and serve the same bytes; and what a publish writes does not grow with the
+package (counted in SQL statements and head bytes, not timed).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from r13core.audit import Actor
+from r13core.names import PackageName
+from r13core.registry import Registry
+from r13core.storage.hooks import HookRecord
+from r13core.storage.package_rows import ROWS
+from tests.npm_builders import open_registry, publish_body
+
+A = PackageName.parse("rows")
+ALICE = Actor("alice")
+FIRST = 24  # versions before the metadata changes
+
+
+@pytest.fixture(autouse=True)
+def clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
+    """Every change's timestamp from one counter (reset per registry by ``restart``)."""
+    ticks = itertools.count()
+
+    def fake_now() -> str:
+        n = next(ticks)
+        return f"2026-01-01T00:{n // 60:02d}:{n % 60:02d}.000Z"
+
+    monkeypatch.setattr("r13core.registry.publish.now", fake_now)
+    monkeypatch.setattr("r13core.registry.changes.now", fake_now)
+
+    def restart() -> None:
+        nonlocal ticks
+        ticks = itertools.count()
+
+    return restart
+
+
+def _publish(reg: Registry, version: str, **kw: Any) -> None:
+    reg.put_package(A, publish_body("rows", version, **kw), actor=ALICE)
+
+
+def _edit(reg: Registry, change: Callable[[dict[str, Any]], None]) -> None:
+    doc = json.loads(reg.packument_for_write(A).body)
+    change(doc)
+    reg.put_package_rev(A, doc["_rev"], doc, actor=ALICE)
+
+
+def _history(reg: Registry) -> None:
+    """Publishes, a prerelease under ``next``, a deprecation, an unpublish, a tag, more."""
+    for i in range(FIRST):
+        _publish(reg, f"1.0.{i}", manifest={"description": f"release {i}"})
+    _publish(reg, "2.0.0-beta.1", tag="next", manifest={"description": "beta"})
+    _edit(reg, lambda d: d["versions"]["1.0.3"].update(deprecated="use 1.0.4"))
+    _edit(reg, lambda d: d["versions"].pop("1.0.1"))
+    reg.set_dist_tag(A, "stable", "1.0.2", actor=ALICE)
+    for i in range(FIRST, FIRST + 4):
+        _publish(reg, f"1.0.{i}", manifest={"keywords": ["k", str(i)]})
+
+
+def _served(reg: Registry) -> tuple[bytes, ...]:
+    return (
+        reg.packument(A, abbreviated=False).body,
+        reg.packument(A, abbreviated=True).body,
+        reg.version(A, "latest").body,
+        reg.version(A, "next").body,
+    )
+
+
+def test_publishing_on_rows_stores_and_serves_what_the_whole_document_path_does(
+    tmp_path: Path, clock: Callable[[], None]
+) -> None:
+    rows = open_registry(tmp_path / "rows")
+    _history(rows)
+    clock()
+    whole = open_registry(tmp_path / "whole")
+    # A webhook (of another package: no delivery) sends every publish the whole-document way.
+    whole.storage.add_hook(
+        HookRecord("h1", "alice", "package", "other", "http://127.0.0.1:9/", "s", 0, 0)
+    )
+    _history(whole)
+
+    stored = rows.storage.package("rows")
+    reference = whole.storage.package("rows")
+    assert stored is not None and reference is not None
+    assert stored.rev == reference.rev
+    assert stored.doc == reference.doc
+    assert _served(rows) == _served(whole)
+    assert dict(rows.storage.summaries()) == dict(whole.storage.summaries())
+
+    full = json.loads(_served(rows)[0])
+    expected = [f"1.0.{i}" for i in range(FIRST) if i != 1] + ["2.0.0-beta.1"]
+    expected += [f"1.0.{i}" for i in range(FIRST, FIRST + 4)]
+    assert list(full["versions"]) == expected
+    assert list(full["time"]) == ["created", "modified", *expected]
+    assert full["dist-tags"] == {
+        "latest": f"1.0.{FIRST + 3}",
+        "next": "2.0.0-beta.1",
+        "stable": "1.0.2",
+    }
+    assert full["versions"]["1.0.3"]["deprecated"] == "use 1.0.4"
+    assert full["keywords"] == ["k", str(FIRST + 3)]
+    head = rows.storage.head("rows")
+    assert head is not None and head.layout == ROWS and "versions" not in head.top
+    assert rows.storage.existing_versions("rows", [*expected, "1.0.1"]) == set(expected)
+
+
+def test_what_a_publish_writes_does_not_grow_with_the_package(tmp_path: Path) -> None:
+    reg = open_registry(tmp_path)
+    conn = reg.storage._conn()  # type: ignore[attr-defined]
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    counts, heads = {}, {}
+    for i in range(40):
+        statements.clear()
+        _publish(reg, f"1.0.{10 + i}")  # same width: the head's latest tag stays as long
+        counts[i] = len(statements)
+        head = reg.storage.head("rows")
+        assert head is not None
+        heads[i] = len(json.dumps(head.top))
+    conn.set_trace_callback(None)
+    assert counts[39] == counts[2]  # as many statements at 39 versions as at 2
+    assert heads[39] == heads[2]  # and the head row stays the same size
+    assert not any(
+        "package_versions" in s and "SELECT" in s and "ORDER BY" in s for s in statements
+    )
