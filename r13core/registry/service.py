@@ -39,12 +39,13 @@ from r13core.registry.changes import Committed, OwnerCheck
 from r13core.registry.documents import existing, rev_string
 from r13core.registry.overview import package_overview
 from r13core.registry.publish import publish
-from r13core.registry.recent import RecentRecords, TarballRefs
+from r13core.registry.recent import TarballRefs
 from r13core.registry.render import BlobRef, Rendered, Renderer
 from r13core.registry.search import search as search_packages
 from r13core.registry.signing import Signer, sign_unsigned
 from r13core.registry.storage import RegistryStorage
 from r13core.storage.blobs import BlobStore
+from r13core.storage.package_rows import PackageHead
 from r13core.tarball import Limits, sri_from_hex
 
 if TYPE_CHECKING:
@@ -95,7 +96,6 @@ class Registry:
         self.storage = storage
         # What the hot reads remember between requests (r13core/registry/recent.py).
         self._tarball_refs: TarballRefs[BlobRef] = TarballRefs(storage)
-        self._recent = RecentRecords(storage)
         self.uplink = uplink
         """The upstream registry (r13core/uplink/): asked only for names missing here."""
         self.signer = signer
@@ -251,11 +251,18 @@ class Registry:
 
     def dist_tags(self, name: PackageName) -> dict[str, str]:
         """The package's dist-tags; NotFound if absent."""
-        return dict(existing(self.storage, str(name)).doc["dist-tags"])
+        return dict(self._head(name).top["dist-tags"])
 
     def owners(self, name: PackageName) -> list[dict[str, Any]]:
         """The package's maintainers ``[{name, email}]``; NotFound if absent."""
-        return [dict(m) for m in existing(self._recent, str(name)).doc["maintainers"]]
+        return [dict(m) for m in self._head(name).top["maintainers"]]
+
+    def _head(self, name: PackageName) -> PackageHead:
+        """The package's head row (r13core/storage/package_rows.py: no versions read)."""
+        head = self.storage.head(str(name))
+        if head is None:
+            raise NotFound(f"package {name} not found")
+        return head
 
     def overview(self, name: PackageName) -> dict[str, Any]:
         """The dashboard's view of one package (r13core/registry/overview.py); NotFound."""
