@@ -136,3 +136,24 @@ def test_what_a_publish_writes_does_not_grow_with_the_package(tmp_path: Path) ->
     assert not any(
         "package_versions" in s and "SELECT" in s and "ORDER BY" in s for s in statements
     )
+
+
+def test_a_publish_and_its_audit_event_are_one_commit(tmp_path: Path) -> None:
+    reg = open_registry(tmp_path)
+    _publish(reg, "1.0.0")
+    conn = reg.storage._conn()  # type: ignore[attr-defined]
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    _publish(reg, "1.0.1")
+    conn.set_trace_callback(None)
+    commits = [i for i, s in enumerate(statements) if s.strip().upper() == "COMMIT"]
+    audit = [i for i, s in enumerate(statements) if s.startswith("INSERT INTO audit_log")]
+    versions = [i for i, s in enumerate(statements) if s.startswith("INSERT INTO package_versions")]
+    assert len(commits) == 1 and len(audit) == 1 and len(versions) == 1
+    assert versions[0] < audit[0] < commits[0]  # the event is inside the publish's transaction
+    events = reg.audit.page(action="publish")["events"]
+    assert [(e["target"], e["detail"]["versions"]) for e in events] == [
+        ("rows", ["1.0.1"]),
+        ("rows", ["1.0.0"]),
+    ]
+    assert reg.audit.verify().ok

@@ -11,7 +11,7 @@ publish is about to refer to.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import replace
 from typing import Any
 
@@ -40,8 +40,12 @@ def publish(
     check_owner: OwnerCheck | None,
     signer: Signer | None = None,
     sender: str | None = None,
+    audit: Callable[[WriteTxn], None] | None = None,
 ) -> Committed[str | None]:
     """``PUT /:pkg`` with ``_attachments``; the committed change (value: the new version).
+
+    ``audit(tx)`` is called last inside the commit's transaction (to append the audit
+    event there); an identical retry answered before any transaction does not call it.
 
     ``sender`` names who acts in the webhooks' events (None: none queued).
     ``signer`` signs the new version (``dist.signatures``, r13core/registry/signing.py)
@@ -73,7 +77,7 @@ def publish(
             return Committed(key, None, head.rev)
         if signer is not None:
             plan = replace(plan, document=signed(plan.document, key, plan.version, signer))
-        return commit_publish(storage, blobs, plan, check_owner, sender=sender)
+        return commit_publish(storage, blobs, plan, check_owner, sender=sender, audit=audit)
 
 
 def _named_versions(body: dict[str, Any]) -> set[str]:
@@ -114,6 +118,7 @@ def commit_publish(
     check_owner: OwnerCheck | None,
     *,
     sender: str | None = None,
+    audit: Callable[[WriteTxn], None] | None = None,
 ) -> Committed[str | None]:
     """Write the tarball, then commit the new version (the caller holds ``blobs.hold()``).
 
@@ -166,6 +171,8 @@ def commit_publish(
             )
         else:
             done = _add_version_row(tx, plan, head, check_owner)
+        if audit is not None:
+            audit(tx)
     return done
 
 

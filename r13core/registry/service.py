@@ -46,6 +46,7 @@ from r13core.registry.signing import Signer, sign_unsigned
 from r13core.registry.storage import RegistryStorage
 from r13core.storage.blobs import BlobStore
 from r13core.storage.package_rows import PackageHead
+from r13core.storage.packages import WriteTxn
 from r13core.tarball import Limits, sri_from_hex
 
 if TYPE_CHECKING:
@@ -306,6 +307,19 @@ class Registry:
             self._record(actor, "package.update", key, versions=[])
             return False, {"ok": True, "id": key, "rev": rev_string(key, _rev(change))}
         self._refuse_shadowing(name)
+        versions = sorted(body.get("versions") or {})
+        committed: list[Callable[[], None]] = []
+
+        def audit_in(tx: WriteTxn) -> None:
+            # In the publish's own transaction when the log is in the same database: one
+            # commit (one fsync) for both, and never a publish without its event.
+            if self.audit.stores_in(self.storage):
+                done = self.audit.record_in(
+                    tx, actor.name, "publish", key, ip=actor.address, versions=versions
+                )
+                if done is not None:
+                    committed.append(done)
+
         published = publish(
             self.storage,
             self.blobs,
@@ -317,10 +331,17 @@ class Registry:
             check_owner=check_owner,
             signer=self.signer,
             sender=actor.name,
+            audit=audit_in,
         )
         if published.value is not None:
             self._notify(PackageChange("publish", key, (published.value,)))
-        self._record(actor, "publish", key, versions=sorted(body.get("versions") or {}))
+        if committed:
+            try:
+                committed[0]()
+            except Exception:
+                log.exception("the audit listener failed on publish %s", key)
+        else:
+            self._record(actor, "publish", key, versions=versions)
         return True, {"ok": True, "id": key, "rev": rev_string(key, _rev(published))}
 
     def _refuse_shadowing(self, name: PackageName) -> None:

@@ -119,6 +119,16 @@ class WriteTxn(Protocol):
     def remove_tarball(self, name: str, version: str) -> None:
         """Forget ``name@version``'s tarball row (the blob stays until a sweep)."""
 
+    # -- the audit log (r13core/storage/audit.py), when it is in the same database --
+
+    def append_audit(
+        self, at: float, actor: str, action: str, target: str, ip: str, detail: JSONDict
+    ) -> int | None:
+        """Append a chained audit event in this transaction (committed with the change, or
+        rolled back with it); its id. None: this storage cannot (the default): the caller
+        records it after the commit instead."""
+        return None
+
     # -- webhooks (r13core/storage/hooks.py): queued by the change's own transaction --
 
     def any_hooks(self) -> bool:

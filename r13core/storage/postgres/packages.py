@@ -34,13 +34,8 @@ from r13core.storage.packages import (
     WriteTxn,
 )
 from r13core.storage.postgres import hooks as pg_hooks
-from r13core.storage.postgres.connection import LOCK_PACKAGE, PgDatabase, PgTxn
-
-
-def dumps(value: object) -> str:
-    """JSON text as stored: compact (TEXT, not JSONB: key order is kept)."""
-    return json.dumps(value, separators=(",", ":"))
-
+from r13core.storage.postgres.audit import append_in as append_audit_in
+from r13core.storage.postgres.connection import LOCK_PACKAGE, PgDatabase, PgTxn, dumps
 
 # The head and the version rows in ONE statement, so one snapshot (READ COMMITTED takes a
 # new one per statement): a commit in between can never tear a read.
@@ -178,6 +173,11 @@ class _Txn(WriteTxn):
 
     def remove_tarball(self, name: str, version: str) -> None:
         self._t.execute("DELETE FROM tarballs WHERE name = %s AND version = %s", (name, version))
+
+    def append_audit(
+        self, at: float, actor: str, action: str, target: str, ip: str, detail: JSONDict
+    ) -> int | None:
+        return append_audit_in(self._t, at, actor, action, target, ip, detail)
 
     def any_hooks(self) -> bool:
         return pg_hooks.any_hooks(self._t)

@@ -31,6 +31,7 @@ from r13core.storage.packages import (
 )
 from r13core.storage.signals import FileChangeSignal
 from r13core.storage.sqlite import hooks as sqlite_hooks
+from r13core.storage.sqlite.audit import append_in as append_audit_in
 from r13core.storage.sqlite.connection import SQLiteDatabase, chunks, dumps
 
 
@@ -177,6 +178,11 @@ class _Txn(WriteTxn):
 
     def remove_tarball(self, name: str, version: str) -> None:
         self._c.execute("DELETE FROM tarballs WHERE name = ? AND version = ?", (name, version))
+
+    def append_audit(
+        self, at: float, actor: str, action: str, target: str, ip: str, detail: JSONDict
+    ) -> int | None:
+        return append_audit_in(self._c, at, actor, action, target, ip, detail)
 
     def any_hooks(self) -> bool:
         return sqlite_hooks.any_hooks(self._c)
