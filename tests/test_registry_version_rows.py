@@ -1,10 +1,11 @@
 """A publish on version rows (r13core/storage/package_rows.py, r13core/registry/publish.py).
 
 The publish reads the package's head and the versions it checks and writes one version
-row plus the head; the whole-document path (taken when a webhook exists) is the
-reference. The same changes through both, at the same clock, must store the same
-document and serve the same bytes; and what a publish writes does not grow with the
-package (counted in SQL statements and head bytes, not timed).
+row plus the head; the whole-document path (r13core/registry/changes.py, what every
+publish did before) is the reference. The same changes through both, at the same clock,
+must store the same document, serve the same bytes and queue the same webhook events;
+and what a publish writes does not grow with the package (counted in SQL statements and
+head bytes, not timed).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pytest
 from r13core.audit import Actor
 from r13core.names import PackageName
 from r13core.registry import Registry
+from r13core.registry import publish as publish_module
 from r13core.storage.hooks import HookRecord
 from r13core.storage.package_rows import ROWS
 from tests.npm_builders import open_registry, publish_body
@@ -79,18 +81,38 @@ def _served(reg: Registry) -> tuple[bytes, ...]:
     )
 
 
-def test_publishing_on_rows_stores_and_serves_what_the_whole_document_path_does(
-    tmp_path: Path, clock: Callable[[], None]
+def _with_hook(reg: Registry) -> Registry:
+    reg.storage.add_hook(
+        HookRecord("h1", "alice", "package", "rows", "http://127.0.0.1:9/", "s", 0, 0)
+    )
+    return reg
+
+
+def _queued(reg: Registry) -> list[tuple[str, Any]]:
+    """Every queued delivery's event and body, in queue order."""
+    rows = reg.storage._conn().execute(  # type: ignore[attr-defined]
+        "SELECT e.event, e.body FROM hook_deliveries d JOIN hook_events e ON e.id = d.event_id "
+        "ORDER BY d.seq"
+    )
+    return [(event, json.loads(body)) for event, body in rows]
+
+
+def test_publishing_on_rows_stores_serves_and_queues_what_the_whole_document_path_does(
+    tmp_path: Path, clock: Callable[[], None], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    rows = open_registry(tmp_path / "rows")
+    rows = _with_hook(open_registry(tmp_path / "rows"))
     _history(rows)
     clock()
-    whole = open_registry(tmp_path / "whole")
-    # A webhook (of another package: no delivery) sends every publish the whole-document way.
-    whole.storage.add_hook(
-        HookRecord("h1", "alice", "package", "other", "http://127.0.0.1:9/", "s", 0, 0)
-    )
-    _history(whole)
+    whole = _with_hook(open_registry(tmp_path / "whole"))
+    with monkeypatch.context() as m:  # every publish the whole-document way
+        m.setattr(
+            publish_module,
+            "_add_version_row",
+            lambda tx, plan, head, check_owner, sender: publish_module._whole_document(
+                tx, plan, check_owner, sender
+            ),
+        )
+        _history(whole)
 
     stored = rows.storage.package("rows")
     reference = whole.storage.package("rows")
@@ -99,6 +121,9 @@ def test_publishing_on_rows_stores_and_serves_what_the_whole_document_path_does(
     assert stored.doc == reference.doc
     assert _served(rows) == _served(whole)
     assert dict(rows.storage.summaries()) == dict(whole.storage.summaries())
+    queued = _queued(rows)
+    assert queued == _queued(whole)
+    assert [e for e, _ in queued].count("package:publish") == FIRST + 5
 
     full = json.loads(_served(rows)[0])
     expected = [f"1.0.{i}" for i in range(FIRST) if i != 1] + ["2.0.0-beta.1"]

@@ -11,11 +11,13 @@ publish is about to refer to.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Collection
 from dataclasses import replace
 from typing import Any
 
 from r13core.errors import InvalidPublish, VersionExists
+from r13core.hooks.events import derive, snapshot
 from r13core.names import PackageName
 from r13core.registry.changes import Committed, Draft, OwnerCheck, change_in
 from r13core.registry.documents import copy_top_fields, now, owner_names
@@ -128,12 +130,27 @@ def commit_publish(
     is a success with nothing more written (value None).
 
     The commit reads the head row and the versions it checks, and writes one version
-    row, the tarball and tombstone rows and the head: its cost does not grow with the
-    number of versions. Two cases take the whole document instead (the same decisions,
-    through r13core/registry/changes.py): a webhook exists (the events are derived by
-    comparing the whole state before and after), or the stored document is not in rows.
+    row, the tarball and tombstone rows and the head (and queues the webhook deliveries,
+    derived from the head and the new version alone): its cost does not grow with the
+    number of versions. A stored document not in rows (r13core/storage/package_rows.py)
+    takes the whole-document path (r13core/registry/changes.py), same decisions.
     """
     blobs.put(plan.data)  # durable and verified before the commit below
+    with storage.write() as tx:
+        head = tx.head(plan.name)
+        if head is not None and head.layout != ROWS:
+            done = _whole_document(tx, plan, check_owner, sender)
+        else:
+            done = _add_version_row(tx, plan, head, check_owner, sender)
+        if audit is not None:
+            audit(tx)
+    return done
+
+
+def _whole_document(
+    tx: WriteTxn, plan: PublishPlan, check_owner: OwnerCheck | None, sender: str | None
+) -> Committed[str | None]:
+    """The publish as a change of the whole document (r13core/registry/changes.py)."""
 
     def add_version(draft: Draft) -> str | None:
         doc, version = draft.doc, plan.version
@@ -158,21 +175,14 @@ def commit_publish(
         draft.touch()
         return version
 
-    with storage.write() as tx:
-        head = tx.head(plan.name)
-        if (head is not None and head.layout != ROWS) or (sender and tx.any_hooks()):
-            done, _ = change_in(
-                tx,
-                plan.name,
-                add_version,
-                check_owner=check_owner,
-                create=lambda now: _new_document(plan, now),
-                sender=sender,
-            )
-        else:
-            done = _add_version_row(tx, plan, head, check_owner)
-        if audit is not None:
-            audit(tx)
+    done, _ = change_in(
+        tx,
+        plan.name,
+        add_version,
+        check_owner=check_owner,
+        create=lambda now: _new_document(plan, now),
+        sender=sender,
+    )
     return done
 
 
@@ -187,9 +197,14 @@ def _check_named(plan: PublishPlan, have: Collection[str]) -> None:
 
 
 def _add_version_row(
-    tx: WriteTxn, plan: PublishPlan, head: PackageHead | None, check_owner: OwnerCheck | None
+    tx: WriteTxn,
+    plan: PublishPlan,
+    head: PackageHead | None,
+    check_owner: OwnerCheck | None,
+    sender: str | None,
 ) -> Committed[str | None]:
-    """The publish as rows: the same decisions as ``add_version`` above, on the head alone."""
+    """The publish as rows: the same decisions as :func:`_whole_document`'s, on the head
+    alone."""
     stamp, key, version = now(), plan.name, plan.version
     if head is None:
         _, top, _ = split(_new_document(plan, stamp))
@@ -204,6 +219,11 @@ def _add_version_row(
         raise VersionExists(f"{key}@{version} was already published")
     named = {v for v in plan.versions if v != version} | set(plan.tags.values())
     _check_named(plan, set() if head is None else tx.existing_versions(key, named))
+    # Webhook events compare before and after (r13core/hooks/events.py); a publish changes
+    # no other version, so the versions before need not be read: no deprecation changes.
+    before = None
+    if sender and tx.any_hooks():
+        before = snapshot({"dist-tags": top["dist-tags"], "maintainers": top["maintainers"]})
     stored = {**plan.document, "maintainers": top["maintainers"]}
     attestations = None if plan.attestation is None else [plan.attestation.as_json()]
     row_time: str | None = stamp
@@ -222,6 +242,14 @@ def _add_version_row(
     top["modified"] = stamp
     view = _latest_view(tx, key, top, (version, stored, stamp))
     rev = tx.save_head(key, top, summary=summarize(key, view))
+    if before is not None and sender:
+        after = {**top, "versions": {version: stored}, "time": top.get("time", {version: stamp})}
+        events = derive(key, before, after, sender=sender, time=stamp, new=head is None)
+        owners = sorted(set(before.maintainers) | set(snapshot(after).maintainers))
+        hooks = tx.hooks_for(key, owners) if events else []
+        if hooks:
+            now_ms = int(time.time() * 1000)
+            tx.enqueue_hooks([(hook, event) for event in events for hook in hooks], now_ms)
     return Committed(key, version, rev, (), True)
 
 
