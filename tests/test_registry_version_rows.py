@@ -82,7 +82,7 @@ def _served(reg: Registry) -> tuple[bytes, ...]:
 
 
 def _with_hook(reg: Registry) -> Registry:
-    reg.storage.add_hook(
+    reg.storage.add_hook(  # type: ignore[attr-defined]
         HookRecord("h1", "alice", "package", "rows", "http://127.0.0.1:9/", "s", 0, 0)
     )
     return reg
