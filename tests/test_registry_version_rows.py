@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from r13core.audit import Actor
+from r13core.errors import InvalidPublish
 from r13core.names import PackageName
 from r13core.registry import Registry
 from r13core.registry import publish as publish_module
@@ -182,3 +183,24 @@ def test_a_publish_and_its_audit_event_are_one_commit(tmp_path: Path) -> None:
         ("rows", ["1.0.0"]),
     ]
     assert reg.audit.verify().ok
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda b: b.update({"dist-tags": {"beta": [1]}}), "dist-tag 'beta' points at"),
+        (lambda b: b.update({"dist-tags": {"beta": "0.0.9"}}), "unknown version '0.0.9'"),
+        (lambda b: b["versions"].update({"0.0.1": {}}), "exactly one new version"),
+        (lambda b: b.update({"versions": 5}), "versions must contain"),
+    ],
+)
+def test_a_bad_body_onto_an_existing_package_fails_its_check(
+    tmp_path: Path, change: Callable[[dict[str, Any]], None], message: str
+) -> None:
+    reg = open_registry(tmp_path)
+    _publish(reg, "1.0.0")
+    body = publish_body("rows", "1.1.0")
+    change(body)
+    with pytest.raises(InvalidPublish, match=message):
+        reg.put_package(A, body, actor=ALICE)
+    assert reg.storage.existing_versions("rows", ["1.0.0", "1.1.0", "0.0.1"]) == {"1.0.0"}

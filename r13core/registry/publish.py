@@ -83,9 +83,12 @@ def publish(
 
 
 def _named_versions(body: dict[str, Any]) -> set[str]:
-    """The versions a publish body names: its ``versions`` and its tags' targets."""
-    named = {v for v in body.get("versions") or () if isinstance(v, str)}
-    tags = body.get("dist-tags")
+    """The versions a publish body names: its ``versions`` and its tags' targets (strings
+    only: anything else fails the checks, which say why)."""
+    named: set[str] = set()
+    versions, tags = body.get("versions"), body.get("dist-tags")
+    if isinstance(versions, dict):
+        named.update(v for v in versions if isinstance(v, str))
     if isinstance(tags, dict):
         named.update(t for t in tags.values() if isinstance(t, str))
     return named
@@ -93,12 +96,12 @@ def _named_versions(body: dict[str, Any]) -> set[str]:
 
 def _current(
     storage: PackageStorage, key: str, head: PackageHead, body: dict[str, Any]
-) -> set[str]:
+) -> list[str]:
     """Those of the versions the body names that the package has (all a check asks)."""
     if head.layout != ROWS:
         record = storage.package(key)
-        return set() if record is None else set(record.doc.get("versions") or ())
-    return storage.existing_versions(key, _named_versions(body))
+        return [] if record is None else list(record.doc.get("versions") or ())
+    return sorted(storage.existing_versions(key, _named_versions(body)))
 
 
 def _new_document(plan: PublishPlan, now: str) -> JSONDict:

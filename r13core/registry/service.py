@@ -307,7 +307,6 @@ class Registry:
             self._record(actor, "package.update", key, versions=[])
             return False, {"ok": True, "id": key, "rev": rev_string(key, _rev(change))}
         self._refuse_shadowing(name)
-        versions = sorted(body.get("versions") or {})
         committed: list[Callable[[], None]] = []
 
         def audit_in(tx: WriteTxn) -> None:
@@ -315,7 +314,7 @@ class Registry:
             # commit (one fsync) for both, and never a publish without its event.
             if self.audit.stores_in(self.storage):
                 done = self.audit.record_in(
-                    tx, actor.name, "publish", key, ip=actor.address, versions=versions
+                    tx, actor.name, "publish", key, ip=actor.address, versions=_versions(body)
                 )
                 if done is not None:
                     committed.append(done)
@@ -341,7 +340,7 @@ class Registry:
             except Exception:
                 log.exception("the audit listener failed on publish %s", key)
         else:
-            self._record(actor, "publish", key, versions=versions)
+            self._record(actor, "publish", key, versions=_versions(body))
         return True, {"ok": True, "id": key, "rev": rev_string(key, _rev(published))}
 
     def _refuse_shadowing(self, name: PackageName) -> None:
@@ -532,6 +531,11 @@ class Registry:
     def sweep(self, *, min_age: float = 3600.0, alone: bool = False) -> int:
         """Remove files in the blob store no committed row refers to: :func:`maintenance.sweep`."""
         return maintenance.sweep(self.storage, self.blobs, min_age=min_age, alone=alone)
+
+
+def _versions(body: dict[str, Any]) -> list[str]:
+    """A checked publish body's versions, sorted (the audit event's detail)."""
+    return sorted(body.get("versions") or {})
 
 
 def _rev(change: Committed[Any]) -> int:
