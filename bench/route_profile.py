@@ -1,13 +1,17 @@
 """What one tarball GET and one publish PUT cost inside r13, without the network.
 
 ``python -m bench.route_profile [--route tarball,publish] [--n 2000] [--profile 25]
-[--json FILE]``
+[--versions N] [--json FILE]``
 
 The WSGI app of app/main.py over real services (SQLite, blob files, the record) in a temp
 data dir, called directly with a WSGI environ, as gunicorn would call it: the tarball's
 body goes to ``wsgi.file_wrapper`` (sendfile under gunicorn; here it is not read), so the
 figure is r13's own work per request. Prints the median and p99 per route in µs, then
 (``--profile N``) cProfile's N most expensive functions by cumulative time.
+
+``--versions N`` also times publishes onto a package that already has N versions
+(``publish@N``; seeded straight into storage in one transaction: the same rows N real
+publishes leave, without N fsyncs), so the cost at 1 and at N versions is side by side.
 
 For a publish, the durability floor is measured in the same run: what the three
 fsyncs a publish must make cost on this disk (the tarball file, its directory, the SQLite
@@ -36,10 +40,13 @@ from bench.seeding import bench_manifest, make_tarball
 from r13core.database import open_database
 from r13core.keys import KeyStore, Permission
 from r13core.npm_pack import publish_document
+from r13core.registry.search import summarize
 from r13core.services import open_services
 from r13core.settings import Settings
+from r13core.storage import Storage
+from r13core.storage.packages import TarballRecord
 
-ROUTES = ("tarball", "publish")
+ROUTES = ("tarball", "publish")  # and publish@N with --versions N
 
 
 class _Wrapper:
@@ -157,11 +164,35 @@ def fsync_floor(root: Path, n: int) -> dict[str, dict[str, float]]:
     }
 
 
+def seed_versions(app: Any, storage: Storage, first: dict[str, Any], n: int) -> None:
+    """Publish ``first`` (one real version), then add ``n - 1`` more of the same shape
+    (``0.<i>.0``: manifest, time, tarball row, tombstone) in one transaction."""
+    assert _call(app, first).startswith("201")
+    name = first["PATH_INFO"].lstrip("/")
+    record = storage.package(name)
+    assert record is not None
+    doc = record.doc
+    (only,) = doc["versions"].values()
+    tarball = storage.tarball(name, only["version"])
+    assert tarball is not None
+    with storage.write() as tx:
+        for i in range(n - 1):
+            version = f"0.{i}.0"
+            doc["versions"][version] = {**only, "version": version, "_id": f"{name}@{version}"}
+            doc["time"][version] = doc["modified"]
+            tx.add_tarball(TarballRecord(name, version, tarball.sha512, tarball.size))
+            tx.mark_used(name, version, tarball.sha512)
+        tx.save_package(name, doc, summary=summarize(name, doc))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.route_profile", description=__doc__)
     p.add_argument("--route", default=",".join(ROUTES))
     p.add_argument("--n", type=int, default=2000, help="requests per route")
     p.add_argument("--profile", type=int, default=0, help="print the N costliest functions")
+    p.add_argument(
+        "--versions", type=int, default=0, help="also publish onto a package of N versions"
+    )
     p.add_argument("--json", dest="json_out")
     args = p.parse_args(argv)
     routes = [r.strip() for r in args.route.split(",") if r.strip()]
@@ -202,6 +233,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 assert s.startswith(("200", "201")), s
 
             jobs = {"tarball": tarball, "publish": publish}
+            if args.versions and "publish" in routes:
+                routes.append(f"publish@{args.versions}")
+                big = [publish_env("rp-big", f"3.{i}.0") for i in range(args.n)]
+                seed_versions(app, services.storage, publish_env("rp-big", "1.0.0"), args.versions)
+
+                def publish_big(i: int) -> None:
+                    s = _call(app, big[i])
+                    assert s.startswith("201"), s
+
+                jobs[routes[-1]] = publish_big
             for route in routes:
                 if route not in jobs:
                     p.error(f"unknown route {route!r}")
@@ -215,6 +256,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(f"  floor: {what:40} p50 {r['p50_us']:8.1f} µs  p99 {r['p99_us']:8.1f}")
             if args.profile:
                 for route in routes:
+                    if route not in ("tarball", "publish"):
+                        continue
                     prof = cProfile.Profile()
                     start = args.n + 1 if route == "publish" else 0
                     more = [publish_env("rp-pub", f"2.{i}.0") for i in range(300)]

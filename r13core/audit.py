@@ -25,6 +25,7 @@ from typing import Any, ClassVar, Final
 
 from r13core.errors import InvalidValue
 from r13core.storage.audit import AUDIT_GENESIS, AuditRecord, AuditStorage
+from r13core.storage.packages import WriteTxn
 
 log = logging.getLogger("r13.audit")
 MAX_PAGE: Final = 1000
@@ -127,6 +128,37 @@ class AuditLog:
         if self.on_record is not None:
             self.on_record(actor, action, target, ip, detail)
         return event_id
+
+    def stores_in(self, db: object) -> bool:
+        """Whether this log is kept by ``db`` (so ``db``'s write transactions can hold its
+        events: :meth:`record_in`)."""
+        return self._db is db
+
+    def record_in(
+        self,
+        tx: WriteTxn,
+        actor: str,
+        action: str,
+        target: str = "",
+        *,
+        ip: str = "",
+        **detail: Any,
+    ) -> Callable[[], None] | None:
+        """Append one event inside ``tx``, a write transaction of the database this log is
+        in (:meth:`stores_in`): it commits with the change it describes, or not at all.
+
+        Returns what to call once ``tx`` has committed (:attr:`on_record`, the live
+        broadcast); None when ``tx`` cannot hold the event (record it after the commit).
+        """
+        if tx.append_audit(self._clock(), actor, action, target, ip, detail) is None:
+            return None
+        on_record = self.on_record
+
+        def committed() -> None:
+            if on_record is not None:
+                on_record(actor, action, target, ip, detail)
+
+        return committed
 
     def record_by(self, actor: Actor, action: str, target: str = "", **detail: Any) -> int:
         """:meth:`record` for ``actor`` (its name and address)."""

@@ -203,15 +203,25 @@ def test_migration_renames_bare_keys_and_reserves_names(
         "VALUES ('w1', 'd', ?, ?, 'late-key', 'r13_web_token_in_clear')",
         (now, now + 600),
     )
-    raw.commit()
-    reg = open_registry(tmp_path)
-    reg.put_package(
+    # Packages as that schema kept them: whole documents (published in a scratch data dir
+    # by the code of today, then stored in the old shape).
+    monkeypatch.undo()
+    scratch = open_registry(tmp_path / "scratch")
+    scratch.put_package(
         PackageName.parse("tool"), publish_body("tool", "1.0.0"), actor=Actor("ci-publish")
     )
-    reg.put_package(
+    scratch.put_package(
         PackageName.parse("other"), publish_body("other", "1.0.0"), actor=Actor("late-key")
     )
-    monkeypatch.undo()
+    for rev, name in enumerate(("tool", "other"), start=1):
+        record = scratch.storage.package(name)
+        assert record is not None
+        raw.execute(
+            "INSERT INTO packages (name, rev, doc, summary) VALUES (?, ?, ?, '{}')",
+            (name, rev, json.dumps(record.doc)),
+        )
+    raw.execute("UPDATE meta SET value = 2 WHERE key = 'seq'")
+    raw.commit()
 
     new = SQLiteStorage(path)
     assert new.pragma("user_version") == len(sqlite_module._MIGRATIONS)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import multiprocessing
 import os
 import tempfile
@@ -58,6 +59,7 @@ from tests.storage_contracts import (
     UplinkCacheStorageContract,
     UsageStorageContract,
 )
+from tests.storage_contracts.packages import assert_migrated, old_shape_documents
 from tests.storage_contracts.signals import OpenSignal, wait_until
 
 D = TypeVar("D", bound=PgDatabase)
@@ -336,6 +338,26 @@ def test_without_auto_migrate_a_pending_step_is_refused(
     assert strict.migrate() == list(range(2, pg_migrations.latest() + 1))
     assert strict.counters() == [("k", "l", 1)]  # migrated in place, data kept
     strict.close()
+
+
+def test_whole_documents_of_step_4_become_head_and_version_rows(
+    schema_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pg_migrations, "MIGRATIONS", pg_migrations.MIGRATIONS[:4])
+    old = PostgresStorage(schema_url, data_dir=tmp_path)
+    docs = old_shape_documents()
+    revs = {name: rev for rev, name in enumerate(docs, start=7)}
+    with old.transaction() as txn:
+        for name, doc in docs.items():
+            txn.execute(
+                "INSERT INTO packages (name, rev, doc, summary) VALUES (%s, %s, %s, '{}')",
+                (name, revs[name], json.dumps(doc)),
+            )
+    old.close()
+    monkeypatch.undo()
+    new = PostgresStorage(schema_url, data_dir=tmp_path)
+    assert_migrated(new, docs, revs)
+    new.close()
 
 
 def test_postgres_urls_open_a_postgres_storage_and_never_show_the_password(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import threading
@@ -38,6 +39,7 @@ from tests.storage_contracts import (
     UsageStorageContract,
     age_file,
 )
+from tests.storage_contracts.packages import assert_migrated, old_shape_documents
 from tests.storage_contracts.signals import OpenSignal
 
 # -- the contracts: the whole store, then each concern's class alone over the same schema --
@@ -218,6 +220,26 @@ def test_a_database_from_an_older_schema_is_migrated_in_place(
     assert list(new.summaries()) == [("a", {})]
     record = new.package("a")
     assert record is not None and record.rev == 1
+
+
+def test_whole_documents_of_schema_9_become_head_and_version_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_module, "_MIGRATIONS", sqlite_module._MIGRATIONS[:9])
+    old = SQLiteStorage(tmp_path / "r.sqlite3")
+    docs = old_shape_documents()
+    revs = {name: rev for rev, name in enumerate(docs, start=7)}
+    with old._transaction() as conn:
+        for name, doc in docs.items():
+            conn.execute(
+                "INSERT INTO packages (name, rev, doc, summary) VALUES (?, ?, ?, '{}')",
+                (name, revs[name], json.dumps(doc)),
+            )
+    old.close()
+    monkeypatch.undo()
+    new = SQLiteStorage(tmp_path / "r.sqlite3")
+    assert new.pragma("user_version") == len(sqlite_module._MIGRATIONS)
+    assert_migrated(new, docs, revs)
 
 
 def test_each_thread_gets_its_own_connection(tmp_path: Path) -> None:

@@ -141,32 +141,51 @@ def change_package(
     is told the document once it has committed (r13core/registry/recent.py remembers it).
     """
     with storage.write() as tx:
-        stamp = now()
-        record = tx.package(name) if create is not None else existing(tx, name)
-        if record is None:
-            assert create is not None
-            draft = Draft(tx, name, create(stamp), stamp, new=True)
-            after: int | None = None
-        else:
-            if check_owner is not None:
-                check_owner(owner_names(record.doc))
-            if rev is not UNCHECKED:
-                check_rev(record, rev)
-            draft = Draft(tx, name, record.doc, stamp)
-            after = record.rev
-        # Only when some hook exists (one cheap read) is the state before kept.
-        before = snapshot(None if draft.new else draft.doc) if sender and tx.any_hooks() else None
-        value = apply(draft)
-        if draft.deleted:
-            after = None
-        elif draft.changed:
-            draft.doc["modified"] = stamp
-            after = tx.save_package(name, draft.doc, summary=summarize(name, draft.doc))
-        if before is not None and sender and (draft.deleted or draft.changed):
-            _queue_hooks(tx, draft, before, sender)
-    if saved is not None and draft.changed and not draft.deleted and after is not None:
-        saved(name, after, draft.doc)
-    return Committed(name, value, after, tuple(draft.removed), draft.changed or draft.deleted)
+        done, draft = change_in(
+            tx, name, apply, rev=rev, check_owner=check_owner, create=create, sender=sender
+        )
+    if saved is not None and draft.changed and not draft.deleted and done.rev is not None:
+        saved(name, done.rev, draft.doc)
+    return done
+
+
+def change_in(
+    tx: WriteTxn,
+    name: str,
+    apply: Callable[[Draft], T],
+    *,
+    rev: object = UNCHECKED,
+    check_owner: OwnerCheck | None = None,
+    create: Callable[[str], JSONDict] | None = None,
+    sender: str | None = None,
+) -> tuple[Committed[T], Draft]:
+    """:func:`change_package`'s steps inside a write transaction the caller holds (and
+    commits); the change and its draft."""
+    stamp = now()
+    record = tx.package(name) if create is not None else existing(tx, name)
+    if record is None:
+        assert create is not None
+        draft = Draft(tx, name, create(stamp), stamp, new=True)
+        after: int | None = None
+    else:
+        if check_owner is not None:
+            check_owner(owner_names(record.doc))
+        if rev is not UNCHECKED:
+            check_rev(record, rev)
+        draft = Draft(tx, name, record.doc, stamp)
+        after = record.rev
+    # Only when some hook exists (one cheap read) is the state before kept.
+    before = snapshot(None if draft.new else draft.doc) if sender and tx.any_hooks() else None
+    value = apply(draft)
+    if draft.deleted:
+        after = None
+    elif draft.changed:
+        draft.doc["modified"] = stamp
+        after = tx.save_package(name, draft.doc, summary=summarize(name, draft.doc))
+    if before is not None and sender and (draft.deleted or draft.changed):
+        _queue_hooks(tx, draft, before, sender)
+    done = Committed(name, value, after, tuple(draft.removed), draft.changed or draft.deleted)
+    return done, draft
 
 
 def _queue_hooks(tx: WriteTxn, draft: Draft, before: Snapshot, sender: str) -> None:
@@ -182,4 +201,4 @@ def _queue_hooks(tx: WriteTxn, draft: Draft, before: Snapshot, sender: str) -> N
         tx.enqueue_hooks([(hook, event) for event in events for hook in hooks], now_ms)
 
 
-__all__ = ["UNCHECKED", "Committed", "Draft", "OwnerCheck", "change_package"]
+__all__ = ["UNCHECKED", "Committed", "Draft", "OwnerCheck", "change_in", "change_package"]

@@ -4,15 +4,9 @@
   ``(package, filename)``, kept while the storage's package-change signal
   (``packages_version``) stays equal: a tarball GET then makes no SQL query, no version
   parse and no path construction. Any package change, in any process, drops it all.
-* :class:`RecentRecords` — the last package documents read or committed here, by
-  ``(name, rev)``: a publish asks for its package's maintainers (the early owner check)
-  and for its versions (the checks) before its transaction; both are answered from here
-  with one ``SELECT rev`` instead of parsing the whole document twice. The transaction
-  itself always reads the document as it is then (r13core/registry/changes.py), so the
-  decisions that count never use a remembered copy. ``rev`` changes with every change of
-  any package, so a remembered ``(name, rev)`` is exactly the committed document.
 
-Documents handed out are shared: callers read them and never change them.
+A publish's early checks and a package's maintainers need no remembered document: they
+read the package's head row alone (r13core/storage/package_rows.py).
 """
 
 from __future__ import annotations
@@ -20,7 +14,7 @@ from __future__ import annotations
 import threading
 from typing import Final, Generic, TypeVar
 
-from r13core.storage.packages import JSONDict, PackageRecord, PackageStorage
+from r13core.storage.packages import PackageStorage
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -67,31 +61,3 @@ class TarballRefs(Generic[V]):
             if version != self._seen_at:
                 self._refs, self._seen_at = _Bounded(self._refs.limit), version
             self._refs.put((package, filename), value)
-
-
-class RecentRecords:
-    """Package documents by ``(name, rev)``: read with one ``SELECT rev`` when known."""
-
-    def __init__(self, storage: PackageStorage, limit: int = 256) -> None:
-        self._storage = storage
-        self._records: _Bounded[str, PackageRecord] = _Bounded(limit)
-        self._lock = threading.Lock()
-
-    def package(self, name: str) -> PackageRecord | None:
-        """The committed package (a shared document: read it, never change it), or None."""
-        rev = self._storage.package_rev(name)
-        if rev is None:
-            return None
-        with self._lock:
-            known = self._records.items.get(name)
-        if known is not None and known.rev == rev:
-            return known
-        record = self._storage.package(name)
-        if record is not None:
-            self.committed(name, record.rev, record.doc)
-        return record
-
-    def committed(self, name: str, rev: int, doc: JSONDict) -> None:
-        """Remember ``doc`` as ``name`` at ``rev`` (just read, or just committed)."""
-        with self._lock:
-            self._records.put(name, PackageRecord(name, rev, doc))

@@ -39,12 +39,14 @@ from r13core.registry.changes import Committed, OwnerCheck
 from r13core.registry.documents import existing, rev_string
 from r13core.registry.overview import package_overview
 from r13core.registry.publish import publish
-from r13core.registry.recent import RecentRecords, TarballRefs
+from r13core.registry.recent import TarballRefs
 from r13core.registry.render import BlobRef, Rendered, Renderer
 from r13core.registry.search import search as search_packages
 from r13core.registry.signing import Signer, sign_unsigned
 from r13core.registry.storage import RegistryStorage
 from r13core.storage.blobs import BlobStore
+from r13core.storage.package_rows import PackageHead
+from r13core.storage.packages import WriteTxn
 from r13core.tarball import Limits, sri_from_hex
 
 if TYPE_CHECKING:
@@ -95,7 +97,6 @@ class Registry:
         self.storage = storage
         # What the hot reads remember between requests (r13core/registry/recent.py).
         self._tarball_refs: TarballRefs[BlobRef] = TarballRefs(storage)
-        self._recent = RecentRecords(storage)
         self.uplink = uplink
         """The upstream registry (r13core/uplink/): asked only for names missing here."""
         self.signer = signer
@@ -251,11 +252,18 @@ class Registry:
 
     def dist_tags(self, name: PackageName) -> dict[str, str]:
         """The package's dist-tags; NotFound if absent."""
-        return dict(existing(self.storage, str(name)).doc["dist-tags"])
+        return dict(self._head(name).top["dist-tags"])
 
     def owners(self, name: PackageName) -> list[dict[str, Any]]:
         """The package's maintainers ``[{name, email}]``; NotFound if absent."""
-        return [dict(m) for m in existing(self._recent, str(name)).doc["maintainers"]]
+        return [dict(m) for m in self._head(name).top["maintainers"]]
+
+    def _head(self, name: PackageName) -> PackageHead:
+        """The package's head row (r13core/storage/package_rows.py: no versions read)."""
+        head = self.storage.head(str(name))
+        if head is None:
+            raise NotFound(f"package {name} not found")
+        return head
 
     def overview(self, name: PackageName) -> dict[str, Any]:
         """The dashboard's view of one package (r13core/registry/overview.py); NotFound."""
@@ -299,6 +307,18 @@ class Registry:
             self._record(actor, "package.update", key, versions=[])
             return False, {"ok": True, "id": key, "rev": rev_string(key, _rev(change))}
         self._refuse_shadowing(name)
+        committed: list[Callable[[], None]] = []
+
+        def audit_in(tx: WriteTxn) -> None:
+            # In the publish's own transaction when the log is in the same database: one
+            # commit (one fsync) for both, and never a publish without its event.
+            if self.audit.stores_in(self.storage):
+                done = self.audit.record_in(
+                    tx, actor.name, "publish", key, ip=actor.address, versions=_versions(body)
+                )
+                if done is not None:
+                    committed.append(done)
+
         published = publish(
             self.storage,
             self.blobs,
@@ -310,11 +330,17 @@ class Registry:
             check_owner=check_owner,
             signer=self.signer,
             sender=actor.name,
-            recent=self._recent,
+            audit=audit_in,
         )
         if published.value is not None:
             self._notify(PackageChange("publish", key, (published.value,)))
-        self._record(actor, "publish", key, versions=sorted(body.get("versions") or {}))
+        if committed:
+            try:
+                committed[0]()
+            except Exception:
+                log.exception("the audit listener failed on publish %s", key)
+        else:
+            self._record(actor, "publish", key, versions=_versions(body))
         return True, {"ok": True, "id": key, "rev": rev_string(key, _rev(published))}
 
     def _refuse_shadowing(self, name: PackageName) -> None:
@@ -505,6 +531,11 @@ class Registry:
     def sweep(self, *, min_age: float = 3600.0, alone: bool = False) -> int:
         """Remove files in the blob store no committed row refers to: :func:`maintenance.sweep`."""
         return maintenance.sweep(self.storage, self.blobs, min_age=min_age, alone=alone)
+
+
+def _versions(body: dict[str, Any]) -> list[str]:
+    """A checked publish body's versions, sorted (the audit event's detail)."""
+    return sorted(body.get("versions") or {})
 
 
 def _rev(change: Committed[Any]) -> int:

@@ -1,12 +1,14 @@
 """The packages concern of storage: documents, tarball rows, tombstones, renders.
 
 One JSON document per package (the registry's own shape, see
-r13core/registry/) with a change counter ``rev``, the tarball rows that point
-into the blob store (r13core/storage/blobs.py), the set of every version ever
-published (tombstones, so a version is never reused), a search summary per
-package and cached packument renders. Writes happen inside
-:meth:`PackageStorage.write`, one exclusive transaction; its commit is the
-publish point.
+r13core/registry/) with a change counter ``rev`` — stored as a small head row
+plus one row per version (r13core/storage/package_rows.py), so a publish reads
+and writes only what it touches while every other reader still gets the whole
+document — the tarball rows that point into the blob store
+(r13core/storage/blobs.py), the set of every version ever published
+(tombstones, so a version is never reused), a search summary per package and
+cached packument renders. Writes happen inside :meth:`PackageStorage.write`,
+one exclusive transaction; its commit is the publish point.
 
 ``rev`` values come from one counter shared by all packages of a store and
 only grow, so ``(name, rev)`` never names two different states, even when a
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from r13core.storage.hooks import HookEvent, HookRecord
+from r13core.storage.package_rows import PackageHead, VersionRow
 
 JSONDict = dict[str, Any]
 
@@ -72,6 +75,30 @@ class WriteTxn(Protocol):
     def save_package(self, name: str, doc: JSONDict, *, summary: JSONDict | None = None) -> int:
         """Insert or replace the package's document (and search summary); returns its new rev."""
 
+    # -- a publish's few rows (r13core/storage/package_rows.py): cost independent of
+    # -- the number of versions
+
+    @abc.abstractmethod
+    def head(self, name: str) -> PackageHead | None:
+        """The package's head row (no versions), or None."""
+
+    @abc.abstractmethod
+    def version(self, name: str, version: str) -> VersionRow | None:
+        """One stored version (manifest, time, attestations), or None."""
+
+    @abc.abstractmethod
+    def existing_versions(self, name: str, versions: Iterable[str]) -> set[str]:
+        """Those of ``versions`` the package has now (indexed lookups)."""
+
+    @abc.abstractmethod
+    def add_version(self, name: str, row: VersionRow) -> None:
+        """Append a new version row after the package's others (a head of layout ROWS)."""
+
+    @abc.abstractmethod
+    def save_head(self, name: str, top: JSONDict, *, summary: JSONDict) -> int:
+        """Insert or replace the head of a package whose versions are rows (layout ROWS),
+        leaving its version rows as they are; returns its new rev (renders dropped)."""
+
     @abc.abstractmethod
     def delete_package(self, name: str) -> None:
         """Remove the package, its tarball rows and renders (tombstones stay)."""
@@ -91,6 +118,16 @@ class WriteTxn(Protocol):
     @abc.abstractmethod
     def remove_tarball(self, name: str, version: str) -> None:
         """Forget ``name@version``'s tarball row (the blob stays until a sweep)."""
+
+    # -- the audit log (r13core/storage/audit.py), when it is in the same database --
+
+    def append_audit(
+        self, at: float, actor: str, action: str, target: str, ip: str, detail: JSONDict
+    ) -> int | None:
+        """Append a chained audit event in this transaction (committed with the change, or
+        rolled back with it); its id. None: this storage cannot (the default): the caller
+        records it after the commit instead."""
+        return None
 
     # -- webhooks (r13core/storage/hooks.py): queued by the change's own transaction --
 
@@ -130,6 +167,14 @@ class PackageStorage(Protocol):
         """The package's current rev, or None if absent (backends make it a cheap lookup)."""
         record = self.package(name)
         return None if record is None else record.rev
+
+    @abc.abstractmethod
+    def head(self, name: str) -> PackageHead | None:
+        """The committed head row (no versions), or None."""
+
+    @abc.abstractmethod
+    def existing_versions(self, name: str, versions: Iterable[str]) -> set[str]:
+        """Those of ``versions`` the committed package has (indexed lookups)."""
 
     @abc.abstractmethod
     def packages(self) -> Iterator[PackageRecord]:

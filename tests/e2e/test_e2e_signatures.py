@@ -68,13 +68,21 @@ def test_npm_audit_signatures_passes_for_packages_published_to_r13(
 
 
 def _edit_version(data: Path, name: str, version: str, edit: Any) -> None:
-    """Change a stored version document of a stopped server (and drop its renders)."""
+    """Change a stored version document of a stopped server (and drop its renders).
+
+    A version is its own row (r13core/storage/package_rows.py)."""
     db = sqlite3.connect(data / "registry.sqlite3", timeout=30)
     try:
-        (doc,) = db.execute("SELECT doc FROM packages WHERE name = ?", (name,)).fetchone()
-        parsed = json.loads(doc)
-        edit(parsed["versions"][version]["dist"])
-        db.execute("UPDATE packages SET doc = ? WHERE name = ?", (json.dumps(parsed), name))
+        (manifest,) = db.execute(
+            "SELECT manifest FROM package_versions WHERE name = ? AND version = ?",
+            (name, version),
+        ).fetchone()
+        parsed = json.loads(manifest)
+        edit(parsed["dist"])
+        db.execute(
+            "UPDATE package_versions SET manifest = ? WHERE name = ? AND version = ?",
+            (json.dumps(parsed), name, version),
+        )
         db.execute("DELETE FROM renders WHERE name = ?", (name,))
         db.commit()
     finally:

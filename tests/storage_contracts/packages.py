@@ -11,7 +11,15 @@ from typing import Final
 
 import pytest
 
-from r13core.storage.packages import PackageStorage, RenderRecord, TarballRecord
+from r13core.registry.render import Renderer
+from r13core.storage.package_rows import ROWS, VersionRow
+from r13core.storage.packages import (
+    JSONDict,
+    PackageRecord,
+    PackageStorage,
+    RenderRecord,
+    TarballRecord,
+)
 
 SHA_A: Final = "a" * 128
 SHA_B: Final = "b" * 128
@@ -230,3 +238,148 @@ class PackageStorageContract:
         assert errors == []
         record = storage.package("counter")
         assert record is not None and record.doc == {"n": 40}
+
+    # -- a package as a head row plus version rows (r13core/storage/package_rows.py) ------
+
+    def test_a_registry_document_is_a_small_head_and_one_row_per_version(
+        self, storage: PackageStorage
+    ) -> None:
+        doc = registry_doc("a", ["1.0.0", "0.9.0", "2.0.0-beta.1"])
+        with storage.write() as tx:
+            rev = tx.save_package("a", doc, summary={"name": "a"})
+        record = storage.package("a")
+        assert record is not None and record.rev == rev
+        assert_same_document(record.doc, doc)
+        head = storage.head("a")
+        assert head is not None and (head.rev, head.layout) == (rev, ROWS)
+        assert "versions" not in head.top and "time" not in head.top
+        assert head.top["dist-tags"] == doc["dist-tags"]
+        assert storage.existing_versions("a", ["0.9.0", "9.9.9"]) == {"0.9.0"}
+        assert storage.existing_versions("zz", ["0.9.0"]) == set()
+
+    def test_a_version_row_is_appended_and_only_the_head_rewritten(
+        self, storage: PackageStorage
+    ) -> None:
+        with storage.write() as tx:
+            first = tx.save_package("a", registry_doc("a", ["1.0.0", "1.1.0"]))
+        with storage.write() as tx:
+            head = tx.head("a")
+            assert head is not None and head.rev == first
+            row = tx.version("a", "1.1.0")
+            assert row is not None and row.manifest["version"] == "1.1.0"
+            assert row.time == "t-1.1.0"
+            assert tx.version("a", "3.0.0") is None
+            tx.add_version("a", VersionRow("0.5.0", {"version": "0.5.0"}, "t5", [{"k": 1}]))
+            top = dict(head.top, modified="later")
+            second = tx.save_head("a", top, summary={"name": "a", "n": 2})
+            assert tx.existing_versions("a", ["0.5.0", "1.0.0"]) == {"0.5.0", "1.0.0"}
+        record = storage.package("a")
+        assert record is not None and second > first and record.rev == second
+        assert list(record.doc["versions"]) == ["1.0.0", "1.1.0", "0.5.0"]
+        assert list(record.doc["time"]) == ["1.0.0", "1.1.0", "0.5.0"]
+        assert record.doc["attestations"] == {"1.0.0": [{"a": "1.0.0"}], "0.5.0": [{"k": 1}]}
+        assert record.doc["modified"] == "later"
+        assert dict(storage.summaries())["a"] == {"name": "a", "n": 2}
+        with storage.write() as tx:  # a whole rewrite after rows were appended: order kept
+            tx.save_package("a", record.doc)
+            tx.add_version("a", VersionRow("0.1.0", {}, "t1"))
+            tx.save_head("a", dict(head.top), summary={})
+        again = storage.package("a")
+        assert again is not None
+        assert list(again.doc["versions"]) == ["1.0.0", "1.1.0", "0.5.0", "0.1.0"]
+
+    def test_documents_rows_cannot_hold_round_trip_exactly(self, storage: PackageStorage) -> None:
+        for name, doc in ODD_DOCUMENTS.items():
+            with storage.write() as tx:
+                tx.save_package(name, doc)
+            record = storage.package(name)
+            assert record is not None
+            assert_same_document(record.doc, doc)
+
+    def test_a_failed_publish_of_a_row_leaves_nothing_and_a_delete_takes_the_rows(
+        self, storage: PackageStorage
+    ) -> None:
+        with storage.write() as tx:
+            tx.save_package("a", registry_doc("a", ["1.0.0"]))
+        with pytest.raises(RuntimeError), storage.write() as tx:
+            tx.add_version("a", VersionRow("2.0.0", {}, "t"))
+            raise RuntimeError("crash before the commit")
+        assert storage.existing_versions("a", ["2.0.0"]) == set()
+        with storage.write() as tx:
+            tx.delete_package("a")
+        assert storage.head("a") is None and storage.existing_versions("a", ["1.0.0"]) == set()
+        with storage.write() as tx:  # a new package of the same name starts with no rows
+            tx.save_package("a", registry_doc("a", []))
+        record = storage.package("a")
+        assert record is not None and record.doc["versions"] == {}
+
+
+def registry_doc(name: str, versions: list[str]) -> JSONDict:
+    """A registry document (r13core/registry/documents.py) with ``versions``, the first
+    carrying attestations."""
+    return {
+        "name": name,
+        "created": "t0",
+        "modified": "t9",
+        "dist-tags": {"latest": versions[0]} if versions else {},
+        "versions": {v: {"name": name, "version": v, "dist": {"n": 1.5e300}} for v in versions},
+        "time": {v: f"t-{v}" for v in versions},
+        "maintainers": [{"name": "alice", "email": ""}],
+        "readme": "ü" * 10,
+        **({"attestations": {versions[0]: [{"a": versions[0]}]}} if versions else {}),
+    }
+
+
+# Documents the rows cannot hold as they are: kept (partly) whole in the head.
+ODD_DOCUMENTS: Final[dict[str, JSONDict]] = {
+    # times not in the versions' order, and a time that is no version's
+    "t": {
+        "name": "t",
+        "versions": {"1.0.0": {}, "2.0.0": {}},
+        "time": {"2.0.0": "b", "1.0.0": "a", "unpublished": {"x": 1}},
+    },
+    # attestations of a version that is not there
+    "u": {
+        "name": "u",
+        "versions": {"1.0.0": {}},
+        "time": {"1.0.0": "a"},
+        "att": 1,
+        "attestations": {"9.9.9": [1]},
+    },
+    # no time at all (not a registry document)
+    "w": {"name": "w", "versions": {"1.0.0": {}}},
+    # null values, empty attestations
+    "x": {"versions": {"1.0.0": None}, "time": {"1.0.0": None}, "attestations": {}},
+}
+
+
+def assert_same_document(got: JSONDict, want: JSONDict) -> None:
+    """Equal, and in the same order where a rendered packument keeps it."""
+    assert got == want
+    for key in ("versions", "time"):
+        if isinstance(want.get(key), dict):
+            assert list(got[key]) == list(want[key])
+
+
+def old_shape_documents() -> dict[str, JSONDict]:
+    """Documents as a store before version rows kept them (whole, in ``packages.doc``)."""
+    return {"big": registry_doc("big", [f"1.0.{i}" for i in range(5)]), **ODD_DOCUMENTS}
+
+
+def assert_migrated(
+    storage: PackageStorage, docs: dict[str, JSONDict], revs: dict[str, int]
+) -> None:
+    """Each document reads back the same at the same rev, and the registry document is
+    in rows and renders the very bytes the whole document rendered."""
+    for name, doc in docs.items():
+        record = storage.package(name)
+        assert record is not None and record.rev == revs[name]
+        assert_same_document(record.doc, doc)
+    head = storage.head("big")
+    assert head is not None and head.layout == ROWS and "versions" not in head.top
+    renderer = Renderer(storage, "https://registry.example.test")
+    before = PackageRecord("big", revs["big"], docs["big"])
+    after = storage.package("big")
+    assert after is not None
+    assert renderer.render_full(after).body == renderer.render_full(before).body
+    assert renderer.render_abbreviated(after).body == renderer.render_abbreviated(before).body

@@ -20,8 +20,7 @@ from r13core.storage.audit import (
     audit_hash,
 )
 from r13core.storage.packages import JSONDict
-from r13core.storage.postgres.connection import LOCK_AUDIT, PgDatabase
-from r13core.storage.postgres.packages import dumps
+from r13core.storage.postgres.connection import LOCK_AUDIT, PgDatabase, PgTxn, dumps
 
 
 class PgAudit(PgDatabase, AuditStorage):
@@ -31,28 +30,8 @@ class PgAudit(PgDatabase, AuditStorage):
         self, at: float, actor: str, action: str, target: str, ip: str, detail: JSONDict
     ) -> int:
         """Append an event chained to the last one, under the audit lock."""
-        text = dumps(detail)
-        at = float(at)
         with self.transaction() as txn:
-            txn.lock(LOCK_AUDIT)
-            last = txn.execute("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
-            event_id, prev = (1, AUDIT_GENESIS) if last is None else (int(last[0]) + 1, last[1])
-            txn.execute(
-                "INSERT INTO audit_log (id, at, actor, action, target, ip, detail, prev_hash, "
-                "hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (
-                    event_id,
-                    at,
-                    actor,
-                    action,
-                    target,
-                    ip,
-                    text,
-                    prev,
-                    audit_hash(prev, event_id, at, actor, action, target, ip, text),
-                ),
-            )
-        return event_id
+            return append_in(txn, at, actor, action, target, ip, detail)
 
     def audit_links(self, *, after: int = 0, limit: int = 1000) -> list[AuditLink]:
         """Events after ``after``, oldest first, as stored."""
@@ -93,3 +72,31 @@ class PgAudit(PgDatabase, AuditStorage):
             AuditRecord(int(r[0]), float(r[1]), r[2], r[3], r[4], r[5], json.loads(r[6]))
             for r in rows
         ]
+
+
+def append_in(
+    txn: PgTxn, at: float, actor: str, action: str, target: str, ip: str, detail: JSONDict
+) -> int:
+    """Append one chained event in the caller's transaction, under the audit lock (held
+    until it commits); its id."""
+    text = dumps(detail)
+    at = float(at)
+    txn.lock(LOCK_AUDIT)
+    last = txn.execute("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
+    event_id, prev = (1, AUDIT_GENESIS) if last is None else (int(last[0]) + 1, last[1])
+    txn.execute(
+        "INSERT INTO audit_log (id, at, actor, action, target, ip, detail, prev_hash, "
+        "hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (
+            event_id,
+            at,
+            actor,
+            action,
+            target,
+            ip,
+            text,
+            prev,
+            audit_hash(prev, event_id, at, actor, action, target, ip, text),
+        ),
+    )
+    return event_id

@@ -27,6 +27,7 @@ migrates it (``auto_migrate``) or refuses to go on while a step is pending.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 import threading
@@ -61,6 +62,11 @@ def default_signal_dir(url: str) -> Path:
     """
     digest = hashlib.sha256(redact_url(url).encode()).hexdigest()[:16]
     return Path(tempfile.gettempdir()) / f"r13-{os.getuid()}-pg-{digest}"
+
+
+def dumps(value: object) -> str:
+    """JSON text as stored: compact (TEXT, not JSONB: key order is kept)."""
+    return json.dumps(value, separators=(",", ":"))
 
 
 class PgTxn:

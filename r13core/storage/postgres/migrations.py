@@ -30,12 +30,14 @@ How to add a step (tables of a new concern, a new column, a data fix):
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
 from r13core.cluster.schema import STATEMENTS as CLUSTER_STATEMENTS
 from r13core.errors import SchemaTooNew
+from r13core.storage.package_rows import split
 
 MIGRATION_LOCK: Final = 0x7231335F4D494752  # "r13_MIGR": the advisory lock every migrator takes
 
@@ -271,6 +273,53 @@ CREATE INDEX hook_attempts_hook ON hook_attempts (hook_id, id);
 CREATE INDEX hook_attempts_delivery ON hook_attempts (delivery_id)
 """
 
+
+def _version_rows(conn: Any) -> None:
+    """One row per version (r13core/storage/package_rows.py): existing documents split,
+    each keeping its rev (its document, as read, is the same: cached renders stay valid)."""
+    conn.execute("ALTER TABLE packages ADD COLUMN layout SMALLINT NOT NULL DEFAULT 0")
+    conn.execute(
+        """CREATE TABLE package_versions (
+            name TEXT NOT NULL,
+            version TEXT NOT NULL,
+            pos INTEGER NOT NULL,
+            manifest TEXT NOT NULL,
+            time TEXT NOT NULL,
+            attestations TEXT,
+            PRIMARY KEY (name, version)
+        )"""
+    )
+    conn.execute("CREATE UNIQUE INDEX package_versions_pos ON package_versions (name, pos)")
+    for name, doc in conn.execute("SELECT name, doc FROM packages").fetchall():
+        layout, top, rows = split(json.loads(doc))
+        conn.execute(
+            "UPDATE packages SET doc = %s, layout = %s WHERE name = %s",
+            (_compact(top), layout, name),
+        )
+        if rows:
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO package_versions "
+                    "(name, version, pos, manifest, time, attestations) "
+                    "VALUES (%s, %s, %s, %s, %s, %s)",
+                    [
+                        (
+                            name,
+                            r.version,
+                            pos,
+                            _compact(r.manifest),
+                            _compact(r.time),
+                            None if r.attestations is None else _compact(r.attestations),
+                        )
+                        for pos, r in enumerate(rows)
+                    ],
+                )
+
+
+def _compact(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
 # The ordered list; a database's version is how many of these it has had. APPEND ONLY.
 MIGRATIONS: Final[list[Step]] = [
     Step(
@@ -287,6 +336,11 @@ MIGRATIONS: Final[list[Step]] = [
         "webhooks (r13core/storage/hooks.py): hooks, event bodies, the durable delivery "
         "queue, the delivery log",
         _HOOKS,
+    ),
+    Step(
+        "a package's versions as rows beside a small head, so a publish's cost does not "
+        "grow with the package (r13core/storage/package_rows.py)",
+        _version_rows,
     ),
 ]
 

@@ -1,9 +1,10 @@
 """The packages concern (r13core/storage/packages.py) in PostgreSQL.
 
-Tables (migration 1, r13core/storage/postgres/migrations.py): ``packages (name,
-rev, doc, summary)``, ``tarballs`` indexed by sha512, ``used_versions``
-(tombstones), ``renders``; revs come from the sequence ``package_rev`` (only
-grows, shared by every node).
+Tables (migrations 1 and 5, r13core/storage/postgres/migrations.py): ``packages (name,
+rev, doc, summary, layout)`` (``doc`` is the head) and ``package_versions (name, version,
+pos, manifest, time, attestations)`` (r13core/storage/package_rows.py), ``tarballs``
+indexed by sha512, ``used_versions`` (tombstones), ``renders``;
+revs come from the sequence ``package_rev`` (only grows, shared by every node).
 
 Per-package write serialisation across nodes: the first thing a write
 transaction does with a package (read it, save it, delete it) is
@@ -20,9 +21,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Final
 
 from r13core.storage.hooks import HookEvent, HookRecord
+from r13core.storage.package_rows import ROWS, PackageHead, VersionRow, join, split
 from r13core.storage.packages import (
     JSONDict,
     PackageRecord,
@@ -32,16 +34,46 @@ from r13core.storage.packages import (
     WriteTxn,
 )
 from r13core.storage.postgres import hooks as pg_hooks
-from r13core.storage.postgres.connection import LOCK_PACKAGE, PgDatabase, PgTxn
+from r13core.storage.postgres.audit import append_in as append_audit_in
+from r13core.storage.postgres.connection import LOCK_PACKAGE, PgDatabase, PgTxn, dumps
+
+# The head and the version rows in ONE statement, so one snapshot (READ COMMITTED takes a
+# new one per statement): a commit in between can never tear a read.
+_DOCUMENT: Final = (
+    "SELECT 0, rev, doc, layout::text, NULL, NULL FROM packages WHERE name = %s "
+    "UNION ALL SELECT 1, pos, version, manifest, time, attestations FROM package_versions "
+    "WHERE name = %s ORDER BY 1, 2"
+)
+_HEAD: Final = "SELECT rev, layout, doc FROM packages WHERE name = %s"
+_EXISTING: Final = "SELECT version FROM package_versions WHERE name = %s AND version = ANY(%s)"
+_INSERT_VERSION: Final = (
+    "INSERT INTO package_versions (name, version, pos, manifest, time, attestations) "
+    "VALUES (%s, %s, %s, %s, %s, %s)"
+)
 
 
-def dumps(value: JSONDict) -> str:
-    """JSON text as stored: compact (TEXT, not JSONB: key order is kept)."""
-    return json.dumps(value, separators=(",", ":"))
+def _loads_or_none(text: str | None) -> object:
+    return None if text is None else json.loads(text)
 
 
-def _record(name: str, row: Any) -> PackageRecord | None:
-    return None if row is None else PackageRecord(name, int(row[0]), json.loads(row[1]))
+def _record(name: str, result: list[Any]) -> PackageRecord | None:
+    if not result or result[0][0] != 0:
+        return None
+    _, rev, doc, layout, _, _ = result[0]
+    rows = [
+        VersionRow(v, json.loads(m), json.loads(t), _loads_or_none(a))
+        for _, _, v, m, t, a in result[1:]
+    ]
+    return PackageRecord(name, int(rev), join(int(layout), json.loads(doc), rows))
+
+
+def _head(name: str, row: Any) -> PackageHead | None:
+    return None if row is None else PackageHead(name, int(row[0]), int(row[1]), json.loads(row[2]))
+
+
+def _row_values(name: str, pos: int, row: VersionRow) -> tuple[object, ...]:
+    atts = None if row.attestations is None else dumps(row.attestations)
+    return (name, row.version, pos, dumps(row.manifest), dumps(row.time), atts)
 
 
 class _Txn(WriteTxn):
@@ -56,24 +88,66 @@ class _Txn(WriteTxn):
 
     def package(self, name: str) -> PackageRecord | None:
         self._lock(name)
-        row = self._t.execute("SELECT rev, doc FROM packages WHERE name = %s", (name,)).fetchone()
-        return _record(name, row)
+        return _record(name, self._t.execute(_DOCUMENT, (name, name)).fetchall())
 
-    def save_package(self, name: str, doc: JSONDict, *, summary: JSONDict | None = None) -> int:
+    def _save_head(self, name: str, layout: int, top: JSONDict, summary: JSONDict) -> int:
         self._lock(name)
         row = self._t.execute(
-            "INSERT INTO packages (name, rev, doc, summary) "
-            "VALUES (%s, nextval('package_rev'), %s, %s) ON CONFLICT (name) DO UPDATE SET "
-            "rev = excluded.rev, doc = excluded.doc, summary = excluded.summary RETURNING rev",
-            (name, dumps(doc), dumps(summary or {})),
+            "INSERT INTO packages (name, rev, doc, summary, layout) "
+            "VALUES (%s, nextval('package_rev'), %s, %s, %s) ON CONFLICT (name) DO UPDATE SET "
+            "rev = excluded.rev, doc = excluded.doc, summary = excluded.summary, "
+            "layout = excluded.layout RETURNING rev",
+            (name, dumps(top), dumps(summary), layout),
         ).fetchone()
         assert row is not None  # RETURNING always gives the row
         self._t.execute("DELETE FROM renders WHERE name = %s", (name,))
         return int(row[0])
 
+    def save_package(self, name: str, doc: JSONDict, *, summary: JSONDict | None = None) -> int:
+        layout, top, rows = split(doc)
+        rev = self._save_head(name, layout, top, summary or {})
+        self._t.execute("DELETE FROM package_versions WHERE name = %s", (name,))
+        if rows:
+            with self._t.conn.cursor() as cur:
+                cur.executemany(
+                    _INSERT_VERSION, [_row_values(name, pos, r) for pos, r in enumerate(rows)]
+                )
+        return rev
+
+    def head(self, name: str) -> PackageHead | None:
+        self._lock(name)
+        return _head(name, self._t.execute(_HEAD, (name,)).fetchone())
+
+    def version(self, name: str, version: str) -> VersionRow | None:
+        row = self._t.execute(
+            "SELECT manifest, time, attestations FROM package_versions "
+            "WHERE name = %s AND version = %s",
+            (name, version),
+        ).fetchone()
+        if row is None:
+            return None
+        return VersionRow(version, json.loads(row[0]), json.loads(row[1]), _loads_or_none(row[2]))
+
+    def existing_versions(self, name: str, versions: Iterable[str]) -> set[str]:
+        wanted = sorted(set(versions))
+        if not wanted:
+            return set()
+        return {r[0] for r in self._t.execute(_EXISTING, (name, wanted)).fetchall()}
+
+    def add_version(self, name: str, row: VersionRow) -> None:
+        self._lock(name)
+        found = self._t.execute(
+            "SELECT coalesce(max(pos) + 1, 0) FROM package_versions WHERE name = %s", (name,)
+        ).fetchone()
+        assert found is not None  # an aggregate always gives one row
+        self._t.execute(_INSERT_VERSION, _row_values(name, int(found[0]), row))
+
+    def save_head(self, name: str, top: JSONDict, *, summary: JSONDict) -> int:
+        return self._save_head(name, ROWS, top, summary)
+
     def delete_package(self, name: str) -> None:
         self._lock(name)
-        for table in ("packages", "tarballs", "renders"):
+        for table in ("packages", "package_versions", "tarballs", "renders"):
             self._t.execute(f"DELETE FROM {table} WHERE name = %s", (name,))
 
     def used_version(self, name: str, version: str) -> str | None:
@@ -99,6 +173,11 @@ class _Txn(WriteTxn):
 
     def remove_tarball(self, name: str, version: str) -> None:
         self._t.execute("DELETE FROM tarballs WHERE name = %s AND version = %s", (name, version))
+
+    def append_audit(
+        self, at: float, actor: str, action: str, target: str, ip: str, detail: JSONDict
+    ) -> int | None:
+        return append_audit_in(self._t, at, actor, action, target, ip, detail)
 
     def any_hooks(self) -> bool:
         return pg_hooks.any_hooks(self._t)
@@ -129,9 +208,18 @@ class PgPackages(PgDatabase, PackageStorage):
 
     def package(self, name: str) -> PackageRecord | None:
         """The committed package, or None."""
-        return _record(
-            name, self.fetchone("SELECT rev, doc FROM packages WHERE name = %s", (name,))
-        )
+        return _record(name, self.fetchall(_DOCUMENT, (name, name)))
+
+    def head(self, name: str) -> PackageHead | None:
+        """The committed head row, or None."""
+        return _head(name, self.fetchone(_HEAD, (name,)))
+
+    def existing_versions(self, name: str, versions: Iterable[str]) -> set[str]:
+        """Those of ``versions`` the committed package has (one indexed ``= ANY``)."""
+        wanted = sorted(set(versions))
+        if not wanted:
+            return set()
+        return {r[0] for r in self.fetchall(_EXISTING, (name, wanted))}
 
     def package_rev(self, name: str) -> int | None:
         """The rev alone (an index-only lookup)."""
@@ -140,8 +228,10 @@ class PgPackages(PgDatabase, PackageStorage):
 
     def packages(self) -> Iterator[PackageRecord]:
         """Every package, by name."""
-        for name, rev, doc in self.fetchall("SELECT name, rev, doc FROM packages ORDER BY name"):
-            yield PackageRecord(name, int(rev), json.loads(doc))
+        for (name,) in self.fetchall("SELECT name FROM packages ORDER BY name"):
+            record = self.package(name)
+            if record is not None:  # not deleted since the list was read
+                yield record
 
     def summaries(self) -> Iterator[tuple[str, JSONDict]]:
         """(name, search summary), by name."""

@@ -9,6 +9,7 @@ append. Each append reads the last event and chains to it inside one
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any
 
 from r13core.storage.audit import (
@@ -29,29 +30,8 @@ class SQLiteAudit(SQLiteDatabase, AuditStorage):
         self, at: float, actor: str, action: str, target: str, ip: str, detail: JSONDict
     ) -> int:
         """Append an event chained to the last one (triggers refuse UPDATE and DELETE)."""
-        text = dumps(detail)
-        at = float(at)
         with self._transaction() as conn:
-            last = conn.execute(
-                "SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1"
-            ).fetchone()
-            event_id, prev = (1, AUDIT_GENESIS) if last is None else (int(last[0]) + 1, last[1])
-            conn.execute(
-                "INSERT INTO audit_log (id, at, actor, action, target, ip, detail, prev_hash, "
-                "hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    event_id,
-                    at,
-                    actor,
-                    action,
-                    target,
-                    ip,
-                    text,
-                    prev,
-                    audit_hash(prev, event_id, at, actor, action, target, ip, text),
-                ),
-            )
-        return event_id
+            return append_in(conn, at, actor, action, target, ip, detail)
 
     def audit_links(self, *, after: int = 0, limit: int = 1000) -> list[AuditLink]:
         """Events after ``after``, oldest first, as stored."""
@@ -92,3 +72,36 @@ class SQLiteAudit(SQLiteDatabase, AuditStorage):
             AuditRecord(int(r[0]), float(r[1]), r[2], r[3], r[4], r[5], json.loads(r[6]))
             for r in rows
         ]
+
+
+def append_in(
+    conn: sqlite3.Connection,
+    at: float,
+    actor: str,
+    action: str,
+    target: str,
+    ip: str,
+    detail: JSONDict,
+) -> int:
+    """Append one chained event in the caller's write transaction (``BEGIN IMMEDIATE``:
+    the last event read here is the last one there is); its id."""
+    text = dumps(detail)
+    at = float(at)
+    last = conn.execute("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
+    event_id, prev = (1, AUDIT_GENESIS) if last is None else (int(last[0]) + 1, last[1])
+    conn.execute(
+        "INSERT INTO audit_log (id, at, actor, action, target, ip, detail, prev_hash, "
+        "hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            event_id,
+            at,
+            actor,
+            action,
+            target,
+            ip,
+            text,
+            prev,
+            audit_hash(prev, event_id, at, actor, action, target, ip, text),
+        ),
+    )
+    return event_id

@@ -44,7 +44,6 @@ from typing import Any, Final
 
 from r13core import cooperative
 from r13core.datadir import FILE_MODE, narrow_file
-from r13core.storage.packages import JSONDict
 from r13core.storage.signals import ChangeSignal
 from r13core.storage.sqlite.migrations import latest, migrate, refuse_pending, user_version
 
@@ -54,7 +53,7 @@ log = logging.getLogger("r13.storage")
 _CHUNK: Final = 500
 
 
-def dumps(value: JSONDict) -> str:
+def dumps(value: object) -> str:
     """JSON text as stored: compact."""
     return json.dumps(value, separators=(",", ":"))
 

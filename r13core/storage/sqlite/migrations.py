@@ -18,6 +18,7 @@ from typing import Any, Final
 
 from r13core.errors import SchemaPending, SchemaTooNew
 from r13core.storage.audit import AUDIT_GENESIS, audit_hash
+from r13core.storage.package_rows import split
 
 KEY_PRINCIPAL = "key:"  # r13core.keys.KEY_PRINCIPAL (storage does not import keys)
 
@@ -118,6 +119,52 @@ def audit_chain(conn: sqlite3.Connection) -> None:
         )
         prev = digest
     conn.execute(UPDATE_TRIGGER)
+
+
+def version_rows(conn: sqlite3.Connection) -> None:
+    """One row per version (r13core/storage/package_rows.py): existing documents split.
+
+    Each package keeps its rev (its document, as read, is the same), so renders cached
+    for it stay valid.
+    """
+    conn.execute("ALTER TABLE packages ADD COLUMN layout INTEGER NOT NULL DEFAULT 0")
+    conn.execute(
+        """CREATE TABLE package_versions (
+            name TEXT NOT NULL,
+            version TEXT NOT NULL,
+            pos INTEGER NOT NULL,
+            manifest TEXT NOT NULL,
+            time TEXT NOT NULL,
+            attestations TEXT,
+            PRIMARY KEY (name, version)
+        ) WITHOUT ROWID"""
+    )
+    conn.execute("CREATE UNIQUE INDEX package_versions_pos ON package_versions (name, pos)")
+    for name, doc in conn.execute("SELECT name, doc FROM packages").fetchall():
+        layout, top, rows = split(json.loads(doc))
+        conn.execute(
+            "UPDATE packages SET doc = ?, layout = ? WHERE name = ?",
+            (_compact(top), layout, name),
+        )
+        conn.executemany(
+            "INSERT INTO package_versions (name, version, pos, manifest, time, attestations) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    name,
+                    r.version,
+                    pos,
+                    _compact(r.manifest),
+                    _compact(r.time),
+                    None if r.attestations is None else _compact(r.attestations),
+                )
+                for pos, r in enumerate(rows)
+            ],
+        )
+
+
+def _compact(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
 UPDATE_TRIGGER = """CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
@@ -358,6 +405,9 @@ _MIGRATIONS: Final[tuple[Migration, ...]] = (
         "CREATE INDEX hook_attempts_hook ON hook_attempts (hook_id, id)",
         "CREATE INDEX hook_attempts_delivery ON hook_attempts (delivery_id)",
     ),
+    # 10: a package's versions as rows beside a small head (a publish's cost does not
+    # grow with the package: r13core/storage/package_rows.py).
+    version_rows,
 )
 
 

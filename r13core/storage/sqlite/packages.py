@@ -1,6 +1,8 @@
 """The packages concern (r13core/storage/packages.py) in SQLite.
 
-Tables: ``packages (name, rev, doc, summary)``, ``tarballs (name, version,
+Tables: ``packages (name, rev, doc, summary, layout)`` (``doc`` is the head, and
+``package_versions (name, version, pos, manifest, time, attestations)`` the version
+rows: r13core/storage/package_rows.py), ``tarballs (name, version,
 sha512, size)`` indexed by sha512, ``used_versions`` (tombstones, never
 deleted), ``renders (name, kind) -> rev, key, body, gzip, etag``, and the
 ``meta`` row ``seq``: the one rev counter of the store, bumped inside the
@@ -15,8 +17,10 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Final
 
 from r13core.storage.hooks import HookEvent, HookRecord
+from r13core.storage.package_rows import ROWS, PackageHead, VersionRow, join, split
 from r13core.storage.packages import (
     JSONDict,
     PackageRecord,
@@ -27,14 +31,83 @@ from r13core.storage.packages import (
 )
 from r13core.storage.signals import FileChangeSignal
 from r13core.storage.sqlite import hooks as sqlite_hooks
+from r13core.storage.sqlite.audit import append_in as append_audit_in
 from r13core.storage.sqlite.connection import SQLiteDatabase, chunks, dumps
 
 
+def _loads_or_none(text: str | None) -> object:
+    return None if text is None else json.loads(text)
+
+
+# The head and the version rows in ONE statement, so one snapshot: a commit between two
+# statements (the connection is in autocommit between writes) can never tear a read.
+_DOCUMENT: Final = (
+    "SELECT 0, rev, doc, layout, NULL, NULL FROM packages WHERE name = ? "
+    "UNION ALL SELECT 1, pos, version, manifest, time, attestations FROM package_versions "
+    "WHERE name = ? ORDER BY 1, 2"
+)
+
+
 def _package(conn: sqlite3.Connection, name: str) -> PackageRecord | None:
-    row = conn.execute("SELECT rev, doc FROM packages WHERE name = ?", (name,)).fetchone()
-    if row is None:
+    result = conn.execute(_DOCUMENT, (name, name)).fetchall()
+    if not result or result[0][0] != 0:
         return None
-    return PackageRecord(name, int(row[0]), json.loads(row[1]))
+    _, rev, doc, layout, _, _ = result[0]
+    rows = [
+        VersionRow(v, json.loads(m), json.loads(t), _loads_or_none(a))
+        for _, _, v, m, t, a in result[1:]
+    ]
+    return PackageRecord(name, int(rev), join(int(layout), json.loads(doc), rows))
+
+
+def _head(conn: sqlite3.Connection, name: str) -> PackageHead | None:
+    row = conn.execute("SELECT rev, layout, doc FROM packages WHERE name = ?", (name,)).fetchone()
+    return None if row is None else PackageHead(name, int(row[0]), int(row[1]), json.loads(row[2]))
+
+
+def _existing_versions(conn: sqlite3.Connection, name: str, versions: Iterable[str]) -> set[str]:
+    found: set[str] = set()
+    for chunk, marks in chunks(versions):
+        rows = conn.execute(
+            f"SELECT version FROM package_versions WHERE name = ? AND version IN ({marks})",
+            [name, *chunk],
+        )
+        found.update(r[0] for r in rows)
+    return found
+
+
+def _row_values(name: str, pos: int, row: VersionRow) -> tuple[object, ...]:
+    atts = None if row.attestations is None else dumps(row.attestations)
+    return (name, row.version, pos, dumps(row.manifest), dumps(row.time), atts)
+
+
+def write_document(conn: sqlite3.Connection, name: str, doc: JSONDict, summary: JSONDict) -> int:
+    """Store ``doc`` whole (head and every version row); its new rev. Also the migration's."""
+    layout, top, rows = split(doc)
+    rev = _save_head(conn, name, layout, top, summary)
+    conn.execute("DELETE FROM package_versions WHERE name = ?", (name,))
+    conn.executemany(
+        "INSERT INTO package_versions (name, version, pos, manifest, time, attestations) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        [_row_values(name, pos, row) for pos, row in enumerate(rows)],
+    )
+    return rev
+
+
+def _save_head(
+    conn: sqlite3.Connection, name: str, layout: int, top: JSONDict, summary: JSONDict
+) -> int:
+    (rev,) = conn.execute(
+        "UPDATE meta SET value = value + 1 WHERE key = 'seq' RETURNING value"
+    ).fetchone()
+    conn.execute(
+        "INSERT INTO packages (name, rev, doc, summary, layout) VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT (name) DO UPDATE SET rev = excluded.rev, doc = excluded.doc, "
+        "summary = excluded.summary, layout = excluded.layout",
+        (name, rev, dumps(top), dumps(summary), layout),
+    )
+    conn.execute("DELETE FROM renders WHERE name = ?", (name,))
+    return int(rev)
 
 
 def _used_version(conn: sqlite3.Connection, name: str, version: str) -> str | None:
@@ -52,20 +125,40 @@ class _Txn(WriteTxn):
         return _package(self._c, name)
 
     def save_package(self, name: str, doc: JSONDict, *, summary: JSONDict | None = None) -> int:
-        (rev,) = self._c.execute(
-            "UPDATE meta SET value = value + 1 WHERE key = 'seq' RETURNING value"
+        return write_document(self._c, name, doc, summary or {})
+
+    def head(self, name: str) -> PackageHead | None:
+        return _head(self._c, name)
+
+    def version(self, name: str, version: str) -> VersionRow | None:
+        row = self._c.execute(
+            "SELECT manifest, time, attestations FROM package_versions "
+            "WHERE name = ? AND version = ?",
+            (name, version),
+        ).fetchone()
+        if row is None:
+            return None
+        return VersionRow(version, json.loads(row[0]), json.loads(row[1]), _loads_or_none(row[2]))
+
+    def existing_versions(self, name: str, versions: Iterable[str]) -> set[str]:
+        return _existing_versions(self._c, name, versions)
+
+    def add_version(self, name: str, row: VersionRow) -> None:
+        # The next place after the package's last version: one step down the (name, pos) index.
+        (pos,) = self._c.execute(
+            "SELECT coalesce(max(pos) + 1, 0) FROM package_versions WHERE name = ?", (name,)
         ).fetchone()
         self._c.execute(
-            "INSERT INTO packages (name, rev, doc, summary) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (name) DO UPDATE SET "
-            "rev = excluded.rev, doc = excluded.doc, summary = excluded.summary",
-            (name, rev, dumps(doc), dumps(summary or {})),
+            "INSERT INTO package_versions (name, version, pos, manifest, time, attestations) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            _row_values(name, int(pos), row),
         )
-        self._c.execute("DELETE FROM renders WHERE name = ?", (name,))
-        return int(rev)
+
+    def save_head(self, name: str, top: JSONDict, *, summary: JSONDict) -> int:
+        return _save_head(self._c, name, ROWS, top, summary)
 
     def delete_package(self, name: str) -> None:
-        for table in ("packages", "tarballs", "renders"):
+        for table in ("packages", "package_versions", "tarballs", "renders"):
             self._c.execute(f"DELETE FROM {table} WHERE name = ?", (name,))
 
     def used_version(self, name: str, version: str) -> str | None:
@@ -85,6 +178,11 @@ class _Txn(WriteTxn):
 
     def remove_tarball(self, name: str, version: str) -> None:
         self._c.execute("DELETE FROM tarballs WHERE name = ? AND version = ?", (name, version))
+
+    def append_audit(
+        self, at: float, actor: str, action: str, target: str, ip: str, detail: JSONDict
+    ) -> int | None:
+        return append_audit_in(self._c, at, actor, action, target, ip, detail)
 
     def any_hooks(self) -> bool:
         return sqlite_hooks.any_hooks(self._c)
@@ -127,6 +225,14 @@ class SQLitePackages(SQLiteDatabase, PackageStorage):
         """The committed package, or None."""
         return _package(self._conn(), name)
 
+    def head(self, name: str) -> PackageHead | None:
+        """The committed head row, or None."""
+        return _head(self._conn(), name)
+
+    def existing_versions(self, name: str, versions: Iterable[str]) -> set[str]:
+        """Those of ``versions`` the committed package has."""
+        return _existing_versions(self._conn(), name, versions)
+
     def package_rev(self, name: str) -> int | None:
         """The package's rev, or None (without reading the document)."""
         row = self._conn().execute("SELECT rev FROM packages WHERE name = ?", (name,)).fetchone()
@@ -134,9 +240,11 @@ class SQLitePackages(SQLiteDatabase, PackageStorage):
 
     def packages(self) -> Iterator[PackageRecord]:
         """Every package, by name."""
-        rows = self._conn().execute("SELECT name, rev, doc FROM packages ORDER BY name").fetchall()
-        for name, rev, doc in rows:
-            yield PackageRecord(name, int(rev), json.loads(doc))
+        conn = self._conn()
+        for (name,) in conn.execute("SELECT name FROM packages ORDER BY name").fetchall():
+            record = _package(conn, name)
+            if record is not None:  # not deleted since the list was read
+                yield record
 
     def summaries(self) -> Iterator[tuple[str, JSONDict]]:
         """(name, search summary) of every package, by name."""
