@@ -78,9 +78,9 @@ STEPS = [
         _micro_ran,
     ),
     Step(
-        "HTTP harness: r13, static nginx, r13 behind its nginx front",
-        ["-m", "bench.compare", "--registries", "r13,nginx-static,r13-front", *SHORT,
-         "--small", "20",
+        "HTTP harness: r13, static nginx, r13 behind its nginx front, the stack's ceiling",
+        ["-m", "bench.compare", "--registries", "r13,nginx-static,r13-front,gunicorn-static",
+         *SHORT, "--small", "20",
          "--big-versions", "30", "--clients", "1", "--concurrency", "8", "--out", "{out}/http"],
         "http",
         also=("bench.http",),
