@@ -323,6 +323,30 @@ def test_blob_files_are_laid_out_by_hash_prefix(tmp_path: Path) -> None:
     assert list((tmp_path / "blobs" / "tmp").iterdir()) == []
 
 
+def test_a_new_blob_makes_its_fan_out_directories_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each fan-out directory a put creates has its entry fsynced in its parent, and the
+    blob's own directory after the rename (a crash after the commit loses no tarball)."""
+    import r13core.storage.blobs as blobs_module
+
+    synced: list[Path] = []
+    real = blobs_module._fsync_dir
+
+    def spy(path: Path) -> None:
+        synced.append(Path(path))
+        real(path)
+
+    monkeypatch.setattr(blobs_module, "_fsync_dir", spy)
+    blobs = FileBlobStore(tmp_path / "blobs")
+    h = blobs.put(b"durable").sha512
+    objects = tmp_path / "blobs" / "sha512"
+    assert synced == [objects, objects / h[:2], objects / h[:2] / h[2:4]]
+    synced.clear()
+    blobs.put(b"durable")  # already there: nothing made, nothing to sync
+    assert synced == []
+
+
 def test_blocks_from_before_kinds_become_auto_or_manual_by_their_reason(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Final, Protocol
 
 from r13core import locks
-from r13core.datadir import FILE_MODE, make_private_dirs, open_private
+from r13core.datadir import DIR_MODE, FILE_MODE, make_private_dirs, open_private
 from r13core.errors import InvalidValue, R13Error
 
 
@@ -153,6 +153,21 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _durable_dirs(path: Path) -> None:
+    """Create the fan-out directories of ``path`` that are missing (mode 0700), fsyncing
+    the parent of each one made: the rename's directory fsync alone does not make a new
+    directory's own entry durable, and a crash must not lose a committed tarball."""
+    missing: list[Path] = []
+    current = path
+    while not os.path.isdir(current):
+        missing.append(current)
+        current = current.parent
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # made by another process meanwhile
+            os.mkdir(directory, DIR_MODE)
+        _fsync_dir(directory.parent)
+
+
 def _digest_file(path: Path) -> str:
     h = hashlib.sha512()
     with open(path, "rb") as f:
@@ -202,7 +217,7 @@ class FileBlobStore(BlobStore):
                 os.close(fd)
             if _digest_file(tmp) != sha512:
                 raise R13Error(f"blob {sha512[:16]}... did not verify after writing")
-            make_private_dirs(final.parent)
+            _durable_dirs(final.parent)
             os.replace(tmp, final)
             _fsync_dir(final.parent)
         finally:
@@ -231,7 +246,7 @@ class FileBlobStore(BlobStore):
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            make_private_dirs(final.parent)
+            _durable_dirs(final.parent)
             os.replace(path, final)
             _fsync_dir(final.parent)
         finally:
