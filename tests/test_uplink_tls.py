@@ -62,7 +62,7 @@ def test_no_tls_context_until_the_first_connection_and_the_certificate_is_checke
 ) -> None:
     upstream = Upstream(f"https://127.0.0.1:{self_signed}", connect_timeout=10, timeout=10)
     assert upstream._ssl is None  # opening the services loaded no CA bundle
-    with pytest.raises(UpstreamError, match="CERTIFICATE_VERIFY_FAILED|certificate verify"):
+    with pytest.raises(UpstreamError, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify"):
         upstream.get_document("/left-pad")
     context = upstream._tls()
     assert context is upstream._ssl and context is upstream._tls()  # made once, kept
