@@ -1,16 +1,18 @@
 """gunicorn settings, from r13's own settings (environment first).
 
-The master also imports the app's modules (``PRELOAD``) before it forks, so a worker
-starts with them in memory and only builds the app (app/wsgi.py: opens its services,
-creates the falcon app): the imports are paid once, not once per worker, and their
-pages are shared copy-on-write. The app itself is not built in the master
-(``preload_app`` stays False): its SQLite connections, the record, the rate limiter's
-table, its threads and sockets are opened by each worker after fork. Under the gevent
-worker the master monkey-patches first (``monkey.patch_all()``), as gunicorn's worker
-does after fork, so every lock, socket and thread class those modules create at import
-is gevent's (tests/test_preload.py checks that importing them creates no OS-level lock,
-thread, socket or open file). bench/RESULTS.md, "Cold start and idle memory", has the
-figures.
+Under `r13 serve` (app/cli/serve_process.py) gunicorn's master also imports the app's
+modules (``PRELOAD``) before it forks, so a worker starts with them in memory and only
+builds the app (app/wsgi.py: opens its services, creates the falcon app): the imports
+are paid once, not once per worker, and their pages are shared copy-on-write. The app
+itself is not built in the master (``preload_app`` stays False): its SQLite
+connections, the record, the rate limiter's table, its threads and sockets are opened
+by each worker after fork. Under the gevent worker that needs a master monkey-patched
+before any of r13 loaded, which `r13 serve` does first thing; a gunicorn started
+otherwise (``python -m gunicorn --config python:app.gunicorn_conf``) is not patched, and
+its workers import the app themselves, as gunicorn's gevent worker patches after fork.
+tests/test_preload.py checks that what the master holds at fork is no OS-level lock,
+thread, socket, SQLite connection or mapping; bench/RESULTS.md, "Cold start and idle
+memory", has the figures.
 """
 
 from __future__ import annotations
@@ -18,20 +20,12 @@ from __future__ import annotations
 import importlib
 import json
 import math
-import os
 from typing import Any
-
-# Before any of r13's modules (r13core.settings alone loads much of r13core): only
-# gunicorn's own were loaded unpatched, as they were when each worker patched after fork.
-# The variable is read as r13core/settings.py reads it; a bad value stops just below.
-if (os.environ.get("R13_WORKER_CLASS", "").strip().lower() or "gevent") == "gevent":
-    from gevent import monkey
-
-    monkey.patch_all()
 
 from gunicorn import util
 
 from app import gunicorn_response
+from app.cli.serve_process import preload_safe
 from app.live.lifecycle import attach_worker
 from r13core.datadir import UMASK, private_umask
 from r13core.settings import Settings
@@ -40,9 +34,10 @@ _settings = Settings.from_env()
 worker_class = _settings.server.worker_class
 
 PRELOAD = ("app.main", "app.live.websocket", "app.slow_clients", "r13core.services")
-"""What app/wsgi.py imports: loaded in the master, shared by every worker."""
-for _module in PRELOAD:
-    importlib.import_module(_module)
+"""What app/wsgi.py imports: loaded in the master when it is safe, shared by every worker."""
+if preload_safe():
+    for _module in PRELOAD:
+        importlib.import_module(_module)
 # Files r13 makes are its user's alone, also when gunicorn is started without `r13 serve`.
 private_umask()
 umask = UMASK  # gunicorn's own (the control socket, worker temp files)
