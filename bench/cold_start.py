@@ -95,9 +95,12 @@ def start_once(
         env["PYTHONPATH"] = pythonpath
     with log.open("ab") as out:
         t0 = time.monotonic()
+        # In the other checkout: `python -m gunicorn` (an exec'ing r13) puts its working
+        # directory first on sys.path, ahead of PYTHONPATH.
         proc = subprocess.Popen(
-            [str(R13), "serve"], env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT
-        )
+            [str(R13), "serve"], env=env, cwd=pythonpath or REPO, stdout=out,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
     try:
         seconds = first_200(port, proc, timeout) - t0
         return seconds, cpu_seconds(proc.pid), proc

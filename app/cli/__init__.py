@@ -44,9 +44,9 @@ COMMANDS = [
 ]
 
 
-def command_modules() -> list[ModuleType]:
-    """Every command's module (each has ``register(subparsers)``)."""
-    return [importlib.import_module(f"app.cli.{name}") for name in COMMANDS]
+def command_modules(names: Sequence[str] = COMMANDS) -> list[ModuleType]:
+    """The commands' modules (each has ``register(subparsers)``)."""
+    return [importlib.import_module(f"app.cli.{name}") for name in names]
 
 
 class UsageError(Exception):
@@ -57,11 +57,12 @@ DATA_HELP = "data dir (default: $R13_DATA or ./var)"
 UNSET = None  # --data not given: the settings' data dir (R13_DATA, else ./var)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands: Sequence[str] = COMMANDS) -> argparse.ArgumentParser:
+    """The parser of `r13` with ``commands`` (``COMMANDS``: every one)."""
     parser = argparse.ArgumentParser(prog="r13", description="r13, a private npm registry")
     parser.add_argument("--data", default=UNSET, metavar="DIR", help=DATA_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in command_modules():
+    for module in command_modules(commands):
         module.register(sub)
     for leaf in leaf_parsers(parser):
         # SUPPRESS: when absent after the command, the value parsed before it stays.
@@ -113,7 +114,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(argv: Sequence[str] | None) -> int:
-    parser = build_parser()
+    # `r13 serve` loads only its own command: the server's master is this process, and
+    # its workers fork from it with whatever it holds (the other commands, terminal
+    # handling, getpass... ~1 MB in each worker's RSS).
+    words = sys.argv[1:] if argv is None else argv
+    parser = build_parser(["serve_cmd"] if command_of(words) == "serve" else COMMANDS)
     args = parser.parse_args(argv)
     from r13core.settings import Settings  # loads much of r13core: after patch_early
 
