@@ -18,7 +18,14 @@ test: build
 
 VENDOR := app/static/dashboard/vendor/.built
 
+# Bytecode of r13's own modules: an editable install leaves none, and where
+# PYTHONDONTWRITEBYTECODE is set no process ever writes it, so every start (the CLI,
+# each worker) compiled ~170 modules from source: ~0.6 s of CPU (bench/RESULTS.md,
+# "Cold start and idle memory"). compileall skips what is current; a stale file is
+# ignored by Python (it checks the source's mtime), so this only ever saves time.
 build: $(NATIVE) $(VENDOR)
+	$(PY) -m compileall -q r13core app
+
 
 # The dashboard's libraries from npm (dashboard/package-lock.json), copied into app/static/.
 $(VENDOR): dashboard/package.json dashboard/package-lock.json dashboard/vendor.py | $(PY)

@@ -1,7 +1,23 @@
-"""gunicorn settings, from r13's own settings (environment first)."""
+"""gunicorn settings, from r13's own settings (environment first).
+
+Under `r13 serve` (app/cli/serve_process.py) gunicorn's master also imports the app's
+modules (``PRELOAD``) before it forks, so a worker starts with them in memory and only
+builds the app (app/wsgi.py: opens its services, creates the falcon app): the imports
+are paid once, not once per worker, and their pages are shared copy-on-write. The app
+itself is not built in the master (``preload_app`` stays False): its SQLite
+connections, the record, the rate limiter's table, its threads and sockets are opened
+by each worker after fork. Under the gevent worker that needs a master monkey-patched
+before any of r13 loaded, which `r13 serve` does first thing; a gunicorn started
+otherwise (``python -m gunicorn --config python:app.gunicorn_conf``) is not patched, and
+its workers import the app themselves, as gunicorn's gevent worker patches after fork.
+tests/test_preload.py checks that what the master holds at fork is no OS-level lock,
+thread, socket, SQLite connection or mapping; bench/RESULTS.md, "Cold start and idle
+memory", has the figures.
+"""
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 from typing import Any
@@ -9,27 +25,35 @@ from typing import Any
 from gunicorn import util
 
 from app import gunicorn_response
+from app.cli.serve_process import preload_safe
 from app.live.lifecycle import attach_worker
 from r13core.datadir import UMASK, private_umask
 from r13core.settings import Settings
 
 _settings = Settings.from_env()
+worker_class = _settings.server.worker_class
+
+PRELOAD = ("app.main", "app.live.websocket", "app.slow_clients", "r13core.services")
+"""What app/wsgi.py imports: loaded in the master when it is safe, shared by every worker."""
+if preload_safe():
+    for _module in PRELOAD:
+        importlib.import_module(_module)
 # Files r13 makes are its user's alone, also when gunicorn is started without `r13 serve`.
 private_umask()
 umask = UMASK  # gunicorn's own (the control socket, worker temp files)
 
 bind = [f"{_settings.server.host}:{_settings.server.port}"]
 workers = _settings.server.workers
-# gevent (the default): one greenlet per connection, so slow and long-lived connections
-# cost a greenlet each, not a thread of a fixed pool (docs/architecture.md, "Server model").
-worker_class = _settings.server.worker_class
+# gevent (the default, set above): one greenlet per connection, so slow and long-lived
+# connections cost a greenlet each, not a thread of a fixed pool (docs/architecture.md,
+# "Server model").
 threads = _settings.server.threads  # gthread only
 worker_connections = _settings.server.worker_connections  # gevent only
 # The gevent worker reads each request line and its headers under this timeout (its
 # keep-alive wait for the next request is the same one): a client that trickles header
 # bytes is dropped. gunicorn takes whole seconds.
 keepalive = max(1, math.ceil(_settings.server.header_timeout_ms / 1000))
-preload_app = False  # each worker opens its own storage after fork
+preload_app = False  # modules only (above): each worker builds the app, opens its storage
 graceful_timeout = 10
 accesslog = None
 # gunicorn 27's control socket defaults to one path per user (~/.gunicorn): two
@@ -56,7 +80,7 @@ def json_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
 
 
 if worker_class == "gevent":
-    import gevent  # gunicorn's master imports it too, for the worker class; it patches nothing
+    import gevent
 
     def post_request(worker: Any, req: Any, environ: Any, resp: Any) -> None:
         """Give the hub a turn after every response (fairness).

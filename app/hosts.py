@@ -13,12 +13,14 @@ import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-import falcon
-
-from app.http import RenderedLike
 from r13core.errors import InvalidValue
+
+if TYPE_CHECKING:  # `r13 serve` checks the hosts before it loads any of the web layer
+    import falcon
+
+    from app.http import RenderedLike
 
 
 @dataclass(frozen=True)

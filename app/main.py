@@ -18,7 +18,6 @@ from app.live.lifecycle import worker_alive
 from app.live.terminal import TerminalResource
 from app.live.websocket import WebSockets, WebSocketSettings
 from app.monitoring import Monitoring
-from app.openapi import OpenAPI
 from app.resources import analytics, dashboard, hooks, performance, uplink
 from app.resources.advisories import Advisories
 from app.resources.audit_log import SecurityAuditLog
@@ -35,7 +34,7 @@ from app.resources.search import Search
 from app.resources.security import SecurityBlocks, SecurityKeys, SecurityMetrics
 from app.resources.session import SessionResource
 from app.resources.signing import ATTESTATIONS_ROUTE, Attestations, RegistryKeys
-from app.resources.system import ConfigLayout, ConfigResource, Ping
+from app.resources.system import ConfigLayout, ConfigResource, OpenAPIDocument, Ping
 from app.resources.tokens import Tokens
 from app.resources.users import Users
 from app.resources.whoami import Whoami
@@ -184,7 +183,7 @@ def create_app(
         prefix=ATTESTATIONS_PATH,
     )
     dashboard.add_routes(app, files)
-    app.add_route("/_api/openapi.json", OpenAPI())
+    app.add_route("/_api/openapi.json", OpenAPIDocument())
     performance.add_routes(app, monitoring)
     analytics.add_routes(
         app, analytics.AnalyticsResource(services.analytics, guard, monitoring.usage)

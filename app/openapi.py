@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-import falcon
-
 from app.openapi_analytics import ANALYTICS_PATHS
 from app.openapi_cluster import CLUSTER_PATHS
 from app.openapi_dashboard import DASHBOARD_PATHS
@@ -325,10 +323,3 @@ def document() -> dict[str, Any]:
             }
         },
     }
-
-
-class OpenAPI:
-    """``GET /_api/openapi.json``."""
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = document()

@@ -4,10 +4,13 @@
 
 Runs, ``--repeat`` times each, a fresh interpreter that imports ``app.wsgi`` (what every
 gunicorn worker imports after fork; it also builds the app over a prepared temp data dir,
-so the figure is a worker's start) and one that imports ``app.cli`` (what `r13 serve`
-loads before it execs gunicorn). Prints the medians: the whole import, the self time
-summed by top-level package (r13core, app, falcon, gevent, ...: where the time goes), and
-the modules with the largest cumulative time. Also lists which of the modules a first
+so the figure is a worker's start, or since `r13 serve` preloads the app's modules in
+gunicorn's master, what the master loads plus a worker's start) and one that imports
+``app.cli.serve_cmd`` (what `r13 serve` loads before it prepares the data dir; the
+package app.cli itself loads each command only when the parser is built). Prints the
+medians: the whole import, the self time summed by top-level package (r13core, app,
+falcon, gevent, ...: where the time goes), and the modules with the largest cumulative
+time. Also lists which of the modules a first
 request does not need were imported at all (they should not be: they load on first use).
 """
 
@@ -30,7 +33,10 @@ from bench.servers import REPO
 _LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
 LAZY = ("cryptography", "markdown_it", "nh3", "prometheus_client", "psutil", "tqdm",
         "prompt_toolkit")  # fmt: skip
-TARGETS = {"worker (import app.wsgi)": "app.wsgi", "`r13` command (import app.cli)": "app.cli"}
+TARGETS = {
+    "worker (import app.wsgi)": "app.wsgi",
+    "`r13 serve` (import app.cli.serve_cmd)": "app.cli.serve_cmd",
+}
 
 
 def one_run(module: str, env: dict[str, str]) -> tuple[dict[str, int], dict[str, int], list[str]]:

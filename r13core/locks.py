@@ -213,6 +213,11 @@ class InstanceLock:
             self._fd = open_private(self.path)
         return self._fd
 
+    def open(self) -> None:
+        """Open the lock's descriptor without locking: a child forked now locks through the
+        same open file, so a lock it takes stays this process's after it exits (flock)."""
+        self._open()
+
     def try_exclusive(self) -> bool:
         """Take the lock exclusively if no other process holds it; never waits."""
         fd = self._open()

@@ -79,6 +79,39 @@ def test_gzip_when_the_client_accepts_it(client: falcon.testing.TestClient) -> N
     assert gzip.decompress(packed.content) == plain.content
 
 
+def test_files_are_read_on_first_use_and_a_file_replaced_since_start_is_not_served(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "index.html").write_text('<script src="/_dashboard/static/app.js"></script>')
+    (tmp_path / "app.js").write_text("console.log('one');" * 40)
+    (tmp_path / "other.js").write_text("let a = 1;")
+    files = dashboard.StaticFiles(tmp_path)
+    assert files.base in files.page.body.decode()
+    app = falcon.App()
+    errors.install(app)
+    dashboard.add_routes(app, files)
+    client = falcon.testing.TestClient(app)
+    # Served with the bytes hashed at start, and kept: later reads do not touch the disk.
+    first = client.simulate_get(files.base + "app.js", headers={"Accept-Encoding": "gzip"})
+    assert first.status_code == 200
+    assert gzip.decompress(first.content) == (tmp_path / "app.js").read_bytes()
+    (tmp_path / "app.js").write_text("changed")
+    again = client.simulate_get(files.base + "app.js")
+    assert again.status_code == 200 and again.content == b"console.log('one');" * 40
+    # Not read yet when it changed: its bytes are not the build's any more.
+    (tmp_path / "other.js").write_text("let a = 2;")
+    stale = client.simulate_get(files.base + "other.js")
+    assert stale.status_code == 404 and "error" in stale.json
+    # Gone: 404, never a 500.
+    (tmp_path / "gone.js").write_text("x")
+    later = dashboard.StaticFiles(tmp_path)
+    (tmp_path / "gone.js").unlink()
+    app2 = falcon.App()
+    errors.install(app2)
+    dashboard.add_routes(app2, later)
+    assert falcon.testing.TestClient(app2).simulate_get(later.base + "gone.js").status_code == 404
+
+
 def test_the_libraries_come_from_the_build_not_from_git() -> None:
     vendor = STATIC / "vendor"
     assert (vendor / "uPlot.esm.js").is_file() and (vendor / "xterm.mjs").is_file()

@@ -103,9 +103,28 @@ def test_nothing_outside_the_settings_module_reads_the_environment() -> None:
         path.relative_to(ROOT).as_posix(): found
         for folder in ("r13core", "app")
         for path in sorted((ROOT / folder).rglob("*.py"))
-        if path != ROOT / "r13core" / "settings.py" and (found := _environment_reads(path))
+        if path not in (ROOT / "r13core" / "settings.py", EARLY_READER)
+        and (found := _environment_reads(path))
     }
     assert offenders == {}
+
+
+# The one exception: `r13 serve` and gunicorn's config decide whether to monkey-patch
+# for gevent before any of r13's modules may load (r13core/settings.py imports much of
+# r13core), so app/cli/serve_process.py reads R13_WORKER_CLASS itself, as
+# r13core/settings.py does (test_the_early_worker_class_read_agrees_with_the_settings),
+# and hands gunicorn the settings' environment.
+EARLY_READER = ROOT / "app" / "cli" / "serve_process.py"
+
+
+def test_the_early_worker_class_read_agrees_with_the_settings() -> None:
+    from app.cli.serve_process import gevent_worker
+    from r13core.settings import Settings
+
+    for value in ("", " ", "gevent", " GEVENT ", "gthread", "Gthread"):
+        env = {"R13_WORKER_CLASS": value}
+        assert gevent_worker(env) == (Settings.from_env(env).server.worker_class == "gevent")
+    assert gevent_worker({}) is True
 
 
 def test_the_environment_scan_sees_every_form_of_reading_it() -> None:

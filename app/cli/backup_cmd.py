@@ -12,13 +12,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
-
-from tqdm import tqdm
+from typing import TYPE_CHECKING, Any
 
 from app.cli import services
-from r13core.backup import restore_backup
-from r13core.backup.service import backup as backup_registry
+
+# tqdm and the backup code load when a backup or restore runs: every `r13` command
+# (`r13 serve` first) imports this module to list its options.
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 
 class Bar:
@@ -30,6 +31,8 @@ class Bar:
         self._bar: tqdm[Any] | None = None
 
     def stage(self, name: str, total: int) -> None:
+        from tqdm import tqdm
+
         self.close()
         self._bar = tqdm(total=total or None, desc=name, unit="B", unit_scale=True,
                          unit_divisor=1024, disable=self._disable, file=sys.stderr,
@@ -82,6 +85,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def backup(args: argparse.Namespace) -> int:
+    from r13core.backup.service import backup as backup_registry
+
     result = backup_registry(services.of(args), args.dest, actor=services.ACTOR,
                              link=args.link, progress=Bar(args.quiet))  # fmt: skip
     m = result.manifest
@@ -94,6 +99,8 @@ def backup(args: argparse.Namespace) -> int:
 
 
 def restore(args: argparse.Namespace) -> int:
+    from r13core.backup import restore_backup
+
     settings = services.settings(args)
     storage = settings.storage
     result = restore_backup(args.src, args.data, storage.database_url,

@@ -9,9 +9,10 @@ key (and signs any version stored without a signature) and an admin key; the
 admin key goes to ``<data>/admin.key`` (mode 0600) and is printed once with the
 ``.npmrc`` lines that use it. When no other process of the data dir is
 running it removes every file in the blob store that no committed row refers
-to (r13core/sweeper.py). Then the process becomes gunicorn (exec), so
-SIGTERM/SIGINT reach gunicorn's master directly and stop it cleanly; the
-master keeps the data dir's instance lock (shared) across the exec.
+to (r13core/sweeper.py). Then the process becomes gunicorn's master
+(app/cli/serve_process.py: in this process when `r13` is the process's own
+command line, else by exec), so SIGTERM/SIGINT reach gunicorn's master directly
+and stop it cleanly; the master keeps the data dir's instance lock (shared).
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from app.cli import services
+from app.cli import serve_process, services
 from app.hosts import HostRebaser
 from r13core.audit import Actor
-from r13core.errors import SchemaPending, SchemaTooNew
+from r13core.errors import R13Error, SchemaPending, SchemaTooNew
 from r13core.identity import Identity
 from r13core.locks import InstanceLock
 from r13core.services import Services, migrate_database, open_services, schema_status
@@ -82,13 +84,13 @@ def ensure_signatures(services: Services) -> None:
               file=sys.stderr)  # fmt: skip
 
 
-def prepare(settings: Settings) -> InstanceLock:
+def prepare(settings: Settings, instance: InstanceLock | None = None) -> InstanceLock:
     """Create what a first start needs (data dir, record, database, admin key); sweep orphans.
 
-    Runs in the process that then execs gunicorn, over its own services (the one
-    wiring, r13core/services.py), closed before it returns: every worker opens
-    its own after fork. Returns the data dir's instance lock, held shared: the
-    caller keeps it while it serves (or releases it).
+    Runs before gunicorn starts, over its own services (the one wiring,
+    r13core/services.py), closed before it returns: every worker opens its own
+    after fork. Returns the data dir's instance lock (``instance``, or a new one),
+    held shared: the caller keeps it while it serves (or releases it).
     """
     if settings.storage.auto_migrate:
         applied, version = migrate_database(settings)
@@ -105,12 +107,50 @@ def prepare(settings: Settings) -> InstanceLock:
                 + " (R13_AUTO_MIGRATE=0)"
             )
     with open_services(settings) as services:
-        return _first_start(services)
+        return _first_start(services, instance or InstanceLock(services.data_dir))
 
 
-def _first_start(services: Services) -> InstanceLock:
+def prepare_apart(settings: Settings) -> InstanceLock | int:
+    """:func:`prepare` in a forked child; the instance lock, or the child's exit status.
+
+    When gunicorn's master is this process (app/cli/serve_process.py), the workers
+    fork from it and inherit what it holds: what preparing loads and allocates (the
+    cryptography library for a first signing key: ~10 MB; every package document
+    scanned for unsigned versions) stays in the child, which exits. The child locks
+    the instance lock through the open descriptor it shares with this process, so the
+    lock it leaves (shared) is this process's; if it could not take it (another server
+    of the data dir runs) this process takes it shared, as :func:`prepare` would.
+    """
+    instance = InstanceLock(settings.storage.data_dir)
+    instance.open()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the child (tests/test_serve_start.py and every e2e server run it)
+        status = 1
+        try:
+            prepare(settings, instance)
+            status = 0
+        except (R13Error, OSError) as exc:
+            print(f"r13: {exc}", file=sys.stderr)  # as app/cli/__init__.py would
+            status = 2
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(status)
+    _, wait_status = os.waitpid(pid, 0)
+    status = os.waitstatus_to_exitcode(wait_status)
+    if status != 0:
+        instance.release()
+        return status
+    instance.shared()  # held already through the shared descriptor, or taken now
+    return instance
+
+
+def _first_start(services: Services, instance: InstanceLock) -> InstanceLock:
     settings = services.settings
-    instance = InstanceLock(services.data_dir)
     try:
         services.apply_feature_overrides()
         ensure_admin_key(services.data_dir, services.identity, settings.server.public_url)
@@ -138,15 +178,18 @@ def serve(args: argparse.Namespace) -> int:
     settings = services.settings(args)  # a bad variable has stopped `r13` already, named
     server = settings.server
     HostRebaser(server.public_url, server.allowed_hosts, listen_port=server.port)
-    instance = prepare(settings)
-    instance.keep_across_exec()  # gunicorn's master holds it for the server's life
-    argv = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--config",
-        "python:app.gunicorn_conf",
-        "app.wsgi:application",
-    ]
-    os.execve(sys.executable, argv, settings.environment())
+    # gunicorn's master holds the lock for the server's life: this process, or the one
+    # it execs into (app/cli/serve_process.py says which).
+    if serve_process.in_process():
+        prepared = prepare_apart(settings)
+        if isinstance(prepared, int):
+            return prepared  # the child said why
+        try:
+            serve_process.run(settings.environment())
+        finally:
+            prepared.release()
+    else:
+        instance = prepare(settings)
+        instance.keep_across_exec()
+        serve_process.exec_gunicorn(settings.environment())
     return 0  # pragma: no cover

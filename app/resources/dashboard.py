@@ -1,12 +1,18 @@
 """``GET /_dashboard`` and its static files (docs/dashboard.md).
 
 Every file under ``app/static/dashboard/`` (the page, its modules, its stylesheet and
-the libraries the build copies from npm into ``vendor/``) is read once per worker and
-served from memory under ``/_dashboard/static/<digest>/<path>``: ``<digest>`` covers
-every file, so a changed file is a new URL and each response may be cached for a year
-(``immutable``). The page itself names the current digest and is revalidated on each
-visit (``no-cache`` with an ETag). Bodies are kept gzip-compressed as well; a client
-that accepts gzip gets those bytes.
+the libraries the build copies from npm into ``vendor/``) is served under
+``/_dashboard/static/<digest>/<path>``: ``<digest>`` covers every file, so a changed file
+is a new URL and each response may be cached for a year (``immutable``). The page itself
+names the current digest and is revalidated on each visit (``no-cache`` with an ETag).
+
+A worker hashes the files when it starts (the digest) but keeps only their hashes: a
+file is read, gzip-compressed and kept in memory the first time it is asked for, so a
+worker that never serves the dashboard does not pay ~70 ms of compression and ~1 MB
+for it (bench/RESULTS.md, "Cold start and idle memory"). A file whose bytes no longer
+match the hash taken at start (replaced under a running server) is not served under
+the old digest: 404, as for an older build's URL. A client that accepts gzip gets the
+compressed bytes.
 """
 
 from __future__ import annotations
@@ -78,23 +84,43 @@ def _asset(body: bytes, name: str) -> Asset:
 
 
 class StaticFiles:
-    """The dashboard's files, read once: the digest, the page and every asset by path."""
+    """The dashboard's files: the digest and the page at once, every other file on first use."""
 
     def __init__(self, root: Path = STATIC_ROOT) -> None:
-        files: dict[str, bytes] = {}
+        self.root = root
+        # path -> the SHA-256 of its bytes at start (what the digest covers).
+        self._hashes: dict[str, bytes] = {}
         if root.is_dir():
             for path in sorted(root.rglob("*")):
                 if path.is_file() and path.name != "index.html" and not path.name.startswith("."):
-                    files[path.relative_to(root).as_posix()] = path.read_bytes()
+                    name = path.relative_to(root).as_posix()
+                    self._hashes[name] = hashlib.sha256(path.read_bytes()).digest()
         digest = hashlib.sha256()
-        for name, body in files.items():
-            digest.update(name.encode() + b"\0" + hashlib.sha256(body).digest())
+        for name, sha in self._hashes.items():
+            digest.update(name.encode() + b"\0" + sha)
         self.digest = digest.hexdigest()[:16]
         self.base = f"{PREFIX}{self.digest}/"
-        self.assets = {name: _asset(body, name) for name, body in files.items()}
+        self._assets: dict[str, Asset] = {}
         index = root / "index.html"
         page = index.read_bytes() if index.is_file() else b""
         self.page = _asset(page.replace(PREFIX.encode(), self.base.encode()), "index.html")
+
+    def asset(self, path: str) -> Asset | None:
+        """The file at ``path`` of this build (read and compressed once), or None."""
+        found = self._assets.get(path)
+        if found is not None:
+            return found
+        sha = self._hashes.get(path)
+        if sha is None:
+            return None
+        try:
+            body = (self.root / path).read_bytes()
+        except OSError:
+            return None
+        if hashlib.sha256(body).digest() != sha:
+            return None  # replaced since start: not this digest's file any more
+        found = self._assets[path] = _asset(body, path)
+        return found
 
 
 def security_headers(resp: falcon.Response) -> None:
@@ -151,7 +177,7 @@ class DashboardStatic:
         self.files = files
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, digest: str, path: str) -> None:
-        asset = self.files.assets.get(path)
+        asset = self.files.asset(path)
         if digest != self.files.digest or asset is None:
             raise falcon.HTTPNotFound(description=f"no dashboard file {path!r} in this build")
         _send(req, resp, asset, "public, max-age=31536000, immutable")

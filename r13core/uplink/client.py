@@ -89,15 +89,18 @@ class Upstream:
         self.pool_size = pool_size
         self._idle: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
-        self._ssl = ssl.create_default_context() if parts.scheme == "https" else None
+        # Made on the first HTTPS connection: loading the system's CA certificates costs
+        # ~50-100 ms of CPU and ~2 MB in every process that opens its services (each
+        # worker, `r13 serve` itself), most of which never reach the upstream.
+        self._ssl: ssl.SSLContext | None = None
 
     # -- connections ------------------------------------------------------------------
 
     def _new(self) -> http.client.HTTPConnection:
         conn: http.client.HTTPConnection
-        if self._ssl is not None:
+        if self.scheme == "https":
             conn = http.client.HTTPSConnection(
-                self.host, self.port, timeout=self.connect_timeout, context=self._ssl
+                self.host, self.port, timeout=self.connect_timeout, context=self._tls()
             )
         else:
             conn = http.client.HTTPConnection(self.host, self.port, timeout=self.connect_timeout)
@@ -106,6 +109,14 @@ class Upstream:
         conn.sock.settimeout(self.timeout)
         conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return conn
+
+    def _tls(self) -> ssl.SSLContext:
+        """The TLS context of this upstream's connections (one, shared, made once)."""
+        if self._ssl is None:
+            with self._lock:
+                if self._ssl is None:
+                    self._ssl = ssl.create_default_context()
+        return self._ssl
 
     def _take(self) -> tuple[http.client.HTTPConnection, bool]:
         with self._lock:
