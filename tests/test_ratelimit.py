@@ -278,7 +278,7 @@ def test_limit_handles_in_threads_admit_exactly_capacity(tmp_path: Path, now: in
 # ---- Limit.take: the decision packed in one int ------------------------------
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(
     capacity=st.integers(1, 50),
     window_ms=st.integers(50, 120_000),
