@@ -24,19 +24,19 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     s.close()
 
 
-def test_record_read(benchmark: Any, store: Any) -> None:
+def test_record_read(benchmark: Any, per_call: Any, store: Any) -> None:
     benchmark.group = "record read (decoded)"
-    benchmark(store.read)
+    per_call(store.read)
 
 
-def test_record_read_bytes(benchmark: Any, store: Any) -> None:
+def test_record_read_bytes(benchmark: Any, per_call: Any, store: Any) -> None:
     benchmark.group = "record read (13 bytes)"
-    benchmark(store.read_bytes)
+    per_call(store.read_bytes)
 
 
-def test_record_byte_update(benchmark: Any, store: Any) -> None:
+def test_record_byte_update(benchmark: Any, per_call: Any, store: Any) -> None:
     benchmark.group = "record byte update (pwrite, no fsync)"
-    benchmark(store.write_bytes, 10, b"\x30")
+    per_call(store.write_bytes, 10, b"\x30")
 
 
 def test_record_durable_save(benchmark: Any, store: Any, rounds: Callable[[int], int]) -> None:
