@@ -30,6 +30,8 @@ and writes one version row plus the head: its cost does not grow with the packag
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -103,3 +105,34 @@ def join(layout: int, top: JSONDict, rows: list[VersionRow]) -> JSONDict:
 
 
 __all__ = ["ROWS", "WHOLE", "PackageHead", "VersionRow", "join", "split"]
+
+
+# -- the columns of a version row, as both backends store them (TEXT, compact JSON) --------
+
+
+def compact(value: object) -> str:
+    """JSON text as the rows store it (compact; key order kept)."""
+    return json.dumps(value, separators=(",", ":"))
+
+
+def row_values(name: str, pos: int, row: VersionRow) -> tuple[object, ...]:
+    """``(name, version, pos, manifest, time, attestations)``: one row's insert parameters."""
+    atts = None if row.attestations is None else compact(row.attestations)
+    return (name, row.version, pos, compact(row.manifest), compact(row.time), atts)
+
+
+def rows_values(name: str, rows: Iterable[VersionRow]) -> list[tuple[object, ...]]:
+    """:func:`row_values` of every row, ``pos`` counted from 0 in order."""
+    return [row_values(name, pos, row) for pos, row in enumerate(rows)]
+
+
+def version_row(version: str, manifest: str, time: str, attestations: str | None) -> VersionRow:
+    """A row read back from its columns."""
+    atts = None if attestations is None else json.loads(attestations)
+    return VersionRow(version, json.loads(manifest), json.loads(time), atts)
+
+
+def record_rows(result: Sequence[Sequence[Any]]) -> list[VersionRow]:
+    """The version rows of a document query's result (``kind, pos, version, manifest, time,
+    attestations`` per row, the head first): every row after the head."""
+    return [version_row(v, m, t, a) for _, _, v, m, t, a in result[1:]]

@@ -37,7 +37,7 @@ from typing import Any, Final
 
 from r13core.cluster.schema import STATEMENTS as CLUSTER_STATEMENTS
 from r13core.errors import SchemaTooNew
-from r13core.storage.package_rows import split
+from r13core.storage.package_rows import compact, rows_values, split
 
 MIGRATION_LOCK: Final = 0x7231335F4D494752  # "r13_MIGR": the advisory lock every migrator takes
 
@@ -294,7 +294,7 @@ def _version_rows(conn: Any) -> None:
         layout, top, rows = split(json.loads(doc))
         conn.execute(
             "UPDATE packages SET doc = %s, layout = %s WHERE name = %s",
-            (_compact(top), layout, name),
+            (compact(top), layout, name),
         )
         if rows:
             with conn.cursor() as cur:
@@ -302,22 +302,8 @@ def _version_rows(conn: Any) -> None:
                     "INSERT INTO package_versions "
                     "(name, version, pos, manifest, time, attestations) "
                     "VALUES (%s, %s, %s, %s, %s, %s)",
-                    [
-                        (
-                            name,
-                            r.version,
-                            pos,
-                            _compact(r.manifest),
-                            _compact(r.time),
-                            None if r.attestations is None else _compact(r.attestations),
-                        )
-                        for pos, r in enumerate(rows)
-                    ],
+                    rows_values(name, rows),
                 )
-
-
-def _compact(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"))
 
 
 # The ordered list; a database's version is how many of these it has had. APPEND ONLY.

@@ -24,7 +24,17 @@ from contextlib import contextmanager
 from typing import Any, Final
 
 from r13core.storage.hooks import HookEvent, HookRecord
-from r13core.storage.package_rows import ROWS, PackageHead, VersionRow, join, split
+from r13core.storage.package_rows import (
+    ROWS,
+    PackageHead,
+    VersionRow,
+    join,
+    record_rows,
+    row_values,
+    rows_values,
+    split,
+    version_row,
+)
 from r13core.storage.packages import (
     JSONDict,
     PackageRecord,
@@ -52,28 +62,15 @@ _INSERT_VERSION: Final = (
 )
 
 
-def _loads_or_none(text: str | None) -> object:
-    return None if text is None else json.loads(text)
-
-
 def _record(name: str, result: list[Any]) -> PackageRecord | None:
     if not result or result[0][0] != 0:
         return None
     _, rev, doc, layout, _, _ = result[0]
-    rows = [
-        VersionRow(v, json.loads(m), json.loads(t), _loads_or_none(a))
-        for _, _, v, m, t, a in result[1:]
-    ]
-    return PackageRecord(name, int(rev), join(int(layout), json.loads(doc), rows))
+    return PackageRecord(name, int(rev), join(int(layout), json.loads(doc), record_rows(result)))
 
 
 def _head(name: str, row: Any) -> PackageHead | None:
     return None if row is None else PackageHead(name, int(row[0]), int(row[1]), json.loads(row[2]))
-
-
-def _row_values(name: str, pos: int, row: VersionRow) -> tuple[object, ...]:
-    atts = None if row.attestations is None else dumps(row.attestations)
-    return (name, row.version, pos, dumps(row.manifest), dumps(row.time), atts)
 
 
 class _Txn(WriteTxn):
@@ -109,9 +106,7 @@ class _Txn(WriteTxn):
         self._t.execute("DELETE FROM package_versions WHERE name = %s", (name,))
         if rows:
             with self._t.conn.cursor() as cur:
-                cur.executemany(
-                    _INSERT_VERSION, [_row_values(name, pos, r) for pos, r in enumerate(rows)]
-                )
+                cur.executemany(_INSERT_VERSION, rows_values(name, rows))
         return rev
 
     def head(self, name: str) -> PackageHead | None:
@@ -126,7 +121,7 @@ class _Txn(WriteTxn):
         ).fetchone()
         if row is None:
             return None
-        return VersionRow(version, json.loads(row[0]), json.loads(row[1]), _loads_or_none(row[2]))
+        return version_row(version, row[0], row[1], row[2])
 
     def existing_versions(self, name: str, versions: Iterable[str]) -> set[str]:
         wanted = sorted(set(versions))
@@ -140,7 +135,7 @@ class _Txn(WriteTxn):
             "SELECT coalesce(max(pos) + 1, 0) FROM package_versions WHERE name = %s", (name,)
         ).fetchone()
         assert found is not None  # an aggregate always gives one row
-        self._t.execute(_INSERT_VERSION, _row_values(name, int(found[0]), row))
+        self._t.execute(_INSERT_VERSION, row_values(name, int(found[0]), row))
 
     def save_head(self, name: str, top: JSONDict, *, summary: JSONDict) -> int:
         return self._save_head(name, ROWS, top, summary)

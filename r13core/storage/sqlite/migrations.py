@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from r13core.errors import SchemaPending, SchemaTooNew
 from r13core.storage.audit import AUDIT_GENESIS, audit_hash
-from r13core.storage.package_rows import split
+from r13core.storage.package_rows import compact, rows_values, split
 
 KEY_PRINCIPAL = "key:"  # r13core.keys.KEY_PRINCIPAL (storage does not import keys)
 
@@ -144,27 +144,13 @@ def version_rows(conn: sqlite3.Connection) -> None:
         layout, top, rows = split(json.loads(doc))
         conn.execute(
             "UPDATE packages SET doc = ?, layout = ? WHERE name = ?",
-            (_compact(top), layout, name),
+            (compact(top), layout, name),
         )
         conn.executemany(
             "INSERT INTO package_versions (name, version, pos, manifest, time, attestations) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    name,
-                    r.version,
-                    pos,
-                    _compact(r.manifest),
-                    _compact(r.time),
-                    None if r.attestations is None else _compact(r.attestations),
-                )
-                for pos, r in enumerate(rows)
-            ],
+            rows_values(name, rows),
         )
-
-
-def _compact(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"))
 
 
 UPDATE_TRIGGER = """CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log

@@ -20,7 +20,17 @@ from pathlib import Path
 from typing import Final
 
 from r13core.storage.hooks import HookEvent, HookRecord
-from r13core.storage.package_rows import ROWS, PackageHead, VersionRow, join, split
+from r13core.storage.package_rows import (
+    ROWS,
+    PackageHead,
+    VersionRow,
+    join,
+    record_rows,
+    row_values,
+    rows_values,
+    split,
+    version_row,
+)
 from r13core.storage.packages import (
     JSONDict,
     PackageRecord,
@@ -33,11 +43,6 @@ from r13core.storage.signals import FileChangeSignal
 from r13core.storage.sqlite import hooks as sqlite_hooks
 from r13core.storage.sqlite.audit import append_in as append_audit_in
 from r13core.storage.sqlite.connection import SQLiteDatabase, chunks, dumps
-
-
-def _loads_or_none(text: str | None) -> object:
-    return None if text is None else json.loads(text)
-
 
 # The head and the version rows in ONE statement, so one snapshot: a commit between two
 # statements (the connection is in autocommit between writes) can never tear a read.
@@ -53,11 +58,7 @@ def _package(conn: sqlite3.Connection, name: str) -> PackageRecord | None:
     if not result or result[0][0] != 0:
         return None
     _, rev, doc, layout, _, _ = result[0]
-    rows = [
-        VersionRow(v, json.loads(m), json.loads(t), _loads_or_none(a))
-        for _, _, v, m, t, a in result[1:]
-    ]
-    return PackageRecord(name, int(rev), join(int(layout), json.loads(doc), rows))
+    return PackageRecord(name, int(rev), join(int(layout), json.loads(doc), record_rows(result)))
 
 
 def _head(conn: sqlite3.Connection, name: str) -> PackageHead | None:
@@ -76,11 +77,6 @@ def _existing_versions(conn: sqlite3.Connection, name: str, versions: Iterable[s
     return found
 
 
-def _row_values(name: str, pos: int, row: VersionRow) -> tuple[object, ...]:
-    atts = None if row.attestations is None else dumps(row.attestations)
-    return (name, row.version, pos, dumps(row.manifest), dumps(row.time), atts)
-
-
 def write_document(conn: sqlite3.Connection, name: str, doc: JSONDict, summary: JSONDict) -> int:
     """Store ``doc`` whole (head and every version row); its new rev. Also the migration's."""
     layout, top, rows = split(doc)
@@ -89,7 +85,7 @@ def write_document(conn: sqlite3.Connection, name: str, doc: JSONDict, summary: 
     conn.executemany(
         "INSERT INTO package_versions (name, version, pos, manifest, time, attestations) "
         "VALUES (?, ?, ?, ?, ?, ?)",
-        [_row_values(name, pos, row) for pos, row in enumerate(rows)],
+        rows_values(name, rows),
     )
     return rev
 
@@ -138,7 +134,7 @@ class _Txn(WriteTxn):
         ).fetchone()
         if row is None:
             return None
-        return VersionRow(version, json.loads(row[0]), json.loads(row[1]), _loads_or_none(row[2]))
+        return version_row(version, row[0], row[1], row[2])
 
     def existing_versions(self, name: str, versions: Iterable[str]) -> set[str]:
         return _existing_versions(self._c, name, versions)
@@ -151,7 +147,7 @@ class _Txn(WriteTxn):
         self._c.execute(
             "INSERT INTO package_versions (name, version, pos, manifest, time, attestations) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            _row_values(name, int(pos), row),
+            row_values(name, int(pos), row),
         )
 
     def save_head(self, name: str, top: JSONDict, *, summary: JSONDict) -> int:
