@@ -13,7 +13,7 @@ import abc
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from r13core.storage.packages import JSONDict
 
@@ -33,6 +33,18 @@ class AuditRecord:
 
 AUDIT_GENESIS: Final = "0" * 64
 """The ``prev_hash`` of the first event of a chain."""
+
+
+def chained_row(
+    last: Any, at: float, actor: str, action: str, target: str, ip: str, detail_text: str
+) -> tuple[Any, ...]:
+    """The insert parameters of the event after ``last`` (the chain's last ``(id, hash)``
+    row, or None): ``(id, at, actor, action, target, ip, detail, prev_hash, hash)``, the
+    columns of ``audit_log`` in order, as every backend stores them."""
+    event_id, prev = (1, AUDIT_GENESIS) if last is None else (int(last[0]) + 1, last[1])
+    at = float(at)
+    digest = audit_hash(prev, event_id, at, actor, action, target, ip, detail_text)
+    return (event_id, at, actor, action, target, ip, detail_text, prev, digest)
 
 
 def audit_hash(

@@ -12,13 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from r13core.storage.audit import (
-    AUDIT_GENESIS,
-    AuditLink,
-    AuditRecord,
-    AuditStorage,
-    audit_hash,
-)
+from r13core.storage.audit import AuditLink, AuditRecord, AuditStorage, chained_row
 from r13core.storage.packages import JSONDict
 from r13core.storage.postgres.connection import LOCK_AUDIT, PgDatabase, PgTxn, dumps
 
@@ -79,24 +73,12 @@ def append_in(
 ) -> int:
     """Append one chained event in the caller's transaction, under the audit lock (held
     until it commits); its id."""
-    text = dumps(detail)
-    at = float(at)
     txn.lock(LOCK_AUDIT)
     last = txn.execute("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
-    event_id, prev = (1, AUDIT_GENESIS) if last is None else (int(last[0]) + 1, last[1])
+    row = chained_row(last, at, actor, action, target, ip, dumps(detail))
     txn.execute(
         "INSERT INTO audit_log (id, at, actor, action, target, ip, detail, prev_hash, "
         "hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        (
-            event_id,
-            at,
-            actor,
-            action,
-            target,
-            ip,
-            text,
-            prev,
-            audit_hash(prev, event_id, at, actor, action, target, ip, text),
-        ),
+        row,
     )
-    return event_id
+    return int(row[0])

@@ -12,13 +12,7 @@ import json
 import sqlite3
 from typing import Any
 
-from r13core.storage.audit import (
-    AUDIT_GENESIS,
-    AuditLink,
-    AuditRecord,
-    AuditStorage,
-    audit_hash,
-)
+from r13core.storage.audit import AuditLink, AuditRecord, AuditStorage, chained_row
 from r13core.storage.packages import JSONDict
 from r13core.storage.sqlite.connection import SQLiteDatabase, dumps
 
@@ -85,23 +79,11 @@ def append_in(
 ) -> int:
     """Append one chained event in the caller's write transaction (``BEGIN IMMEDIATE``:
     the last event read here is the last one there is); its id."""
-    text = dumps(detail)
-    at = float(at)
     last = conn.execute("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
-    event_id, prev = (1, AUDIT_GENESIS) if last is None else (int(last[0]) + 1, last[1])
+    row = chained_row(last, at, actor, action, target, ip, dumps(detail))
     conn.execute(
         "INSERT INTO audit_log (id, at, actor, action, target, ip, detail, prev_hash, "
         "hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            event_id,
-            at,
-            actor,
-            action,
-            target,
-            ip,
-            text,
-            prev,
-            audit_hash(prev, event_id, at, actor, action, target, ip, text),
-        ),
+        row,
     )
-    return event_id
+    return int(row[0])
