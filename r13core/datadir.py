@@ -42,8 +42,22 @@ def private_umask() -> int:
     return os.umask(UMASK)
 
 
-def make_private_dirs(path: Path) -> None:
-    """Create ``path`` and any missing parents with mode 0700 (existing ones are left)."""
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """fsync a directory, so a rename or a new entry in it survives a power cut."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def make_private_dirs(path: Path, *, durable: bool = False) -> None:
+    """Create ``path`` and any missing parents with mode 0700 (existing ones are left).
+
+    ``durable``: fsync the parent of each directory made (or made meanwhile by another
+    process), so the new entries survive a power cut — a file renamed into a new
+    directory is only as durable as the directory's own entry.
+    """
     missing: list[Path] = []
     current = path
     while not current.exists():
@@ -54,6 +68,8 @@ def make_private_dirs(path: Path) -> None:
     for directory in reversed(missing):
         with contextlib.suppress(FileExistsError):
             os.mkdir(directory, DIR_MODE)
+        if durable:
+            fsync_dir(directory.parent)
 
 
 def _owner(uid: int) -> str:

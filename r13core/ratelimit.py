@@ -72,7 +72,6 @@ __all__ = [
     "monotonic_ns",
     "pack",
     "packed_allowed",
-    "packed_decision",
     "packed_full",
     "packed_remaining",
     "packed_reset_seconds",
@@ -230,17 +229,6 @@ def pack(d: Decision) -> int:
         | (PACK_FULL if d.full else 0)
         | (min(_ceil_seconds(d.reset_ns), _SECONDS_MAX) << _RESET_SHIFT)
         | ((min(count, _SECONDS_MAX) if not d.allowed else count & _U32) << _COUNT_SHIFT)
-    )
-
-
-def packed_decision(v: int) -> Decision:
-    """A :class:`Decision` from a packed one (its times in whole seconds, as packed)."""
-    return Decision(
-        packed_allowed(v),
-        packed_remaining(v),
-        packed_reset_seconds(v) * _NS,
-        packed_retry_after_seconds(v) * _NS,
-        packed_full(v),
     )
 
 

@@ -29,7 +29,14 @@ from r13core.cluster.record import SharedRecord
 from r13core.cluster.schema import ensure_schema
 from r13core.config import Config13, ConfigStore, Feature
 from r13core.config_changes import _feature_edit, _field_edit
+from r13core.errors import InvalidValue
 from r13core.events import EventLog
+from r13core.ratelimit import (
+    PACK_SECOND,
+    packed_allowed,
+    packed_remaining,
+    packed_retry_after_seconds,
+)
 from r13core.services import open_services
 from r13core.settings import Settings
 from r13core.storage.signals import FileChangeSignal
@@ -262,6 +269,29 @@ def test_cluster_rate_limits_count_every_node_against_one_budget(nodes: list[Nod
     assert decisions[9].remaining == 0 and decisions[10].retry_after_ns > 0
     limits[0].reset("ip:198.51.100.7")
     assert limits[1].check("ip:198.51.100.7", 10, 60_000).allowed
+
+
+def test_cluster_limits_take_like_the_c_limiter(nodes: list[Node]) -> None:
+    """ClusterLimit.take/take_with (what the security middleware calls in cluster scope):
+    the packed decision of check(), the tighter of two limits marked when it is the second,
+    and a bad second key refused before the first limit counts."""
+    a, b = nodes
+    ip, key = (
+        ClusterRateLimiter(a.db, 64).limit(10, 60_000),
+        ClusterRateLimiter(b.db, 64).limit(3, 60_000),
+    )
+    first = ip.take("ip:203.0.113.9")
+    assert packed_allowed(first) and packed_remaining(first) == 9
+    both = ip.take_with("ip:203.0.113.9", key, "key:k1")
+    assert both & PACK_SECOND and packed_remaining(both) == 2  # the key's 2 of 3 < 8 of 10
+    with pytest.raises(InvalidValue):
+        ip.take_with("ip:203.0.113.9", key, "")
+    assert ip.check("ip:203.0.113.9").remaining == 7  # two counted, not three
+    for _ in range(2):
+        assert packed_allowed(ip.take_with("ip:203.0.113.9", key, "key:k1"))
+    refused = ip.take_with("ip:203.0.113.9", key, "key:k1")
+    assert not packed_allowed(refused) and refused & PACK_SECOND
+    assert packed_retry_after_seconds(refused) >= 1
 
 
 def test_a_node_id_is_made_once_and_kept(tmp_path: Path) -> None:

@@ -328,16 +328,18 @@ def test_a_new_blob_makes_its_fan_out_directories_durable(
 ) -> None:
     """Each fan-out directory a put creates has its entry fsynced in its parent, and the
     blob's own directory after the rename (a crash after the commit loses no tarball)."""
+    import r13core.datadir as datadir_module
     import r13core.storage.blobs as blobs_module
 
     synced: list[Path] = []
-    real = blobs_module._fsync_dir
+    real = datadir_module.fsync_dir
 
     def spy(path: Path) -> None:
         synced.append(Path(path))
         real(path)
 
-    monkeypatch.setattr(blobs_module, "_fsync_dir", spy)
+    monkeypatch.setattr(datadir_module, "fsync_dir", spy)  # the fan-out dirs' parents
+    monkeypatch.setattr(blobs_module, "fsync_dir", spy)  # the blob's dir after the rename
     blobs = FileBlobStore(tmp_path / "blobs")
     h = blobs.put(b"durable").sha512
     objects = tmp_path / "blobs" / "sha512"

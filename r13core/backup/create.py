@@ -38,10 +38,10 @@ from r13core import locks
 from r13core.backup import datafiles
 from r13core.backup import sqlite as sqlite_backup
 from r13core.backup.datafiles import DirSync, copy_verified, stage_blobs, write_file
-from r13core.backup.digest import fsync_dir, hash_file, sync_filesystem
+from r13core.backup.digest import hash_file, sync_filesystem
 from r13core.backup.manifest import FileEntry, Manifest, blob_path
 from r13core.backup.progress import Progress, Silent
-from r13core.datadir import make_private_dirs, open_private
+from r13core.datadir import fsync_dir, make_private_dirs, open_private
 from r13core.errors import BackupError, NotEmpty
 from r13core.storage.blobs import BlobStore
 

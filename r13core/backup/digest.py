@@ -105,15 +105,6 @@ def hash_file(path: Path, algorithm: str = "sha256") -> tuple[str, int]:
         return copy_hashing(f, None, algorithm)
 
 
-def fsync_dir(path: Path) -> None:
-    """fsync a directory, so a rename or a new entry in it survives a power cut."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def sync_filesystem(path: Path) -> None:
     """Flush every write to the file system holding ``path`` (Linux ``syncfs``; else ``sync``).
 

@@ -29,11 +29,12 @@ from r13core.backup import datafiles
 from r13core.backup import sqlite as sqlite_backup
 from r13core.backup.create import backend_of, sqlite_path
 from r13core.backup.datafiles import DirSync, copy_verified
-from r13core.backup.digest import fsync_dir, sync_filesystem
+from r13core.backup.digest import sync_filesystem
 from r13core.backup.manifest import MANIFEST, Manifest, blob_path
 from r13core.backup.progress import Progress, Silent
 from r13core.config import Config13
 from r13core.database import default_url, open_database
+from r13core.datadir import fsync_dir
 from r13core.errors import BackupCorrupt, BackupError, InvalidValue, NotEmpty
 
 log = logging.getLogger("r13.backup")

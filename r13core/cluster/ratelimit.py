@@ -47,6 +47,14 @@ RETURNING allowed, tat, checked
 """
 
 
+def _text_key(key: str | bytes) -> str:
+    """The key as the table stores it; InvalidValue unless it is 1..MAX_KEY_BYTES bytes."""
+    text = key.decode("utf-8", "surrogateescape") if isinstance(key, bytes) else key
+    if not text or len(text.encode("utf-8", "surrogateescape")) > MAX_KEY_BYTES:
+        raise InvalidValue(f"a rate-limit key is 1..{MAX_KEY_BYTES} bytes")
+    return text
+
+
 class ClusterRateLimiter:
     """The :class:`r13core.ratelimit.RateLimiter` interface over the cluster's database."""
 
@@ -64,9 +72,7 @@ class ClusterRateLimiter:
     ) -> Decision:
         """Count one request of ``cost`` for ``key`` (``now_ns`` is ignored: the database's
         clock decides, so every node counts on the same one)."""
-        text = key.decode("utf-8", "surrogateescape") if isinstance(key, bytes) else key
-        if not text or len(text.encode("utf-8", "surrogateescape")) > MAX_KEY_BYTES:
-            raise InvalidValue(f"a rate-limit key is 1..{MAX_KEY_BYTES} bytes")
+        text = _text_key(key)
         if capacity < 1 or not 1 <= cost <= capacity or not 1 <= window_ms <= MAX_WINDOW_MS:
             raise InvalidValue("rate limit check: bad capacity, cost or window")
         window = window_ms * 1_000_000
@@ -130,7 +136,9 @@ class ClusterLimit:
     def take_with(
         self, key: str | bytes, then: ClusterLimit, then_key: str | bytes, now_ns: int = 0
     ) -> int:
-        """This limit, then (when it admits) ``then``: the tighter decision, packed."""
+        """This limit, then (when it admits) ``then``: the tighter decision, packed. A bad
+        ``then_key`` is refused before this limit counts anything (as the C limiter does)."""
+        _text_key(then_key)
         first = self.check(key)
         if not first.allowed:
             return pack(first)

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Final, Protocol
 
 from r13core import locks
-from r13core.datadir import DIR_MODE, FILE_MODE, make_private_dirs, open_private
+from r13core.datadir import FILE_MODE, fsync_dir, make_private_dirs, open_private
 from r13core.errors import InvalidValue, R13Error
 
 
@@ -145,29 +145,6 @@ def _check_hex(sha512: str) -> str:
     return sha512
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _durable_dirs(path: Path) -> None:
-    """Create the fan-out directories of ``path`` that are missing (mode 0700), fsyncing
-    the parent of each one made: the rename's directory fsync alone does not make a new
-    directory's own entry durable, and a crash must not lose a committed tarball."""
-    missing: list[Path] = []
-    current = path
-    while not os.path.isdir(current):
-        missing.append(current)
-        current = current.parent
-    for directory in reversed(missing):
-        with contextlib.suppress(FileExistsError):  # made by another process meanwhile
-            os.mkdir(directory, DIR_MODE)
-        _fsync_dir(directory.parent)
-
-
 def _digest_file(path: Path) -> str:
     h = hashlib.sha512()
     with open(path, "rb") as f:
@@ -217,9 +194,9 @@ class FileBlobStore(BlobStore):
                 os.close(fd)
             if _digest_file(tmp) != sha512:
                 raise R13Error(f"blob {sha512[:16]}... did not verify after writing")
-            _durable_dirs(final.parent)
+            make_private_dirs(final.parent, durable=True)
             os.replace(tmp, final)
-            _fsync_dir(final.parent)
+            fsync_dir(final.parent)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
@@ -246,9 +223,9 @@ class FileBlobStore(BlobStore):
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            _durable_dirs(final.parent)
+            make_private_dirs(final.parent, durable=True)
             os.replace(path, final)
-            _fsync_dir(final.parent)
+            fsync_dir(final.parent)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()

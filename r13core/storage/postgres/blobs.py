@@ -63,14 +63,6 @@ def _check_hex(sha512: str) -> str:
     return sha512
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class _ProcessLock:
     """A session-level advisory lock of this process, on a connection of its own.
 
