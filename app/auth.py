@@ -131,6 +131,23 @@ class Guard:
             client_ip=getattr(req.context, "client_ip", None),
         )
 
+    def may(
+        self,
+        identity: KeyInfo | None,
+        action: Action,
+        package: str,
+        client_ip: str,
+        *,
+        private: bool,
+    ) -> bool:
+        """Whether ``identity`` may do ``action`` on ``package`` with no refusal to explain
+        and no maintainers to look up: the hot reads' question (app/hot_reads.py). False
+        sends the request the long way, where :meth:`require` says why not."""
+        policy = self._policy
+        return not policy.owner_decides(identity, action) and policy.allows(
+            identity, action, private=private, package=package, client_ip=client_ip
+        )
+
     def reader(self, req: falcon.Request) -> Callable[[str], bool]:
         """``package -> bool``: what this request may read, decided as a GET of it would be.
 

@@ -41,10 +41,30 @@ STATUS_OF: list[tuple[type[Exception], str]] = [
 ]
 
 
+INTERNAL = falcon.HTTP_500
+
+
+def domain_answer(ex: Exception) -> tuple[str, str, list[tuple[str, str]]] | None:
+    """(status, message, extra headers) of a domain error; None when it maps to no status."""
+    for kind, status in STATUS_OF:
+        if isinstance(ex, kind):
+            if isinstance(ex, errors.Unauthorized):
+                # npm reads the challenge: "ipaddress" and "otp" change what it tells the user.
+                challenge = [("WWW-Authenticate", ex.www_authenticate or "Bearer")]
+                return status, str(ex) or kind.__name__, challenge
+            return status, str(ex) or kind.__name__, []
+    return None
+
+
+def error_body(message: str) -> bytes:
+    """Every error's body: ``{"error": message}``."""
+    return json.dumps({"error": message}).encode()
+
+
 def _send(resp: falcon.Response, status: str, message: str) -> None:
     resp.status = status
     resp.content_type = falcon.MEDIA_JSON
-    resp.data = json.dumps({"error": message}).encode()
+    resp.data = error_body(message)
 
 
 def handle_domain_error(
@@ -55,13 +75,13 @@ def handle_domain_error(
         req.context.anomaly = "invalid_name"
     elif isinstance(ex, errors.PayloadTooLarge):
         req.context.anomaly = "oversized_body"
-    for kind, status in STATUS_OF:
-        if isinstance(ex, kind):
-            _send(resp, status, str(ex) or kind.__name__)
-            if isinstance(ex, errors.Unauthorized):
-                # npm reads the challenge: "ipaddress" and "otp" change what it tells the user.
-                resp.set_header("WWW-Authenticate", ex.www_authenticate or "Bearer")
-            return
+    answer = domain_answer(ex)
+    if answer is not None:
+        status, message, headers = answer
+        _send(resp, status, message)
+        if headers:
+            resp.set_headers(headers)
+        return
     log.error(
         "unmapped %s on %s %s: %s",
         type(ex).__name__,

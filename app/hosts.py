@@ -135,9 +135,13 @@ class HostRebaser:
 
     def base_for(self, req: falcon.Request) -> str | None:
         """The base URL for this request's Host, or None for the public URL."""
+        return self.base_for_host(req.env.get("HTTP_HOST") or "")
+
+    def base_for_host(self, host: str) -> str | None:
+        """The base URL for a ``Host`` value, or None for the public URL."""
         if not self._bases:
             return None
-        parsed = parse_host(req.get_header("Host") or "")
+        parsed = parse_host(host)
         if parsed is None:
             return None
         name, port = parsed
@@ -150,7 +154,11 @@ class HostRebaser:
 
     def apply(self, req: falcon.Request, rendered: RenderedLike) -> RenderedLike:
         """``rendered`` as this request's host should see it."""
-        base = self.base_for(req)
+        return self.apply_host(req.env.get("HTTP_HOST") or "", rendered)
+
+    def apply_host(self, host: str, rendered: RenderedLike) -> RenderedLike:
+        """``rendered`` as a request with this ``Host`` value should see it."""
+        base = self.base_for_host(host)
         if base is None:
             return rendered
         key = (rendered.etag, base)

@@ -27,9 +27,13 @@ MAX_JSON_DEPTH = jsonsafe.MAX_DEPTH
 JSON_TYPES = frozenset({"application/json"})
 ABBREVIATED = "application/vnd.npm.install-v1+json"
 VARY = ("Accept", "Accept-Encoding")
+VARY_VALUE = ", ".join(VARY)
 
 
 # -- paths ----------------------------------------------------------------------
+
+PATH_SAFE = "/@:!$&'()*+,;=-._~"
+"""What :func:`raw_path` leaves unescaped when it encodes a decoded path again."""
 
 
 def raw_path(req: falcon.Request) -> str:
@@ -47,7 +51,7 @@ def raw_path(req: falcon.Request) -> str:
             slash = path.find("/", path.index("//") + 2)
             path = path[slash:] if slash >= 0 else "/"
         return path
-    return quote(req.path, safe="/@:!$&'()*+,;=-._~")
+    return quote(req.path, safe=PATH_SAFE)
 
 
 def segments(path: str, prefix: str = "/") -> list[str]:
@@ -296,11 +300,46 @@ def gzip_etag(etag: str) -> str:
 
 def not_modified(req: falcon.Request, *etags: str) -> bool:
     """Whether ``If-None-Match`` names any of ``etags`` (or ``*``); weak comparison."""
-    header = req.env.get("HTTP_IF_NONE_MATCH")
+    return none_match(req.env.get("HTTP_IF_NONE_MATCH"), *etags)
+
+
+def none_match(header: str | None, *etags: str) -> bool:
+    """:func:`not_modified` on the header's value (the hot reads read the environ)."""
     if not header:
         return False
     wanted = {tag.strip().removeprefix("W/") for tag in header.split(",")}
     return "*" in wanted or any(tag.removeprefix("W/") in wanted for tag in etags)
+
+
+def json_answer(
+    env: dict[str, Any], rendered: RenderedLike, content_type: str
+) -> tuple[bool, list[tuple[str, str]], bytes]:
+    """(modified, headers, body) of a pre-rendered JSON document for this request.
+
+    ETag, 304 and gzip when accepted; the one place both the falcon route and the hot
+    reads (app/hot_reads.py) decide them. ``modified`` False: a 304, headers only.
+    """
+    zipped = gzip_allowed(env.get("HTTP_ACCEPT_ENCODING") or "")
+    plain = rendered.etag
+    etag = gzip_etag(plain) if zipped else plain
+    if none_match(env.get("HTTP_IF_NONE_MATCH"), plain, gzip_etag(plain)):
+        return False, [("vary", VARY_VALUE), ("etag", etag)], b""
+    if zipped:
+        return (
+            True,
+            [
+                ("content-type", content_type),
+                ("vary", VARY_VALUE),
+                ("etag", etag),
+                ("content-encoding", "gzip"),
+            ],
+            rendered.gzip,
+        )
+    return (
+        True,
+        [("content-type", content_type), ("vary", VARY_VALUE), ("etag", etag)],
+        rendered.body,
+    )
 
 
 def send_json(
@@ -314,19 +353,14 @@ def send_json(
     ``content_type``: the abbreviated packument goes out as
     ``application/vnd.npm.install-v1+json``, as the npm registry sends it.
     """
-    resp.content_type = content_type
-    resp.vary = VARY
-    zipped = accepts_gzip(req)
-    etag = gzip_etag(rendered.etag) if zipped else rendered.etag
-    resp.set_header("ETag", etag)
-    if not_modified(req, rendered.etag, gzip_etag(rendered.etag)):
+    modified, headers, body = json_answer(req.env, rendered, content_type)
+    if not modified:
         send_not_modified(resp)
-        return
-    if zipped:
-        resp.set_header("Content-Encoding", "gzip")
-        resp.data = rendered.gzip
-    else:
-        resp.data = rendered.body
+    out = resp._headers  # names already lower case
+    for name, value in headers:
+        out[name] = value
+    if modified:
+        resp.data = body
 
 
 def send_not_modified(resp: falcon.Response) -> None:
@@ -352,7 +386,11 @@ def bearer_token(req: falcon.Request) -> str | None:
     ``Basic`` carries it as the password (legacy clients with ``_auth``).
     A header in any other form is treated as a bad key, not as no key.
     """
-    header: str | None = req.env.get("HTTP_AUTHORIZATION")
+    return bearer_of(req.env.get("HTTP_AUTHORIZATION"))
+
+
+def bearer_of(header: str | None) -> str | None:
+    """:func:`bearer_token` of an ``Authorization`` value (None: no header)."""
     if header is None:
         return None
     scheme, _, value = header.strip().partition(" ")

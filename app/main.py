@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import falcon
@@ -11,6 +12,7 @@ import falcon
 from app import errors
 from app.auth import Guard
 from app.hosts import HostRebaser
+from app.hot_reads import HotReads
 from app.housekeeping import Housekeeping
 from app.live.channel import LiveChannel
 from app.live.hub import Hub
@@ -47,9 +49,28 @@ from r13core.sessions import Sessions
 log = logging.getLogger("r13")
 
 
-def create_app(
-    services: Services, *, root_pid: int | None = None
-) -> falcon.App[falcon.Request, falcon.Response]:
+class R13App(falcon.App[falcon.Request, falcon.Response]):
+    """falcon's app with the hot reads in front (app/hot_reads.py): a request they do
+    not answer goes through falcon as before."""
+
+    hot: HotReads | None = None
+
+    def __call__(
+        self, env: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        hot = self.hot
+        if hot is not None:
+            out = hot(env, start_response)
+            if out is not None:
+                return out
+        return super().__call__(env, start_response)
+
+    def routed(self, path: str) -> bool:
+        """Whether one of falcon's routes (not a sink) answers ``path``."""
+        return self._router.find(path) is not None
+
+
+def create_app(services: Services, *, root_pid: int | None = None) -> R13App:
     """A WSGI app serving r13 with ``services`` (r13core/services.py, the one wiring).
 
     ``root_pid`` (the gunicorn master's pid, given by app/wsgi.py) marks a real
@@ -89,7 +110,7 @@ def create_app(
     # The monitor first: its latency covers the other middleware. It also does
     # the worker header (X-R13-Worker) under DEBUG: each falcon middleware costs ~3 us.
     middleware: list[Any] = [monitoring.middleware, firewall]
-    app = falcon.App(media_type=falcon.MEDIA_JSON, middleware=middleware)
+    app = R13App(media_type=falcon.MEDIA_JSON, middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = False
     # Query values like "a,b" stay whole strings.
     app.req_options.auto_parse_qs_csv = False
@@ -156,19 +177,17 @@ def create_app(
     # and every route above wins over both.
     server = settings.server
     hosts = HostRebaser(server.public_url, server.allowed_hosts, listen_port=server.port)
-    app.add_sink(
-        Packages(
-            registry,
-            guard,
-            max_body=limit,
-            hosts=hosts,
-            on_download=monitoring.downloaded,
-            accel=AccelRedirect(server.accel_redirect, settings.storage.blob_path)
-            if server.accel_redirect
-            else None,
-        ),
-        prefix=r"/(?!-/|_)",
+    packages = Packages(
+        registry,
+        guard,
+        max_body=limit,
+        hosts=hosts,
+        on_download=monitoring.downloaded,
+        accel=AccelRedirect(server.accel_redirect, settings.storage.blob_path)
+        if server.accel_redirect
+        else None,
     )
+    app.add_sink(packages, prefix=r"/(?!-/|_)")
     app.add_sink(PackageMeta(registry, guard, max_body=limit), prefix=PACKAGE_META_PREFIX)
     channel = live_channel(services, guard, monitoring)
     app.add_route("/_api/live", channel)
@@ -191,6 +210,16 @@ def create_app(
     monitoring.middleware.declare_routes(
         PACKAGE_ROUTES | PACKAGE_META_ROUTES | {ATTESTATIONS_ROUTE}
     )
+    if server.hot_reads:
+        app.hot = HotReads(
+            monitor=monitoring.middleware,
+            firewall=firewall,
+            packages=packages,
+            guard=guard,
+            config=store,
+            hosts=hosts,
+            routed=app.routed,
+        )
     if root_pid is not None:
         monitoring.start()
         housekeeping.start()

@@ -71,6 +71,8 @@ CSRF_HEADER: Final = "X-R13-CSRF"
 # Which strike a request counts when it earned several (the most telling first).
 STRIKE_ORDER: Final = ("auth", "anomaly", "limit")
 # The request being served, for strikes counted by resources (login failures).
+TAKEN: Final = "r13.rate_limit_taken"
+"""The environ key of a decision the hot reads took before handing a request to falcon."""
 _REQUEST: Final[contextvars.ContextVar[Any]] = contextvars.ContextVar("r13_req", default=None)
 _TRAVERSAL: Final = ("/../", "/..%2f", "%2e%2e", "/./", "\\", "%00", "%5c")
 # What a page on another site can make a browser send without asking r13 first:
@@ -168,18 +170,33 @@ def _policy_headers(capacity: int, window_s: int) -> tuple[str, str]:
     return f'"default";q={capacity};w={window_s}', str(capacity)
 
 
-def _headers(resp: falcon.Response, decision: int, capacity: int, window_s: int) -> None:
-    """The rate-limit headers of a packed decision (r13core/ratelimit.py ``Limit.take``)."""
+def rate_limit_headers(decision: int, capacity: int, window_s: int) -> list[tuple[str, str]]:
+    """The rate-limit headers of a packed decision (r13core/ratelimit.py ``Limit.take``),
+    names in lower case: ``RateLimit-Policy``, ``RateLimit`` and ``X-RateLimit-*``."""
     remaining = packed_remaining(decision)
     reset = packed_reset_seconds(decision)
     policy = _policy_headers(capacity, window_s)
+    return [
+        ("ratelimit-policy", policy[0]),
+        ("ratelimit", f'"default";r={remaining};t={reset}'),
+        ("x-ratelimit-limit", policy[1]),
+        ("x-ratelimit-remaining", str(remaining)),
+        ("x-ratelimit-reset", str(int(time.time()) + reset)),
+    ]
+
+
+def _headers(resp: falcon.Response, decision: int, capacity: int, window_s: int) -> None:
     # Straight into falcon's header dict (names already lower case): this runs per request.
-    headers = resp._headers
-    headers["ratelimit-policy"] = policy[0]
-    headers["ratelimit"] = f'"default";r={remaining};t={reset}'
-    headers["x-ratelimit-limit"] = policy[1]
-    headers["x-ratelimit-remaining"] = str(remaining)
-    headers["x-ratelimit-reset"] = str(int(time.time()) + reset)
+    resp._headers.update(rate_limit_headers(decision, capacity, window_s))
+
+
+def traversal(raw: str) -> bool:
+    """Whether a raw request path (as sent, no query) tries to climb out of its place."""
+    # Cheap screen first: every marker holds a dot, a percent sign or a backslash.
+    if "." not in raw and "%" not in raw and "\\" not in raw:
+        return False
+    lower = raw.lower()
+    return lower.endswith("/..") or any(marker in lower for marker in _TRAVERSAL)
 
 
 def _refuse(resp: falcon.Response, status: str, message: str) -> None:
@@ -267,7 +284,7 @@ class SecurityMiddleware:
                 if req.method in UNSAFE_METHODS and not csrf_matches(
                     token, req.get_header(CSRF_HEADER)
                 ):
-                    _headers(resp, limit.take(bucket), capacity, self.window_s)
+                    _headers(resp, self._take(env, limit, bucket), capacity, self.window_s)
                     self.counters.add("anomalies", "csrf")
                     _refuse(resp, falcon.HTTP_403, f"missing or wrong CSRF token ({CSRF_HEADER})")
                     return
@@ -283,12 +300,12 @@ class SecurityMiddleware:
                 except Unauthorized:
                     identity = None
             if identity is None and not self._revoking_logout(req, version):
-                _headers(resp, limit.take(bucket), capacity, self.window_s)
+                _headers(resp, self._take(env, limit, bucket), capacity, self.window_s)
                 self.counters.add("blocked_requests", key)
                 _refuse(resp, falcon.HTTP_403, "requests from your address are blocked")
                 return
         if req.method in UNSAFE_METHODS and cross_site(env, self.origins):
-            _headers(resp, limit.take(bucket), capacity, self.window_s)
+            _headers(resp, self._take(env, limit, bucket), capacity, self.window_s)
             self.counters.add("anomalies", "cross_site_write")
             _refuse(resp, falcon.HTTP_403, "cross-site requests are refused")
             return
@@ -301,19 +318,7 @@ class SecurityMiddleware:
                 ctx.auth_error = exc
                 self.auth_failed(ip)
         ctx.identity = identity
-        if identity is None:
-            decision = limit.take(bucket)
-        else:
-            # The address's limit, then (when it admits) the key's: one call into C.
-            key_capacity = identity.rate_limit or self.capacity
-            key_limit: Any = self.key_limits.get(key_capacity)
-            if key_limit is None:
-                key_limit = self.key_limits[key_capacity] = self.limiter.limit(
-                    key_capacity, self.window_ms
-                )
-            decision = limit.take_with(bucket, key_limit, "key:" + identity.id)
-            if decision & PACK_SECOND:
-                capacity = key_capacity
+        decision, capacity = self.take(env, limit, bucket, capacity, identity)
         _headers(resp, decision, capacity, self.window_s)
         if not packed_allowed(decision) and not self._revoking_logout(req, version):
             resp.set_header("Retry-After", str(packed_retry_after_seconds(decision)))
@@ -326,6 +331,41 @@ class SecurityMiddleware:
             self.security_events.refused("limit", ip, route=route_label(req))
             self._strike(ctx, key, "limit")
             _refuse(resp, falcon.HTTP_429, "too many requests; retry later")
+
+    def take(
+        self, env: dict[str, Any], limit: Any, bucket: str, capacity: int, identity: Any
+    ) -> tuple[int, int]:
+        """Count one request: the packed decision and the capacity its headers name.
+
+        The address's limit, then (when it admits, and the request has a key) the key's:
+        one call into C. A decision the hot reads (app/hot_reads.py) already took for
+        this request, before handing it here, is used instead of counting it twice.
+        """
+        taken: int | None = env.pop(TAKEN, None)
+        if identity is None:
+            return (limit.take(bucket) if taken is None else taken), capacity
+        key_capacity = identity.rate_limit or self.capacity
+        if taken is None:
+            key_limit: Any = self.key_limits.get(key_capacity)
+            if key_limit is None:
+                key_limit = self.key_limits[key_capacity] = self.limiter.limit(
+                    key_capacity, self.window_ms
+                )
+            taken = limit.take_with(bucket, key_limit, "key:" + identity.id)
+        return taken, (key_capacity if taken & PACK_SECOND else capacity)
+
+    def _take(self, env: dict[str, Any], limit: Any, bucket: str) -> int:
+        """One request counted against the address's limit only (an early refusal)."""
+        taken: int | None = env.pop(TAKEN, None)
+        return limit.take(bucket) if taken is None else taken
+
+    def count(self, method: str, route: str, code: str, key: str, key_id: object) -> None:
+        """Count a response in the security counters (``GET /_api/security/metrics``)."""
+        method = method if method in METHODS else "OTHER"  # no made-up labels
+        self.counters.add("requests", f"{method} {route} {code}")
+        self.counters.add("clients", key)
+        if isinstance(key_id, str):
+            self.counters.add("key_requests", key_id)
 
     def _session_token(self, req: falcon.Request, version: object) -> str | None:
         """The dashboard session's secret from the cookie when it may stand for a key.
@@ -414,11 +454,9 @@ class SecurityMiddleware:
 
     def _check_anomalies(self, req: falcon.Request, ctx: Any, key: str, token: str | None) -> None:
         raw = req.env.get("RAW_URI") or req.path
-        # Cheap screen first: every marker holds a dot, a percent sign or a backslash.
-        if "." in raw or "%" in raw or "\\" in raw:
-            raw = raw_path(req).lower()
-            if raw.endswith("/..") or any(marker in raw for marker in _TRAVERSAL):
-                self.anomaly(key, "path_traversal", ctx=ctx, strike=True)
+        # Cheap screen first (the query string included), then the path as sent.
+        if ("." in raw or "%" in raw or "\\" in raw) and traversal(raw_path(req)):
+            self.anomaly(key, "path_traversal", ctx=ctx, strike=True)
         if token == "":  # an Authorization header in no form r13 reads
             self.anomaly(key, "malformed_auth", ctx=ctx)
         declared = req.content_length
@@ -432,13 +470,8 @@ class SecurityMiddleware:
         ctx = req.context
         key = getattr(ctx, "client_key", "")
         status = resp.status if isinstance(resp.status, str) else str(resp.status)
-        code = status[:3]
-        method = req.method if req.method in METHODS else "OTHER"  # no made-up labels
-        self.counters.add("requests", f"{method} {route_label(req)} {code}")
-        self.counters.add("clients", key)
         key_id = getattr(getattr(ctx, "identity", None), "id", None)
-        if isinstance(key_id, str):
-            self.counters.add("key_requests", key_id)
+        self.count(req.method, route_label(req), status[:3], key, key_id)
         kind = getattr(ctx, "anomaly", None)
         if kind == "oversized_body" and getattr(ctx, "anomaly_counted", False):
             kind = None

@@ -2,6 +2,7 @@
 
 import os
 
+from app.hot_reads import in_front
 from app.live.websocket import serve_upgrades
 from app.main import create_app
 from app.slow_clients import BodyDeadline
@@ -14,10 +15,10 @@ private_umask()
 
 # Imported in each worker after fork; the worker's parent is the gunicorn master.
 _settings = Settings.from_env()
-# serve_upgrades (outermost) runs the WebSockets a route accepted (app/live/websocket.py).
-application = serve_upgrades(
-    BodyDeadline(
-        create_app(open_services(_settings), root_pid=os.getppid()),
-        _settings.server.body_timeout_ms / 1000,
-    )
+_app = create_app(open_services(_settings), root_pid=os.getppid())
+# serve_upgrades runs the WebSockets a route accepted (app/live/websocket.py); the hot
+# reads (app/hot_reads.py: no body, no upgrade) answer before either wrapper.
+application = in_front(
+    _app,
+    serve_upgrades(BodyDeadline(_app, _settings.server.body_timeout_ms / 1000)),
 )

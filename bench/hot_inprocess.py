@@ -63,6 +63,7 @@ def build(
             "SECURITY_RATE_LIMIT_MAX": "2147483647",
         }
     )
+    from app.hot_reads import in_front
     from app.live.websocket import serve_upgrades
     from app.main import create_app
     from app.slow_clients import BodyDeadline
@@ -74,7 +75,8 @@ def build(
     from tests.npm_builders import publish_body
 
     services = open_services(Settings.from_env())
-    app = serve_upgrades(BodyDeadline(create_app(services), 30.0))
+    inner = create_app(services)
+    app = in_front(inner, serve_upgrades(BodyDeadline(inner, 30.0)))  # as app/wsgi.py
     admin = Actor("admin")
     put = services.registry.put_package
     put(PackageName.parse("small"), publish_body("small", "1.0.0"), actor=admin)

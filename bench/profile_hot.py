@@ -71,7 +71,7 @@ BUCKETS: list[tuple[str, str, str | None]] = [
     ("SQLite (package rev, counters flush)", r"r13core/storage/|sqlite3", None),
     ("package resource (parse, ETag, gzip)", r"app/resources/packages\.py|app/http\.py", None),
     ("package resource (parse, ETag, gzip)", r"app/hosts\.py|r13core/names\.py", None),
-    ("fast path (app/fastpath.py)", r"app/fastpath", None),
+    ("hot reads (app/hot_reads.py)", r"app/(hot_reads|main)\.py", None),
     ("falcon routing", r"falcon/routing/", None),
     ("falcon request/response objects", r"falcon/(request|response|request_helpers|util)", None),
     ("falcon app (dispatch, middleware loop)", r"falcon/", None),

@@ -131,6 +131,10 @@ class ServerSettings:
     """R13_ACCEL_REDIRECT: the internal location of a front nginx over the blob dir
     (``/_blobs/``); tarballs are then answered with ``X-Accel-Redirect`` and nginx sends
     the bytes. Empty: r13 sends them itself."""
+    hot_reads: bool = True
+    """R13_HOT_READS: packument GETs in the common case skip falcon's request machinery
+    (app/hot_reads.py; the same decisions, fewer objects). Off: every request goes
+    through falcon."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ServerSettings:
@@ -165,6 +169,7 @@ class ServerSettings:
             header_timeout_ms=_int(env, "R13_HEADER_TIMEOUT", 10_000, 1000, 3_600_000),
             body_timeout_ms=_int(env, "R13_BODY_TIMEOUT", 120_000, 1000, 86_400_000),
             accel_redirect=accel_location(env.get("R13_ACCEL_REDIRECT", "")),
+            hot_reads=_bool(env, "R13_HOT_READS") is not False,
         )
 
 

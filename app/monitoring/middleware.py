@@ -84,11 +84,6 @@ class RequestMonitor:
         route = getattr(ctx, "route", None)
         if route is not None and route not in self.sink_routes:
             route = None
-        method = req.method if req.method in METHODS else "OTHER"
-        key = (method, route or req.uri_template)
-        rid = self._ids.get(key)
-        if rid is None:
-            rid = self._ids[key] = self.metrics.route_id(route_key(*key))
         status = resp.status_code
         try:
             body = resp.render_body()
@@ -98,26 +93,57 @@ class RequestMonitor:
         # The raw header: falcon's content_length property costs ~0.5 us.
         raw_len = req.env.get("CONTENT_LENGTH")
         size_in = int(raw_len) if raw_len and raw_len.isdigit() else 0
+        self.finish(
+            flags,
+            req.method,
+            route or req.uri_template,
+            status,
+            size_in,
+            out,
+            latency,
+            req.path,
+            # The client as the security layer resolved it (through trusted proxies).
+            ctx.get("client_ip") or req.remote_addr,
+            ctx.get("trace_id"),
+        )
+
+    def finish(
+        self,
+        flags: int,
+        method: str,
+        route: str | None,
+        status: int,
+        size_in: int,
+        out: int,
+        latency: int,
+        path: str,
+        ip: str | None,
+        trace: str | None,
+    ) -> None:
+        """Count a response that took ``latency`` ns and log it, as ``flags`` (the record's
+        feature flags read when it began) say: the falcon path and the hot reads
+        (app/hot_reads.py) both end here."""
+        label = method if method in METHODS else "OTHER"
+        key = (label, route)
+        rid = self._ids.get(key)
+        if rid is None:
+            rid = self._ids[key] = self.metrics.route_id(route_key(*key))
         if flags & _METRICS:
             self._end(rid, status, size_in, out, latency)
         if flags & (_LOGGING | _DEBUG):
             ts = round(time.time(), 6)
             ms = round(latency / 1e6, 3)
-            path = redact_path(req.path)  # no token from a logout URL
-            route_name = key[1] or UNMATCHED
-            # The client as the security layer resolved it (through trusted proxies).
-            ip = ctx.get("client_ip") or req.remote_addr
-            trace = ctx.get("trace_id")
+            path = redact_path(path)  # no token from a logout URL
+            route_name = route or UNMATCHED
             if flags & _LOGGING:
                 line = access_line(
-                    ts, req.method, path, route_name, status, size_in, out, ms, ip, trace,
-                    self.pid_int,
+                    ts, method, path, route_name, status, size_in, out, ms, ip, trace, self.pid_int,
                 )  # fmt: skip
                 self.access_log.write_line(line)
             if flags & _DEBUG:
                 record = {
                     "ts": ts,
-                    "method": req.method,
+                    "method": method,
                     "path": path,
                     "route": route_name,
                     "status": status,
