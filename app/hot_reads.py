@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -46,7 +46,7 @@ from app.http import (
     split_package,
 )
 from app.monitoring.middleware import RequestMonitor
-from app.resources.packages import Packages
+from app.resources.packages import NOT_MODIFIED, OK, Packages, tarball_filename
 from app.security_middleware import TAKEN, SecurityMiddleware, rate_limit_headers, traversal
 from r13core.abuse import client_ip, client_key
 from r13core.access import Action
@@ -62,11 +62,13 @@ _METRICS: Final = int(Feature.METRICS)
 _DEBUG: Final = int(Feature.DEBUG)
 _PRIVATE: Final = int(Feature.PRIVATE_REGISTRY)
 ROUTE: Final = "/{package}"
-"""The route these requests count under (app/resources/packages.py ``route_template``)."""
+"""The route a packument counts under (app/resources/packages.py ``route_template``)."""
+TARBALL_ROUTE: Final = "/{package}/-/{tarball}"
+STREAM_BLOCK: Final = 8 * 1024
+"""The block size falcon hands ``wsgi.file_wrapper`` (its Response's stream block)."""
+Target = tuple[PackageName, str | None]
 PATHS_REMEMBERED: Final = 4096
 JSON: Final = "application/json"
-OK: Final = "200 OK"
-NOT_MODIFIED: Final = "304 Not Modified"
 _READ: Final = Action.READ
 _METHODS: Final = frozenset({"GET", "HEAD"})
 
@@ -96,31 +98,35 @@ class HotReads:
         self.read_record = config.read
         self.hosts = hosts
         self.routed = routed
-        # Raw paths already looked at: the package they name, or None (never hot).
-        self._paths: dict[str, PackageName | None] = {}
+        # Raw paths already looked at: what they ask for, or None (never hot).
+        self._paths: dict[str, Target | None] = {}
 
-    def target(self, raw: str, path: str) -> PackageName | None:
-        """The package a raw request path (as sent, no query) asks the packument of, when
-        it is a hot read's path; None when falcon must see it. Remembered per path."""
+    def target(self, raw: str, path: str) -> Target | None:
+        """What a raw request path (as sent, no query) asks for when it is a hot read's
+        path: (package, None) for its packument, (package, file name) for a tarball; None
+        when falcon must see it. Remembered per path."""
         if raw in self._paths:
             return self._paths[raw]
-        name: PackageName | None = None
+        found: Target | None = None
         parsed = split_package(segments(raw))
         if (
             parsed is not None
-            and parsed[1] in ([], [""])
             and not parsed[0].startswith(("-", "_"))
             and not traversal(raw)
             and not self.routed(path)
         ):
+            rest = parsed[1]
             try:
-                name = self.packages._name(parsed[0])
+                if rest in ([], [""]):
+                    found = (self.packages._name(parsed[0]), None)
+                elif len(rest) == 2 and rest[0] == "-":
+                    found = (self.packages._name(parsed[0]), tarball_filename(rest[1]))
             except R13Error:  # an invalid name: falcon answers it (and counts the anomaly)
-                name = None
+                found = None
         if len(self._paths) >= PATHS_REMEMBERED:
             self._paths.clear()
-        self._paths[raw] = name
-        return name
+        self._paths[raw] = found
+        return found
 
     def __call__(
         self, env: dict[str, Any], start_response: StartResponse
@@ -148,9 +154,10 @@ class HotReads:
         path = env.get("PATH_INFO") or "/"
         if not path.isascii():
             return None
-        name = self.target(raw, path)
-        if name is None:
+        target = self.target(raw, path)
+        if target is None:
             return None
+        name, filename = target
         flags = self.read_record().feature_flags
         if flags & _DEBUG:  # trace ids and the debug log: falcon's path does them
             return None
@@ -182,34 +189,67 @@ class HotReads:
         if flags & _METRICS:
             monitor._start()
         headers = rate_limit_headers(decision, capacity, fw.window_s)
+        route = ROUTE if filename is None else TARBALL_ROUTE
+        body: Iterable[bytes]
+        length: int | None = None
         try:
-            status, body = self._packument(env, name, headers)
+            if filename is None:
+                status, data = self._packument(env, name, headers)
+            else:
+                status, data, body, length = self._tarball(env, method, name, filename, headers)
         except R13Error as exc:
-            status, body = self._error(exc, headers)
+            status, data = self._error(exc, headers)
         except Exception:
             log.exception("unhandled error on %s %s", method, redact_path(path))
-            status, body = errors.INTERNAL, errors.error_body("internal error")
+            status, data = errors.INTERNAL, errors.error_body("internal error")
             headers.append(("content-type", JSON))
+        if length is None:  # a whole body in data
+            length = len(data)
+            body = [] if method == "HEAD" or not data else [data]
         if status is not NOT_MODIFIED:  # falcon sends a 304 without one
-            headers.append(("content-length", str(len(body))))
+            headers.append(("content-length", str(length)))
         start_response(status, headers)
         code = status[:3]
         monitor.finish(
             flags,
             method,
-            ROUTE,
+            route,
             int(code),
             0,
-            len(body),
+            length if status is not NOT_MODIFIED else 0,
             time.perf_counter_ns() - t0,
             path,
             ip,
             None,
         )
-        fw.count(method, ROUTE, code, key, None if identity is None else identity.id)
-        if method == "HEAD" or not body:
-            return []
-        return [body]
+        fw.count(method, route, code, key, None if identity is None else identity.id)
+        return body
+
+    def _tarball(
+        self,
+        env: dict[str, Any],
+        method: str,
+        name: PackageName,
+        filename: str,
+        headers: list[tuple[str, str]],
+    ) -> tuple[str, bytes, Iterable[bytes], int | None]:
+        """A tarball's status, whole body (or b""), what to send and its length (None: the
+        whole body); its headers appended to ``headers``."""
+        packages = self.packages
+        answer = packages.tarball_answer(env, method, name, filename)
+        headers.extend(answer.headers)
+        if answer.downloaded and packages.on_download is not None:
+            packages.on_download(str(name))
+        if answer.data is not None:
+            return answer.status, answer.data, [], None
+        if answer.stream is not None:
+            wrapper = env.get("wsgi.file_wrapper")
+            stream = answer.stream
+            sent: Iterable[bytes] = (
+                wrapper(stream, STREAM_BLOCK) if wrapper is not None else _chunks(stream)
+            )
+            return answer.status, b"", sent, answer.length
+        return answer.status, b"", [], answer.length
 
     def _packument(
         self, env: dict[str, Any], name: PackageName, headers: list[tuple[str, str]]
@@ -266,3 +306,10 @@ def in_front(falcon_app: Any, wrapped: Callable[..., Iterable[bytes]]) -> Callab
         return wrapped
     falcon_app.hot = None
     return HotFront(hot, wrapped)
+
+
+def _chunks(stream: Any) -> Iterator[bytes]:
+    """A file's bytes in blocks, closed at the end (no ``wsgi.file_wrapper`` given)."""
+    with stream:
+        while block := stream.read(STREAM_BLOCK):
+            yield block

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import random
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -27,13 +28,14 @@ from hypothesis import strategies as st
 
 from app.hot_reads import HotReads, in_front
 from app.main import R13App, create_app
+from app.resources.packages import Packages
 from r13core.audit import Actor
 from r13core.config import Feature
 from r13core.keys import Permission
 from r13core.names import PackageName
 from r13core.services import Services, open_services
 from r13core.settings import Settings
-from tests.npm_builders import publish_body
+from tests.npm_builders import package_tgz, publish_body
 
 ABBREV = "application/vnd.npm.install-v1+json"
 HOT_IP, PLAIN_IP = "10.0.0.1", "10.0.0.2"
@@ -182,18 +184,21 @@ def same(hot: Answer, plain: Answer) -> None:
         assert a == b
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
+def make_world(data: Path, **more: str) -> World:
     env = {
-        "R13_DATA": str(tmp_path),
+        "R13_DATA": str(data),
         "R13_FEATURE_PRIVATE_REGISTRY": "0",
         "SECURITY_RATE_LIMIT_MAX": str(LIMIT),
+        **more,
     }
     services = open_services(Settings.from_env(env))
     admin = Actor("admin")
     put = services.registry.put_package
     for name in ("small", "@scope/pkg", "other"):
         put(PackageName.parse(name), publish_body(name, "1.0.0"), actor=admin)
+    # A tarball over SmallTarballs' 256 KiB: sent from its file, not from memory.
+    big = package_tgz("big", "1.0.0", extra_files={"blob.bin": random.randbytes(300_000)})
+    put(PackageName.parse("big"), publish_body("big", "1.0.0", big), actor=admin)
     ident = services.identity
     keys = {
         "read": ident.create_key(admin, "reader", Permission.READ, 30)[1],
@@ -213,8 +218,14 @@ def world(tmp_path: Path) -> Iterator[World]:
     hot.hot = cast(HotReads, spy)
     plain = create_app(services)
     plain.hot = None
-    yield World(services, hot, plain, spy, keys, tmp_path)
-    services.config.close()
+    return World(services, hot, plain, spy, keys, data)
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    made = make_world(tmp_path)
+    yield made
+    made.services.config.close()
 
 
 def bearer(secret: str) -> dict[str, str]:
@@ -237,6 +248,15 @@ HOT_CASES: list[tuple[str, str, dict[str, str]]] = [
     ("GET", "/@scope%2fmissing", {"Accept": ABBREV}),
     ("HEAD", "/missing", {}),
     ("GET", "/small", {"Content-Length": "0"}),
+    ("GET", "/small/-/small-1.0.0.tgz", {}),
+    ("HEAD", "/small/-/small-1.0.0.tgz", {}),
+    ("GET", "/small/-/small-1.0.0.tgz", {"If-None-Match": "*"}),
+    ("GET", "/@scope/pkg/-/pkg-1.0.0.tgz", {}),
+    ("GET", "/@scope%2fpkg/-/pkg-1.0.0.tgz", {}),
+    ("GET", "/big/-/big-1.0.0.tgz", {}),
+    ("HEAD", "/big/-/big-1.0.0.tgz", {}),
+    ("GET", "/small/-/small-9.9.9.tgz", {}),
+    ("GET", "/missing/-/missing-1.0.0.tgz", {}),
 ]
 # ... and these go to falcon (after the hot reads looked)
 FALCON_CASES: list[tuple[str, str, dict[str, str]]] = [
@@ -248,7 +268,9 @@ FALCON_CASES: list[tuple[str, str, dict[str, str]]] = [
     ("GET", "/..%2fsmall", {}),
     ("GET", "/small/%2e%2e", {}),
     ("GET", "/small/1.0.0", {}),
-    ("GET", "/small/-/small-1.0.0.tgz", {}),
+    ("GET", "/small/-/small-1.0.0.txt", {}),
+    ("GET", "/small/-/.hidden.tgz", {}),
+    ("GET", "/small/-/small-1.0.0.tgz/-rev/1", {}),
     ("PUT", "/small", {}),
     ("DELETE", "/small", {}),
     ("POST", "/small", {}),
@@ -460,3 +482,39 @@ def test_any_read_path_gets_one_answer_from_either_path(
     world.services.limiter.reset("ip:" + HOT_IP)
     world.services.limiter.reset("ip:" + PLAIN_IP)
     same(hot, plain)
+
+
+def test_a_tarball_s_etag_answers_304_on_both_paths(world: World) -> None:
+    first, _, _ = world.both("GET", "/small/-/small-1.0.0.tgz")
+    hot, plain, answered = world.both(
+        "GET", "/small/-/small-1.0.0.tgz", {"If-None-Match": first.headers["etag"]}
+    )
+    assert answered and hot.status.startswith("304") and hot.body == b""
+    same(hot, plain)
+
+
+def test_a_download_is_counted_once_per_tarball_get(world: World) -> None:
+    """The per-package download count (the dashboard's analytics) moves by one for each
+    GET on either path, and not for a HEAD or a 304."""
+    counted: list[str] = []
+    for app in (world.hot, world.plain):
+        sink = next(s[1] for s in app._sinks if isinstance(s[1], Packages))
+        sink.on_download = counted.append
+    world.both("GET", "/small/-/small-1.0.0.tgz")
+    world.both("GET", "/big/-/big-1.0.0.tgz")
+    world.both("HEAD", "/small/-/small-1.0.0.tgz")
+    world.both("GET", "/small/-/small-1.0.0.tgz", {"If-None-Match": "*"})
+    assert counted == ["small", "small", "big", "big"]
+
+
+def test_behind_the_nginx_front_both_paths_answer_with_x_accel_redirect(tmp_path: Path) -> None:
+    front = make_world(tmp_path, R13_ACCEL_REDIRECT="/_blobs/")
+    try:
+        for method in ("GET", "HEAD"):
+            hot, plain, answered = front.both(method, "/big/-/big-1.0.0.tgz")
+            assert answered
+            assert hot.headers["x-accel-redirect"].startswith("/_blobs/")
+            assert hot.headers["content-length"] == "0" and hot.body == b""
+            same(hot, plain)
+    finally:
+        front.services.config.close()

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, BinaryIO, Final
 
 import falcon
 
@@ -29,7 +29,7 @@ from app.http import (
     ABBREVIATED,
     RenderedLike,
     decode_segment,
-    not_modified,
+    none_match,
     raw_path,
     read_json_object,
     refuse_large_body,
@@ -58,7 +58,8 @@ def _rev(raw: str) -> str:
     return rev
 
 
-def _filename(raw: str) -> str:
+def tarball_filename(raw: str) -> str:
+    """A tarball's file name from its raw URL segment; InvalidValue when it is none."""
     filename = decode_segment(raw)
     if not filename.endswith(".tgz") or "/" in filename or filename.startswith("."):
         raise InvalidValue(f"{filename!r} is not a tarball name")
@@ -118,6 +119,29 @@ class AccelRedirect:
         except ValueError:
             return None
         return self.location + rel.as_posix()
+
+
+OK: Final = "200 OK"
+NOT_MODIFIED: Final = "304 Not Modified"
+IMMUTABLE: Final = "public, max-age=31536000, immutable"
+
+
+@dataclass
+class TarballAnswer:
+    """How a tarball request is answered (:meth:`Packages.tarball_answer`)."""
+
+    status: str
+    """:data:`OK` or :data:`NOT_MODIFIED` (these very objects)."""
+    headers: list[tuple[str, str]]
+    data: bytes | None = None
+    """The whole body (a small local tarball), or None."""
+    stream: BinaryIO | None = None
+    """The open file to send (a larger one), or None."""
+    length: int = 0
+    """Content-Length: the body's, the file's, or the size a HEAD announces (0 when nginx
+    sends the bytes)."""
+    downloaded: bool = False
+    """Whether this counts as a download of the package."""
 
 
 class SmallTarballs:
@@ -235,7 +259,7 @@ class Packages:
             self._send(req, resp, rendered)
         elif len(rest) == 2 and rest[0] == "-":
             self.guard.require(req, Action.READ, name)
-            self._tarball(req, resp, name, _filename(rest[1]))
+            self._tarball(req, resp, name, tarball_filename(rest[1]))
         else:
             raise falcon.HTTPNotFound(description="no such route")
 
@@ -253,51 +277,63 @@ class Packages:
     def _tarball(
         self, req: falcon.Request, resp: falcon.Response, name: PackageName, filename: str
     ) -> None:
-        blob = self.registry.tarball(name, filename, via=req.get_header("Via") or "")
+        answer = self.tarball_answer(req.env, req.method, name, filename)
+        if answer.status is not OK:
+            send_not_modified(resp)
+        out = resp._headers  # names already lower case
+        for header, value in answer.headers:
+            out[header] = value
+        if answer.data is not None:
+            resp.data = answer.data
+        elif answer.stream is not None:
+            # falcon hands a readable stream to wsgi.file_wrapper: gunicorn sends it with sendfile.
+            resp.set_stream(answer.stream, answer.length)
+        elif answer.status is OK:
+            resp.content_length = answer.length  # HEAD, or nginx sends the bytes
+        if answer.downloaded and self.on_download is not None:
+            self.on_download(str(name))
+
+    def tarball_answer(
+        self, env: dict[str, Any], method: str, name: PackageName, filename: str
+    ) -> TarballAnswer:
+        """A tarball GET or HEAD, decided: the one place both falcon's path and the hot
+        reads (app/hot_reads.py) answer it. Raises r13core's errors (NotFound...)."""
+        blob = self.registry.tarball(name, filename, via=env.get("HTTP_VIA") or "")
         temporary = isinstance(blob, ProxiedBlob) and blob.temporary
+        headers: list[tuple[str, str]] = []
         if isinstance(blob, ProxiedBlob):
-            _proxied_headers(resp, blob.cache, None)
-        if temporary and req.method == "HEAD":
+            headers.append(("x-r13-cache", blob.cache.upper()))
+        if temporary and method == "HEAD":
             blob.path.unlink(missing_ok=True)
-        resp.content_type = "application/octet-stream"
-        resp.set_header("ETag", blob.etag)
-        resp.cache_control = ["public", "max-age=31536000", "immutable"]
-        if not_modified(req, blob.etag):
+        headers.append(("content-type", "application/octet-stream"))
+        headers.append(("etag", blob.etag))
+        headers.append(("cache-control", IMMUTABLE))
+        if none_match(env.get("HTTP_IF_NONE_MATCH"), blob.etag):
             if temporary:
                 blob.path.unlink(missing_ok=True)
-            send_not_modified(resp)
-            return
+            # A 304 carries no Content-Type.
+            return TarballAnswer(NOT_MODIFIED, [h for h in headers if h[0] != "content-type"])
         internal = None if temporary or self.accel is None else self.accel.uri(blob.path)
         if internal is not None:
             # nginx sends the file (and answers HEAD and Range itself); r13 sends no body.
-            resp.set_header("X-Accel-Redirect", internal)
-            resp.content_length = 0
-            if req.method == "GET" and self.on_download is not None:
-                self.on_download(str(name))
-            return
-        if req.method == "HEAD":
-            resp.content_length = blob.size
-            return
+            headers.append(("x-accel-redirect", internal))
+            return TarballAnswer(OK, headers, length=0, downloaded=method == "GET")
+        if method == "HEAD":
+            return TarballAnswer(OK, headers, length=blob.size)
         data = (
             None
             if isinstance(blob, ProxiedBlob)
             else self.small.get(blob.etag, blob.path, blob.size)
         )
         if data is not None:
-            resp.data = data
-            if self.on_download is not None:
-                self.on_download(str(name))
-            return
+            return TarballAnswer(OK, headers, data=data, length=len(data), downloaded=True)
         try:
             stream = blob.path.open("rb")
         except FileNotFoundError:  # unpublished (and its file deleted) since the lookup
             raise NotFound(f"tarball {filename!r} of {name} not found") from None
         if temporary:
             blob.path.unlink()  # an upstream tarball not kept (CACHE_ENABLED off): gone once sent
-        # falcon hands a readable stream to wsgi.file_wrapper: gunicorn sends it with sendfile.
-        resp.set_stream(stream, blob.size)
-        if self.on_download is not None:
-            self.on_download(str(name))
+        return TarballAnswer(OK, headers, stream=stream, length=blob.size, downloaded=True)
 
     def _put(
         self, req: falcon.Request, resp: falcon.Response, name: PackageName, rest: list[str]
@@ -343,7 +379,7 @@ class Packages:
         elif len(rest) == 4 and rest[0] == "-" and rest[2] == "-rev":
             actor, check_owner = self._writer(req, Action.UNPUBLISH, name)
             refuse_large_body(req, self.max_body)
-            filename = _filename(rest[1])
+            filename = tarball_filename(rest[1])
             result = self.registry.remove_tarball(
                 name, filename, _rev(rest[3]), actor=actor, check_owner=check_owner
             )
