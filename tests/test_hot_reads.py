@@ -518,3 +518,17 @@ def test_behind_the_nginx_front_both_paths_answer_with_x_accel_redirect(tmp_path
             same(hot, plain)
     finally:
         front.services.config.close()
+
+
+def test_r13_hot_reads_0_sends_every_request_through_falcon(tmp_path: Path) -> None:
+    services = open_services(Settings.from_env({"R13_DATA": str(tmp_path), "R13_HOT_READS": "0"}))
+    try:
+        app = create_app(services)
+        assert app.hot is None
+        inner = cast(Callable[..., Iterable[bytes]], app)
+        assert in_front(app, inner) is inner
+    finally:
+        services.config.close()
+    assert Settings.from_env({"R13_DATA": str(tmp_path)}).server.hot_reads is True
+    with pytest.raises(ValueError, match="R13_HOT_READS"):
+        Settings.from_env({"R13_DATA": str(tmp_path), "R13_HOT_READS": "maybe"})
