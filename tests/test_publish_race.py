@@ -33,9 +33,10 @@ import pytest
 from app.main import create_app
 from r13core.database import open_database
 from r13core.keys import KeyStore, Permission
-from r13core.registry import publish as publish_module
 from r13core.services import open_services
 from r13core.settings import Settings
+from r13core.storage.base import BlobInfo
+from r13core.storage.blobs import FileBlobStore
 from tests.npm_builders import publish_body
 
 pytestmark = [
@@ -76,17 +77,16 @@ def _attacker(
     """In the child: one PUT through the real app, its answer sent back to the parent."""
     try:
         if pause == "commit":
-            # After every check, before the transaction that commits (the tarball's write
-            # may still be running in its thread).
-            real_commit = publish_module.commit_publish
+            real_put = FileBlobStore.put
 
-            def wait_then_commit(*args: Any, **kwargs: Any) -> Any:
+            def put_then_wait(self: FileBlobStore, data: bytes) -> BlobInfo:
+                info = real_put(self, data)
                 reading.set()
                 if not go.wait(120):
                     raise TimeoutError("the parent never let the commit go on")
-                return real_commit(*args, **kwargs)
+                return info
 
-            publish_module.commit_publish = wait_then_commit
+            FileBlobStore.put = put_then_wait  # type: ignore[method-assign]
         app = create_app(open_services(_settings(data)))
         env = falcon.testing.create_environ(
             method="PUT",
@@ -100,7 +100,7 @@ def _attacker(
         held = _HeldBody(body, reading, go) if pause == "body" else io.BytesIO(body)
         env["wsgi.input"] = held
         status: list[str] = []
-        chunks = app(env, lambda s, headers, exc=None: status.append(s))
+        chunks = app(env, lambda s, headers, exc=None: status.append(s))  # type: ignore[arg-type]
         out.send((status[0], b"".join(chunks)))
     except BaseException as exc:  # report, never hang the parent
         out.send(("crash", repr(exc).encode()))

@@ -13,7 +13,6 @@ from r13core.audit import Actor
 from r13core.errors import BadRequest, Forbidden, InvalidPublish
 from r13core.names import PackageName
 from r13core.registry import Registry
-from r13core.registry import publish as publish_module
 from tests.npm_builders import (
     files_under,
     make_tgz,
@@ -209,18 +208,17 @@ def test_a_publish_to_someone_elses_package_is_refused_before_any_file(
 
 
 def test_a_package_created_while_a_publish_was_being_checked_is_not_taken_over(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
     attacker, victim = open_registry(tmp_path), open_registry(tmp_path)
-    real_commit = publish_module.commit_publish
+    real_put = attacker.blobs.put
 
-    def victim_commits_first(*args: Any, **kwargs: Any) -> Any:
+    def victim_commits_first(data: bytes) -> Any:
         # Between the attacker's checks (package absent) and its transaction.
-        monkeypatch.setattr(publish_module, "commit_publish", real_commit)
         victim.put_package(A, publish_body("widget", "1.0.0"), actor=Actor("victim"))
-        return real_commit(*args, **kwargs)
+        return real_put(data)
 
-    monkeypatch.setattr(publish_module, "commit_publish", victim_commits_first)
+    attacker.blobs.put = victim_commits_first  # type: ignore[method-assign]
     hostile = publish_body("widget", "6.6.6", manifest={"scripts": {"postinstall": "evil"}})
     with pytest.raises(Forbidden):
         attacker.put_package(A, hostile, actor=Actor("mallory"), check_owner=only("mallory"))

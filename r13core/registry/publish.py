@@ -11,13 +11,11 @@ publish is about to refer to.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable, Collection
 from dataclasses import replace
 from typing import Any
 
-from r13core.cooperative import Running, start_in_thread
 from r13core.errors import InvalidPublish, VersionExists
 from r13core.hooks.events import derive, snapshot
 from r13core.names import PackageName
@@ -26,7 +24,7 @@ from r13core.registry.documents import copy_top_fields, now, owner_names
 from r13core.registry.publish_checks import PublishPlan, check_publish
 from r13core.registry.search import summarize
 from r13core.registry.signing import Signer, signed
-from r13core.storage.blobs import BlobStore, StagedBlob
+from r13core.storage.blobs import BlobStore
 from r13core.storage.package_rows import ROWS, PackageHead, VersionRow, split
 from r13core.storage.packages import JSONDict, PackageStorage, TarballRecord, WriteTxn
 from r13core.tarball import Limits
@@ -63,53 +61,25 @@ def publish(
     the body names (r13core/storage/package_rows.py), never the whole document.
     """
     key = str(name)
-    # A blob store that can (files) stages the tarball — writes, fsyncs and verifies a
-    # temp file only this publish sees — in a thread of its own from the moment its bytes
-    # match their declared integrity, while the rest is checked and signed (under gevent
-    # the hub serves meanwhile). It is put in place before the transaction begins (nothing
-    # may wait inside one: r13core/storage/sqlite/connection.py); a publish that fails
-    # leaves nothing behind.
-    staging: list[Running[StagedBlob]] = []
-
-    def write_early(data: bytes) -> None:
-        if blobs.stage_in_thread and not staging:
-            staging.append(start_in_thread(blobs.stage, data))
-
     with blobs.hold():
-        try:
-            head = storage.head(key)
-            if head is not None and check_owner is not None:
-                check_owner(owner_names(head.top))
-            plan = check_publish(
-                name,
-                body,
-                limits,
-                current=None if head is None else _current(storage, key, head, body),
-                used=lambda version: storage.used_version(key, version),
-                publisher=publisher,
-                mark_types=mark_types,
-                on_tarball=write_early,
-            )
-            if plan.retry:
-                assert head is not None  # check_publish: a retry is of a version still there
-                return Committed(key, None, head.rev)
-            if signer is not None:
-                plan = replace(plan, document=signed(plan.document, key, plan.version, signer))
-            return commit_publish(
-                storage,
-                blobs,
-                plan,
-                check_owner,
-                sender=sender,
-                audit=audit,
-                staged=staging[0] if staging else None,
-            )
-        finally:
-            # Never leave the hold (the sweeper's guard) with the write still running, and
-            # leave no temp file (a no-op for one the commit put in place).
-            for running in staging:
-                with contextlib.suppress(Exception):
-                    running.result().discard()
+        head = storage.head(key)
+        if head is not None and check_owner is not None:
+            check_owner(owner_names(head.top))
+        plan = check_publish(
+            name,
+            body,
+            limits,
+            current=None if head is None else _current(storage, key, head, body),
+            used=lambda version: storage.used_version(key, version),
+            publisher=publisher,
+            mark_types=mark_types,
+        )
+        if plan.retry:
+            assert head is not None  # check_publish: a retry is of a version still there
+            return Committed(key, None, head.rev)
+        if signer is not None:
+            plan = replace(plan, document=signed(plan.document, key, plan.version, signer))
+        return commit_publish(storage, blobs, plan, check_owner, sender=sender, audit=audit)
 
 
 def _named_versions(body: dict[str, Any]) -> set[str]:
@@ -154,12 +124,8 @@ def commit_publish(
     *,
     sender: str | None = None,
     audit: Callable[[WriteTxn], None] | None = None,
-    staged: Running[StagedBlob] | None = None,
 ) -> Committed[str | None]:
     """Write the tarball, then commit the new version (the caller holds ``blobs.hold()``).
-
-    ``staged``: the tarball's write, already started (:func:`publish`): waited for and
-    put in place, durable and verified, before the transaction begins.
 
     Inside the transaction the package may have changed since the checks:
     ownership, the version number and the body's other versions and tags are
@@ -172,11 +138,7 @@ def commit_publish(
     number of versions. A stored document not in rows (r13core/storage/package_rows.py)
     takes the whole-document path (r13core/registry/changes.py), same decisions.
     """
-    # Durable and verified before the transaction (which must not wait on anything).
-    if staged is None:
-        blobs.put(plan.data)
-    else:
-        staged.result().commit()
+    blobs.put(plan.data)  # durable and verified before the commit below
     with storage.write() as tx:
         head = tx.head(plan.name)
         if head is not None and head.layout != ROWS:

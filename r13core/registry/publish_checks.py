@@ -138,7 +138,6 @@ def check_publish(
     used: Callable[[str], str | None] = _never_used,
     publisher: str = "",
     mark_types: bool = False,
-    on_tarball: Callable[[bytes], None] | None = None,
 ) -> PublishPlan:
     """Every check on a publish body (InvalidPublish naming the failed one); the plan.
 
@@ -147,9 +146,7 @@ def check_publish(
     a version number was first published with (versions stay used after an
     unpublish), None if never. ``publisher`` goes into ``_npmUser`` (and is the
     first maintainer of a new package); ``mark_types`` (PREMIUM_TYPES is on)
-    marks a version that ships TypeScript types with ``_hasTypes``. ``on_tarball(data)``
-    is called with the tarball's bytes once they match their declared integrity, before
-    the tarball itself is inspected (the publish starts writing it then).
+    marks a version that ships TypeScript types with ``_hasTypes``.
     """
     key = str(name)
     if current is None:
@@ -169,8 +166,6 @@ def check_publish(
         attachment.get("data"), attachment.get("length"), limit=limits.max_tarball
     )
     integrity, shasum = check_integrity(data, manifest.get("dist"))
-    if on_tarball is not None:
-        on_tarball(data)
     info = inspect_tarball(data, limits)
     if info.manifest.get("name") != key:
         raise InvalidPublish(

@@ -50,47 +50,8 @@ class BlobInfo:
     created: bool
 
 
-class StagedBlob(Protocol):
-    """A blob made ready by :meth:`BlobStore.stage`."""
-
-    def commit(self) -> BlobInfo:
-        """Put it in the store, durably (idempotent, like :meth:`BlobStore.put`)."""
-        ...
-
-    def discard(self) -> None:
-        """Forget it (nothing of it stays); nothing once committed."""
-        ...
-
-
-class _PutOnCommit:
-    """:meth:`BlobStore.stage` of a store that prepares nothing ahead."""
-
-    def __init__(self, store: BlobStore, data: bytes) -> None:
-        self._store = store
-        self._data = data
-
-    def commit(self) -> BlobInfo:
-        return self._store.put(self._data)
-
-    def discard(self) -> None:
-        pass
-
-
 class BlobStore(Protocol):
     """Content-addressed tarball bytes, named by their sha512 (lowercase hex)."""
-
-    stage_in_thread: bool = False
-    """Whether :meth:`stage` may run in a thread of its own (r13core/cooperative.py
-    ``start_in_thread``) while the caller goes on: only file system calls, no storage
-    connection, no greenlet state."""
-
-    def stage(self, data: bytes) -> StagedBlob:
-        """Prepare ``data`` to be put: the slow, private part of :meth:`put` (a file
-        store writes, fsyncs and verifies a temp file nobody else sees). The blob is in
-        the store only once :meth:`StagedBlob.commit` returns, and
-        :meth:`StagedBlob.discard` leaves nothing behind. By default nothing is
-        prepared and ``commit`` puts."""
-        return _PutOnCommit(self, data)
 
     @abc.abstractmethod
     def put(self, data: bytes) -> BlobInfo:
@@ -192,49 +153,8 @@ def _digest_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _present(final: Path, size: int) -> bool:
-    """Whether the blob is stored already (a retry after a failed commit, an identical
-    publish); its age is refreshed so a sweep's grace period covers this publish too."""
-    try:
-        os.utime(final)
-        return os.stat(final).st_size == size
-    except FileNotFoundError:
-        return False
-
-
-class _StagedFile:
-    """A verified temp file waiting to be renamed into the store (or nothing to do)."""
-
-    def __init__(self, sha512: str, size: int, final: Path, tmp: Path | None) -> None:
-        self.sha512 = sha512
-        self.size = size
-        self.final = final
-        self.tmp = tmp
-
-    def commit(self) -> BlobInfo:
-        if self.tmp is None:
-            return BlobInfo(self.sha512, self.size, created=False)
-        try:
-            if _present(self.final, self.size):  # stored meanwhile (an identical publish)
-                return BlobInfo(self.sha512, self.size, created=False)
-            make_private_dirs(self.final.parent, durable=True)
-            os.replace(self.tmp, self.final)
-            fsync_dir(self.final.parent)
-        finally:
-            self.discard()
-        return BlobInfo(self.sha512, self.size, created=True)
-
-    def discard(self) -> None:
-        tmp, self.tmp = self.tmp, None
-        if tmp is not None:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-
-
 class FileBlobStore(BlobStore):
     """Blobs as files under ``root`` (created if missing); the lock file is ``<root>.lock``."""
-
-    stage_in_thread = True
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
@@ -251,15 +171,16 @@ class FileBlobStore(BlobStore):
 
     def put(self, data: bytes) -> BlobInfo:
         """Store ``data`` (temp, fsync, verify, rename, fsync dir); idempotent."""
-        return self.stage(data).commit()
-
-    def stage(self, data: bytes) -> StagedBlob:
-        """The temp file of ``data`` in ``<root>/tmp``, written, fsynced and verified
-        (nothing when the blob is stored already); its ``commit`` renames it into place."""
         sha512 = hashlib.sha512(data).hexdigest()
         final = self._path(sha512)
-        if _present(final, len(data)):
-            return _StagedFile(sha512, len(data), final, None)
+        try:
+            # Reuse a file already there (a retry after a failed commit), refreshing its
+            # age so a sweep's grace period covers this publish too.
+            os.utime(final)
+            if os.stat(final).st_size == len(data):
+                return BlobInfo(sha512, len(data), created=False)
+        except FileNotFoundError:
+            pass
         tmp = self._tmp / f"{sha512[:16]}.{os.getpid()}.{time.monotonic_ns()}.tmp"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
@@ -273,11 +194,13 @@ class FileBlobStore(BlobStore):
                 os.close(fd)
             if _digest_file(tmp) != sha512:
                 raise R13Error(f"blob {sha512[:16]}... did not verify after writing")
-        except BaseException:
+            make_private_dirs(final.parent, durable=True)
+            os.replace(tmp, final)
+            fsync_dir(final.parent)
+        finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
-            raise
-        return _StagedFile(sha512, len(data), final, tmp)
+        return BlobInfo(sha512, len(data), created=True)
 
     def spool_dir(self) -> Path:
         """``<root>/tmp``: a temp file there is on the blobs' file system (rename is atomic);
