@@ -37,6 +37,7 @@ class Variant:
     env: dict[str, str] = field(default_factory=dict)
     argv: list[str] | None = None  # None: `r13 serve`
     token: str | None = None
+    cwd: Path = REPO  # the server's working directory (gunicorn imports from it first)
 
 
 def add_arguments(p: argparse.ArgumentParser, rounds: int, duration: float) -> None:
@@ -64,7 +65,7 @@ def alternate(
     results: dict[str, list[dict[str, Any]]] = {v.label: [] for v in variants}
     for n in range(args.rounds):
         for v in variants:
-            server = start_r13(data, v.env, argv=v.argv, port=port)
+            server = start_r13(data, v.env, argv=v.argv, port=port, cwd=v.cwd)
             try:
                 result = load(
                     driver,

@@ -104,6 +104,12 @@ STEPS = [
         "security_overhead.json",
     ),
     Step(
+        "hot reads on vs off through gunicorn",
+        ["-m", "bench.hot_reads_ab", "--rounds", "1", *SHORT,
+         "--json", "{out}/hot_reads_ab.json"],
+        "hot_reads_ab.json",
+    ),
+    Step(
         "METRICS + LOGGING on vs off through gunicorn",
         ["-m", "bench.flags_overhead", "--rounds", "1", *SHORT,
          "--json", "{out}/flags_overhead.json"],

@@ -8,10 +8,14 @@ build_ext --inplace``: the same dependencies, its own sources), and alternates
 (bench/ab.py) the server of that tree ("before") with the server of the working tree
 ("after") on one data dir, round by round, for each path. ``python -P`` keeps each
 gunicorn on its own tree's ``app`` and ``r13core`` (``PYTHONPATH`` names the tree; the
-working directory is not put first). A small package is published first, and every GET
-carries the admin key (PRIVATE_REGISTRY on, the default). Prints req/s per run, the
-medians and after/before per path; writes a JSON report. The figure to read is the ratio
-within one run: this machine's absolute req/s move from run to run.
+interpreter does not put the working directory first), and each server runs in its own
+tree's directory, which gunicorn puts first on ``sys.path`` when it imports its config
+and the app: until 2026-11-28 both ran in this repository, so both sides ran the working
+tree and this harness compared a tree with itself (bench/RESULTS.md marks the figures it
+gave then). A small package is published first, and every GET carries the admin key
+(PRIVATE_REGISTRY on, the default). Prints req/s per run, the medians and after/before
+per path; writes a JSON report. The figure to read is the ratio within one run: this
+machine's absolute req/s move from run to run.
 """
 
 from __future__ import annotations
@@ -75,11 +79,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         for path in [x for x in args.paths.split(",") if x]:
             data = root / f"data{len(report)}"
             admin = publish_small(data)
+            # gunicorn imports its config module and the app with the working directory
+            # first on sys.path: each side runs in its own tree, or both run this one.
             variants = [
                 ab.Variant("before", {**WORKERS, "PYTHONPATH": str(before)}, GUNICORN,
-                           token=admin),
+                           token=admin, cwd=before),
                 ab.Variant("after", {**WORKERS, "PYTHONPATH": str(REPO)}, GUNICORN,
-                           token=admin),
+                           token=admin, cwd=REPO),
             ]  # fmt: skip
             driver, results = ab.alternate(data, variants, path, args, ab.log)
             med = ab.medians(results)

@@ -100,13 +100,20 @@ def r13_env(data: Path, port: int, **extra: str) -> dict[str, str]:
 
 
 def start(
-    name: str, argv: list[str], env: dict[str, str], url: str, log: Path, timeout: float = 120.0
+    name: str,
+    argv: list[str],
+    env: dict[str, str],
+    url: str,
+    log: Path,
+    timeout: float = 120.0,
+    cwd: Path = REPO,
 ) -> Running:
-    """Start ``argv`` in a session of its own and wait until ``url`` answers /-/ping."""
+    """Start ``argv`` in a session of its own (in ``cwd``) and wait until ``url`` answers
+    /-/ping."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            argv, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            argv, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     running = Running(name, url, proc, log)
     if not wait_ping(url, lambda: proc.poll() is None, timeout):
@@ -122,9 +129,11 @@ def start_r13(
     *,
     argv: list[str] | None = None,
     port: int | None = None,
+    cwd: Path = REPO,
 ) -> Running:
     """``r13 serve`` (or ``argv``: another WSGI entry under the same gunicorn config), with
-    ``env`` added to :func:`r13_env`."""
+    ``env`` added to :func:`r13_env`, started in ``cwd`` (gunicorn imports its config
+    module and app with the working directory first on ``sys.path``)."""
     if not R13.exists():
         raise HarnessError(f"{R13} not found: run `make build`")
     port = port or free_port()
@@ -135,6 +144,7 @@ def start_r13(
         r13_env(data, port, **(env or {})),
         url,
         data.parent / f"r13-{port}.log",
+        cwd=cwd,
     )
     running.data = data
     key = data / "admin.key"
