@@ -55,9 +55,7 @@ class R13App(falcon.App[falcon.Request, falcon.Response]):
 
     hot: HotReads | None = None
 
-    def __call__(
-        self, env: dict[str, Any], start_response: Callable[..., Any]
-    ) -> Iterable[bytes]:
+    def __call__(self, env: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         hot = self.hot
         if hot is not None:
             out = hot(env, start_response)
