@@ -100,7 +100,7 @@ def _attacker(
         held = _HeldBody(body, reading, go) if pause == "body" else io.BytesIO(body)
         env["wsgi.input"] = held
         status: list[str] = []
-        chunks = app(env, lambda s, headers, exc=None: status.append(s))  # type: ignore[arg-type]
+        chunks = app(env, lambda s, headers, exc=None: status.append(s))
         out.send((status[0], b"".join(chunks)))
     except BaseException as exc:  # report, never hang the parent
         out.send(("crash", repr(exc).encode()))
