@@ -401,8 +401,16 @@ class AdvisoryLock:
             return False
 
     def release(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            finally:
-                self._conn = None
+        """Unlock, then close. Closing alone frees the lock only once the server's session
+        has ended, a moment later: another node asking at once would be refused."""
+        import psycopg
+
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (self._key,))
+        except psycopg.Error:  # the session is gone already, and its lock with it
+            pass
+        finally:
+            conn.close()
