@@ -1,8 +1,9 @@
 """r13 without its security layer, for bench/security_overhead.py only.
 
 The security middleware is swapped for one that only sets what resources read
-(no client-address logic, limits, blocks, keys or counters); PRIVATE_REGISTRY is
-expected off so reads are anonymous. Never serve this.
+(no client-address logic, limits, blocks, keys or counters), and the hot reads, which
+call that layer, are off; PRIVATE_REGISTRY is expected off so reads are anonymous. Never
+serve this.
 """
 
 from __future__ import annotations
@@ -33,3 +34,6 @@ class BareMiddleware:
 
 setattr(main_module, "SecurityMiddleware", BareMiddleware)  # noqa: B010 - replaced on purpose
 application = main_module.create_app(open_services(Settings.from_env()), root_pid=os.getppid())
+# The hot reads (app/hot_reads.py) call the security layer's functions: without the layer,
+# every request goes through falcon.
+application.hot = None
