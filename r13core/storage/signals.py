@@ -21,7 +21,7 @@ import threading
 from pathlib import Path
 from typing import Final, Protocol
 
-from r13core import locks
+from r13core import locks, pids
 from r13core.datadir import open_private
 
 
@@ -80,7 +80,7 @@ class FileChangeSignal(ChangeSignal):
 
     def version(self) -> int:
         """The counter, read from the shared mapping (opened on first use in each process)."""
-        mapped = self._map if self._pid == os.getpid() else None
+        mapped = self._map if self._pid == pids.current() else None
         if mapped is None:
             mapped = self._open()
         return int(_U64.unpack_from(mapped)[0])
