@@ -35,12 +35,9 @@ from urllib.parse import quote
 
 from app import errors
 from app.auth import Guard
-from app.hosts import HostRebaser
 from app.http import (
-    ABBREVIATED,
     PATH_SAFE,
     bearer_of,
-    json_answer,
     redact_path,
     segments,
     split_package,
@@ -54,7 +51,6 @@ from r13core.config import ConfigStore, Feature
 from r13core.errors import R13Error, Unauthorized
 from r13core.names import PackageName
 from r13core.ratelimit import packed_allowed
-from r13core.uplink import Proxied
 
 log = logging.getLogger("r13.app")
 
@@ -87,16 +83,13 @@ class HotReads:
         packages: Packages,
         guard: Guard,
         config: ConfigStore,
-        hosts: HostRebaser | None,
         routed: Callable[[str], bool],
     ) -> None:
         self.monitor = monitor
         self.firewall = firewall
         self.packages = packages
-        self.registry = packages.registry
         self.guard = guard
         self.read_record = config.read
-        self.hosts = hosts
         self.routed = routed
         # Raw paths already looked at: what they ask for, or None (never hot).
         self._paths: dict[str, Target | None] = {}
@@ -118,9 +111,9 @@ class HotReads:
             rest = parsed[1]
             try:
                 if rest in ([], [""]):
-                    found = (self.packages._name(parsed[0]), None)
+                    found = (self.packages.name_of(parsed[0]), None)
                 elif len(rest) == 2 and rest[0] == "-":
-                    found = (self.packages._name(parsed[0]), tarball_filename(rest[1]))
+                    found = (self.packages.name_of(parsed[0]), tarball_filename(rest[1]))
             except R13Error:  # an invalid name: falcon answers it (and counts the anomaly)
                 found = None
         if len(self._paths) >= PATHS_REMEMBERED:
@@ -255,18 +248,7 @@ class HotReads:
         self, env: dict[str, Any], name: PackageName, headers: list[tuple[str, str]]
     ) -> tuple[str, bytes]:
         """The packument's status and body; its headers appended to ``headers``."""
-        abbreviated = ABBREVIATED in (env.get("HTTP_ACCEPT") or "")
-        rendered = self.registry.packument(
-            name, abbreviated=abbreviated, via=env.get("HTTP_VIA") or ""
-        )
-        if isinstance(rendered, Proxied):
-            headers.append(("x-r13-cache", rendered.cache.upper()))
-            if rendered.warning:
-                headers.append(("warning", rendered.warning))
-            abbreviated = rendered.abbreviated  # a stale full copy may stand in
-        if self.hosts is not None:
-            rendered = self.hosts.apply_host(env.get("HTTP_HOST") or "", rendered)
-        modified, more, body = json_answer(env, rendered, ABBREVIATED if abbreviated else JSON)
+        modified, more, body = self.packages.packument_answer(env, name)
         headers.extend(more)
         return (OK, body) if modified else (NOT_MODIFIED, b"")
 

@@ -353,7 +353,14 @@ def send_json(
     ``content_type``: the abbreviated packument goes out as
     ``application/vnd.npm.install-v1+json``, as the npm registry sends it.
     """
-    modified, headers, body = json_answer(req.env, rendered, content_type)
+    send_answer(resp, *json_answer(req.env, rendered, content_type))
+
+
+def send_answer(
+    resp: falcon.Response, modified: bool, headers: list[tuple[str, str]], body: bytes
+) -> None:
+    """A decided answer (:func:`json_answer`'s shape) into falcon's response: a 304 when
+    not ``modified``, the headers (names in lower case), the body."""
     if not modified:
         send_not_modified(resp)
     out = resp._headers  # names already lower case

@@ -215,7 +215,6 @@ def create_app(services: Services, *, root_pid: int | None = None) -> R13App:
             packages=packages,
             guard=guard,
             config=store,
-            hosts=hosts,
             routed=app.routed,
         )
     if root_pid is not None:

@@ -350,6 +350,7 @@ def test_a_blocked_address_is_refused_by_falcon_and_counted_once(world: World) -
     hot, plain, answered = world.both("GET", "/small")
     assert not answered and hot.status.startswith("403")
     same(hot, plain)
+    assert hot.counters[("blocked_requests", HOT_IP)] == 1
 
 
 def test_the_debug_flag_sends_reads_through_falcon(world: World) -> None:
@@ -359,13 +360,13 @@ def test_the_debug_flag_sends_reads_through_falcon(world: World) -> None:
     assert hot.headers["x-request-id"] == plain.headers["x-request-id"] == "abc"
 
 
-def test_metrics_off_counts_nothing_on_either_path(world: World) -> None:
+def test_with_metrics_and_logging_off_both_paths_agree_and_log_nothing(world: World) -> None:
     world.services.config.set_feature(Feature.METRICS, False)
     world.services.config.set_feature(Feature.LOGGING, False)
     hot, plain, answered = world.both("GET", "/small")
     assert answered
     same(hot, plain)
-    assert hot.log == []
+    assert hot.log == [] and plain.log == []
 
 
 def test_the_rate_limit_counts_each_hot_read_once_and_falcon_refuses_past_it(

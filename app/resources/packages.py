@@ -29,11 +29,13 @@ from app.http import (
     ABBREVIATED,
     RenderedLike,
     decode_segment,
+    json_answer,
     none_match,
     raw_path,
     read_json_object,
     refuse_large_body,
     segments,
+    send_answer,
     send_json,
     send_media,
     send_not_modified,
@@ -206,7 +208,8 @@ class Packages:
         self.accel = accel
         self.small = SmallTarballs()
 
-    def _name(self, raw: str) -> PackageName:
+    def name_of(self, raw: str) -> PackageName:
+        """The package a raw name segment names (remembered when valid); InvalidName."""
         name = self._names.get(raw)
         if name is None:
             name = PackageName.from_url(raw)
@@ -219,7 +222,7 @@ class Packages:
         parsed = split_package(segments(raw_path(req)))
         if parsed is None or parsed[0].startswith(("-", "_")):
             raise falcon.HTTPNotFound(description="no such route")
-        name = self._name(parsed[0])
+        name = self.name_of(parsed[0])
         rest = parsed[1]
         if rest == [""]:  # a trailing slash
             rest = []
@@ -245,12 +248,7 @@ class Packages:
                 self._send(req, resp, self.registry.packument_for_write(name))
                 resp.cache_control = ["no-cache"]
             else:
-                abbreviated = ABBREVIATED in (env.get("HTTP_ACCEPT") or "")
-                rendered = self.registry.packument(name, abbreviated=abbreviated, via=via)
-                if isinstance(rendered, Proxied):
-                    _proxied_headers(resp, rendered.cache, rendered.warning)
-                    abbreviated = rendered.abbreviated  # a stale full copy may stand in
-                self._send(req, resp, rendered, ABBREVIATED if abbreviated else falcon.MEDIA_JSON)
+                send_answer(resp, *self.packument_answer(env, name))
         elif len(rest) == 1:
             self.guard.require(req, Action.READ, name)
             rendered = self.registry.version(name, decode_segment(rest[0]), via=via)
@@ -292,6 +290,29 @@ class Packages:
             resp.content_length = answer.length  # HEAD, or nginx sends the bytes
         if answer.downloaded and self.on_download is not None:
             self.on_download(str(name))
+
+    def packument_answer(
+        self, env: dict[str, Any], name: PackageName
+    ) -> tuple[bool, list[tuple[str, str]], bytes]:
+        """A packument GET or HEAD (no ``?write``), decided: (modified, headers, body), the
+        one place both falcon's path and the hot reads (app/hot_reads.py) answer it — full
+        or abbreviated by Accept, an upstream's copy marked, rebased for an allowed Host,
+        ETag/304/gzip by app/http.py ``json_answer``. Raises r13core's errors."""
+        abbreviated = ABBREVIATED in (env.get("HTTP_ACCEPT") or "")
+        rendered = self.registry.packument(
+            name, abbreviated=abbreviated, via=env.get("HTTP_VIA") or ""
+        )
+        headers: list[tuple[str, str]] = []
+        if isinstance(rendered, Proxied):
+            headers.append(("x-r13-cache", rendered.cache.upper()))
+            if rendered.warning:
+                headers.append(("warning", rendered.warning))
+            abbreviated = rendered.abbreviated  # a stale full copy may stand in
+        if self.hosts is not None:
+            rendered = self.hosts.apply_host(env.get("HTTP_HOST") or "", rendered)
+        kind = ABBREVIATED if abbreviated else falcon.MEDIA_JSON
+        modified, more, body = json_answer(env, rendered, kind)
+        return modified, headers + more, body
 
     def tarball_answer(
         self, env: dict[str, Any], method: str, name: PackageName, filename: str
