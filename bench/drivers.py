@@ -35,6 +35,7 @@ local paths = {%(paths)s}
 local i = %(start)d
 wrk.method = "GET"
 wrk.headers["Accept"] = %(accept)s
+wrk.headers["Accept-Encoding"] = %(encoding)s
 wrk.headers["User-Agent"] = "r13-bench/1 (wrk)"
 %(auth)s
 request = function()
@@ -93,12 +94,12 @@ def choose_driver(requested: str, *, counted: bool = False) -> Driver:
     return Driver("wrk", requested)
 
 
-def run_wrk(
-    target: Target, reqs: list[bytes], duration: float, connections: int, threads: int
-) -> dict[str, Any]:
-    """Drive GETs with wrk for ``duration`` s; same paths and headers as the Python engine."""
+def wrk_script(reqs: list[bytes]) -> str:
+    """wrk's Lua script for these requests: their paths in turn, with the Accept,
+    Accept-Encoding and Authorization they carry (the same for all of them)."""
     paths: list[str] = []
     accept = FULL_ACCEPT
+    encoding = "identity"
     auth = ""
     for r in reqs:
         lines = r.decode("latin-1").split("\r\n")
@@ -106,16 +107,25 @@ def run_wrk(
         for line in lines[1:]:
             if line.startswith("Accept: "):
                 accept = line[8:]
+            if line.startswith("Accept-Encoding: "):
+                encoding = line[17:]
             if line.startswith("Authorization: "):
                 auth = f'wrk.headers["Authorization"] = {_lua_str(line[15:])}'
-    script = WRK_LUA % {
+    return WRK_LUA % {
         "paths": ", ".join(_lua_str(p) for p in paths),
         "start": 0,
         "accept": _lua_str(accept),
+        "encoding": _lua_str(encoding),
         "auth": auth,
     }
+
+
+def run_wrk(
+    target: Target, reqs: list[bytes], duration: float, connections: int, threads: int
+) -> dict[str, Any]:
+    """Drive GETs with wrk for ``duration`` s; same paths and headers as the Python engine."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write(script)
+        f.write(wrk_script(reqs))
         lua = f.name
     try:
         cmd = [

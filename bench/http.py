@@ -39,11 +39,12 @@ from collections.abc import Sequence
 from bench.drivers import DRIVERS, choose_driver
 from bench.load import HarnessError, parse_target
 from bench.report import compare_table, markdown_table, ratio_table
-from bench.scenarios import ALL_SCENARIOS, Options, run, run_probe
+from bench.scenarios import ALL_SCENARIOS, COMPRESSED_SCENARIOS, Options, run, run_probe
 from bench.seeding import Names, default_prefix
 
 __all__ = [
     "ALL_SCENARIOS",
+    "COMPRESSED_SCENARIOS",
     "build_parser",
     "compare_table",
     "main",

@@ -75,14 +75,21 @@ def parse_target(url: str, allow_remote: bool = False) -> Target:
 
 # --------------------------------------------------------------------------- load engine
 
+NPM_ENCODING = "gzip,deflate"
+"""The Accept-Encoding npm 11 sends with every packument request (seen on the wire)."""
 
-def encode_get(target: Target, path: str, accept: str, token: str | None) -> bytes:
+
+def encode_get(
+    target: Target, path: str, accept: str, token: str | None, encoding: str = "identity"
+) -> bytes:
+    """A GET as the harness sends it; ``encoding`` is its Accept-Encoding (``identity``:
+    every server sends the same bytes; :data:`NPM_ENCODING`: what npm asks for)."""
     lines = [
         f"GET {target.path(path)} HTTP/1.1",
         f"Host: {target.hostport}",
         f"User-Agent: {USER_AGENT}",
         f"Accept: {accept}",
-        "Accept-Encoding: identity",
+        f"Accept-Encoding: {encoding}",
     ]
     if token:
         lines.append(f"Authorization: Bearer {token}")

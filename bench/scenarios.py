@@ -16,13 +16,33 @@ from typing import Any
 import psutil
 
 from bench.drivers import Driver, load
-from bench.load import FULL_ACCEPT, HarnessError, LoadResult, Target, encode_get, summarize
+from bench.load import (
+    FULL_ACCEPT,
+    NPM_ENCODING,
+    HarnessError,
+    LoadResult,
+    Target,
+    encode_get,
+    summarize,
+)
 from bench.report import envelope
 from bench.seeding import Client, Names, Seeded, attach, packument_path, publish_body, seed
 
 ABBREVIATED = "application/vnd.npm.install-v1+json"
 # Read scenarios in report order, then publish.
-READ_SCENARIOS = ("small-full", "small-abbrev", "big-full", "scoped-full", "tarball", "auth-full")
+READ_SCENARIOS = (
+    "small-full",
+    "small-abbrev",
+    "big-full",
+    "scoped-full",
+    "tarball",
+    "auth-full",
+    "small-gzip",
+    "big-gzip",
+)
+# Asked with npm's Accept-Encoding: a server may answer them compressed, so their bytes
+# differ between servers (the static ones answer them uncompressed and skip them).
+COMPRESSED_SCENARIOS = ("small-gzip", "big-gzip")
 ALL_SCENARIOS = (*READ_SCENARIOS, "publish")
 DESCRIPTIONS = {
     "small-full": "small packument, full",
@@ -31,6 +51,8 @@ DESCRIPTIONS = {
     "scoped-full": "scoped packument (@bench%2fname)",
     "tarball": "tarball GET (dist.tarball)",
     "auth-full": "small packument, full, with Bearer token",
+    "small-gzip": "small packument, full, Accept-Encoding as npm sends it (gzip,deflate)",
+    "big-gzip": "packument with many versions, full, Accept-Encoding as npm sends it",
     "publish": "publish a new version (sequential)",
 }
 
@@ -118,6 +140,10 @@ def scenario_requests(opts: Options, seeded: Seeded, name: str) -> list[bytes]:
         return [encode_get(t, p, "*/*", None) for p in seeded.tarball_paths]
     if name == "auth-full":
         return [encode_get(t, packument_path(p), FULL_ACCEPT, opts.token) for p in n.small]
+    if name == "small-gzip":
+        return [encode_get(t, packument_path(p), FULL_ACCEPT, None, NPM_ENCODING) for p in n.small]
+    if name == "big-gzip":
+        return [encode_get(t, packument_path(n.big), FULL_ACCEPT, None, NPM_ENCODING)]
     raise HarnessError(f"unknown scenario {name!r}")
 
 

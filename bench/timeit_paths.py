@@ -9,7 +9,15 @@ Prints the median (and min) of ``--repeat`` loops per path, in ns per call:
 - ``ConfigStore.read``: the decoded record, as every request reads it (one C call and a
   generation compare; the decode is cached until the record changes);
 - ``ConfigStore.read_bytes``: the 13 raw bytes (one C call);
-- ``Policy.authorize``: the permission check of a read with a ``read`` key.
+- ``Policy.authorize``: the permission check of a read with a ``read`` key;
+- ``Limit.take``: the rate-limit check of a request (app/security_middleware.py), one
+  call into the shared table with the decision packed in an int; ``Limit.take_with``: an
+  address's limit and its API key's in one call;
+- a Python function that does nothing, called the same way: what the loop and the call
+  themselves cost here (each figure above includes it once).
+
+The calls with an argument are timed as a statement (``take(key)``), so no lambda or
+partial adds a frame of its own.
 """
 
 from __future__ import annotations
@@ -28,12 +36,26 @@ from typing import Any
 from r13core.access import Action, Policy
 from r13core.config import ConfigStore
 from r13core.keys import KeyInfo, Permission
+from r13core.ratelimit import RateLimiter
+
+KEY = "203.0.113.7"  # an address, as the server's limiter key
+HUGE = 1_000_000_000  # a capacity that keeps the key admitted (the usual case)
 
 
 def time_call(fn: Callable[[], object], repeat: int, number: int) -> dict[str, float]:
     loops = timeit.repeat(fn, repeat=repeat, number=number)
     per_call = [t / number * 1e9 for t in loops]
     return {"median_ns": round(statistics.median(per_call), 1), "min_ns": round(min(per_call), 1)}
+
+
+def time_stmt(stmt: str, names: dict[str, Any], repeat: int, number: int) -> dict[str, float]:
+    loops = timeit.repeat(stmt, repeat=repeat, number=number, globals=names)
+    per_call = [t / number * 1e9 for t in loops]
+    return {"median_ns": round(statistics.median(per_call), 1), "min_ns": round(min(per_call), 1)}
+
+
+def nothing(key: str) -> None:
+    """The floor: a Python call with one argument."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -43,7 +65,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--json", dest="json_out")
     args = p.parse_args(argv)
     results: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="r13-timeit-") as tmp, ConfigStore(Path(tmp)) as store:
+    with (
+        tempfile.TemporaryDirectory(prefix="r13-timeit-") as tmp,
+        ConfigStore(Path(tmp)) as store,
+        RateLimiter(Path(tmp), "timeit") as limiter,
+    ):
         policy = Policy()
         key = KeyInfo("k", Permission.READ, datetime.now(UTC), None, False)
 
@@ -55,8 +81,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             "ConfigStore.read_bytes (13 bytes)": store.read_bytes,
             "Policy.authorize (read, read key)": authorize,
         }
+        ip, per_key = limiter.limit(HUGE, 1000), limiter.limit(HUGE, 1000)
+        names = {"take": ip.take, "take_with": ip.take_with, "per_key": per_key, "key": KEY,
+                 "nothing": nothing}  # fmt: skip
+        statements = {
+            "Limit.take (rate-limit check)": "take(key)",
+            "Limit.take_with (address + API key)": "take_with(key, per_key, 'key:k')",
+            "a call that does nothing (floor)": "nothing(key)",
+        }
         for name, fn in paths.items():
             results[name] = time_call(fn, args.repeat, args.number)
+            r = results[name]
+            print(f"{name:40} {r['median_ns']:8.1f} ns median  ({r['min_ns']:.1f} min)")
+        for name, stmt in statements.items():
+            results[name] = time_stmt(stmt, names, args.repeat, args.number)
             r = results[name]
             print(f"{name:40} {r['median_ns']:8.1f} ns median  ({r['min_ns']:.1f} min)")
     if args.json_out:

@@ -17,7 +17,7 @@ import pytest
 
 from bench import compare, load, seeding
 from bench import http as bh
-from bench.drivers import choose_driver
+from bench.drivers import choose_driver, wrk_script
 from bench.drivers import load as drive
 
 TOKEN = "test-token"
@@ -34,6 +34,7 @@ class FakeRegistry(ThreadingHTTPServer):
         self.puts = 0
         self.gets = 0
         self.auth_gets = 0
+        self.encodings: dict[str, int] = {}
 
     @property
     def url(self) -> str:
@@ -90,6 +91,8 @@ class Handler(BaseHTTPRequestHandler):
             self.server.gets += 1
             if self.headers.get("Authorization"):
                 self.server.auth_gets += 1
+            encoding = self.headers.get("Accept-Encoding", "")
+            self.server.encodings[encoding] = self.server.encodings.get(encoding, 0) + 1
             tgz = self.server.tarballs.get(path)
             doc = self.server.docs.get(path[1:])
             body = json.dumps(doc).encode() if doc else b""
@@ -204,6 +207,10 @@ def test_seed_and_scenarios(registry: FakeRegistry, tmp_path: Path) -> None:
     counted = sum(s["requests"] for n, s in scen.items() if n != "publish")
     assert counted <= registry.gets
     assert registry.auth_gets >= scen["auth-full"]["requests"]
+    # The compressed scenarios ask as npm does; the others ask for the uncompressed bytes.
+    compressed = sum(scen[n]["requests"] for n in bh.COMPRESSED_SCENARIOS)
+    assert registry.encodings[load.NPM_ENCODING] >= compressed > 0
+    assert registry.encodings["identity"] >= counted - registry.encodings[load.NPM_ENCODING]
     md = out_md.read_text()
     assert "| scenario | req/s | p50 ms | p99 ms | errors | requests |" in md
     for name in bh.ALL_SCENARIOS:
@@ -328,3 +335,14 @@ def test_static_wsgi_serves_the_rendered_files_by_accept_and_path(tmp_path: Path
     assert headers["Content-Length"] == "5"
     assert get("/missing")[0].startswith("404")
     assert get("/-/ping")[:1] == ("200 OK",)
+
+
+def test_wrk_sends_the_headers_the_python_engine_sends() -> None:
+    target = load.parse_target("http://127.0.0.1:4873")
+    npm = wrk_script([load.encode_get(target, "/a", load.FULL_ACCEPT, "t", load.NPM_ENCODING)])
+    assert 'wrk.headers["Accept-Encoding"] = "gzip,deflate"' in npm
+    assert 'wrk.headers["Authorization"] = "Bearer t"' in npm
+    assert f'wrk.headers["Accept"] = {json.dumps(load.FULL_ACCEPT)}' in npm
+    plain = wrk_script([load.encode_get(target, "/a", "*/*", None)])
+    assert 'wrk.headers["Accept-Encoding"] = "identity"' in plain
+    assert "Authorization" not in plain
