@@ -24,7 +24,7 @@ from typing import Any
 
 from gunicorn import util
 
-from app import gunicorn_response
+from app import gunicorn_request, gunicorn_response
 from app.cli.serve_process import preload_safe
 from app.live.lifecycle import attach_worker
 from r13core.datadir import UMASK, private_umask
@@ -93,8 +93,10 @@ if worker_class == "gevent":
 
 def post_fork(server: Any, worker: Any) -> None:
     """In each worker, gunicorn's parser errors leave as JSON (write_error is their one writer);
-    a response given whole leaves in one write (app/gunicorn_response.py); the WebSockets
-    watch the worker to close with 1001 when it stops (app/live/lifecycle.py)."""
+    a response given whole leaves in one write (app/gunicorn_response.py); a request's set-up
+    skips two lookups whose answer never changes here (app/gunicorn_request.py); the
+    WebSockets watch the worker to close with 1001 when it stops (app/live/lifecycle.py)."""
     util.write_error = json_error
     gunicorn_response.install()
+    gunicorn_request.install()
     attach_worker(worker)

@@ -5,7 +5,7 @@ gunicorn writes a response's head (``send_headers``) and then each body chunk wi
 every packument r13 sends, and on loopback a ``send`` costs the sender the receiver's
 TCP work too. Under load that was the largest part of a small packument GET
 (bench/RESULTS.md, "The hot read path"): a third of the worker's samples. This
-subclass changes two things and nothing else about the bytes on the wire:
+subclass changes three things and nothing else about the bytes on the wire:
 
 - when the application hands over the whole body at once (a length-delimited,
   non-chunked response whose first chunk is exactly ``Content-Length`` bytes, which is
@@ -13,10 +13,20 @@ subclass changes two things and nothing else about the bytes on the wire:
   every other case (streams, files through sendfile, chunked, HEAD, 204/304, a body
   in several chunks) is gunicorn's own code;
 - the ``Date`` header is formatted once per second instead of once per response (the
-  same string: it has one-second resolution).
+  same string: it has one-second resolution);
+- a header gunicorn already accepted in this worker is not checked again: gunicorn
+  validates every header of every response (two regular expressions, case folding, the
+  hop-by-hop test: ~0.9 us a header here, and r13 sends nine on a packument), and most of
+  r13's repeat exactly (content type, Vary, the limit's policy, an ETag while a package
+  does not change). A name that passed as an ordinary header (not Content-Length, not
+  hop-by-hop) and a value that passed with nothing to strip are remembered (bounded
+  sets); a header whose name and value are both remembered is appended as gunicorn would
+  append it. Anything else, and anything not exactly a ``str``, goes through gunicorn's
+  own check, one header at a time in the same order.
 
 :func:`install` puts it in place in a worker (app/gunicorn_conf.py's ``post_fork``);
-tests/test_gunicorn_response.py checks that both classes write the same bytes.
+tests/test_gunicorn_response.py checks that both classes write the same bytes and keep,
+refuse and set the same for any header list.
 """
 
 from __future__ import annotations
@@ -48,6 +58,12 @@ class _DateCache:
 
 _DATE = _DateCache()
 
+# What gunicorn's Response.process_headers accepted in this process (see the docstring).
+_PLAIN_NAMES: set[str] = set()
+_PLAIN_VALUES: set[str] = set()
+NAMES_KEPT = 256
+VALUES_KEPT = 4096  # emptied when full: changing values (counts, lengths) come and go
+
 
 class CoalescingResponse(_BaseResponse):  # type: ignore[misc]
     """gunicorn's ``Response``; a body given in one piece goes out with its head."""
@@ -55,6 +71,29 @@ class CoalescingResponse(_BaseResponse):  # type: ignore[misc]
     # gunicorn's own attributes (set in its __init__), typed for mypy.
     headers_sent: bool
     sent: int
+
+    def process_headers(self, headers: Any) -> None:
+        # gunicorn's, skipping the checks of a header it accepted before (module docstring).
+        names, values, append = _PLAIN_NAMES, _PLAIN_VALUES, self.headers.append
+        for name, value in headers:
+            plain = type(name) is str and type(value) is str
+            if plain and name in names and value in values:
+                append((name, value))
+                continue
+            super().process_headers(((name, value),))  # raises as gunicorn does
+            if not plain:
+                continue
+            if (
+                len(names) < NAMES_KEPT
+                and name not in names
+                and name.lower() != "content-length"
+                and not util.is_hoppish(name)
+            ):
+                names.add(name)
+            if value == value.strip(" \t"):
+                if len(values) >= VALUES_KEPT:
+                    values.clear()
+                values.add(value)
 
     def default_headers(self) -> list[str]:
         # gunicorn's (gunicorn/http/wsgi.py), with the Date string made once per second.
@@ -121,7 +160,7 @@ def install() -> bool:
         _BaseResponse.__init__(probe, None, None, None)
     except Exception:  # another constructor: not the gunicorn this was written against
         return False
-    if not all(hasattr(probe, name) for name in _NEEDED):
+    if not all(hasattr(probe, name) for name in _NEEDED) or not hasattr(probe, "process_headers"):
         return False
     wsgi.Response = CoalescingResponse
     return True

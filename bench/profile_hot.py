@@ -77,6 +77,7 @@ BUCKETS: list[tuple[str, str, str | None]] = [
     ("falcon app (dispatch, middleware loop)", r"falcon/", None),
     ("WSGI wrappers (upgrades, body deadline)", r"app/(live/websocket|slow_clients)\.py", None),
     ("gunicorn post_request (yield to the hub)", r"app/gunicorn_conf\.py", None),
+    ("r13's gunicorn response + request set-up", r"app/gunicorn_(response|request)\.py", None),
     ("gunicorn request parser", r"gunicorn/http/(parser|message|unreader|body)\.py", None),
     ("gunicorn environ + response", r"gunicorn/http/wsgi\.py", None),
     ("gunicorn worker loop", r"gunicorn/", None),

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 from gunicorn.http import wsgi
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app import gunicorn_response
 from app.gunicorn_response import CoalescingResponse
@@ -96,3 +98,77 @@ def test_install_puts_it_where_gunicorn_looks(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(wsgi, "Response", BASE)
     assert gunicorn_response.install() is True
     assert wsgi.Response is CoalescingResponse
+
+
+# Headers as r13 sends them, and every kind gunicorn treats apart: names that are not
+# tokens, values with control bytes or surrounding blanks, hop-by-hop and Upgrade headers in
+# any case, Content-Length, and things that are not exactly a str.
+NAMES = [
+    "Content-Type", "vary", "etag", "x-ratelimit-remaining", "ratelimit", "Content-Length",
+    "content-length", "Connection", "connection", "Upgrade", "UPGRADE", "Keep-Alive",
+    "Transfer-Encoding", "te", "bad name", "x\r\ny", "", "x:y", "ünï", " vary",
+]  # fmt: skip
+VALUES = [
+    "application/json", '"4afa7de6-gz"', "Accept, Accept-Encoding", "1093", "0", "2147483646",
+    "upgrade", "Upgrade", "websocket", "close", " padded\t", "a\r\nb", "nul\x00", "tab\tin",
+    "", " ", "\x7f", "latin-1 é", "12x",
+]  # fmt: skip
+
+
+class Text(str):
+    """A str that is not exactly a str (gunicorn takes it; the memo must not)."""
+
+
+def _header() -> st.SearchStrategy[Any]:
+    name = st.one_of(st.sampled_from(NAMES), st.sampled_from(NAMES).map(Text), st.just(b"etag"))
+    value = st.one_of(
+        st.sampled_from(VALUES), st.sampled_from(VALUES).map(Text), st.just(7), st.text(max_size=8)
+    )
+    return st.tuples(name, value)
+
+
+def _process(cls: Any, headers: list[Any]) -> tuple[Any, ...]:
+    """What process_headers leaves (or raises) for this header list."""
+    resp = cls(_request(), Sock(), SimpleNamespace(protocol="http", sendfile=False))
+    try:
+        resp.process_headers(headers)
+        error: tuple[Any, ...] = ()
+    except Exception as exc:
+        error = (type(exc), str(exc))
+    return error, resp.headers, resp.response_length, resp.upgrade
+
+
+@settings(max_examples=400)
+@given(st.lists(_header(), max_size=12))
+def test_headers_are_processed_as_gunicorn_does(headers: list[Any]) -> None:
+    theirs = _process(BASE, headers)
+    assert _process(CoalescingResponse, headers) == theirs  # first sight: gunicorn's checks
+    assert _process(CoalescingResponse, headers) == theirs  # again: what was remembered
+
+
+def test_a_remembered_header_skips_gunicorns_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    headers = [("content-type", "application/json"), ("content-length", "2")]
+    theirs = _process(BASE, headers)
+    _process(CoalescingResponse, headers)  # seen once
+    checked: list[Any] = []
+    real = BASE.process_headers
+
+    def counting(self: Any, some: Any) -> None:
+        checked.extend(some)
+        real(self, some)
+
+    monkeypatch.setattr(BASE, "process_headers", counting)
+    assert _process(CoalescingResponse, headers) == theirs
+    # Content-Length always goes through gunicorn (it sets the response's length).
+    assert checked == [("content-length", "2")]
+
+
+def test_the_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gunicorn_response, "_PLAIN_VALUES", set())
+    for n in range(gunicorn_response.VALUES_KEPT + 10):
+        _process(CoalescingResponse, [("x-count", str(n))])
+    assert len(gunicorn_response._PLAIN_VALUES) <= gunicorn_response.VALUES_KEPT
+    monkeypatch.setattr(gunicorn_response, "_PLAIN_NAMES", set())
+    for n in range(gunicorn_response.NAMES_KEPT + 10):
+        _process(CoalescingResponse, [(f"x-name-{n}", "v")])
+    assert len(gunicorn_response._PLAIN_NAMES) == gunicorn_response.NAMES_KEPT
