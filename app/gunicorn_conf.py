@@ -94,9 +94,11 @@ if worker_class == "gevent":
 def post_fork(server: Any, worker: Any) -> None:
     """In each worker, gunicorn's parser errors leave as JSON (write_error is their one writer);
     a response given whole leaves in one write (app/gunicorn_response.py); a request's set-up
-    skips two lookups whose answer never changes here (app/gunicorn_request.py); the
-    WebSockets watch the worker to close with 1001 when it stops (app/live/lifecycle.py)."""
+    skips lookups whose answer never changes here and settings are plain attributes
+    (app/gunicorn_request.py); the WebSockets watch the worker to close with 1001 when it
+    stops (app/live/lifecycle.py)."""
     util.write_error = json_error
     gunicorn_response.install()
     gunicorn_request.install()
+    gunicorn_request.freeze(worker.cfg)
     attach_worker(worker)

@@ -1,4 +1,4 @@
-"""Two per-request costs of gunicorn's request set-up that r13's configuration makes moot.
+"""Per-request costs of gunicorn's request handling that do not change within a worker.
 
 Profiled under load (py-spy on a worker answering ``GET /small``, bench/RESULTS.md "Issue
 15, fifth session"), gunicorn spent about 8 % of a worker's samples on two things that
@@ -19,9 +19,20 @@ give the same answer for every request of a worker:
   a Unix socket peer always is, as in gunicorn's own check. :func:`peer_trust` answers
   that without the parse and defers to gunicorn's check whenever the list is not empty.
 
-:func:`install` puts both in place in a worker (app/gunicorn_conf.py's ``post_fork``), or
-leaves gunicorn as it is when the installed version lacks what they replace;
-tests/test_gunicorn_request.py holds both to gunicorn's own answers.
+- **Reading a setting.** gunicorn reads its settings as attributes of its ``Config``
+  (``cfg.keepalive``, ``cfg.limit_request_line``, ``cfg.post_request`` ...: dozens per
+  request in the parser, the worker loop and the response), and ``Config`` answers them
+  from ``__getattr__``, which Python calls only after the ordinary lookup has failed, and
+  that failure raises and catches an ``AttributeError`` every time. :func:`freeze` copies
+  each setting's value onto the worker's ``Config`` as an ordinary attribute (gunicorn
+  reads settings in a worker; it sets them in the master while it loads its
+  configuration, before it forks), so the ordinary lookup finds it; a later
+  ``cfg.set(name, value)`` in the worker refreshes the copy.
+
+:func:`install` puts the first two in place in a worker and :func:`freeze` the third
+(app/gunicorn_conf.py's ``post_fork``), or they leave gunicorn as it is when the installed
+version lacks what they replace; tests/test_gunicorn_request.py holds them to gunicorn's
+own answers.
 """
 
 from __future__ import annotations
@@ -114,3 +125,31 @@ def install() -> bool:
     if not hasattr(check, "gunicorns"):
         policy._peer_is_trusted_proxy = peer_trust(check)
     return True
+
+
+def freeze(cfg: Any) -> int:
+    """Copy every setting's value onto ``cfg`` (gunicorn's ``Config`` of this worker) as an
+    ordinary attribute; the number copied. Settings that ``Config`` itself defines as a
+    property or method (``sendfile``, ``worker_class`` ...) are left to it. 0 (nothing
+    changed) for an object that is not a gunicorn ``Config`` as these were written against.
+    """
+    settings = getattr(cfg, "settings", None)
+    if not isinstance(settings, dict) or not callable(getattr(cfg, "set", None)):
+        return 0
+    kind = type(cfg)
+    names = frozenset(name for name in settings if not hasattr(kind, name))
+    for name in names:
+        # Config.__setattr__ refuses a setting's name (it would be ignored by reads through
+        # __getattr__); here being read first, instead of __getattr__, is the point.
+        object.__setattr__(cfg, name, settings[name].get())
+    if not hasattr(cfg.set, "frozen"):
+        gunicorns_set = cfg.set
+
+        def set_and_copy(name: str, value: Any) -> None:
+            gunicorns_set(name, value)
+            if name in names:
+                object.__setattr__(cfg, name, settings[name].get())
+
+        set_and_copy.frozen = names  # type: ignore[attr-defined]
+        object.__setattr__(cfg, "set", set_and_copy)
+    return len(names)

@@ -9,7 +9,8 @@ subclass changes three things and nothing else about the bytes on the wire:
 
 - when the application hands over the whole body at once (a length-delimited,
   non-chunked response whose first chunk is exactly ``Content-Length`` bytes, which is
-  what falcon does for ``resp.data``), the head and the body leave in one ``sendall``;
+  what falcon does for ``resp.data``), the head and the body leave together: one
+  ``send``, then ``sendall`` for whatever the socket did not take;
   every other case (streams, files through sendfile, chunked, HEAD, 204/304, a body
   in several chunks) is gunicorn's own code;
 - the ``Date`` header is formatted once per second instead of once per response (the
@@ -138,10 +139,14 @@ class CoalescingResponse(_BaseResponse):  # type: ignore[misc]
         ):
             super().write(arg)
             return
-        head = self.head_bytes()
+        data = self.head_bytes() + arg
         self.headers_sent = True
         self.sent = len(arg)
-        util.write(self.sock, head + arg)
+        # One send first: a small answer fits the socket's buffer at once, and gevent's
+        # sendall asks the kernel for the buffer's size (getsockopt) before every send.
+        sent = self.sock.send(data)
+        if sent < len(data):
+            util.write(self.sock, memoryview(data)[sent:])
 
 
 # What the subclass relies on in gunicorn's Response (gunicorn 27's; checked at install).

@@ -165,7 +165,9 @@ def test_r13s_workers_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(wsgi, "Response", gunicorn_response._BaseResponse)
     monkeypatch.setattr(util, "write_error", util.write_error)
     monkeypatch.setattr(lifecycle, "_worker", None)
-    conf.post_fork(None, SimpleNamespace(alive=True))
+    cfg = _cfg()
+    conf.post_fork(None, SimpleNamespace(alive=True, cfg=cfg))
+    assert "keepalive" in vars(cfg)  # its settings are plain attributes now
     assert hasattr(message.HeaderPolicy._peer_is_trusted_proxy, "gunicorns")
     one = _cfg()
     assert wsgi.base_environ(one)["wsgi.errors"] is wsgi.base_environ(one)["wsgi.errors"]
@@ -173,3 +175,53 @@ def test_r13s_workers_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = Config()
     cfg.set("forwarded_allow_ips", conf.forwarded_allow_ips)
     assert cfg.forwarded_allow_ips == []
+
+
+def _plain_settings(cfg: Config) -> list[str]:
+    return [name for name in cfg.settings if not hasattr(Config, name)]
+
+
+def test_freeze_makes_every_setting_a_plain_attribute(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = _cfg(allow="127.0.0.1")
+    cfg.set("keepalive", 7)
+    expected = {name: cfg.settings[name].get() for name in _plain_settings(cfg)}
+    assert gunicorn_request.freeze(cfg) == len(expected) > 50
+
+    def refuse(self: Any, name: str) -> Any:
+        raise AssertionError(f"{name} read through Config.__getattr__")
+
+    monkeypatch.setattr(Config, "__getattr__", refuse)
+    assert {name: getattr(cfg, name) for name in expected} == expected
+    assert cfg.keepalive == 7 and cfg.forwarded_allow_ips == ["127.0.0.1"]
+    assert cfg.post_request is expected["post_request"]  # hooks stay plain functions
+
+
+def test_a_setting_set_after_freeze_is_read_back() -> None:
+    cfg = _cfg()
+    gunicorn_request.freeze(cfg)
+    cfg.set("keepalive", 9)
+    cfg.set("forwarded_allow_ips", "10.0.0.1")
+    assert cfg.keepalive == 9 and cfg.forwarded_allow_ips == ["10.0.0.1"]
+    assert cfg.keepalive == cfg.settings["keepalive"].get()
+    wrapped = cfg.set
+    gunicorn_request.freeze(cfg)  # twice: one wrapper
+    assert cfg.set is wrapped
+    cfg.set("keepalive", 3)
+    assert cfg.keepalive == 3
+
+
+def test_config_properties_stay_configs() -> None:
+    cfg = _cfg()
+    cfg.set("sendfile", False)
+    before = (cfg.sendfile, cfg.worker_class_str, cfg.is_ssl, cfg.forwarded_allow_networks())
+    gunicorn_request.freeze(cfg)
+    assert "sendfile" not in vars(cfg) and "worker_class" not in vars(cfg)
+    assert (cfg.sendfile, cfg.worker_class_str, cfg.is_ssl, cfg.forwarded_allow_networks()) == (
+        before
+    )
+
+
+def test_freeze_leaves_other_objects_alone() -> None:
+    other = SimpleNamespace(keepalive=2)
+    assert gunicorn_request.freeze(other) == 0
+    assert vars(other) == {"keepalive": 2}

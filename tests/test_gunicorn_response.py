@@ -18,8 +18,16 @@ BASE: Any = gunicorn_response._BaseResponse
 
 
 class Sock:
-    def __init__(self) -> None:
+    """A socket that takes at most ``takes`` bytes per send (all by default)."""
+
+    def __init__(self, takes: int | None = None) -> None:
         self.writes: list[bytes] = []
+        self.takes = takes
+
+    def send(self, data: bytes) -> int:
+        taken = bytes(data[: self.takes])
+        self.writes.append(taken)
+        return len(taken)
 
     def sendall(self, data: bytes) -> None:
         self.writes.append(bytes(data))
@@ -30,9 +38,14 @@ def _request(method: str = "GET", version: tuple[int, int] = (1, 1), close: bool
 
 
 def _run(
-    cls: Any, req: Any, status: str, headers: list[tuple[str, str]], body: list[bytes]
+    cls: Any,
+    req: Any,
+    status: str,
+    headers: list[tuple[str, str]],
+    body: list[bytes],
+    sock: Sock | None = None,
 ) -> Sock:
-    sock = Sock()
+    sock = sock or Sock()
     resp = cls(req, sock, SimpleNamespace(protocol="http", sendfile=False))
     resp.start_response(status, headers)
     for chunk in body:
@@ -82,6 +95,15 @@ def test_a_whole_body_leaves_with_its_head_in_one_write() -> None:
     theirs = _run(BASE, req, status, headers, body)
     assert len(ours.writes) == 1 and ours.writes[0].endswith(b'\r\n\r\n{"a":"bcd"}')
     assert len(theirs.writes) == 2
+
+
+@pytest.mark.parametrize("takes", [0, 1, 17, 120])
+def test_what_one_send_leaves_goes_out_with_sendall(takes: int) -> None:
+    req, status, headers, body = CASES["whole body"]
+    ours = _run(CoalescingResponse, req, status, headers, body, Sock(takes))
+    theirs = _run(BASE, req, status, headers, body)
+    assert b"".join(ours.writes) == b"".join(theirs.writes)
+    assert len(ours.writes) == 2 and len(ours.writes[0]) == takes
 
 
 def test_the_date_follows_the_clock(monkeypatch: pytest.MonkeyPatch) -> None:
