@@ -1,8 +1,9 @@
 """Per-request costs of gunicorn's request handling that do not change within a worker.
 
-Profiled under load (py-spy on a worker answering ``GET /small``, bench/RESULTS.md "Issue
-15, fifth session"), gunicorn spent about 8 % of a worker's samples on two things that
-give the same answer for every request of a worker:
+Profiled under load (``bench.profile_hot`` on a worker answering ``GET /small``,
+bench/RESULTS.md "Issue 15, fifth session"), three things gunicorn does for every request
+give the same answer for every request of a worker (the first two were ~7 % of the
+worker's samples; the third, which a sampling profiler mostly misses, ~16 % of its CPU):
 
 - **wsgi.errors.** ``base_environ`` made a new ``WSGIErrorsWrapper`` for every request,
   and its constructor looks the ``gunicorn.error`` logger up by name
@@ -18,7 +19,6 @@ give the same answer for every request of a worker:
   answer depends only on the kind of peer: a TCP peer (an address tuple) is never trusted,
   a Unix socket peer always is, as in gunicorn's own check. :func:`peer_trust` answers
   that without the parse and defers to gunicorn's check whenever the list is not empty.
-
 - **Reading a setting.** gunicorn reads its settings as attributes of its ``Config``
   (``cfg.keepalive``, ``cfg.limit_request_line``, ``cfg.post_request`` ...: dozens per
   request in the parser, the worker loop and the response), and ``Config`` answers them

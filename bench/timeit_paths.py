@@ -42,16 +42,17 @@ KEY = "203.0.113.7"  # an address, as the server's limiter key
 HUGE = 1_000_000_000  # a capacity that keeps the key admitted (the usual case)
 
 
-def time_call(fn: Callable[[], object], repeat: int, number: int) -> dict[str, float]:
-    loops = timeit.repeat(fn, repeat=repeat, number=number)
+def _medians(loops: list[float], number: int) -> dict[str, float]:
     per_call = [t / number * 1e9 for t in loops]
     return {"median_ns": round(statistics.median(per_call), 1), "min_ns": round(min(per_call), 1)}
+
+
+def time_call(fn: Callable[[], object], repeat: int, number: int) -> dict[str, float]:
+    return _medians(timeit.repeat(fn, repeat=repeat, number=number), number)
 
 
 def time_stmt(stmt: str, names: dict[str, Any], repeat: int, number: int) -> dict[str, float]:
-    loops = timeit.repeat(stmt, repeat=repeat, number=number, globals=names)
-    per_call = [t / number * 1e9 for t in loops]
-    return {"median_ns": round(statistics.median(per_call), 1), "min_ns": round(min(per_call), 1)}
+    return _medians(timeit.repeat(stmt, repeat=repeat, number=number, globals=names), number)
 
 
 def nothing(key: str) -> None:
@@ -91,11 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         for name, fn in paths.items():
             results[name] = time_call(fn, args.repeat, args.number)
-            r = results[name]
-            print(f"{name:40} {r['median_ns']:8.1f} ns median  ({r['min_ns']:.1f} min)")
         for name, stmt in statements.items():
             results[name] = time_stmt(stmt, names, args.repeat, args.number)
-            r = results[name]
+        for name, r in results.items():
             print(f"{name:40} {r['median_ns']:8.1f} ns median  ({r['min_ns']:.1f} min)")
     if args.json_out:
         report = {"bench": "timeit_paths", "repeat": args.repeat, "number": args.number}

@@ -3,7 +3,8 @@
 ``os.getpid()`` is a system call on every read (glibc stopped caching it), and code that
 must notice a fork — a mapping, a connection or a lock made in the parent must not be
 used in the child — asks for it on hot paths: the change signals are read twice per
-request. :func:`current` returns a copy kept up to date by ``os.register_at_fork``, which
+request, the storage connections check it for every transaction. Every such check in
+r13core reads :func:`current`: a copy kept up to date by ``os.register_at_fork``, which
 runs in the child of every ``os.fork()`` (gunicorn's workers, multiprocessing's fork
 context) before any other Python code there.
 """

@@ -94,11 +94,12 @@ def route_template(rest: list[str]) -> str:
     return "/{package}/*"
 
 
-def _proxied_headers(resp: falcon.Response, cache: str, warning: str | None) -> None:
-    """How an upstream package was served: ``X-R13-Cache`` and, when stale, ``Warning``."""
-    resp.set_header("X-R13-Cache", cache.upper())
+def _proxied_headers(cache: str, warning: str | None = None) -> list[tuple[str, str]]:
+    """How an upstream package was served: ``x-r13-cache`` and, when stale, ``warning``."""
+    headers = [("x-r13-cache", cache.upper())]
     if warning:
-        resp.set_header("Warning", warning)
+        headers.append(("warning", warning))
+    return headers
 
 
 @dataclass(frozen=True)
@@ -253,7 +254,8 @@ class Packages:
             self.guard.require(req, Action.READ, name)
             rendered = self.registry.version(name, decode_segment(rest[0]), via=via)
             if isinstance(rendered, Proxied):
-                _proxied_headers(resp, rendered.cache, rendered.warning)
+                for header, value in _proxied_headers(rendered.cache, rendered.warning):
+                    resp.set_header(header, value)
             self._send(req, resp, rendered)
         elif len(rest) == 2 and rest[0] == "-":
             self.guard.require(req, Action.READ, name)
@@ -304,9 +306,7 @@ class Packages:
         )
         headers: list[tuple[str, str]] = []
         if isinstance(rendered, Proxied):
-            headers.append(("x-r13-cache", rendered.cache.upper()))
-            if rendered.warning:
-                headers.append(("warning", rendered.warning))
+            headers = _proxied_headers(rendered.cache, rendered.warning)
             abbreviated = rendered.abbreviated  # a stale full copy may stand in
         if self.hosts is not None:
             rendered = self.hosts.apply_host(env.get("HTTP_HOST") or "", rendered)
@@ -321,9 +321,7 @@ class Packages:
         reads (app/hot_reads.py) answer it. Raises r13core's errors (NotFound...)."""
         blob = self.registry.tarball(name, filename, via=env.get("HTTP_VIA") or "")
         temporary = isinstance(blob, ProxiedBlob) and blob.temporary
-        headers: list[tuple[str, str]] = []
-        if isinstance(blob, ProxiedBlob):
-            headers.append(("x-r13-cache", blob.cache.upper()))
+        headers = _proxied_headers(blob.cache) if isinstance(blob, ProxiedBlob) else []
         if temporary and method == "HEAD":
             blob.path.unlink(missing_ok=True)
         headers.append(("content-type", "application/octet-stream"))

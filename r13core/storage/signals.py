@@ -64,7 +64,7 @@ class FileChangeSignal(ChangeSignal):
 
     def _open(self) -> mmap.mmap:
         with self._lock:
-            if self._pid != os.getpid() or self._map is None:
+            if self._pid != pids.current() or self._map is None:
                 # After fork, an inherited descriptor would share its flock with the parent.
                 fd = open_private(self.path)
                 locks.flock(fd, fcntl.LOCK_EX)
@@ -75,7 +75,7 @@ class FileChangeSignal(ChangeSignal):
                     fcntl.flock(fd, fcntl.LOCK_UN)
                 self._map = mmap.mmap(fd, _U64.size, mmap.MAP_SHARED)
                 self._fd = fd
-                self._pid = os.getpid()
+                self._pid = pids.current()
             return self._map
 
     def version(self) -> int:

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from r13core import locks
+from r13core import locks, pids
 from r13core.datadir import make_private_dirs, open_private
 
 _FORMAT: Final = struct.Struct("<IIqqq")
@@ -91,9 +91,9 @@ class CircuitBreaker:
         self._lock = threading.Lock()
 
     def _file(self) -> int:
-        if self._pid != os.getpid():
+        if self._pid != pids.current():
             self._fd = open_private(self.path)
-            self._pid = os.getpid()
+            self._pid = pids.current()
         return self._fd
 
     @contextmanager
@@ -161,7 +161,7 @@ class CircuitBreaker:
 
     def close(self) -> None:
         """Release this process's descriptor."""
-        if self._pid == os.getpid() and self._fd >= 0:
+        if self._pid == pids.current() and self._fd >= 0:
             os.close(self._fd)
         self._fd, self._pid = -1, -1
 

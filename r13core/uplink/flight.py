@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final, Generic, TypeVar
 
-from r13core import locks
+from r13core import locks, pids
 from r13core.datadir import make_private_dirs, open_private
 
 T = TypeVar("T")
@@ -44,7 +44,7 @@ class SingleFlight(Generic[T]):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._calls: dict[Any, _Call[T]] = {}
-        self._pid = os.getpid()
+        self._pid = pids.current()
 
     def do(self, key: Any, work: Callable[[], T]) -> tuple[T, bool]:
         """``(work(), False)`` for the leader; ``(its result, True)`` for those who waited.
@@ -52,8 +52,8 @@ class SingleFlight(Generic[T]):
         The leader's exception is raised in every waiter too.
         """
         with self._lock:
-            if self._pid != os.getpid():  # a fork: nothing of the parent's is in flight here
-                self._calls, self._pid = {}, os.getpid()
+            if self._pid != pids.current():  # a fork: nothing of the parent's is in flight here
+                self._calls, self._pid = {}, pids.current()
             call = self._calls.get(key)
             leader = call is None
             if call is None:

@@ -45,6 +45,7 @@ from typing import Any, Final
 
 import psycopg
 
+from r13core import pids
 from r13core.datadir import FILE_MODE, make_private_dirs
 from r13core.errors import InvalidValue, R13Error
 from r13core.storage.blobs import BlobInfo, BlobStore
@@ -79,11 +80,11 @@ class _ProcessLock:
         self._count = 0
 
     def _mine(self) -> None:
-        if self._pid != os.getpid():  # made after fork (a gevent lock once patched)
+        if self._pid != pids.current():  # made after fork (a gevent lock once patched)
             self._mutex = threading.Lock()
             self._shared = None
             self._count = 0
-            self._pid = os.getpid()
+            self._pid = pids.current()
 
     @contextlib.contextmanager
     def shared(self) -> Iterator[None]:

@@ -39,6 +39,7 @@ from typing import Any, Final
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from r13core import pids
 from r13core.datadir import make_private_dirs
 from r13core.errors import SchemaPending, StorageUnavailable
 from r13core.storage.backends import redact_url
@@ -152,7 +153,7 @@ class PgDatabase:
             ) from None
 
     def _pool(self) -> ConnectionPool:
-        pid = os.getpid()
+        pid = pids.current()
         pool = self._pool_obj
         if pool is not None and self._pool_pid == pid:
             return pool
@@ -254,7 +255,7 @@ class PgDatabase:
         """Close this process's pool (an inherited one is left alone)."""
         with self._lock:
             pool, self._pool_obj = self._pool_obj, None
-            if pool is not None and self._pool_pid == os.getpid():
+            if pool is not None and self._pool_pid == pids.current():
                 pool.close()
 
 

@@ -42,7 +42,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Final
 
-from r13core import cooperative
+from r13core import cooperative, pids
 from r13core.datadir import FILE_MODE, narrow_file
 from r13core.storage.signals import ChangeSignal
 from r13core.storage.sqlite.migrations import latest, migrate, refuse_pending, user_version
@@ -134,11 +134,11 @@ class SQLiteDatabase:
         lock some thread of the parent held at fork.
         """
         with self._lock:
-            if self._local_pid != os.getpid():
+            if self._local_pid != pids.current():
                 self._local = cooperative.thread_local()
                 self._gate = threading.RLock()
                 self._writer = None
-                self._local_pid = os.getpid()
+                self._local_pid = pids.current()
 
     @property
     def writer(self) -> int | None:
@@ -147,7 +147,7 @@ class SQLiteDatabase:
 
     def _conn(self) -> sqlite3.Connection:
         """This thread's connection (opened, and the file migrated, on first use)."""
-        pid = os.getpid()
+        pid = pids.current()
         if self._local_pid != pid:
             self._per_process()
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -242,7 +242,7 @@ class SQLiteDatabase:
         (never for a rollback), so a process that sees the bump reads the committed
         change.
         """
-        if self._local_pid != os.getpid():
+        if self._local_pid != pids.current():
             self._per_process()
         with self._gate:  # first: the shared connection is ours once we hold it
             conn = self._conn()
@@ -289,9 +289,9 @@ class SQLiteDatabase:
 
     def close(self) -> None:
         """Close this thread's connection (other threads' close when they end)."""
-        if self._local_pid != os.getpid():
+        if self._local_pid != pids.current():
             return  # nothing opened in this process
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None and getattr(self._local, "pid", None) == os.getpid():
+        if conn is not None and getattr(self._local, "pid", None) == pids.current():
             conn.close()
         self._local.conn = None
