@@ -91,6 +91,12 @@ STEPS = [
         "route_profile.json",
     ),
     Step(
+        "publishes into a fresh store and a store of tarballs, HEAD vs the working tree",
+        ["-m", "bench.publish_store", "--tarballs", "0,40", "--publishes", "5",
+         "--rounds", "1", "--before", "HEAD", "--json", "{out}/publish_store.json"],
+        "publish_store.json",
+    ),
+    Step(
         "harness ceiling (trivial server)",
         ["-m", "bench.harness_ceiling", *SHORT, "--clients", "1",
          "--json", "{out}/harness_ceiling.json"],

@@ -29,6 +29,7 @@ from r13core.keys import Permission
 from r13core.names import PackageName
 from r13core.services import Services, open_services
 from r13core.settings import Settings, SettingsError
+from r13core.storage.blobs import FileBlobStore
 
 URL = "http://127.0.0.1:9"
 NAMES = [f"pkg{i}" for i in range(6)] + ["@team/scoped"]
@@ -310,7 +311,8 @@ def test_backup_with_link_shares_the_tarballs_inodes(seeded: tuple[Path, Path],
     assert r13("--data", str(data), "backup", str(tmp_path / "l"), "--link", "--quiet") == 0
     m = Manifest.read(tmp_path / "l")
     sha = sorted(m.tarballs)[0]
-    live = data / blob_path(sha)
+    live = FileBlobStore(data / "blobs").path(sha)
+    assert live is not None
     assert os.stat(live).st_ino == os.stat(tmp_path / "l" / blob_path(sha)).st_ino
 
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from r13core.storage.blobs import FileBlobStore
+from r13core.storage.blobs import BlobInfo, FileBlobStore
 from r13core.storage.identity import KeyRecord, UserRecord
 from r13core.storage.signals import FileChangeSignal
 from r13core.storage.sqlite import (
@@ -293,18 +295,27 @@ def test_orphans_are_every_file_but_a_referenced_blob_in_its_place(tmp_path: Pat
     temp.write_bytes(b"half")
     foreign = root / "README"
     foreign.write_text("someone's notes")
-    misplaced = root / "sha512" / "ff" / "ff" / keep.sha512  # right name, wrong place
+    h = keep.sha512
+    misplaced = root / "objects" / "ff" / h  # right name, wrong place
     misplaced.parent.mkdir(parents=True)
     misplaced.write_bytes(b"referenced")
+    too_deep = root / "objects" / h[:2] / h[2:4] / h  # the older layout, under objects/
+    too_deep.parent.mkdir(parents=True)
+    too_deep.write_bytes(b"referenced")
+    old_misplaced = root / "sha512" / "ff" / "ff" / h  # the older layout, wrong place
+    old_misplaced.parent.mkdir(parents=True)
+    old_misplaced.write_bytes(b"referenced")
     link = root / "sha512" / "ff" / "link"
     link.symlink_to(tmp_path)
-    found = sorted(blobs.orphans({keep.sha512}, min_age=0))
-    assert found == sorted([temp, foreign, misplaced, link])
-    assert blobs.sweep_orphans({keep.sha512}, min_age=0) == 4
+    found = sorted(blobs.orphans({h}, min_age=0))
+    assert found == sorted([temp, foreign, misplaced, too_deep, old_misplaced, link])
+    assert blobs.sweep_orphans({h}, min_age=0) == 6
     assert tmp_path.exists()  # the link went, not what it pointed at
-    assert blobs.prune() == 2  # sha512/ff/ff and sha512/ff
-    assert blobs.read(keep.sha512) == b"referenced"
-    assert blobs.orphans({keep.sha512}, min_age=0) == []
+    # objects/ff, objects/<ab>/<cd>; sha512/ff/ff, sha512/ff and sha512 itself
+    assert blobs.prune() == 5
+    assert sorted(p.name for p in root.iterdir()) == ["objects", "tmp"]
+    assert blobs.read(h) == b"referenced"
+    assert blobs.orphans({h}, min_age=0) == []
 
 
 def test_the_lock_file_sits_beside_the_store(tmp_path: Path) -> None:
@@ -319,8 +330,71 @@ def test_blob_files_are_laid_out_by_hash_prefix(tmp_path: Path) -> None:
     blobs = FileBlobStore(tmp_path / "blobs")
     info = blobs.put(b"layout")
     h = info.sha512
-    assert blobs.path(h) == tmp_path / "blobs" / "sha512" / h[:2] / h[2:4] / h
+    assert blobs.path(h) == tmp_path / "blobs" / "objects" / h[:2] / h
     assert list((tmp_path / "blobs" / "tmp").iterdir()) == []
+
+
+def _legacy_blob(root: Path, data: bytes) -> tuple[str, Path]:
+    """A tarball where stores before 2026-11-28 (and restored backups) keep it."""
+    h = hashlib.sha512(data).hexdigest()
+    place = root / "sha512" / h[:2] / h[2:4] / h
+    place.parent.mkdir(parents=True)
+    place.write_bytes(data)
+    return h, place
+
+
+@pytest.mark.parametrize("data", [b"from before", b"\x00" * 3])
+def test_blobs_in_the_older_layout_are_read_reused_listed_and_deleted_in_place(
+    tmp_path: Path, data: bytes
+) -> None:
+    root = tmp_path / "blobs"
+    h, place = _legacy_blob(root, data)
+    blobs = FileBlobStore(root)
+    assert blobs.path(h) == place
+    assert blobs.read(h) == data
+    age_file(place, 7200)
+    info = blobs.put(data)  # reused where it is: no second copy
+    assert info == BlobInfo(h, len(data), created=False)
+    assert time.time() - place.stat().st_mtime < 600  # its age refreshed for the sweep
+    assert list((root / "objects").iterdir()) == []
+    assert list(blobs.hashes()) == [h]
+    assert blobs.orphans({h}, min_age=0) == []
+    assert blobs.orphans(set(), min_age=0) == [place]
+    new = blobs.put(b"new bytes")
+    assert blobs.path(new.sha512) == root / "objects" / new.sha512[:2] / new.sha512
+    assert sorted(blobs.hashes()) == sorted([h, new.sha512])
+    assert blobs.delete(h) is True
+    assert blobs.path(h) is None
+    assert blobs.delete(h) is False
+
+
+def test_a_blob_in_both_layouts_is_listed_once_and_deleted_from_both(tmp_path: Path) -> None:
+    root = tmp_path / "blobs"
+    h, place = _legacy_blob(root, b"twice")
+    copy = root / "objects" / h[:2] / h
+    copy.parent.mkdir(parents=True)
+    copy.write_bytes(b"twice")
+    blobs = FileBlobStore(root)
+    assert blobs.path(h) == copy  # the store's own layout first
+    assert list(blobs.hashes()) == [h]
+    assert blobs.orphans({h}, min_age=0) == []
+    assert blobs.delete(h) is True
+    assert not place.exists() and not copy.exists()
+
+
+def test_a_blob_whose_two_prefixes_match_is_in_place_in_the_older_layout(
+    tmp_path: Path,
+) -> None:
+    """``sha512/ab/ab/<abab...>``: the older layout, not the new one one level too deep."""
+    root = tmp_path / "blobs"
+    h = "abab" + "0" * 124
+    place = root / "sha512" / "ab" / "ab" / h
+    place.parent.mkdir(parents=True)
+    place.write_bytes(b"x")
+    blobs = FileBlobStore(root)
+    assert blobs.path(h) == place
+    assert blobs.orphans({h}, min_age=0) == []
+    assert list(blobs.hashes()) == [h]
 
 
 def test_a_new_blob_makes_its_fan_out_directories_durable(
@@ -342,11 +416,18 @@ def test_a_new_blob_makes_its_fan_out_directories_durable(
     monkeypatch.setattr(blobs_module, "fsync_dir", spy)  # the blob's dir after the rename
     blobs = FileBlobStore(tmp_path / "blobs")
     h = blobs.put(b"durable").sha512
-    objects = tmp_path / "blobs" / "sha512"
-    assert synced == [objects, objects / h[:2], objects / h[:2] / h[2:4]]
+    objects = tmp_path / "blobs" / "objects"
+    assert synced == [objects, objects / h[:2]]
     synced.clear()
     blobs.put(b"durable")  # already there: nothing made, nothing to sync
     assert synced == []
+    other = next(
+        d
+        for d in (f"other {i}".encode() for i in range(10_000))
+        if hashlib.sha512(d).hexdigest()[:2] == h[:2]
+    )
+    blobs.put(other)  # its fan-out directory exists: only the rename is synced
+    assert synced == [objects / h[:2]]
 
 
 def test_blocks_from_before_kinds_become_auto_or_manual_by_their_reason(

@@ -107,8 +107,9 @@ class AccelRedirect:
     """A front nginx sends tarball bytes (R13_ACCEL_REDIRECT, README "The nginx front").
 
     ``location`` is nginx's internal location (``/_blobs/``) over ``root``, the blob dir:
-    a tarball stored at ``root/sha512/ab/cd/<hex>`` is answered with
-    ``X-Accel-Redirect: /_blobs/sha512/ab/cd/<hex>`` and no body, after r13 decided the
+    a tarball stored at ``root/objects/ab/<hex>`` is answered with
+    ``X-Accel-Redirect: /_blobs/objects/ab/<hex>`` (or the older layout's path, where the
+    file is: r13core/storage/blobs.py) and no body, after r13 decided the
     access, counted the download and set the headers.
     """
 

@@ -49,7 +49,8 @@ _REL: Final = re.compile(r"(?:[A-Za-z0-9_][A-Za-z0-9_.-]*/)*[A-Za-z0-9_.][A-Za-z
 
 
 def blob_path(sha512: str) -> str:
-    """Where a tarball lives in a backup (the blob store's own layout)."""
+    """Where a tarball lives in a backup: the files store's layout before 2026-11-28, which
+    the store still reads (r13core/storage/blobs.py), so a restore leaves them there."""
     return f"blobs/sha512/{sha512[:2]}/{sha512[2:4]}/{sha512}"
 
 

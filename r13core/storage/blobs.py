@@ -2,7 +2,14 @@
 
 A blob store keeps tarball bytes content-addressed by sha512
 (tests/storage_contracts/blobs.py is the contract). :class:`FileBlobStore`
-keeps them as files: ``<root>/sha512/ab/cd/<128 hex>``.
+keeps them as files: ``<root>/objects/ab/<128 hex>``, one level of 256 directories
+(as git keeps its objects), each made the first time a put needs it. Stores written
+before 2026-11-28, and restored backups (whose layout it is), keep tarballs at
+``<root>/sha512/ab/cd/<128 hex>``: those are read, reused, swept and deleted where they
+are, never moved; a new tarball always goes to ``objects/``. Two levels made a directory,
+and fsynced its parent, for most publishes (up to 65,536 directories of a file or two),
+which cost a publish more than writing its own file (bench/RESULTS.md, "Issue 15, sixth
+session").
 
 A put writes a temp file in ``<root>/tmp``, fsyncs it, re-reads and verifies
 its sha512, renames it into place and fsyncs the directory. Only then may the
@@ -153,13 +160,26 @@ def _digest_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def _digest_fd(fd: int) -> str:
+    """The sha512 of everything ``fd`` holds, read back from its start."""
+    h = hashlib.sha512()
+    offset = 0
+    while chunk := os.pread(fd, _CHUNK, offset):
+        h.update(chunk)
+        offset += len(chunk)
+    return h.hexdigest()
+
+
 class FileBlobStore(BlobStore):
     """Blobs as files under ``root`` (created if missing); the lock file is ``<root>.lock``."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
-        self._objects = self.root / "sha512"
+        self._objects = self.root / "objects"
         self._objects_str = str(self._objects)
+        # The layout before 2026-11-28 (and a restored backup's): read, never written.
+        self._legacy = self.root / "sha512"
+        self._legacy_str = str(self._legacy)
         self._tmp = self.root / "tmp"
         self._lock_path = Path(f"{self.root}.lock")
         make_private_dirs(self._objects)
@@ -167,39 +187,59 @@ class FileBlobStore(BlobStore):
 
     def _path(self, sha512: str) -> Path:
         h = _check_hex(sha512)
-        return self._objects / h[:2] / h[2:4] / h
+        return self._objects / h[:2] / h
+
+    def _legacy_path(self, sha512: str) -> Path:
+        h = _check_hex(sha512)
+        return self._legacy / h[:2] / h[2:4] / h
+
+    def _reuse(self, sha512: str, size: int) -> bool:
+        """Whether a file of these bytes is stored already, in either layout (a retry after
+        a failed commit, or bytes stored before); its age is refreshed, so that a sweep's
+        grace period covers this publish too."""
+        for place in (self._path(sha512), self._legacy_path(sha512)):
+            try:
+                os.utime(place)
+                if os.stat(place).st_size == size:
+                    return True
+            except FileNotFoundError:
+                continue
+        return False
+
+    def _place(self, tmp: Path, final: Path) -> None:
+        """Rename ``tmp`` to ``final`` and fsync its directory. The directory is made (its
+        parent fsynced) only when the rename finds it missing: once per fan-out directory."""
+        try:
+            os.replace(tmp, final)
+        except FileNotFoundError:
+            make_private_dirs(final.parent, durable=True)
+            os.replace(tmp, final)
+        fsync_dir(final.parent)
 
     def put(self, data: bytes) -> BlobInfo:
         """Store ``data`` (temp, fsync, verify, rename, fsync dir); idempotent."""
         sha512 = hashlib.sha512(data).hexdigest()
-        final = self._path(sha512)
-        try:
-            # Reuse a file already there (a retry after a failed commit), refreshing its
-            # age so a sweep's grace period covers this publish too.
-            os.utime(final)
-            if os.stat(final).st_size == len(data):
-                return BlobInfo(sha512, len(data), created=False)
-        except FileNotFoundError:
-            pass
+        if self._reuse(sha512, len(data)):
+            return BlobInfo(sha512, len(data), created=False)
         tmp = self._tmp / f"{sha512[:16]}.{os.getpid()}.{time.monotonic_ns()}.tmp"
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
             try:
                 view = memoryview(data)
                 while view:
                     written = os.write(fd, view)
                     view = view[written:]
                 os.fsync(fd)
+                # What the file holds, read back through the same descriptor.
+                if _digest_fd(fd) != sha512:
+                    raise R13Error(f"blob {sha512[:16]}... did not verify after writing")
             finally:
                 os.close(fd)
-            if _digest_file(tmp) != sha512:
-                raise R13Error(f"blob {sha512[:16]}... did not verify after writing")
-            make_private_dirs(final.parent, durable=True)
-            os.replace(tmp, final)
-            fsync_dir(final.parent)
-        finally:
+            self._place(tmp, self._path(sha512))
+        except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
+            raise
         return BlobInfo(sha512, len(data), created=True)
 
     def spool_dir(self) -> Path:
@@ -212,20 +252,14 @@ class FileBlobStore(BlobStore):
         final = self._path(sha512)
         try:
             size = os.stat(path).st_size
-            try:
-                os.utime(final)
-                if os.stat(final).st_size == size:
-                    return BlobInfo(sha512, size, created=False)
-            except FileNotFoundError:
-                pass
+            if self._reuse(sha512, size):
+                return BlobInfo(sha512, size, created=False)
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             try:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            make_private_dirs(final.parent, durable=True)
-            os.replace(path, final)
-            fsync_dir(final.parent)
+            self._place(path, final)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
@@ -235,7 +269,11 @@ class FileBlobStore(BlobStore):
         """The blob's file, or None if absent."""
         h = _check_hex(sha512)
         # Hot path (every tarball GET): plain strings and one stat, no Path joins.
-        p = f"{self._objects_str}/{h[:2]}/{h[2:4]}/{h}"
+        p = f"{self._objects_str}/{h[:2]}/{h}"
+        if os.path.isfile(p):
+            return Path(p)
+        # Files never move between the layouts: no race between the two looks.
+        p = f"{self._legacy_str}/{h[:2]}/{h[2:4]}/{h}"
         return Path(p) if os.path.isfile(p) else None
 
     def read(self, sha512: str) -> bytes | None:
@@ -244,18 +282,25 @@ class FileBlobStore(BlobStore):
         return p.read_bytes() if p else None
 
     def delete(self, sha512: str) -> bool:
-        """Remove a blob; False if absent."""
-        try:
-            self._path(sha512).unlink()
-        except FileNotFoundError:
-            return False
-        return True
+        """Remove a blob (from either layout); False if absent."""
+        removed = False
+        for place in (self._path(sha512), self._legacy_path(sha512)):
+            try:
+                place.unlink()
+            except FileNotFoundError:
+                continue
+            removed = True
+        return removed
 
     def hashes(self) -> Iterator[str]:
-        """Every stored blob's sha512 (files with other names are ignored)."""
-        for path in self._objects.glob("*/*/*"):
-            if _HEX_RE.fullmatch(path.name) and path.is_file():
-                yield path.name
+        """Every stored blob's sha512, once (files with other names, or out of their
+        place, are ignored)."""
+        seen: set[str] = set()
+        for path in (*self._objects.glob("*/*"), *self._legacy.glob("*/*/*")):
+            h = path.name
+            if h not in seen and self._in_place(path) and path.is_file():
+                seen.add(h)
+                yield h
 
     # -- sweeping -------------------------------------------------------------------
 
@@ -281,29 +326,34 @@ class FileBlobStore(BlobStore):
         return self._flock(fcntl.LOCK_EX)
 
     def _files(self) -> Iterator[Path]:
-        for top in (self._objects, self._tmp):
+        for top in (self._objects, self._legacy, self._tmp):
             for dirpath, dirs, files in os.walk(top):
                 for name in files:
                     yield Path(dirpath, name)
                 for name in dirs:  # os.walk does not follow links to directories
                     if os.path.islink(os.path.join(dirpath, name)):
                         yield Path(dirpath, name)
-        # Anything else beside sha512/ and tmp/ is not ours either.
+        # Anything else beside objects/, sha512/ and tmp/ is not ours either.
         with contextlib.suppress(FileNotFoundError):
             for entry in os.scandir(self.root):
                 if not entry.is_dir(follow_symlinks=False):
                     yield Path(entry.path)
 
+    def _in_place(self, path: Path) -> bool:
+        """Whether ``path`` is named by a sha512 and stands at that hash's place, in the
+        store's layout or in the one before it."""
+        h = path.name
+        if _HEX_RE.fullmatch(h) is None:
+            return False
+        up1 = path.parent
+        if up1.parent == self._objects:  # objects/ab/<hex>
+            return up1.name == h[:2]
+        up2 = up1.parent  # sha512/ab/cd/<hex>
+        return up2.parent == self._legacy and up2.name == h[:2] and up1.name == h[2:4]
+
     def _referenced(self, path: Path, known: set[str]) -> bool:
         """Whether ``path`` is a blob at its own place whose hash is in ``known``."""
-        h = path.name
-        return (
-            h in known
-            and _HEX_RE.fullmatch(h) is not None
-            and path.parent.parent.parent == self._objects
-            and path.parent.parent.name == h[:2]
-            and path.parent.name == h[2:4]
-        )
+        return path.name in known and self._in_place(path)
 
     def orphans(self, known: set[str], *, min_age: float) -> list[Path]:
         """Files that are not a referenced blob in its place and are older than ``min_age`` s.
@@ -343,13 +393,15 @@ class FileBlobStore(BlobStore):
         return removed
 
     def prune(self) -> int:
-        """Remove empty directories under ``sha512/`` (only when no publish can run)."""
+        """Remove empty directories under ``objects/`` and the older ``sha512/`` (itself
+        too, once empty: nothing is written there), only when no publish can run."""
         pruned = 0
-        for dirpath, _dirs, _files in os.walk(self._objects, topdown=False):
-            if dirpath != str(self._objects):
-                try:
-                    os.rmdir(dirpath)  # refused while not empty
-                except OSError:
-                    continue
-                pruned += 1
+        for top, keep in ((self._objects, self._objects_str), (self._legacy, "")):
+            for dirpath, _dirs, _files in os.walk(top, topdown=False):
+                if dirpath != keep:
+                    try:
+                        os.rmdir(dirpath)  # refused while not empty
+                    except OSError:
+                        continue
+                    pruned += 1
         return pruned

@@ -76,7 +76,7 @@ class Publish:
         self.body = json.dumps(publish_body(name, "1.0.0", self.tgz)).encode()
         self.key = srv.key("write")
         blobs = srv.data / "blobs"
-        self.final = blobs / "sha512" / self.sha512[:2] / self.sha512[2:4] / self.sha512
+        self.final = blobs / "objects" / self.sha512[:2] / self.sha512
         self.tmp = blobs / "tmp"
 
     def head(self) -> bytes:
@@ -174,7 +174,7 @@ def check_consistent(srv: Server) -> None:
         db.close()
     expected = set()
     for name, version, sha512, size in rows:
-        path = srv.data / "blobs" / "sha512" / sha512[:2] / sha512[2:4] / sha512
+        path = srv.data / "blobs" / "objects" / sha512[:2] / sha512
         assert path.is_file(), f"row {name}@{version} without its blob"
         data = path.read_bytes()
         assert len(data) == size and hashlib.sha512(data).hexdigest() == sha512

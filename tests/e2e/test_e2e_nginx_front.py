@@ -198,7 +198,7 @@ def test_npm_publishes_and_installs_through_the_front_over_tls(
     # The bytes came from nginx: r13 itself answers the same tarball with a redirect only.
     status, headers, body = front.server.request("GET", "/front-lib/-/front-lib-1.0.0.tgz")
     assert status == 200 and body == b""
-    assert headers["x-accel-redirect"].startswith("/_blobs/sha512/")
+    assert headers["x-accel-redirect"].startswith("/_blobs/objects/")
 
 
 def test_tarball_headers_head_range_and_revalidation(front: Front) -> None:
@@ -247,7 +247,13 @@ def test_the_internal_location_cannot_be_fetched(front: Front) -> None:
     _, direct, _ = front.server.request("GET", "/front-hidden/-/front-hidden-1.0.0.tgz")
     internal = direct["x-accel-redirect"]
     assert (front.server.data / "blobs" / internal.removeprefix("/_blobs/")).is_file()
-    for path in (internal, "/_blobs/", "/_blobs/sha512/", "/_blobs/../registry.sqlite3"):
+    for path in (
+        internal,
+        "/_blobs/",
+        "/_blobs/objects/",
+        "/_blobs/sha512/",
+        "/_blobs/../registry.sqlite3",
+    ):
         status, _, body = front.request("GET", path)
         assert status == 404, (path, body[:200])
         assert b"sha512" not in body

@@ -133,7 +133,7 @@ def test_unpublished_tarballs_leave_no_file(sandbox: Sandbox, npm: str) -> None:
     name = sandbox.unique("e2e-nofile")
     publish(sandbox, name, "1.0.0")
     publish(sandbox, name, "1.1.0")
-    blobs = sandbox.server.data / "blobs" / "sha512"
+    blobs = sandbox.server.data / "blobs" / "objects"
     before = {p for p in blobs.rglob("*") if p.is_file()}
     cwd = sandbox.project("unpublisher")
     sandbox.run(npm, "unpublish", f"{name}@1.1.0", cwd=cwd)
