@@ -411,6 +411,28 @@ def test_a_blob_of_many_chunks_streams_into_a_verified_node_copy(
     assert set(node_a.hashes()) == {info.sha512, other.sha512}
 
 
+def test_node_copies_of_the_former_layout_are_not_read_and_are_swept(
+    opened: _Opened, tmp_path: Path
+) -> None:
+    """A node's copies made before 2026-11-28 (``sha512/ab/cd/<hex>``) are a cache: the
+    first read fetches the blob again into ``objects/ab/<hex>``, the sweep removes the old
+    copy, and prune the old tree."""
+    cache = tmp_path / "cache"
+    blobs = PgBlobStore(opened(PgDatabase), cache)
+    info = blobs.put(b"cached before")
+    h = info.sha512
+    former = cache / "sha512" / h[:2] / h[2:4] / h
+    former.parent.mkdir(parents=True)
+    former.write_bytes(b"cached before")
+    copy = blobs.path(h)
+    assert copy == cache / "objects" / h[:2] / h and copy.read_bytes() == b"cached before"
+    assert blobs.orphans({h}, min_age=0) == [former]
+    assert blobs.remove_orphans([former], {h}, min_age=0) == 1
+    assert blobs.prune() == 3  # sha512/ab/cd, sha512/ab, sha512
+    assert sorted(p.name for p in cache.iterdir()) == ["objects", "tmp"]
+    assert blobs.path(h) == copy
+
+
 def test_an_orphan_row_of_a_publish_that_died_is_swept_everywhere(
     opened: _Opened, tmp_path: Path
 ) -> None:

@@ -13,12 +13,15 @@ chunk (stored EXTERNAL: already-compressed bytes are not compressed again).
   refers to it — the publish point; a crash before that leaves an orphan row
   the sweep removes.
 * :meth:`PgBlobStore.path` serves a node-local, content-addressed read-through
-  copy under ``cache_dir`` (``sha512/ab/cd/<hex>``): on a miss the chunks are
+  copy under ``cache_dir`` (``objects/ab/<hex>``, the files store's layout): on a
+  miss the chunks are
   streamed from the database into a temp file (one chunk in memory at a time),
   verified against the hash, and renamed into place; later GETs on this node
   go out by sendfile like the files store. A cached copy is only ever read for
   a hash some tarball row names, and a file named by a hash can only hold those
-  bytes, so a copy on another node never serves stale content.
+  bytes, so a copy on another node never serves stale content. Copies made before
+  2026-11-28 (``sha512/ab/cd/<hex>``) are not read: the sweep removes them as it does
+  any unreferenced copy, and the first read fetches the blob again.
 * :meth:`PgBlobStore.hold` / :meth:`PgBlobStore.sweeping` are the cluster-wide
   version of the files store's flock: a session-level advisory lock
   (``LOCK_BLOBS``), shared per publish, exclusive per sweep or deletion, taken
@@ -125,15 +128,16 @@ class PgBlobStore(BlobStore):
     def __init__(self, db: PgDatabase, cache_dir: str | os.PathLike[str]) -> None:
         self.db = db
         self.cache_dir = Path(cache_dir).absolute()
-        self._objects = self.cache_dir / "sha512"
+        self._objects = self.cache_dir / "objects"
         self._objects_str = str(self._objects)
+        self._former = self.cache_dir / "sha512"  # copies before 2026-11-28: swept, not read
         self._tmp = self.cache_dir / "tmp"
         make_private_dirs(self._objects)
         make_private_dirs(self._tmp)
         self._lock = _ProcessLock(db)
 
     def _cached(self, sha512: str) -> Path:
-        return self._objects / sha512[:2] / sha512[2:4] / sha512
+        return self._objects / sha512[:2] / sha512
 
     # -- writing ---------------------------------------------------------------------
 
@@ -200,7 +204,7 @@ class PgBlobStore(BlobStore):
     def path(self, sha512: str) -> Path | None:
         """This node's copy of the blob (fetched from the database on a miss), or None."""
         h = _check_hex(sha512)
-        p = f"{self._objects_str}/{h[:2]}/{h[2:4]}/{h}"
+        p = f"{self._objects_str}/{h[:2]}/{h}"
         if os.path.isfile(p):
             return Path(p)
         return self._fetch(h)
@@ -279,7 +283,7 @@ class PgBlobStore(BlobStore):
         return self._lock.exclusive()
 
     def _local_files(self) -> Iterator[Path]:
-        for top in (self._objects, self._tmp):
+        for top in (self._objects, self._former, self._tmp):
             for dirpath, dirs, files in os.walk(top):
                 for name in files:
                     yield Path(dirpath, name)
@@ -292,7 +296,7 @@ class PgBlobStore(BlobStore):
 
     def _cached_copy(self, path: Path, known: set[str]) -> bool:
         h = path.name
-        return h in known and path == self._objects / h[:2] / h[2:4] / h
+        return h in known and path == self._objects / h[:2] / h
 
     def orphans(self, known: set[str], *, min_age: float) -> list[Path]:
         """Unreferenced rows (``ROW_PREFIX/<hex>``), copies, temp files older than ``min_age``."""
@@ -338,13 +342,15 @@ class PgBlobStore(BlobStore):
         return removed
 
     def prune(self) -> int:
-        """Remove empty directories of this node's copies."""
+        """Remove empty directories of this node's copies (and the former layout's top,
+        once empty)."""
         pruned = 0
-        for dirpath, _dirs, _files in os.walk(self._objects, topdown=False):
-            if dirpath != str(self._objects):
-                try:
-                    os.rmdir(dirpath)
-                except OSError:
-                    continue
-                pruned += 1
+        for top, keep in ((self._objects, self._objects_str), (self._former, "")):
+            for dirpath, _dirs, _files in os.walk(top, topdown=False):
+                if dirpath != keep:
+                    try:
+                        os.rmdir(dirpath)
+                    except OSError:
+                        continue
+                    pruned += 1
         return pruned
