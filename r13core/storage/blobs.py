@@ -152,14 +152,6 @@ def _check_hex(sha512: str) -> str:
     return sha512
 
 
-def _digest_file(path: Path) -> str:
-    h = hashlib.sha512()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _digest_fd(fd: int) -> str:
     """The sha512 of everything ``fd`` holds, read back from its start."""
     h = hashlib.sha512()
