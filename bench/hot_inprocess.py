@@ -25,7 +25,6 @@ import io
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -165,15 +164,13 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_tree(tree: Path, args: argparse.Namespace) -> dict[str, Any]:
     """These cases inside another tree of r13 (its own app and r13core)."""
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    cmd = [sys.executable, "-P", str(Path(__file__).resolve()), "--child",
-           "--requests", str(args.requests), "--repeat", str(args.repeat),
-           "--versions", str(args.versions)]  # fmt: skip
-    proc = subprocess.run(cmd, env=env, cwd=tree, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise SystemExit(f"the cases failed in {tree}:\n{proc.stderr[-2000:]}")
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result
+    # Imported here: the child runs this file over the other tree, whose bench/ may not
+    # have it.
+    from bench.revisions import run_child
+
+    argv = ["--requests", str(args.requests), "--repeat", str(args.repeat),
+            "--versions", str(args.versions)]  # fmt: skip
+    return run_child(tree, __file__, argv, "the cases")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

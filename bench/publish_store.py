@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -91,16 +90,14 @@ def child(tarballs: int, publishes: int, where: str | None) -> dict[str, Any]:
 
 def run_tree(tree: Path, tarballs: int, args: argparse.Namespace) -> dict[str, Any]:
     """:func:`child` in another process over ``tree``."""
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    cmd = [sys.executable, "-P", str(Path(__file__).resolve()), "--child",
-           "--tarballs", str(tarballs), "--publishes", str(args.publishes)]  # fmt: skip
+    # Imported here: the child runs this file over the other tree, whose bench/ may not
+    # have it.
+    from bench.revisions import run_child
+
+    argv = ["--tarballs", str(tarballs), "--publishes", str(args.publishes)]
     if args.dir:
-        cmd += ["--dir", args.dir]
-    proc = subprocess.run(cmd, env=env, cwd=tree, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise SystemExit(f"the publishes failed in {tree}:\n{proc.stderr[-2000:]}")
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result
+        argv += ["--dir", args.dir]
+    return run_child(tree, __file__, argv, "the publishes")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

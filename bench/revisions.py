@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
+import os
 import shutil
 import subprocess
 import sys
@@ -62,6 +64,20 @@ def export(rev: str, into: Path) -> Path:
     if build.returncode != 0:
         raise HarnessError(f"building {rev}'s C core failed:\n{build.stderr.decode()[-2000:]}")
     return tree
+
+
+def run_child(tree: Path, script: str, argv: Sequence[str], what: str) -> dict[str, Any]:
+    """Run the bench file ``script`` with ``--child`` and ``argv`` over ``tree`` (``python
+    -P`` with ``PYTHONPATH`` naming the tree: its own ``app`` and ``r13core``, in its
+    directory); the JSON object its last line prints. SystemExit naming ``what`` if it
+    fails."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    cmd = [sys.executable, "-P", str(Path(script).resolve()), "--child", *argv]
+    proc = subprocess.run(cmd, env=env, cwd=tree, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"{what} failed in {tree}:\n{proc.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
 
 
 def main(argv: Sequence[str] | None = None) -> int:
