@@ -27,6 +27,7 @@ from r13core.backup.sqlite import DATABASE_FILE, digests, open_snapshot
 from r13core.config import Feature
 from r13core.keys import Permission
 from r13core.names import PackageName
+from r13core.registry import maintenance
 from r13core.services import Services, open_services
 from r13core.settings import Settings, SettingsError
 from r13core.storage.blobs import FileBlobStore
@@ -303,6 +304,13 @@ def test_tarballs_deleted_after_the_snapshot_are_still_in_the_backup(tmp_path: P
     with open_services(settings(tmp_path / "r")) as sv:
         assert sorted(sv.storage.blob_refs()) == sorted(sv.blobs.hashes())
         assert len(list(sv.blobs.hashes())) == 3
+        # The restore left them in the backup's layout (sha512/ab/cd/): the store's own
+        # start-up sweep keeps every one, and each reads back as its name says.
+        assert maintenance.sweep(sv.storage, sv.blobs, min_age=0, alone=True) == 0
+        for h in sv.storage.blob_refs():
+            path = sv.blobs.path(h)
+            assert path is not None and "sha512" in path.parts
+            assert hashlib.sha512(path.read_bytes()).hexdigest() == h
 
 
 def test_backup_with_link_shares_the_tarballs_inodes(seeded: tuple[Path, Path],

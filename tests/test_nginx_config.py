@@ -4,6 +4,7 @@ runs the front for real)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -16,7 +17,7 @@ from app.main import create_app
 from r13core.database import open_database
 from r13core.keys import KeyStore, Permission
 from r13core.npm_pack import package_tarball, publish_document
-from r13core.services import open_services
+from r13core.services import Services, open_services
 from r13core.settings import Settings, SettingsError
 from tests.pgserver import NGINX, ensure_installed
 
@@ -89,21 +90,28 @@ def test_accel_redirect_must_be_an_own_location(value: str) -> None:
         Settings.from_env({"R13_ACCEL_REDIRECT": value})
 
 
-@pytest.mark.parametrize("accel", ["", "/_blobs/"])
-def test_the_tarball_route_with_and_without_accel_redirect(tmp_path: Path, accel: str) -> None:
+def _published(tmp_path: Path, accel: str) -> tuple[Services, falcon.testing.TestClient, bytes]:
+    """An app over ``tmp_path`` (R13_ACCEL_REDIRECT=``accel``) with ``accel-me@1.0.0``
+    published; the caller closes the services."""
     env = {"R13_DATA": str(tmp_path), "R13_FEATURE_PRIVATE_REGISTRY": "0"}
     services = open_services(Settings.from_env({**env, "R13_ACCEL_REDIRECT": accel}))
+    _, secret = KeyStore(open_database(tmp_path)).create("w", Permission.WRITE, None)
+    client = falcon.testing.TestClient(create_app(services))
+    manifest = {"name": "accel-me", "version": "1.0.0"}
+    tgz = package_tarball(manifest, {"index.js": "1;\n"})
+    doc = publish_document(manifest, tgz, registry="http://localhost:4873")
+    put = client.simulate_put(
+        "/accel-me", body=json.dumps(doc), headers={"Authorization": f"Bearer {secret}",
+        "Content-Type": "application/json"},
+    )  # fmt: skip
+    assert put.status_code == 201, put.text
+    return services, client, tgz
+
+
+@pytest.mark.parametrize("accel", ["", "/_blobs/"])
+def test_the_tarball_route_with_and_without_accel_redirect(tmp_path: Path, accel: str) -> None:
+    services, client, tgz = _published(tmp_path, accel)
     try:
-        _, secret = KeyStore(open_database(tmp_path)).create("w", Permission.WRITE, None)
-        client = falcon.testing.TestClient(create_app(services))
-        manifest = {"name": "accel-me", "version": "1.0.0"}
-        tgz = package_tarball(manifest, {"index.js": "1;\n"})
-        doc = publish_document(manifest, tgz, registry="http://localhost:4873")
-        put = client.simulate_put(
-            "/accel-me", body=json.dumps(doc), headers={"Authorization": f"Bearer {secret}",
-            "Content-Type": "application/json"},
-        )  # fmt: skip
-        assert put.status_code == 201, put.text
         path = "/accel-me/-/accel-me-1.0.0.tgz"
         for method in ("GET", "HEAD"):
             got = client.simulate_request(method, path)
@@ -123,5 +131,23 @@ def test_the_tarball_route_with_and_without_accel_redirect(tmp_path: Path, accel
         assert cached.status_code == 304 and "x-accel-redirect" not in cached.headers
         missing = client.simulate_get("/accel-me/-/accel-me-2.0.0.tgz")
         assert missing.status_code == 404 and "x-accel-redirect" not in missing.headers
+    finally:
+        services.config.close()
+
+
+def test_a_tarball_of_the_older_layout_is_redirected_to_where_it_is(tmp_path: Path) -> None:
+    """A tarball a store from before 2026-11-28 holds (or a restored backup's), at
+    ``sha512/ab/cd/<hex>``: nginx is sent to that file."""
+    services, client, tgz = _published(tmp_path, "/_blobs/")
+    try:
+        h = hashlib.sha512(tgz).hexdigest()
+        old = tmp_path / "blobs" / "sha512" / h[:2] / h[2:4] / h
+        old.parent.mkdir(parents=True)
+        (tmp_path / "blobs" / "objects" / h[:2] / h).rename(old)  # before any GET of it
+        got = client.simulate_get("/accel-me/-/accel-me-1.0.0.tgz")
+        assert got.status_code == 200 and got.content == b""
+        internal = got.headers["x-accel-redirect"]
+        assert internal == f"/_blobs/sha512/{h[:2]}/{h[2:4]}/{h}"
+        assert (tmp_path / "blobs" / internal[len("/_blobs/") :]).read_bytes() == tgz
     finally:
         services.config.close()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from r13core.errors import R13Error
 from r13core.storage.blobs import BlobInfo, FileBlobStore
 from r13core.storage.identity import KeyRecord, UserRecord
 from r13core.storage.signals import FileChangeSignal
@@ -382,6 +383,89 @@ def test_a_blob_in_both_layouts_is_listed_once_and_deleted_from_both(tmp_path: P
     assert not place.exists() and not copy.exists()
 
 
+def test_a_wrong_sized_copy_is_written_again_not_passed_over(tmp_path: Path) -> None:
+    """A file of another size at the blob's place is not its bytes (a damaged or planted
+    file): a put of the bytes replaces it, even with a good copy in the older layout."""
+    root = tmp_path / "blobs"
+    h, _ = _legacy_blob(root, b"the real bytes")
+    bad = root / "objects" / h[:2] / h
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"short")
+    blobs = FileBlobStore(root)
+    assert blobs.put(b"the real bytes") == BlobInfo(h, 14, created=True)
+    assert blobs.read(h) == b"the real bytes"
+
+
+@pytest.mark.parametrize("planted", ["sha512", "sha512/ab", "objects/ab"])
+def test_a_foreign_file_where_a_directory_belongs_fails_no_put_or_delete(
+    tmp_path: Path, planted: str
+) -> None:
+    root = tmp_path / "blobs"
+    blobs = FileBlobStore(root)
+    data = next(
+        d
+        for d in (f"blob {i}".encode() for i in range(20_000))
+        if hashlib.sha512(d).hexdigest()[:2] == ("cd" if planted == "objects/ab" else "ab")
+    )
+    foreign = root / planted.replace("objects/ab", "objects/cd")
+    foreign.parent.mkdir(parents=True, exist_ok=True)
+    foreign.write_bytes(b"not a directory")
+    if planted == "objects/ab":  # its own fan-out directory taken: the put says so
+        with pytest.raises(OSError):
+            blobs.put(data)
+        assert list((root / "tmp").iterdir()) == []
+        assert blobs.delete(hashlib.sha512(data).hexdigest()) is False
+        return
+    info = blobs.put(data)
+    assert blobs.read(info.sha512) == data
+    assert blobs.delete(info.sha512) is True
+    assert blobs.delete(info.sha512) is False
+
+
+def test_a_put_whose_file_does_not_read_back_places_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import r13core.storage.blobs as blobs_module
+
+    blobs = FileBlobStore(tmp_path / "blobs")
+    monkeypatch.setattr(blobs_module, "_digest_fd", lambda fd: "0" * 128)
+    with pytest.raises(R13Error, match="did not verify"):
+        blobs.put(b"damaged on its way to the disk")
+    h = hashlib.sha512(b"damaged on its way to the disk").hexdigest()
+    assert blobs.path(h) is None
+    assert list((tmp_path / "blobs" / "tmp").iterdir()) == []
+
+
+def test_an_adopted_spool_file_reuses_a_blob_of_the_older_layout(tmp_path: Path) -> None:
+    root = tmp_path / "blobs"
+    h, place = _legacy_blob(root, b"an upstream tarball stored before")
+    blobs = FileBlobStore(root)
+    spooled = blobs.spool_dir() / "up.tgz"
+    spooled.write_bytes(b"an upstream tarball stored before")
+    assert blobs.put_file(spooled, h).created is False
+    assert not spooled.exists()
+    assert blobs.path(h) == place
+    assert list((root / "objects").iterdir()) == []
+
+
+def test_the_store_s_own_directories_as_links_are_walked_not_swept(tmp_path: Path) -> None:
+    """An operator may move objects/ (or the older sha512/) to another disk and leave a
+    link: the sweep walks it and never removes the link itself."""
+    elsewhere = tmp_path / "other-disk"
+    (elsewhere / "objects").mkdir(parents=True)
+    root = tmp_path / "blobs"
+    root.mkdir()
+    (root / "objects").symlink_to(elsewhere / "objects")
+    blobs = FileBlobStore(root)
+    keep = blobs.put(b"kept")
+    stray = elsewhere / "objects" / "stray"
+    stray.write_bytes(b"x")
+    assert blobs.orphans({keep.sha512}, min_age=0) == [root / "objects" / "stray"]
+    assert blobs.sweep_orphans({keep.sha512}, min_age=0) == 1
+    assert (root / "objects").is_symlink()
+    assert blobs.read(keep.sha512) == b"kept"
+
+
 def test_a_blob_whose_two_prefixes_match_is_in_place_in_the_older_layout(
     tmp_path: Path,
 ) -> None:
@@ -391,42 +475,82 @@ def test_a_blob_whose_two_prefixes_match_is_in_place_in_the_older_layout(
     place = root / "sha512" / "ab" / "ab" / h
     place.parent.mkdir(parents=True)
     place.write_bytes(b"x")
+    too_deep = root / "objects" / "ab" / "ab" / h  # the older layout under objects/: not ours
+    too_deep.parent.mkdir(parents=True)
+    too_deep.write_bytes(b"x")
     blobs = FileBlobStore(root)
     assert blobs.path(h) == place
-    assert blobs.orphans({h}, min_age=0) == []
+    assert blobs.orphans({h}, min_age=0) == [too_deep]
     assert list(blobs.hashes()) == [h]
 
 
-def test_a_new_blob_makes_its_fan_out_directories_durable(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Each fan-out directory a put creates has its entry fsynced in its parent, and the
-    blob's own directory after the rename (a crash after the commit loses no tarball)."""
+def _same_prefix(h: str, n: int = 1) -> list[bytes]:
+    """``n`` byte strings whose sha512 starts with ``h``'s first two hex digits."""
+    found = [
+        d
+        for d in (f"other {i}".encode() for i in range(20_000))
+        if hashlib.sha512(d).hexdigest()[:2] == h[:2]
+    ]
+    return found[:n]
+
+
+@pytest.fixture
+def synced(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Every directory fsynced from here on (r13core/datadir.py's and the blob store's)."""
     import r13core.datadir as datadir_module
     import r13core.storage.blobs as blobs_module
 
-    synced: list[Path] = []
+    calls: list[Path] = []
     real = datadir_module.fsync_dir
 
-    def spy(path: Path) -> None:
-        synced.append(Path(path))
+    def spy(path: str | os.PathLike[str]) -> None:
+        calls.append(Path(path))
         real(path)
 
-    monkeypatch.setattr(datadir_module, "fsync_dir", spy)  # the fan-out dirs' parents
-    monkeypatch.setattr(blobs_module, "fsync_dir", spy)  # the blob's dir after the rename
-    blobs = FileBlobStore(tmp_path / "blobs")
+    monkeypatch.setattr(datadir_module, "fsync_dir", spy)  # the new directories' parents
+    monkeypatch.setattr(blobs_module, "fsync_dir", spy)  # the blob's dir, objects/, the root
+    return calls
+
+
+def test_a_new_blob_makes_its_fan_out_directories_durable(
+    tmp_path: Path, synced: list[Path]
+) -> None:
+    """Every entry on a blob's path is fsynced in its parent before the put returns: the
+    store's directories when it is made, the fan-out directory a put creates, the blob's
+    own entry after the rename (a crash after the commit loses no tarball)."""
+    root = tmp_path / "blobs"
+    blobs = FileBlobStore(root)
+    objects = root / "objects"
+    assert synced == [tmp_path, root]  # blobs/ in tmp_path, objects/ in blobs/
+    synced.clear()
     h = blobs.put(b"durable").sha512
-    objects = tmp_path / "blobs" / "objects"
     assert synced == [objects, objects / h[:2]]
     synced.clear()
     blobs.put(b"durable")  # already there: nothing made, nothing to sync
     assert synced == []
-    other = next(
-        d
-        for d in (f"other {i}".encode() for i in range(10_000))
-        if hashlib.sha512(d).hexdigest()[:2] == h[:2]
-    )
-    blobs.put(other)  # its fan-out directory exists: only the rename is synced
+    (other,) = _same_prefix(h)
+    blobs.put(other)  # its fan-out directory exists and was synced here: the rename only
+    assert synced == [objects / h[:2]]
+
+
+def test_a_store_opened_again_syncs_its_root_and_each_fan_out_directory_once(
+    tmp_path: Path, synced: list[Path]
+) -> None:
+    """objects/ and objects/ab/ may have been made by another process that has not synced
+    their entries yet: a store that finds them fsyncs their parents before relying on
+    them, the root when it opens, objects/ at its first put into each ab/."""
+    root = tmp_path / "blobs"
+    h = hashlib.sha512(b"first").hexdigest()
+    (root / "objects" / h[:2]).mkdir(parents=True)  # made elsewhere, never synced here
+    blobs = FileBlobStore(root)
+    objects = root / "objects"
+    assert synced == [root]
+    synced.clear()
+    blobs.put(b"first")
+    assert synced == [objects, objects / h[:2]]
+    synced.clear()
+    (other,) = _same_prefix(h)
+    blobs.put(other)
     assert synced == [objects / h[:2]]
 
 

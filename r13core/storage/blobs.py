@@ -6,10 +6,14 @@ keeps them as files: ``<root>/objects/ab/<128 hex>``, one level of 256 directori
 (as git keeps its objects), each made the first time a put needs it. Stores written
 before 2026-11-28, and restored backups (whose layout it is), keep tarballs at
 ``<root>/sha512/ab/cd/<128 hex>``: those are read, reused, swept and deleted where they
-are, never moved; a new tarball always goes to ``objects/``. Two levels made a directory,
-and fsynced its parent, for most publishes (up to 65,536 directories of a file or two),
-which cost a publish more than writing its own file (bench/RESULTS.md, "Issue 15, sixth
-session").
+are, never moved; a new tarball always goes to ``objects/``. Two levels (65,536
+directories) made a directory, and fsynced its parent, for most publishes into any store
+of fewer than ~45,000 tarballs (bench/RESULTS.md, "Issue 15, sixth session").
+
+Every entry on a blob's path is durable before a put returns: ``objects/`` when the store
+opens (made, or found: the root is fsynced either way), a fan-out directory's entry in
+``objects/`` when a put makes it or first uses it in this process, the blob's own entry
+after its rename.
 
 A put writes a temp file in ``<root>/tmp``, fsyncs it, re-reads and verifies
 its sha512, renames it into place and fsyncs the directory. Only then may the
@@ -174,7 +178,14 @@ class FileBlobStore(BlobStore):
         self._legacy_str = str(self._legacy)
         self._tmp = self.root / "tmp"
         self._lock_path = Path(f"{self.root}.lock")
-        make_private_dirs(self._objects)
+        # The entries a blob's path goes through must be durable before a row refers to
+        # it: objects/ in the root now (made here, or by another process that may not
+        # have synced the root yet), and each objects/ab/ once per process (see _place).
+        existed = self._objects.is_dir()
+        make_private_dirs(self._objects, durable=True)
+        if existed:
+            fsync_dir(self.root)
+        self._synced: set[str] = set()
         make_private_dirs(self._tmp)
 
     def _path(self, sha512: str) -> Path:
@@ -186,26 +197,34 @@ class FileBlobStore(BlobStore):
         return self._legacy / h[:2] / h[2:4] / h
 
     def _reuse(self, sha512: str, size: int) -> bool:
-        """Whether a file of these bytes is stored already, in either layout (a retry after
-        a failed commit, or bytes stored before); its age is refreshed, so that a sweep's
-        grace period covers this publish too."""
+        """Whether a file of these bytes is stored already (a retry after a failed commit,
+        or bytes stored before): the store's own place first, the older layout's only
+        when there is none, as :meth:`path` reads them. Its age is refreshed, so that a
+        sweep's grace period covers this publish too. A file of another size is not these
+        bytes: the put writes them again (over it, in ``objects/``)."""
         for place in (self._path(sha512), self._legacy_path(sha512)):
             try:
                 os.utime(place)
-                if os.stat(place).st_size == size:
-                    return True
-            except FileNotFoundError:
+                return os.stat(place).st_size == size
+            except (FileNotFoundError, NotADirectoryError):  # not there, or a foreign file
                 continue
         return False
 
     def _place(self, tmp: Path, final: Path) -> None:
         """Rename ``tmp`` to ``final`` and fsync its directory. The directory is made (its
-        parent fsynced) only when the rename finds it missing: once per fan-out directory."""
+        parent fsynced) only when the rename finds it missing. The first time this process
+        places a file in a fan-out directory, ``objects/`` is fsynced too: another process
+        may have made that directory and not synced its entry yet."""
         try:
             os.replace(tmp, final)
         except FileNotFoundError:
-            make_private_dirs(final.parent, durable=True)
+            make_private_dirs(final.parent, durable=True)  # fsyncs objects/ for its entry
             os.replace(tmp, final)
+            self._synced.add(final.parent.name)
+        fan_out = final.parent.name
+        if fan_out not in self._synced:
+            fsync_dir(self._objects)
+            self._synced.add(fan_out)
         fsync_dir(final.parent)
 
     def put(self, data: bytes) -> BlobInfo:
@@ -279,7 +298,7 @@ class FileBlobStore(BlobStore):
         for place in (self._path(sha512), self._legacy_path(sha512)):
             try:
                 place.unlink()
-            except FileNotFoundError:
+            except (FileNotFoundError, NotADirectoryError):
                 continue
             removed = True
         return removed
@@ -325,11 +344,16 @@ class FileBlobStore(BlobStore):
                 for name in dirs:  # os.walk does not follow links to directories
                     if os.path.islink(os.path.join(dirpath, name)):
                         yield Path(dirpath, name)
-        # Anything else beside objects/, sha512/ and tmp/ is not ours either.
+        # Anything else beside objects/, sha512/ and tmp/ is not ours either (those three
+        # may be links to another disk: walked above, never listed themselves).
+        own = {p.name for p in (self._objects, self._legacy, self._tmp)}
         with contextlib.suppress(FileNotFoundError):
             for entry in os.scandir(self.root):
-                if not entry.is_dir(follow_symlinks=False):
-                    yield Path(entry.path)
+                if entry.is_dir(follow_symlinks=False):
+                    continue
+                if entry.name in own and entry.is_dir():
+                    continue
+                yield Path(entry.path)
 
     def _in_place(self, path: Path) -> bool:
         """Whether ``path`` is named by a sha512 and stands at that hash's place, in the
