@@ -344,6 +344,14 @@ def _legacy_blob(root: Path, data: bytes) -> tuple[str, Path]:
     return h, place
 
 
+def _own_place(root: Path, h: str, data: bytes) -> Path:
+    """``data`` written at ``h``'s place in the store's own layout (``objects/ab/<hex>``)."""
+    place = root / "objects" / h[:2] / h
+    place.parent.mkdir(parents=True)
+    place.write_bytes(data)
+    return place
+
+
 @pytest.mark.parametrize("data", [b"from before", b"\x00" * 3])
 def test_blobs_in_the_older_layout_are_read_reused_listed_and_deleted_in_place(
     tmp_path: Path, data: bytes
@@ -372,9 +380,7 @@ def test_blobs_in_the_older_layout_are_read_reused_listed_and_deleted_in_place(
 def test_a_blob_in_both_layouts_is_listed_once_and_deleted_from_both(tmp_path: Path) -> None:
     root = tmp_path / "blobs"
     h, place = _legacy_blob(root, b"twice")
-    copy = root / "objects" / h[:2] / h
-    copy.parent.mkdir(parents=True)
-    copy.write_bytes(b"twice")
+    copy = _own_place(root, h, b"twice")
     blobs = FileBlobStore(root)
     assert blobs.path(h) == copy  # the store's own layout first
     assert list(blobs.hashes()) == [h]
@@ -388,9 +394,7 @@ def test_a_wrong_sized_copy_is_written_again_not_passed_over(tmp_path: Path) -> 
     file): a put of the bytes replaces it, even with a good copy in the older layout."""
     root = tmp_path / "blobs"
     h, _ = _legacy_blob(root, b"the real bytes")
-    bad = root / "objects" / h[:2] / h
-    bad.parent.mkdir(parents=True)
-    bad.write_bytes(b"short")
+    _own_place(root, h, b"short")
     blobs = FileBlobStore(root)
     assert blobs.put(b"the real bytes") == BlobInfo(h, 14, created=True)
     assert blobs.read(h) == b"the real bytes"
