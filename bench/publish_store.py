@@ -33,7 +33,11 @@ from typing import Any
 
 
 def child(tarballs: int, publishes: int, where: str | None) -> dict[str, Any]:
-    """One measurement in the tree on ``sys.path`` (this process's own app and r13core)."""
+    """One measurement in the tree on ``sys.path`` (this process's own app and r13core).
+
+    It builds the app as bench/route_profile.py's ``main`` does, from pieces every tree
+    since 6f21654 has (the other tree's bench/ is the one imported here), not from a helper
+    only this tree would have."""
     from app.main import create_app
     from bench.route_profile import _call, _environ
     from bench.seeding import bench_manifest, make_tarball

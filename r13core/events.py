@@ -59,7 +59,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from r13core import locks
+from r13core import locks, pids
 from r13core.datadir import make_private_dirs, open_private
 
 EVENTS_FILE: Final = "run/events.jsonl"
@@ -153,12 +153,12 @@ class EventLog:
     # -- writing ------------------------------------------------------------------------
 
     def _lock_fd(self) -> int:
-        if self._fd_pid != os.getpid():  # first use, or a forked child: its own description
+        if self._fd_pid != pids.current():  # first use, or a forked child: its own description
             if self._fd >= 0:
                 os.close(self._fd)
             make_private_dirs(self.lock_path.parent)
             self._fd = open_private(self.lock_path)
-            self._fd_pid = os.getpid()
+            self._fd_pid = pids.current()
         return self._fd
 
     @contextlib.contextmanager
@@ -247,7 +247,7 @@ class EventLog:
     def close(self) -> None:
         """Close this process's lock file (reopened by the next call)."""
         with self._thread_lock:
-            if self._fd >= 0 and self._fd_pid == os.getpid():
+            if self._fd >= 0 and self._fd_pid == pids.current():
                 os.close(self._fd)
             self._fd, self._fd_pid = -1, 0
 

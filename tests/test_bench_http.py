@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from bench import compare, load, seeding
+from bench import compare, load, scenarios, seeding
 from bench import http as bh
 from bench.drivers import choose_driver, wrk_script
 from bench.drivers import load as drive
@@ -171,9 +171,23 @@ def test_tarball_is_a_real_npm_tarball() -> None:
 
 
 @pytest.mark.slow
-def test_seed_and_scenarios(registry: FakeRegistry, tmp_path: Path) -> None:
+def test_seed_and_scenarios(
+    registry: FakeRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out_json = tmp_path / "r.json"
     out_md = tmp_path / "r.md"
+    asked: dict[str, set[str]] = {}  # scenario -> the Accept-Encoding its requests carry
+    built = scenarios.scenario_requests
+
+    def recording(opts: Any, seeded: Any, name: str) -> list[bytes]:
+        reqs = built(opts, seeded, name)
+        for r in reqs:
+            for line in r.decode("latin-1").split("\r\n"):
+                if line.startswith("Accept-Encoding: "):
+                    asked.setdefault(name, set()).add(line.removeprefix("Accept-Encoding: "))
+        return reqs
+
+    monkeypatch.setattr(scenarios, "scenario_requests", recording)
     rc = bh.main(
         [
             "--url", registry.url, "--token", TOKEN, "--prefix", "t1",
@@ -212,6 +226,11 @@ def test_seed_and_scenarios(registry: FakeRegistry, tmp_path: Path) -> None:
     plain = sum(s["requests"] for n, s in scen.items() if n not in bh.COMPRESSED_SCENARIOS)
     assert registry.encodings[load.NPM_ENCODING] >= compressed > 0
     assert registry.encodings["identity"] >= plain - scen["publish"]["requests"] > 0
+    # ... and each scenario its own: npm's for the compressed ones, identity for the rest.
+    assert asked == {
+        n: {load.NPM_ENCODING} if n in bh.COMPRESSED_SCENARIOS else {"identity"}
+        for n in scenarios.READ_SCENARIOS
+    }
     md = out_md.read_text()
     assert "| scenario | req/s | p50 ms | p99 ms | errors | requests |" in md
     for name in bh.ALL_SCENARIOS:
@@ -346,4 +365,5 @@ def test_wrk_sends_the_headers_the_python_engine_sends() -> None:
     assert f'wrk.headers["Accept"] = {json.dumps(load.FULL_ACCEPT)}' in npm
     plain = wrk_script([load.encode_get(target, "/a", "*/*", None)])
     assert 'wrk.headers["Accept-Encoding"] = "identity"' in plain
+    assert 'wrk.headers["Accept"] = "*/*"' in plain
     assert "Authorization" not in plain

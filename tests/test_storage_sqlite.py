@@ -7,7 +7,6 @@ import json
 import multiprocessing
 import os
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -362,9 +361,10 @@ def test_blobs_in_the_older_layout_are_read_reused_listed_and_deleted_in_place(
     assert blobs.path(h) == place
     assert blobs.read(h) == data
     age_file(place, 7200)
+    aged = place.stat().st_mtime
     info = blobs.put(data)  # reused where it is: no second copy
     assert info == BlobInfo(h, len(data), created=False)
-    assert time.time() - place.stat().st_mtime < 600  # its age refreshed for the sweep
+    assert place.stat().st_mtime > aged + 3600  # its age refreshed for the sweep
     assert list((root / "objects").iterdir()) == []
     assert list(blobs.hashes()) == [h]
     assert blobs.orphans({h}, min_age=0) == []
@@ -400,30 +400,37 @@ def test_a_wrong_sized_copy_is_written_again_not_passed_over(tmp_path: Path) -> 
     assert blobs.read(h) == b"the real bytes"
 
 
-@pytest.mark.parametrize("planted", ["sha512", "sha512/ab", "objects/ab"])
-def test_a_foreign_file_where_a_directory_belongs_fails_no_put_or_delete(
+@pytest.mark.parametrize("planted", ["sha512", "sha512/ab"])
+def test_a_foreign_file_where_an_old_directory_belongs_fails_no_put_or_delete(
     tmp_path: Path, planted: str
 ) -> None:
+    """A file where the older layout has a directory: the store looks there only to reuse
+    or delete, and goes on without it."""
     root = tmp_path / "blobs"
     blobs = FileBlobStore(root)
-    data = next(
-        d
-        for d in (f"blob {i}".encode() for i in range(20_000))
-        if hashlib.sha512(d).hexdigest()[:2] == ("cd" if planted == "objects/ab" else "ab")
-    )
-    foreign = root / planted.replace("objects/ab", "objects/cd")
+    (data,) = _same_prefix("ab")
+    foreign = root / planted
     foreign.parent.mkdir(parents=True, exist_ok=True)
     foreign.write_bytes(b"not a directory")
-    if planted == "objects/ab":  # its own fan-out directory taken: the put says so
-        with pytest.raises(OSError):
-            blobs.put(data)
-        assert list((root / "tmp").iterdir()) == []
-        assert blobs.delete(hashlib.sha512(data).hexdigest()) is False
-        return
     info = blobs.put(data)
     assert blobs.read(info.sha512) == data
     assert blobs.delete(info.sha512) is True
     assert blobs.delete(info.sha512) is False
+
+
+def test_a_foreign_file_where_a_fan_out_directory_belongs_fails_the_put_cleanly(
+    tmp_path: Path,
+) -> None:
+    """A file at ``objects/ab``: a put there cannot place its blob; it says so and leaves
+    no temp file, and there is nothing to delete."""
+    root = tmp_path / "blobs"
+    blobs = FileBlobStore(root)
+    (data,) = _same_prefix("ab")
+    (root / "objects" / "ab").write_bytes(b"not a directory")
+    with pytest.raises(NotADirectoryError):
+        blobs.put(data)
+    assert list((root / "tmp").iterdir()) == []
+    assert blobs.delete(hashlib.sha512(data).hexdigest()) is False
 
 
 def test_a_put_whose_file_does_not_read_back_places_nothing(
@@ -452,22 +459,27 @@ def test_an_adopted_spool_file_reuses_a_blob_of_the_older_layout(tmp_path: Path)
     assert list((root / "objects").iterdir()) == []
 
 
-def test_the_store_s_own_directories_as_links_are_walked_not_swept(tmp_path: Path) -> None:
-    """An operator may move objects/ (or the older sha512/) to another disk and leave a
-    link: the sweep walks it and never removes the link itself."""
-    elsewhere = tmp_path / "other-disk"
-    (elsewhere / "objects").mkdir(parents=True)
+@pytest.mark.parametrize("moved", ["objects", "sha512", "tmp"])
+def test_the_store_s_own_directories_as_links_are_walked_not_swept(
+    tmp_path: Path, moved: str
+) -> None:
+    """An operator may move objects/, the older sha512/ or tmp/ to another disk and leave
+    a link: the sweep walks it, removes what is not a blob there, never the link."""
+    elsewhere = tmp_path / "other-disk" / moved
+    elsewhere.mkdir(parents=True)
     root = tmp_path / "blobs"
     root.mkdir()
-    (root / "objects").symlink_to(elsewhere / "objects")
+    (root / moved).symlink_to(elsewhere)
+    old, _ = _legacy_blob(root, b"from before")  # through the link when sha512/ moved
     blobs = FileBlobStore(root)
     keep = blobs.put(b"kept")
-    stray = elsewhere / "objects" / "stray"
-    stray.write_bytes(b"x")
-    assert blobs.orphans({keep.sha512}, min_age=0) == [root / "objects" / "stray"]
-    assert blobs.sweep_orphans({keep.sha512}, min_age=0) == 1
-    assert (root / "objects").is_symlink()
+    known = {keep.sha512, old}
+    (elsewhere / "stray").write_bytes(b"x")
+    assert blobs.orphans(known, min_age=0) == [root / moved / "stray"]
+    assert blobs.sweep_orphans(known, min_age=0) == 1
+    assert (root / moved).is_symlink()
     assert blobs.read(keep.sha512) == b"kept"
+    assert blobs.read(old) == b"from before"
 
 
 def test_a_blob_whose_two_prefixes_match_is_in_place_in_the_older_layout(
@@ -521,14 +533,15 @@ def test_a_new_blob_makes_its_fan_out_directories_durable(
 ) -> None:
     """Every entry on a blob's path is fsynced in its parent before the put returns: the
     store's directories when it is made, the fan-out directory a put creates, the blob's
-    own entry after the rename (a crash after the commit loses no tarball)."""
+    own entry after the rename (a crash after the commit loses no tarball); objects/ once
+    more at this process's first put (cheap, once, and the same rule as a found one)."""
     root = tmp_path / "blobs"
     blobs = FileBlobStore(root)
     objects = root / "objects"
     assert synced == [tmp_path, root]  # blobs/ in tmp_path, objects/ in blobs/
     synced.clear()
     h = blobs.put(b"durable").sha512
-    assert synced == [objects, objects / h[:2]]
+    assert synced == [objects, root, objects / h[:2]]
     synced.clear()
     blobs.put(b"durable")  # already there: nothing made, nothing to sync
     assert synced == []
@@ -537,21 +550,21 @@ def test_a_new_blob_makes_its_fan_out_directories_durable(
     assert synced == [objects / h[:2]]
 
 
-def test_a_store_opened_again_syncs_its_root_and_each_fan_out_directory_once(
+def test_a_store_opened_again_syncs_what_it_found_at_its_first_put(
     tmp_path: Path, synced: list[Path]
 ) -> None:
     """objects/ and objects/ab/ may have been made by another process that has not synced
     their entries yet: a store that finds them fsyncs their parents before relying on
-    them, the root when it opens, objects/ at its first put into each ab/."""
+    them, at its first put (nothing when it opens: a reader needs no sync), the root once
+    and objects/ at the first put into each ab/."""
     root = tmp_path / "blobs"
     h = hashlib.sha512(b"first").hexdigest()
     (root / "objects" / h[:2]).mkdir(parents=True)  # made elsewhere, never synced here
     blobs = FileBlobStore(root)
     objects = root / "objects"
-    assert synced == [root]
-    synced.clear()
+    assert synced == []
     blobs.put(b"first")
-    assert synced == [objects, objects / h[:2]]
+    assert synced == [root, objects, objects / h[:2]]
     synced.clear()
     (other,) = _same_prefix(h)
     blobs.put(other)

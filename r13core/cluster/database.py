@@ -13,7 +13,6 @@ the worker. A connection that fails is dropped and the next use opens a new one.
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -21,7 +20,7 @@ from typing import Any
 
 import psycopg
 
-from r13core import cooperative
+from r13core import cooperative, pids
 from r13core.errors import StorageUnavailable
 
 CONNECT_TIMEOUT = 5
@@ -69,8 +68,8 @@ class ClusterDB:
                 yield pooled
             return
         slot = self._local
-        if getattr(slot, "pid", None) != os.getpid():
-            slot.pid, slot.conn, slot.lock = os.getpid(), None, threading.Lock()
+        if getattr(slot, "pid", None) != pids.current():
+            slot.pid, slot.conn, slot.lock = pids.current(), None, threading.Lock()
         with slot.lock:
             conn: psycopg.Connection[Any] | None = slot.conn
             if conn is None or conn.closed:
@@ -86,7 +85,7 @@ class ClusterDB:
     def close(self) -> None:
         """Close this process's connection (reopened by the next use)."""
         slot = self._local
-        conn = getattr(slot, "conn", None) if getattr(slot, "pid", None) == os.getpid() else None
+        conn = getattr(slot, "conn", None) if getattr(slot, "pid", None) == pids.current() else None
         if conn is not None:
             slot.conn = None
             conn.close()

@@ -10,10 +10,10 @@ are, never moved; a new tarball always goes to ``objects/``. Two levels (65,536
 directories) made a directory, and fsynced its parent, for most publishes into any store
 of fewer than ~45,000 tarballs (bench/RESULTS.md, "Issue 15, sixth session").
 
-Every entry on a blob's path is durable before a put returns: ``objects/`` when the store
-opens (made, or found: the root is fsynced either way), a fan-out directory's entry in
-``objects/`` when a put makes it or first uses it in this process, the blob's own entry
-after its rename.
+Every entry on a blob's path is durable before a put returns: a directory's entry is
+fsynced in its parent when the store or a put makes it, and also the first time a process
+uses one it found (another process may have made it and not synced it yet), the blob's
+own entry after its rename.
 
 A put writes a temp file in ``<root>/tmp``, fsyncs it, re-reads and verifies
 its sha512, renames it into place and fsyncs the directory. Only then may the
@@ -156,6 +156,41 @@ def _check_hex(sha512: str) -> str:
     return sha512
 
 
+def objects_path(objects: Path, sha512: str) -> Path:
+    """Where a blob lives under a store's ``objects/`` (``ab/<128 hex>``; both stores'
+    layout, the PostgreSQL store's node-local copies included)."""
+    h = _check_hex(sha512)
+    return objects / h[:2] / h
+
+
+def files_under(tops: Iterable[Path]) -> Iterator[Path]:
+    """Every file under ``tops``, and every link to a directory there (os.walk does not
+    follow one): what a sweep looks at."""
+    for top in tops:
+        for dirpath, dirs, files in os.walk(top):
+            for name in files:
+                yield Path(dirpath, name)
+            for name in dirs:
+                if os.path.islink(os.path.join(dirpath, name)):
+                    yield Path(dirpath, name)
+
+
+def prune_empty(tops: Iterable[tuple[Path, bool]]) -> int:
+    """Remove the empty directories under each ``(top, keep)`` (``top`` itself too unless
+    ``keep``); how many went. Only when no put can run."""
+    pruned = 0
+    for top, keep in tops:
+        for dirpath, _dirs, _files in os.walk(top, topdown=False):
+            if keep and dirpath == str(top):
+                continue
+            try:
+                os.rmdir(dirpath)  # refused while not empty
+            except OSError:
+                continue
+            pruned += 1
+    return pruned
+
+
 def _digest_fd(fd: int) -> str:
     """The sha512 of everything ``fd`` holds, read back from its start."""
     h = hashlib.sha512()
@@ -178,19 +213,14 @@ class FileBlobStore(BlobStore):
         self._legacy_str = str(self._legacy)
         self._tmp = self.root / "tmp"
         self._lock_path = Path(f"{self.root}.lock")
-        # The entries a blob's path goes through must be durable before a row refers to
-        # it: objects/ in the root now (made here, or by another process that may not
-        # have synced the root yet), and each objects/ab/ once per process (see _place).
-        existed = self._objects.is_dir()
         make_private_dirs(self._objects, durable=True)
-        if existed:
-            fsync_dir(self.root)
-        self._synced: set[str] = set()
         make_private_dirs(self._tmp)
+        # Directories on a blob's path whose own entry this process has made durable (see
+        # _place): another process may have made one and not synced its parent yet.
+        self._synced: set[Path] = set()
 
     def _path(self, sha512: str) -> Path:
-        h = _check_hex(sha512)
-        return self._objects / h[:2] / h
+        return objects_path(self._objects, sha512)
 
     def _legacy_path(self, sha512: str) -> Path:
         h = _check_hex(sha512)
@@ -213,19 +243,21 @@ class FileBlobStore(BlobStore):
     def _place(self, tmp: Path, final: Path) -> None:
         """Rename ``tmp`` to ``final`` and fsync its directory. The directory is made (its
         parent fsynced) only when the rename finds it missing. The first time this process
-        places a file in a fan-out directory, ``objects/`` is fsynced too: another process
-        may have made that directory and not synced its entry yet."""
+        places a file under ``objects/`` and in a fan-out directory, their entries are
+        fsynced too (the root, ``objects/``): another process may have made them and not
+        synced them yet. So every entry on the path is durable when a put returns."""
+        fan_out = final.parent
         try:
             os.replace(tmp, final)
         except FileNotFoundError:
-            make_private_dirs(final.parent, durable=True)  # fsyncs objects/ for its entry
+            make_private_dirs(fan_out, durable=True)  # fsyncs objects/ for its entry
             os.replace(tmp, final)
-            self._synced.add(final.parent.name)
-        fan_out = final.parent.name
-        if fan_out not in self._synced:
-            fsync_dir(self._objects)
             self._synced.add(fan_out)
-        fsync_dir(final.parent)
+        for directory in (self._objects, fan_out):
+            if directory not in self._synced:
+                fsync_dir(directory.parent)
+                self._synced.add(directory)
+        fsync_dir(fan_out)
 
     def put(self, data: bytes) -> BlobInfo:
         """Store ``data`` (temp, fsync, verify, rename, fsync dir); idempotent."""
@@ -337,13 +369,7 @@ class FileBlobStore(BlobStore):
         return self._flock(fcntl.LOCK_EX)
 
     def _files(self) -> Iterator[Path]:
-        for top in (self._objects, self._legacy, self._tmp):
-            for dirpath, dirs, files in os.walk(top):
-                for name in files:
-                    yield Path(dirpath, name)
-                for name in dirs:  # os.walk does not follow links to directories
-                    if os.path.islink(os.path.join(dirpath, name)):
-                        yield Path(dirpath, name)
+        yield from files_under((self._objects, self._legacy, self._tmp))
         # Anything else beside objects/, sha512/ and tmp/ is not ours either (those three
         # may be links to another disk: walked above, never listed themselves).
         own = {p.name for p in (self._objects, self._legacy, self._tmp)}
@@ -411,13 +437,4 @@ class FileBlobStore(BlobStore):
     def prune(self) -> int:
         """Remove empty directories under ``objects/`` and the older ``sha512/`` (itself
         too, once empty: nothing is written there), only when no publish can run."""
-        pruned = 0
-        for top, keep in ((self._objects, self._objects_str), (self._legacy, "")):
-            for dirpath, _dirs, _files in os.walk(top, topdown=False):
-                if dirpath != keep:
-                    try:
-                        os.rmdir(dirpath)  # refused while not empty
-                    except OSError:
-                        continue
-                    pruned += 1
-        return pruned
+        return prune_empty(((self._objects, True), (self._legacy, False)))

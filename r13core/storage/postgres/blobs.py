@@ -39,7 +39,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import re
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -50,21 +49,22 @@ import psycopg
 
 from r13core import pids
 from r13core.datadir import FILE_MODE, make_private_dirs
-from r13core.errors import InvalidValue, R13Error
-from r13core.storage.blobs import BlobInfo, BlobStore
+from r13core.errors import R13Error
+from r13core.storage.blobs import (
+    _HEX_RE,
+    BlobInfo,
+    BlobStore,
+    _check_hex,
+    files_under,
+    objects_path,
+    prune_empty,
+)
 from r13core.storage.postgres.connection import LOCK_BLOBS, PgDatabase
 
 CHUNK: Final = 256 * 1024
 """Bytes per ``blob_chunks`` row."""
 ROW_PREFIX: Final = Path("postgresql:blobs")
 """Orphan rows are listed as ``ROW_PREFIX / <hex>`` (names, not files)."""
-_HEX_RE: Final = re.compile(r"[0-9a-f]{128}")
-
-
-def _check_hex(sha512: str) -> str:
-    if not isinstance(sha512, str) or not _HEX_RE.fullmatch(sha512):
-        raise InvalidValue(f"not a sha512 hex digest: {sha512!r}")
-    return sha512
 
 
 class _ProcessLock:
@@ -137,7 +137,7 @@ class PgBlobStore(BlobStore):
         self._lock = _ProcessLock(db)
 
     def _cached(self, sha512: str) -> Path:
-        return self._objects / sha512[:2] / sha512
+        return objects_path(self._objects, sha512)
 
     # -- writing ---------------------------------------------------------------------
 
@@ -283,20 +283,14 @@ class PgBlobStore(BlobStore):
         return self._lock.exclusive()
 
     def _local_files(self) -> Iterator[Path]:
-        for top in (self._objects, self._former, self._tmp):
-            for dirpath, dirs, files in os.walk(top):
-                for name in files:
-                    yield Path(dirpath, name)
-                for name in dirs:
-                    if os.path.islink(os.path.join(dirpath, name)):
-                        yield Path(dirpath, name)
+        return files_under((self._objects, self._former, self._tmp))
 
     def _is_row(self, path: Path) -> bool:
         return path.parent == ROW_PREFIX and _HEX_RE.fullmatch(path.name) is not None
 
     def _cached_copy(self, path: Path, known: set[str]) -> bool:
         h = path.name
-        return h in known and path == self._objects / h[:2] / h
+        return h in known and path == objects_path(self._objects, h)
 
     def orphans(self, known: set[str], *, min_age: float) -> list[Path]:
         """Unreferenced rows (``ROW_PREFIX/<hex>``), copies, temp files older than ``min_age``."""
@@ -344,13 +338,4 @@ class PgBlobStore(BlobStore):
     def prune(self) -> int:
         """Remove empty directories of this node's copies (and the former layout's top,
         once empty)."""
-        pruned = 0
-        for top, keep in ((self._objects, self._objects_str), (self._former, "")):
-            for dirpath, _dirs, _files in os.walk(top, topdown=False):
-                if dirpath != keep:
-                    try:
-                        os.rmdir(dirpath)
-                    except OSError:
-                        continue
-                    pruned += 1
-        return pruned
+        return prune_empty(((self._objects, True), (self._former, False)))
